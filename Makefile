@@ -1,0 +1,52 @@
+# One command each: `make demo` runs the main job, `make test` sets up and checks everything.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+SEEDS ?= 500
+SEED_BASE ?= 0
+STEPS ?= 2000
+
+.PHONY: demo test check lint typecheck unit sim soak bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/agentflow run examples/demo.yaml --workers 2
+
+# Lint, types and every test: the one command CI runs.
+test: $(STAMP)
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# Deterministic Raft simulation over any range of seeds; a failing seed prints itself.
+sim: $(STAMP)
+	$(PY) -m agentflow.testing.sim --seeds $(SEEDS) --seed-base $(SEED_BASE) --steps $(STEPS)
+
+soak: $(STAMP)
+	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 5000
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache agentflow-data

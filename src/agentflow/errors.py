@@ -1,0 +1,192 @@
+"""The one error tree of AgentFlow.
+
+Every error a caller can see derives from :class:`AgentFlowError`, so callers may catch at any
+level::
+
+    AgentFlowError
+    ├── ConfigError                 bad flags, environment or config file (CLI exit 2)
+    ├── ClientError                 the request is wrong; retrying it unchanged cannot help
+    │   ├── ValidationError         422: a field is missing, malformed or out of range
+    │   ├── PayloadTooLargeError    413: body, output or message over its limit
+    │   ├── NotFoundError           404: unknown task, worker, workflow, lock or agent
+    │   ├── ConflictError           409: state forbids it (cancel a finished task, lock held, ...)
+    │   ├── StaleTokenError         409: a fencing token of a superseded attempt or grant
+    │   ├── AuthError               401: missing or wrong token
+    │   └── TimeoutExpiredError     408: a bounded wait ran out (lock wait, request-reply)
+    ├── ServiceError                the service cannot take it now; a retry may succeed
+    │   ├── OverloadedError         429: a queue or inbox is full
+    │   ├── NotLeaderError          503: this master is not the leader (names the one it knows)
+    │   └── UnavailableError        503: no quorum, shutting down, master unreachable
+    └── TaskFailedError             a waited-for task ended failed/cancelled/timed out (SDK only)
+
+Each API-visible class carries an HTTP ``status``, a stable ``code`` and a ``title``; the API
+renders them as ``application/problem+json`` and the CLI as one line and an exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AgentFlowError",
+    "AuthError",
+    "ClientError",
+    "ConfigError",
+    "ConflictError",
+    "NotFoundError",
+    "NotLeaderError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "ServiceError",
+    "StaleTokenError",
+    "TaskFailedError",
+    "TimeoutExpiredError",
+    "UnavailableError",
+    "ValidationError",
+    "error_from_problem",
+]
+
+
+class AgentFlowError(Exception):
+    """Root of every AgentFlow error."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 problem document for this error."""
+        problem: dict[str, Any] = {
+            "type": f"https://agentflow.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance is not None:
+            problem["instance"] = instance
+        problem.update(self.extra)
+        return problem
+
+
+class ConfigError(AgentFlowError):
+    code = "config"
+    title = "Invalid configuration"
+    exit_code = 2
+
+
+class ClientError(AgentFlowError):
+    status = 400
+    code = "bad-request"
+    title = "Bad request"
+    exit_code = 2
+
+
+class ValidationError(ClientError):
+    status = 422
+    code = "validation"
+    title = "Invalid request"
+
+
+class PayloadTooLargeError(ClientError):
+    status = 413
+    code = "too-large"
+    title = "Payload too large"
+
+
+class NotFoundError(ClientError):
+    status = 404
+    code = "not-found"
+    title = "Not found"
+    exit_code = 4
+
+
+class ConflictError(ClientError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+    exit_code = 5
+
+
+class StaleTokenError(ConflictError):
+    code = "stale-token"
+    title = "Stale fencing token"
+
+
+class AuthError(ClientError):
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+    exit_code = 3
+
+
+class TimeoutExpiredError(ClientError):
+    status = 408
+    code = "timeout"
+    title = "Timed out"
+    exit_code = 6
+
+
+class ServiceError(AgentFlowError):
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+    exit_code = 7
+
+
+class OverloadedError(ServiceError):
+    status = 429
+    code = "overloaded"
+    title = "Too many requests"
+
+
+class NotLeaderError(ServiceError):
+    code = "not-leader"
+    title = "Not the leader"
+
+
+class UnavailableError(ServiceError):
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+class TaskFailedError(AgentFlowError):
+    code = "task-failed"
+    title = "Task failed"
+    exit_code = 1
+
+
+_BY_CODE: dict[str, type[AgentFlowError]] = {
+    cls.code: cls
+    for cls in (
+        AgentFlowError,
+        ClientError,
+        ValidationError,
+        PayloadTooLargeError,
+        NotFoundError,
+        ConflictError,
+        StaleTokenError,
+        AuthError,
+        TimeoutExpiredError,
+        OverloadedError,
+        NotLeaderError,
+        UnavailableError,
+    )
+}
+
+
+def error_from_problem(status: int, problem: dict[str, Any]) -> AgentFlowError:
+    """Rebuild the typed error from a problem+json body (used by the SDK)."""
+    cls = _BY_CODE.get(str(problem.get("code", "")))
+    if cls is None:
+        cls = ClientError if 400 <= status < 500 else ServiceError
+    detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
+    known = {"type", "title", "status", "detail", "code", "instance"}
+    extra = {k: v for k, v in problem.items() if k not in known}
+    return cls(detail, **extra)

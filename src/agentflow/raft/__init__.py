@@ -1,0 +1,1 @@
+"""The Raft consensus core (being built; see issue 3)."""
