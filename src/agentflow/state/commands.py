@@ -1,0 +1,217 @@
+"""Commands: every change to replicated state is one of these, in the log.
+
+Commands are imperative, frozen value types. Time enters as ``now_ms``, stamped by the leader
+when it proposes; ``apply`` never reads a clock. The wire form is msgpack of
+``[name, {field: value}]``; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import msgpack
+
+__all__ = [
+    "AssignTasks",
+    "CancelTask",
+    "Command",
+    "DeregisterWorker",
+    "MarkWorkersLost",
+    "NewTask",
+    "RegisterWorker",
+    "ReleaseDueTasks",
+    "ReportAttempts",
+    "SetPriority",
+    "SetWorkerDraining",
+    "SubmitTasks",
+    "TaskOutcome",
+    "WorkerDisconnected",
+    "decode_command",
+    "encode_command",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """Base of every command. ``now_ms`` is the leader's clock when it proposed."""
+
+    now_ms: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Command:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTask:
+    """One task as submitted, already validated and given its id by the proposer."""
+
+    id: str
+    title: str
+    description: str
+    spec: dict[str, Any]
+    priority: str = "medium"
+    group: str = "default"
+    timeout_s: float | None = None
+    max_retries: int = 0
+    retry_backoff_s: float = 1.0
+    resources: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitTasks(Command):
+    """Accept tasks; a repeated idempotency key returns the first task instead."""
+
+    tasks: list[NewTask]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "now_ms": self.now_ms,
+            "tasks": [{f.name: getattr(t, f.name) for f in fields(t)} for t in self.tasks],
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Command:
+        return cls(now_ms=data["now_ms"], tasks=[NewTask(**t) for t in data["tasks"]])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssignTasks(Command):
+    """Give queued tasks to workers; each attempt's fencing token is this entry's index."""
+
+    assignments: list[tuple[str, str]]  # (task id, worker id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOutcome:
+    task_id: str
+    fencing_token: int
+    status: str  # completed | failed | timed_out | cancelled
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportAttempts(Command):
+    """What one worker saw since its last report: starts, output, finished attempts."""
+
+    worker_id: str
+    started: list[tuple[str, int]] = field(default_factory=list)  # (task id, token)
+    output: list[tuple[str, int, str, bytes]] = field(default_factory=list)  # id, token, stream
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["outcomes"] = [{f.name: getattr(o, f.name) for f in fields(o)} for o in self.outcomes]
+        return data
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Command:
+        data = dict(data)
+        data["started"] = [tuple(s) for s in data["started"]]
+        data["output"] = [tuple(o) for o in data["output"]]
+        data["outcomes"] = [TaskOutcome(**o) for o in data["outcomes"]]
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelTask(Command):
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetPriority(Command):
+    task_id: str
+    priority: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseDueTasks(Command):
+    """Move tasks whose retry backoff has passed (by ``now_ms``) back into the ready queue."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterWorker(Command):
+    """A worker (re)connected; ``running`` is what it says it still runs."""
+
+    worker_id: str
+    group: str
+    slots: int
+    resources: dict[str, float]
+    labels: dict[str, str]
+    hostname: str
+    running: list[tuple[str, int]] = field(default_factory=list)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Command:
+        data = dict(data)
+        data["running"] = [tuple(r) for r in data["running"]]
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerDisconnected(Command):
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkWorkersLost(Command):
+    """Workers silent past the loss timeout: their attempts are requeued."""
+
+    worker_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetWorkerDraining(Command):
+    worker_id: str
+    draining: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeregisterWorker(Command):
+    worker_id: str
+    force: bool = False
+
+
+def _fix_tuples(cls: type[Command], data: dict[str, Any]) -> dict[str, Any]:
+    if cls is AssignTasks:
+        data = dict(data)
+        data["assignments"] = [tuple(a) for a in data["assignments"]]
+    return data
+
+
+_REGISTRY: dict[str, type[Command]] = {
+    cls.__name__: cls
+    for cls in (
+        SubmitTasks,
+        AssignTasks,
+        ReportAttempts,
+        CancelTask,
+        SetPriority,
+        ReleaseDueTasks,
+        RegisterWorker,
+        WorkerDisconnected,
+        MarkWorkersLost,
+        SetWorkerDraining,
+        DeregisterWorker,
+    )
+}
+
+
+def encode_command(command: Command) -> bytes:
+    packed: bytes = msgpack.packb([type(command).__name__, command.to_wire()], use_bin_type=True)
+    return packed
+
+
+def decode_command(data: bytes) -> Command:
+    name, body = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown command {name!r}")
+    return cls.from_wire(_fix_tuples(cls, body))

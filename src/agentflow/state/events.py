@@ -1,0 +1,57 @@
+"""Events: what ``apply`` tells the shell happened, in past tense.
+
+The state machine appends events while applying; the shell drains them after each batch to wake
+waiters, push assignments and cancellations to worker sessions and feed the event stream. Events
+are facts about applied state, identical on every replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CancelRequested",
+    "Event",
+    "OutputAppended",
+    "TaskAssigned",
+    "TaskChanged",
+    "WorkerChanged",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    index: int  # log index of the command that caused it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskChanged(Event):
+    task_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskAssigned(Event):
+    task_id: str
+    worker_id: str
+    fencing_token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelRequested(Event):
+    task_id: str
+    worker_id: str
+    fencing_token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputAppended(Event):
+    task_id: str
+    stream: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerChanged(Event):
+    worker_id: str
+    state: str

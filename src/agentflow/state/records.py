@@ -1,0 +1,180 @@
+"""Records held by the replicated state machine: tasks, attempts, workers.
+
+Records are plain slotted dataclasses mutated only by ``apply``; every field is a value that
+survives a msgpack round trip, so a snapshot is ``to_wire`` of each record.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any, Self
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Attempt",
+    "Priority",
+    "TaskRecord",
+    "TaskSpec",
+    "TaskStatus",
+    "WorkerRecord",
+    "WorkerState",
+]
+
+
+class Priority(enum.StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    UPSTREAM_FAILED = "upstream_failed"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        TaskStatus.COMPLETED,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.TIMED_OUT,
+        TaskStatus.UPSTREAM_FAILED,
+    }
+)
+
+
+class WorkerState(enum.StrEnum):
+    ACTIVE = "active"
+    BUSY = "busy"
+    DRAINING = "draining"
+    OFFLINE = "offline"
+    LOST = "lost"
+
+
+class _Wire:
+    """msgpack-friendly conversion shared by every record."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Self:
+        return cls(**data)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, _Wire):
+        return value.to_wire()
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec(_Wire):
+    """What to run: exactly one of command, args, agent (+prompt) is set."""
+
+    command: str | None = None
+    args: list[str] | None = None
+    agent: str | None = None
+    prompt: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Attempt(_Wire):
+    number: int
+    fencing_token: int
+    worker_id: str
+    assigned_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+    exit_code: int | None = None
+    status: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRecord(_Wire):
+    id: str
+    title: str
+    description: str
+    spec: TaskSpec
+    priority: Priority
+    group: str
+    timeout_s: float | None
+    max_retries: int
+    retry_backoff_s: float
+    resources: dict[str, float]
+    labels: dict[str, str]
+    idempotency_key: str | None
+    created_at: int
+    status: TaskStatus = TaskStatus.QUEUED
+    enqueued_at: int = 0
+    not_before: int = 0
+    retries: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    exit_code: int | None = None
+    reason: str | None = None
+    worker_id: str | None = None
+    fencing_token: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    cancel_requested: bool = False
+
+    @property
+    def current(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Self:
+        data = dict(data)
+        data["spec"] = TaskSpec.from_wire(data["spec"])
+        data["priority"] = Priority(data["priority"])
+        data["status"] = TaskStatus(data["status"])
+        data["attempts"] = [Attempt.from_wire(a) for a in data["attempts"]]
+        return cls(**data)
+
+
+@dataclass(slots=True, kw_only=True)
+class WorkerRecord(_Wire):
+    id: str
+    group: str
+    slots: int
+    resources: dict[str, float]
+    labels: dict[str, str]
+    hostname: str
+    registered_at: int
+    state: WorkerState = WorkerState.ACTIVE
+    draining: bool = False
+    running: dict[str, int] = field(default_factory=dict)  # task id -> fencing token
+    last_seen_at: int = 0
+    lost_at: int | None = None
+    completed: int = 0
+    failed: int = 0
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - len(self.running)
+
+    @property
+    def live(self) -> bool:
+        return self.state in (WorkerState.ACTIVE, WorkerState.BUSY)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Self:
+        data = dict(data)
+        data["state"] = WorkerState(data["state"])
+        return cls(**data)

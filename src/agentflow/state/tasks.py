@@ -1,0 +1,263 @@
+"""Task commands: submit, assign, report, cancel, re-prioritise, release backed-off tasks."""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+from agentflow.errors import ConflictError, NotFoundError, StaleTokenError
+from agentflow.state.commands import (
+    AssignTasks,
+    CancelTask,
+    NewTask,
+    ReleaseDueTasks,
+    ReportAttempts,
+    SetPriority,
+    SubmitTasks,
+    TaskOutcome,
+)
+from agentflow.state.events import CancelRequested, OutputAppended, TaskAssigned
+from agentflow.state.records import (
+    TERMINAL_STATUSES,
+    Attempt,
+    Priority,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+)
+
+if TYPE_CHECKING:
+    from agentflow.state.machine import StateMachine
+
+__all__ = ["assign", "cancel", "release_due", "report", "set_priority", "submit"]
+
+_ACTIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
+
+
+def submit(sm: StateMachine, index: int, cmd: SubmitTasks) -> list[tuple[str, bool]]:
+    """Returns ``(task id, created)`` per submitted task, in order."""
+    results: list[tuple[str, bool]] = []
+    for new in cmd.tasks:
+        if new.idempotency_key is not None:
+            existing = sm.idempotency.get(new.idempotency_key)
+            if existing is not None:
+                results.append((existing, False))
+                continue
+        if new.id in sm.tasks:
+            raise ConflictError(f"task id {new.id} already exists")
+        task = _record(new, cmd.now_ms)
+        sm.tasks[task.id] = task
+        sm.status_counts[TaskStatus.QUEUED] += 1
+        if task.idempotency_key is not None:
+            sm.idempotency[task.idempotency_key] = task.id
+        sm.enqueue(task, cmd.now_ms)
+        sm.totals["submitted"] += 1
+        results.append((task.id, True))
+    return results
+
+
+def _record(new: NewTask, now_ms: int) -> TaskRecord:
+    return TaskRecord(
+        id=new.id,
+        title=new.title,
+        description=new.description,
+        spec=TaskSpec(**new.spec),
+        priority=Priority(new.priority),
+        group=new.group,
+        timeout_s=new.timeout_s,
+        max_retries=new.max_retries,
+        retry_backoff_s=new.retry_backoff_s,
+        resources=dict(new.resources),
+        labels=dict(new.labels),
+        idempotency_key=new.idempotency_key,
+        created_at=now_ms,
+    )
+
+
+def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
+    """Start an attempt for each still-valid pair; returns the task ids actually assigned."""
+    assigned: list[str] = []
+    for task_id, worker_id in cmd.assignments:
+        task = sm.tasks.get(task_id)
+        worker = sm.workers.get(worker_id)
+        if task is None or worker is None or task.status is not TaskStatus.QUEUED:
+            continue
+        if task.not_before or not worker.live or worker.draining or worker.free_slots <= 0:
+            continue
+        if worker.group != task.group:
+            continue
+        sm.ready.remove(task.group, task.id)
+        attempt = Attempt(
+            number=len(task.attempts) + 1,
+            fencing_token=index,
+            worker_id=worker_id,
+            assigned_at=cmd.now_ms,
+        )
+        task.attempts.append(attempt)
+        task.worker_id = worker_id
+        task.fencing_token = index
+        worker.running[task_id] = index
+        sm.set_status(task, TaskStatus.ASSIGNED, index)
+        sm.refresh_worker(worker, index)
+        sm.events.append(
+            TaskAssigned(index=index, task_id=task_id, worker_id=worker_id, fencing_token=index)
+        )
+        assigned.append(task_id)
+    return assigned
+
+
+def report(sm: StateMachine, index: int, cmd: ReportAttempts) -> list[bool]:
+    """Apply a worker's report; returns, per outcome, whether it was accepted."""
+    for task_id, token in cmd.started:
+        task = _current(sm, task_id, token)
+        if task is not None and task.status is TaskStatus.ASSIGNED:
+            attempt = task.attempts[-1]
+            attempt.started_at = cmd.now_ms
+            task.started_at = task.started_at or cmd.now_ms
+            sm.set_status(task, TaskStatus.RUNNING, index)
+    for task_id, token, stream, data in cmd.output:
+        if _current(sm, task_id, token) is not None and stream in ("stdout", "stderr"):
+            sm.output_of(task_id)[stream].append(data)
+            sm.events.append(OutputAppended(index=index, task_id=task_id, stream=stream, data=data))
+    return [finish_attempt(sm, index, cmd.now_ms, cmd.worker_id, o) for o in cmd.outcomes]
+
+
+def _current(sm: StateMachine, task_id: str, token: int) -> TaskRecord | None:
+    """The task if ``token`` is its live attempt's fencing token, else None (superseded)."""
+    task = sm.tasks.get(task_id)
+    if task is None or task.fencing_token != token:
+        return None
+    if task.status not in _ACTIVE and not task.cancel_requested:
+        return None
+    return task
+
+
+def finish_attempt(
+    sm: StateMachine, index: int, now_ms: int, worker_id: str, outcome: TaskOutcome
+) -> bool:
+    worker = sm.workers.get(worker_id)
+    if worker is not None and worker.running.get(outcome.task_id) == outcome.fencing_token:
+        del worker.running[outcome.task_id]
+        worker.completed += outcome.status == "completed"
+        worker.failed += outcome.status != "completed"
+        sm.refresh_worker(worker, index)
+    task = _current(sm, outcome.task_id, outcome.fencing_token)
+    if task is None:
+        return False
+    attempt = task.attempts[-1]
+    attempt.finished_at = now_ms
+    attempt.exit_code = outcome.exit_code
+    attempt.status = outcome.status
+    attempt.reason = outcome.reason
+    task.exit_code = outcome.exit_code
+    task.reason = outcome.reason
+    if task.status in TERMINAL_STATUSES:  # cancelled while running: the kill is confirmed
+        return True
+    task.finished_at = now_ms
+    if outcome.status == "completed":
+        sm.totals["completed"] += 1
+        sm.set_status(task, TaskStatus.COMPLETED, index)
+    elif outcome.status in ("failed", "timed_out", "cancelled"):
+        _failed_attempt(sm, index, now_ms, task, outcome.status)
+    return True
+
+
+def _failed_attempt(
+    sm: StateMachine, index: int, now_ms: int, task: TaskRecord, status: str
+) -> None:
+    if status == "timed_out":
+        sm.totals["timed_out"] += 1
+    if task.retries < task.max_retries:
+        task.retries += 1
+        sm.totals["retried"] += 1
+        backoff_s = min(task.retry_backoff_s * 2 ** (task.retries - 1), sm.limits.max_backoff_s)
+        task.worker_id = None
+        task.finished_at = None
+        sm.set_status(task, TaskStatus.QUEUED, index)
+        if backoff_s > 0:
+            sm.delay(task, now_ms + int(backoff_s * 1000))
+        else:
+            sm.enqueue(task, now_ms)
+        return
+    sm.totals["failed"] += 1
+    final = TaskStatus.TIMED_OUT if status == "timed_out" else TaskStatus.FAILED
+    sm.set_status(task, final, index)
+
+
+def requeue_lost(sm: StateMachine, index: int, now_ms: int, task: TaskRecord) -> None:
+    """The attempt's worker is gone: requeue without spending a retry."""
+    attempt = task.attempts[-1]
+    attempt.finished_at = now_ms
+    attempt.status = "lost"
+    attempt.reason = f"worker {attempt.worker_id} lost"
+    if task.cancel_requested:
+        return
+    task.worker_id = None
+    sm.totals["requeued"] += 1
+    sm.set_status(task, TaskStatus.QUEUED, index)
+    sm.enqueue(task, now_ms)
+
+
+def cancel(sm: StateMachine, index: int, cmd: CancelTask) -> str:
+    task = sm.tasks.get(cmd.task_id)
+    if task is None:
+        raise NotFoundError(f"no task {cmd.task_id}", task_id=cmd.task_id)
+    if task.status in TERMINAL_STATUSES:
+        raise ConflictError(
+            f"task {task.id} already {task.status.value}", task_id=task.id, status=task.status
+        )
+    if task.status in _ACTIVE and task.worker_id is not None and task.fencing_token is not None:
+        task.cancel_requested = True
+        sm.events.append(
+            CancelRequested(
+                index=index,
+                task_id=task.id,
+                worker_id=task.worker_id,
+                fencing_token=task.fencing_token,
+            )
+        )
+    else:
+        sm.ready.remove(task.group, task.id)
+        task.not_before = 0
+    task.finished_at = cmd.now_ms
+    task.reason = "cancelled"
+    sm.totals["cancelled"] += 1
+    sm.set_status(task, TaskStatus.CANCELLED, index)
+    return task.id
+
+
+def set_priority(sm: StateMachine, index: int, cmd: SetPriority) -> str:
+    task = sm.tasks.get(cmd.task_id)
+    if task is None:
+        raise NotFoundError(f"no task {cmd.task_id}", task_id=cmd.task_id)
+    if task.status not in (TaskStatus.QUEUED, TaskStatus.PENDING):
+        raise ConflictError(
+            f"task {task.id} is {task.status.value}; only a waiting task can change priority",
+            task_id=task.id,
+        )
+    task.priority = Priority(cmd.priority)
+    if task.status is TaskStatus.QUEUED and not task.not_before:
+        key = sm.policy.static_key(task.priority, task.enqueued_at, task.retries)
+        sm.ready.push(task.group, task.id, key)
+    return task.id
+
+
+def release_due(sm: StateMachine, index: int, cmd: ReleaseDueTasks) -> int:
+    released = 0
+    while sm.delayed and sm.delayed[0][0] <= cmd.now_ms:
+        not_before, task_id = heapq.heappop(sm.delayed)
+        task = sm.tasks.get(task_id)
+        if task is None or task.status is not TaskStatus.QUEUED or task.not_before != not_before:
+            continue
+        task.not_before = 0
+        sm.enqueue(task, cmd.now_ms)
+        released += 1
+    return released
+
+
+def check_token(sm: StateMachine, task_id: str, token: int) -> TaskRecord:
+    """The live task for a fencing token, or StaleTokenError (used by lock and message calls)."""
+    task = _current(sm, task_id, token)
+    if task is None:
+        raise StaleTokenError(f"token {token} is not the live attempt of task {task_id}")
+    return task

@@ -1,0 +1,126 @@
+"""Worker commands: register (and reconcile), disconnect, loss, drain, deregister."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agentflow.errors import ConflictError, NotFoundError
+from agentflow.state.commands import (
+    DeregisterWorker,
+    MarkWorkersLost,
+    RegisterWorker,
+    SetWorkerDraining,
+    WorkerDisconnected,
+)
+from agentflow.state.events import WorkerChanged
+from agentflow.state.records import TaskStatus, WorkerRecord, WorkerState
+from agentflow.state.tasks import requeue_lost
+
+if TYPE_CHECKING:
+    from agentflow.state.machine import StateMachine
+
+__all__ = ["deregister", "disconnected", "mark_lost", "register", "set_draining"]
+
+
+def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any]:
+    """(Re)register a worker and reconcile what it runs with what the state says.
+
+    Attempts the state gave this worker but that it no longer runs are requeued; attempts it
+    runs that are superseded (or unknown) are returned under ``"cancel"`` for the shell to kill.
+    """
+    worker = sm.workers.get(cmd.worker_id)
+    if worker is None:
+        worker = WorkerRecord(
+            id=cmd.worker_id,
+            group=cmd.group,
+            slots=cmd.slots,
+            resources=dict(cmd.resources),
+            labels=dict(cmd.labels),
+            hostname=cmd.hostname,
+            registered_at=cmd.now_ms,
+        )
+        sm.workers[worker.id] = worker
+    else:
+        worker.group = cmd.group
+        worker.slots = cmd.slots
+        worker.resources = dict(cmd.resources)
+        worker.labels = dict(cmd.labels)
+        worker.hostname = cmd.hostname
+    reported = dict(cmd.running)
+    for task_id, token in list(worker.running.items()):
+        if reported.get(task_id) != token:
+            del worker.running[task_id]
+            task = sm.tasks.get(task_id)
+            if task is not None and task.fencing_token == token:
+                _lose_attempt(sm, index, cmd.now_ms, task_id)
+    cancel = [
+        (task_id, token) for task_id, token in cmd.running if worker.running.get(task_id) != token
+    ]
+    worker.last_seen_at = cmd.now_ms
+    worker.lost_at = None
+    _set_state(sm, worker, WorkerState.DRAINING if worker.draining else WorkerState.ACTIVE, index)
+    sm.refresh_worker(worker, index)
+    return {"worker_id": worker.id, "cancel": cancel}
+
+
+def _lose_attempt(sm: StateMachine, index: int, now_ms: int, task_id: str) -> None:
+    task = sm.tasks[task_id]
+    if task.status in (TaskStatus.ASSIGNED, TaskStatus.RUNNING) or task.cancel_requested:
+        requeue_lost(sm, index, now_ms, task)
+        task.cancel_requested = False
+
+
+def _set_state(sm: StateMachine, worker: WorkerRecord, state: WorkerState, index: int) -> None:
+    if worker.state is not state:
+        worker.state = state
+        sm.events.append(WorkerChanged(index=index, worker_id=worker.id, state=state.value))
+
+
+def disconnected(sm: StateMachine, index: int, cmd: WorkerDisconnected) -> None:
+    worker = sm.workers.get(cmd.worker_id)
+    if worker is not None and worker.state is not WorkerState.LOST:
+        worker.last_seen_at = cmd.now_ms
+        _set_state(sm, worker, WorkerState.OFFLINE, index)
+
+
+def mark_lost(sm: StateMachine, index: int, cmd: MarkWorkersLost) -> list[str]:
+    """Declare workers lost; every attempt they held is requeued. Returns the requeued ids."""
+    requeued: list[str] = []
+    for worker_id in cmd.worker_ids:
+        worker = sm.workers.get(worker_id)
+        if worker is None or worker.state is WorkerState.LOST:
+            continue
+        for task_id, token in list(worker.running.items()):
+            task = sm.tasks.get(task_id)
+            if task is not None and task.fencing_token == token:
+                _lose_attempt(sm, index, cmd.now_ms, task_id)
+                requeued.append(task_id)
+        worker.running.clear()
+        worker.lost_at = cmd.now_ms
+        _set_state(sm, worker, WorkerState.LOST, index)
+    return requeued
+
+
+def set_draining(sm: StateMachine, index: int, cmd: SetWorkerDraining) -> str:
+    worker = sm.workers.get(cmd.worker_id)
+    if worker is None:
+        raise NotFoundError(f"no worker {cmd.worker_id}", worker_id=cmd.worker_id)
+    worker.draining = cmd.draining
+    if worker.state in (WorkerState.ACTIVE, WorkerState.BUSY, WorkerState.DRAINING):
+        _set_state(sm, worker, WorkerState.DRAINING if cmd.draining else WorkerState.ACTIVE, index)
+        sm.refresh_worker(worker, index)
+    return worker.state.value
+
+
+def deregister(sm: StateMachine, index: int, cmd: DeregisterWorker) -> str:
+    worker = sm.workers.get(cmd.worker_id)
+    if worker is None:
+        raise NotFoundError(f"no worker {cmd.worker_id}", worker_id=cmd.worker_id)
+    if worker.running and not cmd.force:
+        raise ConflictError(
+            f"worker {worker.id} runs {len(worker.running)} task(s); drain it or force",
+            worker_id=worker.id,
+        )
+    mark_lost(sm, index, MarkWorkersLost(now_ms=cmd.now_ms, worker_ids=[worker.id]))
+    del sm.workers[worker.id]
+    return worker.id
