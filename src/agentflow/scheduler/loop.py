@@ -1,0 +1,123 @@
+"""The leader's control loop: turn state and the clock into commands.
+
+One coroutine, woken by applied events (new queued tasks, freed slots, workers joining) or a
+timer: it proposes ``AssignTasks`` from the placement policy, ``ReleaseDueTasks`` when a retry
+backoff has passed, and ``MarkWorkersLost`` for workers silent past the loss timeout. Worker
+liveness is tracked here, in memory, from session traffic; after a leader change every worker
+gets a full loss timeout again (never declared lost early).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agentflow.errors import AgentFlowError
+from agentflow.scheduler.placement import plan_assignments
+from agentflow.state import Command, StateMachine
+from agentflow.state.commands import AssignTasks, MarkWorkersLost, ReleaseDueTasks
+from agentflow.state.events import Event, TaskChanged, WorkerChanged
+from agentflow.state.records import WorkerState
+
+__all__ = ["Proposer", "Scheduler", "SchedulerConfig"]
+
+log = logging.getLogger(__name__)
+
+
+class Proposer(Protocol):
+    """What the loop needs of the command log (structurally, the cluster's ``CommandLog``)."""
+
+    @property
+    def machine(self) -> StateMachine: ...
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    async def propose(self, command: Command) -> Any: ...
+
+    def subscribe(self, sink: Callable[[list[Event]], None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerConfig:
+    worker_loss_timeout_s: float = 30.0
+    tick_s: float = 1.0
+    max_assignments_per_pass: int = 4096
+
+
+class Scheduler:
+    def __init__(
+        self, log_: Proposer, clock_ms: Callable[[], int], config: SchedulerConfig
+    ) -> None:
+        self._log = log_
+        self._now_ms = clock_ms
+        self._config = config
+        self._wake = asyncio.Event()
+        self._last_contact: dict[str, int] = {}
+        self._armed_at = clock_ms()
+        log_.subscribe(self._on_events)
+
+    def touch(self, worker_id: str) -> None:
+        """A worker was heard from (any session frame)."""
+        self._last_contact[worker_id] = self._now_ms()
+
+    def last_contact_ms(self, worker_id: str) -> int | None:
+        return self._last_contact.get(worker_id)
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, TaskChanged | WorkerChanged):
+                self._wake.set()
+                return
+
+    async def run(self) -> None:
+        """Run until cancelled. Errors in one pass are logged; the loop goes on."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._next_timeout_s())
+            self._wake.clear()
+            try:
+                await self._pass()
+            except AgentFlowError as exc:
+                log.warning("scheduling pass refused: %s", exc)
+
+    def _next_timeout_s(self) -> float:
+        timeout = self._config.tick_s
+        due = self._log.machine.next_due_ms()
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - self._now_ms()) / 1000.0))
+        return timeout
+
+    async def _pass(self) -> None:
+        if not self._log.is_leader:
+            return
+        sm = self._log.machine
+        now = self._now_ms()
+        due = sm.next_due_ms()
+        if due is not None and due <= now:
+            await self._log.propose(ReleaseDueTasks(now_ms=now))
+        lost = self._silent_workers(now)
+        if lost:
+            log.warning("workers lost (silent > %ss): %s", self._config.worker_loss_timeout_s, lost)
+            await self._log.propose(MarkWorkersLost(now_ms=now, worker_ids=lost))
+        plan = plan_assignments(sm, max_assignments=self._config.max_assignments_per_pass)
+        if plan:
+            await self._log.propose(AssignTasks(now_ms=self._now_ms(), assignments=plan))
+
+    def _silent_workers(self, now: int) -> list[str]:
+        limit_ms = int(self._config.worker_loss_timeout_s * 1000)
+        silent = []
+        for worker in self._log.machine.workers.values():
+            if worker.state is WorkerState.LOST:
+                continue
+            heard = max(self._last_contact.get(worker.id, 0), self._armed_at)
+            if now - heard > limit_ms:
+                silent.append(worker.id)
+        return silent
