@@ -9,6 +9,7 @@ level::
     │   ├── ValidationError         422: a field is missing, malformed or out of range
     │   ├── PayloadTooLargeError    413: body, output or message over its limit
     │   ├── NotFoundError           404: unknown task, worker, workflow, lock or agent
+    │   ├── MethodNotAllowedError   405: the route exists, the method does not
     │   ├── ConflictError           409: state forbids it (cancel a finished task, lock held, ...)
     │   ├── StaleTokenError         409: a fencing token of a superseded attempt or grant
     │   ├── AuthError               401: missing or wrong token
@@ -33,6 +34,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ConflictError",
+    "MethodNotAllowedError",
     "NotFoundError",
     "NotLeaderError",
     "OverloadedError",
@@ -107,6 +109,12 @@ class NotFoundError(ClientError):
     exit_code = 4
 
 
+class MethodNotAllowedError(ClientError):
+    status = 405
+    code = "method-not-allowed"
+    title = "Method not allowed"
+
+
 class ConflictError(ClientError):
     status = 409
     code = "conflict"
@@ -170,6 +178,7 @@ _BY_CODE: dict[str, type[AgentFlowError]] = {
         ValidationError,
         PayloadTooLargeError,
         NotFoundError,
+        MethodNotAllowedError,
         ConflictError,
         StaleTokenError,
         AuthError,

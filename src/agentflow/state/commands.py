@@ -92,7 +92,7 @@ class AssignTasks(Command):
 class TaskOutcome:
     task_id: str
     fencing_token: int
-    status: str  # completed | failed | timed_out | cancelled
+    status: str  # completed | failed | timed_out | cancelled | rejected
     exit_code: int | None = None
     reason: str | None = None
 

@@ -157,6 +157,9 @@ def finish_attempt(
     if outcome.status == "completed":
         sm.totals["completed"] += 1
         sm.set_status(task, TaskStatus.COMPLETED, index)
+    elif outcome.status == "rejected":  # the worker refused it unstarted (draining)
+        task.finished_at = None
+        requeue_lost(sm, index, now_ms, task)
     elif outcome.status in ("failed", "timed_out", "cancelled"):
         _failed_attempt(sm, index, now_ms, task, outcome.status)
     return True
@@ -188,8 +191,8 @@ def requeue_lost(sm: StateMachine, index: int, now_ms: int, task: TaskRecord) ->
     """The attempt's worker is gone: requeue without spending a retry."""
     attempt = task.attempts[-1]
     attempt.finished_at = now_ms
-    attempt.status = "lost"
-    attempt.reason = f"worker {attempt.worker_id} lost"
+    attempt.status = attempt.status or "lost"
+    attempt.reason = attempt.reason or f"worker {attempt.worker_id} lost"
     if task.cancel_requested:
         return
     task.worker_id = None

@@ -1,0 +1,111 @@
+"""The FastAPI application of a master."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pydantic
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentflow._version import __version__
+from agentflow.api import task_routes, worker_routes
+from agentflow.api.metrics import make_registry
+from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
+from agentflow.api.service import MasterService
+from agentflow.errors import (
+    AgentFlowError,
+    ClientError,
+    MethodNotAllowedError,
+    NotFoundError,
+    ValidationError,
+)
+
+__all__ = ["create_app"]
+
+
+def create_app(service: MasterService) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        runner = asyncio.create_task(service.run(), name="master-loops")
+        try:
+            yield
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            await service.stop()
+
+    app = FastAPI(
+        title="AgentFlow",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+    )
+    app.state.service = service
+    app.add_middleware(AuthMiddleware, token=service.config.api_token)
+    _install_error_handlers(app)
+    app.include_router(task_routes.router)
+    app.include_router(worker_routes.router)
+    registry = make_registry(service)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(_health(service))
+
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/api/v1/health", health, methods=["GET"])
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _health(service: MasterService) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "version": __version__,
+        "node_id": service.config.node_id,
+        "role": "leader" if service.log.is_leader else "follower",
+        "applied_index": service.machine.applied_index,
+        "workers": sum(1 for w in service.machine.workers.values() if w.live),
+    }
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AgentFlowError)
+    async def _agentflow(request: Request, exc: AgentFlowError) -> JSONResponse:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": str(e["msg"])}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        return problem_response(ValidationError(detail, errors=problems), request.url.path)
+
+    @app.exception_handler(pydantic.ValidationError)
+    async def _pydantic(request: Request, exc: pydantic.ValidationError) -> JSONResponse:
+        return problem_response(validation_error(exc), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error: AgentFlowError
+        if exc.status_code == 404:
+            error = NotFoundError(f"no route {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+        else:
+            error = ClientError(str(exc.detail))
+        return problem_response(error, request.url.path)

@@ -1,0 +1,52 @@
+"""Prometheus metrics, read from the state machine at scrape time (no double bookkeeping)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from agentflow.api.service import MasterService
+from agentflow.state import TaskStatus
+
+__all__ = ["make_registry"]
+
+
+class _StateCollector(Collector):
+    def __init__(self, svc: MasterService) -> None:
+        self._svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        sm = self._svc.machine
+        tasks = GaugeMetricFamily("agentflow_tasks", "Tasks by status", labels=["status"])
+        for status in TaskStatus:
+            tasks.add_metric([status.value], sm.status_counts[status])
+        yield tasks
+        totals = CounterMetricFamily(
+            "agentflow_tasks_events", "Task outcomes since the cluster began", labels=["event"]
+        )
+        for name in ("submitted", "completed", "failed", "retried", "timed_out", "cancelled"):
+            totals.add_metric([name], sm.totals[name])
+        yield totals
+        workers = GaugeMetricFamily("agentflow_workers", "Workers by state", labels=["state"])
+        counts: dict[str, int] = {}
+        for worker in sm.workers.values():
+            counts[worker.state.value] = counts.get(worker.state.value, 0) + 1
+        for state, n in sorted(counts.items()):
+            workers.add_metric([state], n)
+        yield workers
+        yield GaugeMetricFamily(
+            "agentflow_free_slots",
+            "Free task slots on live workers",
+            value=sum(w.free_slots for w in sm.workers.values() if w.live),
+        )
+        yield GaugeMetricFamily(
+            "agentflow_applied_index", "Last applied log index", value=sm.applied_index
+        )
+
+
+def make_registry(svc: MasterService) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(_StateCollector(svc))
+    return registry

@@ -1,0 +1,125 @@
+"""Request bodies of the HTTP API (pydantic v2). Unknown fields are refused, not ignored."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agentflow.state.commands import NewTask
+
+__all__ = [
+    "PriorityName",
+    "ResourcesIn",
+    "TaskBatchIn",
+    "TaskIn",
+    "TaskPatchIn",
+    "WorkerPatchIn",
+    "new_task_id",
+]
+
+PriorityName = Literal["urgent", "high", "medium", "low"]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+MAX_COMMAND_CHARS = 128 * 1024
+
+
+def new_task_id() -> str:
+    return "t-" + secrets.token_hex(8)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ResourcesIn(_Strict):
+    cpu: float = Field(default=0, ge=0, le=4096)
+    memory_mb: float = Field(default=0, ge=0, le=1 << 30)
+    gpu: float = Field(default=0, ge=0, le=1024)
+
+
+class TaskIn(_Strict):
+    """One task. Exactly one of ``command``, ``args``, ``agent`` (+``prompt``) says what runs;
+    with none of them, a non-empty ``description`` is the shell command (the seed's form)."""
+
+    title: str = Field(default="", max_length=1024)
+    description: str = Field(default="", max_length=MAX_COMMAND_CHARS)
+    command: str | None = Field(default=None, max_length=MAX_COMMAND_CHARS)
+    args: list[Annotated[str, Field(max_length=MAX_COMMAND_CHARS)]] | None = Field(
+        default=None, max_length=4096
+    )
+    agent: str | None = Field(default=None, max_length=128)
+    prompt: str | None = Field(default=None, max_length=MAX_COMMAND_CHARS)
+    env: dict[str, str] = Field(default_factory=dict, max_length=1024)
+    cwd: str | None = Field(default=None, max_length=4096)
+    priority: PriorityName = "medium"
+    group: Name = "default"
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    max_retries: int = Field(default=0, ge=0, le=100)
+    retry_backoff_s: float = Field(default=1.0, ge=0, le=3600)
+    resources: ResourcesIn = Field(default_factory=ResourcesIn)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not key or "=" in key or "\0" in key:
+                raise ValueError(f"invalid environment variable name {key!r}")
+        return env
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> TaskIn:
+        given = [n for n in ("command", "args", "agent") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of command, args, agent (got {', '.join(given)})")
+        if self.command is not None and not self.command.strip():
+            raise ValueError("command is empty")
+        if self.args is not None and (not self.args or not self.args[0]):
+            raise ValueError("args is empty: give at least the program")
+        if self.agent is not None and not self.prompt:
+            raise ValueError("agent needs a prompt")
+        if self.prompt is not None and self.agent is None:
+            raise ValueError("prompt needs an agent")
+        if not given and not self.description.strip():
+            raise ValueError("nothing to run: give command, args, agent+prompt, or a description")
+        return self
+
+    def to_new_task(self) -> NewTask:
+        spec: dict[str, Any] = {"env": dict(self.env), "cwd": self.cwd}
+        if self.args is not None:
+            spec["args"] = list(self.args)
+        elif self.agent is not None:
+            spec["agent"], spec["prompt"] = self.agent, self.prompt
+        else:
+            spec["command"] = self.command if self.command is not None else self.description
+        title = self.title or (self.command or self.description or " ".join(self.args or []))
+        resources = {k: v for k, v in self.resources.model_dump().items() if v}
+        return NewTask(
+            id=new_task_id(),
+            title=title[:200],
+            description=self.description,
+            spec=spec,
+            priority=self.priority,
+            group=self.group,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            retry_backoff_s=self.retry_backoff_s,
+            resources=resources,
+            labels=dict(self.labels),
+            idempotency_key=self.idempotency_key,
+        )
+
+
+class TaskBatchIn(_Strict):
+    tasks: list[TaskIn] = Field(min_length=1)
+
+
+class TaskPatchIn(_Strict):
+    priority: PriorityName
+
+
+class WorkerPatchIn(_Strict):
+    state: Literal["draining", "active"]

@@ -1,0 +1,196 @@
+"""The master process's services, assembled: command log, scheduler, sessions, waiters.
+
+:class:`MasterService` owns every background task of a master in one ``TaskGroup`` (started
+by :meth:`run`, cancelled on shutdown) and gives the routes what they need: propose, wait for a
+task to finish, follow its output, statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from agentflow.api.sessions import SessionHub
+from agentflow.cluster import SingleNodeLog
+from agentflow.config import MasterConfig
+from agentflow.errors import NotFoundError, OverloadedError
+from agentflow.scheduler import Scheduler, SchedulerConfig
+from agentflow.state import StateLimits, StateMachine, TaskRecord, TaskStatus
+from agentflow.state.commands import NewTask, SubmitTasks
+from agentflow.state.events import Event, OutputAppended, TaskChanged
+from agentflow.state.records import TERMINAL_STATUSES
+
+__all__ = ["MasterService", "wall_clock_ms"]
+
+log = logging.getLogger(__name__)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MasterService:
+    def __init__(self, config: MasterConfig, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.config = config
+        self.now_ms = clock_ms
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.machine = StateMachine(limits=StateLimits(output_tail_bytes=config.output_tail_bytes))
+        self.log = SingleNodeLog(config.data_dir, self.machine)
+        self.scheduler = Scheduler(
+            self.log,
+            clock_ms,
+            SchedulerConfig(worker_loss_timeout_s=config.worker_loss_timeout_s),
+        )
+        self.hub = SessionHub(self.machine)
+        self.started_at_ms = clock_ms()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._followers: dict[str, set[asyncio.Queue[bytes | None]]] = {}
+        self._finish_times: deque[int] = deque(maxlen=100_000)
+        self.log.subscribe(self.hub.on_events)
+        self.log.subscribe(self._on_events)
+        self._group: asyncio.TaskGroup | None = None
+        self.closing = False
+
+    async def start(self) -> None:
+        await self.log.start()
+
+    async def run(self) -> None:
+        """Run the background loops until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            group.create_task(self.scheduler.run(), name="scheduler")
+
+    async def stop(self) -> None:
+        self.closing = True
+        self.hub.close_all()
+        await self.log.close()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _on_events(self, events: list[Event]) -> None:
+        now = self.now_ms()
+        for event in events:
+            if isinstance(event, TaskChanged):
+                if TaskStatus(event.status) in TERMINAL_STATUSES:
+                    self._finish_times.append(now)
+                    self._finished(event.task_id)
+            elif isinstance(event, OutputAppended):
+                for queue in self._followers.get(event.task_id, ()):
+                    with contextlib.suppress(asyncio.QueueFull):
+                        queue.put_nowait(event.data)
+
+    def _finished(self, task_id: str) -> None:
+        for future in self._waiters.pop(task_id, ()):
+            if not future.done():
+                future.set_result(None)
+        for queue in self._followers.get(task_id, ()):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+    # -- operations used by routes ------------------------------------------------------------
+
+    async def submit(self, tasks: list[NewTask]) -> list[tuple[str, bool]]:
+        queued = self.machine.status_counts[TaskStatus.QUEUED]
+        if queued + len(tasks) > self.config.max_queued_tasks:
+            raise OverloadedError(
+                f"queue holds {queued} tasks; limit is {self.config.max_queued_tasks}"
+            )
+        result: list[tuple[str, bool]] = await self.log.propose(
+            SubmitTasks(now_ms=self.now_ms(), tasks=tasks)
+        )
+        return result
+
+    def task(self, task_id: str) -> TaskRecord:
+        task = self.machine.tasks.get(task_id)
+        if task is None:
+            raise NotFoundError(f"no task {task_id}", task_id=task_id)
+        return task
+
+    async def wait_finished(self, task_id: str, timeout_s: float) -> TaskRecord:
+        """The task once terminal, or as it is when ``timeout_s`` runs out."""
+        task = self.task(task_id)
+        if task.status in TERMINAL_STATUSES or timeout_s <= 0:
+            return task
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[task_id]
+        return self.task(task_id)
+
+    async def follow_output(self, task_id: str) -> AsyncIterator[bytes]:
+        """Everything held of stdout and stderr, then new chunks until the task ends."""
+        task = self.task(task_id)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(4096)
+        self._followers.setdefault(task_id, set()).add(queue)
+        try:
+            tails = self.machine.outputs.get(task_id, {})
+            for stream in ("stdout", "stderr"):
+                if stream in tails and tails[stream].data:
+                    yield bytes(tails[stream].data)
+            if task.status in TERMINAL_STATUSES:
+                return
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(queue.get(), timeout=15.0)
+                except TimeoutError:
+                    if self.task(task_id).status in TERMINAL_STATUSES:
+                        return
+                    continue
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            followers = self._followers.get(task_id)
+            if followers is not None:
+                followers.discard(queue)
+                if not followers:
+                    del self._followers[task_id]
+
+    def queue_stats(self) -> dict[str, Any]:
+        sm = self.machine
+        now = self.now_ms()
+        by_priority = {p: 0 for p in ("urgent", "high", "medium", "low")}
+        by_group: dict[str, int] = {}
+        oldest: int | None = None
+        for task in sm.tasks.values():
+            if task.status is TaskStatus.QUEUED:
+                by_priority[task.priority.value] += 1
+                by_group[task.group] = by_group.get(task.group, 0) + 1
+                oldest = task.enqueued_at if oldest is None else min(oldest, task.enqueued_at)
+        window_ms = 60_000
+        recent = sum(1 for t in self._finish_times if now - t <= window_ms)
+        span_s = min(window_ms, max(1, now - self.started_at_ms)) / 1000.0
+        counts = sm.status_counts
+        return {
+            "queued": sum(by_priority.values()),
+            "by_priority": by_priority,
+            "by_group": by_group,
+            "oldest_wait_s": round((now - oldest) / 1000.0, 3) if oldest is not None else 0.0,
+            "pending": counts[TaskStatus.PENDING],
+            "assigned": counts[TaskStatus.ASSIGNED],
+            "running": counts[TaskStatus.RUNNING],
+            "totals": {
+                k: sm.totals[k]
+                for k in ("submitted", "completed", "failed", "retried", "timed_out", "cancelled")
+            }
+            | {"requeued": sm.totals["requeued"]},
+            "finished_per_s_1m": round(recent / span_s, 2),
+            "workers": {
+                "total": len(sm.workers),
+                "live": sum(1 for w in sm.workers.values() if w.live),
+                "free_slots": sum(w.free_slots for w in sm.workers.values() if w.live),
+            },
+        }

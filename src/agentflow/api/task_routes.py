@@ -1,0 +1,154 @@
+"""Routes under ``/api/v1/tasks`` and ``/api/v1/queue``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from agentflow.api.problems import read_model
+from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn
+from agentflow.api.service import MasterService
+from agentflow.api.views import task_view
+from agentflow.errors import PayloadTooLargeError, ValidationError
+from agentflow.state import TaskStatus
+from agentflow.state.commands import CancelTask, SetPriority
+from agentflow.state.records import TERMINAL_STATUSES
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+
+MAX_WAIT_S = 300.0
+MAX_PAGE = 1000
+
+
+def service(request: Request) -> MasterService:
+    svc: MasterService = request.app.state.service
+    return svc
+
+
+@router.post("/tasks", status_code=201)
+async def create_task(request: Request) -> JSONResponse:
+    svc = service(request)
+    body = await read_model(request, TaskIn, svc.config.max_request_bytes)
+    [(task_id, created)] = await svc.submit([body.to_new_task()])
+    view = task_view(svc.machine, svc.task(task_id), svc.now_ms())
+    view["created"] = created
+    return JSONResponse(view, status_code=201 if created else 200)
+
+
+@router.post("/tasks/batch", status_code=201)
+async def create_tasks(request: Request) -> JSONResponse:
+    svc = service(request)
+    body = await read_model(request, TaskBatchIn, svc.config.max_request_bytes)
+    if len(body.tasks) > svc.config.max_batch_tasks:
+        raise PayloadTooLargeError(
+            f"batch of {len(body.tasks)} tasks exceeds {svc.config.max_batch_tasks}"
+        )
+    results = await svc.submit([t.to_new_task() for t in body.tasks])
+    tasks = [{"id": tid, "created": created} for tid, created in results]
+    return JSONResponse({"tasks": tasks, "count": len(tasks)}, status_code=201)
+
+
+@router.get("/tasks")
+async def list_tasks(
+    request: Request,
+    *,
+    status: Annotated[list[str] | None, Query()] = None,
+    group: str | None = None,
+    priority: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: str | None = None,
+) -> JSONResponse:
+    """Newest first. ``cursor`` is the ``next_cursor`` of the previous page."""
+    svc = service(request)
+    statuses = _statuses(status)
+    ids = list(svc.machine.tasks)
+    start = len(ids)
+    if cursor:
+        try:
+            start = ids.index(cursor)
+        except ValueError:
+            raise ValidationError(f"unknown cursor {cursor!r}") from None
+    page: list[dict[str, Any]] = []
+    next_cursor = None
+    now = svc.now_ms()
+    for pos in range(start - 1, -1, -1):
+        task = svc.machine.tasks[ids[pos]]
+        if statuses and task.status not in statuses:
+            continue
+        if group is not None and task.group != group:
+            continue
+        if priority is not None and task.priority.value != priority:
+            continue
+        if len(page) == limit:
+            next_cursor = ids[pos + 1] if pos + 1 < len(ids) else None
+            break
+        page.append(task_view(svc.machine, task, now))
+    return JSONResponse({"tasks": page, "next_cursor": next_cursor})
+
+
+def _statuses(values: list[str] | None) -> set[TaskStatus]:
+    out: set[TaskStatus] = set()
+    for value in values or []:
+        for name in value.split(","):
+            try:
+                out.add(TaskStatus(name.strip()))
+            except ValueError:
+                known = ", ".join(s.value for s in TaskStatus)
+                raise ValidationError(f"unknown status {name!r}; one of {known}") from None
+    return out
+
+
+@router.get("/tasks/{task_id}")
+async def get_task(
+    request: Request,
+    task_id: str,
+    wait_s: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0.0,
+) -> JSONResponse:
+    """The task; with ``wait_s``, answered when it finishes or the wait runs out."""
+    svc = service(request)
+    task = await svc.wait_finished(task_id, wait_s)
+    return JSONResponse(task_view(svc.machine, task, svc.now_ms()))
+
+
+@router.get("/tasks/{task_id}/output", response_model=None)
+async def get_output(
+    request: Request, task_id: str, follow: bool = False
+) -> JSONResponse | StreamingResponse:
+    svc = service(request)
+    task = svc.task(task_id)
+    if follow:
+        return StreamingResponse(svc.follow_output(task_id), media_type="text/plain")
+    tails = svc.machine.outputs.get(task_id, {})
+    body: dict[str, Any] = {"task_id": task_id, "status": task.status.value, "finished": False}
+    for stream in ("stdout", "stderr"):
+        tail = tails.get(stream)
+        body[stream] = tail.data.decode("utf-8", "replace") if tail else ""
+        body[f"{stream}_truncated_bytes"] = tail.dropped if tail else 0
+    body["finished"] = task.status in TERMINAL_STATUSES
+    return JSONResponse(body)
+
+
+@router.post("/tasks/{task_id}/cancel")
+async def cancel_task(request: Request, task_id: str) -> JSONResponse:
+    svc = service(request)
+    svc.task(task_id)
+    await svc.log.propose(CancelTask(now_ms=svc.now_ms(), task_id=task_id))
+    return JSONResponse(task_view(svc.machine, svc.task(task_id), svc.now_ms()))
+
+
+@router.patch("/tasks/{task_id}")
+async def patch_task(request: Request, task_id: str) -> JSONResponse:
+    svc = service(request)
+    body = await read_model(request, TaskPatchIn, svc.config.max_request_bytes)
+    svc.task(task_id)
+    await svc.log.propose(SetPriority(now_ms=svc.now_ms(), task_id=task_id, priority=body.priority))
+    return JSONResponse(task_view(svc.machine, svc.task(task_id), svc.now_ms()))
+
+
+@router.get("/queue/stats")
+async def queue_stats(request: Request) -> JSONResponse:
+    return JSONResponse(service(request).queue_stats())

@@ -1,0 +1,86 @@
+"""JSON views of records, as the API returns them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agentflow.state import StateMachine, TaskRecord, TaskStatus, WorkerRecord
+
+__all__ = ["iso", "task_view", "worker_view"]
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None or ms == 0:
+        return None
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]:
+    spec = task.spec
+    view: dict[str, Any] = {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status.value,
+        "priority": task.priority.value,
+        "group": task.group,
+        "command": spec.command,
+        "args": spec.args,
+        "agent": spec.agent,
+        "attempts": len(task.attempts),
+        "retries": task.retries,
+        "max_retries": task.max_retries,
+        "timeout_s": task.timeout_s,
+        "exit_code": task.exit_code,
+        "reason": task.reason,
+        "worker_id": task.worker_id,
+        "fencing_token": task.fencing_token,
+        "resources": task.resources,
+        "labels": task.labels,
+        "idempotency_key": task.idempotency_key,
+        "created_at": iso(task.created_at),
+        "started_at": iso(task.started_at),
+        "finished_at": iso(task.finished_at),
+        "retry_at": iso(task.not_before) if task.status is TaskStatus.QUEUED else None,
+        "attempt_history": [
+            {
+                "attempt": a.number,
+                "worker_id": a.worker_id,
+                "fencing_token": a.fencing_token,
+                "status": a.status,
+                "exit_code": a.exit_code,
+                "reason": a.reason,
+                "assigned_at": iso(a.assigned_at),
+                "started_at": iso(a.started_at),
+                "finished_at": iso(a.finished_at),
+            }
+            for a in task.attempts
+        ],
+    }
+    if task.status is TaskStatus.QUEUED:
+        view["effective_priority"] = round(
+            sm.policy.effective(task.priority, task.enqueued_at, task.retries, now_ms), 1
+        )
+    return view
+
+
+def worker_view(worker: WorkerRecord, now_ms: int, last_contact_ms: int | None) -> dict[str, Any]:
+    heard = max(worker.last_seen_at, last_contact_ms or 0)
+    return {
+        "id": worker.id,
+        "state": worker.state.value,
+        "group": worker.group,
+        "hostname": worker.hostname,
+        "slots": worker.slots,
+        "free_slots": worker.free_slots,
+        "running": sorted(worker.running),
+        "load": round(len(worker.running) / worker.slots, 3) if worker.slots else 1.0,
+        "resources": worker.resources,
+        "labels": worker.labels,
+        "completed": worker.completed,
+        "failed": worker.failed,
+        "registered_at": iso(worker.registered_at),
+        "last_heartbeat_age_s": round(max(0, now_ms - heard) / 1000.0, 3) if heard else None,
+        "lost_at": iso(worker.lost_at),
+    }

@@ -1,0 +1,144 @@
+"""Configuration: flags, then ``AGENTFLOW_*`` environment variables, then a TOML file.
+
+Durations accept ``250ms``, ``30s``, ``5m``, ``1h`` or a bare number of seconds; sizes accept
+``512K``, ``16M``, ``2G`` or a bare number of bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from agentflow.errors import ConfigError
+
+__all__ = [
+    "MasterConfig",
+    "WorkerConfig",
+    "parse_duration",
+    "parse_size",
+    "resolve",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from ``30s``, ``5m``, ``250ms``, ``1h`` or a number."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if match is None:
+            raise ConfigError(f"invalid duration {value!r}: use e.g. 250ms, 30s, 5m or 1h")
+        seconds = float(match.group(1)) * _UNITS_S[match.group(2)]
+    if seconds < 0:
+        raise ConfigError(f"invalid duration {value!r}: must not be negative")
+    return seconds
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from ``512K``, ``16M``, ``2G`` or a number."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if match is None:
+        raise ConfigError(f"invalid size {value!r}: use e.g. 512K, 16M or 2G")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MasterConfig:
+    node_id: str = "master-1"
+    host: str = "127.0.0.1"
+    port: int = 6767
+    data_dir: Path = Path("agentflow-data")
+    api_token: str | None = None
+    insecure: bool = False
+    heartbeat_interval_s: float = 10.0
+    worker_loss_timeout_s: float = 30.0
+    max_request_bytes: int = 8 << 20
+    max_batch_tasks: int = 10_000
+    output_tail_bytes: int = 512 << 10
+    max_queued_tasks: int = 1_000_000
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerConfig:
+    worker_id: str
+    master_urls: tuple[str, ...] = ("http://127.0.0.1:6767",)
+    group: str = "default"
+    slots: int = 0  # 0: one per CPU
+    api_token: str | None = None
+    agents: dict[str, str] = field(default_factory=dict)
+    heartbeat_interval_s: float = 10.0
+    report_interval_s: float = 0.005
+    output_chunk_bytes: int = 64 << 10
+    log_level: str = "info"
+
+
+def load_toml(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return data
+
+
+def resolve(
+    cls: type[Any],
+    flags: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    file: Mapping[str, Any] | None = None,
+) -> Any:
+    """Build ``cls`` from flags (non-None wins), then ``AGENTFLOW_<NAME>``, then the file."""
+    env = os.environ if env is None else env
+    file = file or {}
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        raw = flags.get(f.name)
+        if raw is None:
+            raw = env.get(f"AGENTFLOW_{f.name.upper()}")
+        if raw is None:
+            raw = file.get(f.name)
+        if raw is not None:
+            values[f.name] = _coerce(f.name, f.type, raw)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _coerce(name: str, typ: Any, raw: Any) -> Any:
+    text = str(typ)
+    try:
+        if name.endswith("_s"):
+            return parse_duration(raw)
+        if name.endswith("_bytes"):
+            return parse_size(raw)
+        if text in ("int",):
+            return int(raw)
+        if text in ("bool",):
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        if text == "Path":
+            return Path(raw)
+        if text.startswith("tuple"):
+            return tuple(raw) if isinstance(raw, list | tuple) else tuple(str(raw).split(","))
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for {name}: {raw!r}") from exc
+    return raw

@@ -1,0 +1,146 @@
+"""Run one task attempt as a subprocess in its own process group.
+
+The whole group is signalled on timeout or cancel (SIGTERM, then SIGKILL after a grace
+period), so children of a shell command die with it. Output is read in chunks and handed to a
+callback as it comes; the exit status becomes a :class:`Finished`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Attempt", "Finished", "build_argv"]
+
+KILL_GRACE_S = 2.0
+READ_CHUNK = 64 * 1024
+
+OutputSink = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished:
+    status: str  # completed | failed | timed_out | cancelled
+    exit_code: int | None
+    reason: str | None = None
+
+
+def build_argv(spec: Mapping[str, Any], agents: Mapping[str, str]) -> list[str]:
+    """The argv for a task spec. An agent prompt is always one argument, never shell text."""
+    if spec.get("args"):
+        return [str(a) for a in spec["args"]]
+    if spec.get("agent"):
+        name = str(spec["agent"])
+        template = agents.get(name)
+        if template is None:
+            known = ", ".join(sorted(agents)) or "none"
+            raise ValueError(f"this worker has no agent {name!r} (it has: {known})")
+        words = shlex.split(template)
+        prompt = str(spec.get("prompt") or "")
+        return [prompt if w == "{prompt}" else w.replace("{prompt}", prompt) for w in words]
+    command = spec.get("command")
+    if not command:
+        raise ValueError("task has nothing to run")
+    return ["/bin/sh", "-c", str(command)]
+
+
+class Attempt:
+    """One running attempt; ``run()`` returns when the process group is gone."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        token: int,
+        argv: list[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        timeout_s: float | None,
+        on_output: OutputSink,
+    ) -> None:
+        self.task_id = task_id
+        self.token = token
+        self._argv = argv
+        self._env = dict(env)
+        self._cwd = cwd
+        self._timeout_s = timeout_s
+        self._on_output = on_output
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stop_reason: str | None = None
+
+    async def run(self) -> Finished:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self._argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env,
+                cwd=self._cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return Finished(status="failed", exit_code=None, reason=f"cannot start: {exc}")
+        proc = self._proc
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = asyncio.gather(
+            self._pump("stdout", proc.stdout), self._pump("stderr", proc.stderr)
+        )
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout=self._timeout_s)
+        except TimeoutError:
+            self._stop_reason = self._stop_reason or "timed_out"
+            await self._kill_group()
+            code = await proc.wait()
+        # The leader is gone; whatever it left behind in its group dies with the attempt,
+        # which also closes pipes a background child might have kept open.
+        self._signal(signal.SIGKILL)
+        try:
+            await asyncio.wait_for(readers, timeout=KILL_GRACE_S)
+        except TimeoutError:
+            readers.cancel()
+        return self._finished(code)
+
+    def _finished(self, code: int) -> Finished:
+        if self._stop_reason == "timed_out":
+            return Finished(
+                status="timed_out", exit_code=code, reason=f"timed out after {self._timeout_s}s"
+            )
+        if self._stop_reason == "cancelled":
+            return Finished(status="cancelled", exit_code=code, reason="cancelled")
+        if code == 0:
+            return Finished(status="completed", exit_code=0)
+        reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return Finished(status="failed", exit_code=code, reason=reason)
+
+    async def _pump(self, stream: str, reader: asyncio.StreamReader) -> None:
+        while chunk := await reader.read(READ_CHUNK):
+            self._on_output(stream, chunk)
+
+    def cancel(self) -> None:
+        """Kill the whole process group (asynchronously); ``run()`` then returns cancelled."""
+        if self._stop_reason is None:
+            self._stop_reason = "cancelled"
+        task = asyncio.get_running_loop().create_task(self._kill_group())
+        task.add_done_callback(lambda t: t.exception())
+
+    async def _kill_group(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        self._signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout=KILL_GRACE_S)
+        # Children may ignore SIGTERM or outlive the leader: finish the group off.
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)

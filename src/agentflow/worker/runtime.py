@@ -1,0 +1,315 @@
+"""The worker process: one session with the master at a time, attempts that outlive it.
+
+Attempts belong to the worker, not to a session: when the master goes away they keep running,
+the worker reconnects (with backoff, rotating through the master URLs) and its hello names
+every attempt it still holds, finished-but-unacknowledged ones included, so the master neither
+loses nor re-runs them. Reports are batched over a short window; an outcome stays in
+``_unacked`` until the master acknowledges the report that carried it.
+
+SIGTERM (or SIGINT) drains: no new work, running attempts finish, then the worker says bye
+and exits. A second signal kills the running attempts and exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from agentflow import wire
+from agentflow.config import WorkerConfig
+from agentflow.worker.executor import Attempt, Finished, build_argv
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+BACKOFF_MAX_S = 10.0
+MAX_BUFFERED_OUTPUT = 8 << 20
+
+
+class Worker:
+    def __init__(
+        self, config: WorkerConfig, resources: dict[str, float], labels: dict[str, str]
+    ) -> None:
+        self.config = config
+        self.slots = config.slots or max(1, int(resources.get("cpu", 1)))
+        self.resources = resources
+        self.labels = labels
+        self._attempts: dict[str, Attempt] = {}
+        self._started: list[tuple[str, int]] = []
+        self._output: list[tuple[str, int, str, bytes]] = []
+        self._output_bytes = 0
+        self._outcomes: list[dict[str, Any]] = []
+        self._unacked: dict[int, list[dict[str, Any]]] = {}
+        self._seq = 0
+        self._ws: ClientConnection | None = None
+        self._url_index = 0
+        self._report_wake = asyncio.Event()
+        self._draining = False
+        self._stop = asyncio.Event()
+        self._attempt_group: asyncio.TaskGroup | None = None
+
+    @property
+    def master_url(self) -> str:
+        return self.config.master_urls[self._url_index % len(self.config.master_urls)]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal)
+        async with asyncio.TaskGroup() as group:
+            self._attempt_group = group
+            reporter = group.create_task(self._report_loop(), name="reporter")
+            await self._connect_loop()
+            reporter.cancel()
+        log.info("worker %s stopped", self.config.worker_id)
+
+    def _on_signal(self) -> None:
+        if self._draining:
+            log.warning("second signal: killing %d running attempt(s)", len(self._attempts))
+            for attempt in self._attempts.values():
+                attempt.cancel()
+            self._stop.set()
+            return
+        self.drain()
+
+    def drain(self) -> None:
+        """Take no new work; exit once running attempts finish and are acknowledged."""
+        log.info("draining: %d attempt(s) still running", len(self._attempts))
+        self._draining = True
+        self._send_soon({"t": "drain"})
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._draining and not self._attempts and not self._unacked and not self._outcomes:
+            self._stop.set()
+
+    async def _connect_loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            url = self.master_url
+            try:
+                await self._session(url)
+                backoff = 0.1
+            except (OSError, TimeoutError, WebSocketException, wire.FrameError) as exc:
+                log.warning("session with %s ended: %s", url, exc or type(exc).__name__)
+            finally:
+                self._ws = None
+            if self._stop.is_set():
+                return
+            self._url_index += 1
+            delay = backoff * (0.5 + random.random())  # jitter spreads reconnect storms
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _session(self, url: str) -> None:
+        ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        ws_url = ws_url.rstrip("/") + f"/api/v1/workers/{self.config.worker_id}/session"
+        headers = {}
+        if self.config.api_token:
+            headers["Authorization"] = f"Bearer {self.config.api_token}"
+        async with connect(
+            ws_url,
+            additional_headers=headers,
+            open_timeout=CONNECT_TIMEOUT_S,
+            max_size=wire.MAX_FRAME_BYTES,
+            compression=None,
+        ) as ws:
+            await ws.send(wire.pack(self._hello()))
+            welcome = wire.unpack(await _recv_bytes(ws, CONNECT_TIMEOUT_S))
+            if welcome["t"] != "welcome":
+                raise wire.FrameError(f"master refused the session: {welcome.get('detail')}")
+            log.info("connected to %s as %s", url, self.config.worker_id)
+            self._ws = ws
+            await self._resend_unacked(ws)
+            if self._draining:
+                await ws.send(wire.pack({"t": "drain"}))
+            interval = float(welcome.get("heartbeat_interval_s", self.config.heartbeat_interval_s))
+            async with asyncio.TaskGroup() as group:
+                beats = group.create_task(self._heartbeats(ws, interval))
+                stopper = group.create_task(self._stop.wait())
+                receiver = group.create_task(self._receive(ws))
+                done, _ = await asyncio.wait(
+                    {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                beats.cancel()
+                if stopper in done:
+                    await ws.send(wire.pack({"t": "bye"}))
+                    receiver.cancel()
+                else:
+                    stopper.cancel()
+
+    def _hello(self) -> dict[str, Any]:
+        held = [(a.task_id, a.token) for a in self._attempts.values()]
+        held += [(o["task_id"], o["token"]) for o in self._pending_outcomes()]
+        return {
+            "t": "hello",
+            "worker_id": self.config.worker_id,
+            "group": self.config.group,
+            "slots": self.slots,
+            "resources": self.resources,
+            "labels": self.labels,
+            "hostname": socket.gethostname(),
+            "running": held,
+            "protocol": wire.PROTOCOL_VERSION,
+        }
+
+    def _pending_outcomes(self) -> list[dict[str, Any]]:
+        pending = [o for batch in self._unacked.values() for o in batch]
+        return pending + self._outcomes
+
+    async def _resend_unacked(self, ws: ClientConnection) -> None:
+        outcomes = [o for batch in self._unacked.values() for o in batch]
+        self._unacked.clear()
+        if outcomes:
+            self._outcomes = outcomes + self._outcomes
+            self._report_wake.set()
+
+    async def _heartbeats(self, ws: ClientConnection, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            running = [(a.task_id, a.token) for a in self._attempts.values()]
+            await ws.send(wire.pack({"t": "heartbeat", "running": running}))
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            if not isinstance(raw, bytes):
+                continue
+            frame = wire.unpack(raw)
+            kind = frame["t"]
+            if kind == "assign":
+                self._start(frame)
+            elif kind == "cancel":
+                attempt = self._attempts.get(frame["task_id"])
+                if attempt is not None and attempt.token == frame["token"]:
+                    attempt.cancel()
+            elif kind == "ack":
+                self._unacked.pop(int(frame["seq"]), None)
+                self._check_drained()
+            elif kind == "error":
+                log.warning("master says: %s", frame.get("detail"))
+
+    # -- attempts ---------------------------------------------------------------------------
+
+    def _start(self, frame: dict[str, Any]) -> None:
+        task_id, token = str(frame["task_id"]), int(frame["token"])
+        if task_id in self._attempts:
+            return
+        if self._draining:
+            self._finish(
+                task_id,
+                token,
+                Finished(status="rejected", exit_code=None, reason="worker is draining"),
+            )
+            return
+        spec = frame["spec"]
+        try:
+            argv = build_argv(spec, self.config.agents)
+        except ValueError as exc:
+            self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
+            return
+        env = dict(os.environ)
+        env.update(spec.get("env") or {})
+        env.update(
+            AGENTFLOW_URL=self.master_url,
+            AGENTFLOW_TASK_ID=task_id,
+            AGENTFLOW_ATTEMPT=str(frame.get("attempt", 1)),
+            AGENTFLOW_FENCING_TOKEN=str(token),
+            AGENTFLOW_WORKER_ID=self.config.worker_id,
+        )
+        if self.config.api_token:
+            env["AGENTFLOW_API_TOKEN"] = self.config.api_token
+        attempt = Attempt(
+            task_id=task_id,
+            token=token,
+            argv=argv,
+            env=env,
+            cwd=spec.get("cwd"),
+            timeout_s=frame.get("timeout_s"),
+            on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
+        )
+        self._attempts[task_id] = attempt
+        self._started.append((task_id, token))
+        self._report_wake.set()
+        assert self._attempt_group is not None
+        self._attempt_group.create_task(self._run_attempt(attempt), name=f"attempt-{task_id}")
+
+    async def _run_attempt(self, attempt: Attempt) -> None:
+        try:
+            finished = await attempt.run()
+        except Exception as exc:  # a bug here must not take the whole worker down
+            log.exception("attempt %s crashed", attempt.task_id)
+            finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
+        self._attempts.pop(attempt.task_id, None)
+        self._finish(attempt.task_id, attempt.token, finished)
+
+    def _finish(self, task_id: str, token: int, finished: Finished) -> None:
+        self._outcomes.append(
+            {
+                "task_id": task_id,
+                "token": token,
+                "status": finished.status,
+                "exit_code": finished.exit_code,
+                "reason": finished.reason,
+            }
+        )
+        self._report_wake.set()
+
+    def _add_output(self, task_id: str, token: int, stream: str, data: bytes) -> None:
+        if self._output_bytes + len(data) > MAX_BUFFERED_OUTPUT:
+            return  # the master is unreachable and the buffer is full: keep the newest later
+        self._output.append((task_id, token, stream, data))
+        self._output_bytes += len(data)
+        self._report_wake.set()
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def _send_soon(self, frame: dict[str, Any]) -> None:
+        ws = self._ws
+        if ws is not None:
+            task = asyncio.get_running_loop().create_task(ws.send(wire.pack(frame)))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _report_loop(self) -> None:
+        while True:
+            await self._report_wake.wait()
+            await asyncio.sleep(self.config.report_interval_s)  # batch what arrives meanwhile
+            self._report_wake.clear()
+            ws = self._ws
+            if ws is None or not (self._started or self._output or self._outcomes):
+                continue
+            self._seq += 1
+            frame = {
+                "t": "report",
+                "seq": self._seq,
+                "started": self._started,
+                "output": self._output,
+                "outcomes": self._outcomes,
+            }
+            self._unacked[self._seq] = self._outcomes
+            self._started, self._output, self._outcomes = [], [], []
+            self._output_bytes = 0
+            # On failure the outcomes stay unacked and the next session resends them.
+            with contextlib.suppress(OSError, WebSocketException):
+                await ws.send(wire.pack(frame))
+
+
+async def _recv_bytes(ws: ClientConnection, timeout_s: float) -> bytes:
+    raw = await asyncio.wait_for(ws.recv(), timeout=timeout_s)
+    if isinstance(raw, str):
+        raise wire.FrameError("expected a binary frame")
+    return raw
