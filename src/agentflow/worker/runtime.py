@@ -65,9 +65,9 @@ class Worker:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if install_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal)
         async with asyncio.TaskGroup() as group:

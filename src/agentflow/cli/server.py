@@ -1,0 +1,142 @@
+"""``agentflow master`` and ``agentflow worker``: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from pathlib import Path
+
+import click
+
+from agentflow import wire
+from agentflow.cli._app import main
+from agentflow.config import MasterConfig, WorkerConfig, load_toml, parse_size, resolve
+from agentflow.errors import ConfigError
+
+__all__ = ["master_command", "run_master", "worker_command"]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command("master")
+@click.option("--node-id", help="This master's id (default master-1).")
+@click.option("--host", help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, help="HTTP port (default 6767).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Default ./agentflow-data.")
+@click.option("--api-token", help="Require 'Authorization: Bearer TOKEN' on every request.")
+@click.option(
+    "--insecure", is_flag=True, default=None, help="Allow a non-loopback bind with no token."
+)
+@click.option("--heartbeat-interval", "heartbeat_interval_s", help="Worker heartbeat, e.g. 10s.")
+@click.option(
+    "--worker-timeout", "worker_loss_timeout_s", help="Declare a silent worker lost, e.g. 30s."
+)
+@click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
+@click.option("--log-level", help="debug, info, warning or error.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
+def master_command(config_file: str | None, **flags: object) -> None:
+    """Run a master: HTTP API, worker sessions, scheduler, durable log."""
+    file = load_toml(config_file).get("master", {})
+    config: MasterConfig = resolve(MasterConfig, flags, file=file)
+    if not is_loopback(config.host) and not config.api_token and not config.insecure:
+        raise ConfigError(
+            f"refusing to listen on {config.host} without --api-token (or pass --insecure)"
+        )
+    _setup_logging(config.log_level)
+    asyncio.run(run_master(config))
+
+
+async def run_master(config: MasterConfig) -> None:
+    import uvicorn
+
+    from agentflow.api import MasterService, create_app
+
+    service = MasterService(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service),
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level.lower(),
+            access_log=False,
+            ws="websockets-sansio",
+            ws_max_size=wire.MAX_FRAME_BYTES,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    await server.serve()
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"{what} must look like NAME=VALUE, got {part!r}")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
+    """``memory=16G`` becomes ``memory_mb=16384``; other names are plain numbers."""
+    out: dict[str, float] = {}
+    for name, value in pairs.items():
+        if name in ("memory", "mem", "memory_mb"):
+            out["memory_mb"] = float(value) if name == "memory_mb" else parse_size(value) / 2**20
+            continue
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"resource {name} must be a number, got {value!r}") from None
+    return out
+
+
+@main.command("worker")
+@click.option("--worker-id", help="This worker's id (default: the host name).")
+@click.option("--master-url", "master_urls", help="Master URL(s), comma-separated.")
+@click.option("--group", help="Worker group (default 'default').")
+@click.option("--slots", type=int, help="Tasks run at once (default: one per CPU).")
+@click.option("--api-token", help="Bearer token of the masters.")
+@click.option(
+    "--agent", "agents", multiple=True, help="NAME=TEMPLATE, e.g. claude='claude -p {prompt}'."
+)
+@click.option("--resources", "resources", multiple=True, help="Override: cpu=8,memory=16G,gpu=1.")
+@click.option("--labels", "labels", multiple=True, help="zone=a,os=linux.")
+@click.option("--heartbeat-interval", "heartbeat_interval_s", help="e.g. 10s.")
+@click.option("--log-level", help="debug, info, warning or error.")
+def worker_command(
+    agents: tuple[str, ...], resources: tuple[str, ...], labels: tuple[str, ...], **flags: object
+) -> None:
+    """Run a worker: connect to the masters and run the tasks they assign."""
+    import os
+    import socket
+
+    from agentflow.worker import Worker, probe_resources
+
+    flags["worker_id"] = flags.get("worker_id") or socket.gethostname()
+    flags["master_urls"] = flags.get("master_urls") or os.environ.get("AGENTFLOW_URL")
+    flags["agents"] = _pairs(agents, "--agent") or None
+    config: WorkerConfig = resolve(WorkerConfig, flags)
+    if config.slots < 0:
+        raise ConfigError("--slots must be positive")
+    detected, _gpus = probe_resources()
+    detected.update(parse_resources(_pairs(resources, "--resources")))
+    _setup_logging(config.log_level)
+    worker = Worker(config, detected, _pairs(labels, "--labels"))
+    asyncio.run(worker.run())

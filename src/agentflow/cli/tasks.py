@@ -1,0 +1,256 @@
+"""Task commands: submit, status, logs, tasks, cancel, workers, queue."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from agentflow.cli._app import main
+from agentflow.client import Client, TaskInfo
+
+__all__ = ["client_options", "make_client"]
+
+console = Console()
+
+
+def client_options(fn: Any) -> Any:
+    fn = click.option(
+        "--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated."
+    )(fn)
+    fn = click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")(fn)
+    return fn
+
+
+def make_client(master_url: str | None, api_token: str | None) -> Client:
+    return Client(master_url, token=api_token)
+
+
+def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{what} must look like NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+@main.command("submit", context_settings={"ignore_unknown_options": False})
+@click.option("-c", "--command", help="Shell command to run (sh -c).")
+@click.option("--agent", help="Agent template name on the worker (with --prompt).")
+@click.option("--prompt", help="Prompt passed to the agent as one argument.")
+@click.option("--title", default="", help="A title for listings.")
+@click.option(
+    "-p",
+    "--priority",
+    type=click.Choice(["urgent", "high", "medium", "low"]),
+    default="medium",
+    show_default=True,
+)
+@click.option("--group", default="default", show_default=True)
+@click.option("--timeout", "timeout_s", type=float, help="Seconds before the attempt is killed.")
+@click.option("--retries", "max_retries", type=int, default=0, show_default=True)
+@click.option("--backoff", "retry_backoff_s", type=float, default=1.0, show_default=True)
+@click.option("-e", "--env", multiple=True, help="NAME=VALUE, repeatable.")
+@click.option("--cwd", help="Working directory on the worker.")
+@click.option("--label", multiple=True, help="NAME=VALUE, repeatable.")
+@click.option("--idempotency-key", help="A repeated key returns the first task.")
+@click.option("-w", "--wait", is_flag=True, help="Wait, print the output, exit with its code.")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+@client_options
+def submit(
+    *,
+    master_url: str | None,
+    api_token: str | None,
+    argv: tuple[str, ...],
+    env: tuple[str, ...],
+    label: tuple[str, ...],
+    wait: bool,
+    **fields: Any,
+) -> None:
+    """Submit a task: --command 'shell text', or -- PROGRAM ARGS..., or --agent/--prompt."""
+    if argv and fields.get("command"):
+        raise click.UsageError("give either --command or -- PROGRAM ARGS, not both")
+    if not argv and not fields.get("command") and not fields.get("agent"):
+        raise click.UsageError("nothing to run: give --command, -- PROGRAM ARGS, or --agent")
+    with make_client(master_url, api_token) as client:
+        task = client.submit(
+            args=list(argv) if argv else None,
+            env=_kv(env, "--env") or None,
+            labels=_kv(label, "--label") or None,
+            **fields,
+        )
+        if not wait:
+            click.echo(task.id)
+            return
+        done = client.wait(task.id)
+        out = client.output(task.id)
+        sys.stdout.write(out["stdout"])
+        sys.stderr.write(out["stderr"])
+        if not done.ok:
+            click.echo(f"task {done.id} {done.status}: {done.reason}", err=True)
+        sys.exit(_exit_code(done))
+
+
+def _exit_code(task: TaskInfo) -> int:
+    if task.ok:
+        return 0
+    if task.exit_code is not None and 0 < task.exit_code < 256:
+        return task.exit_code
+    return 1
+
+
+@main.command("status")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+@client_options
+def status(master_url: str | None, api_token: str | None, task_id: str, as_json: bool) -> None:
+    """Show one task."""
+    import json
+
+    with make_client(master_url, api_token) as client:
+        task = client.get(task_id)
+    if as_json:
+        click.echo(json.dumps(dict(task.raw), indent=2))
+        return
+    raw = task.raw
+    table = Table(show_header=False, box=None)
+    for key in (
+        "id",
+        "title",
+        "status",
+        "priority",
+        "group",
+        "worker_id",
+        "attempts",
+        "exit_code",
+        "reason",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ):
+        table.add_row(key, "" if raw.get(key) is None else str(raw.get(key)))
+    console.print(table)
+    history = raw.get("attempt_history") or []
+    if len(history) > 1:
+        console.print("attempts:")
+        for a in history:
+            console.print(
+                f"  #{a['attempt']} {a['status']} exit={a['exit_code']} "
+                f"worker={a['worker_id']} {a['reason'] or ''}"
+            )
+
+
+@main.command("logs")
+@click.argument("task_id")
+@click.option("-f", "--follow", is_flag=True, help="Stream output until the task ends.")
+@client_options
+def logs(master_url: str | None, api_token: str | None, task_id: str, follow: bool) -> None:
+    """Print a task's output."""
+    with make_client(master_url, api_token) as client:
+        if follow:
+            for chunk in client.follow(task_id):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            return
+        out = client.output(task_id)
+    for stream in ("stdout", "stderr"):
+        if out[f"{stream}_truncated_bytes"]:
+            click.echo(
+                f"[{stream}: first {out[f'{stream}_truncated_bytes']} bytes dropped]", err=True
+            )
+    sys.stdout.write(out["stdout"])
+    sys.stderr.write(out["stderr"])
+
+
+@main.command("tasks")
+@click.option("--status", "status_", help="Filter: queued, running, failed, ... (comma list).")
+@click.option("--group")
+@click.option("--priority", type=click.Choice(["urgent", "high", "medium", "low"]))
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@client_options
+def tasks(
+    *,
+    master_url: str | None,
+    api_token: str | None,
+    status_: str | None,
+    group: str | None,
+    priority: str | None,
+    limit: int,
+) -> None:
+    """List tasks, newest first."""
+    with make_client(master_url, api_token) as client:
+        found = client.list(status=status_, group=group, priority=priority, limit=limit)
+    table = Table("id", "status", "priority", "group", "exit", "worker", "title")
+    for t in found:
+        table.add_row(
+            t.id,
+            t.status,
+            t.priority,
+            str(t.raw.get("group")),
+            "" if t.exit_code is None else str(t.exit_code),
+            t.worker_id or "",
+            t.title[:60],
+        )
+    console.print(table)
+
+
+@main.command("cancel")
+@click.argument("task_id")
+@client_options
+def cancel(master_url: str | None, api_token: str | None, task_id: str) -> None:
+    """Cancel a task; a running one has its whole process tree killed."""
+    with make_client(master_url, api_token) as client:
+        task = client.cancel(task_id)
+    click.echo(f"{task.id} {task.status}")
+
+
+@main.command("workers")
+@client_options
+def workers(master_url: str | None, api_token: str | None) -> None:
+    """List workers."""
+    with make_client(master_url, api_token) as client:
+        found = client.workers()
+    table = Table("id", "state", "group", "slots", "free", "load", "heartbeat", "done", "failed")
+    for w in found:
+        age = w["last_heartbeat_age_s"]
+        table.add_row(
+            w["id"],
+            w["state"],
+            w["group"],
+            str(w["slots"]),
+            str(w["free_slots"]),
+            f"{w['load']:.2f}",
+            "" if age is None else f"{age:.1f}s ago",
+            str(w["completed"]),
+            str(w["failed"]),
+        )
+    console.print(table)
+
+
+@main.command("queue")
+@client_options
+def queue(master_url: str | None, api_token: str | None) -> None:
+    """Queue statistics."""
+    with make_client(master_url, api_token) as client:
+        stats = client.queue_stats()
+    table = Table(show_header=False, box=None)
+    table.add_row("queued", str(stats["queued"]))
+    for level, n in stats["by_priority"].items():
+        table.add_row(f"  {level}", str(n))
+    for group, n in sorted(stats["by_group"].items()):
+        table.add_row(f"  group {group}", str(n))
+    table.add_row("oldest wait", f"{stats['oldest_wait_s']:.1f}s")
+    table.add_row("assigned / running", f"{stats['assigned']} / {stats['running']}")
+    for key, n in stats["totals"].items():
+        table.add_row(key, str(n))
+    table.add_row("finished/s (1 min)", str(stats["finished_per_s_1m"]))
+    table.add_row(
+        "live workers / free slots",
+        f"{stats['workers']['live']} / {stats['workers']['free_slots']}",
+    )
+    console.print(table)

@@ -1,0 +1,12 @@
+"""The Python SDK: :class:`Client` (sync) and :class:`AsyncClient` (asyncio).
+
+Owns talking HTTP to masters: leader following, retries that are safe because every submit
+carries an idempotency key, typed errors rebuilt from problem+json. It imports nothing from
+the master side.
+"""
+
+from agentflow.client._async import AsyncClient
+from agentflow.client._core import TaskInfo
+from agentflow.client._sync import Client
+
+__all__ = ["AsyncClient", "Client", "TaskInfo"]

@@ -1,0 +1,155 @@
+"""The asyncio client: the same operations as :class:`Client`, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from agentflow.client._core import (
+    RETRY_STATUSES,
+    TaskInfo,
+    build_task,
+    master_urls,
+    raise_for_problem,
+    unreachable,
+)
+from agentflow.errors import NotLeaderError, UnavailableError
+
+__all__ = ["AsyncClient"]
+
+BATCH = 1000
+LONG_POLL_S = 30.0
+
+
+class AsyncClient:
+    def __init__(
+        self,
+        url: str | Sequence[str] | None = None,
+        *,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 8,
+    ) -> None:
+        self.urls = master_urls(url)
+        self._preferred = 0
+        self._retries = retries
+        token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        last: Exception | None = None
+        for attempt in range(self._retries + 1):
+            base = self.urls[self._preferred % len(self.urls)]
+            try:
+                response = await self._http.request(
+                    method,
+                    base + path,
+                    params=params,
+                    json=json,
+                    timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                if response.status_code not in RETRY_STATUSES:
+                    return raise_for_problem(response)
+                raise_for_problem(response)
+            except (NotLeaderError, UnavailableError, httpx.TransportError) as exc:
+                last = exc
+                leader = getattr(exc, "extra", {}).get("leader_url")
+                if leader and leader.rstrip("/") in self.urls:
+                    self._preferred = self.urls.index(leader.rstrip("/"))
+                else:
+                    self._preferred += 1
+            await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
+        raise unreachable(self.urls, last)
+
+    async def submit(self, command: str | None = None, **fields: Any) -> TaskInfo:
+        body = build_task(command, **fields)
+        return TaskInfo.from_json(await self.request("POST", "/api/v1/tasks", json=body))
+
+    async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
+        specs = [build_task(**spec) for spec in tasks]
+        ids: list[str] = []
+        for start in range(0, len(specs), BATCH):
+            chunk = specs[start : start + BATCH]
+            answer = await self.request("POST", "/api/v1/tasks/batch", json={"tasks": chunk})
+            ids += [t["id"] for t in answer["tasks"]]
+        return ids
+
+    async def get(self, task_id: str) -> TaskInfo:
+        return TaskInfo.from_json(await self.request("GET", f"/api/v1/tasks/{task_id}"))
+
+    async def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = LONG_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
+            wait_s = min(LONG_POLL_S, left)
+            data = await self.request(
+                "GET",
+                f"/api/v1/tasks/{task_id}",
+                params={"wait_s": wait_s},
+                timeout_s=wait_s + 10.0,
+            )
+            info = TaskInfo.from_json(data)
+            if info.done or (deadline is not None and time.monotonic() >= deadline):
+                return info
+
+    async def cancel(self, task_id: str) -> TaskInfo:
+        return TaskInfo.from_json(await self.request("POST", f"/api/v1/tasks/{task_id}/cancel"))
+
+    async def list(self, *, limit: int = 100, **filters: Any) -> builtins.list[TaskInfo]:
+        params = {k: v for k, v in filters.items() if v is not None} | {"limit": limit}
+        page = await self.request("GET", "/api/v1/tasks", params=params)
+        return [TaskInfo.from_json(t) for t in page["tasks"]]
+
+    async def output(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/api/v1/tasks/{task_id}/output")
+        return result
+
+    async def follow(self, task_id: str) -> AsyncIterator[bytes]:
+        base = self.urls[self._preferred % len(self.urls)]
+        url = f"{base}/api/v1/tasks/{task_id}/output"
+        async with self._http.stream(
+            "GET", url, params={"follow": "true"}, timeout=None
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise_for_problem(response)
+            async for chunk in response.aiter_bytes():
+                yield chunk
+
+    async def workers(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = (await self.request("GET", "/api/v1/workers"))[
+            "workers"
+        ]
+        return result
+
+    async def queue_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/api/v1/queue/stats")
+        return result
+
+    async def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/health")
+        return result

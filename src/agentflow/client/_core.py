@@ -1,0 +1,138 @@
+"""What the sync and async clients share: building requests, reading answers, retry policy."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from agentflow.errors import (
+    AgentFlowError,
+    ClientError,
+    TaskFailedError,
+    UnavailableError,
+    error_from_problem,
+)
+
+__all__ = [
+    "RETRY_STATUSES",
+    "TERMINAL",
+    "TaskInfo",
+    "build_task",
+    "master_urls",
+    "raise_for_problem",
+]
+
+TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out", "upstream_failed"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+DEFAULT_URL = "http://127.0.0.1:6767"
+
+
+def master_urls(url: str | Sequence[str] | None) -> list[str]:
+    """Master URLs from an argument (comma-separated or a list), ``AGENTFLOW_URL``, or default."""
+    if url is None:
+        url = os.environ.get("AGENTFLOW_URL") or DEFAULT_URL
+    items = url.split(",") if isinstance(url, str) else list(url)
+    urls = [u.strip().rstrip("/") for u in items if u.strip()]
+    for u in urls:
+        if not u.startswith(("http://", "https://")):
+            raise ClientError(f"master URL must start with http:// or https://: {u!r}")
+    if not urls:
+        raise ClientError("no master URL given")
+    return urls
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskInfo:
+    """A task as the master reported it. ``raw`` holds every field of the JSON."""
+
+    id: str
+    status: str
+    title: str = ""
+    priority: str = "medium"
+    exit_code: int | None = None
+    worker_id: str | None = None
+    attempts: int = 0
+    reason: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TaskInfo:
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            title=data.get("title", ""),
+            priority=data.get("priority", "medium"),
+            exit_code=data.get("exit_code"),
+            worker_id=data.get("worker_id"),
+            attempts=data.get("attempts", 0),
+            reason=data.get("reason"),
+            raw=data,
+        )
+
+    def raise_for_status(self) -> TaskInfo:
+        """Raise :class:`TaskFailedError` unless the task completed."""
+        if self.done and not self.ok:
+            raise TaskFailedError(
+                f"task {self.id} {self.status}: {self.reason or 'no reason given'}",
+                task_id=self.id,
+                status=self.status,
+                exit_code=self.exit_code,
+            )
+        return self
+
+
+def build_task(
+    command: str | None = None,
+    *,
+    args: Sequence[str] | None = None,
+    agent: str | None = None,
+    prompt: str | None = None,
+    idempotency_key: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The JSON body of one task; an idempotency key is made up when none is given, so a
+    retried submit can never create a second task."""
+    body: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    if command is not None:
+        body["command"] = command
+    if args is not None:
+        body["args"] = list(args)
+    if agent is not None:
+        body["agent"] = agent
+        body["prompt"] = prompt
+    body["idempotency_key"] = idempotency_key or "sdk-" + secrets.token_hex(12)
+    return body
+
+
+def raise_for_problem(response: httpx.Response) -> Any:
+    """The JSON body of a success, or the typed error of a problem+json answer."""
+    if response.status_code < 400:
+        if not response.content:
+            return None
+        return response.json()
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"detail": response.text[:500] or response.reason_phrase}
+    if not isinstance(problem, dict):
+        problem = {"detail": str(problem)}
+    error: AgentFlowError = error_from_problem(response.status_code, problem)
+    raise error
+
+
+def unreachable(urls: Sequence[str], last: Exception | None) -> UnavailableError:
+    why = f": {last}" if last else ""
+    return UnavailableError(f"no master reachable at {', '.join(urls)}{why}")

@@ -1,0 +1,205 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from agentflow.client._core import (
+    RETRY_STATUSES,
+    TaskInfo,
+    build_task,
+    master_urls,
+    raise_for_problem,
+    unreachable,
+)
+from agentflow.errors import NotLeaderError, UnavailableError
+
+__all__ = ["Client"]
+
+BATCH = 1000
+LONG_POLL_S = 30.0
+
+
+class Client:
+    """Talks to any master of a cluster; follows the leader and retries across failovers.
+
+    >>> with Client("http://127.0.0.1:6767") as c:
+    ...     task = c.submit("echo hello", priority="high")
+    ...     c.wait(task.id).ok
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str] | None = None,
+        *,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 8,
+    ) -> None:
+        self.urls = master_urls(url)
+        self._preferred = 0
+        self._retries = retries
+        token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(headers=headers, timeout=timeout_s)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport --------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        last: Exception | None = None
+        for attempt in range(self._retries + 1):
+            base = self.urls[self._preferred % len(self.urls)]
+            try:
+                response = self._http.request(
+                    method,
+                    base + path,
+                    params=params,
+                    json=json,
+                    timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                if response.status_code not in RETRY_STATUSES:
+                    return raise_for_problem(response)
+                raise_for_problem(response)
+            except (NotLeaderError, UnavailableError, httpx.TransportError) as exc:
+                last = exc
+                self._follow(exc)
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+        raise unreachable(self.urls, last)
+
+    def _follow(self, exc: Exception) -> None:
+        leader = getattr(exc, "extra", {}).get("leader_url")
+        if leader and leader.rstrip("/") in self.urls:
+            self._preferred = self.urls.index(leader.rstrip("/"))
+        else:
+            self._preferred += 1
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def submit(self, command: str | None = None, **fields: Any) -> TaskInfo:
+        """Submit one task: a shell ``command``, or ``args=[...]``, or ``agent=, prompt=``."""
+        body = build_task(command, **fields)
+        return TaskInfo.from_json(self.request("POST", "/api/v1/tasks", json=body))
+
+    def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Submit many tasks through the batch endpoint; returns their ids in order."""
+        ids: list[str] = []
+        chunk: list[dict[str, Any]] = []
+        for spec in tasks:
+            chunk.append(build_task(**spec))
+            if len(chunk) == BATCH:
+                ids += self._batch(chunk)
+                chunk = []
+        if chunk:
+            ids += self._batch(chunk)
+        return ids
+
+    def _batch(self, chunk: list[dict[str, Any]]) -> list[str]:
+        answer = self.request("POST", "/api/v1/tasks/batch", json={"tasks": chunk})
+        return [t["id"] for t in answer["tasks"]]
+
+    def get(self, task_id: str) -> TaskInfo:
+        return TaskInfo.from_json(self.request("GET", f"/api/v1/tasks/{task_id}"))
+
+    def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
+        """Block until the task finishes (or ``timeout_s`` passes; then its current state)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = LONG_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
+            wait_s = min(LONG_POLL_S, left)
+            data = self.request(
+                "GET",
+                f"/api/v1/tasks/{task_id}",
+                params={"wait_s": wait_s},
+                timeout_s=wait_s + 10.0,
+            )
+            info = TaskInfo.from_json(data)
+            if info.done or (deadline is not None and time.monotonic() >= deadline):
+                return info
+
+    def cancel(self, task_id: str) -> TaskInfo:
+        return TaskInfo.from_json(self.request("POST", f"/api/v1/tasks/{task_id}/cancel"))
+
+    def set_priority(self, task_id: str, priority: str) -> TaskInfo:
+        data = self.request("PATCH", f"/api/v1/tasks/{task_id}", json={"priority": priority})
+        return TaskInfo.from_json(data)
+
+    def list(self, *, limit: int = 100, **filters: Any) -> builtins.list[TaskInfo]:
+        """One page of tasks, newest first (``status``, ``group``, ``priority`` filter)."""
+        return list(self.iter_tasks(limit=limit, max_items=limit, **filters))
+
+    def iter_tasks(
+        self, *, limit: int = 500, max_items: int | None = None, **filters: Any
+    ) -> Iterator[TaskInfo]:
+        params = {k: v for k, v in filters.items() if v is not None} | {"limit": limit}
+        seen = 0
+        while True:
+            page = self.request("GET", "/api/v1/tasks", params=params)
+            for data in page["tasks"]:
+                yield TaskInfo.from_json(data)
+                seen += 1
+                if max_items is not None and seen >= max_items:
+                    return
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def output(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/tasks/{task_id}/output")
+        return result
+
+    def follow(self, task_id: str) -> Iterator[bytes]:
+        """Output as it is produced, until the task ends."""
+        base = self.urls[self._preferred % len(self.urls)]
+        url = f"{base}/api/v1/tasks/{task_id}/output"
+        with self._http.stream("GET", url, params={"follow": "true"}, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_for_problem(response)
+            yield from response.iter_bytes()
+
+    # -- workers and the rest ---------------------------------------------------------------
+
+    def workers(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = self.request("GET", "/api/v1/workers")["workers"]
+        return result
+
+    def drain_worker(self, worker_id: str, drain: bool = True) -> dict[str, Any]:
+        state = "draining" if drain else "active"
+        result: dict[str, Any] = self.request(
+            "PATCH", f"/api/v1/workers/{worker_id}", json={"state": state}
+        )
+        return result
+
+    def remove_worker(self, worker_id: str, force: bool = False) -> None:
+        self.request("DELETE", f"/api/v1/workers/{worker_id}", params={"force": force})
+
+    def queue_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/api/v1/queue/stats")
+        return result
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/health")
+        return result
