@@ -92,6 +92,7 @@ class Attempt:
         readers = asyncio.gather(
             self._pump("stdout", proc.stdout), self._pump("stderr", proc.stderr)
         )
+        readers.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             code = await asyncio.wait_for(proc.wait(), timeout=self._timeout_s)
         except TimeoutError:

@@ -106,6 +106,8 @@ class Worker:
                 backoff = 0.1
             except (OSError, TimeoutError, WebSocketException, wire.FrameError) as exc:
                 log.warning("session with %s ended: %s", url, exc or type(exc).__name__)
+            except Exception:  # never let a session bug kill the attempts this worker runs
+                log.exception("session with %s failed", url)
             finally:
                 self._ws = None
             if self._stop.is_set():
@@ -139,19 +141,29 @@ class Worker:
             if self._draining:
                 await ws.send(wire.pack({"t": "drain"}))
             interval = float(welcome.get("heartbeat_interval_s", self.config.heartbeat_interval_s))
-            async with asyncio.TaskGroup() as group:
-                beats = group.create_task(self._heartbeats(ws, interval))
-                stopper = group.create_task(self._stop.wait())
-                receiver = group.create_task(self._receive(ws))
-                done, _ = await asyncio.wait(
-                    {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                beats.cancel()
-                if stopper in done:
-                    await ws.send(wire.pack({"t": "bye"}))
-                    receiver.cancel()
-                else:
-                    stopper.cancel()
+            await self._serve(ws, interval)
+
+    async def _serve(self, ws: ClientConnection, interval: float) -> None:
+        """Receive and heartbeat until the connection fails or the worker stops.
+
+        Plain tasks rather than a TaskGroup: a broken connection must surface as the
+        connection error itself, for the reconnect loop to catch.
+        """
+        receiver = asyncio.create_task(self._receive(ws))
+        beats = asyncio.create_task(self._heartbeats(ws, interval))
+        stopper = asyncio.create_task(self._stop.wait())
+        tasks = (receiver, beats, stopper)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                await ws.send(wire.pack({"t": "bye"}))
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _hello(self) -> dict[str, Any]:
         held = [(a.task_id, a.token) for a in self._attempts.values()]
