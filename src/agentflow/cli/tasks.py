@@ -26,7 +26,7 @@ def client_options(fn: Any) -> Any:
 
 
 def make_client(master_url: str | None, api_token: str | None) -> Client:
-    return Client(master_url, token=api_token)
+    return Client(master_url, token=api_token, retries=6)
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:

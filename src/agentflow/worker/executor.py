@@ -94,7 +94,7 @@ class Attempt:
         )
         readers.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            code = await asyncio.wait_for(proc.wait(), timeout=self._timeout_s)
+            code = await asyncio.wait_for(_exited(proc), timeout=self._timeout_s)
         except TimeoutError:
             self._stop_reason = self._stop_reason or "timed_out"
             await self._kill_group()
@@ -145,3 +145,23 @@ class Attempt:
         assert self._proc is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> int:
+    """The exit code as soon as the process exits.
+
+    ``Process.wait()`` also waits for the pipes to close, which a background child of a shell
+    command can hold open forever; ``returncode`` is set at exit, so race the two.
+    """
+    waiter = asyncio.ensure_future(proc.wait())
+    delay_s = 0.005
+    try:
+        while not waiter.done():
+            if proc.returncode is not None:
+                return proc.returncode
+            await asyncio.wait({waiter}, timeout=delay_s)
+            delay_s = min(delay_s * 2, 0.2)
+        return waiter.result()
+    finally:
+        if not waiter.done():
+            waiter.cancel()

@@ -1,0 +1,66 @@
+"""Priority changes, following output, queue statistics, metrics, worker drain over the API."""
+
+from __future__ import annotations
+
+import httpx
+
+from agentflow import Client
+from tests.e2e.procs import Processes, live_workers, wait_until
+
+
+def test_patch_priority_reorders_a_queued_task(procs: Processes) -> None:
+    _, url = procs.master()
+    with Client(url) as client:
+        first = client.submit("true", priority="low")
+        second = client.submit("true", priority="low")
+        raised = client.set_priority(second.id, "urgent")
+        assert raised.priority == "urgent"
+        stats = client.queue_stats()
+        assert stats["by_priority"] == {"urgent": 1, "high": 0, "medium": 0, "low": 1}
+        assert stats["queued"] == 2 and stats["oldest_wait_s"] >= 0
+        procs.worker("w1", url, "--slots", "1")
+        assert client.wait(second.id, timeout_s=20).ok
+        assert client.wait(first.id, timeout_s=20).ok
+        started = [client.get(t).raw["started_at"] for t in (second.id, first.id)]
+        assert started[0] <= started[1]
+        response = httpx.patch(f"{url}/api/v1/tasks/{first.id}", json={"priority": "high"})
+        assert response.status_code == 409  # only a waiting task can change priority
+        assert client.queue_stats()["totals"]["completed"] == 2
+
+
+def test_follow_streams_output_until_the_task_ends(procs: Processes) -> None:
+    _, url = procs.master()
+    procs.worker("w1", url)
+    with Client(url) as client:
+        task = client.submit("for i in 1 2 3; do echo line$i; sleep 0.2; done")
+        streamed = b"".join(client.follow(task.id))
+        assert streamed == b"line1\nline2\nline3\n"
+        assert client.get(task.id).ok
+
+
+def test_metrics_and_health(procs: Processes) -> None:
+    _, url = procs.master()
+    procs.worker("w1", url)
+    wait_until(lambda: live_workers(url) == 1)
+    with Client(url) as client:
+        client.wait(client.submit("true").id, timeout_s=20)
+        health = client.health()
+    assert health["status"] == "ok" and health["role"] == "leader"
+    text = httpx.get(url + "/metrics").text
+    assert 'agentflow_tasks{status="completed"} 1.0' in text
+    assert 'agentflow_tasks_events_total{event="submitted"} 1.0' in text
+    assert "agentflow_free_slots" in text
+
+
+def test_drain_over_the_api_stops_new_assignments(procs: Processes) -> None:
+    _, url = procs.master()
+    procs.worker("w1", url, "--slots", "2")
+    wait_until(lambda: live_workers(url) == 1)
+    with Client(url) as client:
+        assert client.drain_worker("w1")["state"] == "draining"
+        task = client.submit("true")
+        assert client.wait(task.id, timeout_s=1).status == "queued"
+        assert client.drain_worker("w1", drain=False)["state"] == "active"
+        assert client.wait(task.id, timeout_s=20).ok
+        refused = httpx.delete(f"{url}/api/v1/workers/nope")
+        assert refused.status_code == 404
