@@ -11,6 +11,7 @@ broken modes, straight from some node's local state). A client that hears nothin
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from agentflow.raft import ProposalDroppedError, StateRole
 from agentflow.testing.linearizability import OpKind
 from agentflow.testing.sim._config import ReadMode
 from agentflow.testing.sim._events import EV_CLIENT, EV_CLIENT_TIMEOUT
-from agentflow.testing.sim._invariants import InvariantViolation
+from agentflow.testing.sim._invariants import InvariantViolationError
 from agentflow.testing.sim._kv import KvCommand
 
 if TYPE_CHECKING:
@@ -153,10 +154,8 @@ class ClientDriver:
         self._wait(pending)
         self._reads[context] = pending
         sim.trace(f"{sim.now_ms} c{client} get {key} @{node.id}")
-        try:
+        with contextlib.suppress(ProposalDroppedError):  # no answer: the client times out
             node.raft.read_index(context)
-        except ProposalDroppedError:
-            pass  # no answer will come; the client times out
         sim.after_io(node)
 
     def _read_locally(self, client: int, op_id: int, key: str, mode: ReadMode) -> None:
@@ -239,7 +238,7 @@ class ClientDriver:
         for index, data in self._acknowledged:
             seen = applied.get(index)
             if seen is None or seen[1] != data:
-                raise InvariantViolation(f"acknowledged write {data!r} at {index} was lost")
+                raise InvariantViolationError(f"acknowledged write {data!r} at {index} was lost")
 
     def resolve_open_writes(self, final_term: int) -> None:
         """Writes nobody answered: those that can no longer commit certainly did not happen.

@@ -67,7 +67,11 @@ class FaultMix:
     def draw(rng: random.Random, *, enabled: bool) -> FaultMix:
         if not enabled:
             return FaultMix(
-                drop_rate=0.0, duplicate_rate=0.0, delay_ms_max=5, nemesis_every_ms=10**9, weights={}
+                drop_rate=0.0,
+                duplicate_rate=0.0,
+                delay_ms_max=5,
+                nemesis_every_ms=10**9,
+                weights={},
             )
         weights = {
             "partition": rng.choice((0, 2, 4)),

@@ -36,13 +36,13 @@ from agentflow.raft import (
     Snapshot,
 )
 
-__all__ = ["InvariantViolation", "SafetyChecker"]
+__all__ = ["InvariantViolationError", "SafetyChecker"]
 
 # Messages whose term is a prospective one, not yet adopted (and so not yet persisted).
 _PROSPECTIVE = frozenset({MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESP})
 
 
-class InvariantViolation(AssertionError):
+class InvariantViolationError(AssertionError):
     """A safety property of Raft does not hold: the seed that produced it is a bug report."""
 
 
@@ -53,7 +53,7 @@ class _NodeRecord:
 
 
 def _fail(message: str) -> None:
-    raise InvariantViolation(message)
+    raise InvariantViolationError(message)
 
 
 class SafetyChecker:
@@ -115,7 +115,9 @@ class SafetyChecker:
             if entry.index != prev + 1:
                 _fail(f"node {node_id} appends non-consecutive entries at {entry.index}")
             if entry.term < prev_term:
-                _fail(f"node {node_id} appends ({entry.index}, {entry.term}) after term {prev_term}")
+                _fail(
+                    f"node {node_id} appends ({entry.index}, {entry.term}) after term {prev_term}"
+                )
             key = (entry.index, entry.term)
             seen = self._entries.get(key)
             if seen is None:

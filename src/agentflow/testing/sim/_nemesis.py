@@ -177,7 +177,10 @@ class Nemesis:
             return ""
         option = self._rng.choice(options)
         if option == "add":
-            node = sim.add_node(MemoryStorage())
+            # A joiner starts from the cluster's initial configuration (as etcd's
+            # --initial-cluster): the log replayed from index 1 then rebuilds the current
+            # one. From an empty ConfState it would believe itself the only voter.
+            node = sim.add_node(MemoryStorage(conf_state=sim.bootstrap_conf))
             as_voter = self._rng.random() < 0.2
             kind = ConfChangeType.ADD_VOTER if as_voter else ConfChangeType.ADD_LEARNER
             change = ConfChange(type=kind, node_id=node.id)
@@ -213,4 +216,3 @@ class Nemesis:
         if node.alive:
             sim.crash_node(node)
         sim.trace(f"{sim.now_ms} retire {node_id}")
-

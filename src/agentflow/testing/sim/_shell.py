@@ -15,9 +15,9 @@ import random
 from dataclasses import dataclass
 
 from agentflow.raft import (
-    Config,
     ConfChange,
     ConfChangeType,
+    Config,
     ConfState,
     EntryType,
     MemoryStorage,
@@ -26,7 +26,7 @@ from agentflow.raft import (
     Ready,
     StateRole,
 )
-from agentflow.testing.sim._invariants import InvariantViolation, SafetyChecker
+from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
 from agentflow.testing.sim._kv import KvStore
 
 __all__ = ["Applied", "SimNode"]
@@ -90,7 +90,9 @@ class SimNode:
         hard_state, conf_state = self.storage.initial_state()
         self.kv.restore(snapshot.data)
         self.applied = snapshot.metadata.index
-        self.conf_state = conf_state if snapshot.metadata.index == 0 else snapshot.metadata.conf_state
+        self.conf_state = (
+            conf_state if snapshot.metadata.index == 0 else snapshot.metadata.conf_state
+        )
         config = Config(
             id=self.id,
             election_tick=self._election_tick,
@@ -103,7 +105,7 @@ class SimNode:
         self.leader_id = None
         status = self.raft.status
         if status.term != hard_state.term or status.commit < hard_state.commit:
-            raise InvariantViolation(
+            raise InvariantViolationError(
                 f"node {self.id} restarts at term {status.term} commit {status.commit} but "
                 f"durable state is term {hard_state.term} commit {hard_state.commit}"
             )
@@ -119,31 +121,31 @@ class SimNode:
 
     # -- the Ready loop -------------------------------------------------------------------
 
-    def process(self) -> None:
+    def process(self) -> bool:
+        """Perform every pending Ready; False if a planned crash struck in the middle."""
         raft = self.raft
         assert raft is not None
         while raft.has_ready():
             ready = raft.ready()
             if self.crash_stage == 0:
                 self.crash()
-                return
+                return False
             self._persist(ready)
             if self.crash_stage == 1:
                 self.crash()
-                return
+                return False
             self.outbox.extend(ready.messages)
             for message in ready.messages:
                 self._checker.on_send(message, self.storage)
             if self.crash_stage == 2:
                 self.crash()
-                return
+                return False
             self._apply(raft, ready)
             for read_state in ready.read_states:
                 self._read_waiting.append((read_state.index, read_state.context))
             self._serve_reads()
             raft.advance(ready)
-            if self.raft is None:  # removed itself while applying
-                return
+        return True
 
     def _persist(self, ready: Ready) -> None:
         checker = self._checker
@@ -176,7 +178,7 @@ class SimNode:
             if entry.index <= self.applied:
                 continue  # already in the snapshot the state machine was restored from
             if entry.index != self.applied + 1:
-                raise InvariantViolation(
+                raise InvariantViolationError(
                     f"node {self.id} applies {entry.index} after {self.applied}: a gap"
                 )
             self._checker.on_apply(self.id, entry)

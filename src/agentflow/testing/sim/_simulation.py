@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentflow.raft import (
@@ -37,17 +38,16 @@ from agentflow.testing.sim._events import (
     EV_RETIRE,
     EV_TICK,
 )
-from agentflow.testing.sim._invariants import InvariantViolation, SafetyChecker
+from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
 from agentflow.testing.sim._kv import KvCommand
 from agentflow.testing.sim._nemesis import Nemesis
 from agentflow.testing.sim._network import LinkFaults, SimNetwork
 from agentflow.testing.sim._shell import SimNode
 
-__all__ = ["LivenessViolation", "SimResult", "Simulation", "run_seed"]
+__all__ = ["LivenessViolationError", "SimResult", "Simulation", "run_seed"]
 
 
-
-class LivenessViolation(AssertionError):
+class LivenessViolationError(AssertionError):
     """After every fault healed, the cluster did not elect a leader or commit in time."""
 
 
@@ -81,16 +81,19 @@ class Simulation:
         self.steps = 0
         self.quiet = False
         self.final_term = 0
+        self.echo: Callable[[str], None] | None = None  # prints the trace when debugging
         self.stats: dict[str, int] = {}
         self._heap: list[tuple[int, int, int, object, object]] = []
         self._seq = 0
         self._digest = hashlib.blake2b(digest_size=16)
         self.nodes: dict[str, SimNode] = {}
+        self._tick_ms: dict[str, int] = {}  # each node's tick period: clocks drift apart
         self.retired: set[str] = set()
         self._next_node = 1
         voters = frozenset(str(i) for i in range(1, self.node_count + 1))
+        self.bootstrap_conf = ConfState(voters=voters)
         for _ in range(self.node_count):
-            self.add_node(MemoryStorage(conf_state=ConfState(voters=voters)))
+            self.add_node(MemoryStorage(conf_state=self.bootstrap_conf))
         self.clients = ClientDriver(self)
         self.nemesis = Nemesis(self)
 
@@ -102,6 +105,8 @@ class Simulation:
 
     def trace(self, line: str) -> None:
         self._digest.update(line.encode())
+        if self.echo is not None:
+            self.echo(line)
 
     def count(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
@@ -121,7 +126,6 @@ class Simulation:
         )
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
-        self._tick_ms = getattr(self, "_tick_ms", {})
         self._tick_ms[node_id] = max(1, node_tick_ms)
         self.nodes[node_id] = node
         self.start_node(node)
@@ -130,7 +134,9 @@ class Simulation:
     def start_node(self, node: SimNode) -> None:
         node.start()
         self.trace(f"{self.now_ms} start {node.id}")
-        self.schedule(self.rng.randint(1, self._tick_ms[node.id]), EV_TICK, node.id, node.incarnation)
+        self.schedule(
+            self.rng.randint(1, self._tick_ms[node.id]), EV_TICK, node.id, node.incarnation
+        )
         self.after_io(node)
 
     def crash_node(self, node: SimNode) -> None:
@@ -151,15 +157,23 @@ class Simulation:
 
     def after_io(self, node: SimNode) -> None:
         """Perform the node's Readies, then route what they produced."""
-        if node.alive:
-            node.process()
-            if not node.alive:  # a crash planned in the middle of a Ready
-                self.clients.forget_node(node.id)
-                self.trace(f"{self.now_ms} torn crash {node.id}")
+        if node.alive and not node.process():  # crashed in the middle of a Ready
+            self.clients.forget_node(node.id)
+            self.trace(f"{self.now_ms} torn crash {node.id}")
+        lost_snapshots: list[str] = []
         for message in node.outbox:
-            for delay in self.network.delays_ms(message.from_, message.to):
+            delays = self.network.delays_ms(message.from_, message.to)
+            for delay in delays:
                 self.schedule(delay, EV_DELIVER, message)
+            if not delays and message.type is MessageType.SNAPSHOT:
+                lost_snapshots.append(message.to)
         node.outbox.clear()
+        if lost_snapshots and node.raft is not None:
+            # The transport knows at once that a snapshot did not go out: tell the leader,
+            # or it waits in snapshot state for a report that never comes.
+            for peer in lost_snapshots:
+                node.raft.report_snapshot(peer, False)
+            self.after_io(node)
         if node.applied_now:
             self.clients.on_applied(node, node.applied_now)
             for applied in node.applied_now:
@@ -280,7 +294,7 @@ class Simulation:
                 self.final_term = probe[0].storage.initial_state()[0].term
                 return
             if self.now_ms > deadline or not self.step():
-                raise LivenessViolation(self._stall_report())
+                raise LivenessViolationError(self._stall_report())
 
     def _propose_probe(self, leader: SimNode, seq: int) -> tuple[SimNode, int, bytes] | None:
         assert leader.raft is not None
@@ -304,7 +318,10 @@ class Simulation:
         return applied is not None and applied[1] == data
 
     def _stall_report(self) -> str:
-        lines = [f"liveness: no leader committing everywhere within {self.config.liveness_ticks} ticks of healing"]
+        lines = [
+            f"liveness: no leader committing on every member within "
+            f"{self.config.liveness_ticks} ticks of healing"
+        ]
         for node in self.nodes.values():
             if node.raft is None:
                 lines.append(f"  {node.id}: down{' (retired)' if node.id in self.retired else ''}")
@@ -313,7 +330,8 @@ class Simulation:
             lines.append(
                 f"  {node.id}: {status.role.name} term {status.term} leader {status.leader_id} "
                 f"commit {status.commit} applied {node.applied} last {status.last_index} "
-                f"voters {sorted(status.conf_state.voters)} learners {sorted(status.conf_state.learners)}"
+                f"voters {sorted(status.conf_state.voters)} "
+                f"learners {sorted(status.conf_state.learners)}"
             )
         return "\n".join(lines)
 
@@ -325,13 +343,15 @@ class Simulation:
         first = next(iter(states.values()))
         for node_id, data in states.items():
             if data != first:
-                raise InvariantViolation(f"state machines differ at {top}: {node_id} {data} vs {first}")
+                raise InvariantViolationError(
+                    f"state machines differ at {top}: {node_id} {data} vs {first}"
+                )
         self.clients.judge_acknowledged()
         self.clients.resolve_open_writes(self.final_term)
         result = check_history(self.history.operations())
         self.stats["ops"] = len(self.history.operations())
         if result.verdict is Verdict.NOT_LINEARIZABLE:
-            raise InvariantViolation(f"linearizability: {result.explanation}")
+            raise InvariantViolationError(f"linearizability: {result.explanation}")
         if result.verdict is Verdict.UNKNOWN:
             self.count("linearizability_unknown")
 
@@ -344,11 +364,25 @@ def run_seed(config: SimConfig) -> SimResult:
     sim = Simulation(config)
     try:
         sim.run()
-    except (InvariantViolation, LivenessViolation) as exc:
-        return SimResult(config=config, ok=False, digest=sim.digest(), steps=sim.steps, failure=f"{type(exc).__name__}: {exc}", stats=sim.stats)
-    except Exception as exc:  # noqa: BLE001 - a crash of the core under test is a finding
+    except (InvariantViolationError, LivenessViolationError) as exc:
+        return SimResult(
+            config=config,
+            ok=False,
+            digest=sim.digest(),
+            steps=sim.steps,
+            failure=f"{type(exc).__name__}: {exc}",
+            stats=sim.stats,
+        )
+    except Exception as exc:  # a crash of the core under test is a finding too
         import traceback
 
         tb = "".join(traceback.format_exception(exc))
-        return SimResult(config=config, ok=False, digest=sim.digest(), steps=sim.steps, failure=f"exception at {sim.now_ms} ms:\n{tb}", stats=sim.stats)
+        return SimResult(
+            config=config,
+            ok=False,
+            digest=sim.digest(),
+            steps=sim.steps,
+            failure=f"exception at {sim.now_ms} ms:\n{tb}",
+            stats=sim.stats,
+        )
     return SimResult(config=config, ok=True, digest=sim.digest(), steps=sim.steps, stats=sim.stats)
