@@ -180,7 +180,8 @@ class Nemesis:
             # A joiner starts from the cluster's initial configuration (as etcd's
             # --initial-cluster): the log replayed from index 1 then rebuilds the current
             # one. From an empty ConfState it would believe itself the only voter.
-            node = sim.add_node(MemoryStorage(conf_state=sim.bootstrap_conf))
+            initial = sim.bootstrap_conf if sim.config.join_with_initial_conf else None
+            node = sim.add_node(MemoryStorage(conf_state=initial))
             as_voter = self._rng.random() < 0.2
             kind = ConfChangeType.ADD_VOTER if as_voter else ConfChangeType.ADD_LEARNER
             change = ConfChange(type=kind, node_id=node.id)
