@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentflow.testing.linearizability import (
     CheckResult,
     History,
@@ -10,6 +12,7 @@ from agentflow.testing.linearizability import (
     Verdict,
     check_history,
 )
+from agentflow.testing.sim import ReadMode, SimConfig, run_seed
 
 
 def put(client: int, key: str, value: str, start: int, end: int | None) -> Operation:
@@ -190,3 +193,30 @@ def test_history_recorder_keeps_open_operations_as_maybe() -> None:
     bad = history.invoke(client=1, kind=OpKind.GET, key="k", now_ms=20)
     history.complete(bad, result="c", now_ms=21)
     assert check_history(history.operations()).verdict is Verdict.NOT_LINEARIZABLE
+
+
+# -- the simulated read paths -------------------------------------------------------------
+
+SEEDS = range(40)
+
+
+@pytest.mark.sim
+def test_read_index_path_is_linearizable_under_faults() -> None:
+    for seed in SEEDS:
+        result = run_seed(SimConfig(seed=seed, steps=2000))
+        assert result.ok, result.report()
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("mode", [ReadMode.FOLLOWER_LOCAL, ReadMode.LEADER_LOCAL])
+def test_broken_read_path_is_caught(mode: ReadMode) -> None:
+    # Same seeds, same faults: only the read path differs from the test above.
+    caught = [
+        result
+        for seed in SEEDS
+        if not (result := run_seed(SimConfig(seed=seed, steps=2000, read_mode=mode))).ok
+    ]
+    assert caught, f"no seed caught reads served by {mode.value}"
+    for result in caught:
+        assert result.failure is not None
+        assert "linearizability" in result.failure, result.report()

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_STATES = 2_000_000
+_EXPLAIN_OPS = 12  # operations shown when a history fails
 
 
 class OpKind(enum.Enum):
@@ -179,7 +180,7 @@ def check_history(
             return CheckResult(
                 verdict=verdict,
                 key=key,
-                explanation=_explain(key, ops),
+                explanation=_explain(key, ops, max_states=max_states),
                 states_explored=explored,
             )
         if verdict is Verdict.UNKNOWN and unknown is None:
@@ -241,9 +242,21 @@ def _check_register(ops: Sequence[Operation], *, max_states: int) -> tuple[Verdi
     return Verdict.NOT_LINEARIZABLE, len(seen)
 
 
-def _explain(key: str, ops: Sequence[Operation]) -> str:
-    lines = [f"no linearization of the {len(ops)} operations on key {key!r}:"]
-    lines.extend("  " + op.describe() for op in ops[:40])
-    if len(ops) > 40:
-        lines.append(f"  ... and {len(ops) - 40} more")
+def _explain(key: str, ops: Sequence[Operation], *, max_states: int) -> str:
+    """Show the shortest failing prefix (in invocation order): its last operations are the
+    ones that cannot be placed."""
+    low, high = 1, len(ops)  # the prefix of `high` operations fails
+    while low < high:
+        mid = (low + high) // 2
+        verdict, _ = _check_register(ops[:mid], max_states=max_states)
+        if verdict is Verdict.NOT_LINEARIZABLE:
+            high = mid
+        else:
+            low = mid + 1
+    shown = ops[max(0, high - _EXPLAIN_OPS) : high]
+    lines = [
+        f"no linearization of the {len(ops)} operations on key {key!r}; the first "
+        f"{high} already fail, ending with:"
+    ]
+    lines.extend("  " + op.describe() for op in shown)
     return "\n".join(lines)
