@@ -202,7 +202,8 @@ class Network:
             or m.to not in self.nodes
             or (self.drop_filter is not None and self.drop_filter(m))
         )
-        self._emit(render_message(m) + (" DROPPED" if dropped else ""))
+        if self.trace is not None:
+            self._emit(render_message(m) + (" DROPPED" if dropped else ""))
         if m.type is MessageType.SNAPSHOT and m.from_ in self.nodes:
             sender = self.nodes[m.from_]
             if not dropped:
@@ -274,6 +275,23 @@ def _render_snapshot(snap: Snapshot) -> str:
 
 def _config_fields(config: Config) -> dict[str, object]:
     return {name: getattr(config, name) for name in Config.__dataclass_fields__}
+
+
+def msg(msg_type: MessageType, from_: str, to: str, term: int, **fields: object) -> Message:
+    return Message(type=msg_type, from_=from_, to=to, term=term, **fields)  # type: ignore[arg-type]
+
+
+def sent(net: Network) -> list[Message]:
+    """Handle every pending Ready and return (removing them) the messages now in flight."""
+    net.process_all()
+    out, net.queue = list(net.queue), deque()
+    return out
+
+
+def peek(net: Network) -> list[Message]:
+    """Handle every pending Ready and return the messages in flight, leaving them queued."""
+    net.process_all()
+    return list(net.queue)
 
 
 def cluster(size: int, *, trace: list[str] | None = None, **settings: object) -> Network:
