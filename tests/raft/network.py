@@ -16,8 +16,8 @@ from random import Random
 
 from agentflow.raft import (
     ConfChange,
-    ConfState,
     Config,
+    ConfState,
     Entry,
     EntryType,
     MemoryStorage,
@@ -100,7 +100,7 @@ class Network:
         self.delivered: list[Message] = []
         self.trace = trace  # when set, events and messages are rendered into it
 
-    # -- membership of the test network ------------------------------------------------------
+    # -- membership of the test network -----------------------------------------------------------
 
     def add_node(
         self,
@@ -133,7 +133,7 @@ class Network:
         self.down.discard(node_id)
         return self.nodes[node_id]
 
-    # -- faults --------------------------------------------------------------------------------
+    # -- faults ------------------------------------------------------------
 
     def cut(self, a: str, b: str) -> None:
         self.blocked.update({(a, b), (b, a)})
@@ -154,7 +154,7 @@ class Network:
     def heal(self) -> None:
         self.blocked.clear()
 
-    # -- driving ---------------------------------------------------------------------------------
+    # -- driving ------------------------------------------------------------
 
     def tick(self, node_id: str, times: int = 1) -> None:
         for _ in range(times):
@@ -215,7 +215,7 @@ class Network:
         self.delivered.append(m)
         self.nodes[m.to].step(m)
 
-    # -- the shell's duties -------------------------------------------------------------------------
+    # -- the shell's duties ------------------------------------------------------------
 
     def _persist(self, node_id: str, rd: Ready) -> None:
         storage = self.storages[node_id]
@@ -258,7 +258,7 @@ class Network:
         if self.trace is not None:
             self.trace.append(line)
 
-    # -- queries -------------------------------------------------------------------------------------
+    # -- queries ------------------------------------------------------------
 
     def leader(self) -> str | None:
         leaders = [i for i, n in self.nodes.items() if n.status.role.value == "LEADER"]
