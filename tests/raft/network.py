@@ -16,8 +16,8 @@ from random import Random
 
 from agentflow.raft import (
     ConfChange,
-    ConfState,
     Config,
+    ConfState,
     Entry,
     EntryType,
     MemoryStorage,
@@ -100,7 +100,7 @@ class Network:
         self.delivered: list[Message] = []
         self.trace = trace  # when set, events and messages are rendered into it
 
-    # -- membership of the test network ------------------------------------------------------
+    # -- membership of the test network -----------------------------------------------------------
 
     def add_node(
         self,
@@ -133,7 +133,7 @@ class Network:
         self.down.discard(node_id)
         return self.nodes[node_id]
 
-    # -- faults --------------------------------------------------------------------------------
+    # -- faults ------------------------------------------------------------
 
     def cut(self, a: str, b: str) -> None:
         self.blocked.update({(a, b), (b, a)})
@@ -154,7 +154,7 @@ class Network:
     def heal(self) -> None:
         self.blocked.clear()
 
-    # -- driving ---------------------------------------------------------------------------------
+    # -- driving ------------------------------------------------------------
 
     def tick(self, node_id: str, times: int = 1) -> None:
         for _ in range(times):
@@ -202,7 +202,8 @@ class Network:
             or m.to not in self.nodes
             or (self.drop_filter is not None and self.drop_filter(m))
         )
-        self._emit(render_message(m) + (" DROPPED" if dropped else ""))
+        if self.trace is not None:
+            self._emit(render_message(m) + (" DROPPED" if dropped else ""))
         if m.type is MessageType.SNAPSHOT and m.from_ in self.nodes:
             sender = self.nodes[m.from_]
             if not dropped:
@@ -214,7 +215,7 @@ class Network:
         self.delivered.append(m)
         self.nodes[m.to].step(m)
 
-    # -- the shell's duties -------------------------------------------------------------------------
+    # -- the shell's duties ------------------------------------------------------------
 
     def _persist(self, node_id: str, rd: Ready) -> None:
         storage = self.storages[node_id]
@@ -257,7 +258,7 @@ class Network:
         if self.trace is not None:
             self.trace.append(line)
 
-    # -- queries -------------------------------------------------------------------------------------
+    # -- queries ------------------------------------------------------------
 
     def leader(self) -> str | None:
         leaders = [i for i, n in self.nodes.items() if n.status.role.value == "LEADER"]
@@ -274,6 +275,23 @@ def _render_snapshot(snap: Snapshot) -> str:
 
 def _config_fields(config: Config) -> dict[str, object]:
     return {name: getattr(config, name) for name in Config.__dataclass_fields__}
+
+
+def msg(msg_type: MessageType, from_: str, to: str, term: int, **fields: object) -> Message:
+    return Message(type=msg_type, from_=from_, to=to, term=term, **fields)  # type: ignore[arg-type]
+
+
+def sent(net: Network) -> list[Message]:
+    """Handle every pending Ready and return (removing them) the messages now in flight."""
+    net.process_all()
+    out, net.queue = list(net.queue), deque()
+    return out
+
+
+def peek(net: Network) -> list[Message]:
+    """Handle every pending Ready and return the messages in flight, leaving them queued."""
+    net.process_all()
+    return list(net.queue)
 
 
 def cluster(size: int, *, trace: list[str] | None = None, **settings: object) -> Network:

@@ -311,13 +311,16 @@ def transfer_leadership(r: Raft, to: NodeId) -> None:
 def after_conf_change(r: Raft) -> None:
     """The leader's part of applying a committed membership change."""
     if r.id not in r.tracker.voters:
-        # §6: a leader removed from the configuration steps down once the change commits. Tell
-        # the others the commit index first so they can apply it and elect a successor.
-        broadcast_append(r)
+        # §6: a leader removed from the configuration steps down once the change commits. The
+        # commit index that covers the change already went out with the Ready that carried
+        # the entry to apply, so the others can apply it and elect a successor.
         r.become_follower(r.term, None)
         return
     maybe_commit(r)  # the quorum may have shrunk
-    r.needs_broadcast = True  # new members get their first probe
+    for peer in r.tracker.peers():
+        pr = r.tracker.progress[peer]
+        if peer != r.id and pr.match == 0:
+            maybe_send_append(r, peer, send_if_empty=True)  # first probe of a new member
     if r.lead_transferee is not None and r.lead_transferee not in r.tracker.voters:
         r.lead_transferee = None
 
