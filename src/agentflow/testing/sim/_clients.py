@@ -54,6 +54,7 @@ class ClientDriver:
         self._open_writes: list[_Pending] = []
         self._acknowledged: list[tuple[int, bytes]] = []
         self._recent: dict[str, str | None] = {}
+        self._sticky: dict[int, str] = {}
 
     def begin(self) -> None:
         for client in range(1, self._sim.config.clients + 1):
@@ -75,13 +76,31 @@ class ClientDriver:
         else:
             self._write(client, key, is_cas=True)
 
-    def _target(self, leader_bias: float) -> SimNode | None:
+    def _target(self, client: int, leader_bias: float) -> SimNode | None:
+        """The node this client talks to: the one it used last while that keeps working
+        (so a client can be stuck with a deposed leader, as real ones are), else a fresh
+        pick — usually the current leader, sometimes any node."""
         sim = self._sim
+        sticky = sim.nodes.get(self._sticky.get(client, ""))
+        if sticky is not None and sticky.alive:
+            return sticky
         leader = sim.leader()
         if leader is not None and self._rng.random() < leader_bias:
-            return leader
-        alive = [node for node in sim.nodes.values() if node.alive]
-        return self._rng.choice(alive) if alive else None
+            node: SimNode | None = leader
+        else:
+            alive = [node for node in sim.nodes.values() if node.alive]
+            node = self._rng.choice(alive) if alive else None
+        if node is not None:
+            self._sticky[client] = node.id
+        return node
+
+    def _redirect(self, client: int, node: SimNode | None) -> None:
+        """After a refusal or a silence: follow the node's leader hint, or start afresh."""
+        hint = node.leader_id if node is not None and node.alive else None
+        if hint is not None and hint != self._sticky.get(client):
+            self._sticky[client] = hint
+        else:
+            self._sticky.pop(client, None)
 
     def _write(self, client: int, key: str, *, is_cas: bool) -> None:
         sim = self._sim
@@ -100,7 +119,7 @@ class ClientDriver:
             expected=expected if is_cas else None,
             now_ms=sim.now_ms,
         )
-        node = self._target(0.85)
+        node = self._target(client, 0.85)
         if node is None or node.raft is None:
             sim.history.fail(op_id)
             self._next(client)
@@ -110,6 +129,7 @@ class ClientDriver:
             index = node.raft.propose(data)
         except ProposalDroppedError:
             sim.history.fail(op_id)
+            self._redirect(client, node)
             self._next(client)
             return
         term = node.storage.initial_state()[0].term
@@ -136,7 +156,7 @@ class ClientDriver:
         if mode is not ReadMode.READ_INDEX:
             self._read_locally(client, op_id, key, mode)
             return
-        node = self._target(0.7)
+        node = self._target(client, 0.7)
         if node is None or node.raft is None:
             sim.history.fail(op_id)
             self._next(client)
@@ -219,6 +239,7 @@ class ClientDriver:
             return
         self._writes.pop((pending.node_id, pending.index), None)
         self._reads.pop(pending.context, None)
+        self._redirect(client, self._sim.nodes.get(pending.node_id))
         if pending.kind is not OpKind.GET:
             self._open_writes.append(pending)
         self._next(client)

@@ -82,6 +82,8 @@ class FaultMix:
             "partition": rng.choice((0, 2, 4)),
             "one_way": rng.choice((0, 1, 2)),
             "bridge": rng.choice((0, 1, 2)),
+            "isolate_leader": rng.choice((0, 2, 4)),
+            "crash_leader": rng.choice((0, 1, 2)),
             "heal": 4,
             "crash": rng.choice((0, 2, 3)),
             "torn_crash": rng.choice((0, 1, 2)),

@@ -89,6 +89,26 @@ class Nemesis:
         self._sim.network.bridge(rest[:half], bridge, rest[half:])
         return self._sim.network.description
 
+    def _do_isolate_leader(self) -> str:
+        """Cut the leader off alone: the fault that makes deposed leaders, uncommitted
+        tails and competing terms — where Raft's subtle rules matter."""
+        leader = self._sim.leader()
+        if leader is None:
+            return ""
+        others = [i for i in self._in_play() if i != leader.id]
+        self._sim.network.partition([[leader.id], others])
+        return self._sim.network.description
+
+    def _do_crash_leader(self) -> str:
+        leader = self._sim.leader()
+        if leader is None:
+            return ""
+        if self._rng.random() < 0.5:
+            self._sim.crash_node(leader)
+            return leader.id
+        leader.crash_stage = self._rng.randint(0, 2)
+        return f"{leader.id} at stage {leader.crash_stage}"
+
     def _do_heal(self) -> str:
         self._sim.network.heal()
         return "healed"

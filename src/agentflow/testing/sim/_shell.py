@@ -11,6 +11,7 @@ the state machine from the storage's snapshot, then replays the log from there.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -52,15 +53,13 @@ class SimNode:
         *,
         rng: random.Random,
         checker: SafetyChecker,
-        election_tick: int,
-        heartbeat_tick: int,
+        config: Config,
     ) -> None:
         self.id = node_id
         self.storage = storage  # durable: survives crashes, written only from a Ready
         self._rng = rng
         self._checker = checker
-        self._election_tick = election_tick
-        self._heartbeat_tick = heartbeat_tick
+        self._config = dataclasses.replace(config, id=node_id)
         self.raft: RaftNode | None = None
         self.incarnation = 0
         self.kv = KvStore()
@@ -93,12 +92,7 @@ class SimNode:
         self.conf_state = (
             conf_state if snapshot.metadata.index == 0 else snapshot.metadata.conf_state
         )
-        config = Config(
-            id=self.id,
-            election_tick=self._election_tick,
-            heartbeat_tick=self._heartbeat_tick,
-            applied=self.applied,
-        )
+        config = dataclasses.replace(self._config, applied=self.applied)
         self.raft = RaftNode(config, self.storage, random.Random(self._rng.getrandbits(64)))
         self.incarnation += 1
         self.role = StateRole.FOLLOWER

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentflow.raft import (
+    Config,
     ConfState,
     MemoryStorage,
     Message,
@@ -74,6 +75,7 @@ class Simulation:
         rng = self.rng
         self.node_count = config.nodes if config.nodes is not None else rng.choice((3, 5))
         self.mix = FaultMix.draw(rng, enabled=config.faults)
+        self.raft_config = draw_raft_config(rng, config)
         self.network = SimNetwork(random.Random(rng.getrandbits(64)))
         self.checker = SafetyChecker()
         self.history = History()
@@ -121,8 +123,7 @@ class Simulation:
             storage,
             rng=random.Random(self.rng.getrandbits(64)),
             checker=self.checker,
-            election_tick=self.config.election_tick,
-            heartbeat_tick=self.config.heartbeat_tick,
+            config=self.raft_config,
         )
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
@@ -357,6 +358,26 @@ class Simulation:
 
     def digest(self) -> str:
         return self._digest.hexdigest()
+
+
+def draw_raft_config(rng: random.Random, config: SimConfig) -> Config:
+    """The core's settings vary by seed too: tiny message and in-flight limits split the
+    log into many appends and partial acknowledgements (where commit rules are tested);
+    runs without pre-vote or check-quorum see disruptive candidates and deposed leaders
+    that linger."""
+    if not config.faults:
+        return Config(
+            id="template", election_tick=config.election_tick, heartbeat_tick=config.heartbeat_tick
+        )
+    return Config(
+        id="template",
+        election_tick=config.election_tick,
+        heartbeat_tick=config.heartbeat_tick,
+        pre_vote=rng.random() < 0.75,
+        check_quorum=rng.random() < 0.75,
+        max_size_per_msg=rng.choice((1, 64, 1 << 20)),
+        max_inflight_msgs=rng.choice((1, 4, 256)),
+    )
 
 
 def run_seed(config: SimConfig) -> SimResult:
