@@ -30,7 +30,12 @@ class SimConfig:
     election_tick: int = 10
     heartbeat_tick: int = 2
     client_timeout_ms: int = 400
-    liveness_ticks: int = 150  # after healing: a leader, and a commit everywhere, within this
+    # Liveness bounds, in ticks after every fault healed, each on top of the one before: a
+    # leader (tripled without pre-vote); a fresh entry committed; that entry applied on
+    # every member (a learner may be far behind, catching up one entry per message).
+    election_ticks: int = 100
+    commit_ticks: int = 50
+    converge_ticks: int = 1000
     log_check_every: int = 500  # steps between whole-log cross-checks
     faults: bool = True
     # A joining node starts from the cluster's initial ConfState (True) or from an empty

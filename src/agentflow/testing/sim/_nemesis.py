@@ -218,6 +218,8 @@ class Nemesis:
                 self.retire(node.id)  # never became a member: stop it
             return ""
         sim.after_io(leader)
+        if change.type is ConfChangeType.REMOVE_NODE and change.node_id == leader.id:
+            sim.count("remove_leader")
         return f"{change.type.name} {change.node_id} via {leader.id}"
 
     def on_applied(self, applied: Applied) -> None:
