@@ -52,8 +52,8 @@ def test_replay_does_not_depend_on_the_process_hash_seed() -> None:
 def test_failure_prints_seed_and_a_replay_command_that_reproduces_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # The broken read path fails on seed 1: a stand-in for any failing seed.
-    config = SimConfig(seed=1, steps=2000, read_mode=ReadMode.LEADER_LOCAL)
+    # Reads from any node's local state fail every seed: a stand-in for any failing seed.
+    config = SimConfig(seed=1, steps=2000, read_mode=ReadMode.FOLLOWER_LOCAL)
     result = run_seed(config)
     assert not result.ok
     report = result.report()
