@@ -1,0 +1,241 @@
+"""The fault schedule: every so often, the nemesis picks one fault from the seed's mix.
+
+Faults: symmetric, one-way (asymmetric) and bridge partitions and their healing; crashes
+between Readies and in the middle of one (before persisting, before sending, before
+applying); restarts from durable storage; lossy, duplicating, slow links; membership
+changes (add a learner, promote it, remove a voter — the leader too); leadership transfers;
+log compaction at a node's applied index. A node whose removal was applied is retired
+(stopped for good) a little later, as an operator would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentflow.raft import (
+    ConfChange,
+    ConfChangeType,
+    MemoryStorage,
+    ProposalDroppedError,
+)
+from agentflow.testing.sim._events import EV_NEMESIS, EV_RETIRE
+from agentflow.testing.sim._network import LinkFaults
+
+if TYPE_CHECKING:
+    from agentflow.testing.sim._shell import Applied, SimNode
+    from agentflow.testing.sim._simulation import Simulation
+
+__all__ = ["Nemesis"]
+
+
+class Nemesis:
+    def __init__(self, sim: Simulation) -> None:
+        self._sim = sim
+        self._rng = sim.rng
+        self._actions = [name for name, weight in sim.mix.weights.items() if weight > 0]
+        self._weights = [sim.mix.weights[name] for name in self._actions]
+        self._max_members = sim.node_count + 2
+
+    def begin(self) -> None:
+        if self._actions:
+            self._sim.schedule(self._interval(), EV_NEMESIS)
+
+    def _interval(self) -> int:
+        every = self._sim.mix.nemesis_every_ms
+        return self._rng.randint(every // 2, every * 3 // 2)
+
+    def strike(self) -> None:
+        sim = self._sim
+        if sim.quiet:
+            return
+        action = self._rng.choices(self._actions, self._weights)[0]
+        done = getattr(self, f"_do_{action}")()
+        if done:
+            sim.count(action)
+            sim.trace(f"{sim.now_ms} nemesis {action} {done}")
+        sim.schedule(self._interval(), EV_NEMESIS)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _in_play(self) -> list[str]:
+        return [i for i in self._sim.nodes if i not in self._sim.retired]
+
+    def _alive(self) -> list[SimNode]:
+        return [n for i, n in self._sim.nodes.items() if n.alive and i not in self._sim.retired]
+
+    # -- network ----------------------------------------------------------------------------
+
+    def _do_partition(self) -> str:
+        ids = self._in_play()
+        self._rng.shuffle(ids)
+        cut = self._rng.randint(1, max(1, len(ids) // 2))
+        self._sim.network.partition([ids[:cut], ids[cut:]])
+        return self._sim.network.description
+
+    def _do_one_way(self) -> str:
+        ids = self._in_play()
+        node = self._rng.choice(ids)
+        inbound = self._rng.random() < 0.5
+        self._sim.network.isolate_one_way(node, [i for i in ids if i != node], inbound=inbound)
+        return self._sim.network.description
+
+    def _do_bridge(self) -> str:
+        ids = self._in_play()
+        if len(ids) < 3:
+            return ""
+        self._rng.shuffle(ids)
+        bridge, rest = ids[0], ids[1:]
+        half = len(rest) // 2
+        self._sim.network.bridge(rest[:half], bridge, rest[half:])
+        return self._sim.network.description
+
+    def _do_isolate_leader(self) -> str:
+        """Cut the leader off alone: the fault that makes deposed leaders, uncommitted
+        tails and competing terms — where Raft's subtle rules matter."""
+        leader = self._sim.leader()
+        if leader is None:
+            return ""
+        others = [i for i in self._in_play() if i != leader.id]
+        self._sim.network.partition([[leader.id], others])
+        return self._sim.network.description
+
+    def _do_crash_leader(self) -> str:
+        leader = self._sim.leader()
+        if leader is None:
+            return ""
+        if self._rng.random() < 0.5:
+            self._sim.crash_node(leader)
+            return leader.id
+        leader.crash_stage = self._rng.randint(0, 2)
+        return f"{leader.id} at stage {leader.crash_stage}"
+
+    def _do_heal(self) -> str:
+        self._sim.network.heal()
+        return "healed"
+
+    def _do_lossy(self) -> str:
+        rng = self._rng
+        faults = LinkFaults(
+            drop_rate=rng.choice((0.05, 0.2, 0.4)),
+            duplicate_rate=rng.choice((0.0, 0.1, 0.3)),
+            delay_ms_max=rng.choice((10, 50, 120)),
+        )
+        self._sim.network.faults = faults
+        return f"drop {faults.drop_rate} dup {faults.duplicate_rate} delay {faults.delay_ms_max}"
+
+    def _do_calm(self) -> str:
+        mix = self._sim.mix
+        self._sim.network.faults = LinkFaults(
+            drop_rate=mix.drop_rate,
+            duplicate_rate=mix.duplicate_rate,
+            delay_ms_max=mix.delay_ms_max,
+        )
+        return "baseline"
+
+    # -- processes --------------------------------------------------------------------------
+
+    def _do_crash(self) -> str:
+        alive = self._alive()
+        if not alive:
+            return ""
+        node = self._rng.choice(alive)
+        self._sim.crash_node(node)
+        return node.id
+
+    def _do_torn_crash(self) -> str:
+        alive = self._alive()
+        if not alive:
+            return ""
+        node = self._rng.choice(alive)
+        node.crash_stage = self._rng.randint(0, 2)
+        return f"{node.id} at stage {node.crash_stage}"
+
+    def _do_restart(self) -> str:
+        down = [n for i, n in self._sim.nodes.items() if not n.alive and i not in self._sim.retired]
+        if not down:
+            return ""
+        node = self._rng.choice(down)
+        self._sim.start_node(node)
+        return node.id
+
+    def _do_compact(self) -> str:
+        alive = self._alive()
+        if not alive:
+            return ""
+        node = self._rng.choice(alive)
+        return f"{node.id} at {node.applied}" if node.compact() else ""
+
+    # -- cluster operations -----------------------------------------------------------------
+
+    def _do_transfer(self) -> str:
+        leader = self._sim.leader()
+        if leader is None or leader.raft is None:
+            return ""
+        others = sorted(leader.conf_state.voters - {leader.id})
+        if not others:
+            return ""
+        target = self._rng.choice(others)
+        leader.raft.transfer_leadership(target)
+        self._sim.after_io(leader)
+        return f"{leader.id} -> {target}"
+
+    def _do_membership(self) -> str:
+        sim = self._sim
+        leader = sim.leader()
+        if leader is None or leader.raft is None:
+            return ""
+        conf = leader.conf_state
+        members = conf.voters | conf.learners
+        options: list[str] = []
+        if len(members) < self._max_members:
+            options.append("add")
+        if conf.learners:
+            options.append("promote")
+        if len(conf.voters) >= 3:
+            options.append("remove")
+        if not options:
+            return ""
+        option = self._rng.choice(options)
+        if option == "add":
+            # A joiner starts from the cluster's initial configuration (as etcd's
+            # --initial-cluster): the log replayed from index 1 then rebuilds the current
+            # one. From an empty ConfState it would believe itself the only voter.
+            initial = sim.bootstrap_conf if sim.config.join_with_initial_conf else None
+            node = sim.add_node(MemoryStorage(conf_state=initial))
+            as_voter = self._rng.random() < 0.2
+            kind = ConfChangeType.ADD_VOTER if as_voter else ConfChangeType.ADD_LEARNER
+            change = ConfChange(type=kind, node_id=node.id)
+        elif option == "promote":
+            target = self._rng.choice(sorted(conf.learners))
+            change = ConfChange(type=ConfChangeType.ADD_VOTER, node_id=target)
+        else:
+            target = self._rng.choice(sorted(members))
+            change = ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=target)
+        try:
+            leader.raft.propose_conf_change(change)
+        except ProposalDroppedError:
+            if option == "add":
+                self.retire(node.id)  # never became a member: stop it
+            return ""
+        sim.after_io(leader)
+        if change.type is ConfChangeType.REMOVE_NODE and change.node_id == leader.id:
+            sim.count("remove_leader")
+        return f"{change.type.name} {change.node_id} via {leader.id}"
+
+    def on_applied(self, applied: Applied) -> None:
+        change = applied.conf_change
+        if change is None or change.type is not ConfChangeType.REMOVE_NODE:
+            return
+        if change.node_id in self._sim.retired or change.node_id not in self._sim.nodes:
+            return
+        self._sim.schedule(self._rng.randint(0, 200), EV_RETIRE, change.node_id)
+
+    def retire(self, node_id: str) -> None:
+        sim = self._sim
+        if node_id in sim.retired:
+            return
+        sim.retired.add(node_id)
+        node = sim.nodes[node_id]
+        if node.alive:
+            sim.crash_node(node)
+        sim.trace(f"{sim.now_ms} retire {node_id}")

@@ -1,0 +1,430 @@
+"""The event loop: one heap of timed events, one `random.Random`, the whole cluster.
+
+A step is one event taken off the heap — a node's tick, a message copy arriving, a client
+acting, the nemesis striking — plus every Ready it causes, performed and checked at once.
+Nothing else decides the order of things, so a seed is a complete description of a run.
+
+A run has two phases. During `steps` steps faults are injected (see `_nemesis`); then the
+network heals, crashed members restart, clients stop, and the cluster must elect a leader
+and commit a fresh entry on every member within `liveness_ticks` ticks. Then the histories
+are judged: logs cross-checked, state machines compared, acknowledged writes found in the
+log, client history checked for linearizability.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agentflow.raft import (
+    Config,
+    ConfState,
+    MemoryStorage,
+    Message,
+    MessageType,
+    ProposalDroppedError,
+    StateRole,
+)
+from agentflow.testing.linearizability import History, Verdict, check_history
+from agentflow.testing.sim._clients import ClientDriver
+from agentflow.testing.sim._config import FaultMix, SimConfig
+from agentflow.testing.sim._events import (
+    EV_CLIENT,
+    EV_CLIENT_TIMEOUT,
+    EV_DELIVER,
+    EV_NEMESIS,
+    EV_RETIRE,
+    EV_TICK,
+)
+from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
+from agentflow.testing.sim._kv import KvCommand
+from agentflow.testing.sim._nemesis import Nemesis
+from agentflow.testing.sim._network import LinkFaults, SimNetwork
+from agentflow.testing.sim._shell import SimNode
+
+__all__ = ["LivenessViolationError", "SimResult", "Simulation", "run_seed"]
+
+
+class LivenessViolationError(AssertionError):
+    """After every fault healed, the cluster did not elect a leader or commit in time."""
+
+
+@dataclass(slots=True, kw_only=True)
+class SimResult:
+    config: SimConfig
+    ok: bool
+    digest: str
+    steps: int
+    failure: str | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def report(self) -> str:
+        head = f"seed {self.config.seed}: {'ok' if self.ok else 'FAILED'} after {self.steps} steps"
+        if self.ok:
+            return head
+        return f"{head}\n{self.failure}\nreplay: {self.config.replay_command()}"
+
+
+class Simulation:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        rng = self.rng
+        self.node_count = config.nodes if config.nodes is not None else rng.choice((3, 5))
+        self.mix = FaultMix.draw(rng, enabled=config.faults)
+        self.raft_config = draw_raft_config(rng, config)
+        self.network = SimNetwork(random.Random(rng.getrandbits(64)))
+        self.checker = SafetyChecker()
+        self.history = History()
+        self.now_ms = 0
+        self.steps = 0
+        self.quiet = False
+        self.final_term = 0
+        self.echo: Callable[[str], None] | None = None  # prints the trace when debugging
+        self.stats: dict[str, int] = {}
+        self._heap: list[tuple[int, int, int, object, object]] = []
+        self._seq = 0
+        self._digest = hashlib.blake2b(digest_size=16)
+        self.nodes: dict[str, SimNode] = {}
+        self._tick_ms: dict[str, int] = {}  # each node's tick period: clocks drift apart
+        self.retired: set[str] = set()
+        self._next_node = 1
+        voters = frozenset(str(i) for i in range(1, self.node_count + 1))
+        self.bootstrap_conf = ConfState(voters=voters)
+        for _ in range(self.node_count):
+            self.add_node(MemoryStorage(conf_state=self.bootstrap_conf))
+        self.clients = ClientDriver(self)
+        self.nemesis = Nemesis(self)
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def schedule(self, delay_ms: int, kind: int, a: object = None, b: object = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now_ms + delay_ms, self._seq, kind, a, b))
+
+    def trace(self, line: str) -> None:
+        self._digest.update(line.encode())
+        if self.echo is not None:
+            self.echo(line)
+
+    def count(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    def add_node(self, storage: MemoryStorage) -> SimNode:
+        node_id = str(self._next_node)
+        self._next_node += 1
+        node = SimNode(
+            node_id,
+            storage,
+            rng=random.Random(self.rng.getrandbits(64)),
+            checker=self.checker,
+            config=self.raft_config,
+        )
+        # Each node's clock runs a little fast or slow: ticks are not in lockstep.
+        node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
+        self._tick_ms[node_id] = max(1, node_tick_ms)
+        self.nodes[node_id] = node
+        self.start_node(node)
+        return node
+
+    def start_node(self, node: SimNode) -> None:
+        node.start()
+        self.trace(f"{self.now_ms} start {node.id}")
+        self.schedule(
+            self.rng.randint(1, self._tick_ms[node.id]), EV_TICK, node.id, node.incarnation
+        )
+        self.after_io(node)
+
+    def crash_node(self, node: SimNode) -> None:
+        node.crash()
+        self.clients.forget_node(node.id)
+        self.trace(f"{self.now_ms} crash {node.id}")
+
+    def leader(self) -> SimNode | None:
+        """The live node that believes it leads with the highest term, if any."""
+        best: SimNode | None = None
+        best_term = -1
+        for node in self.nodes.values():
+            if node.alive and node.role is StateRole.LEADER:
+                term = node.storage.initial_state()[0].term
+                if term > best_term:
+                    best, best_term = node, term
+        return best
+
+    def after_io(self, node: SimNode) -> None:
+        """Perform the node's Readies, then route what they produced."""
+        if node.alive and not node.process():  # crashed in the middle of a Ready
+            self.clients.forget_node(node.id)
+            self.trace(f"{self.now_ms} torn crash {node.id}")
+        lost_snapshots: list[str] = []
+        for message in node.outbox:
+            delays = self.network.delays_ms(message.from_, message.to)
+            for delay in delays:
+                self.schedule(delay, EV_DELIVER, message)
+            if not delays and message.type is MessageType.SNAPSHOT:
+                lost_snapshots.append(message.to)
+        node.outbox.clear()
+        if lost_snapshots and node.raft is not None:
+            # The transport knows at once that a snapshot did not go out: tell the leader,
+            # or it waits in snapshot state for a report that never comes.
+            for peer in lost_snapshots:
+                node.raft.report_snapshot(peer, False)
+            self.after_io(node)
+        if node.applied_now:
+            self.clients.on_applied(node, node.applied_now)
+            for applied in node.applied_now:
+                self.nemesis.on_applied(applied)
+            node.applied_now.clear()
+        if node.reads_ready:
+            self.clients.on_reads(node, node.reads_ready)
+            node.reads_ready.clear()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Handle one event; False when nothing is left to happen."""
+        if not self._heap:
+            return False
+        when, _, kind, a, b = heapq.heappop(self._heap)
+        self.now_ms = when
+        if kind == EV_TICK:
+            self._tick(str(a), b)
+        elif kind == EV_DELIVER:
+            assert isinstance(a, Message)
+            self._deliver(a)
+        elif kind == EV_CLIENT:
+            assert isinstance(a, int)
+            self.clients.act(a)
+        elif kind == EV_CLIENT_TIMEOUT:
+            assert isinstance(a, int)
+            self.clients.time_out(a, b)
+        elif kind == EV_NEMESIS:
+            self.nemesis.strike()
+        elif kind == EV_RETIRE:
+            self.nemesis.retire(str(a))
+        self.steps += 1
+        if self.steps % self.config.log_check_every == 0:
+            self.check_logs()
+        return True
+
+    def _tick(self, node_id: str, incarnation: object) -> None:
+        node = self.nodes[node_id]
+        if not node.alive or node.incarnation != incarnation:
+            return  # a tick of a crashed incarnation
+        self.trace(f"{self.now_ms} t{node_id}")
+        assert node.raft is not None
+        node.raft.tick()
+        self.schedule(self._tick_ms[node_id], EV_TICK, node_id, incarnation)
+        self.after_io(node)
+
+    def _deliver(self, message: Message) -> None:
+        sender = self.nodes.get(message.from_)
+        receiver = self.nodes.get(message.to)
+        lost = (
+            receiver is None
+            or not receiver.alive
+            or not self.network.connected(message.from_, message.to)
+        )
+        kind = message.type
+        self.trace(
+            f"{self.now_ms} {kind.name} {message.from_}>{message.to} {message.term} "
+            f"{message.index} {len(message.entries)} {message.commit} {lost}"
+        )
+        if lost or receiver is None or receiver.raft is None:
+            if sender is not None and sender.raft is not None:
+                if kind is MessageType.SNAPSHOT:
+                    sender.raft.report_snapshot(message.to, False)
+                sender.raft.report_unreachable(message.to)
+                self.after_io(sender)
+            return
+        receiver.raft.step(message)
+        self.after_io(receiver)
+        if kind is MessageType.SNAPSHOT:
+            self.count("snapshot_delivered")
+        if kind is MessageType.SNAPSHOT and sender is not None and sender.raft is not None:
+            sender.raft.report_snapshot(message.to, True)
+            self.after_io(sender)
+
+    def check_logs(self) -> None:
+        self.checker.check_logs(
+            (node.id, node.storage) for node in self.nodes.values() if node.id not in self.retired
+        )
+
+    # -- phases -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.network.faults = LinkFaults(
+            drop_rate=self.mix.drop_rate,
+            duplicate_rate=self.mix.duplicate_rate,
+            delay_ms_max=self.mix.delay_ms_max,
+        )
+        self.clients.begin()
+        self.nemesis.begin()
+        while self.steps < self.config.steps and self.step():
+            pass
+        self.heal_and_converge()
+        self.judge()
+
+    def heal_and_converge(self) -> None:
+        self.quiet = True
+        self.network.heal()
+        self.network.faults = LinkFaults.calm()
+        self.trace(f"{self.now_ms} heal")
+        for node in list(self.nodes.values()):
+            node.crash_stage = None
+            if not node.alive and node.id not in self.retired:
+                self.start_node(node)
+        self._await_liveness()
+
+    def _await_liveness(self) -> None:
+        """Bounded liveness after healing: a leader within `election_ticks`, a fresh entry of
+        its committed within `commit_ticks`, and applied by every member (learners that
+        must catch up through one-entry messages included) within `converge_ticks`."""
+        config = self.config
+        tick_ms = config.tick_ms + 1  # the slowest clock
+        healed_ms = self.now_ms
+        probe: tuple[SimNode, int, bytes] | None = None
+        probes = 0
+        phase = "elect a leader"
+        while True:
+            leader = self.leader()
+            if probe is not None:
+                applied = self.checker.applied_data().get(probe[1])
+                if applied is not None and applied[1] != probe[2]:
+                    probe = None  # the probe lost its slot to another leader's entry
+            if leader is not None and (probe is None or probe[0] is not leader):
+                probes += 1
+                probe = self._propose_probe(leader, probes)
+            if probe is not None:
+                phase = "commit" if probe[0].applied < probe[1] else "apply everywhere"
+                if self._converged(*probe):
+                    self.stats["liveness_ms"] = self.now_ms - healed_ms
+                    self.final_term = probe[0].storage.initial_state()[0].term
+                    return
+            elif leader is not None:
+                phase = "commit"
+            # Without pre-vote, a candidate whose log is behind keeps resetting the timer of
+            # the one node that could win (every higher-term vote request does): elections
+            # then end by a lucky draw of timeouts, which takes a few more rounds.
+            slack = 1 if self.raft_config.pre_vote else 3
+            elect = config.election_ticks * slack
+            bound = {
+                "elect a leader": elect,
+                "commit": elect + config.commit_ticks,
+                "apply everywhere": elect + config.commit_ticks + config.converge_ticks,
+            }[phase]
+            if self.now_ms - healed_ms > bound * tick_ms or not self.step():
+                raise LivenessViolationError(self._stall_report(phase, bound))
+
+    def _propose_probe(self, leader: SimNode, seq: int) -> tuple[SimNode, int, bytes] | None:
+        assert leader.raft is not None
+        data = KvCommand(client=0, seq=seq, key="_probe", value=str(seq)).encode()
+        try:
+            index = leader.raft.propose(data)
+        except ProposalDroppedError:
+            return None
+        self.after_io(leader)
+        return leader, index, data
+
+    def _converged(self, leader: SimNode, index: int, data: bytes) -> bool:
+        """Every member of the leader's configuration is up and has applied the probe."""
+        if not leader.alive or leader.role is not StateRole.LEADER:
+            return False
+        for node_id in leader.conf_state.voters | leader.conf_state.learners:
+            node = self.nodes.get(node_id)
+            if node is None or not node.alive or node.applied < index:
+                return False
+        applied = self.checker.applied_data().get(index)
+        return applied is not None and applied[1] == data
+
+    def _stall_report(self, phase: str, bound: int) -> str:
+        lines = [f"liveness: did not {phase} within {bound} ticks of healing"]
+        for node in self.nodes.values():
+            if node.raft is None:
+                lines.append(f"  {node.id}: down{' (retired)' if node.id in self.retired else ''}")
+                continue
+            status = node.raft.status
+            lines.append(
+                f"  {node.id}: {status.role.name} term {status.term} leader {status.leader_id} "
+                f"commit {status.commit} applied {node.applied} last {status.last_index} "
+                f"voters {sorted(status.conf_state.voters)} "
+                f"learners {sorted(status.conf_state.learners)}"
+            )
+        return "\n".join(lines)
+
+    def judge(self) -> None:
+        self.check_logs()
+        members = [n for n in self.nodes.values() if n.alive and n.id not in self.retired]
+        top = max(n.applied for n in members)
+        states = {n.id: n.kv.data for n in members if n.applied == top}
+        first = next(iter(states.values()))
+        for node_id, data in states.items():
+            if data != first:
+                raise InvariantViolationError(
+                    f"state machines differ at {top}: {node_id} {data} vs {first}"
+                )
+        self.clients.judge_acknowledged()
+        self.clients.resolve_open_writes(self.final_term)
+        result = check_history(self.history.operations())
+        self.stats["ops"] = len(self.history.operations())
+        if result.verdict is Verdict.NOT_LINEARIZABLE:
+            raise InvariantViolationError(f"linearizability: {result.explanation}")
+        if result.verdict is Verdict.UNKNOWN:
+            self.count("linearizability_unknown")
+
+    def digest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def draw_raft_config(rng: random.Random, config: SimConfig) -> Config:
+    """The core's settings vary by seed too: tiny message and in-flight limits split the
+    log into many appends and partial acknowledgements (where commit rules are tested);
+    runs without pre-vote or check-quorum see disruptive candidates and deposed leaders
+    that linger."""
+    if not config.faults:
+        return Config(
+            id="template", election_tick=config.election_tick, heartbeat_tick=config.heartbeat_tick
+        )
+    return Config(
+        id="template",
+        election_tick=config.election_tick,
+        heartbeat_tick=config.heartbeat_tick,
+        pre_vote=rng.random() < 0.75,
+        check_quorum=rng.random() < 0.75,
+        max_size_per_msg=rng.choice((1, 64, 1 << 20)),
+        max_inflight_msgs=rng.choice((1, 4, 256)),
+    )
+
+
+def run_seed(config: SimConfig) -> SimResult:
+    """Run one seed; every failure becomes a result that names the seed, never an exception."""
+    sim = Simulation(config)
+    try:
+        sim.run()
+    except (InvariantViolationError, LivenessViolationError) as exc:
+        return SimResult(
+            config=config,
+            ok=False,
+            digest=sim.digest(),
+            steps=sim.steps,
+            failure=f"{type(exc).__name__}: {exc}",
+            stats=sim.stats,
+        )
+    except Exception as exc:  # a crash of the core under test is a finding too
+        import traceback
+
+        tb = "".join(traceback.format_exception(exc))
+        return SimResult(
+            config=config,
+            ok=False,
+            digest=sim.digest(),
+            steps=sim.steps,
+            failure=f"exception at {sim.now_ms} ms:\n{tb}",
+            stats=sim.stats,
+        )
+    return SimResult(config=config, ok=True, digest=sim.digest(), steps=sim.steps, stats=sim.stats)

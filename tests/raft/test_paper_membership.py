@@ -1,0 +1,130 @@
+"""Membership changes: Raft paper §6 (one server at a time, as in the thesis §4.1)."""
+
+from __future__ import annotations
+
+import pytest
+from network import Network, cluster, elect, sent
+
+from agentflow.raft import ConfChange, ConfChangeType, MessageType, ProposalDroppedError, StateRole
+
+MT = MessageType
+
+
+def add(kind: ConfChangeType, node_id: str) -> ConfChange:
+    return ConfChange(type=kind, node_id=node_id)
+
+
+def test_learner_receives_log_but_does_not_vote_or_count() -> None:
+    """Thesis §4.2.1: new servers join "as non-voting members" that receive the log; they are
+    not counted for majorities."""
+    net = Network()
+    for node_id in ("1", "2"):
+        net.add_node(node_id, voters=["1", "2"], learners=["3"])
+    net.add_node("3", voters=["1", "2"], learners=["3"])
+    elect(net, "1")
+    net.isolate("2")
+    net.nodes["1"].propose(b"x")
+    net.stabilize()
+    assert net.nodes["1"].status.commit == 1  # the learner's ack is not a majority
+    assert net.nodes["3"].status.last_index == 2
+    net.tick("3", 100)
+    assert net.nodes["3"].role is StateRole.FOLLOWER  # a learner never campaigns
+
+
+def test_add_learner_then_promote_after_catch_up() -> None:
+    """Thesis §4.2.1: a new server catches up as a learner before it becomes a voter."""
+    net = cluster(3)
+    # A joining node starts from the configuration it joins (see the contract's Deviations).
+    net.add_node("4", voters=["1", "2", "3"], learners=["4"])
+    elect(net, "1")
+    for i in range(3):
+        net.nodes["1"].propose(f"v{i}".encode())
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_LEARNER, "4"))
+    net.stabilize()
+    net.tick("1", 1)
+    net.stabilize()
+    assert net.values("4") == [b"v0", b"v1", b"v2"]
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_VOTER, "4"))
+    net.stabilize()
+    assert net.nodes["1"].status.conf_state.voters == {"1", "2", "3", "4"}
+    assert net.nodes["4"].status.conf_state.voters == {"1", "2", "3", "4"}
+
+
+def test_learner_far_behind_is_not_promoted() -> None:
+    """Thesis §4.2.1: promoting a server that has not caught up would hurt availability."""
+    net = cluster(3)
+    net.add_node("4")
+    elect(net, "1")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_LEARNER, "4"))
+    net.isolate("4")
+    net.stabilize()
+    with pytest.raises(ProposalDroppedError):
+        net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_VOTER, "4"))
+
+
+def test_only_one_uncommitted_conf_change() -> None:
+    """Thesis §4.1: "a leader must not begin a new change until the previous one is
+    committed" (here: applied)."""
+    net = cluster(3)
+    elect(net, "1")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_LEARNER, "4"))
+    with pytest.raises(ProposalDroppedError):
+        net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_LEARNER, "5"))
+    net.stabilize()
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_LEARNER, "5"))
+
+
+def test_conf_change_takes_effect_only_when_applied() -> None:
+    """etcd's rule (stricter than §6's "as soon as it is added to the log"): the membership
+    changes when the shell applies the committed entry."""
+    net = cluster(3)
+    elect(net, "1")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.REMOVE_NODE, "3"))
+    assert net.nodes["1"].status.conf_state.voters == {"1", "2", "3"}
+    net.stabilize()
+    assert net.nodes["1"].status.conf_state.voters == {"1", "2"}
+
+
+def test_removed_leader_steps_down_after_commit() -> None:
+    """§6: a leader not in the new configuration "steps down ... once the new
+    configuration is committed"."""
+    net = cluster(3)
+    elect(net, "1")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.REMOVE_NODE, "1"))
+    net.stabilize()
+    assert net.nodes["1"].role is StateRole.FOLLOWER
+    for node_id in ("2", "3"):
+        assert net.nodes[node_id].status.conf_state.voters == {"2", "3"}
+    for _ in range(30):
+        for node_id in ("1", "2", "3"):
+            net.tick(node_id)
+        net.stabilize()
+    leader = net.leader()
+    assert leader in {"2", "3"}
+    net.nodes[leader].propose(b"after")
+    net.stabilize()
+    assert net.values("2")[-1:] == net.values("3")[-1:] == [b"after"]
+    assert net.nodes["1"].role is StateRole.FOLLOWER
+
+
+def test_removed_node_does_not_campaign() -> None:
+    """§6: "removed servers ... can disrupt the cluster"; here they never time out."""
+    net = cluster(3)
+    elect(net, "1")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.REMOVE_NODE, "3"))
+    net.stabilize()
+    net.tick("3", 100)
+    assert net.nodes["3"].role is StateRole.FOLLOWER
+    assert [m for m in sent(net) if m.from_ == "3"] == []
+
+
+def test_removing_voter_shrinks_quorum() -> None:
+    """§6: after the change commits, majorities are counted in the new configuration."""
+    net = cluster(3)
+    elect(net, "1")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.REMOVE_NODE, "3"))
+    net.stabilize()
+    net.isolate("3")
+    net.nodes["1"].propose(b"two")
+    net.stabilize()
+    assert net.values("1") == [b"two"]
