@@ -70,6 +70,34 @@ class MasterConfig:
     output_tail_bytes: int = 512 << 10
     max_queued_tasks: int = 1_000_000
     log_level: str = "info"
+    raft_host: str | None = None  # default: the API host
+    raft_port: int = 0  # 0: the API port + 1
+    peers: str = ""  # "m2=host:port,m3=host:port" (their Raft addresses)
+    cluster_id: str = "agentflow"
+    cluster_token: str | None = None
+    join: bool = False  # start empty and wait to be added to an existing cluster
+    advertise_url: str | None = None  # how peers and clients reach this API
+
+    @property
+    def api_url(self) -> str:
+        return self.advertise_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def raft_address(self) -> tuple[str, int]:
+        return (self.raft_host or self.host, self.raft_port or self.port + 1)
+
+    def peer_map(self) -> dict[str, str]:
+        """``--peers`` as ``{node id: "host:port"}``."""
+        out: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.peers.split(","))):
+            node, sep, address = item.partition("=")
+            _host, colon, port = address.rpartition(":")
+            if not sep or not node or not colon or not port.isdigit():
+                raise ConfigError(f"--peers entries look like m2=host:port, got {item!r}")
+            if node == self.node_id:
+                continue
+            out[node] = address
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

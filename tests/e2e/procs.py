@@ -88,7 +88,12 @@ class Processes:
         self.procs: list[Proc] = []
 
     def master(
-        self, name: str = "m1", port: int | None = None, *extra: str, data_dir: Path | None = None
+        self,
+        name: str = "m1",
+        port: int | None = None,
+        *extra: str,
+        data_dir: Path | None = None,
+        raft_port: int | None = None,
     ) -> tuple[Proc, str]:
         port = port or free_port()
         data = data_dir or self.root / f"{name}-data"
@@ -100,6 +105,8 @@ class Processes:
             str(port),
             "--data-dir",
             str(data),
+            "--raft-port",
+            str(raft_port or free_port()),
             "--log-level",
             "warning",
             *extra,

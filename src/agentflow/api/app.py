@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentflow._version import __version__
-from agentflow.api import task_routes, worker_routes
+from agentflow.api import cluster_routes, task_routes, worker_routes
+from agentflow.api.forwarding import ForwardingMiddleware
 from agentflow.api.metrics import make_registry
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
 from agentflow.api.service import MasterService
@@ -51,10 +52,12 @@ def create_app(service: MasterService) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.service = service
-    app.add_middleware(AuthMiddleware, token=service.config.api_token)
+    app.add_middleware(ForwardingMiddleware, service=service)
+    app.add_middleware(AuthMiddleware, token=service.config.api_token)  # outermost: first
     _install_error_handlers(app)
     app.include_router(task_routes.router)
     app.include_router(worker_routes.router)
+    app.include_router(cluster_routes.router)
     registry = make_registry(service)
 
     async def health(request: Request) -> JSONResponse:
@@ -75,7 +78,8 @@ def _health(service: MasterService) -> dict[str, Any]:
         "status": "ok",
         "version": __version__,
         "node_id": service.config.node_id,
-        "role": "leader" if service.log.is_leader else "follower",
+        "role": service.log.role.value.lower(),
+        "leader_id": service.log.leader_id,
         "applied_index": service.machine.applied_index,
         "workers": sum(1 for w in service.machine.workers.values() if w.live),
     }

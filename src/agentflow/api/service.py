@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agentflow.api.sessions import SessionHub
-from agentflow.cluster import SingleNodeLog
+from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
 from agentflow.errors import NotFoundError, OverloadedError
 from agentflow.scheduler import Scheduler, SchedulerConfig
@@ -40,7 +40,21 @@ class MasterService:
         self.now_ms = clock_ms
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.machine = StateMachine(limits=StateLimits(output_tail_bytes=config.output_tail_bytes))
-        self.log = SingleNodeLog(config.data_dir, self.machine)
+        raft_host, raft_port = config.raft_address
+        self.log = RaftLog(
+            ClusterConfig(
+                node_id=config.node_id,
+                data_dir=config.data_dir,
+                raft_host=raft_host,
+                raft_port=raft_port,
+                api_url=config.api_url,
+                cluster_id=config.cluster_id,
+                token=config.cluster_token or "agentflow-loopback-default",
+                peers=config.peer_map(),
+                join=config.join,
+            ),
+            self.machine,
+        )
         self.scheduler = Scheduler(
             self.log,
             clock_ms,
@@ -53,6 +67,7 @@ class MasterService:
         self._finish_times: deque[int] = deque(maxlen=100_000)
         self.log.subscribe(self.hub.on_events)
         self.log.subscribe(self._on_events)
+        self.log.on_leadership(self._leadership_changed)
         self._group: asyncio.TaskGroup | None = None
         self.closing = False
 
@@ -69,6 +84,12 @@ class MasterService:
         self.closing = True
         self.hub.close_all()
         await self.log.close()
+
+    def _leadership_changed(self, is_leader: bool) -> None:
+        """A new leader re-arms worker liveness in full; a deposed one drops its sessions."""
+        self.scheduler.rearm()
+        if not is_leader:
+            self.hub.close_all()
 
     # -- events -----------------------------------------------------------------------------
 

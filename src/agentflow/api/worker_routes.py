@@ -84,6 +84,14 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
     await ws.accept()
     try:
         hello = wire.unpack(await asyncio.wait_for(ws.receive_bytes(), HELLO_TIMEOUT_S))
+        if not svc.log.is_leader:
+            # Sessions live on the leader: send the worker there.
+            error = svc.log.not_leader()
+            await ws.send_bytes(
+                wire.pack({"t": "error", "detail": error.detail, "leader_url": svc.log.leader_url})
+            )
+            await ws.close(code=4503)
+            return
         register = _register_command(svc, worker_id, hello)
         result: dict[str, Any] = await svc.log.propose(register)
     except (TimeoutError, wire.FrameError, AgentFlowError, KeyError, TypeError) as exc:

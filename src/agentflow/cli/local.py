@@ -112,7 +112,7 @@ async def _run(
     data_dir = Path(tempfile.mkdtemp(prefix="agentflow-local-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    config = MasterConfig(data_dir=data_dir, port=port, log_level="warning")
+    config = MasterConfig(data_dir=data_dir, port=port, raft_port=_free_port(), log_level="warning")
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(MasterService(config)),

@@ -47,6 +47,13 @@ def is_loopback(host: str) -> bool:
     "--worker-timeout", "worker_loss_timeout_s", help="Declare a silent worker lost, e.g. 30s."
 )
 @click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
+@click.option("--raft-port", type=int, help="Port for peer traffic (default: --port + 1).")
+@click.option("--raft-host", help="Address for peer traffic (default: --host).")
+@click.option("--peers", help="Initial members: m2=host:raftport,m3=host:raftport.")
+@click.option("--cluster-id", help="Name of the cluster (peers of another are refused).")
+@click.option("--cluster-token", help="Shared secret that authenticates peers.")
+@click.option("--join", is_flag=True, default=None, help="Start empty; wait to be added.")
+@click.option("--advertise-url", help="This master's API URL as peers and clients reach it.")
 @click.option("--log-level", help="debug, info, warning or error.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
 def master_command(config_file: str | None, **flags: object) -> None:
@@ -57,6 +64,12 @@ def master_command(config_file: str | None, **flags: object) -> None:
         raise ConfigError(
             f"refusing to listen on {config.host} without --api-token (or pass --insecure)"
         )
+    raft_host, _ = config.raft_address
+    if not is_loopback(raft_host) and not config.cluster_token and not config.insecure:
+        raise ConfigError(
+            f"refusing peer traffic on {raft_host} without --cluster-token (or pass --insecure)"
+        )
+    config.peer_map()  # refuse a malformed --peers before binding anything
     _setup_logging(config.log_level)
     asyncio.run(run_master(config))
 

@@ -1,11 +1,12 @@
-"""I/O around the pure cores: durable log, state image, and the command log seam.
+"""I/O around the pure cores: the Raft node driver, its storage and its transport.
 
-Owns SQLite storage (on threads of its own, never on the event loop) and the ``CommandLog``
-that turns ``propose(command)`` into a durable, applied result. It must not contain business
-rules (those live in ``agentflow.state``). Entry point: :class:`SingleNodeLog`.
+Owns SQLite storage (on threads of its own, never on the event loop), the authenticated peer
+transport and the driver that runs the Raft core behind the command log seam:
+``propose(command)`` resolves once the command is durable on a majority and applied. It holds
+no business rules (those live in ``agentflow.state``). Entry point: :class:`RaftLog`.
 """
 
+from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.cluster.seam import CommandLog, EventSink
-from agentflow.cluster.single import SingleNodeLog
 
-__all__ = ["CommandLog", "EventSink", "SingleNodeLog"]
+__all__ = ["ClusterConfig", "CommandLog", "EventSink", "RaftLog"]

@@ -12,7 +12,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from agentflow.cluster.logstore import open_sqlite
+from agentflow.cluster.sqlite import open_sqlite
 
 __all__ = ["StateStore"]
 

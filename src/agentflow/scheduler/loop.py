@@ -61,6 +61,12 @@ class Scheduler:
         self._armed_at = clock_ms()
         log_.subscribe(self._on_events)
 
+    def rearm(self) -> None:
+        """Leadership changed: every worker gets a full loss timeout from now, never less."""
+        self._armed_at = self._now_ms()
+        self._last_contact.clear()
+        self._wake.set()
+
     def touch(self, worker_id: str) -> None:
         """A worker was heard from (any session frame)."""
         self._last_contact[worker_id] = self._now_ms()

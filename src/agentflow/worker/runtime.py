@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import socket
+from dataclasses import replace
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -134,6 +135,7 @@ class Worker:
             await ws.send(wire.pack(self._hello()))
             welcome = wire.unpack(await _recv_bytes(ws, CONNECT_TIMEOUT_S))
             if welcome["t"] != "welcome":
+                self._follow_leader(welcome.get("leader_url"))
                 raise wire.FrameError(f"master refused the session: {welcome.get('detail')}")
             log.info("connected to %s as %s", url, self.config.worker_id)
             self._ws = ws
@@ -164,6 +166,16 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _follow_leader(self, leader_url: object) -> None:
+        """Next connect goes to the leader the refusing master named, if it named one."""
+        if isinstance(leader_url, str) and leader_url:
+            urls = list(self.config.master_urls)
+            if leader_url not in urls:
+                urls.append(leader_url)
+                self.config = replace(self.config, master_urls=tuple(urls))
+            # The connect loop advances the index once before the next try.
+            self._url_index = urls.index(leader_url) - 1
 
     def _hello(self) -> dict[str, Any]:
         held = [(a.task_id, a.token) for a in self._attempts.values()]

@@ -1,0 +1,64 @@
+"""The state image: the state machine plus the cluster membership at one log index.
+
+The same bytes are state.db's image and the Raft snapshot sent to lagging followers, so a
+node restored from either knows the configuration and the member addresses at that index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from agentflow.raft import ConfState
+
+__all__ = ["Image", "Member"]
+
+
+@dataclass(slots=True, kw_only=True)
+class Member:
+    node_id: str
+    raft_address: str
+    api_url: str = ""
+
+    def to_wire(self) -> list[str]:
+        return [self.node_id, self.raft_address, self.api_url]
+
+
+@dataclass(slots=True, kw_only=True)
+class Image:
+    index: int
+    term: int
+    conf_state: ConfState
+    members: dict[str, Member] = field(default_factory=dict)
+    machine: bytes = b""
+
+    def pack(self) -> bytes:
+        body: dict[str, Any] = {
+            "index": self.index,
+            "term": self.term,
+            "voters": sorted(self.conf_state.voters),
+            "learners": sorted(self.conf_state.learners),
+            "members": [m.to_wire() for m in self.members.values()],
+            "machine": self.machine,
+        }
+        packed: bytes = msgpack.packb(body, use_bin_type=True)
+        return packed
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Image:
+        body = msgpack.unpackb(data, raw=False)
+        members = {
+            nid: Member(node_id=nid, raft_address=raft, api_url=api)
+            for nid, raft, api in body["members"]
+        }
+        return cls(
+            index=body["index"],
+            term=body["term"],
+            conf_state=ConfState(
+                voters=frozenset(body["voters"]), learners=frozenset(body["learners"])
+            ),
+            members=members,
+            machine=body["machine"],
+        )

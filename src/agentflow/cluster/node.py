@@ -1,0 +1,583 @@
+"""The Raft node driver: the core behind the command log seam.
+
+Everything that reaches the core — peer messages, ticks, proposals, reads, membership
+changes — is queued and fed to it by one loop, only between Readies; each Ready is then handled
+in the order its type documents: persist (one SQLite transaction, one fsync for the whole
+batch), send, apply, serve reads, advance. A proposal resolves when its entry is applied with
+the term it was proposed in; if another entry takes its index, it fails and the client's retry
+(with its idempotency key) decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import Random
+from typing import Any
+
+from agentflow.cluster.image import Image, Member
+from agentflow.cluster.raftstore import RaftStore
+from agentflow.cluster.seam import EventSink
+from agentflow.cluster.statestore import StateStore
+from agentflow.cluster.transport import PeerAddress, Transport
+from agentflow.errors import (
+    AgentFlowError,
+    ConflictError,
+    NotLeaderError,
+    OverloadedError,
+    UnavailableError,
+    ValidationError,
+)
+from agentflow.raft import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    ConfState,
+    Entry,
+    EntryType,
+    MemoryStorage,
+    Message,
+    ProposalDroppedError,
+    RaftNode,
+    Ready,
+    Snapshot,
+    SnapshotMetadata,
+    StateRole,
+)
+from agentflow.state import Command, StateMachine, decode_command, encode_command
+
+__all__ = ["ClusterConfig", "RaftLog"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    node_id: str
+    data_dir: Path
+    raft_host: str = "127.0.0.1"
+    raft_port: int = 6768
+    api_url: str = ""
+    cluster_id: str = "agentflow"
+    token: str = "agentflow-insecure-default"
+    peers: dict[str, str] = field(default_factory=dict)  # node id -> "host:port" (raft)
+    join: bool = False
+    tick_s: float = 0.1
+    election_tick: int = 10
+    heartbeat_tick: int = 1
+    snapshot_every: int = 10_000
+    keep_after_snapshot: int = 2_000
+    propose_timeout_s: float = 10.0
+    read_timeout_s: float = 3.0
+    max_pending: int = 100_000
+
+
+@dataclass(slots=True)
+class _Waiting:
+    term: int
+    future: asyncio.Future[Any]
+
+
+class RaftLog:
+    """Implements :class:`agentflow.cluster.seam.CommandLog` over a Raft group."""
+
+    def __init__(self, config: ClusterConfig, machine: StateMachine) -> None:
+        self.config = config
+        self._machine = machine
+        self._raftstore = RaftStore(config.data_dir / "raft.db")
+        self._statestore = StateStore(config.data_dir / "state.db")
+        self._storage = MemoryStorage()
+        self._raft: RaftNode | None = None
+        self.transport = Transport(
+            node_id=config.node_id,
+            cluster_id=config.cluster_id,
+            token=config.token,
+            host=config.raft_host,
+            port=config.raft_port,
+            on_message=self._on_message,
+            on_unreachable=self._on_unreachable,
+            advertise={"api_url": config.api_url},
+        )
+        self.members: dict[str, Member] = {}
+        self.applied = 0
+        self.leader_id: str | None = None
+        self.role = StateRole.FOLLOWER
+        self.last_heard: dict[str, float] = {}
+        self._sinks: list[EventSink] = []
+        self._leader_watchers: list[Callable[[bool], None]] = []
+        self._inbox: list[Message] = []
+        self._ticks = 0
+        self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._actions: list[tuple[Callable[[RaftNode], Any], asyncio.Future[Any]]] = []
+        self._waiting: dict[int, _Waiting] = {}
+        self._reads: dict[bytes, asyncio.Future[None]] = {}
+        self._read_seq = 0
+        self._parked_reads: list[tuple[int, asyncio.Future[None]]] = []
+        self._snapshot_index = 0
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # -- the seam ---------------------------------------------------------------------------
+
+    @property
+    def machine(self) -> StateMachine:
+        return self._machine
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is StateRole.LEADER
+
+    def subscribe(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    def on_leadership(self, watcher: Callable[[bool], None]) -> None:
+        self._leader_watchers.append(watcher)
+
+    @property
+    def leader_url(self) -> str | None:
+        if self.leader_id is None:
+            return None
+        if self.leader_id == self.config.node_id:
+            return self.config.api_url
+        member = self.members.get(self.leader_id)
+        url = member.api_url if member else ""
+        return url or self.transport.peer_info.get(self.leader_id, {}).get("api_url") or None
+
+    def not_leader(self) -> NotLeaderError:
+        return NotLeaderError(
+            f"master {self.config.node_id} is not the leader"
+            + (f"; the leader is {self.leader_id}" if self.leader_id else "; no leader is known"),
+            leader_id=self.leader_id,
+            leader_url=self.leader_url,
+        )
+
+    async def propose(self, command: Command) -> Any:
+        if self._closed:
+            raise UnavailableError("master is shutting down")
+        if not self.is_leader:
+            raise self.not_leader()
+        if len(self._waiting) + len(self._proposals) >= self.config.max_pending:
+            raise OverloadedError("too many commands waiting for consensus; retry shortly")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals.append((encode_command(command), future))
+        self._wake.set()
+        try:
+            result = await asyncio.wait_for(future, self.config.propose_timeout_s)
+        except TimeoutError:
+            raise UnavailableError(
+                "the command was not committed in time (no quorum?); retry",
+                leader_id=self.leader_id,
+                leader_url=self.leader_url,
+            ) from None
+        if isinstance(result, AgentFlowError):
+            raise result
+        return result
+
+    async def read_barrier(self) -> None:
+        """ReadIndex: return once this node has applied everything committed before the call."""
+        if self._closed:
+            raise UnavailableError("master is shutting down")
+        self._read_seq += 1
+        context = f"{self.config.node_id}:{self._read_seq}".encode()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads[context] = future
+        self._run_on_core(lambda raft: raft.read_index(context), None)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, self.config.read_timeout_s)
+        except TimeoutError:
+            raise UnavailableError(
+                f"cannot confirm the latest state: no quorum reachable from {self.config.node_id}",
+                leader_id=self.leader_id,
+                leader_url=self.leader_url,
+            ) from None
+        finally:
+            self._reads.pop(context, None)
+
+    # -- membership -------------------------------------------------------------------------
+
+    async def change_membership(
+        self, kind: ConfChangeType, node_id: str, raft_address: str = "", api_url: str = ""
+    ) -> dict[str, Any]:
+        if not self.is_leader:
+            raise self.not_leader()
+        context = json.dumps({"raft": raft_address, "api": api_url}).encode()
+        change = ConfChange(type=kind, node_id=node_id, context=context)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def propose(raft: RaftNode) -> Any:
+            index = raft.propose_conf_change(change)
+            self._waiting[index] = _Waiting(raft.term, future)
+
+        self._run_on_core(propose, future, keep=True)
+        self._wake.set()
+        try:
+            result = await asyncio.wait_for(future, self.config.propose_timeout_s)
+        except TimeoutError:
+            raise UnavailableError("membership change was not committed in time") from None
+        if isinstance(result, AgentFlowError):
+            raise result
+        return self.status()
+
+    async def transfer_leadership(self, to: str) -> None:
+        if not self.is_leader:
+            raise self.not_leader()
+        if to not in self._voters():
+            raise ValidationError(f"{to} is not a voting member")
+        self._run_on_core(lambda raft: raft.transfer_leadership(to), None)
+        self._wake.set()
+        deadline = time.monotonic() + self.config.tick_s * self.config.election_tick * 3
+        while time.monotonic() < deadline:
+            if self.leader_id == to:
+                return
+            await asyncio.sleep(self.config.tick_s / 2)
+        raise UnavailableError(f"leadership did not move to {to} in time")
+
+    def _voters(self) -> frozenset[str]:
+        assert self._raft is not None
+        return (
+            self._raft.status.conf_state.voters
+            if hasattr(self._raft.status, "conf_state")
+            else frozenset(self.members)
+        )
+
+    def _run_on_core(
+        self,
+        action: Callable[[RaftNode], Any],
+        future: asyncio.Future[Any] | None,
+        *,
+        keep: bool = False,
+    ) -> None:
+        """Queue ``action`` to run against the core between Readies."""
+        holder = future or asyncio.get_running_loop().create_future()
+        if keep:
+            holder.add_done_callback(lambda f: None)
+        self._actions.append((action, holder))
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._raftstore.open()
+        await self._statestore.open()
+        image = await self._load_image()
+        hard, entries = await self._raftstore.load(image.index)
+        fresh = image.index == 0 and hard is None and not entries
+        if fresh and not self.config.join:
+            image = self._bootstrap_image()
+            await self._statestore.save(0, image.pack())
+        self._install_image(image)
+        if hard is not None:
+            self._storage.set_hard_state(hard)
+        if entries:
+            self._storage.append(entries)
+        self._raft = RaftNode(
+            Config(
+                id=self.config.node_id,
+                election_tick=self.config.election_tick,
+                heartbeat_tick=self.config.heartbeat_tick,
+                applied=image.index,
+            ),
+            self._storage,
+            Random(),
+        )
+        await self.transport.start()
+        self._sync_peers()
+        log.info(
+            "raft node %s: image at %d, %d log entries, members %s",
+            self.config.node_id,
+            image.index,
+            len(entries),
+            sorted(self.members),
+        )
+        if not self.config.join and self._raft.status.conf_state.voters == {self.config.node_id}:
+            self._raft.campaign()  # a cluster of one need not wait out an election timeout
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._ticker(), name="raft-ticker"),
+            loop.create_task(self._driver(), name="raft-driver"),
+        ]
+
+    async def _load_image(self) -> Image:
+        saved = await self._statestore.load()
+        if saved is None:
+            return Image(index=0, term=0, conf_state=ConfState(voters=frozenset()))
+        return Image.unpack(saved[1])
+
+    def _bootstrap_image(self) -> Image:
+        members = {
+            nid: Member(node_id=nid, raft_address=addr) for nid, addr in self.config.peers.items()
+        }
+        me = self.config.node_id
+        members[me] = Member(
+            node_id=me,
+            raft_address=f"{self.config.raft_host}:{self.config.raft_port}",
+            api_url=self.config.api_url,
+        )
+        return Image(
+            index=0, term=0, conf_state=ConfState(voters=frozenset(members)), members=members
+        )
+
+    def _install_image(self, image: Image) -> None:
+        """Make ``image`` the current state: machine, members, and the Raft snapshot."""
+        if image.machine:
+            self._machine.restore(image.machine)
+        self.members = dict(image.members)
+        self.applied = image.index
+        self._snapshot_index = image.index
+        snap = Snapshot(
+            metadata=SnapshotMetadata(
+                index=image.index, term=image.term, conf_state=image.conf_state
+            ),
+            data=image.pack(),
+        )
+        self._storage.apply_snapshot(snap)
+
+    def _sync_peers(self) -> None:
+        for nid, member in self.members.items():
+            if nid != self.config.node_id and member.raft_address:
+                self.transport.set_peer(nid, PeerAddress.parse(member.raft_address))
+        for nid in list(self.transport.peers()):
+            if nid not in self.members:
+                self.transport.remove_peer(nid)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.transport.close()
+        await self._raftstore.close()
+        await self._statestore.close()
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> None:
+        self.last_heard[msg.from_] = time.monotonic()
+        self._inbox.append(msg)
+        self._wake.set()
+
+    def _on_unreachable(self, peer: str) -> None:
+        self._run_on_core(lambda raft: raft.report_unreachable(peer), None)
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            self._ticks += 1
+            self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _driver(self) -> None:
+        raft = self._raft
+        assert raft is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._feed(raft)
+            while raft.has_ready():
+                ready = raft.ready()
+                await self._handle_ready(raft, ready)
+                raft.advance(ready)
+                self._feed(raft)
+
+    def _feed(self, raft: RaftNode) -> None:
+        inbox, self._inbox = self._inbox, []
+        for msg in inbox:
+            raft.step(msg)
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(ticks):
+            raft.tick()
+        actions, self._actions = self._actions, []
+        for action, future in actions:
+            try:
+                action(raft)
+            except (ProposalDroppedError, ValueError) as exc:
+                if not future.done():
+                    future.set_result(_refused(exc, self))
+        proposals, self._proposals = self._proposals, []
+        for data, future in proposals:
+            if future.done():
+                continue
+            try:
+                index = raft.propose(data)
+            except ProposalDroppedError:
+                future.set_exception(self.not_leader())
+                continue
+            self._waiting[index] = _Waiting(raft.term, future)
+
+    async def _handle_ready(self, raft: RaftNode, ready: Ready) -> None:
+        if ready.soft_state is not None:
+            self._leadership(ready.soft_state.leader_id, ready.soft_state.role)
+        if ready.snapshot is not None and ready.snapshot.metadata.index > self.applied:
+            await self._install_snapshot(ready.snapshot)
+        await self._raftstore.save(ready.hard_state, ready.entries)
+        if ready.hard_state is not None:
+            self._storage.set_hard_state(ready.hard_state)
+        if ready.entries:
+            self._storage.append(ready.entries)
+        for msg in ready.messages:
+            self.transport.send(msg)
+        if ready.committed_entries:
+            self._apply(raft, ready.committed_entries)
+        for state in ready.read_states:
+            future = self._reads.get(state.context)
+            if future is not None and not future.done():
+                self._parked_reads.append((state.index, future))
+        self._release_reads()
+        if self.applied - self._snapshot_index >= self.config.snapshot_every:
+            await self._take_snapshot(raft)
+
+    def _leadership(self, leader_id: str | None, role: StateRole) -> None:
+        was_leader = self.is_leader
+        self.leader_id, self.role = leader_id, role
+        if was_leader != self.is_leader:
+            log.info(
+                "node %s is %s (leader %s)",
+                self.config.node_id,
+                "the leader" if self.is_leader else role.value.lower(),
+                leader_id,
+            )
+            for watcher in self._leader_watchers:
+                watcher(self.is_leader)
+
+    def _apply(self, raft: RaftNode, entries: tuple[Entry, ...]) -> None:
+        for entry in entries:
+            result: Any = None
+            if entry.type is EntryType.CONF_CHANGE:
+                result = self._apply_conf_change(raft, entry)
+            elif entry.data:
+                result = self._machine.apply(entry.index, decode_command(entry.data))
+            self.applied = entry.index
+            waiting = self._waiting.pop(entry.index, None)
+            if waiting is not None and not waiting.future.done():
+                if waiting.term == entry.term:
+                    waiting.future.set_result(result)
+                else:
+                    waiting.future.set_result(
+                        UnavailableError("the command lost its place to a leader change; retry")
+                    )
+        events = self._machine.drain_events()
+        if events:
+            for sink in self._sinks:
+                sink(events)
+
+    def _apply_conf_change(self, raft: RaftNode, entry: Entry) -> Any:
+        change = ConfChange.decode(entry.data)
+        conf = raft.apply_conf_change(change)
+        if change.type is ConfChangeType.REMOVE_NODE:
+            self.members.pop(change.node_id, None)
+        else:
+            context = json.loads(change.context or b"{}")
+            old = self.members.get(change.node_id)
+            self.members[change.node_id] = Member(
+                node_id=change.node_id,
+                raft_address=context.get("raft") or (old.raft_address if old else ""),
+                api_url=context.get("api") or (old.api_url if old else ""),
+            )
+        self._storage.set_conf_state(conf)
+        self._sync_peers()
+        return None
+
+    def _release_reads(self) -> None:
+        still = []
+        for index, future in self._parked_reads:
+            if future.done():
+                continue
+            if self.applied >= index:
+                future.set_result(None)
+            else:
+                still.append((index, future))
+        self._parked_reads = still
+
+    async def _install_snapshot(self, snapshot: Snapshot) -> None:
+        image = Image.unpack(snapshot.data)
+        log.info("installing snapshot at index %d from the leader", image.index)
+        await self._statestore.save(image.index, snapshot.data)
+        await self._raftstore.reset_after_snapshot(image.index)
+        self._machine.restore(image.machine)
+        self.members = dict(image.members)
+        self.applied = self._snapshot_index = image.index
+        self._storage.apply_snapshot(snapshot)
+        self._sync_peers()
+        for index in [i for i in self._waiting if i <= image.index]:
+            waiting = self._waiting.pop(index)
+            if not waiting.future.done():
+                waiting.future.set_result(UnavailableError("superseded by a snapshot; retry"))
+
+    async def _take_snapshot(self, raft: RaftNode) -> None:
+        index = self.applied
+        conf = raft.status.conf_state
+        image = Image(
+            index=index,
+            term=self._storage.term(index),
+            conf_state=conf,
+            members=dict(self.members),
+            machine=self._machine.snapshot(),
+        )
+        data = image.pack()
+        await self._statestore.save(index, data)
+        self._storage.create_snapshot(index, conf, data)
+        keep_from = index - self.config.keep_after_snapshot
+        if keep_from > self._storage.first_index():
+            self._storage.compact(keep_from)
+            await self._raftstore.compact(keep_from)
+        self._snapshot_index = index
+        log.info("snapshot at index %d (%d bytes)", index, len(data))
+
+    # -- observation ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        assert self._raft is not None
+        st = self._raft.status
+        now = time.monotonic()
+        progress = st.progress
+        voters = st.conf_state.voters
+        last_index = self._storage.last_index()
+        members = []
+        for nid, member in sorted(self.members.items()):
+            pr = progress.get(nid)
+            role = "leader" if nid == self.leader_id else ("voter" if nid in voters else "learner")
+            heard = self.last_heard.get(nid)
+            members.append(
+                {
+                    "id": nid,
+                    "api_url": member.api_url
+                    or self.transport.peer_info.get(nid, {}).get("api_url"),
+                    "raft_address": member.raft_address,
+                    "role": role,
+                    "match_index": pr.match if pr is not None else None,
+                    "lag": (last_index - pr.match) if pr is not None else None,
+                    "last_contact_s": None if heard is None else round(now - heard, 3),
+                    "connected": nid == self.config.node_id or self.transport.connected(nid),
+                }
+            )
+        return {
+            "node_id": self.config.node_id,
+            "cluster_id": self.config.cluster_id,
+            "leader_id": self.leader_id,
+            "leader_url": self.leader_url,
+            "role": self.role.value.lower(),
+            "term": self._raft.term,
+            "commit_index": st.commit,
+            "applied_index": self.applied,
+            "last_index": last_index,
+            "snapshot_index": self._snapshot_index,
+            "members": members,
+        }
+
+
+def _refused(exc: Exception, node: RaftLog) -> AgentFlowError:
+    if isinstance(exc, ProposalDroppedError):
+        return node.not_leader() if not node.is_leader else ConflictError(str(exc))
+    return ValidationError(str(exc))
