@@ -77,6 +77,7 @@ class MasterConfig:
     cluster_token: str | None = None
     join: bool = False  # start empty and wait to be added to an existing cluster
     advertise_url: str | None = None  # how peers and clients reach this API
+    snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
 
     @property
     def api_url(self) -> str:

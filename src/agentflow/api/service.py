@@ -52,6 +52,7 @@ class MasterService:
                 token=config.cluster_token or "agentflow-loopback-default",
                 peers=config.peer_map(),
                 join=config.join,
+                snapshot_every=config.snapshot_every,
             ),
             self.machine,
         )

@@ -5,12 +5,12 @@ non-zero exit, never a traceback. Entry points: :func:`main`, :func:`master_main
 :func:`worker_main`.
 """
 
-from agentflow.cli import local, server, tasks
+from agentflow.cli import cluster, local, server, tasks
 from agentflow.cli._app import main
 
 __all__ = ["main", "master_main", "worker_main"]
 
-_ = (local, server, tasks)  # importing them registers their commands
+_ = (cluster, local, server, tasks)  # importing them registers their commands
 
 
 def master_main() -> None:

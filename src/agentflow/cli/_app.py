@@ -25,6 +25,8 @@ class AgentFlowGroup(click.Group):
             return super().invoke(ctx)
         except AgentFlowError as exc:
             fail(exc.detail, exc.exit_code)
+        except click.ClickException:
+            raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
