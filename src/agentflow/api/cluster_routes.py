@@ -36,8 +36,15 @@ def service(request: Request) -> MasterService:
 
 
 @router.get("")
-async def cluster_status(request: Request) -> JSONResponse:
-    return JSONResponse(service(request).log.status())
+async def cluster_status(request: Request, digest: bool = False) -> JSONResponse:
+    """This master's view of the cluster; ``digest=true`` adds a hash of its replicated state
+    (equal on masters that applied the same log: compare at equal ``state_applied_index``)."""
+    svc = service(request)
+    status = svc.log.status()
+    if digest:
+        status["state_digest"] = svc.machine.digest()
+        status["state_applied_index"] = svc.machine.applied_index
+    return JSONResponse(status)
 
 
 @router.post("/members")
