@@ -13,10 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from tests.e2e.faultproxy import FaultProxy
 
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 20.0
@@ -86,6 +90,7 @@ class Processes:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.procs: list[Proc] = []
+        self._closers: list[Callable[[], None]] = []
 
     def master(
         self,
@@ -132,7 +137,42 @@ class Processes:
         self.procs.append(proc)
         return proc
 
+    def cluster(
+        self,
+        size: int = 3,
+        *extra: str,
+        proxied: bool = False,
+        token: str = "e2e-cluster-token",
+    ) -> Cluster:
+        """``size`` masters named m1..mN that bootstrap one cluster from their ``--peers``.
+
+        With ``proxied``, every directed peer link goes through a :class:`FaultProxy` relay
+        (``cluster.proxy.links["m1->m2"]``) so a test can cut it.
+        """
+        cluster = Cluster(self, proxy=FaultProxy() if proxied else None, token=token)
+        self._closers.append(cluster.close)
+        names = [f"m{i}" for i in range(1, size + 1)]
+        for name in names:
+            cluster.masters[name] = ClusterMaster(
+                name=name,
+                port=free_port(),
+                raft_port=free_port(),
+                data_dir=self.root / f"{name}-data",
+                extra=extra,
+            )
+        for name in names:
+            others = [cluster.masters[n] for n in names if n != name]
+            cluster.masters[name].peers = ",".join(
+                f"{o.name}=127.0.0.1:{cluster.peer_port(name, o)}" for o in others
+            )
+        for name in names:
+            cluster.start(name)
+        return cluster
+
     def close(self) -> None:
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                closer()
         for proc in reversed(self.procs):
             proc.stop()
 
@@ -162,3 +202,162 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# -- clusters of masters ----------------------------------------------------------------------
+
+CLUSTER_PATH = "/api/v1/cluster"
+
+
+@dataclass
+class ClusterMaster:
+    """One master of a :class:`Cluster`: its fixed ports, data directory and flags."""
+
+    name: str
+    port: int
+    raft_port: int
+    data_dir: Path
+    extra: tuple[str, ...] = ()
+    peers: str = ""
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def raft_address(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+
+@dataclass
+class Cluster:
+    """N masters on 127.0.0.1 that keep their ports and data directories across restarts."""
+
+    procs: Processes
+    proxy: FaultProxy | None = None
+    token: str = ""
+    masters: dict[str, ClusterMaster] = field(default_factory=dict)
+
+    @property
+    def urls(self) -> str:
+        """Every master's URL, comma-separated, as the SDK and workers take them."""
+        return ",".join(m.url for m in self.masters.values())
+
+    def url(self, name: str) -> str:
+        return self.masters[name].url
+
+    def peer_port(self, name: str, to: ClusterMaster) -> int:
+        """The port ``name`` dials to reach ``to``: a relay of its own when proxied."""
+        if self.proxy is None:
+            return to.raft_port
+        return self.proxy.link(f"{name}->{to.name}", to.raft_port).port
+
+    def add(self, name: str, *extra: str, peers: Iterable[str] | None = None) -> ClusterMaster:
+        """Describe one more master (not started); its ``--peers`` lists ``peers`` directly."""
+        others = [self.masters[n] for n in (peers if peers is not None else self.masters)]
+        master = ClusterMaster(
+            name=name,
+            port=free_port(),
+            raft_port=free_port(),
+            data_dir=self.procs.root / f"{name}-data",
+            extra=extra,
+            peers=",".join(f"{o.name}=127.0.0.1:{o.raft_port}" for o in others),
+        )
+        self.masters[name] = master
+        return master
+
+    def start(self, name: str, *more: str, token: str | None = None) -> ClusterMaster:
+        """Start (or restart, same ports and data) ``name``; returns once /health answers."""
+        master = self.masters[name]
+        assert not master.alive(), f"{name} is already running"
+        master.proc, _ = self.procs.master(
+            name,
+            master.port,
+            "--peers",
+            master.peers,
+            "--cluster-token",
+            token if token is not None else self.token,
+            "--heartbeat-interval",
+            "0.5s",
+            *master.extra,
+            *more,
+            data_dir=master.data_dir,
+            raft_port=master.raft_port,
+        )
+        return master
+
+    def kill9(self, name: str) -> None:
+        master = self.masters[name]
+        assert master.proc is not None
+        master.proc.kill9()
+
+    def terminate(self, name: str) -> int:
+        master = self.masters[name]
+        assert master.proc is not None
+        return master.proc.terminate()
+
+    def status(self, name: str, **params: Any) -> dict[str, Any] | None:
+        """``GET /api/v1/cluster`` on ``name``, or None when it does not answer."""
+        if not self.masters[name].alive():
+            return None
+        try:
+            response = httpx.get(self.url(name) + CLUSTER_PATH, params=params, timeout=2.0)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        body: dict[str, Any] = response.json()
+        return body
+
+    def leader(self, among: Iterable[str] | None = None, timeout_s: float = 30.0) -> str:
+        """The leader that every running master of ``among`` agrees on (waits for one)."""
+        names = list(among if among is not None else self.masters)
+        found: list[str] = []
+
+        def agreed() -> bool:
+            views = [self.status(n) for n in names if self.masters[n].alive()]
+            if not views or any(v is None for v in views):
+                return False
+            leaders = {v["leader_id"] for v in views if v is not None}
+            if len(leaders) != 1 or None in leaders:
+                return False
+            (leader,) = leaders
+            view = self.status(leader) if leader in names else None
+            if view is None or view["role"] != "leader":
+                return False
+            found[:] = [leader]
+            return True
+
+        wait_until(agreed, timeout_s, f"one leader agreed by {names}")
+        return found[0]
+
+    def wait_converged(self, names: Iterable[str] | None = None, timeout_s: float = 30.0) -> str:
+        """Wait until ``names`` applied the same index with the same state digest; the digest.
+
+        Equal applied indexes with different digests is a divergence: that fails at once.
+        """
+        names = list(names if names is not None else self.masters)
+        result: list[str] = []
+
+        def same() -> bool:
+            views = [self.status(n, digest="true") for n in names]
+            if any(v is None for v in views):
+                return False
+            indexes = {v["state_applied_index"] for v in views if v is not None}
+            if len(indexes) != 1:
+                return False
+            digests = {v["node_id"]: v["state_digest"] for v in views if v is not None}
+            assert len(set(digests.values())) == 1, f"state diverged at {indexes}: {digests}"
+            result[:] = list(digests.values())[:1]
+            return True
+
+        wait_until(same, timeout_s, f"{names} converged")
+        return result[0]
+
+    def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.close()

@@ -181,3 +181,12 @@ def test_output_tail_is_bounded() -> None:
     tail = log.sm.outputs["t1"]["stdout"]
     assert len(tail.data) == log.sm.limits.output_tail_bytes
     assert tail.dropped == 3 * 400_000 - log.sm.limits.output_tail_bytes
+
+
+def test_submit_tells_the_scheduler_once_per_batch() -> None:
+    from agentflow.state.events import TasksQueued
+
+    log = Log()
+    log(SubmitTasks(now_ms=0, tasks=[new("a"), new("b")]))
+    events = [e for e in log.sm.drain_events() if isinstance(e, TasksQueued)]
+    assert [e.task_ids for e in events] == [("a", "b")]

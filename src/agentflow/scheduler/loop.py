@@ -20,7 +20,7 @@ from agentflow.errors import AgentFlowError
 from agentflow.scheduler.placement import plan_assignments
 from agentflow.state import Command, StateMachine
 from agentflow.state.commands import AssignTasks, MarkWorkersLost, ReleaseDueTasks
-from agentflow.state.events import Event, TaskChanged, WorkerChanged
+from agentflow.state.events import Event, TaskChanged, TasksQueued, WorkerChanged
 from agentflow.state.records import WorkerState
 
 __all__ = ["Proposer", "Scheduler", "SchedulerConfig"]
@@ -79,7 +79,7 @@ class Scheduler:
 
     def _on_events(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, TaskChanged | WorkerChanged):
+            if isinstance(event, TaskChanged | TasksQueued | WorkerChanged):
                 self._wake.set()
                 return
 

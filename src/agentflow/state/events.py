@@ -15,6 +15,7 @@ __all__ = [
     "OutputAppended",
     "TaskAssigned",
     "TaskChanged",
+    "TasksQueued",
     "WorkerChanged",
 ]
 
@@ -28,6 +29,13 @@ class Event:
 class TaskChanged(Event):
     task_id: str
     status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksQueued(Event):
+    """New tasks entered the ready queue (one event per submit, however many tasks)."""
+
+    task_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

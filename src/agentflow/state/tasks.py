@@ -16,7 +16,7 @@ from agentflow.state.commands import (
     SubmitTasks,
     TaskOutcome,
 )
-from agentflow.state.events import CancelRequested, OutputAppended, TaskAssigned
+from agentflow.state.events import CancelRequested, OutputAppended, TaskAssigned, TasksQueued
 from agentflow.state.records import (
     TERMINAL_STATUSES,
     Attempt,
@@ -37,6 +37,7 @@ _ACTIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 def submit(sm: StateMachine, index: int, cmd: SubmitTasks) -> list[tuple[str, bool]]:
     """Returns ``(task id, created)`` per submitted task, in order."""
     results: list[tuple[str, bool]] = []
+    queued: list[str] = []
     for new in cmd.tasks:
         if new.idempotency_key is not None:
             existing = sm.idempotency.get(new.idempotency_key)
@@ -53,6 +54,9 @@ def submit(sm: StateMachine, index: int, cmd: SubmitTasks) -> list[tuple[str, bo
         sm.enqueue(task, cmd.now_ms)
         sm.totals["submitted"] += 1
         results.append((task.id, True))
+        queued.append(task.id)
+    if queued:
+        sm.events.append(TasksQueued(index=index, task_ids=tuple(queued)))
     return results
 
 
