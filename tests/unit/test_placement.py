@@ -97,7 +97,7 @@ def test_never_overcommits_a_slot(
     assigned = c.apply(AssignTasks(now_ms=100, assignments=plan))
     assert assigned == [t for t, _ in plan]  # every planned pair was valid when applied
     for w in c.sm.workers.values():
-        assert 0 <= w.free_slots <= w.slots
+        assert 0 <= w.free_capacity <= w.capacity
     for task_id, worker_id in plan:
         assert c.sm.tasks[task_id].group == c.sm.workers[worker_id].group
     free = {g: sum(w.free_slots for w in c.sm.workers.values() if w.group == g) for g in "ab"}

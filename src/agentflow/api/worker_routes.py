@@ -148,6 +148,7 @@ def _register_command(svc: MasterService, worker_id: str, hello: dict[str, Any])
         labels={str(k): str(v) for k, v in hello.get("labels", {}).items()},
         hostname=str(hello.get("hostname", "")),
         running=[(str(t), int(tok)) for t, tok in hello.get("running", [])],
+        prefetch=max(0, min(int(hello.get("prefetch", 0)), 4 * slots)),
     )
 
 

@@ -147,6 +147,7 @@ class RegisterWorker(Command):
     labels: dict[str, str]
     hostname: str
     running: list[tuple[str, int]] = field(default_factory=list)
+    prefetch: int = 0
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:

@@ -124,7 +124,7 @@ class StateMachine:
     def refresh_worker(self, worker: WorkerRecord, index: int) -> None:
         """Recompute a live worker's active/busy state from its free slots."""
         if worker.state in (WorkerState.ACTIVE, WorkerState.BUSY):
-            state = WorkerState.BUSY if worker.free_slots <= 0 else WorkerState.ACTIVE
+            state = WorkerState.BUSY if worker.free_capacity <= 0 else WorkerState.ACTIVE
             if state is not worker.state:
                 worker.state = state
                 self.events.append(

@@ -157,6 +157,7 @@ class WorkerRecord(_Wire):
     labels: dict[str, str]
     hostname: str
     registered_at: int
+    prefetch: int = 0  # attempts it may hold queued beyond its slots
     state: WorkerState = WorkerState.ACTIVE
     draining: bool = False
     running: dict[str, int] = field(default_factory=dict)  # task id -> fencing token
@@ -166,8 +167,17 @@ class WorkerRecord(_Wire):
     failed: int = 0
 
     @property
+    def capacity(self) -> int:
+        """Attempts it may hold: its slots run at once, the prefetched wait on the worker."""
+        return self.slots + self.prefetch
+
+    @property
+    def free_capacity(self) -> int:
+        return self.capacity - len(self.running)
+
+    @property
     def free_slots(self) -> int:
-        return self.slots - len(self.running)
+        return max(0, self.slots - len(self.running))
 
     @property
     def live(self) -> bool:

@@ -86,7 +86,7 @@ def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
         worker = sm.workers.get(worker_id)
         if task is None or worker is None or task.status is not TaskStatus.QUEUED:
             continue
-        if task.not_before or not worker.live or worker.draining or worker.free_slots <= 0:
+        if task.not_before or not worker.live or worker.draining or worker.free_capacity <= 0:
             continue
         if worker.group != task.group:
             continue

@@ -38,6 +38,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
             labels=dict(cmd.labels),
             hostname=cmd.hostname,
             registered_at=cmd.now_ms,
+            prefetch=cmd.prefetch,
         )
         sm.workers[worker.id] = worker
     else:
@@ -46,6 +47,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
         worker.resources = dict(cmd.resources)
         worker.labels = dict(cmd.labels)
         worker.hostname = cmd.hostname
+        worker.prefetch = cmd.prefetch
     reported = dict(cmd.running)
     for task_id, token in list(worker.running.items()):
         if reported.get(task_id) != token:
