@@ -4,6 +4,7 @@ A file in testdata/ holds cases separated by blank lines; ``#`` lines before a c
 comments. Commands (ids are node ids, "1", "2", ...)::
 
     add-nodes N [voters=(1,2,3)] [learners=(4)] [prevote=false] [checkquorum=false]
+              (voters alone: bootstrapped into the log; nothing: a joiner, empty storage)
               [election=10] [inflight=256] [maxsize=1048576]
     campaign ID | propose ID DATA | propose-conf-change ID add-voter|add-learner|remove NODE
     deliver            handle readies and deliver messages until quiet, showing each
@@ -105,7 +106,17 @@ class Runner:
                 settings[keys[key]] = int(value)
         first = len(self.net.nodes) + 1
         for n in range(first, first + int(count)):
-            self.net.add_node(str(n), voters=voters, learners=learners, seed=n, **settings)
+            # Founding voters are bootstrapped into the log, as a real cluster starts; with
+            # learners the configuration sits beside the log (there is no other way to found
+            # a cluster with learners); with neither the node joins from an empty storage.
+            self.net.add_node(
+                str(n),
+                voters=voters,
+                learners=learners,
+                conf_in_log=bool(voters) and not learners,
+                seed=n,
+                **settings,
+            )
 
     def cmd_campaign(self, node_id: str) -> None:
         self.net.nodes[node_id].campaign()
