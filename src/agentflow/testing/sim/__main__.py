@@ -27,9 +27,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--read-mode", choices=[m.value for m in ReadMode], default=ReadMode.READ_INDEX.value
     )
     parser.add_argument("--no-faults", action="store_true", help="a calm network, no nemesis")
-    parser.add_argument(
-        "--join-empty", action="store_true", help="joiners start from an empty storage"
-    )
+    # Joiners always start from an empty storage now (founding members are bootstrapped into
+    # the log); the flag is still accepted so that older replay commands run unchanged.
+    parser.add_argument("--join-empty", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="print every seed's outcome")
     return parser.parse_args(argv)
@@ -43,7 +43,6 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
             nodes=args.nodes,
             read_mode=ReadMode(args.read_mode),
             faults=not args.no_faults,
-            join_with_initial_conf=not args.join_empty,
         )
         for seed in range(args.seed_base, args.seed_base + args.seeds)
     ]
