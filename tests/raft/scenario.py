@@ -8,6 +8,7 @@ comments. Commands (ids are node ids, "1", "2", ...)::
               [election=10] [inflight=256] [maxsize=1048576]
     campaign ID | propose ID DATA | propose-conf-change ID add-voter|add-learner|remove NODE
     deliver            handle readies and deliver messages until quiet, showing each
+    deliver-round      handle readies, deliver only the messages in flight now
     stabilize          deliver, then print raft-state
     tick ID N | tick-election ID | tick-heartbeat ID
     partition 1 / 2 3 | isolate ID | heal | drop TYPE|none
@@ -141,6 +142,12 @@ class Runner:
 
     def cmd_deliver(self) -> None:
         self.net.stabilize()
+
+    def cmd_deliver_round(self) -> None:
+        """Handle readies, then deliver only the messages in flight now: what they cause
+        waits for the next round, so a test can cut a link between a request and its reply."""
+        self.net.process_all()
+        self.net.deliver_round()
 
     def cmd_stabilize(self) -> None:
         self.net.stabilize()
