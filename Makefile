@@ -40,10 +40,10 @@ unit: $(STAMP)
 
 # Deterministic Raft simulation over any range of seeds; a failing seed prints itself.
 sim: $(STAMP)
-	$(PY) -m agentflow.testing.sim --seeds $(SEEDS) --seed-base $(SEED_BASE) --steps $(STEPS)
+	$(PY) -m agentflow.testing.sim --seeds $(SEEDS) --seed-base $(SEED_BASE) --steps $(STEPS) --jobs 0
 
 soak: $(STAMP)
-	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 5000
+	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 5000 --jobs 0
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

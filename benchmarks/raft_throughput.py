@@ -16,7 +16,7 @@ import random
 import time
 from collections import deque
 
-from agentflow.raft import Config, ConfState, MemoryStorage, Message, RaftNode, StateRole
+from agentflow.raft import Config, MemoryStorage, Message, RaftNode, StateRole, bootstrap
 
 BATCH = 64
 TARGET_PER_S = 50_000
@@ -25,14 +25,21 @@ TARGET_PER_S = 50_000
 class Cluster:
     def __init__(self, size: int = 3, seed: int = 1) -> None:
         rng = random.Random(seed)
-        conf = ConfState(voters=frozenset(str(i) for i in range(1, size + 1)))
-        self.storages = {node_id: MemoryStorage(conf_state=conf) for node_id in conf.voters}
+        voters = [str(i) for i in range(1, size + 1)]
+        self.storages = {node_id: MemoryStorage() for node_id in voters}
+        for storage in self.storages.values():
+            bootstrap(storage, voters)
         self.nodes = {
             node_id: RaftNode(Config(id=node_id), storage, random.Random(rng.getrandbits(64)))
             for node_id, storage in sorted(self.storages.items())
         }
         self.applied = dict.fromkeys(self.nodes, 0)
         self.queue: deque[Message] = deque()
+        # The first Ready hands out the bootstrap entries; a node campaigns only once they are
+        # applied. They only re-add the voters the node already knows, and no other conf
+        # change is proposed here, so this shell skips apply_conf_change.
+        for node_id in self.nodes:
+            self.process(node_id)
 
     def process(self, node_id: str) -> None:
         node = self.nodes[node_id]

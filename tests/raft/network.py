@@ -27,6 +27,7 @@ from agentflow.raft import (
     ReadState,
     Ready,
     Snapshot,
+    bootstrap,
 )
 
 MessageFilter = Callable[[Message], bool]
@@ -108,11 +109,28 @@ class Network:
         *,
         voters: Iterable[str] = (),
         learners: Iterable[str] = (),
+        conf_in_log: bool = False,
         seed: int | None = None,
         **settings: object,
     ) -> RaftNode:
-        conf = ConfState(voters=frozenset(voters), learners=frozenset(learners))
-        storage = MemoryStorage(conf_state=conf)
+        """Start a node; how it learns the membership is the test's choice.
+
+        - ``conf_in_log=True``: a founding member as a real cluster starts one, its storage
+          bootstrapped with ``voters`` (committed conf-change entries 1..n, applied by the
+          first Ready, handled here so that the node may campaign at once).
+        - ``voters``/``learners`` alone: the ConfState beside the log (MemoryStorage's
+          ``conf_state``, as etcd's paper tests use ``withPeers``): the log starts empty, so a
+          test's indexes are the paper's. Only safe when no node joins from an empty storage.
+        - neither: a node that joins later, from an empty storage.
+        """
+        voter_ids = frozenset(voters)
+        learner_ids = frozenset(learners)
+        if conf_in_log:
+            assert not learner_ids, "bootstrap founds a cluster of voters only"
+            storage = MemoryStorage()
+            bootstrap(storage, voter_ids)
+        else:
+            storage = MemoryStorage(conf_state=ConfState(voters=voter_ids, learners=learner_ids))
         config = Config(id=node_id, **settings)  # type: ignore[arg-type]
         self.storages[node_id] = storage
         self.configs[node_id] = config
@@ -120,6 +138,7 @@ class Network:
         self.read_states[node_id] = []
         rng = Random(seed if seed is not None else int.from_bytes(node_id.encode(), "big"))
         self.nodes[node_id] = RaftNode(config, storage, rng)
+        self.process_ready(node_id)
         return self.nodes[node_id]
 
     def restart(self, node_id: str, *, seed: int = 99) -> RaftNode:
@@ -294,12 +313,16 @@ def peek(net: Network) -> list[Message]:
     return list(net.queue)
 
 
-def cluster(size: int, *, trace: list[str] | None = None, **settings: object) -> Network:
-    """A network of ``size`` voters named "1".."size"; nobody leads yet."""
+def cluster(
+    size: int, *, trace: list[str] | None = None, conf_in_log: bool = False, **settings: object
+) -> Network:
+    """A network of ``size`` voters named "1".."size"; nobody leads yet. By default the
+    membership sits beside an empty log (see :meth:`Network.add_node`); ``conf_in_log``
+    bootstraps it into the log, as a real cluster does."""
     net = Network(trace=trace)
     ids = [str(i) for i in range(1, size + 1)]
     for node_id in ids:
-        net.add_node(node_id, voters=ids, **settings)
+        net.add_node(node_id, voters=ids, conf_in_log=conf_in_log, **settings)
     return net
 
 

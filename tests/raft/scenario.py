@@ -4,9 +4,11 @@ A file in testdata/ holds cases separated by blank lines; ``#`` lines before a c
 comments. Commands (ids are node ids, "1", "2", ...)::
 
     add-nodes N [voters=(1,2,3)] [learners=(4)] [prevote=false] [checkquorum=false]
+              (voters alone: bootstrapped into the log; nothing: a joiner, empty storage)
               [election=10] [inflight=256] [maxsize=1048576]
     campaign ID | propose ID DATA | propose-conf-change ID add-voter|add-learner|remove NODE
     deliver            handle readies and deliver messages until quiet, showing each
+    deliver-round      handle readies, deliver only the messages in flight now
     stabilize          deliver, then print raft-state
     tick ID N | tick-election ID | tick-heartbeat ID
     partition 1 / 2 3 | isolate ID | heal | drop TYPE|none
@@ -105,7 +107,17 @@ class Runner:
                 settings[keys[key]] = int(value)
         first = len(self.net.nodes) + 1
         for n in range(first, first + int(count)):
-            self.net.add_node(str(n), voters=voters, learners=learners, seed=n, **settings)
+            # Founding voters are bootstrapped into the log, as a real cluster starts; with
+            # learners the configuration sits beside the log (there is no other way to found
+            # a cluster with learners); with neither the node joins from an empty storage.
+            self.net.add_node(
+                str(n),
+                voters=voters,
+                learners=learners,
+                conf_in_log=bool(voters) and not learners,
+                seed=n,
+                **settings,
+            )
 
     def cmd_campaign(self, node_id: str) -> None:
         self.net.nodes[node_id].campaign()
@@ -130,6 +142,12 @@ class Runner:
 
     def cmd_deliver(self) -> None:
         self.net.stabilize()
+
+    def cmd_deliver_round(self) -> None:
+        """Handle readies, then deliver only the messages in flight now: what they cause
+        waits for the next round, so a test can cut a link between a request and its reply."""
+        self.net.process_all()
+        self.net.deliver_round()
 
     def cmd_stabilize(self) -> None:
         self.net.stabilize()

@@ -5,7 +5,18 @@ from __future__ import annotations
 import pytest
 from network import Network, cluster, elect, sent
 
-from agentflow.raft import ConfChange, ConfChangeType, MessageType, ProposalDroppedError, StateRole
+from agentflow.raft import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    EntryType,
+    HardState,
+    MemoryStorage,
+    MessageType,
+    ProposalDroppedError,
+    StateRole,
+    bootstrap,
+)
 
 MT = MessageType
 
@@ -33,9 +44,8 @@ def test_learner_receives_log_but_does_not_vote_or_count() -> None:
 
 def test_add_learner_then_promote_after_catch_up() -> None:
     """Thesis §4.2.1: a new server catches up as a learner before it becomes a voter."""
-    net = cluster(3)
-    # A joining node starts from the configuration it joins (see the contract's Deviations).
-    net.add_node("4", voters=["1", "2", "3"], learners=["4"])
+    net = cluster(3, conf_in_log=True)
+    net.add_node("4")  # joins from an empty storage: the log tells it the membership
     elect(net, "1")
     for i in range(3):
         net.nodes["1"].propose(f"v{i}".encode())
@@ -128,3 +138,74 @@ def test_removing_voter_shrinks_quorum() -> None:
     net.nodes["1"].propose(b"two")
     net.stabilize()
     assert net.values("1") == [b"two"]
+
+
+def test_bootstrap_writes_the_initial_voters_into_the_log() -> None:
+    """As etcd's Bootstrap: the founding voters are committed conf-change entries 1..n of term
+    1, the same bytes on every founding member, so the log alone holds the membership."""
+    storage = MemoryStorage()
+    bootstrap(storage, ["3", "1", "2"])
+    entries = storage.entries(1, storage.last_index() + 1)
+    assert [(e.index, e.term, e.type) for e in entries] == [
+        (i, 1, EntryType.CONF_CHANGE) for i in (1, 2, 3)
+    ]
+    assert [ConfChange.decode(e.data) for e in entries] == [
+        add(ConfChangeType.ADD_VOTER, node_id) for node_id in ("1", "2", "3")
+    ]
+    other = MemoryStorage()
+    bootstrap(other, ["2", "3", "1"])
+    assert other.entries(1, 4) == entries
+    assert storage.initial_state() == (
+        HardState(term=1, commit=3),
+        ConfState(voters=frozenset({"1", "2", "3"})),
+    )
+
+
+def test_bootstrap_refuses_a_storage_that_has_state() -> None:
+    storage = MemoryStorage()
+    bootstrap(storage, ["1"])
+    with pytest.raises(ValueError, match="empty storage"):
+        bootstrap(storage, ["1"])
+    with pytest.raises(ValueError, match="empty storage"):
+        bootstrap(MemoryStorage(conf_state=ConfState(voters=frozenset({"1"}))), ["1"])
+    with pytest.raises(ValueError, match="at least one voter"):
+        bootstrap(MemoryStorage(), [])
+
+
+def test_joiner_with_empty_storage_never_campaigns_before_it_learns_the_membership() -> None:
+    """A node that joins knows no configuration, so it is no voter and must not campaign
+    (alone, it would be a majority of the empty configuration)."""
+    net = cluster(3, conf_in_log=True)
+    joiner = net.add_node("4")
+    net.isolate("4")
+    net.tick("4", 100)
+    joiner.campaign()
+    assert joiner.role is StateRole.FOLLOWER and joiner.term == 0
+    assert [m for m in sent(net) if m.from_ == "4"] == []
+    assert joiner.status.conf_state.voters == frozenset()
+
+
+def test_joiner_with_empty_storage_replays_the_leaders_membership() -> None:
+    """notes/raft_bugs.md bug 1: a voter is removed, a new node joins with an empty storage
+    and is added as a voter. Catching up by AppendEntries from index 1, it replays the
+    bootstrap entries first, so it ends with the leader's configuration, not with {itself}."""
+    net = cluster(3, conf_in_log=True)
+    elect(net, "1")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.REMOVE_NODE, "3"))
+    net.stabilize()
+    net.isolate("3")
+    joiner = net.add_node("4")
+    net.nodes["1"].propose_conf_change(add(ConfChangeType.ADD_VOTER, "4"))
+    net.stabilize()
+    expected = frozenset({"1", "2", "4"})
+    for node_id in ("1", "2", "4"):
+        assert net.nodes[node_id].status.conf_state.voters == expected, node_id
+    assert joiner.status.commit == net.nodes["1"].status.commit
+    # The new voter now counts: with 1 cut off, 2 and 4 elect a leader among themselves.
+    net.isolate("1")
+    for _ in range(30):
+        for node_id in ("2", "4"):
+            net.tick(node_id)
+        net.stabilize()
+    leaders = {i for i in ("2", "4") if net.nodes[i].role is StateRole.LEADER}
+    assert len(leaders) == 1

@@ -1,8 +1,8 @@
-"""Safety: Raft paper §5.4 (election restriction, commit rule) and restart (Figure 2)."""
+"""Safety: Raft paper §5.4 (election restriction, commit rule, Figure 8) and restart (Figure 2)."""
 
 from __future__ import annotations
 
-from network import cluster, elect, msg, sent
+from network import Network, cluster, elect, msg, sent
 
 from agentflow.raft import Entry, MessageType, StateRole
 
@@ -86,3 +86,92 @@ def test_restart_loses_only_unpersisted_state() -> None:
     node.step(msg(MT.VOTE, "1", "3", 1, index=0, log_term=0))
     node = net.restart("3")  # crashed before the Ready was persisted
     assert node.term == 0 and node.status.vote is None
+
+
+def _log_terms(net: Network, node_id: str) -> list[int]:
+    storage = net.storages[node_id]
+    return [storage.term(i) for i in range(1, storage.last_index() + 1)]
+
+
+def _figure_8_c() -> Network:
+    """Build the Raft paper's Figure 8 up to (c), step by step, five servers S1..S5.
+
+    Indexes and terms are the figure's. One liberty: at (c) S1 replicates index 2 to S3 and
+    S4, where the figure names S2 and S3, because a leader only counts a copy that was
+    acknowledged to it, and S2's copy (from term 2) is never acknowledged in term 4.
+    """
+    net = cluster(5, pre_vote=False, check_quorum=False, max_size_per_msg=1)
+    elect(net, "5")  # term 1: index 1 (term 1) reaches everyone and commits
+    # (a) S1 leads term 2 and replicates index 2 (its entry of term 2) to S2 only.
+    net.drop_filter = lambda m: m.type is MT.APPEND and m.to in {"3", "4", "5"}
+    elect(net, "1")
+    assert net.nodes["1"].term == 2
+    # (b) S1 crashes; S5 is elected for term 3 by S3, S4 and itself (S2's log is more
+    # up-to-date than S5's, so S2 refuses) and writes index 2 (term 3), on its log only.
+    net.down.add("1")
+    net.drop_filter = lambda m: m.type is MT.APPEND
+    elect(net, "5")
+    assert net.nodes["5"].term == 3
+    net.down.add("5")
+    # (c) S5 crashes; S1 restarts, is elected for term 4 (S3 and S4 voted in term 3 for S5,
+    # so its first try, in term 3, fails) and writes index 3 (term 4). It replicates index 2
+    # to S3 and S4; nothing of term 4 reaches any other log yet.
+    net.restart("1")
+    net.drop_filter = lambda m: (
+        m.type is MT.APPEND
+        and any(e.term == 4 for e in m.entries)
+        and net.storages[m.to].last_index() >= m.index  # the follower would store it
+    )
+    net.nodes["1"].campaign()
+    net.stabilize()
+    elect(net, "1")
+    assert net.nodes["1"].term == 4
+    assert {n: _log_terms(net, n) for n in net.nodes} == {
+        "1": [1, 2, 4],
+        "2": [1, 2],
+        "3": [1, 2],
+        "4": [1, 2],
+        "5": [1, 3],
+    }
+    net.drop_filter = None
+    return net
+
+
+def test_figure_8_entry_of_an_earlier_term_on_a_majority_is_not_committed() -> None:
+    """§5.4.2, Figure 8 (c)-(d): "a log entry may be replicated on a majority of servers ...
+    yet still be overwritten by a future leader"; so "only log entries from the leader's
+    current term are committed by counting replicas"."""
+    net = _figure_8_c()
+    leader = net.nodes["1"]
+    holders = [n for n, pr in leader.status.progress.items() if pr.match >= 2]
+    assert len(holders) >= 3  # the leader itself knows index 2 is on a majority ...
+    assert leader.status.commit == 1  # ... and still does not commit it
+    # (d) S1 crashes; S5 is elected for term 5 by S2, S3 and S4 (its last term, 3, beats
+    # their 2) and overwrites index 2 everywhere: safe, since nobody committed it.
+    net.down.add("1")
+    net.restart("5")
+    net.nodes["5"].campaign()  # term 4: they all voted for S1 in term 4
+    net.stabilize()
+    elect(net, "5")
+    assert net.nodes["5"].term == 5
+    for node_id in ("2", "3", "4", "5"):
+        assert _log_terms(net, node_id) == [1, 3, 5], node_id
+        assert net.nodes[node_id].status.commit == 3
+    assert leader.status.commit == 1  # S1 never applied what is now lost
+
+
+def test_figure_8_entry_of_the_current_term_commits_earlier_ones() -> None:
+    """§5.4.2, Figure 8 (e): once the leader's entry of its own term is on a majority, it
+    commits, and every entry before it indirectly; S5 can no longer be elected."""
+    net = _figure_8_c()
+    net.tick("1", 1)  # a heartbeat round resumes replication to S2, S3 and S4
+    net.stabilize()
+    assert net.nodes["1"].status.commit == 3
+    net.down.add("1")
+    net.restart("5")
+    for _ in range(3):
+        net.nodes["5"].campaign()
+        net.stabilize()
+        assert net.nodes["5"].role is not StateRole.LEADER
+    for node_id in ("2", "3", "4"):
+        assert _log_terms(net, node_id) == [1, 2, 4], node_id

@@ -5,9 +5,11 @@ transfer, membership changes, snapshots) and nothing else: it never touches a so
 the time. Time arrives as :meth:`RaftNode.tick`, messages as :meth:`RaftNode.step`, and all the
 work for the shell comes out as a :class:`Ready` (persist, send, apply, serve reads, then
 :meth:`RaftNode.advance`). Entry point: :class:`RaftNode` over a :class:`Storage` such as
-:class:`MemoryStorage`.
+:class:`MemoryStorage`; a fresh cluster's founding members first write their initial
+voters into the log with :func:`bootstrap`, a node that joins later starts from an empty storage.
 """
 
+from agentflow.raft._bootstrap import bootstrap
 from agentflow.raft._errors import (
     CompactedError,
     ProposalDroppedError,
@@ -67,4 +69,5 @@ __all__ = [
     "Status",
     "Storage",
     "UnavailableError",
+    "bootstrap",
 ]

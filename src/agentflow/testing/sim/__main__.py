@@ -1,13 +1,14 @@
 """`python -m agentflow.testing.sim --seeds N --seed-base S --steps M`: run a range of seeds.
 
 Every failing seed is printed with its reason and the exact command that replays it; the
-exit status is 1 when any seed failed. `--jobs` spreads seeds over processes (each seed is
-independent, so the outcome does not depend on the number of jobs).
+exit status is 1 when any seed failed. `--jobs` spreads seeds over processes, `--jobs 0` over
+one per core (each seed is independent, so the outcome does not depend on the number of jobs).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -27,10 +28,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--read-mode", choices=[m.value for m in ReadMode], default=ReadMode.READ_INDEX.value
     )
     parser.add_argument("--no-faults", action="store_true", help="a calm network, no nemesis")
+    # Joiners always start from an empty storage now (founding members are bootstrapped into
+    # the log); the flag is still accepted so that older replay commands run unchanged.
+    parser.add_argument("--join-empty", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--join-empty", action="store_true", help="joiners start from an empty storage"
+        "--jobs", type=int, default=1, help="worker processes; 0 means one per CPU core"
     )
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="print every seed's outcome")
     return parser.parse_args(argv)
 
@@ -43,13 +46,14 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
             nodes=args.nodes,
             read_mode=ReadMode(args.read_mode),
             faults=not args.no_faults,
-            join_with_initial_conf=not args.join_empty,
         )
         for seed in range(args.seed_base, args.seed_base + args.seeds)
     ]
 
 
 def _results(todo: list[SimConfig], jobs: int) -> Iterator[SimResult]:
+    if jobs == 0:
+        jobs = os.cpu_count() or 1
     if jobs <= 1:
         yield from map(run_seed, todo)
         return

@@ -38,9 +38,6 @@ class SimConfig:
     converge_ticks: int = 1000
     log_check_every: int = 500  # steps between whole-log cross-checks
     faults: bool = True
-    # A joining node starts from the cluster's initial ConfState (True) or from an empty
-    # storage (False: shows the hazard reported in notes/raft_bugs.md, bug 1).
-    join_with_initial_conf: bool = True
 
     def __post_init__(self) -> None:
         assert self.nodes in (None, 1, 3, 5), self.nodes
@@ -57,8 +54,6 @@ class SimConfig:
             parts.append(f"--read-mode {self.read_mode.value}")
         if not self.faults:
             parts.append("--no-faults")
-        if not self.join_with_initial_conf:
-            parts.append("--join-empty")
         return " ".join(parts)
 
 

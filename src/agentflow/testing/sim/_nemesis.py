@@ -197,11 +197,10 @@ class Nemesis:
             return ""
         option = self._rng.choice(options)
         if option == "add":
-            # A joiner starts from the cluster's initial configuration (as etcd's
-            # --initial-cluster): the log replayed from index 1 then rebuilds the current
-            # one. From an empty ConfState it would believe itself the only voter.
-            initial = sim.bootstrap_conf if sim.config.join_with_initial_conf else None
-            node = sim.add_node(MemoryStorage(conf_state=initial))
+            # A joiner starts from an empty storage, knowing no configuration: it learns
+            # the membership from the leader, by replaying the log from the bootstrap
+            # entries at index 1, or from a snapshot.
+            node = sim.add_node(MemoryStorage())
             as_voter = self._rng.random() < 0.2
             kind = ConfChangeType.ADD_VOTER if as_voter else ConfChangeType.ADD_LEARNER
             change = ConfChange(type=kind, node_id=node.id)

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 
 from agentflow.raft import (
     Config,
-    ConfState,
     MemoryStorage,
     Message,
     MessageType,
     ProposalDroppedError,
     StateRole,
+    bootstrap,
 )
 from agentflow.testing.linearizability import History, Verdict, check_history
 from agentflow.testing.sim._clients import ClientDriver
@@ -92,12 +92,17 @@ class Simulation:
         self._tick_ms: dict[str, int] = {}  # each node's tick period: clocks drift apart
         self.retired: set[str] = set()
         self._next_node = 1
-        voters = frozenset(str(i) for i in range(1, self.node_count + 1))
-        self.bootstrap_conf = ConfState(voters=voters)
-        for _ in range(self.node_count):
-            self.add_node(MemoryStorage(conf_state=self.bootstrap_conf))
+        # Before any node starts: a founding member applies its bootstrap entries at once,
+        # and applied entries are reported to both.
         self.clients = ClientDriver(self)
         self.nemesis = Nemesis(self)
+        # Founding members are bootstrapped as a real cluster is: the voters are written
+        # into each log as committed conf-change entries 1..n. Joiners start empty.
+        voters = [str(i) for i in range(1, self.node_count + 1)]
+        for _ in range(self.node_count):
+            storage = MemoryStorage()
+            bootstrap(storage, voters)
+            self.add_node(storage)
 
     # -- scheduling -------------------------------------------------------------------------
 
