@@ -48,6 +48,7 @@ from agentflow.raft import (
     Snapshot,
     SnapshotMetadata,
     StateRole,
+    bootstrap,
 )
 from agentflow.state import Command, StateMachine, decode_command, encode_command
 
@@ -119,6 +120,7 @@ class RaftLog:
         self._read_seq = 0
         self._parked_reads: list[tuple[int, asyncio.Future[None]]] = []
         self._snapshot_index = 0
+        self._campaign_alone = False
         self._wake = asyncio.Event()
         self._wake.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -270,14 +272,22 @@ class RaftLog:
         image = await self._load_image()
         hard, entries = await self._raftstore.load(image.index)
         fresh = image.index == 0 and hard is None and not entries
-        if fresh and not self.config.join:
-            image = self._bootstrap_image()
+        if fresh:
+            image = self._fresh_image()
             await self._statestore.save(0, image.pack())
         self._install_image(image)
-        if hard is not None:
-            self._storage.set_hard_state(hard)
-        if entries:
-            self._storage.append(entries)
+        if fresh and not self.config.join:
+            # Founding members write the same committed ADD_VOTER entries, so a node that joins
+            # later learns the membership from the log itself.
+            bootstrap(self._storage, image.members)
+            hard, _conf = self._storage.initial_state()
+            entries = self._storage.entries(1, self._storage.last_index() + 1)
+            await self._raftstore.save(hard, entries)
+        else:
+            if hard is not None:
+                self._storage.set_hard_state(hard)
+            if entries:
+                self._storage.append(entries)
         self._raft = RaftNode(
             Config(
                 id=self.config.node_id,
@@ -288,6 +298,7 @@ class RaftLog:
             self._storage,
             Random(),
         )
+        self._campaign_alone = not self.config.join and set(self.members) == {self.config.node_id}
         await self.transport.start()
         self._sync_peers()
         log.info(
@@ -297,8 +308,6 @@ class RaftLog:
             len(entries),
             sorted(self.members),
         )
-        if not self.config.join and self._raft.status.conf_state.voters == {self.config.node_id}:
-            self._raft.campaign()  # a cluster of one need not wait out an election timeout
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._ticker(), name="raft-ticker"),
@@ -311,7 +320,8 @@ class RaftLog:
             return Image(index=0, term=0, conf_state=ConfState(voters=frozenset()))
         return Image.unpack(saved[1])
 
-    def _bootstrap_image(self) -> Image:
+    def _fresh_image(self) -> Image:
+        """An empty image that knows the member addresses given by ``--peers`` (and ours)."""
         members = {
             nid: Member(node_id=nid, raft_address=addr) for nid, addr in self.config.peers.items()
         }
@@ -321,9 +331,7 @@ class RaftLog:
             raft_address=f"{self.config.raft_host}:{self.config.raft_port}",
             api_url=self.config.api_url,
         )
-        return Image(
-            index=0, term=0, conf_state=ConfState(voters=frozenset(members)), members=members
-        )
+        return Image(index=0, term=0, conf_state=ConfState(voters=frozenset()), members=members)
 
     def _install_image(self, image: Image) -> None:
         """Make ``image`` the current state: machine, members, and the Raft snapshot."""
@@ -390,6 +398,9 @@ class RaftLog:
                 await self._handle_ready(raft, ready)
                 raft.advance(ready)
                 self._feed(raft)
+                if self._campaign_alone and self.applied >= len(self.members):
+                    self._campaign_alone = False  # a cluster of one need not wait to elect
+                    raft.campaign()
 
     def _feed(self, raft: RaftNode) -> None:
         inbox, self._inbox = self._inbox, []
