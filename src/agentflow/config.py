@@ -107,10 +107,11 @@ class WorkerConfig:
     master_urls: tuple[str, ...] = ("http://127.0.0.1:6767",)
     group: str = "default"
     slots: int = 0  # 0: one per CPU
+    prefetch: int = 0  # attempts held queued beyond the slots (trades priority order for speed)
     api_token: str | None = None
     agents: dict[str, str] = field(default_factory=dict)
     heartbeat_interval_s: float = 10.0
-    report_interval_s: float = 0.005
+    report_interval_s: float = 0.02  # starts and output wait this long to share a frame
     output_chunk_bytes: int = 64 << 10
     log_level: str = "info"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 
 from agentflow import Client
@@ -64,3 +66,24 @@ def test_drain_over_the_api_stops_new_assignments(procs: Processes) -> None:
         assert client.wait(task.id, timeout_s=20).ok
         refused = httpx.delete(f"{url}/api/v1/workers/nope")
         assert refused.status_code == 404
+
+
+def test_prefetch_holds_extra_attempts_but_runs_one_per_slot(procs: Processes) -> None:
+    _, url = procs.master()
+    procs.worker("w1", url, "--slots", "1", "--prefetch", "2")
+    wait_until(lambda: live_workers(url) == 1)
+    with Client(url) as client:
+        tasks = [client.submit("sleep 0.3") for _ in range(4)]
+        wait_until(lambda: client.get(tasks[2].id).status == "assigned", 10, "prefetched")
+        held = client.workers()[0]
+        assert len(held["running"]) == 3 and held["prefetch"] == 2
+        cancelled = client.cancel(tasks[2].id)  # assigned but waiting on the worker
+        assert cancelled.status == "cancelled"
+        for task in tasks:
+            client.wait(task.id, timeout_s=20)
+        done = [client.get(t.id) for t in tasks]
+    assert [t.status for t in done] == ["completed", "completed", "cancelled", "completed"]
+    assert done[2].raw["started_at"] is None  # it never ran
+    spans = sorted((t.raw["started_at"], t.raw["finished_at"]) for t in done if t.ok)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start  # one slot: attempts never overlap

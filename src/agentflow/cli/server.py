@@ -126,6 +126,11 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
 @click.option("--master-url", "master_urls", help="Master URL(s), comma-separated.")
 @click.option("--group", help="Worker group (default 'default').")
 @click.option("--slots", type=int, help="Tasks run at once (default: one per CPU).")
+@click.option(
+    "--prefetch",
+    type=int,
+    help="Tasks held queued beyond the slots (default 0: strict priority order).",
+)
 @click.option("--api-token", help="Bearer token of the masters.")
 @click.option(
     "--agent", "agents", multiple=True, help="NAME=TEMPLATE, e.g. claude='claude -p {prompt}'."

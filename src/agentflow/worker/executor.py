@@ -74,7 +74,13 @@ class Attempt:
         self._proc: asyncio.subprocess.Process | None = None
         self._stop_reason: str | None = None
 
+    @property
+    def cancelled(self) -> bool:
+        return self._stop_reason == "cancelled"
+
     async def run(self) -> Finished:
+        if self.cancelled:  # cancelled before it ever started
+            return Finished(status="cancelled", exit_code=None, reason="cancelled")
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self._argv,

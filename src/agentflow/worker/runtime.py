@@ -19,6 +19,9 @@ import os
 import random
 import signal
 import socket
+import sys
+import warnings
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -44,9 +47,12 @@ class Worker:
     ) -> None:
         self.config = config
         self.slots = config.slots or max(1, int(resources.get("cpu", 1)))
+        self.prefetch = max(0, config.prefetch)
         self.resources = resources
         self.labels = labels
-        self._attempts: dict[str, Attempt] = {}
+        self._attempts: dict[str, Attempt] = {}  # held: running or waiting for a slot
+        self._backlog: deque[Attempt] = deque()
+        self._running = 0
         self._started: list[tuple[str, int]] = []
         self._output: list[tuple[str, int, str, bytes]] = []
         self._output_bytes = 0
@@ -56,6 +62,7 @@ class Worker:
         self._ws: ClientConnection | None = None
         self._url_index = 0
         self._report_wake = asyncio.Event()
+        self._outcome_ready = asyncio.Event()
         self._draining = False
         self._stop = asyncio.Event()
         self._attempt_group: asyncio.TaskGroup | None = None
@@ -68,6 +75,7 @@ class Worker:
 
     async def run(self, *, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
+        _use_pidfd_child_watcher(loop)
         for sig in (signal.SIGTERM, signal.SIGINT) if install_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal)
@@ -189,6 +197,7 @@ class Worker:
             "labels": self.labels,
             "hostname": socket.gethostname(),
             "running": held,
+            "prefetch": self.prefetch,
             "protocol": wire.PROTOCOL_VERSION,
         }
 
@@ -221,6 +230,9 @@ class Worker:
                 attempt = self._attempts.get(frame["task_id"])
                 if attempt is not None and attempt.token == frame["token"]:
                     attempt.cancel()
+                    if attempt in self._backlog:  # never started: finish it at once
+                        self._backlog.remove(attempt)
+                        self._launch(attempt)
             elif kind == "ack":
                 self._unacked.pop(int(frame["seq"]), None)
                 self._check_drained()
@@ -267,10 +279,20 @@ class Worker:
             on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
         )
         self._attempts[task_id] = attempt
-        self._started.append((task_id, token))
-        self._report_wake.set()
+        if self._running < self.slots:
+            self._launch(attempt)
+        else:
+            self._backlog.append(attempt)  # prefetched: starts when a slot frees
+
+    def _launch(self, attempt: Attempt) -> None:
+        self._running += 1
+        if not attempt.cancelled:
+            self._started.append((attempt.task_id, attempt.token))
+            self._report_wake.set()
         assert self._attempt_group is not None
-        self._attempt_group.create_task(self._run_attempt(attempt), name=f"attempt-{task_id}")
+        self._attempt_group.create_task(
+            self._run_attempt(attempt), name=f"attempt-{attempt.task_id}"
+        )
 
     async def _run_attempt(self, attempt: Attempt) -> None:
         try:
@@ -278,8 +300,11 @@ class Worker:
         except Exception as exc:  # a bug here must not take the whole worker down
             log.exception("attempt %s crashed", attempt.task_id)
             finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
+        self._running -= 1
         self._attempts.pop(attempt.task_id, None)
         self._finish(attempt.task_id, attempt.token, finished)
+        while self._backlog and self._running < self.slots:
+            self._launch(self._backlog.popleft())
 
     def _finish(self, task_id: str, token: int, finished: Finished) -> None:
         self._outcomes.append(
@@ -292,6 +317,7 @@ class Worker:
             }
         )
         self._report_wake.set()
+        self._outcome_ready.set()
 
     def _add_output(self, task_id: str, token: int, stream: str, data: bytes) -> None:
         if self._output_bytes + len(data) > MAX_BUFFERED_OUTPUT:
@@ -311,8 +337,15 @@ class Worker:
     async def _report_loop(self) -> None:
         while True:
             await self._report_wake.wait()
-            await asyncio.sleep(self.config.report_interval_s)  # batch what arrives meanwhile
+            if not self._outcomes:
+                # Only starts or output: wait a little, so that a quick task's start travels
+                # in the same frame (and the same log entry) as its outcome.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._outcome_ready.wait(), self.config.report_interval_s
+                    )
             self._report_wake.clear()
+            self._outcome_ready.clear()
             ws = self._ws
             if ws is None or not (self._started or self._output or self._outcomes):
                 continue
@@ -337,3 +370,19 @@ async def _recv_bytes(ws: ClientConnection, timeout_s: float) -> bytes:
     if isinstance(raw, str):
         raise wire.FrameError("expected a binary frame")
     return raw
+
+
+def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
+    """On Python 3.11 the default child watcher starts a thread per subprocess; a pidfd watcher
+    costs a file descriptor instead (Python 3.12+ picks it by itself where it works)."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:
+            return  # the kernel does not support pidfds
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
