@@ -182,11 +182,13 @@ class LocalCluster:
         *,
         workers: int = 0,
         slots: int = 1,
+        prefetch: int = 0,
         profile_dir: Path | None = None,
         name: str = "bench",
     ) -> None:
         self.n_workers = workers
         self.slots = slots
+        self.prefetch = prefetch
         self.profile_dir = profile_dir.resolve() if profile_dir else None
         self.name = name
         self.port = free_port()
@@ -224,6 +226,8 @@ class LocalCluster:
                 str(self.port),
                 "--data-dir",
                 str(self.tmp / "data"),
+                "--raft-port",
+                str(free_port()),
                 "--log-level",
                 "warning",
             ],
@@ -241,6 +245,8 @@ class LocalCluster:
                         self.url,
                         "--slots",
                         str(self.slots),
+                        "--prefetch",
+                        str(self.prefetch),
                         "--log-level",
                         "warning",
                     ],

@@ -121,6 +121,16 @@ def main() -> int:
             report(run(cluster, n_tasks))
             if args.keep_logs:
                 print(cluster.logs())
+        # The same 2 slots, each worker holding 8 more attempts queued (--prefetch 8): no idle
+        # slot between tasks, at the cost of strict priority order across workers.
+        with (
+            LocalCluster(workers=2, slots=1, prefetch=8, name="shell-prefetch") as cluster,
+            deadline_guard(TIME_LIMIT_S + 60, BENCH),
+        ):
+            figures = run(cluster, n_tasks)
+            figure(
+                BENCH, "tasks_per_s_prefetch8", figures["tasks_per_s"], target=TARGET_TASKS_PER_S
+            )
 
     return run_main(BENCH, body)
 
