@@ -3,6 +3,7 @@ traceback."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -19,7 +20,35 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# Each command's module is imported only when that command runs, so `agentflow worker` does
+# not pay for the API server, the SDK or YAML (a worker's memory stays small).
+LAZY_COMMANDS: dict[str, str] = {
+    "master": "agentflow.cli.server:master_command",
+    "worker": "agentflow.cli.server:worker_command",
+    "run": "agentflow.cli.local:run",
+    "submit": "agentflow.cli.tasks:submit",
+    "status": "agentflow.cli.tasks:status",
+    "logs": "agentflow.cli.tasks:logs",
+    "tasks": "agentflow.cli.tasks:tasks",
+    "cancel": "agentflow.cli.tasks:cancel",
+    "workers": "agentflow.cli.tasks:workers",
+    "queue": "agentflow.cli.tasks:queue",
+    "cluster": "agentflow.cli.cluster:cluster",
+}
+
+
 class AgentFlowGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

@@ -8,7 +8,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from agentflow.cli._app import main
 from agentflow.cli.tasks import client_options, make_client
 
 __all__ = ["cluster"]
@@ -16,7 +15,7 @@ __all__ = ["cluster"]
 console = Console()
 
 
-@main.group("cluster")
+@click.group("cluster")
 def cluster() -> None:
     """Inspect and change the set of masters."""
 

@@ -26,7 +26,6 @@ from rich.table import Table
 
 from agentflow.api.problems import validation_error
 from agentflow.api.schemas import TaskIn
-from agentflow.cli._app import main
 from agentflow.client import AsyncClient, TaskInfo
 from agentflow.config import MasterConfig, WorkerConfig
 from agentflow.errors import ConfigError
@@ -77,7 +76,7 @@ def _free_port() -> int:
         return port
 
 
-@main.command("run")
+@click.command("run")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--workers", "n_workers", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option(

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from agentflow import wire
-from agentflow.cli._app import main
 from agentflow.config import MasterConfig, WorkerConfig, load_toml, parse_size, resolve
 from agentflow.errors import ConfigError
 
@@ -33,7 +32,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@main.command("master")
+@click.command("master")
 @click.option("--node-id", help="This master's id (default master-1).")
 @click.option("--host", help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, help="HTTP port (default 6767).")
@@ -121,7 +120,7 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
     return out
 
 
-@main.command("worker")
+@click.command("worker")
 @click.option("--worker-id", help="This worker's id (default: the host name).")
 @click.option("--master-url", "master_urls", help="Master URL(s), comma-separated.")
 @click.option("--group", help="Worker group (default 'default').")

@@ -9,7 +9,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from agentflow.cli._app import main
 from agentflow.client import Client, TaskInfo
 
 __all__ = ["client_options", "make_client"]
@@ -39,7 +38,7 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
-@main.command("submit", context_settings={"ignore_unknown_options": False})
+@click.command("submit", context_settings={"ignore_unknown_options": False})
 @click.option("-c", "--command", help="Shell command to run (sh -c).")
 @click.option("--agent", help="Agent template name on the worker (with --prompt).")
 @click.option("--prompt", help="Prompt passed to the agent as one argument.")
@@ -104,7 +103,7 @@ def _exit_code(task: TaskInfo) -> int:
     return 1
 
 
-@main.command("status")
+@click.command("status")
 @click.argument("task_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @client_options
@@ -145,7 +144,7 @@ def status(master_url: str | None, api_token: str | None, task_id: str, as_json:
             )
 
 
-@main.command("logs")
+@click.command("logs")
 @click.argument("task_id")
 @click.option("-f", "--follow", is_flag=True, help="Stream output until the task ends.")
 @client_options
@@ -167,7 +166,7 @@ def logs(master_url: str | None, api_token: str | None, task_id: str, follow: bo
     sys.stderr.write(out["stderr"])
 
 
-@main.command("tasks")
+@click.command("tasks")
 @click.option("--status", "status_", help="Filter: queued, running, failed, ... (comma list).")
 @click.option("--group")
 @click.option("--priority", type=click.Choice(["urgent", "high", "medium", "low"]))
@@ -199,7 +198,7 @@ def tasks(
     console.print(table)
 
 
-@main.command("cancel")
+@click.command("cancel")
 @click.argument("task_id")
 @client_options
 def cancel(master_url: str | None, api_token: str | None, task_id: str) -> None:
@@ -209,7 +208,7 @@ def cancel(master_url: str | None, api_token: str | None, task_id: str) -> None:
     click.echo(f"{task.id} {task.status}")
 
 
-@main.command("workers")
+@click.command("workers")
 @client_options
 def workers(master_url: str | None, api_token: str | None) -> None:
     """List workers."""
@@ -232,7 +231,7 @@ def workers(master_url: str | None, api_token: str | None) -> None:
     console.print(table)
 
 
-@main.command("queue")
+@click.command("queue")
 @client_options
 def queue(master_url: str | None, api_token: str | None) -> None:
     """Queue statistics."""
