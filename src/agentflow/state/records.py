@@ -61,24 +61,28 @@ class WorkerState(enum.StrEnum):
 
 
 class _Wire:
-    """msgpack-friendly conversion shared by every record."""
+    """msgpack-friendly conversion shared by every record.
+
+    Field names are read once per class, and values are handed to msgpack as they are: the
+    string enums pack as strings. Records with nested records convert those themselves.
+    """
 
     def to_wire(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        return {name: getattr(self, name) for name in _names(type(self))}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Self:
         return cls(**data)
 
 
-def _dump(value: Any) -> Any:
-    if isinstance(value, _Wire):
-        return value.to_wire()
-    if isinstance(value, list):
-        return [_dump(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +141,12 @@ class TaskRecord(_Wire):
     @property
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {name: getattr(self, name) for name in _names(TaskRecord)}
+        wire["spec"] = self.spec.to_wire()
+        wire["attempts"] = [a.to_wire() for a in self.attempts]
+        return wire
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Self:
