@@ -283,6 +283,8 @@ class Cluster:
             token if token is not None else self.token,
             "--heartbeat-interval",
             "0.5s",
+            "--log-level",
+            "info",  # leader changes and snapshots, for the post-mortem of a failed test
             *master.extra,
             *more,
             data_dir=master.data_dir,

@@ -287,3 +287,19 @@ def test_cli_submit_wait_prints_output_and_exit_code(procs: Processes) -> None:
 def _first_task(url: str) -> str:
     task_id: str = httpx.get(url + "/api/v1/tasks").json()["tasks"][0]["id"]
     return task_id
+
+
+def test_compacted_log_restarts_from_the_snapshot(procs: Processes, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    master, url = procs.master("m1", None, "--snapshot-every", "25", data_dir=data)
+    port = int(url.rsplit(":", 1)[1])
+    with Client(url) as client:
+        ids = [client.submit(f"echo {i}").id for i in range(120)]
+        status = client.request("GET", "/api/v1/cluster")
+        assert status["snapshot_index"] >= 100  # snapshots were taken as the log grew
+    master.kill9()
+    _, url2 = procs.master("m1", port, "--snapshot-every", "25", data_dir=data)
+    with Client(url2) as client:
+        assert {t.id for t in client.iter_tasks()} == set(ids)
+        procs.worker("w1", url2, "--slots", "4")
+        assert all(client.wait(i, timeout_s=30).ok for i in ids[:10] + ids[-10:])

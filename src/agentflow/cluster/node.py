@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,8 @@ class RaftLog:
         self._parked_reads: list[tuple[int, asyncio.Future[None]]] = []
         self._snapshot_index = 0
         self._campaign_alone = False
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._deferred: list[Entry] = []  # committed while a snapshot was being taken
         self._wake = asyncio.Event()
         self._wake.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -215,6 +218,8 @@ class RaftLog:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def propose(raft: RaftNode) -> Any:
+            if self._snapshot_task is not None:
+                raise ProposalDroppedError("a snapshot is being taken; retry in a moment")
             index = raft.propose_conf_change(change)
             self._waiting[index] = _Waiting(raft.term, future)
 
@@ -313,6 +318,8 @@ class RaftLog:
             loop.create_task(self._ticker(), name="raft-ticker"),
             loop.create_task(self._driver(), name="raft-driver"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_crash_if_failed)
 
     async def _load_image(self) -> Image:
         saved = await self._statestore.load()
@@ -360,6 +367,8 @@ class RaftLog:
         if self._closed:
             return
         self._closed = True
+        if self._snapshot_task is not None:
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -402,7 +411,16 @@ class RaftLog:
                     self._campaign_alone = False  # a cluster of one need not wait to elect
                     raft.campaign()
 
+    def _apply_in_order(self, raft: RaftNode) -> None:
+        """Apply every committed entry not yet applied, oldest first, unless a snapshot is
+        being taken (then they wait, in order, for it to finish)."""
+        if self._deferred and self._snapshot_task is None:
+            entries, self._deferred = tuple(self._deferred), []
+            self._apply(raft, entries)
+            self._release_reads()
+
     def _feed(self, raft: RaftNode) -> None:
+        self._apply_in_order(raft)
         inbox, self._inbox = self._inbox, []
         for msg in inbox:
             raft.step(msg)
@@ -431,6 +449,8 @@ class RaftLog:
         if ready.soft_state is not None:
             self._leadership(ready.soft_state.leader_id, ready.soft_state.role)
         if ready.snapshot is not None and ready.snapshot.metadata.index > self.applied:
+            if self._snapshot_task is not None:  # never restore under a thread reading it
+                await asyncio.gather(self._snapshot_task, return_exceptions=True)
             await self._install_snapshot(ready.snapshot)
         await self._raftstore.save(ready.hard_state, ready.entries)
         if ready.hard_state is not None:
@@ -439,15 +459,20 @@ class RaftLog:
             self._storage.append(ready.entries)
         for msg in ready.messages:
             self.transport.send(msg)
-        if ready.committed_entries:
-            self._apply(raft, ready.committed_entries)
+        self._deferred.extend(ready.committed_entries)
+        self._apply_in_order(raft)
         for state in ready.read_states:
             future = self._reads.get(state.context)
             if future is not None and not future.done():
                 self._parked_reads.append((state.index, future))
         self._release_reads()
-        if self.applied - self._snapshot_index >= self.config.snapshot_every:
-            await self._take_snapshot(raft)
+        if (
+            self._snapshot_task is None
+            and self.applied - self._snapshot_index >= self.config.snapshot_every
+        ):
+            self._snapshot_task = asyncio.get_running_loop().create_task(
+                self._take_snapshot(raft), name="raft-snapshot"
+            )
 
     def _leadership(self, leader_id: str | None, role: StateRole) -> None:
         was_leader = self.is_leader
@@ -519,6 +544,7 @@ class RaftLog:
         self._machine.restore(image.machine)
         self.members = dict(image.members)
         self.applied = self._snapshot_index = image.index
+        self._deferred = [e for e in self._deferred if e.index > image.index]
         self._storage.apply_snapshot(snapshot)
         self._sync_peers()
         for index in [i for i in self._waiting if i <= image.index]:
@@ -527,24 +553,37 @@ class RaftLog:
                 waiting.future.set_result(UnavailableError("superseded by a snapshot; retry"))
 
     async def _take_snapshot(self, raft: RaftNode) -> None:
-        index = self.applied
-        conf = raft.status.conf_state
-        image = Image(
-            index=index,
-            term=self._storage.term(index),
-            conf_state=conf,
-            members=dict(self.members),
-            machine=self._machine.snapshot(),
-        )
-        data = image.pack()
-        await self._statestore.save(index, data)
-        self._storage.create_snapshot(index, conf, data)
-        keep_from = index - self.config.keep_after_snapshot
-        if keep_from > self._storage.first_index():
-            self._storage.compact(keep_from)
-            await self._raftstore.compact(keep_from)
-        self._snapshot_index = index
-        log.info("snapshot at index %d (%d bytes)", index, len(data))
+        """Image the state at the applied index on a thread, then compact the log behind it.
+
+        The driver keeps persisting, sending and heartbeating meanwhile; it only holds back
+        applying committed entries (nothing else changes the state machine), so the image is
+        consistent and no election times out while a large state is serialised.
+        """
+        try:
+            index = self.applied
+            image = Image(
+                index=index,
+                term=self._storage.term(index),
+                conf_state=raft.status.conf_state,
+                members=dict(self.members),
+            )
+            loop = asyncio.get_running_loop()
+            image.machine = await loop.run_in_executor(None, self._machine.snapshot)
+            data = await loop.run_in_executor(None, image.pack)
+            await self._statestore.save(index, data)
+            self._storage.create_snapshot(index, image.conf_state, data)
+            keep_from = index - self.config.keep_after_snapshot
+            if keep_from > self._storage.first_index():
+                self._storage.compact(keep_from)
+                await self._raftstore.compact(keep_from)
+            self._snapshot_index = index
+            log.info("snapshot at index %d (%d bytes)", index, len(data))
+        except Exception:
+            log.exception("taking a snapshot failed; the log is kept and it is tried again later")
+            self._snapshot_index = self.applied
+        finally:
+            self._snapshot_task = None
+            self._wake.set()
 
     # -- observation ------------------------------------------------------------------------
 
@@ -592,3 +631,13 @@ def _refused(exc: Exception, node: RaftLog) -> AgentFlowError:
     if isinstance(exc, ProposalDroppedError):
         return node.not_leader() if not node.is_leader else ConflictError(str(exc))
     return ValidationError(str(exc))
+
+
+def _crash_if_failed(task: asyncio.Task[None]) -> None:
+    """A dead driver leaves a master that answers but never commits: crash instead, loudly,
+    so that the other masters take over and a supervisor restarts this one."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical("%s failed; exiting", task.get_name(), exc_info=task.exception())
+    logging.shutdown()
+    os._exit(70)
