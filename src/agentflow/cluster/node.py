@@ -72,7 +72,8 @@ class ClusterConfig:
     tick_s: float = 0.1
     election_tick: int = 10
     heartbeat_tick: int = 1
-    snapshot_every: int = 10_000
+    snapshot_every: int = 10_000  # entries applied since the last snapshot...
+    snapshot_bytes: int = 64 << 20  # ...or bytes of them, whichever comes first
     keep_after_snapshot: int = 2_000
     propose_timeout_s: float = 10.0
     read_timeout_s: float = 3.0
@@ -103,6 +104,7 @@ class RaftLog:
             port=config.raft_port,
             on_message=self._on_message,
             on_unreachable=self._on_unreachable,
+            on_snapshot_sent=self._on_snapshot_sent,
             advertise={"api_url": config.api_url},
         )
         self.members: dict[str, Member] = {}
@@ -124,6 +126,7 @@ class RaftLog:
         self._campaign_alone = False
         self._snapshot_task: asyncio.Task[None] | None = None
         self._deferred: list[Entry] = []  # committed while a snapshot was being taken
+        self._bytes_since_snapshot = 0
         self._wake = asyncio.Event()
         self._wake.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -387,6 +390,10 @@ class RaftLog:
         self._run_on_core(lambda raft: raft.report_unreachable(peer), None)
         self._wake.set()
 
+    def _on_snapshot_sent(self, peer: str, ok: bool) -> None:
+        self._run_on_core(lambda raft: raft.report_snapshot(peer, ok), None)
+        self._wake.set()
+
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.config.tick_s)
@@ -466,10 +473,11 @@ class RaftLog:
             if future is not None and not future.done():
                 self._parked_reads.append((state.index, future))
         self._release_reads()
-        if (
-            self._snapshot_task is None
-            and self.applied - self._snapshot_index >= self.config.snapshot_every
+        if self._snapshot_task is None and (
+            self.applied - self._snapshot_index >= self.config.snapshot_every
+            or self._bytes_since_snapshot >= self.config.snapshot_bytes
         ):
+            self._bytes_since_snapshot = 0
             self._snapshot_task = asyncio.get_running_loop().create_task(
                 self._take_snapshot(raft), name="raft-snapshot"
             )
@@ -495,6 +503,7 @@ class RaftLog:
             elif entry.data:
                 result = self._machine.apply(entry.index, decode_command(entry.data))
             self.applied = entry.index
+            self._bytes_since_snapshot += len(entry.data)
             waiting = self._waiting.pop(entry.index, None)
             if waiting is not None and not waiting.future.done():
                 if waiting.term == entry.term:

@@ -96,6 +96,7 @@ class Transport:
         port: int,
         on_message: Callable[[Message], None],
         on_unreachable: Callable[[str], None],
+        on_snapshot_sent: Callable[[str, bool], None] | None = None,
         advertise: dict[str, str] | None = None,
     ) -> None:
         self.node_id = node_id
@@ -104,6 +105,7 @@ class Transport:
         self._host, self._port = host, port
         self._on_message = on_message
         self._on_unreachable = on_unreachable
+        self._on_snapshot_sent = on_snapshot_sent or (lambda _peer, _ok: None)
         self.advertise = advertise or {}
         self.peer_info: dict[str, dict[str, str]] = {}  # what peers advertised (API URL, ...)
         self._peers: dict[str, _Peer] = {}
@@ -153,13 +155,20 @@ class Transport:
 
     def send(self, msg: Message) -> None:
         peer = self._peers.get(msg.to)
-        if peer is None or msg.to in self.blocked:
-            self._on_unreachable(msg.to)
+        if peer is None or not peer.connected or msg.to in self.blocked:
+            # Raft resends what matters once the link is up; queueing for a link that is down
+            # would only deliver stale messages later.
+            self._dropped(msg)
             return
         try:
             peer.queue.put_nowait(msg)
         except asyncio.QueueFull:
-            self._on_unreachable(msg.to)
+            self._dropped(msg)
+
+    def _dropped(self, msg: Message) -> None:
+        self._on_unreachable(msg.to)
+        if msg.snapshot is not None:
+            self._on_snapshot_sent(msg.to, False)
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -191,12 +200,8 @@ class Transport:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _drop_queued(self, peer_id: str, peer: _Peer) -> None:
-        dropped = 0
         while not peer.queue.empty():
-            peer.queue.get_nowait()
-            dropped += 1
-        if dropped:
-            self._on_unreachable(peer_id)
+            self._dropped(peer.queue.get_nowait())
 
     async def _handshake_out(
         self, peer_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -238,12 +243,23 @@ class Transport:
             plain = [m for m in batch if m.snapshot is None or len(m.snapshot.data) <= CHUNK]
             if plain:
                 writer.write(
-                    _frame({"k": "msgs", "v": VERSION, "m": [encode_message(m) for m in plain]})
+                    _frame(
+                        {
+                            "k": "msgs",
+                            "v": VERSION,
+                            "c": self.cluster_id,
+                            "f": self.node_id,
+                            "m": [encode_message(m) for m in plain],
+                        }
+                    )
                 )
             for msg in batch:
                 if msg.snapshot is not None and len(msg.snapshot.data) > CHUNK:
                     self._write_snapshot(writer, msg)
             await writer.drain()
+            for msg in batch:
+                if msg.snapshot is not None:
+                    self._on_snapshot_sent(msg.to, True)
 
     def _write_snapshot(self, writer: asyncio.StreamWriter, msg: Message) -> None:
         assert msg.snapshot is not None
@@ -257,6 +273,8 @@ class Transport:
                     {
                         "k": "snap",
                         "v": VERSION,
+                        "c": self.cluster_id,
+                        "f": self.node_id,
                         "seq": seq,
                         "n": len(chunks),
                         "sha": digest,
@@ -317,6 +335,15 @@ class Transport:
         header: Any = None
         while True:
             frame = await _read_frame(reader)
+            if (frame.get("v"), frame.get("c"), frame.get("f")) != (
+                VERSION,
+                self.cluster_id,
+                peer_id,
+            ):
+                raise ValueError(
+                    f"frame from {peer_id} names version {frame.get('v')}, cluster "
+                    f"{frame.get('c')!r}, sender {frame.get('f')!r}: dropping the link"
+                )
             if peer_id in self.blocked:
                 continue
             kind = frame.get("k")
