@@ -1,10 +1,11 @@
 """What every benchmark shares: a throwaway cluster on loopback, figures, and clean exits.
 
-:class:`LocalCluster` starts one master and N workers as real processes (the installed
-``agentflow-master`` / ``agentflow-worker`` commands of this virtualenv) on 127.0.0.1, each
-on a free port, with a temporary data directory; it stops them and deletes the directory on
-every exit path: normal return, exception, Ctrl-C, SIGTERM. Children also get SIGKILL from the
-kernel if the benchmark process itself dies (``PR_SET_PDEATHSIG``), so nothing is left behind.
+:class:`LocalCluster` starts one master (or ``masters=3``/``5``, a Raft group) and N workers as
+real processes (the installed ``agentflow-master`` / ``agentflow-worker`` commands of this
+virtualenv) on 127.0.0.1, each on a free port, with a temporary data directory; it stops them
+and deletes the directory on every exit path: normal return, exception, Ctrl-C, SIGTERM.
+Children also get SIGKILL from the kernel if the benchmark process itself dies
+(``PR_SET_PDEATHSIG``), so nothing is left behind.
 
 Figures are printed one per line, ``<bench> <metric>=<value> [target<=X|target>=X MET|NOT MET]``,
 so that ``run_all.py`` (and grep) can read them.
@@ -37,8 +38,10 @@ __all__ = [
     "ProcessStats",
     "bench_args",
     "deadline_guard",
+    "disk_figures",
     "figure",
     "free_port",
+    "masters_suffix",
     "percentile",
     "run_main",
     "sigterm_raises",
@@ -83,6 +86,26 @@ def figure(
     print(line, flush=True)
 
 
+def disk_figures(bench: str, samples: int = 50) -> None:
+    """Print this disk's fsync latency (every acknowledged command waits for at least one; on
+    a virtual disk it dominates and drifts) and the load average (the machine is shared)."""
+    with tempfile.TemporaryDirectory(prefix="agentflow-fsync-") as tmp:
+        fd = os.open(os.path.join(tmp, "probe"), os.O_WRONLY | os.O_CREAT)
+        try:
+            samples_ms = []
+            for _ in range(samples):
+                os.write(fd, b"x" * 512)
+                start = time.perf_counter()
+                os.fsync(fd)
+                samples_ms.append((time.perf_counter() - start) * 1000)
+        finally:
+            os.close(fd)
+    samples_ms.sort()
+    figure(bench, "env_fsync_p50_ms", percentile(samples_ms, 50), fmt="{:.2f}")
+    figure(bench, "env_fsync_p99_ms", percentile(samples_ms, 99), fmt="{:.2f}")
+    figure(bench, "env_loadavg_1m", os.getloadavg()[0], fmt="{:.2f}")
+
+
 def bench_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="about 10x smaller, for smoke runs")
@@ -93,7 +116,19 @@ def bench_args(description: str) -> argparse.Namespace:
         help="run the master and workers under cProfile; .prof files are written to DIR",
     )
     parser.add_argument("--keep-logs", action="store_true", help="print process logs at the end")
+    parser.add_argument(
+        "--masters",
+        type=int,
+        default=1,
+        choices=(1, 3, 5),
+        help="masters in the cluster (a Raft group when > 1); figures get an _<N>m suffix",
+    )
     return parser.parse_args()
+
+
+def masters_suffix(masters: int) -> str:
+    """``""`` for one master (the historical figure names), else ``_3m``, ``_5m``."""
+    return "" if masters == 1 else f"_{masters}m"
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -171,10 +206,18 @@ class _Child:
 
 
 class LocalCluster:
-    """One master and ``workers`` workers (``slots`` each) on loopback, torn down on exit.
+    """``masters`` masters and ``workers`` workers (``slots`` each) on loopback, torn down on
+    exit.
 
     >>> with LocalCluster(workers=2, slots=1) as cluster:
     ...     client = cluster.client()
+
+    With ``masters > 1`` each master gets its own API port, Raft port and data directory, and
+    ``--peers`` naming the others; :meth:`start` returns once every master knows the same
+    leader and a write went through. ``url`` is then the first master's URL (any master
+    serves any request: followers forward writes), ``urls`` all of them, and workers and
+    :meth:`client` get the comma-separated list, so they follow the leader.
+    :meth:`kill_master` / :meth:`restart_master` are for failover measurements.
     """
 
     def __init__(
@@ -183,19 +226,37 @@ class LocalCluster:
         workers: int = 0,
         slots: int = 1,
         prefetch: int = 0,
+        masters: int = 1,
         profile_dir: Path | None = None,
         name: str = "bench",
     ) -> None:
+        if masters < 1:
+            raise ValueError("masters must be >= 1")
         self.n_workers = workers
+        self.n_masters = masters
         self.slots = slots
         self.prefetch = prefetch
         self.profile_dir = profile_dir.resolve() if profile_dir else None
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ports = [free_port() for _ in range(masters)]
+        self.raft_ports = [free_port() for _ in range(masters)]
+        self.node_ids = [f"{name}-m{i + 1}" for i in range(masters)]
+        self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
+        self.port = self.ports[0]
+        self.url = self.urls[0]
         self.tmp = Path(tempfile.mkdtemp(prefix=f"agentflow-{name}-"))
-        self.master: _Child | None = None
+        self.masters: list[_Child | None] = [None] * masters
         self.workers: list[_Child] = []
+
+    @property
+    def master(self) -> _Child | None:
+        """The first master (the only one of a single-master cluster)."""
+        return self.masters[0]
+
+    @property
+    def client_url(self) -> str:
+        """What workers and clients are given: every master, comma-separated."""
+        return ",".join(self.urls)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -213,26 +274,44 @@ class LocalCluster:
             print(self.logs(), file=sys.stderr, flush=True)
         self.stop()
 
+    def _master_args(self, i: int) -> list[str]:
+        data_dir = self.tmp / ("data" if self.n_masters == 1 else f"data-m{i + 1}")
+        args = [
+            "--node-id",
+            self.node_ids[i],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.ports[i]),
+            "--data-dir",
+            str(data_dir),
+            "--raft-port",
+            str(self.raft_ports[i]),
+            "--log-level",
+            "warning",
+        ]
+        if self.n_masters > 1:
+            peers = ",".join(
+                f"{self.node_ids[j]}=127.0.0.1:{self.raft_ports[j]}"
+                for j in range(self.n_masters)
+                if j != i
+            )
+            args += ["--peers", peers, "--cluster-token", f"{self.name}-bench-token"]
+        return args
+
+    def _master_name(self, i: int) -> str:
+        return "master" if self.n_masters == 1 else f"master{i + 1}"
+
     def start(self) -> None:
-        self.master = self._spawn(
-            "master",
-            "agentflow-master",
-            [
-                "--node-id",
-                f"{self.name}-m1",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.tmp / "data"),
-                "--raft-port",
-                str(free_port()),
-                "--log-level",
-                "warning",
-            ],
-        )
-        self._wait_healthy()
+        for i in range(self.n_masters):
+            self.masters[i] = self._spawn(
+                self._master_name(i), "agentflow-master", self._master_args(i)
+            )
+        for i in range(self.n_masters):
+            self._wait_healthy(i)
+        if self.n_masters > 1:
+            self.wait_leader()
+            self.wait_writable()
         for i in range(self.n_workers):
             self.workers.append(
                 self._spawn(
@@ -242,7 +321,7 @@ class LocalCluster:
                         "--worker-id",
                         f"{self.name}-w{i + 1}",
                         "--master-url",
-                        self.url,
+                        self.client_url,
                         "--slots",
                         str(self.slots),
                         "--prefetch",
@@ -268,7 +347,7 @@ class LocalCluster:
                 f"cProfile.run('m.{entry}()', {str(self.profile_dir / (name + '.prof'))!r})"
             )
             argv = [sys.executable, "-c", code, *args]
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -280,19 +359,120 @@ class LocalCluster:
             )
         return _Child(name, proc, log_path)
 
-    def _wait_healthy(self) -> None:
-        assert self.master is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
+    def _wait_healthy(self, i: int = 0, timeout_s: float = START_TIMEOUT_S) -> None:
+        master = self.masters[i]
+        assert master is not None
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.master.proc.poll() is not None:
-                raise RuntimeError(f"master exited at start:\n{self.master.log_tail()}")
+            if master.proc.poll() is not None:
+                raise RuntimeError(f"{master.name} exited at start:\n{master.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
+                if httpx.get(self.urls[i] + "/health", timeout=1.0).status_code == 200:
                     return
             time.sleep(0.05)
+        raise RuntimeError(f"{master.name} not healthy after {timeout_s}s:\n{master.log_tail()}")
+
+    # -- a Raft group of masters --------------------------------------------------------------
+
+    def alive_masters(self) -> list[int]:
+        return [i for i, m in enumerate(self.masters) if m is not None and m.proc.poll() is None]
+
+    def cluster_status(self, i: int, timeout_s: float = 1.0) -> dict[str, Any] | None:
+        """``GET /api/v1/cluster`` of master ``i`` (its own view), or None if it does not
+        answer."""
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            answer = httpx.get(self.urls[i] + "/api/v1/cluster", timeout=timeout_s)
+            if answer.status_code == 200:
+                status: dict[str, Any] = answer.json()
+                return status
+        return None
+
+    def leader_index(self) -> int | None:
+        """The index of the live master that every live master names as leader, else None."""
+        seen = set()
+        for i in self.alive_masters():
+            status = self.cluster_status(i)
+            if status is None or not status.get("leader_id"):
+                return None
+            seen.add(status["leader_id"])
+        if len(seen) != 1:
+            return None
+        leader_id = seen.pop()
+        if leader_id not in self.node_ids:
+            return None
+        leader = self.node_ids.index(leader_id)
+        # Survivors of a killed leader name it until their election timeout: not a leader.
+        return leader if leader in self.alive_masters() else None
+
+    def wait_leader(self, timeout_s: float = START_TIMEOUT_S) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            leader = self.leader_index()
+            if leader is not None:
+                return leader
+            time.sleep(0.02)
+        views = []
+        for i in self.alive_masters():
+            status = self.cluster_status(i) or {}
+            keys = ("leader_id", "role", "term", "commit_index", "applied_index", "last_index")
+            views.append(f"{self.node_ids[i]}: " + " ".join(f"{k}={status.get(k)}" for k in keys))
         raise RuntimeError(
-            f"master not healthy after {START_TIMEOUT_S}s:\n{self.master.log_tail()}"
+            f"no agreed leader within {timeout_s}s:\n" + "\n".join(views) + "\n" + self.logs()
         )
+
+    def wait_writable(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until a task submit through the first live master answers 201 (committed)."""
+        deadline = time.monotonic() + timeout_s
+        url = self.urls[self.alive_masters()[0]] + "/api/v1/tasks"
+        last = ""
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.post(
+                    url, json={"command": "true", "group": "bench-probe"}, timeout=2.0
+                )
+                if answer.status_code == 201:
+                    return
+                last = f"{answer.status_code} {answer.text[:200]}"
+            time.sleep(0.02)
+        raise RuntimeError(f"no write accepted within {timeout_s}s: {last}")
+
+    def kill_master(self, i: int) -> None:
+        """SIGKILL master ``i`` (no shutdown of any kind) and reap it; it no longer counts as
+        one of the cluster's processes until :meth:`restart_master`."""
+        master = self.masters[i]
+        assert master is not None
+        master.proc.kill()
+        master.proc.wait()
+        self.masters[i] = None
+
+    def restart_master(self, i: int) -> None:
+        """Start master ``i`` again with the same id, ports and data directory."""
+        master = self.masters[i]
+        if master is not None and master.proc.poll() is None:
+            raise RuntimeError(f"{master.name} is still running")
+        self.masters[i] = self._spawn(
+            self._master_name(i), "agentflow-master", self._master_args(i)
+        )
+        self._wait_healthy(i)
+
+    def wait_caught_up(self, i: int, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until master ``i`` has applied at least what the leader had committed when asked,
+        and names the same leader."""
+        deadline = time.monotonic() + timeout_s
+        leader = self.wait_leader(timeout_s)
+        target_status = self.cluster_status(leader)
+        target = target_status["commit_index"] if target_status else 0
+        while time.monotonic() < deadline:
+            status = self.cluster_status(i)
+            if (
+                status is not None
+                and status.get("applied_index", 0) >= target
+                and status.get("leader_id") == self.node_ids[leader]
+            ):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"master {i + 1} did not catch up within {timeout_s}s")
 
     def _wait_workers(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -309,11 +489,12 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop workers (SIGTERM, they drain), then the master; SIGKILL what lingers."""
-        children = [*self.workers, *([self.master] if self.master else [])]
+        masters = [m for m in self.masters if m is not None]
+        children = [*self.workers, *masters]
         # uvicorn re-raises SIGTERM after its shutdown, which kills the process before cProfile
         # writes its file; SIGINT ends as KeyboardInterrupt, and cProfile still writes.
         sig = signal.SIGINT if self.profile_dir is not None else signal.SIGTERM
-        for group in (self.workers, [self.master] if self.master else []):
+        for group in (self.workers, masters):
             for child in group:
                 if child.proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
@@ -331,7 +512,7 @@ class LocalCluster:
     # -- observing --------------------------------------------------------------------------
 
     def processes(self) -> list[_Child]:
-        return [*([self.master] if self.master else []), *self.workers]
+        return [*(m for m in self.masters if m is not None), *self.workers]
 
     def stats(self) -> dict[str, ProcessStats]:
         return {c.name: c.stats() for c in self.processes()}
@@ -347,7 +528,7 @@ class LocalCluster:
     def client(self, timeout_s: float = 60.0) -> Any:
         from agentflow import Client
 
-        return Client(self.url, timeout_s=timeout_s, retries=2)
+        return Client(self.client_url, timeout_s=timeout_s, retries=2)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,15 @@ import time
 from datetime import datetime
 from typing import Any
 
-from _cluster import LocalCluster, bench_args, deadline_guard, figure, percentile, run_main
+from _cluster import (
+    LocalCluster,
+    bench_args,
+    deadline_guard,
+    figure,
+    masters_suffix,
+    percentile,
+    run_main,
+)
 
 BENCH = "round_trip"
 TARGET_P50_MS = 3.0
@@ -74,11 +82,13 @@ def run(cluster: LocalCluster, n_trips: int, budget_s: float = BUDGET_S) -> dict
     return figures
 
 
-def report(figures: dict[str, float], bench: str = BENCH) -> None:
-    figure(bench, "p50_ms", figures["p50_ms"], target=TARGET_P50_MS, higher_is_better=False)
+def report(figures: dict[str, float], bench: str = BENCH, suffix: str = "") -> None:
+    figure(
+        bench, "p50_ms" + suffix, figures["p50_ms"], target=TARGET_P50_MS, higher_is_better=False
+    )
     for key, value in figures.items():
         if key != "p50_ms":
-            figure(bench, key, value, fmt="{:.0f}" if key == "trips" else "{:.2f}")
+            figure(bench, key + suffix, value, fmt="{:.0f}" if key == "trips" else "{:.2f}")
 
 
 def main() -> int:
@@ -87,10 +97,12 @@ def main() -> int:
 
     def body() -> None:
         with (
-            LocalCluster(workers=2, slots=1, profile_dir=args.profile, name="rtt") as cluster,
+            LocalCluster(
+                workers=2, slots=1, masters=args.masters, profile_dir=args.profile, name="rtt"
+            ) as cluster,
             deadline_guard(TIME_LIMIT_S, BENCH),
         ):
-            report(run(cluster, n_trips, budget_s))
+            report(run(cluster, n_trips, budget_s), suffix=masters_suffix(args.masters))
             if args.keep_logs:
                 print(cluster.logs())
 

@@ -24,9 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("shell_throughput", "round_trip", "submit_throughput", "memory")
+BENCHMARKS = (
+    "shell_throughput",
+    "round_trip",
+    "submit_throughput",
+    "memory",
+    # 3 masters (issue 4)
+    "commit_latency",
+    "write_throughput",
+    "failover",
+    "cluster_tasks",
+)
 COLLEAGUE_BENCHMARKS = ("raft_throughput",)  # run when present; not ours to edit
-TIME_LIMIT_S = {"quick": 150.0, "full": 420.0}
+TIME_LIMIT_S = {"quick": 150.0, "full": 480.0}
 STOP_GRACE_S = 15.0
 
 FIGURE = re.compile(
@@ -128,9 +138,11 @@ def environment() -> None:
                 samples_ms.append((time.perf_counter() - start) * 1000)
         finally:
             os.close(fd)
+    load1, load5, _ = os.getloadavg()
     print(
         f"env cpus={os.cpu_count()} python={platform.python_version()}"
-        f" fsync_p50_ms={statistics.median(samples_ms):.2f} fsync_max_ms={max(samples_ms):.2f}",
+        f" fsync_p50_ms={statistics.median(samples_ms):.2f} fsync_max_ms={max(samples_ms):.2f}"
+        f" loadavg_1m={load1:.2f} loadavg_5m={load5:.2f}",
         flush=True,
     )
 

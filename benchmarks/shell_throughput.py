@@ -15,7 +15,14 @@ import time
 from datetime import datetime
 from typing import Any
 
-from _cluster import LocalCluster, bench_args, deadline_guard, figure, run_main
+from _cluster import (
+    LocalCluster,
+    bench_args,
+    deadline_guard,
+    figure,
+    masters_suffix,
+    run_main,
+)
 
 BENCH = "shell_throughput"
 TARGET_TASKS_PER_S = 1500.0
@@ -93,6 +100,9 @@ def run(cluster: LocalCluster, n_tasks: int) -> dict[str, float]:
         "log_entries_per_task": applied / n_tasks,
         **phases,
     }
+    if cluster.n_masters > 1:
+        leader = cluster.leader_index()
+        figures["leader_is_master"] = float("nan") if leader is None else leader + 1
     for name, after in cpu_after.items():
         before = cpu_before[name]
         figures[f"{name}_cpu_ms_per_task"] = (after.cpu_s - before.cpu_s) * 1000 / n_tasks
@@ -102,34 +112,42 @@ def run(cluster: LocalCluster, n_tasks: int) -> dict[str, float]:
     return figures
 
 
-def report(figures: dict[str, float]) -> None:
-    figure(BENCH, "tasks_per_s", figures["tasks_per_s"], target=TARGET_TASKS_PER_S)
+def report(figures: dict[str, float], suffix: str = "") -> None:
+    figure(BENCH, "tasks_per_s" + suffix, figures["tasks_per_s"], target=TARGET_TASKS_PER_S)
     for key, value in figures.items():
         if key != "tasks_per_s":
-            figure(BENCH, key, value, fmt="{:.3f}" if value < 10 else "{:.1f}")
+            figure(BENCH, key + suffix, value, fmt="{:.3f}" if value < 10 else "{:.1f}")
 
 
 def main() -> int:
     args = bench_args(__doc__ or BENCH)
     n_tasks = 50 if args.quick else 500
+    masters, suffix = args.masters, masters_suffix(args.masters)
 
     def body() -> None:
         with (
-            LocalCluster(workers=2, slots=1, profile_dir=args.profile, name="shell") as cluster,
+            LocalCluster(
+                workers=2, slots=1, masters=masters, profile_dir=args.profile, name="shell"
+            ) as cluster,
             deadline_guard(TIME_LIMIT_S + 60, BENCH),
         ):
-            report(run(cluster, n_tasks))
+            report(run(cluster, n_tasks), suffix)
             if args.keep_logs:
                 print(cluster.logs())
         # The same 2 slots, each worker holding 8 more attempts queued (--prefetch 8): no idle
         # slot between tasks, at the cost of strict priority order across workers.
         with (
-            LocalCluster(workers=2, slots=1, prefetch=8, name="shell-prefetch") as cluster,
+            LocalCluster(
+                workers=2, slots=1, prefetch=8, masters=masters, name="shell-prefetch"
+            ) as cluster,
             deadline_guard(TIME_LIMIT_S + 60, BENCH),
         ):
             figures = run(cluster, n_tasks)
             figure(
-                BENCH, "tasks_per_s_prefetch8", figures["tasks_per_s"], target=TARGET_TASKS_PER_S
+                BENCH,
+                "tasks_per_s_prefetch8" + suffix,
+                figures["tasks_per_s"],
+                target=TARGET_TASKS_PER_S,
             )
 
     return run_main(BENCH, body)
