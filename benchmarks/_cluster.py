@@ -528,7 +528,7 @@ class LocalCluster:
     def client(self, timeout_s: float = 60.0) -> Any:
         from agentflow import Client
 
-        return Client(self.client_url, timeout_s=timeout_s, retries=2)
+        return Client(self.client_url, timeout_s=timeout_s, retry_for_s=1.0)
 
 
 @contextlib.contextmanager

@@ -136,7 +136,7 @@ class _Load:
     def __init__(self, cluster: LocalCluster) -> None:
         from agentflow import Client
 
-        # The SDK's default retries (8, backing off to 2 s), as a user's client would have.
+        # The SDK's default retries (a 15 s budget, backing off to 0.5 s), as a user's client has.
         self.client = Client(cluster.client_url, timeout_s=5.0)
         self.stop = threading.Event()
         self.ok = 0

@@ -25,7 +25,7 @@ def client_options(fn: Any) -> Any:
 
 
 def make_client(master_url: str | None, api_token: str | None) -> Client:
-    return Client(master_url, token=api_token, retries=6)
+    return Client(master_url, token=api_token, retry_for_s=4.0)
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:

@@ -34,11 +34,11 @@ class AsyncClient:
         *,
         token: str | None = None,
         timeout_s: float = 30.0,
-        retries: int = 8,
+        retry_for_s: float = 15.0,
     ) -> None:
         self.urls = master_urls(url)
         self._preferred = 0
-        self._retries = retries
+        self._retry_for_s = retry_for_s
         token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s)
@@ -62,7 +62,9 @@ class AsyncClient:
         timeout_s: float | None = None,
     ) -> Any:
         last: Exception | None = None
-        for attempt in range(self._retries + 1):
+        deadline = time.monotonic() + self._retry_for_s
+        attempt = 0
+        while True:
             base = self.urls[self._preferred % len(self.urls)]
             try:
                 response = await self._http.request(
@@ -82,8 +84,11 @@ class AsyncClient:
                     self._preferred = self.urls.index(leader.rstrip("/"))
                 else:
                     self._preferred += 1
-            await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
-        raise unreachable(self.urls, last)
+            # A failover takes one to two seconds: retry often, within a time budget.
+            if time.monotonic() + 0.05 > deadline:
+                raise unreachable(self.urls, last)
+            await asyncio.sleep(min(0.5, 0.05 * 2**attempt))
+            attempt += 1
 
     async def submit(self, command: str | None = None, **fields: Any) -> TaskInfo:
         body = build_task(command, **fields)

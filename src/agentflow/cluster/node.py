@@ -41,6 +41,7 @@ from agentflow.raft import (
     ConfState,
     Entry,
     EntryType,
+    HardState,
     MemoryStorage,
     Message,
     ProposalDroppedError,
@@ -69,9 +70,9 @@ class ClusterConfig:
     token: str = "agentflow-insecure-default"
     peers: dict[str, str] = field(default_factory=dict)  # node id -> "host:port" (raft)
     join: bool = False
-    tick_s: float = 0.1
-    election_tick: int = 10
-    heartbeat_tick: int = 1
+    tick_s: float = 0.05
+    election_tick: int = 14  # 0.7 s; randomised up to twice that
+    heartbeat_tick: int = 2  # 100 ms
     snapshot_every: int = 10_000  # entries applied since the last snapshot...
     snapshot_bytes: int = 64 << 20  # ...or bytes of them, whichever comes first
     keep_after_snapshot: int = 2_000
@@ -293,6 +294,8 @@ class RaftLog:
             await self._raftstore.save(hard, entries)
         else:
             if hard is not None:
+                if hard.commit < image.index:  # a commit index written without fsync was lost
+                    hard = HardState(term=hard.term, vote=hard.vote, commit=image.index)
                 self._storage.set_hard_state(hard)
             if entries:
                 self._storage.append(entries)

@@ -31,6 +31,7 @@ class RaftStore:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raft-db")
         self._conn: sqlite3.Connection | None = None
+        self._durable: HardState | None = None  # the last hard state written
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -63,6 +64,7 @@ class RaftStore:
         if row is not None:
             term, vote, commit = msgpack.unpackb(row[0])
             hard = HardState(term=term, vote=vote, commit=commit)
+        self._durable = hard
         rows = self.conn.execute(
             "SELECT idx, term, type, data FROM entries WHERE idx > ? ORDER BY idx", (after,)
         )
@@ -79,6 +81,28 @@ class RaftStore:
 
     def _save(self, hard: HardState | None, entries: Sequence[Entry]) -> None:
         conn = self.conn
+        # A Ready that only moves the commit index need not wait for the disk: a lost commit
+        # index is learnt again from the leader (etcd's mustSync makes the same call). Term,
+        # vote and entries are always fsynced before anything that depends on them is sent.
+        lazy = (
+            not entries
+            and hard is not None
+            and self._durable is not None
+            and (hard.term, hard.vote) == (self._durable.term, self._durable.vote)
+        )
+        if lazy:
+            conn.execute("PRAGMA synchronous=OFF")
+        try:
+            self._write(conn, hard, entries)
+        finally:
+            if lazy:
+                conn.execute("PRAGMA synchronous=FULL")
+        if hard is not None:
+            self._durable = hard
+
+    def _write(
+        self, conn: sqlite3.Connection, hard: HardState | None, entries: Sequence[Entry]
+    ) -> None:
         conn.execute("BEGIN")
         try:
             if entries:
