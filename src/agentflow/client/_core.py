@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,20 +14,24 @@ import httpx
 from agentflow.errors import (
     AgentFlowError,
     ClientError,
+    NotLeaderError,
     TaskFailedError,
     UnavailableError,
     error_from_problem,
 )
 
 __all__ = [
+    "RETRYABLE",
     "RETRY_STATUSES",
     "TERMINAL",
+    "Failover",
     "TaskInfo",
     "build_task",
     "master_urls",
     "raise_for_problem",
 ]
 
+RETRYABLE = (NotLeaderError, UnavailableError, httpx.TransportError)
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out", "upstream_failed"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_URL = "http://127.0.0.1:6767"
@@ -136,3 +141,36 @@ def raise_for_problem(response: httpx.Response) -> Any:
 def unreachable(urls: Sequence[str], last: Exception | None) -> UnavailableError:
     why = f": {last}" if last else ""
     return UnavailableError(f"no master reachable at {', '.join(urls)}{why}")
+
+
+class Failover:
+    """Which master to ask next, and how long to wait, while a request is retried.
+
+    A master that names the leader (a 503 with ``leader_url``) sends the next try there;
+    otherwise the next URL is tried. A failover takes one to two seconds, so tries are frequent
+    (backing off to 0.5 s) within a time budget rather than a count.
+    """
+
+    def __init__(self, urls: list[str], retry_for_s: float) -> None:
+        self.urls = urls
+        self.retry_for_s = retry_for_s
+        self._preferred = 0
+
+    @property
+    def base(self) -> str:
+        return self.urls[self._preferred % len(self.urls)]
+
+    def attempts(self) -> Iterator[float]:
+        """Yields the delay before each retry; stops when the budget is spent."""
+        deadline = time.monotonic() + self.retry_for_s
+        attempt = 0
+        while time.monotonic() + 0.05 <= deadline:
+            yield min(0.5, 0.05 * 2**attempt)
+            attempt += 1
+
+    def failed(self, exc: Exception) -> None:
+        leader = getattr(exc, "extra", {}).get("leader_url")
+        if leader and leader.rstrip("/") in self.urls:
+            self._preferred = self.urls.index(leader.rstrip("/"))
+        else:
+            self._preferred += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -12,13 +13,14 @@ import httpx
 
 from agentflow.client._core import (
     RETRY_STATUSES,
+    RETRYABLE,
+    Failover,
     TaskInfo,
     build_task,
     master_urls,
     raise_for_problem,
     unreachable,
 )
-from agentflow.errors import NotLeaderError, UnavailableError
 
 __all__ = ["Client"]
 
@@ -43,8 +45,7 @@ class Client:
         retry_for_s: float = 15.0,
     ) -> None:
         self.urls = master_urls(url)
-        self._preferred = 0
-        self._retry_for_s = retry_for_s
+        self._failover = Failover(self.urls, retry_for_s)
         token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(headers=headers, timeout=timeout_s)
@@ -70,14 +71,13 @@ class Client:
         timeout_s: float | None = None,
     ) -> Any:
         last: Exception | None = None
-        deadline = time.monotonic() + self._retry_for_s
-        attempt = 0
-        while True:
-            base = self.urls[self._preferred % len(self.urls)]
+        for delay in itertools.chain((0.0,), self._failover.attempts()):
+            if delay:
+                time.sleep(delay)
             try:
                 response = self._http.request(
                     method,
-                    base + path,
+                    self._failover.base + path,
                     params=params,
                     json=json,
                     timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
@@ -85,21 +85,10 @@ class Client:
                 if response.status_code not in RETRY_STATUSES:
                     return raise_for_problem(response)
                 raise_for_problem(response)
-            except (NotLeaderError, UnavailableError, httpx.TransportError) as exc:
+            except RETRYABLE as exc:
                 last = exc
-                self._follow(exc)
-            # A failover takes one to two seconds: retry often, within a time budget.
-            if time.monotonic() + 0.05 > deadline:
-                raise unreachable(self.urls, last)
-            time.sleep(min(0.5, 0.05 * 2**attempt))
-            attempt += 1
-
-    def _follow(self, exc: Exception) -> None:
-        leader = getattr(exc, "extra", {}).get("leader_url")
-        if leader and leader.rstrip("/") in self.urls:
-            self._preferred = self.urls.index(leader.rstrip("/"))
-        else:
-            self._preferred += 1
+                self._failover.failed(exc)
+        raise unreachable(self.urls, last)
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -177,7 +166,7 @@ class Client:
 
     def follow(self, task_id: str) -> Iterator[bytes]:
         """Output as it is produced, until the task ends."""
-        base = self.urls[self._preferred % len(self.urls)]
+        base = self._failover.base
         url = f"{base}/api/v1/tasks/{task_id}/output"
         with self._http.stream("GET", url, params={"follow": "true"}, timeout=None) as response:
             if response.status_code >= 400:
