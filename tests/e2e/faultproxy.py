@@ -50,6 +50,9 @@ class Link:
                 writer.close()
             self._writers.clear()
 
+    def _cut(self) -> bool:
+        return not self.up
+
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -71,7 +74,7 @@ class Link:
         except (OSError, TimeoutError):
             writer.close()
             return
-        if not self.up:  # cut while we were connecting
+        if self._cut():  # cut while we were connecting
             writer.close()
             up_writer.close()
             return

@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import msgpack
-import pytest
 
 from agentflow import Client
 from tests.e2e.procs import Cluster, Processes, wait_until
@@ -31,17 +30,6 @@ from tests.e2e.procs import Cluster, Processes, wait_until
 STALE = {"consistency": "stale"}
 MEMBERS = "/api/v1/cluster/members"
 PROBLEM_JSON = "application/problem+json"
-JOIN_BUG = (
-    "a --join master never catches up: it starts with no members, so RaftLog._sync_peers "
-    "(cluster/node.py:343) gives its transport no peers and every reply to the leader is "
-    "dropped by Transport.send (cluster/transport.py:155); see the test report"
-)
-
-LAST_LEADER_BUG = (
-    "a cut-off master's 503 names no leader: by the time the ReadIndex wait (3 s) runs out its "
-    "election timer has made it a pre-candidate and RaftLog._leadership (cluster/node.py:443) "
-    "set leader_id to None; nothing remembers the leader it last knew"
-)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -51,7 +39,7 @@ def stale_tasks(url: str) -> dict[str, dict[str, Any]]:
     """Every task as this one master holds it, without a ReadIndex round (less the one field,
     ``effective_priority``, that reads this master's clock)."""
     with Client(url) as client:
-        tasks = {t.id: dict(t.raw) for t in client.iter_tasks(limit=1000, **STALE)}
+        tasks = {t.id: dict(t.raw) for t in client.iter_tasks(limit=1000, consistency="stale")}
     for task in tasks.values():
         task.pop("effective_priority", None)
     return tasks
@@ -88,6 +76,19 @@ def member_roles(status: dict[str, Any]) -> dict[str, str]:
     return {m["id"]: m["role"] for m in status["members"]}
 
 
+def wait_caught_up(cluster: Cluster, leader: str, name: str, timeout_s: float = 20.0) -> None:
+    """Wait until the leader's match index for ``name`` reaches its commit index."""
+
+    def caught_up() -> bool:
+        status = cluster.status(leader)
+        if status is None:
+            return False
+        match = {m["id"]: m["match_index"] for m in status["members"]}.get(name)
+        return bool(match and match >= status["commit_index"])
+
+    wait_until(caught_up, timeout_s, f"{name} caught up with {leader}")
+
+
 class Writer(threading.Thread):
     """Submits one task at a time through the SDK until stopped; records what was acked."""
 
@@ -96,11 +97,11 @@ class Writer(threading.Thread):
         self.urls = urls
         self.acked: list[str] = []
         self.errors: list[Exception] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        with Client(self.urls, retries=10) as client:
-            while not self._stop.is_set():
+        with Client(self.urls) as client:
+            while not self._halt.is_set():
                 try:
                     self.acked.append(client.submit("true").id)
                 except Exception as exc:  # recorded, asserted on at the end
@@ -112,7 +113,7 @@ class Writer(threading.Thread):
         wait_until(lambda: len(self.acked) >= count + more, timeout_s, "writes acknowledged")
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=60)
         assert not self.is_alive()
 
@@ -149,7 +150,11 @@ def test_leader_killed_twice_under_load_loses_nothing_and_repeats_nothing(
     def chaos() -> None:
         """Kill -9 the leader once 400, then 1,100 tasks are acked; restart it soon after."""
         for threshold in (400, 1100):
-            wait_until(lambda t=threshold: len(acked) >= t, 60, f"{threshold} acks")
+
+            def reached(t: int = threshold) -> bool:
+                return len(acked) >= t
+
+            wait_until(reached, 60, f"{threshold} acks")
             leader = cluster.leader()
             cluster.kill9(leader)
             kills.append(leader)
@@ -158,7 +163,7 @@ def test_leader_killed_twice_under_load_loses_nothing_and_repeats_nothing(
 
     killer = threading.Thread(target=chaos, name="chaos", daemon=True)
     killer.start()
-    with Client(cluster.urls, retries=12) as client:
+    with Client(cluster.urls) as client:
         for batch in range(20):
             specs = [
                 {"command": f"echo {i}:$AGENTFLOW_ATTEMPT >> {marks}"}
@@ -171,7 +176,7 @@ def test_leader_killed_twice_under_load_loses_nothing_and_repeats_nothing(
         assert len(set(acked)) == 2000
 
         def all_done() -> bool:
-            return client.queue_stats()["totals"]["completed"] >= 2000
+            return bool(client.queue_stats()["totals"]["completed"] >= 2000)
 
         wait_until(all_done, 120, "2,000 tasks completed")
     for worker in workers:
@@ -248,7 +253,6 @@ def test_partitioned_leader_steps_down_refuses_writes_and_catches_up(procs: Proc
         assert cluster.status(new)["term"] > term  # type: ignore[index]
 
 
-@pytest.mark.xfail(strict=True, reason=LAST_LEADER_BUG)
 def test_follower_cut_off_names_the_leader_it_last_knew(procs: Processes) -> None:
     cluster = procs.cluster(3, proxied=True)
     assert cluster.proxy is not None
@@ -300,7 +304,6 @@ def test_all_masters_stopped_and_started_lose_nothing(procs: Processes) -> None:
 # -- 4. membership -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=JOIN_BUG)
 def test_learner_joins_is_promoted_and_a_member_is_removed_while_serving(
     procs: Processes,
 ) -> None:
@@ -318,15 +321,7 @@ def test_learner_joins_is_promoted_and_a_member_is_removed_while_serving(
         assert member_roles(added.json())["m4"] == "learner"
         writer.acked_after(len(writer.acked))
 
-        def m4_caught_up() -> bool:
-            status = cluster.status(leader)
-            m4_view = cluster.status("m4")
-            if status is None or m4_view is None:
-                return False
-            match = {m["id"]: m["match_index"] for m in status["members"]}["m4"]
-            return bool(match and match >= status["commit_index"] - 5)
-
-        wait_until(m4_caught_up, 20, "m4 caught up")
+        wait_caught_up(cluster, leader, "m4")
         promoted = httpx.post(
             cluster.url(leader) + MEMBERS, json=body | {"voter": True}, timeout=15
         )
@@ -348,36 +343,6 @@ def test_learner_joins_is_promoted_and_a_member_is_removed_while_serving(
     assert set(member_roles(cluster.status("m4")).values()) >= {"voter"}  # type: ignore[arg-type]
 
 
-def test_wiped_follower_rejoins_through_a_snapshot(procs: Processes) -> None:
-    """A follower that lost its disk restarts empty (same id, no --join: it bootstraps the
-    same initial image from --peers) and the leader, whose log is compacted, sends a snapshot."""
-    cluster = procs.cluster(3, "--snapshot-every", "50")
-    leader = cluster.leader()
-    follower = next(n for n in cluster.masters if n != leader)
-    cluster.kill9(follower)
-    # More entries than the 2,000 kept after a snapshot: the follower's next index is gone.
-    acked = many_commands(cluster.url(leader), 2200)
-    status = cluster.status(leader)
-    assert status is not None and status["snapshot_index"] > 2000
-    shutil.rmtree(cluster.masters[follower].data_dir)
-    writer = Writer(cluster.url(leader))
-    writer.start()
-    try:
-        cluster.start(follower, "--log-level", "info")
-        wait_until(
-            lambda: "installing snapshot" in cluster.masters[follower].proc.log(),  # type: ignore[union-attr]
-            20,
-            "snapshot installed",
-        )
-        writer.acked_after(len(writer.acked))
-    finally:
-        writer.stop()
-    assert writer.errors == []
-    tasks = assert_same_on_every_master(cluster, list(cluster.masters))
-    assert set(acked) | set(writer.acked) == tasks.keys()
-
-
-@pytest.mark.xfail(strict=True, reason=JOIN_BUG)
 def test_removed_follower_wiped_and_readded_with_join_rejoins(procs: Processes) -> None:
     cluster = procs.cluster(3, "--snapshot-every", "50")
     leader = cluster.leader()
@@ -386,17 +351,30 @@ def test_removed_follower_wiped_and_readded_with_join_rejoins(procs: Processes) 
     assert removed.status_code == 200, removed.text
     cluster.kill9(follower)
     acked = many_commands(cluster.url(leader), 2200)
+    status = cluster.status(leader)
+    assert status is not None and status["snapshot_index"] > 2000  # the log is compacted
     shutil.rmtree(cluster.masters[follower].data_dir)
-    cluster.start(follower, "--join", "--log-level", "info")
-    me = cluster.masters[follower]
-    body = {"id": follower, "raft_address": me.raft_address, "api_url": me.url, "voter": False}
-    added = httpx.post(cluster.url(leader) + MEMBERS, json=body, timeout=15)
-    assert added.status_code == 200, added.text
-    wait_until(lambda: "installing snapshot" in me.proc.log(), 20, "snapshot installed")  # type: ignore[union-attr]
-    promoted = httpx.post(cluster.url(leader) + MEMBERS, json=body | {"voter": True}, timeout=15)
-    assert promoted.status_code == 200, promoted.text
+    writer = Writer(cluster.urls)
+    writer.start()
+    try:
+        cluster.start(follower, "--join")
+        me = cluster.masters[follower]
+        body = {"id": follower, "raft_address": me.raft_address, "api_url": me.url}
+        added = httpx.post(cluster.url(leader) + MEMBERS, json=body | {"voter": False}, timeout=15)
+        assert added.status_code == 200, added.text
+        wait_until(lambda: "installing snapshot" in me.proc.log(), 20, "snapshot installed")  # type: ignore[union-attr]
+        wait_caught_up(cluster, leader, follower)
+        promoted = httpx.post(
+            cluster.url(leader) + MEMBERS, json=body | {"voter": True}, timeout=15
+        )
+        assert promoted.status_code == 200, promoted.text
+        assert member_roles(promoted.json())[follower] == "voter"
+        writer.acked_after(len(writer.acked))
+    finally:
+        writer.stop()
+    assert writer.errors == []
     tasks = assert_same_on_every_master(cluster, list(cluster.masters))
-    assert set(acked) <= tasks.keys()
+    assert set(acked) | set(writer.acked) == tasks.keys()
 
 
 # -- 5. peers that do not belong ---------------------------------------------------------------

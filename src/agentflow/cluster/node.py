@@ -111,6 +111,7 @@ class RaftLog:
         self.members: dict[str, Member] = {}
         self.applied = 0
         self.leader_id: str | None = None
+        self.last_leader_id: str | None = None  # the last leader this node knew of
         self.role = StateRole.FOLLOWER
         self.last_heard: dict[str, float] = {}
         self._sinks: list[EventSink] = []
@@ -151,20 +152,35 @@ class RaftLog:
 
     @property
     def leader_url(self) -> str | None:
-        if self.leader_id is None:
+        return self._url_of(self.leader_id)
+
+    def _url_of(self, node_id: str | None) -> str | None:
+        if node_id is None:
             return None
-        if self.leader_id == self.config.node_id:
+        if node_id == self.config.node_id:
             return self.config.api_url
-        member = self.members.get(self.leader_id)
+        member = self.members.get(node_id)
         url = member.api_url if member else ""
-        return url or self.transport.peer_info.get(self.leader_id, {}).get("api_url") or None
+        return url or self.transport.peer_info.get(node_id, {}).get("api_url") or None
+
+    def _leader_hint(self) -> dict[str, Any]:
+        """The leader now, or else the last one this master knew (for 503 problem bodies)."""
+        known = self.leader_id or self.last_leader_id
+        return {
+            "leader_id": known,
+            "leader_url": self._url_of(known),
+            "leader_known": self.leader_id is not None,
+        }
 
     def not_leader(self) -> NotLeaderError:
+        if self.leader_id:
+            why = f"; the leader is {self.leader_id}"
+        elif self.last_leader_id:
+            why = f"; no leader now (the last one known was {self.last_leader_id})"
+        else:
+            why = "; no leader is known"
         return NotLeaderError(
-            f"master {self.config.node_id} is not the leader"
-            + (f"; the leader is {self.leader_id}" if self.leader_id else "; no leader is known"),
-            leader_id=self.leader_id,
-            leader_url=self.leader_url,
+            f"master {self.config.node_id} is not the leader{why}", **self._leader_hint()
         )
 
     async def propose(self, command: Command) -> Any:
@@ -182,8 +198,7 @@ class RaftLog:
         except TimeoutError:
             raise UnavailableError(
                 "the command was not committed in time (no quorum?); retry",
-                leader_id=self.leader_id,
-                leader_url=self.leader_url,
+                **self._leader_hint(),
             ) from None
         if isinstance(result, AgentFlowError):
             raise result
@@ -204,8 +219,7 @@ class RaftLog:
         except TimeoutError:
             raise UnavailableError(
                 f"cannot confirm the latest state: no quorum reachable from {self.config.node_id}",
-                leader_id=self.leader_id,
-                leader_url=self.leader_url,
+                **self._leader_hint(),
             ) from None
         finally:
             self._reads.pop(context, None)
@@ -488,6 +502,8 @@ class RaftLog:
     def _leadership(self, leader_id: str | None, role: StateRole) -> None:
         was_leader = self.is_leader
         self.leader_id, self.role = leader_id, role
+        if leader_id is not None:
+            self.last_leader_id = leader_id
         if was_leader != self.is_leader:
             log.info(
                 "node %s is %s (leader %s)",

@@ -291,11 +291,22 @@ class Transport:
         assert task is not None
         self._inbound.add(task)
         peer_id = "?"
+        authenticated = False
         try:
             peer_id = await self._handshake_in(reader, writer)
+            authenticated = True
             await self._receive(peer_id, reader)
+        except asyncio.CancelledError:
+            pass  # shutting down
         except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError, KeyError) as exc:
-            log.info("inbound link from %s closed: %s", peer_id, exc)
+            if authenticated:
+                log.info("inbound link from %s closed: %s", peer_id, exc)
+            else:  # e.g. the dialer found our proof wrong: its token differs from ours
+                log.warning(
+                    "peer at %s hung up during authentication: %s",
+                    writer.get_extra_info("peername"),
+                    exc or type(exc).__name__,
+                )
         finally:
             self._inbound.discard(task)
             writer.close()
