@@ -29,6 +29,7 @@ BENCHMARKS = (
     "round_trip",
     "submit_throughput",
     "memory",
+    "dag_analysis",  # no cluster: the pure validation + analysis core (issue 5)
     # 3 masters (issue 4)
     "commit_latency",
     "write_throughput",

@@ -6,7 +6,12 @@ from pathlib import Path
 import agentflow
 
 SRC = Path(agentflow.__file__).parent
-PURE = [SRC / "state", SRC / "scheduler" / "placement.py", SRC / "raft"]
+PURE = [
+    SRC / "state",
+    SRC / "scheduler" / "placement.py",
+    SRC / "scheduler" / "dag.py",
+    SRC / "raft",
+]
 FORBIDDEN = {"asyncio", "socket", "sqlite3", "threading", "time", "subprocess", "os", "random"}
 
 
