@@ -78,6 +78,8 @@ class MasterConfig:
     join: bool = False  # start empty and wait to be added to an existing cluster
     advertise_url: str | None = None  # how peers and clients reach this API
     snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
+    raft_heartbeat_s: float = 0.1
+    election_timeout_s: float = 0.7  # randomised up to twice this; see the README
 
     @property
     def api_url(self) -> str:

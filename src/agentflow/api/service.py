@@ -53,6 +53,12 @@ class MasterService:
                 peers=config.peer_map(),
                 join=config.join,
                 snapshot_every=config.snapshot_every,
+                # Two ticks per heartbeat, so the election timeout has a finer grain.
+                tick_s=config.raft_heartbeat_s / 2,
+                heartbeat_tick=2,
+                election_tick=max(
+                    3, round(config.election_timeout_s / (config.raft_heartbeat_s / 2))
+                ),
             ),
             self.machine,
         )

@@ -54,6 +54,12 @@ def is_loopback(host: str) -> bool:
 @click.option("--join", is_flag=True, default=None, help="Start empty; wait to be added.")
 @click.option("--advertise-url", help="This master's API URL as peers and clients reach it.")
 @click.option("--snapshot-every", type=int, help="Entries between snapshots (default 10000).")
+@click.option("--raft-heartbeat", "raft_heartbeat_s", help="Leader heartbeat (default 100ms).")
+@click.option(
+    "--election-timeout",
+    "election_timeout_s",
+    help="Base election timeout, randomised up to twice it (default 700ms).",
+)
 @click.option("--log-level", help="debug, info, warning or error.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
 def master_command(config_file: str | None, **flags: object) -> None:
