@@ -47,6 +47,14 @@ class Image:
         return packed
 
     @classmethod
+    def fresh(cls, node_id: str, raft_address: str, api_url: str, peers: dict[str, str]) -> Image:
+        """The empty image of a new node: no configuration yet, but the member addresses given
+        by ``--peers`` (and its own), which bootstrap and joining use to reach the others."""
+        members = {nid: Member(node_id=nid, raft_address=addr) for nid, addr in peers.items()}
+        members[node_id] = Member(node_id=node_id, raft_address=raft_address, api_url=api_url)
+        return cls(index=0, term=0, conf_state=ConfState(voters=frozenset()), members=members)
+
+    @classmethod
     def unpack(cls, data: bytes) -> Image:
         body = msgpack.unpackb(data, raw=False)
         members = {

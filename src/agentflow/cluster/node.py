@@ -16,15 +16,16 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from random import Random
 from typing import Any
 
+from agentflow.cluster.config import ClusterConfig
 from agentflow.cluster.image import Image, Member
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.statestore import StateStore
+from agentflow.cluster.status import cluster_status
 from agentflow.cluster.transport import PeerAddress, Transport
 from agentflow.errors import (
     AgentFlowError,
@@ -50,6 +51,7 @@ from agentflow.raft import (
     Snapshot,
     SnapshotMetadata,
     StateRole,
+    Status,
     bootstrap,
 )
 from agentflow.state import Command, StateMachine, decode_command, encode_command
@@ -57,28 +59,6 @@ from agentflow.state import Command, StateMachine, decode_command, encode_comman
 __all__ = ["ClusterConfig", "RaftLog"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterConfig:
-    node_id: str
-    data_dir: Path
-    raft_host: str = "127.0.0.1"
-    raft_port: int = 6768
-    api_url: str = ""
-    cluster_id: str = "agentflow"
-    token: str = "agentflow-insecure-default"
-    peers: dict[str, str] = field(default_factory=dict)  # node id -> "host:port" (raft)
-    join: bool = False
-    tick_s: float = 0.05
-    election_tick: int = 14  # 0.7 s; randomised up to twice that
-    heartbeat_tick: int = 2  # 100 ms
-    snapshot_every: int = 10_000  # entries applied since the last snapshot...
-    snapshot_bytes: int = 64 << 20  # ...or bytes of them, whichever comes first
-    keep_after_snapshot: int = 2_000
-    propose_timeout_s: float = 10.0
-    read_timeout_s: float = 3.0
-    max_pending: int = 100_000
 
 
 @dataclass(slots=True)
@@ -296,7 +276,12 @@ class RaftLog:
         hard, entries = await self._raftstore.load(image.index)
         fresh = image.index == 0 and hard is None and not entries
         if fresh:
-            image = self._fresh_image()
+            image = Image.fresh(
+                self.config.node_id,
+                f"{self.config.raft_host}:{self.config.raft_port}",
+                self.config.api_url,
+                self.config.peers,
+            )
             await self._statestore.save(0, image.pack())
         self._install_image(image)
         if fresh and not self.config.join:
@@ -346,19 +331,6 @@ class RaftLog:
         if saved is None:
             return Image(index=0, term=0, conf_state=ConfState(voters=frozenset()))
         return Image.unpack(saved[1])
-
-    def _fresh_image(self) -> Image:
-        """An empty image that knows the member addresses given by ``--peers`` (and ours)."""
-        members = {
-            nid: Member(node_id=nid, raft_address=addr) for nid, addr in self.config.peers.items()
-        }
-        me = self.config.node_id
-        members[me] = Member(
-            node_id=me,
-            raft_address=f"{self.config.raft_host}:{self.config.raft_port}",
-            api_url=self.config.api_url,
-        )
-        return Image(index=0, term=0, conf_state=ConfState(voters=frozenset()), members=members)
 
     def _install_image(self, image: Image) -> None:
         """Make ``image`` the current state: machine, members, and the Raft snapshot."""
@@ -615,44 +587,21 @@ class RaftLog:
 
     # -- observation ------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    @property
+    def raft_status(self) -> Status:
         assert self._raft is not None
-        st = self._raft.status
-        now = time.monotonic()
-        progress = st.progress
-        voters = st.conf_state.voters
-        last_index = self._storage.last_index()
-        members = []
-        for nid, member in sorted(self.members.items()):
-            pr = progress.get(nid)
-            role = "leader" if nid == self.leader_id else ("voter" if nid in voters else "learner")
-            heard = self.last_heard.get(nid)
-            members.append(
-                {
-                    "id": nid,
-                    "api_url": member.api_url
-                    or self.transport.peer_info.get(nid, {}).get("api_url"),
-                    "raft_address": member.raft_address,
-                    "role": role,
-                    "match_index": pr.match if pr is not None else None,
-                    "lag": (last_index - pr.match) if pr is not None else None,
-                    "last_contact_s": None if heard is None else round(now - heard, 3),
-                    "connected": nid == self.config.node_id or self.transport.connected(nid),
-                }
-            )
-        return {
-            "node_id": self.config.node_id,
-            "cluster_id": self.config.cluster_id,
-            "leader_id": self.leader_id,
-            "leader_url": self.leader_url,
-            "role": self.role.value.lower(),
-            "term": self._raft.term,
-            "commit_index": st.commit,
-            "applied_index": self.applied,
-            "last_index": last_index,
-            "snapshot_index": self._snapshot_index,
-            "members": members,
-        }
+        return self._raft.status
+
+    @property
+    def last_index(self) -> int:
+        return self._storage.last_index()
+
+    @property
+    def snapshot_index(self) -> int:
+        return self._snapshot_index
+
+    def status(self) -> dict[str, Any]:
+        return cluster_status(self)
 
 
 def _refused(exc: Exception, node: RaftLog) -> AgentFlowError:

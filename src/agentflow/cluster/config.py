@@ -1,0 +1,30 @@
+"""Settings of one Raft member: identity, addresses, timers, snapshot policy, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ClusterConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    node_id: str
+    data_dir: Path
+    raft_host: str = "127.0.0.1"
+    raft_port: int = 6768
+    api_url: str = ""
+    cluster_id: str = "agentflow"
+    token: str = "agentflow-insecure-default"
+    peers: dict[str, str] = field(default_factory=dict)  # node id -> "host:port" (raft)
+    join: bool = False
+    tick_s: float = 0.05
+    election_tick: int = 14  # 0.7 s; randomised up to twice that
+    heartbeat_tick: int = 2  # 100 ms
+    snapshot_every: int = 10_000  # entries applied since the last snapshot...
+    snapshot_bytes: int = 64 << 20  # ...or bytes of them, whichever comes first
+    keep_after_snapshot: int = 2_000
+    propose_timeout_s: float = 10.0
+    read_timeout_s: float = 3.0
+    max_pending: int = 100_000

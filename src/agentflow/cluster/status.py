@@ -1,0 +1,50 @@
+"""What ``GET /api/v1/cluster`` shows: this master's view of the leader, term and members."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentflow.cluster.node import RaftLog
+
+__all__ = ["cluster_status"]
+
+
+def cluster_status(node: RaftLog) -> dict[str, Any]:
+    st = node.raft_status
+    now = time.monotonic()
+    last_index = node.last_index
+    members = []
+    for nid, member in sorted(node.members.items()):
+        pr = st.progress.get(nid)
+        if nid == node.leader_id:
+            role = "leader"
+        else:
+            role = "voter" if nid in st.conf_state.voters else "learner"
+        heard = node.last_heard.get(nid)
+        members.append(
+            {
+                "id": nid,
+                "api_url": member.api_url or node.transport.peer_info.get(nid, {}).get("api_url"),
+                "raft_address": member.raft_address,
+                "role": role,
+                "match_index": pr.match if pr is not None else None,
+                "lag": (last_index - pr.match) if pr is not None else None,
+                "last_contact_s": None if heard is None else round(now - heard, 3),
+                "connected": nid == node.config.node_id or node.transport.connected(nid),
+            }
+        )
+    return {
+        "node_id": node.config.node_id,
+        "cluster_id": node.config.cluster_id,
+        "leader_id": node.leader_id,
+        "leader_url": node.leader_url,
+        "role": node.role.value.lower(),
+        "term": st.term,
+        "commit_index": st.commit,
+        "applied_index": node.applied,
+        "last_index": last_index,
+        "snapshot_index": node.snapshot_index,
+        "members": members,
+    }
