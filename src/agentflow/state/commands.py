@@ -15,6 +15,7 @@ import msgpack
 __all__ = [
     "AssignTasks",
     "CancelTask",
+    "CancelWorkflow",
     "Command",
     "DeregisterWorker",
     "MarkWorkersLost",
@@ -22,9 +23,11 @@ __all__ = [
     "RegisterWorker",
     "ReleaseDueTasks",
     "ReportAttempts",
+    "RetryWorkflow",
     "SetPriority",
     "SetWorkerDraining",
     "SubmitTasks",
+    "SubmitWorkflow",
     "TaskOutcome",
     "WorkerDisconnected",
     "decode_command",
@@ -62,6 +65,51 @@ class NewTask:
     resources: dict[str, float] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    # Set for the tasks of a workflow only.
+    key: str | None = None
+    dependencies: list[str] = field(default_factory=list)  # task ids
+    trigger: str = "all_success"
+    allow_failure: bool = False
+    estimate_s: float | None = None
+    noop: bool = False
+
+
+def _tasks_wire(tasks: list[NewTask]) -> list[dict[str, Any]]:
+    return [{f.name: getattr(t, f.name) for f in fields(t)} for t in tasks]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitWorkflow(Command):
+    """Accept a whole validated DAG as one command; ``tasks`` are in topological order."""
+
+    workflow_id: str
+    name: str
+    failure_policy: str
+    tasks: list[NewTask]
+    idempotency_key: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {f.name: getattr(self, f.name) for f in fields(self)}
+        wire["tasks"] = _tasks_wire(self.tasks)
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Command:
+        data = dict(data)
+        data["tasks"] = [NewTask(**t) for t in data["tasks"]]
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelWorkflow(Command):
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryWorkflow(Command):
+    """Re-run the failed tasks of a workflow and everything downstream of them."""
+
+    workflow_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,10 +119,7 @@ class SubmitTasks(Command):
     tasks: list[NewTask]
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "now_ms": self.now_ms,
-            "tasks": [{f.name: getattr(t, f.name) for f in fields(t)} for t in self.tasks],
-        }
+        return {"now_ms": self.now_ms, "tasks": _tasks_wire(self.tasks)}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:
@@ -95,6 +140,7 @@ class TaskOutcome:
     status: str  # completed | failed | timed_out | cancelled | rejected
     exit_code: int | None = None
     reason: str | None = None
+    result: str | None = None  # what it wrote to $AGENTFLOW_OUTPUT_FILE (bounded)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +236,9 @@ def _fix_tuples(cls: type[Command], data: dict[str, Any]) -> dict[str, Any]:
 _REGISTRY: dict[str, type[Command]] = {
     cls.__name__: cls
     for cls in (
+        SubmitWorkflow,
+        CancelWorkflow,
+        RetryWorkflow,
         SubmitTasks,
         AssignTasks,
         ReportAttempts,

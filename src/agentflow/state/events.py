@@ -17,6 +17,7 @@ __all__ = [
     "TaskChanged",
     "TasksQueued",
     "WorkerChanged",
+    "WorkflowChanged",
 ]
 
 
@@ -57,6 +58,12 @@ class OutputAppended(Event):
     task_id: str
     stream: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowChanged(Event):
+    workflow_id: str
+    status: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,18 +20,22 @@ import msgpack
 from agentflow.errors import AgentFlowError
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
+from agentflow.state import workflows as workflow_ops
 from agentflow.state.commands import (
     AssignTasks,
     CancelTask,
+    CancelWorkflow,
     Command,
     DeregisterWorker,
     MarkWorkersLost,
     RegisterWorker,
     ReleaseDueTasks,
     ReportAttempts,
+    RetryWorkflow,
     SetPriority,
     SetWorkerDraining,
     SubmitTasks,
+    SubmitWorkflow,
     WorkerDisconnected,
 )
 from agentflow.state.events import Event, TaskChanged, WorkerChanged
@@ -43,6 +47,7 @@ from agentflow.state.records import (
     TaskStatus,
     WorkerRecord,
     WorkerState,
+    WorkflowRecord,
 )
 
 __all__ = ["StateLimits", "StateMachine"]
@@ -71,6 +76,9 @@ _HANDLERS: dict[type[Command], _Handler] = {
     MarkWorkersLost: worker_ops.mark_lost,
     SetWorkerDraining: worker_ops.set_draining,
     DeregisterWorker: worker_ops.deregister,
+    SubmitWorkflow: workflow_ops.submit_workflow,
+    CancelWorkflow: workflow_ops.cancel_workflow,
+    RetryWorkflow: workflow_ops.retry_workflow,
 }
 
 
@@ -93,6 +101,11 @@ class StateMachine:
         self.status_counts: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()  # submitted, completed, failed, retried, ...
         self.events: list[Event] = []
+        self.workflows: dict[str, WorkflowRecord] = {}
+        self.workflow_keys: dict[str, str] = {}  # idempotency key -> workflow id
+        self.workflow_open: dict[str, int] = {}  # workflow id -> tasks not yet finished
+        self.dependents: dict[str, list[str]] = {}  # task id -> tasks waiting on it
+        self.settling: deque[str] = deque()  # workflow tasks finished during this command
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -102,9 +115,12 @@ class StateMachine:
         handler = _HANDLERS[type(command)]
         self.applied_index = index
         try:
-            return handler(self, index, command)
+            result = handler(self, index, command)
         except AgentFlowError as refused:
-            return refused
+            result = refused
+        if self.settling:
+            workflow_ops.settle(self, index, command.now_ms)
+        return result
 
     def drain_events(self) -> list[Event]:
         events, self.events = self.events, []
@@ -113,11 +129,17 @@ class StateMachine:
     # -- shared helpers for the handlers ----------------------------------------------------
 
     def set_status(self, task: TaskRecord, status: TaskStatus, index: int) -> None:
+        was_terminal = task.status in TERMINAL_STATUSES
         self.status_counts[task.status] -= 1
         self.status_counts[status] += 1
         task.status = status
         self.events.append(TaskChanged(index=index, task_id=task.id, status=status.value))
-        if status in TERMINAL_STATUSES:
+        terminal = status in TERMINAL_STATUSES
+        if task.workflow_id is not None and terminal != was_terminal:
+            self.workflow_open[task.workflow_id] += -1 if terminal else 1
+            if terminal:
+                self.settling.append(task.id)
+        if terminal:
             self.finished.append(task.id)
             self._evict_finished()
 
@@ -164,6 +186,8 @@ class StateMachine:
             task = self.tasks.get(old)
             if task is None or task.status not in TERMINAL_STATUSES:
                 continue
+            if task.workflow_id is not None and self.workflow_open.get(task.workflow_id, 0) > 0:
+                continue  # its workflow still runs and reads it: not evicted
             del self.tasks[old]
             self.outputs.pop(old, None)
             self.status_counts[task.status] -= 1
@@ -184,6 +208,7 @@ class StateMachine:
             },
             "finished": list(self.finished),
             "totals": dict(self.totals),
+            "workflows": [w.to_wire() for w in self.workflows.values()],
         }
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
@@ -211,6 +236,17 @@ class StateMachine:
             self.outputs[tid] = {s: OutputTail.from_wire(w) for s, w in tails.items()}
         self.finished = deque(body["finished"])
         self.totals = Counter(body["totals"])
+        for wire in body.get("workflows", []):
+            wf = WorkflowRecord.from_wire(wire)
+            self.workflows[wf.id] = wf
+            if wf.idempotency_key is not None:
+                self.workflow_keys[wf.idempotency_key] = wf.id
+            self.workflow_open[wf.id] = 0
+        for task in self.tasks.values():
+            for dep in task.dependencies:
+                self.dependents.setdefault(dep, []).append(task.id)
+            if task.workflow_id in self.workflow_open and task.status not in TERMINAL_STATUSES:
+                self.workflow_open[task.workflow_id] += 1
 
     def digest(self) -> str:
         """A hash of the replicated state, equal on replicas that applied the same log."""

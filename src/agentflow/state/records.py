@@ -19,6 +19,8 @@ __all__ = [
     "TaskStatus",
     "WorkerRecord",
     "WorkerState",
+    "WorkflowRecord",
+    "WorkflowStatus",
 ]
 
 
@@ -50,6 +52,13 @@ TERMINAL_STATUSES = frozenset(
         TaskStatus.UPSTREAM_FAILED,
     }
 )
+
+
+class WorkflowStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class WorkerState(enum.StrEnum):
@@ -137,6 +146,15 @@ class TaskRecord(_Wire):
     started_at: int | None = None
     finished_at: int | None = None
     cancel_requested: bool = False
+    # Workflow membership (empty for a lone task).
+    workflow_id: str | None = None
+    key: str | None = None  # the task's id within its workflow
+    dependencies: list[str] = field(default_factory=list)  # task ids it waits for
+    trigger: str = "all_success"  # all_success | all_done | one_success
+    allow_failure: bool = False
+    estimate_s: float | None = None
+    noop: bool = False  # nothing to run: completes as soon as its trigger is met
+    result: str | None = None  # what the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded)
 
     @property
     def current(self) -> Attempt | None:
@@ -197,4 +215,23 @@ class WorkerRecord(_Wire):
     def from_wire(cls, data: dict[str, Any]) -> Self:
         data = dict(data)
         data["state"] = WorkerState(data["state"])
+        return cls(**data)
+
+
+@dataclass(slots=True, kw_only=True)
+class WorkflowRecord(_Wire):
+    id: str
+    name: str
+    failure_policy: str  # fail_fast | continue
+    task_ids: list[str]  # in topological order
+    created_at: int
+    idempotency_key: str | None = None
+    status: WorkflowStatus = WorkflowStatus.RUNNING
+    finished_at: int | None = None
+    runs: int = 1  # 1 + the number of retries of the workflow
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Self:
+        data = dict(data)
+        data["status"] = WorkflowStatus(data["status"])
         return cls(**data)

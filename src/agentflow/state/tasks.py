@@ -29,7 +29,18 @@ from agentflow.state.records import (
 if TYPE_CHECKING:
     from agentflow.state.machine import StateMachine
 
-__all__ = ["assign", "cancel", "release_due", "report", "set_priority", "submit"]
+__all__ = [
+    "assign",
+    "cancel",
+    "cancel_one",
+    "new_record",
+    "release_due",
+    "report",
+    "set_priority",
+    "submit",
+]
+
+MAX_RESULT_CHARS = 64 * 1024
 
 _ACTIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 
@@ -46,7 +57,7 @@ def submit(sm: StateMachine, index: int, cmd: SubmitTasks) -> list[tuple[str, bo
                 continue
         if new.id in sm.tasks:
             raise ConflictError(f"task id {new.id} already exists")
-        task = _record(new, cmd.now_ms)
+        task = new_record(new, cmd.now_ms)
         sm.tasks[task.id] = task
         sm.status_counts[TaskStatus.QUEUED] += 1
         if task.idempotency_key is not None:
@@ -60,7 +71,7 @@ def submit(sm: StateMachine, index: int, cmd: SubmitTasks) -> list[tuple[str, bo
     return results
 
 
-def _record(new: NewTask, now_ms: int) -> TaskRecord:
+def new_record(new: NewTask, now_ms: int) -> TaskRecord:
     return TaskRecord(
         id=new.id,
         title=new.title,
@@ -75,6 +86,12 @@ def _record(new: NewTask, now_ms: int) -> TaskRecord:
         labels=dict(new.labels),
         idempotency_key=new.idempotency_key,
         created_at=now_ms,
+        key=new.key,
+        dependencies=list(new.dependencies),
+        trigger=new.trigger,
+        allow_failure=new.allow_failure,
+        estimate_s=new.estimate_s,
+        noop=new.noop,
     )
 
 
@@ -155,6 +172,8 @@ def finish_attempt(
     attempt.reason = outcome.reason
     task.exit_code = outcome.exit_code
     task.reason = outcome.reason
+    if outcome.result is not None:
+        task.result = outcome.result[:MAX_RESULT_CHARS]
     if task.status in TERMINAL_STATUSES:  # cancelled while running: the kill is confirmed
         return True
     task.finished_at = now_ms
@@ -213,6 +232,12 @@ def cancel(sm: StateMachine, index: int, cmd: CancelTask) -> str:
         raise ConflictError(
             f"task {task.id} already {task.status.value}", task_id=task.id, status=task.status
         )
+    cancel_one(sm, index, cmd.now_ms, task, "cancelled")
+    return task.id
+
+
+def cancel_one(sm: StateMachine, index: int, now_ms: int, task: TaskRecord, reason: str) -> None:
+    """Cancel a task that has not finished; a running attempt is told to kill its process tree."""
     if task.status in _ACTIVE and task.worker_id is not None and task.fencing_token is not None:
         task.cancel_requested = True
         sm.events.append(
@@ -226,11 +251,10 @@ def cancel(sm: StateMachine, index: int, cmd: CancelTask) -> str:
     else:
         sm.ready.remove(task.group, task.id)
         task.not_before = 0
-    task.finished_at = cmd.now_ms
-    task.reason = "cancelled"
+    task.finished_at = now_ms
+    task.reason = reason
     sm.totals["cancelled"] += 1
     sm.set_status(task, TaskStatus.CANCELLED, index)
-    return task.id
 
 
 def set_priority(sm: StateMachine, index: int, cmd: SetPriority) -> str:
