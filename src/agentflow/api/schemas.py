@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,6 +16,8 @@ __all__ = [
     "TaskIn",
     "TaskPatchIn",
     "WorkerPatchIn",
+    "WorkflowIn",
+    "WorkflowTaskIn",
     "new_task_id",
 ]
 
@@ -62,6 +64,8 @@ class TaskIn(_Strict):
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
+    noop_allowed: ClassVar[bool] = False  # a workflow task may run nothing (a join point)
+
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
@@ -83,9 +87,18 @@ class TaskIn(_Strict):
             raise ValueError("agent needs a prompt")
         if self.prompt is not None and self.agent is None:
             raise ValueError("prompt needs an agent")
-        if not given and not self.description.strip():
+        if not given and not self.description.strip() and not self.noop_allowed:
             raise ValueError("nothing to run: give command, args, agent+prompt, or a description")
         return self
+
+    @property
+    def runs_nothing(self) -> bool:
+        return (
+            self.command is None
+            and self.args is None
+            and self.agent is None
+            and (not self.description.strip())
+        )
 
     def to_new_task(self) -> NewTask:
         spec: dict[str, Any] = {"env": dict(self.env), "cwd": self.cwd}
@@ -123,3 +136,55 @@ class TaskPatchIn(_Strict):
 
 class WorkerPatchIn(_Strict):
     state: Literal["draining", "active"]
+
+
+class WorkflowDefaultsIn(_Strict):
+    """Task fields a workflow's tasks take unless they set their own."""
+
+    priority: PriorityName | None = None
+    group: Name | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    retry_backoff_s: float | None = Field(default=None, ge=0, le=3600)
+    resources: ResourcesIn | None = None
+    env: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+
+
+class WorkflowTaskIn(TaskIn):
+    """A task of a workflow: the task fields, its ``id`` within the workflow, what it waits for.
+
+    ``name`` is accepted as the title (the seed's form); a task that runs nothing completes as
+    soon as its trigger is met, as a join point.
+    """
+
+    noop_allowed: ClassVar[bool] = True
+
+    id: Name
+    name: str | None = Field(default=None, max_length=1024)
+    dependencies: list[Name] = Field(default_factory=list, max_length=10_000)
+    estimate_s: float | None = Field(default=None, ge=0, le=30 * 24 * 3600)
+    trigger: Literal["all_success", "all_done", "one_success"] = "all_success"
+    allow_failure: bool = False
+
+    def with_defaults(self, defaults: WorkflowDefaultsIn | None) -> WorkflowTaskIn:
+        if defaults is None:
+            return self
+        chosen = {
+            name: value
+            for name, value in defaults.model_dump(exclude_none=True).items()
+            if name not in self.model_fields_set
+        }
+        if "env" in chosen:
+            chosen["env"] = {**chosen["env"], **self.env}
+        if "resources" in chosen:  # model_copy does not validate: rebuild the model
+            chosen["resources"] = ResourcesIn(**chosen["resources"])
+        return self.model_copy(update=chosen) if chosen else self
+
+
+class WorkflowIn(_Strict):
+    name: str = Field(default="workflow", min_length=1, max_length=200)
+    defaults: WorkflowDefaultsIn | None = None
+    failure_policy: Literal["fail_fast", "continue"] = "continue"
+    tasks: list[WorkflowTaskIn] = Field(default_factory=list)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)

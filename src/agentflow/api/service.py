@@ -22,8 +22,8 @@ from agentflow.errors import NotFoundError, OverloadedError
 from agentflow.scheduler import Scheduler, SchedulerConfig
 from agentflow.state import StateLimits, StateMachine, TaskRecord, TaskStatus
 from agentflow.state.commands import NewTask, SubmitTasks
-from agentflow.state.events import Event, OutputAppended, TaskChanged
-from agentflow.state.records import TERMINAL_STATUSES
+from agentflow.state.events import Event, OutputAppended, TaskChanged, WorkflowChanged
+from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord, WorkflowStatus
 
 __all__ = ["MasterService", "wall_clock_ms"]
 
@@ -70,6 +70,7 @@ class MasterService:
         self.hub = SessionHub(self.machine)
         self.started_at_ms = clock_ms()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._workflow_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._followers: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._finish_times: deque[int] = deque(maxlen=100_000)
         self.log.subscribe(self.hub.on_events)
@@ -107,6 +108,11 @@ class MasterService:
                 if TaskStatus(event.status) in TERMINAL_STATUSES:
                     self._finish_times.append(now)
                     self._finished(event.task_id)
+            elif isinstance(event, WorkflowChanged):
+                if event.status != "running":
+                    for future in self._workflow_waiters.pop(event.workflow_id, ()):
+                        if not future.done():
+                            future.set_result(None)
             elif isinstance(event, OutputAppended):
                 for queue in self._followers.get(event.task_id, ()):
                     with contextlib.suppress(asyncio.QueueFull):
@@ -157,6 +163,23 @@ class MasterService:
                 if not waiters:
                     del self._waiters[task_id]
         return self.task(task_id)
+
+    async def wait_workflow(self, workflow_id: str, timeout_s: float) -> WorkflowRecord:
+        """The workflow once it has finished, or as it is when ``timeout_s`` runs out."""
+        wf = self.machine.workflows[workflow_id]
+        if wf.status is not WorkflowStatus.RUNNING or timeout_s <= 0:
+            return wf
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._workflow_waiters.setdefault(workflow_id, [])
+        waiters.append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            if future in waiters:
+                waiters.remove(future)
+        return self.machine.workflows[workflow_id]
 
     async def follow_output(self, task_id: str) -> AsyncIterator[bytes]:
         """Everything held of stdout and stderr, then new chunks until the task ends."""

@@ -23,6 +23,7 @@ __all__ = ["SessionHub", "WorkerSession"]
 log = logging.getLogger(__name__)
 
 OUTBOUND_LIMIT = 10_000
+PARENT_TAIL_BYTES = 4096
 
 
 class WorkerSession:
@@ -97,13 +98,33 @@ class SessionHub:
     def assign_frame(self, task_id: str) -> dict[str, Any]:
         task = self._machine.tasks[task_id]
         attempt = task.attempts[-1]
-        return {
+        frame: dict[str, Any] = {
             "t": "assign",
             "task_id": task.id,
             "token": attempt.fencing_token,
             "attempt": attempt.number,
             "spec": task.spec.to_wire(),
             "timeout_s": task.timeout_s,
+        }
+        if task.workflow_id is not None:
+            frame["workflow_id"] = task.workflow_id
+            frame["parents"] = [self._parent(p) for p in task.dependencies]
+        return frame
+
+    def _parent(self, task_id: str) -> dict[str, Any]:
+        """What a task may read of one parent: outcome, last lines of output, its result."""
+        parent = self._machine.tasks.get(task_id)
+        if parent is None:
+            return {"id": task_id, "status": "evicted"}
+        stdout = self._machine.outputs.get(task_id, {}).get("stdout")
+        tail = bytes(stdout.data[-PARENT_TAIL_BYTES:]) if stdout is not None else b""
+        return {
+            "id": parent.id,
+            "key": parent.key,
+            "status": parent.status.value,
+            "exit_code": parent.exit_code,
+            "stdout_tail": tail.decode("utf-8", "replace"),
+            "result": parent.result,
         }
 
     def close_all(self) -> None:

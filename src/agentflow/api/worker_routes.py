@@ -185,6 +185,7 @@ def _report_command(svc: MasterService, worker_id: str, frame: dict[str, Any]) -
             status=str(o["status"]),
             exit_code=None if o.get("exit_code") is None else int(o["exit_code"]),
             reason=None if o.get("reason") is None else str(o["reason"])[:4096],
+            result=None if o.get("result") is None else str(o["result"])[: 64 * 1024],
         )
         for o in frame.get("outcomes", [])
     ]

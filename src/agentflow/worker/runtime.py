@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import warnings
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 10.0
 MAX_BUFFERED_OUTPUT = 8 << 20
+MAX_RESULT_BYTES = 64 * 1024
 
 
 class Worker:
@@ -51,6 +56,7 @@ class Worker:
         self.resources = resources
         self.labels = labels
         self._attempts: dict[str, Attempt] = {}  # held: running or waiting for a slot
+        self._scratch: dict[str, Path] = {}  # per attempt: parents file, output file
         self._backlog: deque[Attempt] = deque()
         self._running = 0
         self._started: list[tuple[str, int]] = []
@@ -269,6 +275,13 @@ class Worker:
         )
         if self.config.api_token:
             env["AGENTFLOW_API_TOKEN"] = self.config.api_token
+        scratch = Path(tempfile.mkdtemp(prefix=f"agentflow-{task_id}-"))
+        env["AGENTFLOW_OUTPUT_FILE"] = str(scratch / "output")
+        if "parents" in frame:
+            parents = scratch / "parents.json"
+            parents.write_text(json.dumps(frame["parents"], indent=1))
+            env["AGENTFLOW_PARENTS_FILE"] = str(parents)
+        self._scratch[task_id] = scratch
         attempt = Attempt(
             task_id=task_id,
             token=token,
@@ -302,11 +315,26 @@ class Worker:
             finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
         self._running -= 1
         self._attempts.pop(attempt.task_id, None)
-        self._finish(attempt.task_id, attempt.token, finished)
+        self._finish(attempt.task_id, attempt.token, finished, self._collect(attempt.task_id))
         while self._backlog and self._running < self.slots:
             self._launch(self._backlog.popleft())
 
-    def _finish(self, task_id: str, token: int, finished: Finished) -> None:
+    def _collect(self, task_id: str) -> str | None:
+        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded); the scratch dir goes."""
+        scratch = self._scratch.pop(task_id, None)
+        if scratch is None:
+            return None
+        try:
+            with open(scratch / "output", "rb") as fh:
+                return fh.read(MAX_RESULT_BYTES).decode("utf-8", "replace")
+        except OSError:
+            return None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _finish(
+        self, task_id: str, token: int, finished: Finished, result: str | None = None
+    ) -> None:
         self._outcomes.append(
             {
                 "task_id": task_id,
@@ -314,6 +342,7 @@ class Worker:
                 "status": finished.status,
                 "exit_code": finished.exit_code,
                 "reason": finished.reason,
+                "result": result,
             }
         )
         self._report_wake.set()
