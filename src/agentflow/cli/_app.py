@@ -34,6 +34,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "workers": "agentflow.cli.tasks:workers",
     "queue": "agentflow.cli.tasks:queue",
     "cluster": "agentflow.cli.cluster:cluster",
+    "workflow": "agentflow.cli.workflow:workflow",
 }
 
 

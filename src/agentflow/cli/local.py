@@ -14,8 +14,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import pydantic
@@ -31,6 +32,8 @@ from agentflow.config import MasterConfig, WorkerConfig
 from agentflow.errors import ConfigError
 
 __all__ = ["load_task_file", "run"]
+
+T = TypeVar("T")
 
 console = Console(stderr=True)
 
@@ -56,8 +59,6 @@ def load_task_file(path: Path) -> list[dict[str, Any]]:
             raise ConfigError(f"{path}: task {n} is not a mapping")
         body = dict(item)
         name = body.pop("name", None) or body.pop("id", None)
-        if body.get("dependencies"):
-            raise ConfigError(f"{path}: task {n} has dependencies; workflows are not supported yet")
         body.pop("dependencies", None)
         if name and not body.get("title"):
             body["title"] = str(name)
@@ -88,9 +89,25 @@ def _free_port() -> int:
 )
 @click.option("--master-url", help="Run on this cluster instead of an embedded master.")
 def run(file: Path, n_workers: int, slots: int, master_url: str | None) -> None:
-    """Run the tasks of FILE (YAML or JSON) and print their results."""
+    """Run the tasks or the workflow of FILE (YAML or JSON) and print their results.
+
+    A workflow is a mapping whose tasks have ``id`` and ``dependencies`` (and optionally
+    ``failure_policy`` and ``defaults``); anything else is a list of independent tasks.
+    """
+    from agentflow.cli import workflow as wf
+
+    data = wf._read(file)
+    if wf.is_workflow(data):
+        spec = wf.load_workflow_file(file, data)
+        view = asyncio.run(
+            _run_local(lambda url: _workflow_job(url, spec), n_workers, slots, master_url)
+        )
+        wf.print_table(view)
+        sys.exit(0 if view["status"] == "completed" else 1)
     tasks = load_task_file(file)
-    results = asyncio.run(_run(tasks, n_workers, slots, master_url))
+    results = asyncio.run(
+        _run_local(lambda url: _submit_and_watch(url, tasks), n_workers, slots, master_url)
+    )
     _print_results(results)
     failed = sum(1 for r in results if not r[0].ok)
     if failed:
@@ -98,11 +115,20 @@ def run(file: Path, n_workers: int, slots: int, master_url: str | None) -> None:
         sys.exit(1)
 
 
-async def _run(
-    tasks: list[dict[str, Any]], n_workers: int, slots: int, master_url: str | None
-) -> list[tuple[TaskInfo, str]]:
+async def _workflow_job(url: str, spec: dict[str, Any]) -> dict[str, Any]:
+    from agentflow.cli.workflow import watch
+
+    async with AsyncClient(url) as client:
+        view = await client.submit_workflow(spec)
+        return await watch(client, view["id"], view["total"])
+
+
+async def _run_local(
+    job: Callable[[str], Awaitable[T]], n_workers: int, slots: int, master_url: str | None
+) -> T:
+    """Run ``job(url)`` against ``master_url``, or an embedded master with local workers."""
     if master_url:
-        return await _submit_and_watch(master_url, tasks)
+        return await job(master_url)
     import uvicorn
 
     from agentflow.api import MasterService, create_app
@@ -138,7 +164,7 @@ async def _run(
                 await asyncio.sleep(0.01)
             running = [group.create_task(w.run(install_signals=False)) for w in workers]
             try:
-                return await _submit_and_watch(url, tasks)
+                return await job(url)
             finally:
                 for w in workers:
                     w.drain()

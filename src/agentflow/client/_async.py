@@ -137,6 +137,21 @@ class AsyncClient:
             async for chunk in response.aiter_bytes():
                 yield chunk
 
+    async def submit_workflow(self, workflow: Mapping[str, Any]) -> dict[str, Any]:
+        body = dict(workflow)
+        body.setdefault("idempotency_key", "sdk-" + os.urandom(12).hex())
+        result: dict[str, Any] = await self.request("POST", "/api/v1/workflows", json=body)
+        return result
+
+    async def workflow(self, workflow_id: str, wait_s: float = 0.0) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET",
+            f"/api/v1/workflows/{workflow_id}",
+            params={"wait_s": wait_s},
+            timeout_s=wait_s + 10.0,
+        )
+        return result
+
     async def workers(self) -> builtins.list[dict[str, Any]]:
         result: builtins.list[dict[str, Any]] = (await self.request("GET", "/api/v1/workers"))[
             "workers"

@@ -174,6 +174,48 @@ class Client:
                 raise_for_problem(response)
             yield from response.iter_bytes()
 
+    # -- workflows --------------------------------------------------------------------------
+
+    def submit_workflow(self, workflow: Mapping[str, Any]) -> dict[str, Any]:
+        """Submit a DAG (``name``, ``tasks`` with ``id`` and ``dependencies``, ...); a
+        ValidationError lists every problem of an invalid one."""
+        body = dict(workflow)
+        body.setdefault("idempotency_key", "sdk-" + os.urandom(12).hex())
+        result: dict[str, Any] = self.request("POST", "/api/v1/workflows", json=body)
+        return result
+
+    def workflow(self, workflow_id: str, wait_s: float = 0.0) -> dict[str, Any]:
+        """Progress of a workflow; with ``wait_s``, answered when it ends or the wait runs out."""
+        result: dict[str, Any] = self.request(
+            "GET",
+            f"/api/v1/workflows/{workflow_id}",
+            params={"wait_s": wait_s},
+            timeout_s=wait_s + 10.0,
+        )
+        return result
+
+    def wait_workflow(self, workflow_id: str, timeout_s: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = LONG_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
+            view = self.workflow(workflow_id, wait_s=min(LONG_POLL_S, left))
+            if view["status"] != "running" or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
+                return view
+
+    def workflow_graph(self, workflow_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/workflows/{workflow_id}/graph")
+        return result
+
+    def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/api/v1/workflows/{workflow_id}/cancel")
+        return result
+
+    def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/api/v1/workflows/{workflow_id}/retry")
+        return result
+
     # -- workers and the rest ---------------------------------------------------------------
 
     def workers(self) -> builtins.list[dict[str, Any]]:
