@@ -15,6 +15,7 @@ from agentflow.scheduler.dag import (
     Problem,
     ProblemKind,
     analyse,
+    check,
     critical_path,
     remaining_critical_path_s,
     validate,
@@ -259,6 +260,31 @@ def test_remaining_critical_path() -> None:
     assert remaining_critical_path_s(DIAMOND, {"a", "b", "c", "d"}) == 0.0
 
 
+def test_check_is_validate_then_analyse() -> None:
+    assert check(DIAMOND) == ([], analyse(DIAMOND))
+    broken = [task("a", "a"), task("b", "ghost"), task("c", est=-1)]
+    assert check(broken) == (validate(broken), None)
+    assert kinds(check(broken, max_problems=1)[0]) == [
+        ProblemKind.INVALID_ESTIMATE,
+        ProblemKind.TOO_MANY_PROBLEMS,
+    ]
+    assert check([]) == (validate([]), None)
+    assert kinds(check(DIAMOND, max_tasks=3)[0]) == [ProblemKind.TOO_MANY_TASKS]
+    with pytest.raises(ValueError):
+        check(DIAMOND, max_problems=0)
+
+
+def test_edges_are_counted_once_however_they_are_listed() -> None:
+    # c's dependencies are each a different task's only child (neighbours in the successor
+    # lists, a shared dependent), then one listed twice.
+    shared = [task("a"), task("b"), task("c", "a", "b")]
+    assert analyse(shared).edge_count == 2
+    twice = [task("a"), task("b"), task("c", "b", "a", "b"), task("d", "c", "c")]
+    result = analyse(twice)
+    assert (result.edge_count, result.levels) == (3, [["a", "b"], ["c"], ["d"]])
+    assert check(twice) == ([], result)
+
+
 def test_misuse_is_a_value_error() -> None:
     for bad in ([], [task("a"), task("a")], [task("a", "zz")], [task("a", "b"), task("b", "a")]):
         with pytest.raises(ValueError):
@@ -267,6 +293,8 @@ def test_misuse_is_a_value_error() -> None:
         analyse(DIAMOND, durations={"zz": 1.0})
     with pytest.raises(ValueError):
         analyse(DIAMOND, durations={"a": -1.0})
+    with pytest.raises(ValueError):
+        analyse([task("a", est=math.nan)])
     with pytest.raises(ValueError):
         remaining_critical_path_s(DIAMOND, {"zz"})
 
@@ -447,3 +475,62 @@ def all_paths_any(tasks: list[DagTask]) -> list[list[str]]:
         paths.append(path)
         stack += [[*path, c] for c in children[path[-1]] if c not in path]
     return paths
+
+
+@st.composite
+def workflows(draw: st.DrawFn) -> list[DagTask]:
+    """Anything a client might send, on up to 8 tasks: ids that repeat, dependencies that are
+    unknown, on the task itself or listed twice, cycles, estimates that are not durations."""
+    pool = [f"t{i}" for i in range(draw(st.integers(1, 6)))]
+    names = st.sampled_from(pool)
+    estimates = st.sampled_from([None, 0.0, 1.0, 2.5, -1.0, math.nan, math.inf])
+    return draw(
+        st.lists(
+            st.builds(
+                DagTask,
+                id=names,
+                dependencies=st.lists(names | st.just("ghost"), max_size=4).map(tuple),
+                estimate_s=st.one_of(st.none(), st.just(1.0), estimates),
+            ),
+            max_size=8,
+        )
+    )
+
+
+@given(workflows(), st.integers(1, 8), st.integers(0, 12), st.integers(1, 6))
+@settings(max_examples=300, deadline=None)
+def test_check_equals_validate_then_analyse(
+    tasks: list[DagTask], max_tasks: int, max_edges: int, max_problems: int
+) -> None:
+    limits = {"max_tasks": max_tasks, "max_edges": max_edges, "max_problems": max_problems}
+    problems, analysis = check(tasks, **limits)
+    assert problems == validate(tasks, **limits)
+    if problems:
+        assert analysis is None
+    else:
+        assert analysis == analyse(tasks)
+    default_problems, default_analysis = check(tasks)
+    assert default_problems == validate(tasks)
+    if default_problems:
+        assert default_analysis is None
+        with pytest.raises(ValueError):
+            analyse(tasks)
+    else:
+        assert default_analysis == analyse(tasks)
+
+
+@given(dags(max_tasks=20), st.data())
+@settings(max_examples=100, deadline=None)
+def test_check_equals_validate_then_analyse_on_dags(
+    tasks: list[DagTask], data: st.DataObject
+) -> None:
+    # Some dependencies listed twice: counted once, ordered the same.
+    doubled = [
+        DagTask(id=t.id, dependencies=t.dependencies * 2, estimate_s=t.estimate_s)
+        if t.dependencies and data.draw(st.booleans())
+        else t
+        for t in tasks
+    ]
+    for graph in (tasks, doubled):
+        assert check(graph) == ([], analyse(graph))
+    assert analyse(doubled) == analyse(tasks)

@@ -13,7 +13,13 @@ from agentflow.api.schemas import WorkflowIn, new_task_id
 from agentflow.api.service import MasterService
 from agentflow.api.views import iso
 from agentflow.errors import NotFoundError, ValidationError
-from agentflow.scheduler.dag import Analysis, DagTask, analyse, remaining_critical_path_s, validate
+from agentflow.scheduler.dag import (
+    Analysis,
+    DagTask,
+    analyse,
+    check,
+    remaining_critical_path_s,
+)
 from agentflow.state.commands import CancelWorkflow, NewTask, RetryWorkflow, SubmitWorkflow
 from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord
 
@@ -36,8 +42,8 @@ def _checked(body: WorkflowIn) -> Analysis:
         DagTask(id=t.id, dependencies=tuple(t.dependencies), estimate_s=t.estimate_s)
         for t in body.tasks
     ]
-    problems = validate(dag, max_tasks=MAX_WORKFLOW_TASKS)
-    if problems:
+    problems, analysis = check(dag, max_tasks=MAX_WORKFLOW_TASKS)
+    if problems or analysis is None:
         raise ValidationError(
             f"workflow {body.name!r} is not a valid DAG: "
             + "; ".join(p.message for p in problems[:5])
@@ -47,7 +53,7 @@ def _checked(body: WorkflowIn) -> Analysis:
                 for p in problems
             ],
         )
-    return analyse(dag)
+    return analysis
 
 
 def _analysis_view(analysis: Analysis) -> dict[str, Any]:
