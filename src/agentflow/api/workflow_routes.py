@@ -212,7 +212,17 @@ def _eta_s(svc: MasterService, wf: WorkflowRecord, records: list[Any]) -> float:
         for t in present
     ]
     done = {key_of[t.id] for t in present if t.status in TERMINAL_STATUSES}
-    return remaining_critical_path_s(dag, done, _durations(svc, wf))
+    # A running task counts for what is left of its estimate, not for what it has used.
+    elapsed = _durations(svc, wf)
+    left = {
+        key_of[t.id]: max(
+            0.0,
+            (t.estimate_s if t.estimate_s is not None else 1.0) - elapsed.get(key_of[t.id], 0.0),
+        )
+        for t in present
+        if t.status not in TERMINAL_STATUSES and key_of[t.id] in elapsed
+    }
+    return remaining_critical_path_s(dag, done, left)
 
 
 @router.get("")

@@ -170,12 +170,13 @@ def finish_attempt(
     attempt.exit_code = outcome.exit_code
     attempt.status = outcome.status
     attempt.reason = outcome.reason
+    if task.status in TERMINAL_STATUSES:
+        # Cancelled while running: the kill is confirmed. The task keeps why it was cancelled.
+        return True
     task.exit_code = outcome.exit_code
     task.reason = outcome.reason
     if outcome.result is not None:
         task.result = outcome.result[:MAX_RESULT_CHARS]
-    if task.status in TERMINAL_STATUSES:  # cancelled while running: the kill is confirmed
-        return True
     task.finished_at = now_ms
     if outcome.status == "completed":
         sm.totals["completed"] += 1

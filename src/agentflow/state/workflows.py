@@ -112,6 +112,15 @@ def _verdict(sm: StateMachine, task: TaskRecord) -> str:
     return "ready" if all(_ok(d) for d in deps) else "wait"
 
 
+def _upstream_reason(sm: StateMachine, task: TaskRecord) -> str:
+    """Names the first dependency that finished without success."""
+    for dep_id in task.dependencies:
+        dep = sm.tasks.get(dep_id)
+        if dep is not None and _done(dep) and not _ok(dep):
+            return f"upstream {dep.key or dep.id} {dep.status.value}"
+    return "no upstream task succeeded"
+
+
 def settle(sm: StateMachine, index: int, now_ms: int) -> None:
     """Propagate every workflow task that finished during this command (cascading)."""
     queued: list[str] = []
@@ -131,7 +140,7 @@ def settle(sm: StateMachine, index: int, now_ms: int) -> None:
                 _make_ready(sm, index, now_ms, dependent, queued)
             elif verdict == "skip":
                 dependent.finished_at = now_ms
-                dependent.reason = f"upstream {task.key or task.id} {task.status.value}"
+                dependent.reason = _upstream_reason(sm, dependent)
                 sm.set_status(dependent, TaskStatus.UPSTREAM_FAILED, index)
         final_failure = task.status in (TaskStatus.FAILED, TaskStatus.TIMED_OUT)
         if (

@@ -154,6 +154,10 @@ class Worker:
             log.info("connected to %s as %s", url, self.config.worker_id)
             self._ws = ws
             await self._resend_unacked(ws)
+            if self._outcomes or self._started or self._output:
+                # Produced while no master was reachable: nothing else may wake the reporter.
+                self._report_wake.set()
+                self._outcome_ready.set()
             if self._draining:
                 await ws.send(wire.pack({"t": "drain"}))
             interval = float(welcome.get("heartbeat_interval_s", self.config.heartbeat_interval_s))
