@@ -87,3 +87,22 @@ def test_prefetch_holds_extra_attempts_but_runs_one_per_slot(procs: Processes) -
     spans = sorted((t.raw["started_at"], t.raw["finished_at"]) for t in done if t.ok)
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start  # one slot: attempts never overlap
+
+
+def test_gpu_task_lands_where_it_fits_and_unschedulable_clears(procs: Processes) -> None:
+    _, url = procs.master()
+    procs.worker("plain", url, "--slots", "2", "--resources", "gpu=0")
+    procs.worker("gpu-1", url, "--slots", "2", "--resources", "gpu=1,licence=1")
+    wait_until(lambda: live_workers(url) == 2)
+    with Client(url) as client:
+        gpu_task = client.submit("echo $AGENTFLOW_WORKER_ID", resources={"gpu": 1, "licence": 1})
+        assert client.wait(gpu_task.id, timeout_s=20).worker_id == "gpu-1"
+        big = client.submit("true", resources={"gpu": 2})
+        wait_until(lambda: client.get(big.id).raw["unschedulable"] is not None, 10)
+        assert client.get(big.id).raw["unschedulable"] == "needs gpu=2; largest worker has gpu=1"
+        gpu_view = next(w for w in client.workers() if w["id"] == "gpu-1")
+        assert gpu_view["resources"]["gpu"] == 1.0 and gpu_view["free"]["gpu"] == 1.0
+        procs.worker("gpu-2", url, "--resources", "gpu=2")
+        done = client.wait(big.id, timeout_s=20)
+        assert done.ok and done.worker_id == "gpu-2"
+        assert done.raw["unschedulable"] is None

@@ -35,10 +35,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
-class ResourcesIn(_Strict):
+class ResourcesIn(BaseModel):
+    """CPU, memory and GPUs, plus any custom resource a worker declares (``licence=2``)."""
+
+    model_config = ConfigDict(extra="allow")
+
     cpu: float = Field(default=0, ge=0, le=4096)
     memory_mb: float = Field(default=0, ge=0, le=1 << 30)
     gpu: float = Field(default=0, ge=0, le=1024)
+
+    @model_validator(mode="after")
+    def _custom_are_amounts(self) -> ResourcesIn:
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"resource {name} must be a non-negative number")
+            if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 64:
+                raise ValueError(f"invalid resource name {name!r}")
+        return self
 
 
 class TaskIn(_Strict):

@@ -43,6 +43,7 @@ def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]
         "key": task.key,
         "dependencies": task.dependencies,
         "result": task.result,
+        "unschedulable": task.unschedulable,
         "created_at": iso(task.created_at),
         "started_at": iso(task.started_at),
         "finished_at": iso(task.finished_at),
@@ -69,9 +70,18 @@ def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]
     return view
 
 
-def worker_view(worker: WorkerRecord, now_ms: int, last_contact_ms: int | None) -> dict[str, Any]:
+def worker_view(
+    worker: WorkerRecord,
+    now_ms: int,
+    last_contact_ms: int | None,
+    reserved: dict[str, float] | None = None,
+) -> dict[str, Any]:
     heard = max(worker.last_seen_at, last_contact_ms or 0)
+    reserved = reserved or {}
+    free = {k: round(v - reserved.get(k, 0.0), 3) for k, v in worker.resources.items()}
     return {
+        "reserved": reserved,
+        "free": free,
         "id": worker.id,
         "state": worker.state.value,
         "group": worker.group,

@@ -26,6 +26,7 @@ from agentflow.state.commands import (
     TaskOutcome,
     WorkerDisconnected,
 )
+from agentflow.state.tasks import reserved_by
 
 __all__ = ["router"]
 
@@ -45,7 +46,7 @@ async def list_workers(request: Request) -> JSONResponse:
     svc = service(request)
     now = svc.now_ms()
     views = [
-        worker_view(w, now, svc.scheduler.last_contact_ms(w.id))
+        worker_view(w, now, svc.scheduler.last_contact_ms(w.id), reserved_by(svc.machine, w))
         for w in sorted(svc.machine.workers.values(), key=lambda w: w.id)
     ]
     return JSONResponse({"workers": views})
@@ -57,7 +58,14 @@ async def get_worker(request: Request, worker_id: str) -> JSONResponse:
     worker = svc.machine.workers.get(worker_id)
     if worker is None:
         raise NotFoundError(f"no worker {worker_id}", worker_id=worker_id)
-    return JSONResponse(worker_view(worker, svc.now_ms(), svc.scheduler.last_contact_ms(worker_id)))
+    return JSONResponse(
+        worker_view(
+            worker,
+            svc.now_ms(),
+            svc.scheduler.last_contact_ms(worker_id),
+            reserved_by(svc.machine, worker),
+        )
+    )
 
 
 @router.patch("/workers/{worker_id}")

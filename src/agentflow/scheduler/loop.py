@@ -17,9 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentflow.errors import AgentFlowError
-from agentflow.scheduler.placement import plan_assignments
+from agentflow.scheduler.placement import plan_pass
 from agentflow.state import Command, StateMachine
-from agentflow.state.commands import AssignTasks, MarkWorkersLost, ReleaseDueTasks
+from agentflow.state.commands import (
+    AssignTasks,
+    MarkWorkersLost,
+    ReleaseDueTasks,
+    SetUnschedulable,
+)
 from agentflow.state.events import Event, TaskChanged, TasksQueued, WorkerChanged
 from agentflow.state.records import WorkerState
 
@@ -113,9 +118,15 @@ class Scheduler:
         if lost:
             log.warning("workers lost (silent > %ss): %s", self._config.worker_loss_timeout_s, lost)
             await self._log.propose(MarkWorkersLost(now_ms=now, worker_ids=lost))
-        plan = plan_assignments(sm, max_assignments=self._config.max_assignments_per_pass)
-        if plan:
-            await self._log.propose(AssignTasks(now_ms=self._now_ms(), assignments=plan))
+        plan = plan_pass(sm, max_assignments=self._config.max_assignments_per_pass)
+        if plan.unschedulable:
+            await self._log.propose(
+                SetUnschedulable(now_ms=self._now_ms(), reasons=plan.unschedulable)
+            )
+        if plan.assignments:
+            await self._log.propose(
+                AssignTasks(now_ms=self._now_ms(), assignments=plan.assignments)
+            )
 
     def _silent_workers(self, now: int) -> list[str]:
         limit_ms = int(self._config.worker_loss_timeout_s * 1000)

@@ -1,41 +1,131 @@
 """Placement policy: which queued task goes to which worker. Pure: reads state, returns pairs.
 
-Among live, non-draining workers of the task's group with room (slots plus prefetch), the least
-loaded wins: load is the fraction of that capacity in use, ties go to fewer attempts held, then
-to the smaller id.
-Tasks are taken best first from each group's ready queue.
+A worker is eligible for a task when it is live, not draining, in the task's group, carries
+every label the task asks for, has room for one more attempt (slots plus prefetch) and has the
+free CPU, memory, GPUs and custom resources the task needs. Among eligible workers the least
+loaded wins: load is the largest fraction of any resource in use (attempt capacity included);
+ties go to fewer attempts held, then to the smaller id. Reservations are derived from the
+attempts each worker holds, so they are exact by construction and released on every ending.
+
+A task that no registered worker of its group could ever run, even idle, is reported as
+unschedulable with the reason, instead of waiting silently.
 """
 
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass, field
 
-from agentflow.state import StateMachine, WorkerRecord
+from agentflow.state import StateMachine, TaskRecord, WorkerRecord, WorkerState
+from agentflow.state.tasks import reserved_by
 
-__all__ = ["plan_assignments"]
+__all__ = ["Plan", "Room", "fits", "plan_assignments", "plan_pass", "unschedulable_reason"]
+
+MAX_SCAN = 10_000  # queued tasks looked at per group and pass
+
+
+@dataclass(slots=True)
+class Room:
+    """What one worker has in use during a pass (updated as the pass assigns)."""
+
+    worker: WorkerRecord
+    held: int
+    reserved: dict[str, float] = field(default_factory=dict)
+
+    def load(self) -> float:
+        fractions = [self.held / self.worker.capacity if self.worker.capacity else 1.0]
+        for name, total in self.worker.resources.items():
+            if total > 0:
+                fractions.append(self.reserved.get(name, 0.0) / total)
+        return max(fractions)
+
+    def key(self) -> tuple[float, int, str]:
+        return (self.load(), self.held, self.worker.id)
+
+    def take(self, needs: dict[str, float]) -> None:
+        self.held += 1
+        for name, amount in needs.items():
+            self.reserved[name] = self.reserved.get(name, 0.0) + amount
+
+
+def fits(room: Room, task: TaskRecord) -> bool:
+    worker = room.worker
+    if room.held >= worker.capacity:
+        return False
+    if any(worker.labels.get(k) != v for k, v in task.labels.items()):
+        return False
+    for name, amount in task.resources.items():
+        if amount > worker.resources.get(name, 0.0) - room.reserved.get(name, 0.0) + 1e-9:
+            return False
+    return True
+
+
+def unschedulable_reason(sm: StateMachine, task: TaskRecord) -> str | None:
+    """Why no registered worker of the task's group could ever run it, or None if one could."""
+    group = [
+        w for w in sm.workers.values() if w.group == task.group and w.state is not WorkerState.LOST
+    ]
+    if not group:
+        return None  # nobody registered yet: it waits for workers, as any task does
+    labelled = [w for w in group if all(w.labels.get(k) == v for k, v in task.labels.items())]
+    if not labelled:
+        wanted = ",".join(f"{k}={v}" for k, v in sorted(task.labels.items()))
+        return f"needs labels {wanted}; no worker in group {task.group!r} has them"
+    for name, amount in sorted(task.resources.items()):
+        largest = max(w.resources.get(name, 0.0) for w in labelled)
+        if amount > largest + 1e-9:
+            return f"needs {name}={amount:g}; largest worker has {name}={largest:g}"
+    return None
+
+
+@dataclass(slots=True)
+class Plan:
+    assignments: list[tuple[str, str]] = field(default_factory=list)
+    unschedulable: dict[str, str | None] = field(default_factory=dict)  # only changes
+
+
+def plan_pass(sm: StateMachine, *, max_assignments: int = 4096) -> Plan:
+    """One scheduling pass: assignments best task first, and unschedulable reasons to change."""
+    plan = Plan()
+    rooms: dict[str, list[Room]] = {}
+    for worker in sm.workers.values():
+        if worker.live and not worker.draining:
+            rooms.setdefault(worker.group, []).append(
+                Room(worker=worker, held=len(worker.running), reserved=reserved_by(sm, worker))
+            )
+    for group in sm.ready.groups():
+        _plan_group(sm, group, rooms.get(group, []), plan, max_assignments)
+    return plan
+
+
+def _plan_group(
+    sm: StateMachine, group: str, rooms: list[Room], plan: Plan, max_assignments: int
+) -> None:
+    heap = [(room.key(), i) for i, room in enumerate(rooms) if room.held < room.worker.capacity]
+    heapq.heapify(heap)
+    for scanned, task_id in enumerate(sm.ready.ordered(group)):
+        if scanned >= MAX_SCAN or len(plan.assignments) >= max_assignments:
+            return
+        task = sm.tasks[task_id]
+        reason = unschedulable_reason(sm, task) if (task.resources or task.labels) else None
+        if reason != task.unschedulable:
+            plan.unschedulable[task_id] = reason
+        if reason is not None or not heap:
+            continue
+        skipped = []
+        while heap:
+            key, i = heapq.heappop(heap)
+            if fits(rooms[i], task):
+                rooms[i].take(task.resources)
+                plan.assignments.append((task_id, rooms[i].worker.id))
+                if rooms[i].held < rooms[i].worker.capacity:
+                    heapq.heappush(heap, (rooms[i].key(), i))
+                break
+            skipped.append((key, i))
+        for entry in skipped:
+            heapq.heappush(heap, entry)
 
 
 def plan_assignments(sm: StateMachine, *, max_assignments: int = 4096) -> list[tuple[str, str]]:
     """The assignments one scheduling pass should propose, best task first."""
-    by_group: dict[str, list[WorkerRecord]] = {}
-    for worker in sm.workers.values():
-        if worker.live and not worker.draining and worker.free_capacity > 0:
-            by_group.setdefault(worker.group, []).append(worker)
-    plan: list[tuple[str, str]] = []
-    for group, workers in by_group.items():
-        if sm.ready.depth(group) == 0:
-            continue
-        # (load, running, id, free slots) — a heap of candidates, least loaded on top.
-        heap = [
-            (len(w.running) / w.capacity, len(w.running), w.id, w.free_capacity) for w in workers
-        ]
-        heapq.heapify(heap)
-        for task_id in sm.ready.ordered(group):
-            if not heap or len(plan) >= max_assignments:
-                break
-            _load, running, worker_id, free = heapq.heappop(heap)
-            plan.append((task_id, worker_id))
-            if free > 1:
-                capacity = sm.workers[worker_id].capacity
-                heapq.heappush(heap, ((running + 1) / capacity, running + 1, worker_id, free - 1))
-    return plan
+    return plan_pass(sm, max_assignments=max_assignments).assignments

@@ -25,6 +25,7 @@ __all__ = [
     "ReportAttempts",
     "RetryWorkflow",
     "SetPriority",
+    "SetUnschedulable",
     "SetWorkerDraining",
     "SubmitTasks",
     "SubmitWorkflow",
@@ -178,6 +179,13 @@ class SetPriority(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SetUnschedulable(Command):
+    """Record (or clear, with None) why no registered worker could ever run these tasks."""
+
+    reasons: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseDueTasks(Command):
     """Move tasks whose retry backoff has passed (by ``now_ms``) back into the ready queue."""
 
@@ -244,6 +252,7 @@ _REGISTRY: dict[str, type[Command]] = {
         ReportAttempts,
         CancelTask,
         SetPriority,
+        SetUnschedulable,
         ReleaseDueTasks,
         RegisterWorker,
         WorkerDisconnected,

@@ -155,6 +155,7 @@ class TaskRecord(_Wire):
     estimate_s: float | None = None
     noop: bool = False  # nothing to run: completes as soon as its trigger is met
     result: str | None = None  # what the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded)
+    unschedulable: str | None = None  # why no registered worker could ever run it
 
     @property
     def current(self) -> Attempt | None:

@@ -13,6 +13,7 @@ from agentflow.state.commands import (
     ReleaseDueTasks,
     ReportAttempts,
     SetPriority,
+    SetUnschedulable,
     SubmitTasks,
     TaskOutcome,
 )
@@ -24,6 +25,7 @@ from agentflow.state.records import (
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    WorkerRecord,
 )
 
 if TYPE_CHECKING:
@@ -33,10 +35,13 @@ __all__ = [
     "assign",
     "cancel",
     "cancel_one",
+    "has_room",
     "new_record",
     "release_due",
     "report",
+    "reserved_by",
     "set_priority",
+    "set_unschedulable",
     "submit",
 ]
 
@@ -105,7 +110,7 @@ def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
             continue
         if task.not_before or not worker.live or worker.draining or worker.free_capacity <= 0:
             continue
-        if worker.group != task.group:
+        if worker.group != task.group or not has_room(sm, worker, task):
             continue
         sm.ready.remove(task.group, task.id)
         attempt = Attempt(
@@ -285,6 +290,40 @@ def release_due(sm: StateMachine, index: int, cmd: ReleaseDueTasks) -> int:
         sm.enqueue(task, cmd.now_ms)
         released += 1
     return released
+
+
+def reserved_by(sm: StateMachine, worker: WorkerRecord) -> dict[str, float]:
+    """Resources reserved by the attempts a worker holds (derived, so always exact)."""
+    reserved: dict[str, float] = {}
+    for task_id in worker.running:
+        held = sm.tasks.get(task_id)
+        if held is not None:
+            for name, amount in held.resources.items():
+                reserved[name] = reserved.get(name, 0.0) + amount
+    return reserved
+
+
+def has_room(sm: StateMachine, worker: WorkerRecord, task: TaskRecord) -> bool:
+    """Labels match and the worker's free resources cover the task's needs."""
+    if any(worker.labels.get(k) != v for k, v in task.labels.items()):
+        return False
+    if not task.resources:
+        return True
+    reserved = reserved_by(sm, worker)
+    return all(
+        amount <= worker.resources.get(name, 0.0) - reserved.get(name, 0.0) + 1e-9
+        for name, amount in task.resources.items()
+    )
+
+
+def set_unschedulable(sm: StateMachine, index: int, cmd: SetUnschedulable) -> int:
+    changed = 0
+    for task_id, reason in cmd.reasons.items():
+        task = sm.tasks.get(task_id)
+        if task is not None and task.status is TaskStatus.QUEUED and task.unschedulable != reason:
+            task.unschedulable = reason
+            changed += 1
+    return changed
 
 
 def check_token(sm: StateMachine, task_id: str, token: int) -> TaskRecord:
