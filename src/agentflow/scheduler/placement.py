@@ -103,11 +103,19 @@ def _plan_group(
 ) -> None:
     heap = [(room.key(), i) for i, room in enumerate(rooms) if room.held < room.worker.capacity]
     heapq.heapify(heap)
+    # Tasks mostly share a few requirement sets: judge each set once per pass.
+    reasons: dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...]], str | None]
+    reasons = {}
     for scanned, task_id in enumerate(sm.ready.ordered(group)):
         if scanned >= MAX_SCAN or len(plan.assignments) >= max_assignments:
             return
         task = sm.tasks[task_id]
-        reason = unschedulable_reason(sm, task) if (task.resources or task.labels) else None
+        reason = None
+        if task.resources or task.labels:
+            needs = (tuple(sorted(task.labels.items())), tuple(sorted(task.resources.items())))
+            if needs not in reasons:
+                reasons[needs] = unschedulable_reason(sm, task)
+            reason = reasons[needs]
         if reason != task.unschedulable:
             plan.unschedulable[task_id] = reason
         if reason is not None or not heap:
