@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.procs import free_port
+from tests.e2e.procs import Processes, free_port, live_workers, wait_until
 
 CLI = str(Path(sys.executable).parent / "agentflow")
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,3 +60,16 @@ def test_local_mode_exits_nonzero_when_a_task_fails(tmp_path: Path) -> None:
     done = run("run", str(spec), "--workers", "1")
     assert done.returncode == 1
     assert "1 of 2 task(s) did not complete" in done.stderr
+
+
+def test_worker_drain_and_activate_from_the_cli(procs: Processes) -> None:
+    _, url = procs.master()
+    procs.worker("w1", url)
+    wait_until(lambda: live_workers(url) == 1)
+    drained = run("worker", "drain", "w1", "--master-url", url)
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout.startswith("w1 draining")
+    back = run("worker", "activate", "w1", "--master-url", url)
+    assert back.stdout.startswith("w1 active")
+    missing = run("worker", "drain", "nope", "--master-url", url)
+    assert missing.returncode == 4 and missing.stderr.strip() == "error: no worker nope"

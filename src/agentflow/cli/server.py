@@ -126,7 +126,7 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
     return out
 
 
-@click.command("worker")
+@click.group("worker", invoke_without_command=True)
 @click.option("--worker-id", help="This worker's id (default: the host name).")
 @click.option("--master-url", "master_urls", help="Master URL(s), comma-separated.")
 @click.option("--group", help="Worker group (default 'default').")
@@ -144,10 +144,21 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
 @click.option("--labels", "labels", multiple=True, help="zone=a,os=linux.")
 @click.option("--heartbeat-interval", "heartbeat_interval_s", help="e.g. 10s.")
 @click.option("--log-level", help="debug, info, warning or error.")
+@click.pass_context
 def worker_command(
-    agents: tuple[str, ...], resources: tuple[str, ...], labels: tuple[str, ...], **flags: object
+    ctx: click.Context,
+    /,
+    agents: tuple[str, ...],
+    resources: tuple[str, ...],
+    labels: tuple[str, ...],
+    **flags: object,
 ) -> None:
-    """Run a worker: connect to the masters and run the tasks they assign."""
+    """Run a worker: connect to the masters and run the tasks they assign.
+
+    With a subcommand (``agentflow worker drain ID``), manage a worker instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     import os
     import socket
 
@@ -164,3 +175,30 @@ def worker_command(
     _setup_logging(config.log_level)
     worker = Worker(config, detected, _pairs(labels, "--labels"))
     asyncio.run(worker.run())
+
+
+def _worker_state(worker_id: str, drain: bool, master_url: str | None, token: str | None) -> None:
+    from agentflow.cli.tasks import make_client
+
+    with make_client(master_url, token) as client:
+        view = client.drain_worker(worker_id, drain=drain)
+    running = len(view["running"])
+    click.echo(f"{worker_id} {view['state']} ({running} attempt(s) still held)")
+
+
+@worker_command.command("drain")
+@click.argument("worker_id")
+@click.option("--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated.")
+@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")
+def drain(worker_id: str, master_url: str | None, api_token: str | None) -> None:
+    """Send WORKER_ID no new work; what it runs finishes."""
+    _worker_state(worker_id, True, master_url, api_token)
+
+
+@worker_command.command("activate")
+@click.argument("worker_id")
+@click.option("--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated.")
+@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")
+def activate(worker_id: str, master_url: str | None, api_token: str | None) -> None:
+    """Let a drained WORKER_ID take work again."""
+    _worker_state(worker_id, False, master_url, api_token)
