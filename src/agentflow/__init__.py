@@ -18,18 +18,20 @@ from agentflow._version import __version__
 from agentflow.errors import AgentFlowError, TaskFailedError
 
 if TYPE_CHECKING:
-    from agentflow.client import AsyncClient, Client, TaskInfo
+    from agentflow.client import AsyncClient, Client, TaskFuture, TaskInfo, task
 
 __all__ = [
     "AgentFlowError",
     "AsyncClient",
     "Client",
     "TaskFailedError",
+    "TaskFuture",
     "TaskInfo",
     "__version__",
+    "task",
 ]
 
-_LAZY = {"AsyncClient", "Client", "TaskInfo"}
+_LAZY = {"AsyncClient", "Client", "TaskFuture", "TaskInfo", "task"}
 
 
 def __getattr__(name: str) -> Any:

@@ -61,9 +61,11 @@ class TaskIn(_Strict):
     title: str = Field(default="", max_length=1024)
     description: str = Field(default="", max_length=MAX_COMMAND_CHARS)
     command: str | None = Field(default=None, max_length=MAX_COMMAND_CHARS)
-    args: list[Annotated[str, Field(max_length=MAX_COMMAND_CHARS)]] | None = Field(
-        default=None, max_length=4096
+    args: list[Any] | None = Field(default=None, max_length=100_000)
+    function: str | None = Field(
+        default=None, max_length=512, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
     )
+    kwargs: dict[str, Any] | None = None
     agent: str | None = Field(default=None, max_length=128)
     prompt: str | None = Field(default=None, max_length=MAX_COMMAND_CHARS)
     env: dict[str, str] = Field(default_factory=dict, max_length=1024)
@@ -89,6 +91,14 @@ class TaskIn(_Strict):
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> TaskIn:
+        if self.function is not None:
+            if self.command is not None or self.agent is not None:
+                raise ValueError("a function task takes args and kwargs, not command or agent")
+            return self
+        if self.kwargs is not None:
+            raise ValueError("kwargs needs a function")
+        if self.args is not None and not all(isinstance(a, str) for a in self.args):
+            raise ValueError("args of a program are strings (give a function for JSON args)")
         given = [n for n in ("command", "args", "agent") if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"give only one of command, args, agent (got {', '.join(given)})")
@@ -110,18 +120,25 @@ class TaskIn(_Strict):
             self.command is None
             and self.args is None
             and self.agent is None
+            and self.function is None
             and (not self.description.strip())
         )
 
     def to_new_task(self) -> NewTask:
         spec: dict[str, Any] = {"env": dict(self.env), "cwd": self.cwd}
-        if self.args is not None:
+        if self.function is not None:
+            spec["function"] = self.function
+            spec["args"] = list(self.args or [])
+            spec["kwargs"] = dict(self.kwargs or {})
+        elif self.args is not None:
             spec["args"] = list(self.args)
         elif self.agent is not None:
             spec["agent"], spec["prompt"] = self.agent, self.prompt
         else:
             spec["command"] = self.command if self.command is not None else self.description
-        title = self.title or (self.command or self.description or " ".join(self.args or []))
+        title = self.title or (
+            self.function or self.command or self.description or " ".join(map(str, self.args or []))
+        )
         resources = {k: v for k, v in self.resources.model_dump().items() if v}
         return NewTask(
             id=new_task_id(),

@@ -28,6 +28,7 @@ def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]
         "command": spec.command,
         "args": spec.args,
         "agent": spec.agent,
+        "function": spec.function,
         "attempts": len(task.attempts),
         "retries": task.retries,
         "max_retries": task.max_retries,

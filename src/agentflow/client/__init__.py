@@ -7,6 +7,7 @@ the master side.
 
 from agentflow.client._async import AsyncClient
 from agentflow.client._core import TaskInfo
+from agentflow.client._functions import TaskFuture, task
 from agentflow.client._sync import Client
 
-__all__ = ["AsyncClient", "Client", "TaskInfo"]
+__all__ = ["AsyncClient", "Client", "TaskFuture", "TaskInfo", "task"]

@@ -6,8 +6,8 @@ import builtins
 import itertools
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import httpx
 
@@ -21,6 +21,7 @@ from agentflow.client._core import (
     raise_for_problem,
     unreachable,
 )
+from agentflow.client._functions import TaskFuture, function_body
 
 __all__ = ["Client"]
 
@@ -92,10 +93,31 @@ class Client:
 
     # -- tasks ------------------------------------------------------------------------------
 
-    def submit(self, command: str | None = None, **fields: Any) -> TaskInfo:
-        """Submit one task: a shell ``command``, or ``args=[...]``, or ``agent=, prompt=``."""
+    @overload
+    def submit(self, command: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture: ...
+
+    @overload
+    def submit(self, command: str | None = None, /, **fields: Any) -> TaskInfo: ...
+
+    def submit(
+        self, command: str | Callable[..., Any] | None = None, /, *args: Any, **fields: Any
+    ) -> TaskInfo | TaskFuture:
+        """Submit one task: a shell ``command``, or ``args=[...]``, or ``agent=, prompt=``;
+        or a Python function and its arguments, ``submit(fn, 1, 2, key=3)``, which returns a
+        :class:`TaskFuture` (task options come from the ``@task(...)`` decorator)."""
+        if callable(command):
+            body = build_task(**function_body(command, args, fields))
+            created = self.request("POST", "/api/v1/tasks", json=body)
+            return TaskFuture(self, created["id"])
+        if args:
+            raise TypeError("positional arguments are for functions; a command takes fields")
         body = build_task(command, **fields)
         return TaskInfo.from_json(self.request("POST", "/api/v1/tasks", json=body))
+
+    def map(self, fn: Callable[..., Any], items: Iterable[Any]) -> builtins.list[TaskFuture]:
+        """``fn(item)`` for every item, submitted in batches; one future each, in order."""
+        ids = self.submit_many(function_body(fn, (item,), {}) for item in items)
+        return [TaskFuture(self, task_id) for task_id in ids]
 
     def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
         """Submit many tasks through the batch endpoint; returns their ids in order."""

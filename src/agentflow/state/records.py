@@ -96,12 +96,15 @@ def _names(cls: type) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskSpec(_Wire):
-    """What to run: exactly one of command, args, agent (+prompt) is set."""
+    """What to run: exactly one of command, args (argv), agent (+prompt), function (+args,
+    kwargs) is set."""
 
     command: str | None = None
-    args: list[str] | None = None
+    args: list[Any] | None = None  # argv, or a function's positional arguments (JSON)
     agent: str | None = None
     prompt: str | None = None
+    function: str | None = None  # "package.module:callable", run in a Python runner
+    kwargs: dict[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
 

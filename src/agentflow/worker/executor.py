@@ -29,6 +29,7 @@ class Finished:
     status: str  # completed | failed | timed_out | cancelled
     exit_code: int | None
     reason: str | None = None
+    result: str | None = None  # a Python callable's return value, as JSON
 
 
 def build_argv(spec: Mapping[str, Any], agents: Mapping[str, str]) -> list[str]:

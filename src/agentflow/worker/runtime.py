@@ -35,6 +35,7 @@ from websockets.exceptions import WebSocketException
 from agentflow import wire
 from agentflow.config import WorkerConfig
 from agentflow.worker.executor import Attempt, Finished, build_argv
+from agentflow.worker.pyexec import FunctionAttempt, PythonPool
 
 __all__ = ["Worker"]
 
@@ -55,9 +56,10 @@ class Worker:
         self.prefetch = max(0, config.prefetch)
         self.resources = resources
         self.labels = labels
-        self._attempts: dict[str, Attempt] = {}  # held: running or waiting for a slot
+        self._attempts: dict[str, Attempt | FunctionAttempt] = {}  # running or waiting
         self._scratch: dict[str, Path] = {}  # per attempt: parents file, output file
-        self._backlog: deque[Attempt] = deque()
+        self._backlog: deque[Attempt | FunctionAttempt] = deque()
+        self._pool: PythonPool | None = None
         self._running = 0
         self._started: list[tuple[str, int]] = []
         self._output: list[tuple[str, int, str, bytes]] = []
@@ -90,6 +92,8 @@ class Worker:
             reporter = group.create_task(self._report_loop(), name="reporter")
             await self._connect_loop()
             reporter.cancel()
+        if self._pool is not None:
+            self._pool.close()
         log.info("worker %s stopped", self.config.worker_id)
 
     def _on_signal(self) -> None:
@@ -264,7 +268,7 @@ class Worker:
             return
         spec = frame["spec"]
         try:
-            argv = build_argv(spec, self.config.agents)
+            argv = [] if spec.get("function") else build_argv(spec, self.config.agents)
         except ValueError as exc:
             self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
             return
@@ -286,6 +290,26 @@ class Worker:
             parents.write_text(json.dumps(frame["parents"], indent=1))
             env["AGENTFLOW_PARENTS_FILE"] = str(parents)
         self._scratch[task_id] = scratch
+        attempt: Attempt | FunctionAttempt
+        if spec.get("function"):
+            attempt = FunctionAttempt(
+                task_id=task_id,
+                token=token,
+                pool=self._python_pool(),
+                request={
+                    "function": spec["function"],
+                    "args": spec.get("args") or [],
+                    "kwargs": spec.get("kwargs") or {},
+                    "env": {k: v for k, v in env.items() if k.startswith("AGENTFLOW_")}
+                    | dict(spec.get("env") or {}),
+                    "cwd": spec.get("cwd"),
+                },
+                timeout_s=frame.get("timeout_s"),
+                on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
+            )
+            self._attempts[task_id] = attempt
+            self._dispatch(attempt)
+            return
         attempt = Attempt(
             task_id=task_id,
             token=token,
@@ -296,12 +320,20 @@ class Worker:
             on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
         )
         self._attempts[task_id] = attempt
+        self._dispatch(attempt)
+
+    def _dispatch(self, attempt: Attempt | FunctionAttempt) -> None:
         if self._running < self.slots:
             self._launch(attempt)
         else:
             self._backlog.append(attempt)  # prefetched: starts when a slot frees
 
-    def _launch(self, attempt: Attempt) -> None:
+    def _python_pool(self) -> PythonPool:
+        if self._pool is None:
+            self._pool = PythonPool(self.slots, os.environ)
+        return self._pool
+
+    def _launch(self, attempt: Attempt | FunctionAttempt) -> None:
         self._running += 1
         if not attempt.cancelled:
             self._started.append((attempt.task_id, attempt.token))
@@ -311,7 +343,7 @@ class Worker:
             self._run_attempt(attempt), name=f"attempt-{attempt.task_id}"
         )
 
-    async def _run_attempt(self, attempt: Attempt) -> None:
+    async def _run_attempt(self, attempt: Attempt | FunctionAttempt) -> None:
         try:
             finished = await attempt.run()
         except Exception as exc:  # a bug here must not take the whole worker down
@@ -319,7 +351,8 @@ class Worker:
             finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
         self._running -= 1
         self._attempts.pop(attempt.task_id, None)
-        self._finish(attempt.task_id, attempt.token, finished, self._collect(attempt.task_id))
+        written = self._collect(attempt.task_id)
+        self._finish(attempt.task_id, attempt.token, finished, finished.result or written)
         while self._backlog and self._running < self.slots:
             self._launch(self._backlog.popleft())
 

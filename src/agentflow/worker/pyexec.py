@@ -1,0 +1,141 @@
+"""Python callables: a pool of runner processes and the attempt that uses one.
+
+Each runner (``pyrunner.py``, run as a script) serves one call at a time and stays up for the
+next, so a call costs no interpreter start. A timeout or a cancel kills the runner's whole
+process group (the call may have started children) and the next call starts a fresh runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agentflow.worker.executor import Finished
+
+__all__ = ["FunctionAttempt", "PythonPool"]
+
+RUNNER = Path(__file__).with_name("pyrunner.py")
+MAX_ANSWER_BYTES = 16 << 20
+
+
+class PythonPool:
+    """Idle runner processes, reused across calls; at most ``size`` are kept."""
+
+    def __init__(self, size: int, env: Mapping[str, str]) -> None:
+        self._size = size
+        self._env = dict(env)
+        self._idle: list[asyncio.subprocess.Process] = []
+
+    async def acquire(self) -> asyncio.subprocess.Process:
+        while self._idle:
+            proc = self._idle.pop()
+            if proc.returncode is None:
+                return proc
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(RUNNER),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=self._env,
+            start_new_session=True,
+            limit=MAX_ANSWER_BYTES,
+        )
+
+    def release(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None and len(self._idle) < self._size:
+            self._idle.append(proc)
+        else:
+            kill_group(proc)
+
+    def close(self) -> None:
+        for proc in self._idle:
+            kill_group(proc)
+        self._idle.clear()
+
+
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class FunctionAttempt:
+    """One call of ``module:callable`` with JSON arguments; the result is its JSON value."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        token: int,
+        pool: PythonPool,
+        request: dict[str, Any],
+        timeout_s: float | None,
+        on_output: Callable[[str, bytes], None],
+    ) -> None:
+        self.task_id = task_id
+        self.token = token
+        self._pool = pool
+        self._request = request
+        self._timeout_s = timeout_s
+        self._on_output = on_output
+        self._stop_reason: str | None = None
+        self._cancelled = asyncio.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop_reason == "cancelled"
+
+    def cancel(self) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = "cancelled"
+        self._cancelled.set()
+
+    async def run(self) -> Finished:
+        if self.cancelled:
+            return Finished(status="cancelled", exit_code=None, reason="cancelled")
+        proc = await self._pool.acquire()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write((json.dumps(self._request) + "\n").encode())
+        reply = asyncio.ensure_future(proc.stdout.readline())
+        stop = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {reply, stop}, timeout=self._timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stop.cancel()
+        if reply not in done:
+            reply.cancel()
+            kill_group(proc)  # the call may be stuck in a loop: end it with its runner
+            await proc.wait()
+            if self._stop_reason == "cancelled":  # set by cancel() while we waited
+                return Finished(status="cancelled", exit_code=None, reason="cancelled")
+            return Finished(
+                status="timed_out", exit_code=None, reason=f"timed out after {self._timeout_s}s"
+            )
+        line = reply.result()
+        if not line:  # the runner died (os._exit, a crash, the OOM killer)
+            code = await proc.wait()
+            return Finished(
+                status="failed",
+                exit_code=code,
+                reason=f"the Python runner exited with {code} during the call",
+            )
+        self._pool.release(proc)
+        return self._finished(json.loads(line))
+
+    def _finished(self, answer: dict[str, Any]) -> Finished:
+        for stream in ("stdout", "stderr"):
+            if answer.get(stream):
+                self._on_output(stream, answer[stream].encode())
+        if answer.get("traceback"):
+            self._on_output("stderr", answer["traceback"].encode())
+        if answer["ok"]:
+            return Finished(status="completed", exit_code=0, result=answer["result"])
+        return Finished(status="failed", exit_code=1, reason=answer["error"])
