@@ -111,7 +111,8 @@ class Client:
             return TaskFuture(self, created["id"])
         if args:
             raise TypeError("positional arguments are for functions; a command takes fields")
-        body = build_task(command, **fields)
+        shell: str | None = command if command is not None else fields.pop("command", None)
+        body = build_task(shell, **fields)  # submit(command="...") works too
         return TaskInfo.from_json(self.request("POST", "/api/v1/tasks", json=body))
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any]) -> builtins.list[TaskFuture]:
