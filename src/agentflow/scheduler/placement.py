@@ -107,7 +107,8 @@ def _plan_group(
     reasons: dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...]], str | None]
     reasons = {}
     for scanned, task_id in enumerate(sm.ready.ordered(group)):
-        if scanned >= MAX_SCAN or len(plan.assignments) >= max_assignments:
+        if scanned >= MAX_SCAN or len(plan.assignments) >= max_assignments or not heap:
+            # No worker has room: the rest of the queue waits (and is judged) for a later pass.
             return
         task = sm.tasks[task_id]
         reason = None
@@ -118,7 +119,7 @@ def _plan_group(
             reason = reasons[needs]
         if reason != task.unschedulable:
             plan.unschedulable[task_id] = reason
-        if reason is not None or not heap:
+        if reason is not None:
             continue
         skipped = []
         while heap:
