@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+from pathlib import Path
 
 import httpx
 
@@ -106,3 +108,32 @@ def test_gpu_task_lands_where_it_fits_and_unschedulable_clears(procs: Processes)
         done = client.wait(big.id, timeout_s=20)
         assert done.ok and done.worker_id == "gpu-2"
         assert done.raw["unschedulable"] is None
+
+
+def test_gpu_model_is_registered_and_a_lost_worker_leaves_the_registry(
+    procs: Processes, tmp_path: Path
+) -> None:
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 81559'\n")
+    fake.chmod(0o755)
+    _, url = procs.master(
+        "m1",
+        None,
+        "--worker-timeout",
+        "1s",
+        "--heartbeat-interval",
+        "0.3s",
+        "--lost-worker-retention",
+        "1s",
+    )
+    worker = procs.worker("gpu-box", url, env={"PATH": f"{fake.parent}:{os.environ['PATH']}"})
+    wait_until(lambda: live_workers(url) == 1)
+    with Client(url) as client:
+        [view] = client.workers()
+        assert view["gpus"] == [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}]
+        assert view["resources"]["gpu"] == 1.0
+        worker.kill9()
+        wait_until(lambda: client.workers() == [], 15, "lost worker removed")
+        departed = client.request("GET", "/api/v1/workers")["departed"]
+        assert [d["id"] for d in departed] == ["gpu-box"]

@@ -190,3 +190,29 @@ def test_submit_tells_the_scheduler_once_per_batch() -> None:
     log(SubmitTasks(now_ms=0, tasks=[new("a"), new("b")]))
     events = [e for e in log.sm.drain_events() if isinstance(e, TasksQueued)]
     assert [e.task_ids for e in events] == [("a", "b")]
+
+
+def test_deregistered_worker_leaves_history_and_gpus_are_recorded() -> None:
+    from agentflow.state.commands import DeregisterWorker
+
+    log = Log()
+    log(
+        RegisterWorker(
+            now_ms=0,
+            worker_id="g",
+            group="default",
+            slots=1,
+            resources={"gpu": 1},
+            labels={},
+            hostname="h",
+            gpus=[{"index": 0, "name": "NVIDIA H100", "memory_mb": 81559}],
+        )
+    )
+    assert log.sm.workers["g"].gpus[0]["name"] == "NVIDIA H100"
+    log(MarkWorkersLost(now_ms=30_000, worker_ids=["g"]))
+    log(DeregisterWorker(now_ms=99_000, worker_id="g", force=True))
+    assert "g" not in log.sm.workers
+    assert [d["id"] for d in log.sm.departed] == ["g"]
+    copy = StateMachine()
+    copy.restore(log.sm.snapshot())
+    assert list(copy.departed) == list(log.sm.departed)

@@ -65,7 +65,10 @@ class MasterService:
         self.scheduler = Scheduler(
             self.log,
             clock_ms,
-            SchedulerConfig(worker_loss_timeout_s=config.worker_loss_timeout_s),
+            SchedulerConfig(
+                worker_loss_timeout_s=config.worker_loss_timeout_s,
+                lost_worker_retention_s=config.lost_worker_retention_s,
+            ),
         )
         self.hub = SessionHub(self.machine)
         self.started_at_ms = clock_ms()

@@ -90,6 +90,7 @@ def worker_view(
         "slots": worker.slots,
         "free_slots": worker.free_slots,
         "prefetch": worker.prefetch,
+        "gpus": worker.gpus,
         "running": sorted(worker.running),
         "load": round(len(worker.running) / worker.capacity, 3) if worker.capacity else 1.0,
         "resources": worker.resources,

@@ -49,7 +49,7 @@ async def list_workers(request: Request) -> JSONResponse:
         worker_view(w, now, svc.scheduler.last_contact_ms(w.id), reserved_by(svc.machine, w))
         for w in sorted(svc.machine.workers.values(), key=lambda w: w.id)
     ]
-    return JSONResponse({"workers": views})
+    return JSONResponse({"workers": views, "departed": list(svc.machine.departed)[-100:]})
 
 
 @router.get("/workers/{worker_id}")
@@ -157,6 +157,14 @@ def _register_command(svc: MasterService, worker_id: str, hello: dict[str, Any])
         hostname=str(hello.get("hostname", "")),
         running=[(str(t), int(tok)) for t, tok in hello.get("running", [])],
         prefetch=max(0, min(int(hello.get("prefetch", 0)), 4 * slots)),
+        gpus=[
+            {
+                "index": int(g["index"]),
+                "name": str(g["name"])[:128],
+                "memory_mb": int(g["memory_mb"]),
+            }
+            for g in list(hello.get("gpus", []))[:64]
+        ],
     )
 
 

@@ -45,6 +45,11 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--worker-timeout", "worker_loss_timeout_s", help="Declare a silent worker lost, e.g. 30s."
 )
+@click.option(
+    "--lost-worker-retention",
+    "lost_worker_retention_s",
+    help="Remove a lost worker from the registry after this long (default 1h).",
+)
 @click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
 @click.option("--raft-port", type=int, help="Port for peer traffic (default: --port + 1).")
 @click.option("--raft-host", help="Address for peer traffic (default: --host).")
@@ -170,10 +175,15 @@ def worker_command(
     config: WorkerConfig = resolve(WorkerConfig, flags)
     if config.slots < 0:
         raise ConfigError("--slots must be positive")
-    detected, _gpus = probe_resources()
+    detected, gpus = probe_resources()
     detected.update(parse_resources(_pairs(resources, "--resources")))
     _setup_logging(config.log_level)
-    worker = Worker(config, detected, _pairs(labels, "--labels"))
+    worker = Worker(
+        config,
+        detected,
+        _pairs(labels, "--labels"),
+        [{"index": g.index, "name": g.name, "memory_mb": g.memory_mb} for g in gpus],
+    )
     asyncio.run(worker.run())
 
 

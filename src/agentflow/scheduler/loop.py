@@ -21,6 +21,7 @@ from agentflow.scheduler.placement import plan_pass
 from agentflow.state import Command, StateMachine
 from agentflow.state.commands import (
     AssignTasks,
+    DeregisterWorker,
     MarkWorkersLost,
     ReleaseDueTasks,
     SetUnschedulable,
@@ -50,6 +51,7 @@ class Proposer(Protocol):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SchedulerConfig:
     worker_loss_timeout_s: float = 30.0
+    lost_worker_retention_s: float = 3600.0  # then a lost worker leaves the registry
     tick_s: float = 1.0
     max_assignments_per_pass: int = 4096
 
@@ -118,6 +120,16 @@ class Scheduler:
         if lost:
             log.warning("workers lost (silent > %ss): %s", self._config.worker_loss_timeout_s, lost)
             await self._log.propose(MarkWorkersLost(now_ms=now, worker_ids=lost))
+        retention_ms = int(self._config.lost_worker_retention_s * 1000)
+        expired = [
+            w.id
+            for w in sm.workers.values()
+            if w.state is WorkerState.LOST
+            and w.lost_at is not None
+            and now - w.lost_at > retention_ms
+        ]
+        for worker_id in expired:  # lost long enough: leave the registry, history kept
+            await self._log.propose(DeregisterWorker(now_ms=now, worker_id=worker_id, force=True))
         plan = plan_pass(sm, max_assignments=self._config.max_assignments_per_pass)
         if plan.unschedulable:
             await self._log.propose(

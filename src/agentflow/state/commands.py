@@ -202,6 +202,7 @@ class RegisterWorker(Command):
     hostname: str
     running: list[tuple[str, int]] = field(default_factory=list)
     prefetch: int = 0
+    gpus: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:

@@ -61,6 +61,7 @@ class StateLimits:
     output_tail_bytes: int = 512 * 1024  # per stream: stdout + stderr = 1 MiB per task
     max_finished_tasks: int = 200_000  # oldest finished tasks are evicted beyond this
     max_backoff_s: float = 600.0
+    max_departed_workers: int = 1_000  # history of deregistered workers kept
 
 
 _Handler = Callable[["StateMachine", int, Any], Any]
@@ -108,6 +109,7 @@ class StateMachine:
         self.workflow_open: dict[str, int] = {}  # workflow id -> tasks not yet finished
         self.dependents: dict[str, list[str]] = {}  # task id -> tasks waiting on it
         self.settling: deque[str] = deque()  # workflow tasks finished during this command
+        self.departed: deque[dict[str, Any]] = deque(maxlen=self.limits.max_departed_workers)
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class StateMachine:
             "finished": list(self.finished),
             "totals": dict(self.totals),
             "workflows": [w.to_wire() for w in self.workflows.values()],
+            "departed": list(self.departed),
         }
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
@@ -238,6 +241,7 @@ class StateMachine:
             self.outputs[tid] = {s: OutputTail.from_wire(w) for s, w in tails.items()}
         self.finished = deque(body["finished"])
         self.totals = Counter(body["totals"])
+        self.departed.extend(body.get("departed", []))
         for wire in body.get("workflows", []):
             wf = WorkflowRecord.from_wire(wire)
             self.workflows[wf.id] = wf

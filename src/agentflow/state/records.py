@@ -190,6 +190,7 @@ class WorkerRecord(_Wire):
     hostname: str
     registered_at: int
     prefetch: int = 0  # attempts it may hold queued beyond its slots
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # index, name, memory_mb
     state: WorkerState = WorkerState.ACTIVE
     draining: bool = False
     running: dict[str, int] = field(default_factory=dict)  # task id -> fencing token

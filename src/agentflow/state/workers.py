@@ -39,6 +39,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
             hostname=cmd.hostname,
             registered_at=cmd.now_ms,
             prefetch=cmd.prefetch,
+            gpus=list(cmd.gpus),
         )
         sm.workers[worker.id] = worker
     else:
@@ -48,6 +49,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
         worker.labels = dict(cmd.labels)
         worker.hostname = cmd.hostname
         worker.prefetch = cmd.prefetch
+        worker.gpus = list(cmd.gpus)
     reported = dict(cmd.running)
     for task_id, token in list(worker.running.items()):
         if reported.get(task_id) != token:
@@ -125,4 +127,16 @@ def deregister(sm: StateMachine, index: int, cmd: DeregisterWorker) -> str:
         )
     mark_lost(sm, index, MarkWorkersLost(now_ms=cmd.now_ms, worker_ids=[worker.id]))
     del sm.workers[worker.id]
+    sm.departed.append(
+        {
+            "id": worker.id,
+            "group": worker.group,
+            "hostname": worker.hostname,
+            "registered_at": worker.registered_at,
+            "lost_at": worker.lost_at,
+            "departed_at": cmd.now_ms,
+            "completed": worker.completed,
+            "failed": worker.failed,
+        }
+    )
     return worker.id

@@ -49,8 +49,13 @@ MAX_RESULT_BYTES = 64 * 1024
 
 class Worker:
     def __init__(
-        self, config: WorkerConfig, resources: dict[str, float], labels: dict[str, str]
+        self,
+        config: WorkerConfig,
+        resources: dict[str, float],
+        labels: dict[str, str],
+        gpus: list[dict[str, Any]] | None = None,
     ) -> None:
+        self.gpus = gpus or []
         self.config = config
         self.slots = config.slots or max(1, int(resources.get("cpu", 1)))
         self.prefetch = max(0, config.prefetch)
@@ -212,6 +217,7 @@ class Worker:
             "hostname": socket.gethostname(),
             "running": held,
             "prefetch": self.prefetch,
+            "gpus": self.gpus,
             "protocol": wire.PROTOCOL_VERSION,
         }
 
