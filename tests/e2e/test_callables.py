@@ -74,8 +74,10 @@ def test_exception_fails_the_task_with_its_traceback(
     url = _cluster(procs, tmp_path)
     with Client(url) as client:
         future = client.submit(jobs.boom)
-        with pytest.raises(TaskFailedError, match="ValueError: nope"):
+        with pytest.raises(TaskFailedError, match="ValueError: nope") as failed:
             future.result(timeout_s=20)
+        assert "Traceback (most recent call last)" in failed.value.detail
+        assert 'in boom\n    raise ValueError("nope")' in failed.value.detail
         stderr = client.output(future.id)["stderr"]
         assert "Traceback" in stderr and 'raise ValueError("nope")' in stderr
 

@@ -138,4 +138,6 @@ class FunctionAttempt:
             self._on_output("stderr", answer["traceback"].encode())
         if answer["ok"]:
             return Finished(status="completed", exit_code=0, result=answer["result"])
-        return Finished(status="failed", exit_code=1, reason=answer["error"])
+        # The traceback ends with the error line; the master keeps the last 4 KiB of a reason.
+        reason = answer.get("traceback") or answer["error"]
+        return Finished(status="failed", exit_code=1, reason=reason[-4000:])
