@@ -217,7 +217,10 @@ class RaftLog:
 
         def propose(raft: RaftNode) -> Any:
             if self._snapshot_task is not None:
-                raise ProposalDroppedError("a snapshot is being taken; retry in a moment")
+                # Applying is held back while a snapshot is taken, and a conf change must not
+                # run ahead of what is applied: wait in the queue until the snapshot is done.
+                self._actions.append((propose, future))
+                return
             index = raft.propose_conf_change(change)
             self._waiting[index] = _Waiting(raft.term, future)
 
