@@ -10,7 +10,7 @@ from pydantic import Field
 
 from agentflow.api.problems import read_model
 from agentflow.api.schemas import Name, _Strict
-from agentflow.api.service import MasterService
+from agentflow.api.service import MasterService, service
 from agentflow.errors import NotFoundError
 from agentflow.raft import ConfChangeType
 
@@ -28,11 +28,6 @@ class MemberIn(_Strict):
 
 class TransferIn(_Strict):
     to: Name | None = None
-
-
-def service(request: Request) -> MasterService:
-    svc: MasterService = request.app.state.service
-    return svc
 
 
 @router.get("")

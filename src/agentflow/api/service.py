@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from starlette.requests import Request
+
 from agentflow.api.sessions import SessionHub
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
@@ -25,7 +27,7 @@ from agentflow.state.commands import NewTask, SubmitTasks
 from agentflow.state.events import Event, OutputAppended, TaskChanged, WorkflowChanged
 from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord, WorkflowStatus
 
-__all__ = ["MasterService", "wall_clock_ms"]
+__all__ = ["MasterService", "service", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -248,3 +250,9 @@ class MasterService:
                 "free_slots": sum(w.free_slots for w in sm.workers.values() if w.live),
             },
         }
+
+
+def service(request: Request) -> MasterService:
+    """The master's services, for a route handling ``request``."""
+    svc: MasterService = request.app.state.service
+    return svc

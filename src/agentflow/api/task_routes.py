@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from agentflow.api.problems import read_model
 from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn
-from agentflow.api.service import MasterService
+from agentflow.api.service import service
 from agentflow.api.views import task_view
 from agentflow.errors import PayloadTooLargeError, ValidationError
 from agentflow.state import TaskStatus
@@ -22,11 +22,6 @@ router = APIRouter(prefix="/api/v1")
 
 MAX_WAIT_S = 300.0
 MAX_PAGE = 1000
-
-
-def service(request: Request) -> MasterService:
-    svc: MasterService = request.app.state.service
-    return svc
 
 
 @router.post("/tasks", status_code=201)

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocketDisconnect
 from agentflow import wire
 from agentflow.api.problems import read_model
 from agentflow.api.schemas import WorkerPatchIn
-from agentflow.api.service import MasterService
+from agentflow.api.service import MasterService, service
 from agentflow.api.sessions import WorkerSession
 from agentflow.api.views import worker_view
 from agentflow.errors import AgentFlowError, NotFoundError
@@ -34,11 +34,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 
 HELLO_TIMEOUT_S = 10.0
-
-
-def service(request: Request) -> MasterService:
-    svc: MasterService = request.app.state.service
-    return svc
 
 
 @router.get("/workers")

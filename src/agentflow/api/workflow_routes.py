@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from agentflow.api.problems import read_model
 from agentflow.api.schemas import WorkflowIn, new_task_id
-from agentflow.api.service import MasterService
+from agentflow.api.service import MasterService, service
 from agentflow.api.views import iso
 from agentflow.errors import NotFoundError, ValidationError
 from agentflow.scheduler.dag import (
@@ -29,11 +29,6 @@ router = APIRouter(prefix="/api/v1/workflows")
 
 MAX_WAIT_S = 300.0
 MAX_WORKFLOW_TASKS = 100_000
-
-
-def service(request: Request) -> MasterService:
-    svc: MasterService = request.app.state.service
-    return svc
 
 
 def _checked(body: WorkflowIn) -> Analysis:
