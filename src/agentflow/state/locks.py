@@ -247,7 +247,7 @@ class LockTable:
 
     def _grantable(self, lock: _Lock, mode: LockMode, now_ms: int) -> bool:
         # Waiters queued first are served first: a new request never jumps the queue.
-        return now_ms >= lock.delay_until_ms and _fits(lock, mode)
+        return now_ms >= lock.delay_until_ms and not lock.waiters and _fits(lock, mode)
 
     def _replay(self, seen: Grant | Waiting, name: str, session: str) -> Grant | Waiting:
         if (seen.name, seen.session) != (name, session):
