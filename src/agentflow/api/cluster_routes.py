@@ -47,7 +47,7 @@ async def add_member(request: Request) -> JSONResponse:
     """Add a learner (``voter: false``), or promote a member to voter (``voter: true``)."""
     svc = service(request)
     if not svc.log.is_leader:
-        return await _forwarded_only(svc)
+        raise svc.log.not_leader()
     body = await read_model(request, MemberIn, svc.config.max_request_bytes)
     kind = ConfChangeType.ADD_VOTER if body.voter else ConfChangeType.ADD_LEARNER
     status = await svc.log.change_membership(kind, body.id, body.raft_address, body.api_url)
@@ -58,7 +58,7 @@ async def add_member(request: Request) -> JSONResponse:
 async def remove_member(request: Request, node_id: str) -> JSONResponse:
     svc = service(request)
     if not svc.log.is_leader:
-        return await _forwarded_only(svc)
+        raise svc.log.not_leader()
     if node_id not in svc.log.members:
         raise NotFoundError(f"no member {node_id}", node_id=node_id)
     status = await svc.log.change_membership(ConfChangeType.REMOVE_NODE, node_id)
@@ -69,7 +69,7 @@ async def remove_member(request: Request, node_id: str) -> JSONResponse:
 async def transfer_leadership(request: Request) -> JSONResponse:
     svc = service(request)
     if not svc.log.is_leader:
-        return await _forwarded_only(svc)
+        raise svc.log.not_leader()
     body = await read_model(request, TransferIn, svc.config.max_request_bytes)
     target = body.to or _best_successor(svc)
     await svc.log.transfer_leadership(target)
@@ -82,7 +82,3 @@ def _best_successor(svc: MasterService) -> str:
     if not voters:
         raise NotFoundError("no other connected voter to hand leadership to")
     return str(min(voters, key=lambda m: (m["lag"] or 0, m["id"]))["id"])
-
-
-async def _forwarded_only(svc: MasterService) -> JSONResponse:
-    raise svc.log.not_leader()

@@ -8,7 +8,6 @@ each result is printed, and the exit code is non-zero if any task failed.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import socket
 import sys
@@ -20,7 +19,6 @@ from typing import Any, TypeVar
 
 import click
 import pydantic
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -38,18 +36,8 @@ T = TypeVar("T")
 console = Console(stderr=True)
 
 
-def load_task_file(path: Path) -> list[dict[str, Any]]:
-    """Tasks from a YAML or JSON file: a list, or a mapping with ``tasks``. Validated here."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}"
-        ) from None
+def load_task_file(path: Path, data: Any) -> list[dict[str, Any]]:
+    """Tasks from a file's parsed content: a list, or a mapping with ``tasks``. Validated here."""
     items = data.get("tasks") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{path}: expected a list of tasks (or a mapping with 'tasks')")
@@ -96,7 +84,7 @@ def run(file: Path, n_workers: int, slots: int, master_url: str | None) -> None:
     """
     from agentflow.cli import workflow as wf
 
-    data = wf._read(file)
+    data = wf.read_spec_file(file)
     if wf.is_workflow(data):
         spec = wf.load_workflow_file(file, data)
         view = asyncio.run(
@@ -104,7 +92,7 @@ def run(file: Path, n_workers: int, slots: int, master_url: str | None) -> None:
         )
         wf.print_table(view)
         sys.exit(0 if view["status"] == "completed" else 1)
-    tasks = load_task_file(file)
+    tasks = load_task_file(file, data)
     results = asyncio.run(
         _run_local(lambda url: _submit_and_watch(url, tasks), n_workers, slots, master_url)
     )

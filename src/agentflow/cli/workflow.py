@@ -17,13 +17,21 @@ from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import AsyncClient
 from agentflow.errors import ConfigError
 
-__all__ = ["is_workflow", "load_workflow_file", "render_graph", "watch", "workflow"]
+__all__ = [
+    "is_workflow",
+    "load_workflow_file",
+    "read_spec_file",
+    "render_graph",
+    "watch",
+    "workflow",
+]
 
 console = Console(stderr=True)
 FINISHED = ("completed", "failed", "cancelled", "timed_out", "upstream_failed")
 
 
-def _read(path: Path) -> Any:
+def read_spec_file(path: Path) -> Any:
+    """The parsed YAML or JSON of a task or workflow file (one clear line if it is not)."""
     import yaml
 
     try:
@@ -59,7 +67,7 @@ def load_workflow_file(path: Path, data: Any = None) -> dict[str, Any]:
     from agentflow.api.problems import validation_error
     from agentflow.api.schemas import WorkflowIn
 
-    data = _read(path) if data is None else data
+    data = read_spec_file(path) if data is None else data
     if isinstance(data, list):
         data = {"tasks": data}
     if not isinstance(data, dict):

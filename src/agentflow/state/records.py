@@ -160,10 +160,6 @@ class TaskRecord(_Wire):
     result: str | None = None  # what the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded)
     unschedulable: str | None = None  # why no registered worker could ever run it
 
-    @property
-    def current(self) -> Attempt | None:
-        return self.attempts[-1] if self.attempts else None
-
     def to_wire(self) -> dict[str, Any]:
         wire = {name: getattr(self, name) for name in _names(TaskRecord)}
         wire["spec"] = self.spec.to_wire()

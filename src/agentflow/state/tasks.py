@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
-from agentflow.errors import ConflictError, NotFoundError, StaleTokenError
+from agentflow.errors import ConflictError, NotFoundError
 from agentflow.state.commands import (
     AssignTasks,
     CancelTask,
@@ -324,11 +324,3 @@ def set_unschedulable(sm: StateMachine, index: int, cmd: SetUnschedulable) -> in
             task.unschedulable = reason
             changed += 1
     return changed
-
-
-def check_token(sm: StateMachine, task_id: str, token: int) -> TaskRecord:
-    """The live task for a fencing token, or StaleTokenError (used by lock and message calls)."""
-    task = _current(sm, task_id, token)
-    if task is None:
-        raise StaleTokenError(f"token {token} is not the live attempt of task {task_id}")
-    return task
