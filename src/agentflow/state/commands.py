@@ -13,15 +13,23 @@ from typing import Any
 import msgpack
 
 __all__ = [
+    "AcquireLock",
     "AssignTasks",
+    "CancelLockWait",
     "CancelTask",
     "CancelWorkflow",
     "Command",
     "DeregisterWorker",
+    "EndLockSession",
+    "ExpireLocks",
+    "ForceReleaseLock",
     "MarkWorkersLost",
     "NewTask",
+    "RearmLocks",
     "RegisterWorker",
     "ReleaseDueTasks",
+    "ReleaseLock",
+    "RenewLock",
     "ReportAttempts",
     "RetryWorkflow",
     "SetPriority",
@@ -235,6 +243,72 @@ class DeregisterWorker(Command):
     force: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcquireLock(Command):
+    """Grant ``name`` to ``session`` now, queue it (``wait``), or refuse; see ``LockTable``.
+
+    A session ``task:<task id>:<fencing token>`` is a task attempt's: it must be live, and the
+    grant ends with the attempt.
+    """
+
+    name: str
+    session: str
+    ttl_ms: int
+    mode: str = "exclusive"
+    limit: int = 1
+    wait: bool = False
+    wait_timeout_ms: int | None = None
+    request_id: str | None = None
+    owner: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewLock(Command):
+    name: str
+    session: str
+    token: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseLock(Command):
+    name: str
+    session: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForceReleaseLock(Command):
+    name: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelLockWait(Command):
+    """A blocking acquire's client gave up: its place in the queue goes, its holds stay."""
+
+    name: str
+    session: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndLockSession(Command):
+    """An agent session closes: every lock it holds is released and its wait dropped."""
+
+    session: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpireLocks(Command):
+    """The leader's clock (``now_ms``) passed an expiry, a wait deadline or a lock-delay."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RearmLocks(Command):
+    """A new leader gives every grant its full TTL again from ``now_ms`` (never early)."""
+
+
 def _fix_tuples(cls: type[Command], data: dict[str, Any]) -> dict[str, Any]:
     if cls is AssignTasks:
         data = dict(data)
@@ -260,6 +334,14 @@ _REGISTRY: dict[str, type[Command]] = {
         MarkWorkersLost,
         SetWorkerDraining,
         DeregisterWorker,
+        AcquireLock,
+        RenewLock,
+        ReleaseLock,
+        ForceReleaseLock,
+        CancelLockWait,
+        EndLockSession,
+        ExpireLocks,
+        RearmLocks,
     )
 }
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "CancelRequested",
     "Event",
+    "LockChanged",
     "OutputAppended",
     "TaskAssigned",
     "TaskChanged",
@@ -70,3 +71,13 @@ class WorkflowChanged(Event):
 class WorkerChanged(Event):
     worker_id: str
     state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockChanged(Event):
+    """One lock event: granted, released, expired, forced, waiting or wait-ended."""
+
+    name: str
+    session: str
+    kind: str
+    token: int | None = None

@@ -18,6 +18,7 @@ typed errors from :mod:`agentflow.errors`; the state machine turns them into res
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
@@ -81,6 +82,8 @@ class Grant:
     expiry_ms: int
     ttl_ms: int
     request_id: str | None = None
+    owner: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +95,8 @@ class Waiting:
     since_ms: int
     deadline_ms: int | None = None  # the wait ends unanswered at this time (408 in the API)
     request_id: str | None = None
+    owner: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +106,7 @@ class LockEvent:
     session: str
     index: int
     token: int | None = None
+    detail: str | None = None  # why, for a forced release
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,7 +160,9 @@ class LockTable:
         self._waiting_on: dict[str, str] = {}  # session -> the one lock it waits for
         self._requests: OrderedDict[str, Grant | Waiting] = OrderedDict()
         self._delayed: set[str] = set()  # locks in lock-delay
+        self._deadlines: list[tuple[int, str]] = []  # (ms, lock name), lazily cleaned
         self.history: deque[LockEvent] = deque(maxlen=self.limits.history_max)
+        self.emitted: list[LockEvent] = []  # events since the owner last took them
         self.index = 0
 
     # -- queries ----------------------------------------------------------------------------
@@ -174,6 +182,43 @@ class LockTable:
         lock = self._locks.get(name)
         return None if lock is None else lock.limit
 
+    def held_by(self, session: str) -> list[Grant]:
+        """The grants ``session`` holds, by lock name."""
+        return [self._locks[n].holders[session] for n in sorted(self._held.get(session, ()))]
+
+    def waiting_for(self, session: str) -> Waiting | None:
+        name = self._waiting_on.get(session)
+        if name is None:
+            return None
+        return next(w for w in self._locks[name].waiters if w.session == session)
+
+    def delayed_until(self, name: str) -> int:
+        lock = self._locks.get(name)
+        return 0 if lock is None else lock.delay_until_ms
+
+    def next_deadline_ms(self) -> int | None:
+        """The earliest time at which ``expire`` would change something (expiry, wait, delay)."""
+        while self._deadlines:
+            at, name = self._deadlines[0]
+            if self._due_at(name, at):
+                return at
+            heapq.heappop(self._deadlines)
+        return None
+
+    def _due_at(self, name: str, at: int) -> bool:
+        lock = self._locks.get(name)
+        if lock is None:
+            return False
+        return (
+            any(g.expiry_ms == at for g in lock.holders.values())
+            or any(w.deadline_ms == at for w in lock.waiters)
+            or (name in self._delayed and lock.delay_until_ms == at)
+        )
+
+    def take_events(self) -> list[LockEvent]:
+        events, self.emitted = self.emitted, []
+        return events
+
     def wait_for_graph(self) -> dict[str, set[str]]:
         """Session -> the sessions holding the lock it waits for."""
         return {s: set(self._locks[n].holders) for s, n in self._waiting_on.items()}
@@ -191,6 +236,8 @@ class LockTable:
         wait: bool = False,
         wait_timeout_ms: int | None = None,
         request_id: str | None = None,
+        owner: str | None = None,
+        metadata: dict[str, Any] | None = None,
         now_ms: int,
         index: int,
     ) -> Grant | Waiting:
@@ -212,6 +259,8 @@ class LockTable:
                 expiry_ms=now_ms + ttl_ms,
                 ttl_ms=ttl_ms,
                 request_id=request_id,
+                owner=owner,
+                metadata=metadata or {},
             )
             return self._add_holder(lock, grant)
         if not wait:
@@ -224,6 +273,8 @@ class LockTable:
             since_ms=now_ms,
             deadline_ms=None if wait_timeout_ms is None else now_ms + wait_timeout_ms,
             request_id=request_id,
+            owner=owner,
+            metadata=metadata or {},
         )
         return self._enqueue(lock, waiting)
 
@@ -276,6 +327,8 @@ class LockTable:
             )
         lock.waiters.append(waiting)
         self._waiting_on[waiting.session] = waiting.name
+        if waiting.deadline_ms is not None:
+            heapq.heappush(self._deadlines, (waiting.deadline_ms, waiting.name))
         self._record(LockEventKind.WAITING, waiting.name, waiting.session)
         return self._remember(waiting)
 
@@ -319,6 +372,7 @@ class LockTable:
             raise StaleTokenError(f"grant {token} of lock {name} has expired", lock=name)
         renewed = replace(grant, expiry_ms=now_ms + ttl_ms, ttl_ms=ttl_ms)
         lock.holders[session] = renewed
+        heapq.heappush(self._deadlines, (renewed.expiry_ms, name))
         return renewed
 
     def release(
@@ -330,16 +384,28 @@ class LockTable:
         self._drop_holder(lock, grant, LockEventKind.RELEASED)
         return LockChanges(ended=(grant,), granted=self._wake(name, now_ms))
 
-    def force_release(self, name: str, *, index: int, now_ms: int) -> LockChanges:
-        """Admin: end every grant of ``name`` (recorded as forced) and wake the waiters."""
+    def force_release(
+        self, name: str, *, index: int, now_ms: int, reason: str | None = None
+    ) -> LockChanges:
+        """Admin: end every grant of ``name`` (recorded as forced, with why) and wake waiters."""
         self._advance(index)
         lock = self._locks.get(name)
         if lock is None:
             raise NotFoundError(f"no lock {name}", lock=name)
         ended = tuple(lock.holders.values())
         for grant in ended:
-            self._drop_holder(lock, grant, LockEventKind.FORCED)
+            self._drop_holder(lock, grant, LockEventKind.FORCED, detail=reason)
         return LockChanges(ended=ended, granted=self._wake(name, now_ms))
+
+    def cancel_wait(self, name: str, session: str, *, index: int, now_ms: int) -> LockChanges:
+        """The waiter gave up (its client went away): drop its place, keep what it holds."""
+        self._advance(index)
+        if self._waiting_on.get(session) != name:
+            return LockChanges()
+        lock = self._locks[name]
+        waiting = next(w for w in lock.waiters if w.session == session)
+        self._drop_waiter(lock, waiting)
+        return LockChanges(dropped=(waiting,), granted=self._wake(name, now_ms))
 
     def _held_by(self, name: str, session: str, token: int) -> tuple[_Lock, Grant]:
         lock = self._locks.get(name)
@@ -400,9 +466,10 @@ class LockTable:
 
     def rearm(self, *, now_ms: int) -> None:
         """After a leader change: every grant gets its full TTL again from ``now_ms``."""
-        for lock in self._locks.values():
+        for name, lock in self._locks.items():
             for session, grant in lock.holders.items():
                 lock.holders[session] = replace(grant, expiry_ms=now_ms + grant.ttl_ms)
+                heapq.heappush(self._deadlines, (now_ms + grant.ttl_ms, name))
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -415,15 +482,18 @@ class LockTable:
         lock.holders[grant.session] = grant
         self._held.setdefault(grant.session, set()).add(grant.name)
         self._record(LockEventKind.GRANTED, grant.name, grant.session, grant.token)
+        heapq.heappush(self._deadlines, (grant.expiry_ms, grant.name))
         return self._remember(grant)
 
-    def _drop_holder(self, lock: _Lock, grant: Grant, kind: LockEventKind) -> None:
+    def _drop_holder(
+        self, lock: _Lock, grant: Grant, kind: LockEventKind, detail: str | None = None
+    ) -> None:
         del lock.holders[grant.session]
         held = self._held[grant.session]
         held.discard(grant.name)
         if not held:
             del self._held[grant.session]
-        self._record(kind, grant.name, grant.session, grant.token)
+        self._record(kind, grant.name, grant.session, grant.token, detail)
 
     def _drop_waiter(self, lock: _Lock, waiting: Waiting) -> None:
         lock.waiters.remove(waiting)
@@ -436,6 +506,7 @@ class LockTable:
         if self.limits.lock_delay_ms > 0:
             lock.delay_until_ms = max(lock.delay_until_ms, now_ms + self.limits.lock_delay_ms)
             self._delayed.add(name)
+            heapq.heappush(self._deadlines, (lock.delay_until_ms, name))
 
     def _wake(self, name: str, now_ms: int) -> tuple[Grant, ...]:
         """Grant the head of the queue while it fits; token = the index of this command."""
@@ -452,6 +523,8 @@ class LockTable:
                 expiry_ms=now_ms + w.ttl_ms,
                 ttl_ms=w.ttl_ms,
                 request_id=w.request_id,
+                owner=w.owner,
+                metadata=w.metadata,
             )
             granted.append(self._add_holder(lock, grant))
         if now_ms >= lock.delay_until_ms:
@@ -469,11 +542,18 @@ class LockTable:
         return answer
 
     def _record(
-        self, kind: LockEventKind, name: str, session: str, token: int | None = None
+        self,
+        kind: LockEventKind,
+        name: str,
+        session: str,
+        token: int | None = None,
+        detail: str | None = None,
     ) -> None:
-        self.history.append(
-            LockEvent(kind=kind, name=name, session=session, index=self.index, token=token)
+        event = LockEvent(
+            kind=kind, name=name, session=session, index=self.index, token=token, detail=detail
         )
+        self.history.append(event)
+        self.emitted.append(event)
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -508,11 +588,17 @@ class LockTable:
             for g in map(_grant_from, d["holders"]):
                 lock.holders[g.session] = g
                 self._held.setdefault(g.session, set()).add(g.name)
+                self._deadlines.append((g.expiry_ms, g.name))
             for w in map(_waiting_from, d["waiters"]):
                 lock.waiters.append(w)
                 self._waiting_on[w.session] = w.name
+                if w.deadline_ms is not None:
+                    self._deadlines.append((w.deadline_ms, w.name))
+            if d["name"] in data["delayed"]:
+                self._deadlines.append((lock.delay_until_ms, d["name"]))
         for rid, kind, d in data["requests"]:
             self._requests[rid] = _grant_from(d) if kind == "grant" else _waiting_from(d)
         self._delayed = set(data["delayed"])
+        heapq.heapify(self._deadlines)
         for e in data["history"]:
             self.history.append(LockEvent(**{**e, "kind": LockEventKind(e["kind"])}))

@@ -18,18 +18,27 @@ from typing import Any
 import msgpack
 
 from agentflow.errors import AgentFlowError
+from agentflow.state import lock_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
 from agentflow.state import workflows as workflow_ops
 from agentflow.state.commands import (
+    AcquireLock,
     AssignTasks,
+    CancelLockWait,
     CancelTask,
     CancelWorkflow,
     Command,
     DeregisterWorker,
+    EndLockSession,
+    ExpireLocks,
+    ForceReleaseLock,
     MarkWorkersLost,
+    RearmLocks,
     RegisterWorker,
     ReleaseDueTasks,
+    ReleaseLock,
+    RenewLock,
     ReportAttempts,
     RetryWorkflow,
     SetPriority,
@@ -39,7 +48,8 @@ from agentflow.state.commands import (
     SubmitWorkflow,
     WorkerDisconnected,
 )
-from agentflow.state.events import Event, TaskChanged, WorkerChanged
+from agentflow.state.events import Event, LockChanged, TaskChanged, WorkerChanged
+from agentflow.state.locks import LockLimits, LockTable
 from agentflow.state.output import OutputTail
 from agentflow.state.queue import PriorityPolicy, ReadyQueue
 from agentflow.state.records import (
@@ -82,6 +92,14 @@ _HANDLERS: dict[type[Command], _Handler] = {
     SubmitWorkflow: workflow_ops.submit_workflow,
     CancelWorkflow: workflow_ops.cancel_workflow,
     RetryWorkflow: workflow_ops.retry_workflow,
+    AcquireLock: lock_ops.acquire,
+    RenewLock: lock_ops.renew,
+    ReleaseLock: lock_ops.release,
+    ForceReleaseLock: lock_ops.force_release,
+    CancelLockWait: lock_ops.cancel_wait,
+    EndLockSession: lock_ops.end_session,
+    ExpireLocks: lock_ops.expire,
+    RearmLocks: lock_ops.rearm,
 }
 
 
@@ -89,10 +107,14 @@ class StateMachine:
     """Tasks, workers and their indexes, changed only by ``apply``."""
 
     def __init__(
-        self, policy: PriorityPolicy | None = None, limits: StateLimits | None = None
+        self,
+        policy: PriorityPolicy | None = None,
+        limits: StateLimits | None = None,
+        lock_limits: LockLimits | None = None,
     ) -> None:
         self.policy = policy or PriorityPolicy()
         self.limits = limits or StateLimits()
+        self.locks = LockTable(lock_limits)
         self.applied_index = 0
         self.tasks: dict[str, TaskRecord] = {}
         self.idempotency: dict[str, str] = {}
@@ -124,6 +146,13 @@ class StateMachine:
             result = refused
         if self.settling:
             workflow_ops.settle(self, index, command.now_ms)
+        if self.locks.emitted:
+            self.events.extend(
+                LockChanged(
+                    index=e.index, name=e.name, session=e.session, kind=e.kind.value, token=e.token
+                )
+                for e in self.locks.take_events()
+            )
         return result
 
     def drain_events(self) -> list[Event]:
@@ -214,13 +243,14 @@ class StateMachine:
             "totals": dict(self.totals),
             "workflows": [w.to_wire() for w in self.workflows.values()],
             "departed": list(self.departed),
+            "locks": self.locks.snapshot(),
         }
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
 
     def restore(self, data: bytes) -> None:
         body = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        self.__init__(self.policy, self.limits)  # type: ignore[misc]
+        self.__init__(self.policy, self.limits, self.locks.limits)  # type: ignore[misc]
         self.applied_index = body["applied_index"]
         for wire in body["tasks"]:
             task = TaskRecord.from_wire(wire)
@@ -242,6 +272,8 @@ class StateMachine:
         self.finished = deque(body["finished"])
         self.totals = Counter(body["totals"])
         self.departed.extend(body.get("departed", []))
+        if "locks" in body:
+            self.locks.restore(body["locks"])
         for wire in body.get("workflows", []):
             wf = WorkflowRecord.from_wire(wire)
             self.workflows[wf.id] = wf

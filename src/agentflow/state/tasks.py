@@ -6,6 +6,7 @@ import heapq
 from typing import TYPE_CHECKING
 
 from agentflow.errors import ConflictError, NotFoundError
+from agentflow.state import lock_ops
 from agentflow.state.commands import (
     AssignTasks,
     CancelTask,
@@ -170,6 +171,7 @@ def finish_attempt(
     task = _current(sm, outcome.task_id, outcome.fencing_token)
     if task is None:
         return False
+    lock_ops.attempt_ended(sm, index, now_ms, task.id, outcome.fencing_token, lost=False)
     attempt = task.attempts[-1]
     attempt.finished_at = now_ms
     attempt.exit_code = outcome.exit_code
@@ -219,6 +221,7 @@ def _failed_attempt(
 def requeue_lost(sm: StateMachine, index: int, now_ms: int, task: TaskRecord) -> None:
     """The attempt's worker is gone: requeue without spending a retry."""
     attempt = task.attempts[-1]
+    lock_ops.attempt_ended(sm, index, now_ms, task.id, attempt.fencing_token, lost=True)
     attempt.finished_at = now_ms
     attempt.status = attempt.status or "lost"
     attempt.reason = attempt.reason or f"worker {attempt.worker_id} lost"
