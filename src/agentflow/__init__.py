@@ -18,12 +18,24 @@ from agentflow._version import __version__
 from agentflow.errors import AgentFlowError, TaskFailedError
 
 if TYPE_CHECKING:
-    from agentflow.client import AsyncClient, Client, TaskFuture, TaskInfo, task
+    from agentflow.client import (
+        AsyncClient,
+        Client,
+        FencedFile,
+        FencedResource,
+        Lease,
+        TaskFuture,
+        TaskInfo,
+        task,
+    )
 
 __all__ = [
     "AgentFlowError",
     "AsyncClient",
     "Client",
+    "FencedFile",
+    "FencedResource",
+    "Lease",
     "TaskFailedError",
     "TaskFuture",
     "TaskInfo",
@@ -31,7 +43,16 @@ __all__ = [
     "task",
 ]
 
-_LAZY = {"AsyncClient", "Client", "TaskFuture", "TaskInfo", "task"}
+_LAZY = {
+    "AsyncClient",
+    "Client",
+    "FencedFile",
+    "FencedResource",
+    "Lease",
+    "TaskFuture",
+    "TaskInfo",
+    "task",
+}
 
 
 def __getattr__(name: str) -> Any:

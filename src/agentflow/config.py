@@ -66,6 +66,7 @@ class MasterConfig:
     heartbeat_interval_s: float = 10.0
     worker_loss_timeout_s: float = 30.0
     lost_worker_retention_s: float = 3600.0
+    lock_delay_s: float = 0.0  # a lock whose holder was lost is not granted again for this long
     max_request_bytes: int = 8 << 20
     max_batch_tasks: int = 10_000
     output_tail_bytes: int = 512 << 10

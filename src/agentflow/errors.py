@@ -18,7 +18,8 @@ level::
     │   ├── OverloadedError         429: a queue or inbox is full
     │   ├── NotLeaderError          503: this master is not the leader (names the one it knows)
     │   └── UnavailableError        503: no quorum, shutting down, master unreachable
-    └── TaskFailedError             a waited-for task ended failed/cancelled/timed out (SDK only)
+    ├── TaskFailedError             a waited-for task ended failed/cancelled/timed out (SDK only)
+    └── LeaseLostError              a held lock's lease ended before its holder let go (SDK only)
 
 Each API-visible class carries an HTTP ``status``, a stable ``code`` and a ``title``; the API
 renders them as ``application/problem+json`` and the CLI as one line and an exit code.
@@ -34,6 +35,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ConflictError",
+    "LeaseLostError",
     "MethodNotAllowedError",
     "NotFoundError",
     "NotLeaderError",
@@ -168,6 +170,12 @@ class TaskFailedError(AgentFlowError):
     code = "task-failed"
     title = "Task failed"
     exit_code = 1
+
+
+class LeaseLostError(AgentFlowError):
+    code = "lease-lost"
+    title = "Lock lease lost"
+    exit_code = 8
 
 
 _BY_CODE: dict[str, type[AgentFlowError]] = {

@@ -15,7 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentflow._version import __version__
-from agentflow.api import cluster_routes, task_routes, worker_routes, workflow_routes
+from agentflow.api import (
+    cluster_routes,
+    lock_routes,
+    task_routes,
+    worker_routes,
+    workflow_routes,
+)
 from agentflow.api.forwarding import ForwardingMiddleware
 from agentflow.api.metrics import make_registry
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
@@ -59,6 +65,7 @@ def create_app(service: MasterService) -> FastAPI:
     app.include_router(worker_routes.router)
     app.include_router(cluster_routes.router)
     app.include_router(workflow_routes.router)
+    app.include_router(lock_routes.router)
     registry = make_registry(service)
 
     async def health(request: Request) -> JSONResponse:

@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from agentflow.state.commands import NewTask
 
 __all__ = [
+    "LockAcquireIn",
+    "LockForceIn",
+    "LockHolderIn",
+    "LockReleaseIn",
+    "LockRenewIn",
     "PriorityName",
     "ResourcesIn",
     "TaskBatchIn",
@@ -218,3 +223,54 @@ class WorkflowIn(_Strict):
     failure_policy: Literal["fail_fast", "continue"] = "continue"
     tasks: list[WorkflowTaskIn] = Field(default_factory=list)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+LOCK_NAME_PATTERN = r"^[A-Za-z0-9_.:/@=+\-]{1,256}$"
+MAX_LOCK_WAIT_S = 300.0
+SessionName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+
+
+class LockHolderIn(_Strict):
+    """Who: an agent ``session`` (any name), or a task attempt (``task_id`` + ``task_token``)."""
+
+    session: SessionName | None = None
+    task_id: Name | None = None
+    task_token: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_holder(self) -> LockHolderIn:
+        if (self.task_id is None) != (self.task_token is None):
+            raise ValueError("task_id and task_token go together")
+        if self.task_id is not None and self.session is not None:
+            raise ValueError("give a session or a task attempt, not both")
+        return self
+
+
+class LockAcquireIn(LockHolderIn):
+    owner: Annotated[str, Field(max_length=200)] | None = None
+    ttl_s: float = Field(default=30.0, gt=0, le=86_400)
+    wait_s: float = Field(default=0.0, ge=0, le=MAX_LOCK_WAIT_S)
+    mode: Literal["exclusive", "shared"] = "exclusive"
+    limit: int = Field(default=1, ge=1, le=1024)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    request_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(repr(value)) > 4096:
+            raise ValueError("metadata must stay under 4 KiB")
+        return value
+
+
+class LockRenewIn(LockHolderIn):
+    token: int = Field(ge=1)
+    ttl_s: float | None = Field(default=None, gt=0, le=86_400)  # default: the grant's TTL
+
+
+class LockReleaseIn(LockHolderIn):
+    token: int = Field(ge=1)
+
+
+class LockForceIn(_Strict):
+    reason: Annotated[str, Field(max_length=500)] | None = None

@@ -22,9 +22,17 @@ from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
 from agentflow.errors import NotFoundError, OverloadedError
 from agentflow.scheduler import Scheduler, SchedulerConfig
+from agentflow.scheduler.lockkeeper import LockKeeper
 from agentflow.state import StateLimits, StateMachine, TaskRecord, TaskStatus
 from agentflow.state.commands import NewTask, SubmitTasks
-from agentflow.state.events import Event, OutputAppended, TaskChanged, WorkflowChanged
+from agentflow.state.events import (
+    Event,
+    LockChanged,
+    OutputAppended,
+    TaskChanged,
+    WorkflowChanged,
+)
+from agentflow.state.locks import LockLimits
 from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord, WorkflowStatus
 
 __all__ = ["MasterService", "service", "wall_clock_ms"]
@@ -41,7 +49,10 @@ class MasterService:
         self.config = config
         self.now_ms = clock_ms
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.machine = StateMachine(limits=StateLimits(output_tail_bytes=config.output_tail_bytes))
+        self.machine = StateMachine(
+            limits=StateLimits(output_tail_bytes=config.output_tail_bytes),
+            lock_limits=LockLimits(lock_delay_ms=int(config.lock_delay_s * 1000)),
+        )
         raft_host, raft_port = config.raft_address
         self.log = RaftLog(
             ClusterConfig(
@@ -72,10 +83,12 @@ class MasterService:
                 lost_worker_retention_s=config.lost_worker_retention_s,
             ),
         )
+        self.locks = LockKeeper(self.log, clock_ms)
         self.hub = SessionHub(self.machine)
         self.started_at_ms = clock_ms()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._workflow_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._lock_waiters: dict[str, list[asyncio.Future[None]]] = {}  # by session
         self._followers: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._finish_times: deque[int] = deque(maxlen=100_000)
         self.log.subscribe(self.hub.on_events)
@@ -92,6 +105,7 @@ class MasterService:
         async with asyncio.TaskGroup() as group:
             self._group = group
             group.create_task(self.scheduler.run(), name="scheduler")
+            group.create_task(self.locks.run(), name="lock-keeper")
 
     async def stop(self) -> None:
         self.closing = True
@@ -101,6 +115,7 @@ class MasterService:
     def _leadership_changed(self, is_leader: bool) -> None:
         """A new leader re-arms worker liveness in full; a deposed one drops its sessions."""
         self.scheduler.rearm()
+        self.locks.rearm()
         if not is_leader:
             self.hub.close_all()
 
@@ -118,6 +133,10 @@ class MasterService:
                     for future in self._workflow_waiters.pop(event.workflow_id, ()):
                         if not future.done():
                             future.set_result(None)
+            elif isinstance(event, LockChanged):
+                for future in self._lock_waiters.pop(event.session, ()):
+                    if not future.done():
+                        future.set_result(None)
             elif isinstance(event, OutputAppended):
                 for queue in self._followers.get(event.task_id, ()):
                     with contextlib.suppress(asyncio.QueueFull):
@@ -185,6 +204,22 @@ class MasterService:
             if future in waiters:
                 waiters.remove(future)
         return self.machine.workflows[workflow_id]
+
+    async def lock_changed(self, session: str, timeout_s: float) -> None:
+        """Return when a lock event names ``session``, or after ``timeout_s``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._lock_waiters.setdefault(session, [])
+        waiters.append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, timeout_s))
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._lock_waiters.get(session, [])
+            if future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._lock_waiters[session]
 
     async def follow_output(self, task_id: str) -> AsyncIterator[bytes]:
         """Everything held of stdout and stderr, then new chunks until the task ends."""

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentflow.state import StateMachine, TaskRecord, TaskStatus, WorkerRecord
+from agentflow.state.locks import Grant, Waiting
 
-__all__ = ["iso", "task_view", "worker_view"]
+__all__ = ["grant_view", "iso", "lock_view", "task_view", "worker_view"]
 
 
 def iso(ms: int | None) -> str | None:
@@ -101,3 +102,60 @@ def worker_view(
         "last_heartbeat_age_s": round(max(0, now_ms - heard) / 1000.0, 3) if heard else None,
         "lost_at": iso(worker.lost_at),
     }
+
+
+def grant_view(sm: StateMachine, grant: Grant, now_ms: int) -> dict[str, Any]:
+    return {
+        "name": grant.name,
+        "session": grant.session,
+        "owner": grant.owner,
+        "token": grant.token,
+        "mode": grant.mode.value,
+        "limit": sm.locks.limit(grant.name) or 1,
+        "ttl_s": grant.ttl_ms / 1000.0,
+        "expires_at": iso(grant.expiry_ms),
+        "expires_in_s": round(max(0, grant.expiry_ms - now_ms) / 1000.0, 3),
+        "metadata": grant.metadata,
+    }
+
+
+def _waiter_view(w: Waiting, now_ms: int) -> dict[str, Any]:
+    return {
+        "session": w.session,
+        "owner": w.owner,
+        "mode": w.mode.value,
+        "waiting_s": round(max(0, now_ms - w.since_ms) / 1000.0, 3),
+        "gives_up_in_s": None
+        if w.deadline_ms is None
+        else round(max(0, w.deadline_ms - now_ms) / 1000.0, 3),
+        "metadata": w.metadata,
+    }
+
+
+def lock_view(sm: StateMachine, name: str, now_ms: int, *, history: bool) -> dict[str, Any]:
+    table = sm.locks
+    holders = table.holders(name)
+    view: dict[str, Any] = {
+        "name": name,
+        "held": bool(holders),
+        "limit": table.limit(name) or 1,
+        "holders": [grant_view(sm, g, now_ms) for g in holders],
+        "waiters": [_waiter_view(w, now_ms) for w in table.waiters(name)],
+        "delayed_until": iso(
+            table.delayed_until(name) if table.delayed_until(name) > now_ms else 0
+        ),
+        "token": max((g.token for g in holders), default=None),
+    }
+    if history:
+        view["history"] = [
+            {
+                "kind": e.kind.value,
+                "session": e.session,
+                "index": e.index,
+                "token": e.token,
+                "detail": e.detail,
+            }
+            for e in table.history
+            if e.name == name
+        ]
+    return view

@@ -50,6 +50,11 @@ def is_loopback(host: str) -> bool:
     "lost_worker_retention_s",
     help="Remove a lost worker from the registry after this long (default 1h).",
 )
+@click.option(
+    "--lock-delay",
+    "lock_delay_s",
+    help="Keep a lock whose holder was lost (not released) from new grants this long (default 0).",
+)
 @click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
 @click.option("--raft-port", type=int, help="Port for peer traffic (default: --port + 1).")
 @click.option("--raft-host", help="Address for peer traffic (default: --host).")

@@ -8,6 +8,16 @@ the master side.
 from agentflow.client._async import AsyncClient
 from agentflow.client._core import TaskInfo
 from agentflow.client._functions import TaskFuture, task
+from agentflow.client._locks import FencedFile, FencedResource, Lease
 from agentflow.client._sync import Client
 
-__all__ = ["AsyncClient", "Client", "TaskFuture", "TaskInfo", "task"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "FencedFile",
+    "FencedResource",
+    "Lease",
+    "TaskFuture",
+    "TaskInfo",
+    "task",
+]

@@ -7,7 +7,7 @@ import builtins
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from agentflow.client._core import (
     raise_for_problem,
     unreachable,
 )
+from agentflow.client._locks import AsyncLockContext, Lease
 
 __all__ = ["AsyncClient"]
 
@@ -149,6 +150,58 @@ class AsyncClient:
             f"/api/v1/workflows/{workflow_id}",
             params={"wait_s": wait_s},
             timeout_s=wait_s + 10.0,
+        )
+        return result
+
+    # -- locks ------------------------------------------------------------------------------
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float = 30.0,
+        wait: float | None = None,
+        mode: str = "exclusive",
+        limit: int = 1,
+        session: str | None = None,
+        owner: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        on_lost: Callable[[Lease], None] | None = None,
+    ) -> AsyncLockContext:
+        """A lease on ``name``, renewed in the background while the ``async with`` block runs.
+
+        ``wait``: seconds to wait for the lock (``None``: for ever, ``0``: fail at once with
+        ConflictError). Inside a task the holder is the task attempt; elsewhere a fresh session
+        unless ``session`` names one. ``lease.token`` is the fencing token; ``lease.lost`` says
+        whether the lease may have ended, and ``on_lost`` is called the moment it does.
+        """
+        return AsyncLockContext(
+            self,
+            name,
+            ttl=ttl,
+            wait=wait,
+            mode=mode,
+            limit=limit,
+            session=session,
+            owner=owner,
+            metadata=metadata,
+            on_lost=on_lost,
+        )
+
+    async def locks(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = (await self.request("GET", "/api/v1/locks"))[
+            "locks"
+        ]
+        return result
+
+    async def lock_info(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/api/v1/locks/{name}")
+        return result
+
+    async def force_release(self, name: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"reason": reason} if reason else None
+        result: dict[str, Any] = await self.request(
+            "POST", f"/api/v1/locks/{name}/force-release", json=body
         )
         return result
 

@@ -22,6 +22,7 @@ from agentflow.client._core import (
     unreachable,
 )
 from agentflow.client._functions import TaskFuture, function_body
+from agentflow.client._locks import Lease, LockContext
 
 __all__ = ["Client"]
 
@@ -237,6 +238,56 @@ class Client:
 
     def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", f"/api/v1/workflows/{workflow_id}/retry")
+        return result
+
+    # -- locks ------------------------------------------------------------------------------
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float = 30.0,
+        wait: float | None = None,
+        mode: str = "exclusive",
+        limit: int = 1,
+        session: str | None = None,
+        owner: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        on_lost: Callable[[Lease], None] | None = None,
+    ) -> LockContext:
+        """A lease on ``name``, renewed in the background while the ``with`` block runs.
+
+        ``wait``: seconds to wait for the lock (``None``: for ever, ``0``: fail at once with
+        ConflictError). Inside a task the holder is the task attempt; elsewhere a fresh session
+        unless ``session`` names one. ``lease.token`` is the fencing token; ``lease.lost`` says
+        whether the lease may have ended, and ``on_lost`` is called the moment it does.
+        """
+        return LockContext(
+            self,
+            name,
+            ttl=ttl,
+            wait=wait,
+            mode=mode,
+            limit=limit,
+            session=session,
+            owner=owner,
+            metadata=metadata,
+            on_lost=on_lost,
+        )
+
+    def locks(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = (self.request("GET", "/api/v1/locks"))["locks"]
+        return result
+
+    def lock_info(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/locks/{name}")
+        return result
+
+    def force_release(self, name: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"reason": reason} if reason else None
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/v1/locks/{name}/force-release", json=body
+        )
         return result
 
     # -- workers and the rest ---------------------------------------------------------------

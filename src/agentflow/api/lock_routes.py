@@ -1,0 +1,187 @@
+"""Routes under ``/api/v1/locks``: acquire (try or blocking), renew, release, force release, read.
+
+A blocking acquire is one command: the state machine queues the waiter, and this handler waits
+for the lock event that grants it or ends its wait (408). The state decides; the handler only
+watches, so a grant made at the deadline is never answered as a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from agentflow.api.problems import read_model
+from agentflow.api.schemas import (
+    LOCK_NAME_PATTERN,
+    LockAcquireIn,
+    LockForceIn,
+    LockHolderIn,
+    LockReleaseIn,
+    LockRenewIn,
+)
+from agentflow.api.service import MasterService, service
+from agentflow.api.views import grant_view, lock_view
+from agentflow.errors import (
+    NotFoundError,
+    StaleTokenError,
+    TimeoutExpiredError,
+    ValidationError,
+)
+from agentflow.state.commands import (
+    AcquireLock,
+    CancelLockWait,
+    ForceReleaseLock,
+    ReleaseLock,
+    RenewLock,
+)
+from agentflow.state.lock_ops import task_session
+from agentflow.state.locks import Grant, LockChanges
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+
+LockName = Annotated[str, Path(pattern=LOCK_NAME_PATTERN)]
+_GRACE_S = 5.0  # past wait_s, for the leader's expiry pass to end the wait
+
+
+def _session(body: LockHolderIn, fallback: str | None = None) -> str:
+    if body.task_id is not None and body.task_token is not None:
+        return task_session(body.task_id, body.task_token)
+    if body.session is not None:
+        return body.session
+    if fallback is not None:
+        return fallback
+    raise ValidationError("say whose lock this is: session, or task_id and task_token")
+
+
+@router.post("/locks/{name:path}/acquire")
+async def acquire(request: Request, name: LockName) -> JSONResponse:
+    svc = service(request)
+    body = await read_model(request, LockAcquireIn, svc.config.max_request_bytes)
+    # With no session, one is made; a request id makes it the same on a retry.
+    made = f"req-{body.request_id}" if body.request_id else f"s-{secrets.token_hex(8)}"
+    session = _session(body, fallback=made)
+    answer = await svc.log.propose(
+        AcquireLock(
+            now_ms=svc.now_ms(),
+            name=name,
+            session=session,
+            ttl_ms=max(1, round(body.ttl_s * 1000)),
+            mode=body.mode,
+            limit=body.limit,
+            wait=body.wait_s > 0,
+            wait_timeout_ms=round(body.wait_s * 1000) if body.wait_s > 0 else None,
+            request_id=body.request_id,
+            owner=body.owner,
+            metadata=body.metadata,
+        )
+    )
+    if not isinstance(answer, Grant):
+        answer = await _wait_for_grant(svc, request, name, session, body.wait_s)
+    return JSONResponse(grant_view(svc.machine, answer, svc.now_ms()))
+
+
+async def _wait_for_grant(
+    svc: MasterService, request: Request, name: str, session: str, wait_s: float
+) -> Grant:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_s + _GRACE_S
+    table = svc.machine.locks
+    while True:
+        held = next((g for g in table.holders(name) if g.session == session), None)
+        if held is not None:
+            return held
+        waiting = table.waiting_for(session)
+        if waiting is None or waiting.name != name:
+            raise TimeoutExpiredError(f"lock {name} was not granted within {wait_s:g}s", lock=name)
+        left = give_up - loop.time()
+        if left <= 0 or await request.is_disconnected():
+            # The expiry pass is late (no leader?) or the client left: drop the wait ourselves.
+            if svc.log.is_leader:
+                await svc.log.propose(
+                    CancelLockWait(now_ms=svc.now_ms(), name=name, session=session)
+                )
+            continue
+        await svc.lock_changed(session, timeout_s=min(left, 1.0))
+
+
+@router.post("/locks/{name:path}/renew")
+async def renew(request: Request, name: LockName) -> JSONResponse:
+    svc = service(request)
+    body = await read_model(request, LockRenewIn, svc.config.max_request_bytes)
+    session = _session(body)
+    ttl_s = body.ttl_s
+    if ttl_s is None:
+        held = next((g for g in svc.machine.locks.holders(name) if g.session == session), None)
+        if held is None or held.token != body.token:
+            raise StaleTokenError(f"token {body.token} does not hold lock {name}", lock=name)
+        ttl_ms = held.ttl_ms
+    else:
+        ttl_ms = max(1, round(ttl_s * 1000))
+    grant: Grant = await svc.log.propose(
+        RenewLock(now_ms=svc.now_ms(), name=name, session=session, token=body.token, ttl_ms=ttl_ms)
+    )
+    return JSONResponse(grant_view(svc.machine, grant, svc.now_ms()))
+
+
+@router.post("/locks/{name:path}/release")
+async def release(request: Request, name: LockName) -> JSONResponse:
+    svc = service(request)
+    body = await read_model(request, LockReleaseIn, svc.config.max_request_bytes)
+    changes: LockChanges = await svc.log.propose(
+        ReleaseLock(now_ms=svc.now_ms(), name=name, session=_session(body), token=body.token)
+    )
+    return JSONResponse(_changes_view(name, changes))
+
+
+@router.post("/locks/{name:path}/force-release")
+async def force_release(request: Request, name: LockName) -> JSONResponse:
+    svc = service(request)
+    raw = await request.body()
+    reason = None
+    if raw.strip():
+        reason = (await read_model(request, LockForceIn, svc.config.max_request_bytes)).reason
+    changes: LockChanges = await svc.log.propose(
+        ForceReleaseLock(now_ms=svc.now_ms(), name=name, reason=reason)
+    )
+    return JSONResponse(_changes_view(name, changes))
+
+
+def _changes_view(name: str, changes: LockChanges) -> dict[str, Any]:
+    return {
+        "name": name,
+        "released": [{"session": g.session, "token": g.token} for g in changes.ended],
+        "granted": [{"session": g.session, "token": g.token} for g in changes.granted],
+    }
+
+
+@router.get("/locks")
+async def list_locks(request: Request, session: str | None = None) -> JSONResponse:
+    """Every lock held or waited for; ``?session=`` keeps those the session holds or waits on."""
+    svc = service(request)
+    table = svc.machine.locks
+    now = svc.now_ms()
+    names = table.names()
+    if session is not None:
+        names = [
+            n
+            for n in names
+            if any(g.session == session for g in table.holders(n))
+            or any(w.session == session for w in table.waiters(n))
+        ]
+    locks = [lock_view(svc.machine, n, now, history=False) for n in names]
+    return JSONResponse({"locks": locks, "count": len(locks)})
+
+
+@router.get("/locks/{name:path}")
+async def get_lock(request: Request, name: LockName) -> JSONResponse:
+    svc = service(request)
+    table = svc.machine.locks
+    if name not in table.names() and not any(e.name == name for e in table.history):
+        raise NotFoundError(f"no lock {name}", lock=name)
+    return JSONResponse(lock_view(svc.machine, name, svc.now_ms(), history=True))
