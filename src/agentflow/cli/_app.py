@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "queue": "agentflow.cli.tasks:queue",
     "cluster": "agentflow.cli.cluster:cluster",
     "workflow": "agentflow.cli.workflow:workflow",
+    "lock": "agentflow.cli.lock:lock",
 }
 
 

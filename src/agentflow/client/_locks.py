@@ -82,10 +82,10 @@ class Lease:
         self.valid_until = sent_at + float(answer["ttl_s"])
         self.renewals += 1
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, *, notify: bool = True) -> None:
         if self.lost_reason is None:
             self.lost_reason = reason
-            for callback in self._on_lost:
+            for callback in self._on_lost if notify else ():
                 callback(self)
 
 
@@ -213,7 +213,7 @@ class LockContext(_LockRequest):
             return
         with contextlib.suppress(*_LOST):
             self._client.request("POST", self.path + "/release", json=body)
-        self.lease._lose(f"lock {self._name} released")
+        self.lease._lose(f"lock {self._name} released", notify=False)
 
     def __enter__(self) -> Lease:
         return self.acquire()
@@ -270,7 +270,7 @@ class AsyncLockContext(_LockRequest):
             return
         with contextlib.suppress(*_LOST):
             await self._client.request("POST", self.path + "/release", json=body)
-        self.lease._lose(f"lock {self._name} released")
+        self.lease._lose(f"lock {self._name} released", notify=False)
 
     async def __aenter__(self) -> Lease:
         return await self.acquire()
