@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -136,6 +138,10 @@ def test_tokens_keep_rising_across_a_master_restart(procs: Processes, tmp_path: 
         for i in range(8):  # enough entries for a snapshot, then some in the log only
             client.request("POST", f"/api/v1/locks/y{i}/acquire", json={"session": "b"})
     master.kill9()
+    # The image in state.db carries the lock table, also as indexed tables for operators.
+    with contextlib.closing(sqlite3.connect(tmp_path / "m1-data" / "state.db")) as db:
+        rows = db.execute("SELECT session, token FROM lock_grants WHERE name = 'x'").fetchall()
+    assert rows == [("a", first["token"])]
     _, url = procs.master("m1", int(url.rsplit(":", 1)[1]), data_dir=tmp_path / "m1-data")
     with Client(url) as client:
         (held,) = holders(url, "x")
@@ -210,6 +216,9 @@ def test_api_refuses_deadlocks_times_out_waits_and_rejects_bad_input(procs: Proc
         r = httpx.post(f"{url}/api/v1/locks/z/acquire", json=body, timeout=5)
         assert r.status_code == status, (body, r.text)
     assert httpx.get(f"{url}/api/v1/locks/never-used", timeout=5).status_code == 404
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    assert "agentflow_locks_held 2.0" in metrics
+    assert 'agentflow_lock_events_total{kind="granted"} 3.0' in metrics
     assert httpx.post(f"{url}/api/v1/locks/z/acquire", content=b"{", timeout=5).status_code == 400
     assert [lk["name"] for lk in httpx.get(f"{url}/api/v1/locks", timeout=5).json()["locks"]] == [
         "x",

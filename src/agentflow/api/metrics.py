@@ -8,7 +8,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agentflow.api.service import MasterService
-from agentflow.state import TaskStatus
+from agentflow.state import StateMachine, TaskStatus
+from agentflow.state.locks import LockEventKind
 
 __all__ = ["make_registry"]
 
@@ -41,9 +42,34 @@ class _StateCollector(Collector):
             "Free task slots on live workers",
             value=sum(w.free_slots for w in sm.workers.values() if w.live),
         )
+        yield from _lock_metrics(sm)
         yield GaugeMetricFamily(
             "agentflow_applied_index", "Last applied log index", value=sm.applied_index
         )
+
+
+def _lock_metrics(sm: StateMachine) -> Iterator[Metric]:
+    table = sm.locks
+    names = table.names()
+    yield GaugeMetricFamily(
+        "agentflow_locks_held",
+        "Locks with at least one holder",
+        value=sum(1 for n in names if table.holders(n)),
+    )
+    yield GaugeMetricFamily(
+        "agentflow_lock_grants", "Grants in force", value=sum(len(table.holders(n)) for n in names)
+    )
+    yield GaugeMetricFamily(
+        "agentflow_lock_waiters",
+        "Sessions waiting for a lock",
+        value=sum(len(table.waiters(n)) for n in names),
+    )
+    events = CounterMetricFamily(
+        "agentflow_lock_events", "Lock events since the cluster began", labels=["kind"]
+    )
+    for kind in LockEventKind:
+        events.add_metric([kind.value], table.counts[kind.value])
+    yield events
 
 
 def make_registry(svc: MasterService) -> CollectorRegistry:

@@ -542,9 +542,9 @@ class RaftLog:
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
         image = Image.unpack(snapshot.data)
         log.info("installing snapshot at index %d from the leader", image.index)
-        await self._statestore.save(image.index, snapshot.data)
-        await self._raftstore.reset_after_snapshot(image.index)
         self._machine.restore(image.machine)
+        await self._statestore.save(image.index, snapshot.data, self._machine.locks.snapshot())
+        await self._raftstore.reset_after_snapshot(image.index)
         self.members = dict(image.members)
         self.applied = self._snapshot_index = image.index
         self._deferred = [e for e in self._deferred if e.index > image.index]
@@ -572,8 +572,9 @@ class RaftLog:
             )
             loop = asyncio.get_running_loop()
             image.machine = await loop.run_in_executor(None, self._machine.snapshot)
+            locks = await loop.run_in_executor(None, self._machine.locks.snapshot)
             data = await loop.run_in_executor(None, image.pack)
-            await self._statestore.save(index, data)
+            await self._statestore.save(index, data, locks)
             self._storage.create_snapshot(index, image.conf_state, data)
             keep_from = index - self.config.keep_after_snapshot
             if keep_from > self._storage.first_index():

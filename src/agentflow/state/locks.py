@@ -19,7 +19,7 @@ typed errors from :mod:`agentflow.errors`; the state machine turns them into res
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -163,6 +163,7 @@ class LockTable:
         self._deadlines: list[tuple[int, str]] = []  # (ms, lock name), lazily cleaned
         self.history: deque[LockEvent] = deque(maxlen=self.limits.history_max)
         self.emitted: list[LockEvent] = []  # events since the owner last took them
+        self.counts: Counter[str] = Counter()  # lock events by kind, since the cluster began
         self.index = 0
 
     # -- queries ----------------------------------------------------------------------------
@@ -554,6 +555,7 @@ class LockTable:
         )
         self.history.append(event)
         self.emitted.append(event)
+        self.counts[kind.value] += 1
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -577,6 +579,7 @@ class LockTable:
             ],
             "delayed": sorted(self._delayed),
             "history": [_wire(e) for e in self.history],
+            "counts": dict(self.counts),
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -600,5 +603,6 @@ class LockTable:
             self._requests[rid] = _grant_from(d) if kind == "grant" else _waiting_from(d)
         self._delayed = set(data["delayed"])
         heapq.heapify(self._deadlines)
+        self.counts = Counter(data.get("counts", {}))
         for e in data["history"]:
             self.history.append(LockEvent(**{**e, "kind": LockEventKind(e["kind"])}))
