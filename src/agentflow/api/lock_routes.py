@@ -102,10 +102,9 @@ async def _wait_for_grant(
         left = give_up - loop.time()
         if left <= 0 or await request.is_disconnected():
             # The expiry pass is late (no leader?) or the client left: drop the wait ourselves.
-            if svc.log.is_leader:
-                await svc.log.propose(
-                    CancelLockWait(now_ms=svc.now_ms(), name=name, session=session)
-                )
+            if not svc.log.is_leader:
+                raise TimeoutExpiredError(f"lock {name} was not granted in time", lock=name)
+            await svc.log.propose(CancelLockWait(now_ms=svc.now_ms(), name=name, session=session))
             continue
         await svc.lock_changed(session, timeout_s=min(left, 1.0))
 
