@@ -270,8 +270,11 @@ class LockTableMachine(RuleBasedStateMachine):
         shared=st.booleans(),
         wait=st.booleans(),
         ttl_ms=st.integers(1, 100),
+        wait_ms=st.none() | st.integers(1, 100),
     )
-    def acquire(self, name: str, session: str, shared: bool, wait: bool, ttl_ms: int) -> None:
+    def acquire(
+        self, name: str, session: str, shared: bool, wait: bool, ttl_ms: int, wait_ms: int | None
+    ) -> None:
         mode = "shared" if shared else "exclusive"
         try:
             got = self.table.acquire(
@@ -281,6 +284,7 @@ class LockTableMachine(RuleBasedStateMachine):
                 limit=LIMITS[name],
                 ttl_ms=ttl_ms,
                 wait=wait,
+                wait_timeout_ms=wait_ms,
                 now_ms=self.now_ms,
                 index=self._step(),
             )
@@ -316,7 +320,34 @@ class LockTableMachine(RuleBasedStateMachine):
         self.now_ms += dt
         changes = self.table.expire(now_ms=self.now_ms, index=self._step())
         assert all(self.now_ms >= g.expiry_ms for g in changes.ended), "expired early"
+        for w in changes.dropped:
+            assert w.deadline_ms is not None and self.now_ms >= w.deadline_ms, "wait ended early"
+            self.fifo[w.name].remove(w.session)
         self._note(changes.granted)
+
+    @rule(name=st.sampled_from(NAMES), data=st.data(), ttl_ms=st.integers(1, 100))
+    def renew(self, name: str, data: st.DataObject, ttl_ms: int) -> None:
+        holders = [g for g in self.table.holders(name) if self.now_ms < g.expiry_ms]
+        if holders:
+            g = data.draw(st.sampled_from(holders))
+            renewed = self.table.renew(name, g.session, g.token, ttl_ms=ttl_ms, now_ms=self.now_ms)
+            assert renewed.token == g.token and renewed.expiry_ms == self.now_ms + ttl_ms
+
+    @rule(name=st.sampled_from(NAMES), session=st.sampled_from(SESSIONS))
+    def cancel_wait(self, name: str, session: str) -> None:
+        if session in self.fifo[name]:
+            self.fifo[name].remove(session)
+        changes = self.table.cancel_wait(name, session, index=self._step(), now_ms=self.now_ms)
+        self._note(changes.granted)
+
+    @rule()
+    def new_leader(self) -> None:
+        before = {(g.name, g.session): g for n in NAMES for g in self.table.holders(n)}
+        self.table.rearm(now_ms=self.now_ms)
+        for n in NAMES:
+            for g in self.table.holders(n):
+                assert g.expiry_ms == self.now_ms + g.ttl_ms
+                assert (g.name, g.session) in before
 
     @rule(session=st.sampled_from(SESSIONS), lost=st.booleans())
     def end_session(self, session: str, lost: bool) -> None:
@@ -373,6 +404,20 @@ class LockTableMachine(RuleBasedStateMachine):
         for node in graph:
             if node not in state:
                 visit(node)
+
+    @invariant()
+    def next_deadline_is_exact(self) -> None:
+        due = [g.expiry_ms for n in NAMES for g in self.table.holders(n)]
+        due += [w.deadline_ms for n in NAMES for w in self.table.waiters(n) if w.deadline_ms]
+        due += [
+            self.table.delayed_until(n) for n in NAMES if self.table.delayed_until(n) > self.now_ms
+        ]
+        expected = min(due, default=None)
+        got = self.table.next_deadline_ms()
+        # A lock-delay already passed is still due until the next expire pass clears it.
+        passed = {self.table.delayed_until(n) for n in NAMES} - {0}
+        passed = {t for t in passed if t <= self.now_ms}
+        assert got == expected or (got in passed and (expected is None or got < expected))
 
     @invariant()
     def snapshot_round_trips(self) -> None:
