@@ -33,6 +33,7 @@ BENCHMARKS = (
     "dag_layered",  # a 10 x 100 layered workflow through the workflows API (issue 5)
     "placement",  # no cluster: one scheduling pass, 1,000 workers x 10,000 tasks (issue 6)
     "python_tasks",  # Python callables: no-op throughput and round trip (issue 6)
+    "locks",  # distributed locks (issue 7)
     # 3 masters (issue 4)
     "commit_latency",
     "write_throughput",

@@ -8,6 +8,7 @@ watches, so a grant made at the deadline is never answered as a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from typing import Annotated, Any
 
@@ -93,20 +94,24 @@ async def _wait_for_grant(
     give_up = loop.time() + wait_s + _GRACE_S
     table = svc.machine.locks
     while True:
-        held = next((g for g in table.holders(name) if g.session == session), None)
-        if held is not None:
-            return held
-        waiting = table.waiting_for(session)
-        if waiting is None or waiting.name != name:
-            raise TimeoutExpiredError(f"lock {name} was not granted within {wait_s:g}s", lock=name)
-        left = give_up - loop.time()
-        if left <= 0 or await request.is_disconnected():
-            # The expiry pass is late (no leader?) or the client left: drop the wait ourselves.
-            if not svc.log.is_leader:
-                raise TimeoutExpiredError(f"lock {name} was not granted in time", lock=name)
-            await svc.log.propose(CancelLockWait(now_ms=svc.now_ms(), name=name, session=session))
-            continue
-        await svc.lock_changed(session, timeout_s=min(left, 1.0))
+        with svc.watching_lock(session) as changed:
+            held = next((g for g in table.holders(name) if g.session == session), None)
+            if held is not None:
+                return held
+            waiting = table.waiting_for(session)
+            if waiting is None or waiting.name != name:
+                raise TimeoutExpiredError(
+                    f"lock {name} was not granted within {wait_s:g}s", lock=name
+                )
+            left = give_up - loop.time()
+            if left > 0 and not await request.is_disconnected():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(changed), timeout=min(left, 1.0))
+                continue
+        # The expiry pass is late (no leader?) or the client left: drop the wait ourselves.
+        if not svc.log.is_leader:
+            raise TimeoutExpiredError(f"lock {name} was not granted in time", lock=name)
+        await svc.log.propose(CancelLockWait(now_ms=svc.now_ms(), name=name, session=session))
 
 
 @router.post("/locks/{name:path}/renew")

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -205,15 +205,14 @@ class MasterService:
                 waiters.remove(future)
         return self.machine.workflows[workflow_id]
 
-    async def lock_changed(self, session: str, timeout_s: float) -> None:
-        """Return when a lock event names ``session``, or after ``timeout_s``."""
+    @contextlib.contextmanager
+    def watching_lock(self, session: str) -> Iterator[asyncio.Future[None]]:
+        """A future set by the next lock event naming ``session``. Register it *before*
+        reading the lock state, so an event applied in between is not missed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._lock_waiters.setdefault(session, [])
-        waiters.append(future)
+        self._lock_waiters.setdefault(session, []).append(future)
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, timeout_s))
-        except TimeoutError:
-            pass
+            yield future
         finally:
             waiters = self._lock_waiters.get(session, [])
             if future in waiters:
