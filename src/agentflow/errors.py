@@ -9,6 +9,7 @@ level::
     │   ├── ValidationError         422: a field is missing, malformed or out of range
     │   ├── PayloadTooLargeError    413: body, output or message over its limit
     │   ├── NotFoundError           404: unknown task, worker, workflow, lock or agent
+    │   │   └── NoResponderError    404: a request's addressee has no live session to answer it
     │   ├── MethodNotAllowedError   405: the route exists, the method does not
     │   ├── ConflictError           409: state forbids it (cancel a finished task, lock held, ...)
     │   ├── StaleTokenError         409: a fencing token of a superseded attempt or grant
@@ -37,6 +38,7 @@ __all__ = [
     "ConflictError",
     "LeaseLostError",
     "MethodNotAllowedError",
+    "NoResponderError",
     "NotFoundError",
     "NotLeaderError",
     "OverloadedError",
@@ -109,6 +111,11 @@ class NotFoundError(ClientError):
     code = "not-found"
     title = "Not found"
     exit_code = 4
+
+
+class NoResponderError(NotFoundError):
+    code = "no-responder"
+    title = "No responder"
 
 
 class MethodNotAllowedError(ClientError):
@@ -186,6 +193,7 @@ _BY_CODE: dict[str, type[AgentFlowError]] = {
         ValidationError,
         PayloadTooLargeError,
         NotFoundError,
+        NoResponderError,
         MethodNotAllowedError,
         ConflictError,
         StaleTokenError,

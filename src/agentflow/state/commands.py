@@ -13,13 +13,16 @@ from typing import Any
 import msgpack
 
 __all__ = [
+    "AckMessages",
     "AcquireLock",
     "AssignTasks",
     "CancelLockWait",
     "CancelTask",
     "CancelWorkflow",
     "Command",
+    "ConnectAgent",
     "DeregisterWorker",
+    "DisconnectAgent",
     "EndLockSession",
     "ExpireLocks",
     "ForceReleaseLock",
@@ -32,12 +35,15 @@ __all__ = [
     "RenewLock",
     "ReportAttempts",
     "RetryWorkflow",
+    "SendMessage",
     "SetPriority",
     "SetUnschedulable",
     "SetWorkerDraining",
     "SubmitTasks",
     "SubmitWorkflow",
+    "Subscribe",
     "TaskOutcome",
+    "Unsubscribe",
     "WorkerDisconnected",
     "decode_command",
     "encode_command",
@@ -309,6 +315,56 @@ class RearmLocks(Command):
     """A new leader gives every grant its full TTL again from ``now_ms`` (never early)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectAgent(Command):
+    """Open or renew a named agent session, live for ``ttl_ms`` from ``now_ms``."""
+
+    agent_id: str
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisconnectAgent(Command):
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscribe(Command):
+    agent_id: str
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsubscribe(Command):
+    agent_id: str
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendMessage(Command):
+    """One envelope; ``to`` is an agent id, ``*`` or ``topic:<name>``. With
+    ``requires_response``, a request that waits ``timeout_ms`` for its reply."""
+
+    id: str
+    sender: str
+    to: str
+    type: str
+    content: Any = None
+    correlation_id: str | None = None
+    requires_response: bool = False
+    ttl_ms: int | None = None
+    size: int = 0
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AckMessages(Command):
+    """The agent has handled its inbox up to ``cursor``."""
+
+    agent_id: str
+    cursor: int
+
+
 def _fix_tuples(cls: type[Command], data: dict[str, Any]) -> dict[str, Any]:
     if cls is AssignTasks:
         data = dict(data)
@@ -342,6 +398,12 @@ _REGISTRY: dict[str, type[Command]] = {
         EndLockSession,
         ExpireLocks,
         RearmLocks,
+        ConnectAgent,
+        DisconnectAgent,
+        Subscribe,
+        Unsubscribe,
+        SendMessage,
+        AckMessages,
     )
 }
 

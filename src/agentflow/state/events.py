@@ -13,7 +13,9 @@ __all__ = [
     "CancelRequested",
     "Event",
     "LockChanged",
+    "MessageDelivered",
     "OutputAppended",
+    "ReplyArrived",
     "TaskAssigned",
     "TaskChanged",
     "TasksQueued",
@@ -81,3 +83,18 @@ class LockChanged(Event):
     session: str
     kind: str
     token: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageDelivered(Event):
+    """A message entered ``agent_id``'s inbox at ``cursor``."""
+
+    agent_id: str
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyArrived(Event):
+    """The reply to the pending request ``correlation_id`` arrived in time."""
+
+    correlation_id: str

@@ -18,18 +18,21 @@ from typing import Any
 import msgpack
 
 from agentflow.errors import AgentFlowError
-from agentflow.state import lock_ops
+from agentflow.state import lock_ops, message_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
 from agentflow.state import workflows as workflow_ops
 from agentflow.state.commands import (
+    AckMessages,
     AcquireLock,
     AssignTasks,
     CancelLockWait,
     CancelTask,
     CancelWorkflow,
     Command,
+    ConnectAgent,
     DeregisterWorker,
+    DisconnectAgent,
     EndLockSession,
     ExpireLocks,
     ForceReleaseLock,
@@ -41,15 +44,26 @@ from agentflow.state.commands import (
     RenewLock,
     ReportAttempts,
     RetryWorkflow,
+    SendMessage,
     SetPriority,
     SetUnschedulable,
     SetWorkerDraining,
     SubmitTasks,
     SubmitWorkflow,
+    Subscribe,
+    Unsubscribe,
     WorkerDisconnected,
 )
-from agentflow.state.events import Event, LockChanged, TaskChanged, WorkerChanged
+from agentflow.state.events import (
+    Event,
+    LockChanged,
+    MessageDelivered,
+    ReplyArrived,
+    TaskChanged,
+    WorkerChanged,
+)
 from agentflow.state.locks import LockLimits, LockTable
+from agentflow.state.messages import MessageLimits, MessageTable
 from agentflow.state.output import OutputTail
 from agentflow.state.queue import PriorityPolicy, ReadyQueue
 from agentflow.state.records import (
@@ -100,6 +114,12 @@ _HANDLERS: dict[type[Command], _Handler] = {
     EndLockSession: lock_ops.end_session,
     ExpireLocks: lock_ops.expire,
     RearmLocks: lock_ops.rearm,
+    ConnectAgent: message_ops.connect,
+    DisconnectAgent: message_ops.disconnect,
+    Subscribe: message_ops.subscribe,
+    Unsubscribe: message_ops.unsubscribe,
+    SendMessage: message_ops.send,
+    AckMessages: message_ops.ack,
 }
 
 
@@ -111,10 +131,12 @@ class StateMachine:
         policy: PriorityPolicy | None = None,
         limits: StateLimits | None = None,
         lock_limits: LockLimits | None = None,
+        message_limits: MessageLimits | None = None,
     ) -> None:
         self.policy = policy or PriorityPolicy()
         self.limits = limits or StateLimits()
         self.locks = LockTable(lock_limits)
+        self.messages = MessageTable(message_limits)
         self.applied_index = 0
         self.tasks: dict[str, TaskRecord] = {}
         self.idempotency: dict[str, str] = {}
@@ -153,6 +175,12 @@ class StateMachine:
                 )
                 for e in self.locks.take_events()
             )
+        if self.messages.delivered or self.messages.replied:
+            delivered, replied = self.messages.take_deliveries()
+            self.events.extend(
+                MessageDelivered(index=index, agent_id=a, cursor=c) for a, c in delivered
+            )
+            self.events.extend(ReplyArrived(index=index, correlation_id=c) for c in replied)
         return result
 
     def drain_events(self) -> list[Event]:
@@ -244,13 +272,16 @@ class StateMachine:
             "workflows": [w.to_wire() for w in self.workflows.values()],
             "departed": list(self.departed),
             "locks": self.locks.snapshot(),
+            "messages": self.messages.snapshot(),
         }
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
 
     def restore(self, data: bytes) -> None:
         body = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        self.__init__(self.policy, self.limits, self.locks.limits)  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            self.policy, self.limits, self.locks.limits, self.messages.limits
+        )
         self.applied_index = body["applied_index"]
         for wire in body["tasks"]:
             task = TaskRecord.from_wire(wire)
@@ -274,6 +305,8 @@ class StateMachine:
         self.departed.extend(body.get("departed", []))
         if "locks" in body:
             self.locks.restore(body["locks"])
+        if "messages" in body:
+            self.messages.restore(body["messages"])
         for wire in body.get("workflows", []):
             wf = WorkflowRecord.from_wire(wire)
             self.workflows[wf.id] = wf

@@ -1,0 +1,74 @@
+"""Messaging commands applied to the state machine's :class:`MessageTable`.
+
+An agent is live while its named session lasts (``ConnectAgent`` renews it) or, for an agent
+whose id is a task's, while that task runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentflow.state.commands import (
+    AckMessages,
+    ConnectAgent,
+    DisconnectAgent,
+    SendMessage,
+    Subscribe,
+    Unsubscribe,
+)
+from agentflow.state.messages import AgentBox, Message, Sent
+from agentflow.state.records import TaskStatus
+
+if TYPE_CHECKING:
+    from agentflow.state.machine import StateMachine
+
+__all__ = ["ack", "connect", "disconnect", "is_live", "send", "subscribe", "unsubscribe"]
+
+_RUNNING = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
+
+
+def is_live(sm: StateMachine, agent_id: str, now_ms: int) -> bool:
+    box = sm.messages.agents.get(agent_id)
+    if box is not None and box.session_until_ms > now_ms:
+        return True
+    task = sm.tasks.get(agent_id)
+    return task is not None and task.status in _RUNNING
+
+
+def connect(sm: StateMachine, index: int, cmd: ConnectAgent) -> AgentBox:
+    return sm.messages.connect(cmd.agent_id, ttl_ms=cmd.ttl_ms, now_ms=cmd.now_ms)
+
+
+def disconnect(sm: StateMachine, index: int, cmd: DisconnectAgent) -> AgentBox:
+    return sm.messages.disconnect(cmd.agent_id)
+
+
+def subscribe(sm: StateMachine, index: int, cmd: Subscribe) -> AgentBox:
+    return sm.messages.subscribe(cmd.agent_id, cmd.pattern, now_ms=cmd.now_ms)
+
+
+def unsubscribe(sm: StateMachine, index: int, cmd: Unsubscribe) -> AgentBox:
+    return sm.messages.unsubscribe(cmd.agent_id, cmd.pattern)
+
+
+def send(sm: StateMachine, index: int, cmd: SendMessage) -> Sent:
+    message = Message(
+        id=cmd.id,
+        index=index,
+        sender=cmd.sender,
+        to=cmd.to,
+        type=cmd.type,
+        content=cmd.content,
+        timestamp_ms=cmd.now_ms,
+        correlation_id=cmd.correlation_id,
+        requires_response=cmd.requires_response,
+        ttl_ms=cmd.ttl_ms,
+        size=cmd.size,
+    )
+    return sm.messages.send(
+        message, is_live=lambda a: is_live(sm, a, cmd.now_ms), timeout_ms=cmd.timeout_ms
+    )
+
+
+def ack(sm: StateMachine, index: int, cmd: AckMessages) -> AgentBox:
+    return sm.messages.ack(cmd.agent_id, cmd.cursor, now_ms=cmd.now_ms)
