@@ -16,8 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentflow._version import __version__
 from agentflow.api import (
+    agent_routes,
     cluster_routes,
     lock_routes,
+    message_routes,
     task_routes,
     worker_routes,
     workflow_routes,
@@ -66,6 +68,8 @@ def create_app(service: MasterService) -> FastAPI:
     app.include_router(cluster_routes.router)
     app.include_router(workflow_routes.router)
     app.include_router(lock_routes.router)
+    app.include_router(message_routes.router)
+    app.include_router(agent_routes.router)
     registry = make_registry(service)
 
     async def health(request: Request) -> JSONResponse:

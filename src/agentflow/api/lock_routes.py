@@ -8,7 +8,6 @@ watches, so a grant made at the deadline is never answered as a timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ from agentflow.api.schemas import (
 )
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import grant_view, lock_view
+from agentflow.api.waiters import wait_for
 from agentflow.errors import (
     NotFoundError,
     StaleTokenError,
@@ -94,7 +94,7 @@ async def _wait_for_grant(
     give_up = loop.time() + wait_s + _GRACE_S
     table = svc.machine.locks
     while True:
-        with svc.watching_lock(session) as changed:
+        with svc.lock_waiters.watch(session) as changed:
             held = next((g for g in table.holders(name) if g.session == session), None)
             if held is not None:
                 return held
@@ -105,8 +105,7 @@ async def _wait_for_grant(
                 )
             left = give_up - loop.time()
             if left > 0 and not await request.is_disconnected():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(changed), timeout=min(left, 1.0))
+                await wait_for(changed, min(left, 1.0))
                 continue
         # The expiry pass is late (no leader?) or the client left: drop the wait ourselves.
         if not svc.log.is_leader:

@@ -10,12 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from agentflow.state.commands import NewTask
 
 __all__ = [
+    "AckIn",
+    "ConnectIn",
     "LockAcquireIn",
     "LockForceIn",
     "LockHolderIn",
     "LockReleaseIn",
     "LockRenewIn",
+    "MessageIn",
     "PriorityName",
+    "RequestIn",
     "ResourcesIn",
     "TaskBatchIn",
     "TaskIn",
@@ -274,3 +278,46 @@ class LockReleaseIn(LockHolderIn):
 
 class LockForceIn(_Strict):
     reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+AgentId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s*][^\s]*$")]
+MAX_REQUEST_TIMEOUT_MS = 300_000
+
+
+class MessageIn(_Strict):
+    """An envelope. ``to``: an agent id, ``*`` (every live agent) or ``topic:<name>``; or give
+    ``topic`` instead of ``to``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    sender: AgentId | None = Field(default=None, alias="from")
+    to: Annotated[str, Field(min_length=1, max_length=262)] | None = None
+    topic: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    type: Annotated[str, Field(min_length=1, max_length=128)]
+    content: Any = None
+    correlation_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    requires_response: bool = False
+    ttl_ms: int | None = Field(default=None, ge=1, le=30 * 86_400_000)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> MessageIn:
+        if (self.to is None) == (self.topic is None):
+            raise ValueError("give exactly one of to and topic")
+        return self
+
+    @property
+    def address(self) -> str:
+        return self.to if self.to is not None else f"topic:{self.topic}"
+
+
+class RequestIn(MessageIn):
+    timeout_ms: int = Field(default=30_000, ge=1, le=MAX_REQUEST_TIMEOUT_MS)
+
+
+class AckIn(_Strict):
+    cursor: int = Field(ge=0)
+
+
+class ConnectIn(_Strict):
+    ttl_s: float = Field(default=30.0, gt=0, le=86_400)

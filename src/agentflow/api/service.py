@@ -12,12 +12,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import Request
 
 from agentflow.api.sessions import SessionHub
+from agentflow.api.waiters import KeyedWaiters
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
 from agentflow.errors import NotFoundError, OverloadedError
@@ -28,7 +29,9 @@ from agentflow.state.commands import NewTask, SubmitTasks
 from agentflow.state.events import (
     Event,
     LockChanged,
+    MessageDelivered,
     OutputAppended,
+    ReplyArrived,
     TaskChanged,
     WorkflowChanged,
 )
@@ -88,7 +91,9 @@ class MasterService:
         self.started_at_ms = clock_ms()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._workflow_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._lock_waiters: dict[str, list[asyncio.Future[None]]] = {}  # by session
+        self.lock_waiters = KeyedWaiters()  # by lock session
+        self.inbox_waiters = KeyedWaiters()  # by agent id
+        self.reply_waiters = KeyedWaiters()  # by the request's correlation id
         self._followers: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._finish_times: deque[int] = deque(maxlen=100_000)
         self.log.subscribe(self.hub.on_events)
@@ -134,9 +139,11 @@ class MasterService:
                         if not future.done():
                             future.set_result(None)
             elif isinstance(event, LockChanged):
-                for future in self._lock_waiters.pop(event.session, ()):
-                    if not future.done():
-                        future.set_result(None)
+                self.lock_waiters.notify(event.session)
+            elif isinstance(event, MessageDelivered):
+                self.inbox_waiters.notify(event.agent_id)
+            elif isinstance(event, ReplyArrived):
+                self.reply_waiters.notify(event.correlation_id)
             elif isinstance(event, OutputAppended):
                 for queue in self._followers.get(event.task_id, ()):
                     with contextlib.suppress(asyncio.QueueFull):
@@ -204,21 +211,6 @@ class MasterService:
             if future in waiters:
                 waiters.remove(future)
         return self.machine.workflows[workflow_id]
-
-    @contextlib.contextmanager
-    def watching_lock(self, session: str) -> Iterator[asyncio.Future[None]]:
-        """A future set by the next lock event naming ``session``. Register it *before*
-        reading the lock state, so an event applied in between is not missed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._lock_waiters.setdefault(session, []).append(future)
-        try:
-            yield future
-        finally:
-            waiters = self._lock_waiters.get(session, [])
-            if future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    del self._lock_waiters[session]
 
     async def follow_output(self, task_id: str) -> AsyncIterator[bytes]:
         """Everything held of stdout and stderr, then new chunks until the task ends."""

@@ -7,8 +7,18 @@ from typing import Any
 
 from agentflow.state import StateMachine, TaskRecord, TaskStatus, WorkerRecord
 from agentflow.state.locks import Grant, Waiting
+from agentflow.state.message_ops import is_live
+from agentflow.state.messages import AgentBox, Message
 
-__all__ = ["grant_view", "iso", "lock_view", "task_view", "worker_view"]
+__all__ = [
+    "agent_view",
+    "grant_view",
+    "iso",
+    "lock_view",
+    "message_view",
+    "task_view",
+    "worker_view",
+]
 
 
 def iso(ms: int | None) -> str | None:
@@ -159,3 +169,39 @@ def lock_view(sm: StateMachine, name: str, now_ms: int, *, history: bool) -> dic
             if e.name == name
         ]
     return view
+
+
+def message_view(message: Message, cursor: int | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": message.id,
+        "from": message.sender,
+        "to": message.to,
+        "type": message.type,
+        "content": message.content,
+        "correlation_id": message.correlation_id,
+        "requires_response": message.requires_response,
+        "ttl_ms": message.ttl_ms,
+        "timestamp": iso(message.timestamp_ms),
+        "index": message.index,
+        "recipients": list(message.recipients),
+        "undelivered": list(message.undelivered),
+        "late": message.late,
+    }
+    if cursor is not None:
+        view["cursor"] = cursor
+    return view
+
+
+def agent_view(sm: StateMachine, box: AgentBox, now_ms: int) -> dict[str, Any]:
+    task = sm.tasks.get(box.id)
+    return {
+        "id": box.id,
+        "kind": "task" if task is not None else "named",
+        "live": is_live(sm, box.id, now_ms),
+        "session_expires_in_s": round(max(0, box.session_until_ms - now_ms) / 1000.0, 3),
+        "subscriptions": list(box.subscriptions),
+        "inbox_depth": sum(1 for _, m in box.inbox if not m.expired(now_ms)),
+        "acked": box.acked,
+        "last_cursor": box.next_cursor - 1,
+        "received": box.received,
+    }

@@ -1,0 +1,131 @@
+"""Routes under ``/api/v1/messages``: send, request-reply, history.
+
+A send is one command; its answer lists who received it (and whose inbox was full). A request
+is a send with ``requires_response`` that then waits for the reply the state machine records as
+the answer (``ReplyArrived``), or answers 408 when ``timeout_ms`` runs out. The state decides
+what is in time; this handler only watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from agentflow.api.problems import read_model
+from agentflow.api.schemas import MessageIn, RequestIn
+from agentflow.api.service import MasterService, service
+from agentflow.api.views import message_view
+from agentflow.api.waiters import wait_for
+from agentflow.errors import PayloadTooLargeError, TimeoutExpiredError, ValidationError
+from agentflow.state.commands import SendMessage
+from agentflow.state.messages import Sent
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+
+MAX_PAGE = 1000
+
+
+def _command(svc: MasterService, body: MessageIn, sender: str, **extra: Any) -> SendMessage:
+    size = len(json.dumps(body.content, separators=(",", ":")).encode())
+    limit = svc.machine.messages.limits.max_message_bytes
+    if size > limit:
+        raise PayloadTooLargeError(f"message content of {size} bytes exceeds {limit}")
+    return SendMessage(
+        now_ms=svc.now_ms(),
+        id=body.id or "msg-" + secrets.token_hex(10),
+        sender=sender,
+        to=body.address,
+        type=body.type,
+        content=body.content,
+        correlation_id=body.correlation_id,
+        requires_response=body.requires_response,
+        ttl_ms=body.ttl_ms,
+        size=size,
+        **extra,
+    )
+
+
+@router.post("/messages", status_code=201)
+async def send_message(request: Request) -> JSONResponse:
+    svc = service(request)
+    body = await read_model(request, MessageIn, svc.config.max_request_bytes)
+    if body.requires_response:
+        raise ValidationError("a message that requires a response goes to /messages/request")
+    sent: Sent = await svc.log.propose(_command(svc, body, body.sender or "api"))
+    view = message_view(sent.message) | {"duplicate": sent.duplicate}
+    return JSONResponse(view, status_code=200 if sent.duplicate else 201)
+
+
+@router.post("/messages/request")
+async def request_reply(request: Request) -> JSONResponse:
+    """Send a request and wait for its reply: 404 ``no-responder`` at once when no live agent
+    can take it, 408 when no reply came within ``timeout_ms``."""
+    svc = service(request)
+    body = await read_model(request, RequestIn, svc.config.max_request_bytes)
+    body.requires_response = True
+    requester = body.sender or "client-" + secrets.token_hex(6)
+    command = _command(svc, body, requester, timeout_ms=body.timeout_ms)
+    correlation_id = body.correlation_id or command.id
+    command = SendMessage(**{**command.to_wire(), "correlation_id": correlation_id})
+    sent: Sent = await svc.log.propose(command)
+    deadline = asyncio.get_running_loop().time() + body.timeout_ms / 1000.0
+    answers = svc.machine.messages.answers
+    while True:
+        with svc.reply_waiters.watch(correlation_id) as arrived:
+            reply = answers.get(correlation_id)
+            if reply is not None:
+                return JSONResponse(
+                    {"request": message_view(sent.message), "reply": message_view(reply)}
+                )
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutExpiredError(
+                    f"no reply from {body.address} within {body.timeout_ms} ms",
+                    request_id=sent.message.id,
+                    correlation_id=correlation_id,
+                )
+            await wait_for(arrived, left)
+
+
+def _time_ms(value: str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except ValueError:
+        raise ValidationError(f"{what} must be epoch milliseconds or ISO 8601") from None
+
+
+@router.get("/messages")
+async def history(
+    request: Request,
+    *,
+    agent: str | None = None,
+    type: str | None = None,
+    correlation_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> JSONResponse:
+    """The newest ``limit`` messages passing every filter, oldest first."""
+    svc = service(request)
+    found = svc.machine.messages.query(
+        agent=agent,
+        type_=type,
+        correlation_id=correlation_id,
+        since_ms=_time_ms(since, "since"),
+        until_ms=_time_ms(until, "until"),
+        limit=limit,
+    )
+    messages = [message_view(m) for m in found]
+    return JSONResponse({"messages": messages, "count": len(messages)})
