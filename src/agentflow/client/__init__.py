@@ -5,6 +5,7 @@ carries an idempotency key, typed errors rebuilt from problem+json. It imports n
 the master side.
 """
 
+from agentflow.client._agents import Agent, AsyncAgent, Message
 from agentflow.client._async import AsyncClient
 from agentflow.client._core import TaskInfo
 from agentflow.client._functions import TaskFuture, task
@@ -12,11 +13,14 @@ from agentflow.client._locks import FencedFile, FencedResource, Lease
 from agentflow.client._sync import Client
 
 __all__ = [
+    "Agent",
+    "AsyncAgent",
     "AsyncClient",
     "Client",
     "FencedFile",
     "FencedResource",
     "Lease",
+    "Message",
     "TaskFuture",
     "TaskInfo",
     "task",

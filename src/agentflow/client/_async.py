@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from agentflow.client._agents import AsyncAgent, default_agent_id
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
@@ -23,6 +24,7 @@ from agentflow.client._core import (
     unreachable,
 )
 from agentflow.client._locks import AsyncLockContext, Lease
+from agentflow.errors import NotLeaderError
 
 __all__ = ["AsyncClient"]
 
@@ -43,7 +45,16 @@ class AsyncClient:
         self._failover = Failover(self.urls, retry_for_s)
         token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.auth_headers = headers
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s)
+
+    def ws_url(self, path: str) -> str:
+        """``path`` on the master this client talks to now, as a WebSocket URL."""
+        return "ws" + self._failover.base.removeprefix("http") + path
+
+    def follow_leader(self, leader_url: str) -> None:
+        """Talk to ``leader_url`` next (a follower named it)."""
+        self._failover.failed(NotLeaderError("not the leader", leader_url=leader_url))
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -151,6 +162,26 @@ class AsyncClient:
             params={"wait_s": wait_s},
             timeout_s=wait_s + 10.0,
         )
+        return result
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def agent(self, name: str | None = None, *, ttl: float = 30.0) -> AsyncAgent:
+        """An agent session named ``name`` (kept alive in the background until closed); with
+        no name inside a task, the task itself. Use it as a context manager."""
+        return AsyncAgent(self, default_agent_id(name), ttl=ttl)
+
+    async def agents(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = (await self.request("GET", "/api/v1/agents"))[
+            "agents"
+        ]
+        return result
+
+    async def message_history(self, **filters: Any) -> builtins.list[dict[str, Any]]:
+        """``agent``, ``type``, ``correlation_id``, ``since``, ``until``, ``limit``."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        answer = await self.request("GET", "/api/v1/messages", params=params)
+        result: builtins.list[dict[str, Any]] = answer["messages"]
         return result
 
     # -- locks ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any, overload
 
 import httpx
 
+from agentflow.client._agents import Agent, default_agent_id
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
@@ -238,6 +239,24 @@ class Client:
 
     def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", f"/api/v1/workflows/{workflow_id}/retry")
+        return result
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def agent(self, name: str | None = None, *, ttl: float = 30.0) -> Agent:
+        """An agent session named ``name`` (kept alive in the background until closed); with
+        no name inside a task, the task itself. Use it as a context manager."""
+        return Agent(self, default_agent_id(name), ttl=ttl)
+
+    def agents(self) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = (self.request("GET", "/api/v1/agents"))["agents"]
+        return result
+
+    def message_history(self, **filters: Any) -> builtins.list[dict[str, Any]]:
+        """``agent``, ``type``, ``correlation_id``, ``since``, ``until``, ``limit``."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        answer = self.request("GET", "/api/v1/messages", params=params)
+        result: builtins.list[dict[str, Any]] = answer["messages"]
         return result
 
     # -- locks ------------------------------------------------------------------------------
