@@ -36,6 +36,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "cluster": "agentflow.cli.cluster:cluster",
     "workflow": "agentflow.cli.workflow:workflow",
     "lock": "agentflow.cli.lock:lock",
+    "msg": "agentflow.cli.msg:msg",
+    "agent": "agentflow.cli.msg:agent",
 }
 
 
