@@ -67,6 +67,9 @@ class MasterConfig:
     worker_loss_timeout_s: float = 30.0
     lost_worker_retention_s: float = 3600.0
     lock_delay_s: float = 0.0  # a lock whose holder was lost is not granted again for this long
+    message_history: int = 10_000  # messages kept in the queryable history
+    inbox_max: int = 10_000  # messages waiting in one agent's inbox
+    max_message_bytes: int = 256 << 10
     max_request_bytes: int = 8 << 20
     max_batch_tasks: int = 10_000
     output_tail_bytes: int = 512 << 10

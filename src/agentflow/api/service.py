@@ -36,6 +36,7 @@ from agentflow.state.events import (
     WorkflowChanged,
 )
 from agentflow.state.locks import LockLimits
+from agentflow.state.messages import MessageLimits
 from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord, WorkflowStatus
 
 __all__ = ["MasterService", "service", "wall_clock_ms"]
@@ -55,6 +56,11 @@ class MasterService:
         self.machine = StateMachine(
             limits=StateLimits(output_tail_bytes=config.output_tail_bytes),
             lock_limits=LockLimits(lock_delay_ms=int(config.lock_delay_s * 1000)),
+            message_limits=MessageLimits(
+                history_max=config.message_history,
+                inbox_max=config.inbox_max,
+                max_message_bytes=config.max_message_bytes,
+            ),
         )
         raft_host, raft_port = config.raft_address
         self.log = RaftLog(

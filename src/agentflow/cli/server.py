@@ -55,6 +55,9 @@ def is_loopback(host: str) -> bool:
     "lock_delay_s",
     help="Keep a lock whose holder was lost (not released) from new grants this long (default 0).",
 )
+@click.option("--message-history", type=int, help="Messages kept in history (default 10000).")
+@click.option("--inbox-max", type=int, help="Messages one agent's inbox holds (default 10000).")
+@click.option("--max-message-bytes", help="Largest message content, e.g. 256K (default).")
 @click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
 @click.option("--raft-port", type=int, help="Port for peer traffic (default: --port + 1).")
 @click.option("--raft-host", help="Address for peer traffic (default: --host).")
