@@ -109,6 +109,9 @@ def test_no_responder_timeout_and_late_reply(procs: Processes) -> None:
         timeout=5,
     )
     assert problem.status_code == 404 and problem.json()["code"] == "no-responder"
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    assert 'agentflow_messages_total{event="late"} 1.0' in metrics
+    assert "agentflow_requests_pending 0.0" in metrics
 
 
 def test_bounds_are_clear_errors_and_history_is_evicted_oldest_first(procs: Processes) -> None:

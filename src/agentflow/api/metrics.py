@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from agentflow.api.service import MasterService
 from agentflow.state import StateMachine, TaskStatus
 from agentflow.state.locks import LockEventKind
+from agentflow.state.message_ops import is_live
 
 __all__ = ["make_registry"]
 
@@ -43,6 +44,7 @@ class _StateCollector(Collector):
             value=sum(w.free_slots for w in sm.workers.values() if w.live),
         )
         yield from _lock_metrics(sm)
+        yield from _message_metrics(sm, self._svc.now_ms())
         yield GaugeMetricFamily(
             "agentflow_applied_index", "Last applied log index", value=sm.applied_index
         )
@@ -70,6 +72,31 @@ def _lock_metrics(sm: StateMachine) -> Iterator[Metric]:
     for kind in LockEventKind:
         events.add_metric([kind.value], table.counts[kind.value])
     yield events
+
+
+def _message_metrics(sm: StateMachine, now_ms: int) -> Iterator[Metric]:
+    table = sm.messages
+    agents = GaugeMetricFamily("agentflow_agents", "Agents known, by liveness", labels=["live"])
+    live = sum(1 for a in table.agents if is_live(sm, a, now_ms))
+    agents.add_metric(["true"], live)
+    agents.add_metric(["false"], len(table.agents) - live)
+    yield agents
+    yield GaugeMetricFamily(
+        "agentflow_inbox_messages",
+        "Messages waiting in inboxes (unacknowledged)",
+        value=sum(len(b.inbox) for b in table.agents.values()),
+    )
+    yield GaugeMetricFamily(
+        "agentflow_requests_pending",
+        "Requests waiting for a reply",
+        value=table.waiting_requests(now_ms),
+    )
+    totals = CounterMetricFamily(
+        "agentflow_messages", "Message events since the cluster began", labels=["event"]
+    )
+    for event in ("sent", "delivered", "undelivered", "answered", "late"):
+        totals.add_metric([event], table.totals[event])
+    yield totals
 
 
 def make_registry(svc: MasterService) -> CollectorRegistry:

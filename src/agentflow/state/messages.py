@@ -22,7 +22,7 @@ Nothing here reads a clock or does I/O: time is ``now_ms``, order is the log ``i
 from __future__ import annotations
 
 import fnmatch
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 BROADCAST = "*"
+LATE_REPLY_WINDOW_MS = 600_000  # a pending request is remembered this long past its deadline
 TOPIC_PREFIX = "topic:"
 
 
@@ -135,6 +136,7 @@ class MessageTable:
         self.answers: OrderedDict[str, Message] = OrderedDict()  # correlation id -> reply
         self.delivered: list[tuple[str, int]] = []  # (agent, cursor) since the owner took them
         self.replied: list[str] = []  # correlation ids answered since the owner took them
+        self.totals: Counter[str] = Counter()  # sent, delivered, undelivered, answered, late
 
     # -- agents -----------------------------------------------------------------------------
 
@@ -222,6 +224,9 @@ class MessageTable:
         stored = replace(message, recipients=tuple(delivered), undelivered=tuple(full))
         for agent_id in delivered:
             self._deliver(self.agents[agent_id], stored)
+        self.totals["sent"] += 1
+        self.totals["delivered"] += len(delivered)
+        self.totals["undelivered"] += len(full)
         if stored.requires_response:
             self._open_request(cid or stored.id, stored.sender, now + (timeout_ms or 0))
         self._remember(stored)
@@ -259,6 +264,8 @@ class MessageTable:
 
     def _answer(self, reply: Message, pending: _Pending) -> Message:
         late = reply.timestamp_ms > pending.deadline_ms
+        self.totals["sent"] += 1
+        self.totals["late" if late else "answered"] += 1
         stored = replace(reply, late=late, recipients=() if late else (pending.requester,))
         if not late:
             assert reply.correlation_id is not None
@@ -273,6 +280,15 @@ class MessageTable:
         self.pending[correlation_id] = _Pending(requester=requester, deadline_ms=deadline_ms)
         while len(self.pending) > self.limits.pending_max:
             self.pending.popitem(last=False)
+        # Requests long past their deadline are forgotten (a reply that late is not marked).
+        while self.pending:
+            oldest = next(iter(self.pending.values()))
+            if oldest.deadline_ms + LATE_REPLY_WINDOW_MS >= deadline_ms:
+                break
+            self.pending.popitem(last=False)
+
+    def waiting_requests(self, now_ms: int) -> int:
+        return sum(1 for p in self.pending.values() if p.deadline_ms > now_ms)
 
     def _remember(self, message: Message) -> None:
         self.history.append(message)
@@ -374,6 +390,7 @@ class MessageTable:
             "pending": [[c, p.requester, p.deadline_ms] for c, p in self.pending.items()],
             "answers": [[c, ref(m)] for c, m in self.answers.items()],
             "store": store,
+            "totals": dict(self.totals),
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -397,6 +414,7 @@ class MessageTable:
             self.by_id[message.id] = message
         for cid, requester, deadline in data["pending"]:
             self.pending[cid] = _Pending(requester=requester, deadline_ms=deadline)
+        self.totals = Counter(data.get("totals", {}))
         for cid, key in data["answers"]:
             self.answers[cid] = store[key]
 
