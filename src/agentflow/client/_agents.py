@@ -2,8 +2,9 @@
 
 ``client.agent("planner")`` opens a named session (renewed in the background while the agent
 is open); inside a task, ``client.agent()`` is the task itself (its id is the agent id, live
-while the task runs). Delivery is at-least-once: :meth:`Agent.messages` acknowledges a message
-only when the loop asks for the next one, so a crash in between means it comes again.
+while the task runs, and while the session lasts). Delivery is at-least-once:
+:meth:`Agent.messages` acknowledges a message only when the loop asks for the next one, so a
+crash in between means it comes again.
 """
 
 from __future__ import annotations
@@ -75,10 +76,6 @@ def _envelope(sender: str, to: str, type_: str, content: Any, **extra: Any) -> d
     return body
 
 
-def _is_task(agent_id: str) -> bool:
-    return agent_id == os.environ.get("AGENTFLOW_TASK_ID")
-
-
 class _AgentBase:
     def __init__(self, agent_id: str, ttl: float) -> None:
         self.id = agent_id
@@ -103,13 +100,10 @@ class Agent(_AgentBase):
         super().__init__(agent_id, ttl)
         self._client = client
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if not _is_task(agent_id):
-            self._client.request("POST", self._path + "/connect", json={"ttl_s": ttl})
-            self._thread = threading.Thread(
-                target=self._renew, daemon=True, name=f"agent-{agent_id}"
-            )
-            self._thread.start()
+        # A task opens a session too: that enters it in the registry (broadcasts reach it).
+        self._client.request("POST", self._path + "/connect", json={"ttl_s": ttl})
+        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"agent-{agent_id}")
+        self._thread.start()
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 3):
@@ -124,10 +118,9 @@ class Agent(_AgentBase):
         if self._cursor is not None:
             with contextlib.suppress(Exception):
                 self.ack(self._cursor)
-        if self._thread is not None:
-            self._thread.join()
-            with contextlib.suppress(Exception):
-                self._client.request("POST", self._path + "/disconnect")
+        self._thread.join()
+        with contextlib.suppress(Exception):
+            self._client.request("POST", self._path + "/disconnect")
 
     def __enter__(self) -> Agent:
         return self
@@ -221,9 +214,8 @@ class AsyncAgent(_AgentBase):
         self._renewer: asyncio.Task[None] | None = None
 
     async def open(self) -> AsyncAgent:
-        if not _is_task(self.id):
-            await self._client.request("POST", self._path + "/connect", json={"ttl_s": self.ttl})
-            self._renewer = asyncio.create_task(self._renew())
+        await self._client.request("POST", self._path + "/connect", json={"ttl_s": self.ttl})
+        self._renewer = asyncio.create_task(self._renew())
         return self
 
     async def _renew(self) -> None:
