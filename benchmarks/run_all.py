@@ -34,6 +34,7 @@ BENCHMARKS = (
     "placement",  # no cluster: one scheduling pass, 1,000 workers x 10,000 tasks (issue 6)
     "python_tasks",  # Python callables: no-op throughput and round trip (issue 6)
     "locks",  # distributed locks (issue 7)
+    "messages",  # agent messaging (issue 8)
     # 3 masters (issue 4)
     "commit_latency",
     "write_throughput",

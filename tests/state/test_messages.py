@@ -161,3 +161,12 @@ def test_invalid_addresses_are_refused() -> None:
     assert isinstance(send(log, "a", "bad id"), ValidationError)
     assert isinstance(send(log, "a", "*", requires_response=True), ValidationError)
     assert isinstance(log(Subscribe(now_ms=0, agent_id="*", pattern="x")), ValidationError)
+
+
+def test_a_renewal_never_shortens_a_session_and_disconnect_ends_it() -> None:
+    log = Log()
+    log(ConnectAgent(now_ms=0, agent_id="a", ttl_ms=30_000))  # the SDK's session
+    log(ConnectAgent(now_ms=100, agent_id="a", ttl_ms=10_000))  # a stream's shorter renewal
+    assert log.sm.messages.agents["a"].session_until_ms == 30_000
+    log(DisconnectAgent(now_ms=200, agent_id="a"))
+    assert log.sm.messages.agents["a"].session_until_ms == 0

@@ -22,6 +22,7 @@ Nothing here reads a clock or does I/O: time is ``now_ms``, order is the log ``i
 from __future__ import annotations
 
 import fnmatch
+import itertools
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -155,12 +156,13 @@ class MessageTable:
         return box
 
     def connect(self, agent_id: str, *, ttl_ms: int, now_ms: int) -> AgentBox:
-        """Open or renew a named session: the agent is live for ``ttl_ms`` from ``now_ms``."""
+        """Open or renew a named session: the agent is live for at least ``ttl_ms`` from
+        ``now_ms`` (a renewal never shortens what another holder of the session asked for)."""
         _check_agent_id(agent_id)
         if ttl_ms <= 0:
             raise ValidationError("ttl_ms must be positive")
         box = self._box(agent_id, now_ms)
-        box.session_until_ms = now_ms + ttl_ms
+        box.session_until_ms = max(box.session_until_ms, now_ms + ttl_ms)
         return box
 
     def disconnect(self, agent_id: str) -> AgentBox:
@@ -305,11 +307,13 @@ class MessageTable:
     ) -> list[tuple[int, Message]]:
         """Unexpired messages after ``after`` (default: the acknowledged cursor), in order."""
         box = self.agents.get(agent_id)
-        if box is None:
+        if box is None or not box.inbox:
             return []
         start = box.acked if after is None else after
+        # Entries leave only from the head, so cursors in the inbox are consecutive.
+        skip = max(0, start + 1 - box.inbox[0][0])
         out = []
-        for cursor, message in box.inbox:
+        for cursor, message in itertools.islice(box.inbox, skip, None):
             if cursor > start and not message.expired(now_ms):
                 out.append((cursor, message))
                 if len(out) >= limit:
@@ -324,7 +328,9 @@ class MessageTable:
                 f"cursor {cursor} is beyond the last delivery ({box.next_cursor - 1})"
             )
         box.acked = max(box.acked, cursor)
-        box.inbox = deque((c, m) for c, m in box.inbox if c > box.acked and not m.expired(now_ms))
+        inbox = box.inbox
+        while inbox and (inbox[0][0] <= box.acked or inbox[0][1].expired(now_ms)):
+            inbox.popleft()
         return box
 
     def take_deliveries(self) -> tuple[list[tuple[str, int]], list[str]]:
