@@ -63,13 +63,19 @@ def create_app(service: MasterService) -> FastAPI:
     app.add_middleware(ForwardingMiddleware, service=service)
     app.add_middleware(AuthMiddleware, token=service.config.api_token)  # outermost: first
     _install_error_handlers(app)
-    app.include_router(task_routes.router)
-    app.include_router(worker_routes.router)
-    app.include_router(cluster_routes.router)
-    app.include_router(workflow_routes.router)
-    app.include_router(lock_routes.router)
-    app.include_router(message_routes.router)
-    app.include_router(agent_routes.router)
+    # The routes go straight into the app's router: include_router() nests each router, and
+    # matching then walks every router's routes several times per request (a quarter of a
+    # lock acquire's CPU in a profile). The path prefixes are already in each route.
+    for module in (
+        task_routes,
+        worker_routes,
+        lock_routes,
+        message_routes,
+        agent_routes,
+        workflow_routes,
+        cluster_routes,
+    ):
+        app.router.routes.extend(module.router.routes)
     registry = make_registry(service)
 
     async def health(request: Request) -> JSONResponse:
