@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,8 +42,10 @@ __all__ = [
     "disk_figures",
     "figure",
     "free_port",
+    "latency_figures",
     "masters_suffix",
     "percentile",
+    "report_latency",
     "run_main",
     "sigterm_raises",
 ]
@@ -84,6 +87,39 @@ def figure(
         met = value >= target if higher_is_better else value <= target
         line += f" target{op}{target:g} {'MET' if met else 'NOT MET'}"
     print(line, flush=True)
+
+
+def latency_figures(prefix: str, samples_ms: list[float], suffix: str = "") -> dict[str, float]:
+    """``<prefix>_{p50,p99,mean,max}_ms<suffix>`` of ``samples_ms`` (sorted in place)."""
+    samples_ms.sort()
+    return {
+        f"{prefix}_p50_ms{suffix}": percentile(samples_ms, 50),
+        f"{prefix}_p99_ms{suffix}": percentile(samples_ms, 99),
+        f"{prefix}_mean_ms{suffix}": statistics.fmean(samples_ms),
+        f"{prefix}_max_ms{suffix}": samples_ms[-1],
+    }
+
+
+def report_latency(
+    bench: str,
+    prefix: str,
+    samples_ms: list[float],
+    suffix: str = "",
+    *,
+    target_p50: float | None = None,
+    target_p99: float | None = None,
+) -> None:
+    """Print :func:`latency_figures` (lower is better; the targets go on the p50 and p99
+    lines) and ``<prefix>_samples<suffix>``. No samples is an error."""
+    if not samples_ms:
+        raise RuntimeError(f"{prefix}{suffix}: no samples")
+    targets = {
+        f"{prefix}_p50_ms{suffix}": target_p50,
+        f"{prefix}_p99_ms{suffix}": target_p99,
+    }
+    for key, value in latency_figures(prefix, samples_ms, suffix).items():
+        figure(bench, key, value, target=targets.get(key), higher_is_better=False, fmt="{:.2f}")
+    figure(bench, f"{prefix}_samples{suffix}", len(samples_ms), fmt="{:.0f}")
 
 
 def disk_figures(bench: str, samples: int = 50) -> None:

@@ -25,10 +25,7 @@ much of each millisecond is the client's. One master always (``--masters`` is ig
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -43,9 +40,10 @@ from _cluster import (
     deadline_guard,
     disk_figures,
     figure,
-    percentile,
+    report_latency,
     run_main,
 )
+from _rawhttp import RawConnection, cpu_s
 
 BENCH = "locks"
 TARGET_PAIRS_PER_S = 2000.0
@@ -57,11 +55,6 @@ WAIT_S = 30.0  # the hand-off waiter's blocking acquire
 WARMUP = 30
 TIME_LIMIT_S = 240.0
 BUDGET_S = 60.0  # per sequential series: stop early (and say so) rather than run unbounded
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _acquire_body(session: str, wait_s: float = 0.0) -> dict[str, Any]:
@@ -84,47 +77,6 @@ class _Connection(Protocol):
     async def close(self) -> None: ...
 
 
-class _RawConnection:
-    """One kept-alive HTTP/1.1 connection speaking just enough HTTP for this benchmark.
-
-    httpx.AsyncClient spends about 1.5 ms of CPU a request here (see ``write_throughput.py``):
-    16 of them in one process are the limit long before the master is. This costs tens of
-    microseconds."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> tuple[int, bytes]:
-        if self.reader is None or self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        payload = b"" if body is None else json.dumps(body).encode()
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + payload)
-        answer = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(answer[9:12])
-        length = 0
-        for line in answer.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                raise RuntimeError(f"{method} {path}: unexpected transfer-encoding {value!r}")
-        return status, (await self.reader.readexactly(length) if length else b"")
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
-
-
 class _HttpxConnection:
     """An ``httpx.AsyncClient`` limited to one kept-alive connection."""
 
@@ -144,36 +96,8 @@ class _HttpxConnection:
 
 def _connect(url: str, raw: bool, timeout_s: float = 30.0) -> _Connection:
     if raw:
-        host, port = url.removeprefix("http://").split(":")
-        return _RawConnection(host, int(port))
+        return RawConnection(url)
     return _HttpxConnection(url, timeout_s)
-
-
-def _latency_figures(prefix: str, samples_ms: list[float], suffix: str) -> dict[str, float]:
-    samples_ms.sort()
-    return {
-        f"{prefix}_p50_ms{suffix}": percentile(samples_ms, 50),
-        f"{prefix}_p99_ms{suffix}": percentile(samples_ms, 99),
-        f"{prefix}_mean_ms{suffix}": statistics.fmean(samples_ms),
-        f"{prefix}_max_ms{suffix}": samples_ms[-1],
-    }
-
-
-def _report_latency(
-    prefix: str, samples_ms: list[float], suffix: str, target: float | None
-) -> None:
-    figures = _latency_figures(prefix, samples_ms, suffix)
-    for key, value in figures.items():
-        is_p50 = key == f"{prefix}_p50_ms{suffix}"
-        figure(
-            BENCH,
-            key,
-            value,
-            target=target if is_p50 else None,
-            higher_is_better=False,
-            fmt="{:.2f}",
-        )
-    figure(BENCH, f"{prefix}_samples{suffix}", len(samples_ms), fmt="{:.0f}")
 
 
 # -- 1. uncontended pairs, 16 concurrent clients --------------------------------------------
@@ -227,12 +151,12 @@ async def _uncontended(
         # Open every connection and make every lock before the clock starts.
         for _ in range(3):
             await asyncio.gather(*(_pairs(conns[i], names[i], 0.0, None, errors) for i in ids))
-        master_before, client_before = master_cpu(), _cpu_s()
+        master_before, client_before = master_cpu(), cpu_s()
         start = time.perf_counter()
         stop_at = start + seconds
         await asyncio.gather(*(_pairs(conns[i], names[i], stop_at, run, errors) for i in ids))
         run.elapsed_s = time.perf_counter() - start
-        run.master_cpu_s, run.client_cpu_s = master_cpu() - master_before, _cpu_s() - client_before
+        run.master_cpu_s, run.client_cpu_s = master_cpu() - master_before, cpu_s() - client_before
     finally:
         for conn in conns:
             await conn.close()
@@ -257,7 +181,7 @@ def uncontended(cluster: LocalCluster, seconds: float, raw: bool) -> None:
         target=TARGET_PAIRS_PER_S if raw else None,
     )
     figure(BENCH, f"pairs{suffix}", run.pairs, fmt="{:.0f}")
-    _report_latency(f"acquire_c{CLIENTS}", run.acquire_ms, suffix, None)
+    report_latency(BENCH, f"acquire_c{CLIENTS}", run.acquire_ms, suffix)
     figure(
         BENCH, f"master_cpu_ms_per_pair{suffix}", run.master_cpu_s * 1000 / run.pairs, fmt="{:.3f}"
     )
@@ -316,10 +240,10 @@ async def _sequential_raw(url: str, name: str, n_pairs: int, budget_s: float) ->
 def sequential(url: str, n_pairs: int, raw: bool, budget_s: float = BUDGET_S) -> None:
     if raw:
         samples = asyncio.run(_sequential_raw(url, "bench-seq-raw", n_pairs, budget_s))
-        _report_latency("acquire", samples, "_raw", None)
+        report_latency(BENCH, "acquire", samples, "_raw")
     else:
         samples = _sequential_httpx(url, "bench-seq", n_pairs, budget_s)
-        _report_latency("acquire", samples, "", TARGET_ACQUIRE_P50_MS)
+        report_latency(BENCH, "acquire", samples, target_p50=TARGET_ACQUIRE_P50_MS)
 
 
 # -- 3. contended hand-off ------------------------------------------------------------------
@@ -395,9 +319,9 @@ async def _handoff(url: str, rounds: int, raw: bool, budget_s: float) -> list[fl
 def handoff(url: str, rounds: int, raw: bool, budget_s: float = BUDGET_S) -> None:
     samples = asyncio.run(_handoff(url, rounds, raw, budget_s))
     if raw:
-        _report_latency("handoff", samples, "_raw", None)
+        report_latency(BENCH, "handoff", samples, "_raw")
     else:
-        _report_latency("handoff", samples, "", TARGET_HANDOFF_P50_MS)
+        report_latency(BENCH, "handoff", samples, target_p50=TARGET_HANDOFF_P50_MS)
 
 
 def main() -> int:

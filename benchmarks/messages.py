@@ -33,8 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import resource
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -50,8 +48,10 @@ from _cluster import (
     disk_figures,
     figure,
     percentile,
+    report_latency,
     run_main,
 )
+from _rawhttp import RawConnection, cpu_s
 from agentflow.client import AsyncClient
 from agentflow.client._agents import AsyncAgent, Message
 
@@ -68,11 +68,6 @@ ARRIVAL_TIMEOUT_S = 10.0  # a message not received this long after its send is a
 DRAIN_S = 15.0  # after a throughput run: until every sent message has been received
 TIME_LIMIT_S = 240.0
 BUDGET_S = 60.0  # per sequential series: stop early (and say so) rather than run unbounded
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # -- exactly once, in order -------------------------------------------------------------------
@@ -139,45 +134,6 @@ class _Checker:
 # -- clients ----------------------------------------------------------------------------------
 
 
-class _RawConnection:
-    """One kept-alive HTTP/1.1 connection speaking just enough HTTP for this benchmark (as in
-    ``locks.py``): tens of microseconds a request, where ``httpx`` spends a millisecond."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.host, self.port = host, int(port)
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> tuple[int, bytes]:
-        if self.reader is None or self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        payload = b"" if body is None else json.dumps(body).encode()
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + payload)
-        answer = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(answer[9:12])
-        length = 0
-        for line in answer.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                raise RuntimeError(f"{method} {path}: unexpected transfer-encoding {value!r}")
-        return status, (await self.reader.readexactly(length) if length else b"")
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
-
-
 def _expect(status: int, body: bytes, wanted: int, what: str) -> dict[str, Any]:
     if status != wanted:
         raise RuntimeError(f"{what} answered {status}: {body[:300]!r}")
@@ -189,7 +145,7 @@ def _ws_url(url: str, agent: str) -> str:
     return "ws" + url.removeprefix("http") + f"/api/v1/agents/{agent}/stream"
 
 
-async def _wait_live(conn: _RawConnection, agent: str, timeout_s: float = 10.0) -> None:
+async def _wait_live(conn: RawConnection, agent: str, timeout_s: float = 10.0) -> None:
     """Until the master counts ``agent`` live (a stream connects its session just after the
     handshake, so a request sent at once could find no responder)."""
     give_up = time.monotonic() + timeout_s
@@ -241,26 +197,6 @@ async def _stop(*tasks: asyncio.Task[Any]) -> None:
     for result in results:
         if isinstance(result, Exception):
             raise result
-
-
-def _latency_figures(prefix: str, samples_ms: list[float], suffix: str) -> dict[str, float]:
-    samples_ms.sort()
-    return {
-        f"{prefix}_p50_ms{suffix}": percentile(samples_ms, 50),
-        f"{prefix}_p99_ms{suffix}": percentile(samples_ms, 99),
-        f"{prefix}_mean_ms{suffix}": statistics.fmean(samples_ms),
-        f"{prefix}_max_ms{suffix}": samples_ms[-1],
-    }
-
-
-def _report_latency(
-    prefix: str, samples_ms: list[float], suffix: str, targets: dict[str, float]
-) -> None:
-    if not samples_ms:
-        raise RuntimeError(f"{prefix}{suffix}: no samples")
-    for key, value in _latency_figures(prefix, samples_ms, suffix).items():
-        figure(BENCH, key, value, target=targets.get(key), higher_is_better=False, fmt="{:.2f}")
-    figure(BENCH, f"{prefix}_samples{suffix}", len(samples_ms), fmt="{:.0f}")
 
 
 # -- receivers --------------------------------------------------------------------------------
@@ -342,7 +278,7 @@ class _P2P:
 async def _p2p_raw(url: str, n: int, budget_s: float, checker: _Checker) -> _P2P:
     sender, receiver = "p2p-raw-s", "p2p-raw-r"
     arrivals, connected = _Arrivals(), asyncio.Event()
-    conn = _RawConnection(url)
+    conn = RawConnection(url)
     reader = asyncio.create_task(
         _raw_receiver(url, receiver, checker, _note(arrivals), 0, connected)
     )
@@ -400,8 +336,12 @@ async def _p2p_sdk(url: str, n: int, budget_s: float, checker: _Checker) -> _P2P
     return out
 
 
-def _report_p2p(run: _P2P, suffix: str, targets: dict[str, float]) -> None:
-    _report_latency("p2p", run.arrived_ms, suffix, targets)
+def _report_p2p(
+    run: _P2P, suffix: str, target_p50: float | None = None, target_p99: float | None = None
+) -> None:
+    report_latency(
+        BENCH, "p2p", run.arrived_ms, suffix, target_p50=target_p50, target_p99=target_p99
+    )
     run.answered_ms.sort()
     for q in (50, 99):
         value = percentile(run.answered_ms, q)
@@ -409,9 +349,9 @@ def _report_p2p(run: _P2P, suffix: str, targets: dict[str, float]) -> None:
 
 
 def point_to_point(url: str, n: int, budget_s: float, checker: _Checker) -> None:
-    targets = {"p2p_p50_ms": TARGET_P2P_P50_MS, "p2p_p99_ms": TARGET_P2P_P99_MS}
-    _report_p2p(asyncio.run(_p2p_sdk(url, n, budget_s, checker)), "", targets)
-    _report_p2p(asyncio.run(_p2p_raw(url, n, budget_s, checker)), "_raw", {})
+    sdk = asyncio.run(_p2p_sdk(url, n, budget_s, checker))
+    _report_p2p(sdk, "", target_p50=TARGET_P2P_P50_MS, target_p99=TARGET_P2P_P99_MS)
+    _report_p2p(asyncio.run(_p2p_raw(url, n, budget_s, checker)), "_raw")
 
 
 # -- 2. request-reply ------------------------------------------------------------------------
@@ -419,7 +359,7 @@ def point_to_point(url: str, n: int, budget_s: float, checker: _Checker) -> None
 
 async def _rr_raw(url: str, n: int, budget_s: float, checker: _Checker) -> list[float]:
     requester, responder = "rr-raw-a", "rr-raw-svc"
-    ask, answer_conn, connected = _RawConnection(url), _RawConnection(url), asyncio.Event()
+    ask, answer_conn, connected = RawConnection(url), RawConnection(url), asyncio.Event()
 
     async def respond(message: dict[str, Any], when: float) -> None:
         if not message["requires_response"]:
@@ -518,9 +458,9 @@ async def _rr_sdk(url: str, n: int, budget_s: float, checker: _Checker) -> list[
 
 def request_reply(url: str, n: int, budget_s: float, checker: _Checker) -> None:
     samples = asyncio.run(_rr_sdk(url, n, budget_s, checker))
-    _report_latency("request_reply", samples, "", {"request_reply_p50_ms": TARGET_RR_P50_MS})
+    report_latency(BENCH, "request_reply", samples, target_p50=TARGET_RR_P50_MS)
     samples = asyncio.run(_rr_raw(url, n, budget_s, checker))
-    _report_latency("request_reply", samples, "_raw", {})
+    report_latency(BENCH, "request_reply", samples, "_raw")
 
 
 # -- 3. throughput ----------------------------------------------------------------------------
@@ -561,7 +501,7 @@ async def _throughput(
         window.arrived(sender, seq, when)
 
     async def send_raw(i: int) -> None:
-        conn = _RawConnection(url)
+        conn = RawConnection(url)
         sender, receiver = senders[i], receivers[i]
         try:
             seq = 0
@@ -594,7 +534,7 @@ async def _throughput(
     async with contextlib.AsyncExitStack() as stack:
         readers: list[asyncio.Task[None]] = []
         sdk_senders: list[AsyncAgent] = []
-        probe = _RawConnection(url)
+        probe = RawConnection(url)
         stack.push_async_callback(probe.close)
         if sdk:
             for i in range(PAIRS):
@@ -615,7 +555,7 @@ async def _throughput(
         try:
             for receiver in receivers:
                 await _wait_live(probe, receiver)
-            master_before, client_before = master_cpu(), _cpu_s()
+            master_before, client_before = master_cpu(), cpu_s()
             window.start = time.perf_counter()
             window.stop = window.start + seconds
             if sdk:
@@ -623,7 +563,7 @@ async def _throughput(
             else:
                 sending = [asyncio.create_task(send_raw(i)) for i in range(PAIRS)]
             await asyncio.sleep(seconds)
-            master_cpu_s, client_cpu_s = master_cpu() - master_before, _cpu_s() - client_before
+            master_cpu_s, client_cpu_s = master_cpu() - master_before, cpu_s() - client_before
             elapsed = time.perf_counter() - window.start
             stop_sending.set()
             await asyncio.gather(*sending)
@@ -662,7 +602,7 @@ def throughput(cluster: LocalCluster, seconds: float, sdk: bool, checker: _Check
     )
     figure(BENCH, f"messages_received{suffix}", window.received, fmt="{:.0f}")
     figure(BENCH, f"messages_sent{suffix}", window.sent, fmt="{:.0f}")
-    _report_latency(f"loaded_p2p_c{PAIRS}", window.latency_ms, suffix, {})
+    report_latency(BENCH, f"loaded_p2p_c{PAIRS}", window.latency_ms, suffix)
     figure(
         BENCH,
         f"master_cpu_ms_per_message{suffix}",

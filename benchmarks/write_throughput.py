@@ -20,62 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 import time
 
 import httpx
 
 from _cluster import LocalCluster, bench_args, deadline_guard, disk_figures, figure, run_main
+from _rawhttp import RawConnection, cpu_s
 
 BENCH = "write_throughput"
 TARGET_PER_S = 10_000.0
 TIME_LIMIT_S = 240.0
 BATCH = 100
 BATCH_CONCURRENCY = 8
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class _RawConnection:
-    """One kept-alive HTTP/1.1 connection speaking just enough HTTP for this benchmark.
-
-    httpx.AsyncClient spends milliseconds of CPU per request once tens of requests share a
-    pool (encode/httpx#3215); on this 2-core machine it, not the cluster, was the limit (92
-    requests/s at 64 concurrent, 87% of a core). This costs tens of microseconds."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> _RawConnection:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
-
-    async def post(self, request: bytes) -> tuple[int, bytes]:
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        body = await self.reader.readexactly(length) if length else b""
-        return status, body
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _request(host: str, port: int, path: str, body: bytes) -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
 
 
 def _payload(batch: int) -> tuple[str, bytes]:
@@ -90,10 +47,9 @@ async def _drive(
 ) -> tuple[int, int, float]:
     """(tasks acknowledged, requests acknowledged, elapsed seconds)."""
     path, body = _payload(batch)
-    host, port = url.removeprefix("http://").split(":")
     requests = 0
     errors: list[str] = []
-    conns: list[_RawConnection] = []
+    conns: list[RawConnection] = []
     http: httpx.AsyncClient | None = None
     if use_httpx:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -101,12 +57,9 @@ async def _drive(
         # Open the connections before the clock starts.
         await asyncio.gather(*(http.get(url + "/health") for _ in range(concurrency)))
     else:
-        conns = list(
-            await asyncio.gather(
-                *(_RawConnection.open(host, int(port)) for _ in range(concurrency))
-            )
-        )
-    raw = _request(host, int(port), path, body)
+        conns = [RawConnection(url) for _ in range(concurrency)]
+        await asyncio.gather(*(conn.connect() for conn in conns))
+    raw = conns[0].encode("POST", path, body) if conns else b""  # encoded once, sent again
     start = time.perf_counter()
     stop_at = start + seconds
 
@@ -119,7 +72,7 @@ async def _drive(
                 )
                 status, text = answer.status_code, answer.content
             else:
-                status, text = await conns[n].post(raw)
+                status, text = await conns[n].send(raw)
             if status != 201:
                 errors.append(f"{status}: {text[:200]!r}")
                 return
@@ -130,7 +83,7 @@ async def _drive(
         elapsed = time.perf_counter() - start
     finally:
         for conn in conns:
-            conn.close()
+            await conn.close()
         if http is not None:
             await http.aclose()
     if errors:
@@ -151,9 +104,9 @@ def series(
     leader = cluster.wait_leader()
     url = cluster.urls[leader]
     applied_before = cluster.cluster_status(leader)["applied_index"]  # type: ignore[index]
-    cpu_before, client_before = cluster.stats(), _cpu_s()
+    cpu_before, client_before = cluster.stats(), cpu_s()
     tasks, requests, elapsed = asyncio.run(_drive(url, concurrency, seconds, batch, use_httpx))
-    cpu_after, client_after = cluster.stats(), _cpu_s()
+    cpu_after, client_after = cluster.stats(), cpu_s()
     applied = cluster.cluster_status(leader)["applied_index"] - applied_before  # type: ignore[index]
     figure(BENCH, f"{name}_tasks_per_s", tasks / elapsed, target=TARGET_PER_S if target else None)
     figure(BENCH, f"{name}_requests_per_s", requests / elapsed)
