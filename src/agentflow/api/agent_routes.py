@@ -49,10 +49,18 @@ def _view(svc: MasterService, box: AgentBox) -> dict[str, Any]:
 
 
 @router.get("/agents")
-async def list_agents(request: Request) -> JSONResponse:
+async def list_agents(
+    request: Request,
+    *,
+    prefix: str = "",
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> JSONResponse:
+    """Agents by id (those starting with ``prefix``): liveness, subscriptions, inbox depth."""
     svc = service(request)
-    agents = [_view(svc, b) for _, b in sorted(svc.machine.messages.agents.items())]
-    return JSONResponse({"agents": agents, "count": len(agents)})
+    ids = sorted(a for a in svc.machine.messages.agents if a.startswith(prefix))
+    boxes = svc.machine.messages.agents
+    agents = [_view(svc, boxes[a]) for a in ids[:limit]]
+    return JSONResponse({"agents": agents, "count": len(agents), "total": len(ids)})
 
 
 @router.get("/agents/{agent_id}")
