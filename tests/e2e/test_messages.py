@@ -131,6 +131,13 @@ def test_bounds_are_clear_errors_and_history_is_evicted_oldest_first(procs: Proc
         assert [m["content"] for m in history] == [1, 2, 10, 11, 12]
         inbox = client.request("GET", "/api/v1/agents/full/inbox")["messages"]
         assert [m["content"] for m in inbox] == [0, 1, 2]  # evicted from history, kept here
+        # A batch: one durable command, in order; a refused message refuses only itself.
+        answers = sender.send_many(
+            [("batch", "Note", 1), ("full", "Note", 9), ("batch", "Note", 2)]
+        )
+        assert [a.get("error", {}).get("status") for a in answers] == [None, 429, None]
+        batch_inbox = client.request("GET", "/api/v1/agents/batch/inbox")["messages"]
+        assert [m["content"] for m in batch_inbox] == [1, 2]
     for body, status in (
         ({"to": "x"}, 422),
         ({"to": "x", "topic": "y", "type": "T"}, 422),

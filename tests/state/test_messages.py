@@ -15,6 +15,7 @@ from agentflow.state.commands import (
     ConnectAgent,
     DisconnectAgent,
     SendMessage,
+    SendMessages,
     SubmitTasks,
     Subscribe,
     Unsubscribe,
@@ -170,3 +171,23 @@ def test_a_renewal_never_shortens_a_session_and_disconnect_ends_it() -> None:
     assert log.sm.messages.agents["a"].session_until_ms == 30_000
     log(DisconnectAgent(now_ms=200, agent_id="a"))
     assert log.sm.messages.agents["a"].session_until_ms == 0
+
+
+def test_a_batch_is_delivered_in_order_and_refuses_only_what_is_wrong() -> None:
+    log = Log()
+    log.sm = StateMachine(message_limits=MessageLimits(inbox_max=2))
+    batch = [
+        SendMessage(now_ms=0, id=f"b{i}", sender="a", to="r", type="Note", content=i)
+        for i in range(3)
+    ]
+    batch.append(
+        SendMessage(now_ms=0, id="q", sender="a", to="r", type="Q", requires_response=True)
+    )
+    batch.append(SendMessage(now_ms=0, id="other", sender="a", to="s", type="Note"))
+    results = log(SendMessages(now_ms=5, messages=batch))
+    assert isinstance(results, list)
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["Sent", "Sent", "OverloadedError", "ValidationError", "Sent"]
+    assert inbox(log, "r") == ["b0", "b1"]
+    assert inbox(log, "s") == ["other"]
+    assert log.sm.messages.by_id["other"].timestamp_ms == 5

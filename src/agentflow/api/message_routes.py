@@ -18,12 +18,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from agentflow.api.problems import read_model
-from agentflow.api.schemas import MessageIn, RequestIn
+from agentflow.api.schemas import MessageBatchIn, MessageIn, RequestIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import message_view
 from agentflow.api.waiters import wait_for
 from agentflow.errors import PayloadTooLargeError, TimeoutExpiredError, ValidationError
-from agentflow.state.commands import SendMessage
+from agentflow.state.commands import SendMessage, SendMessages
 from agentflow.state.messages import Sent
 
 __all__ = ["router"]
@@ -62,6 +62,28 @@ async def send_message(request: Request) -> JSONResponse:
     sent: Sent = await svc.log.propose(_command(svc, body, body.sender or "api"))
     view = message_view(sent.message) | {"duplicate": sent.duplicate}
     return JSONResponse(view, status_code=200 if sent.duplicate else 201)
+
+
+@router.post("/messages/batch", status_code=201)
+async def send_messages(request: Request) -> JSONResponse:
+    """Up to 1,000 messages in one durable command, delivered in order. Each is accepted or
+    refused on its own: a refused one carries its problem, the others are delivered."""
+    svc = service(request)
+    body = await read_model(request, MessageBatchIn, svc.config.max_request_bytes)
+    commands = []
+    for one in body.messages:
+        if one.requires_response:
+            raise ValidationError("a request cannot be part of a batch: use /messages/request")
+        commands.append(_command(svc, one, one.sender or "api"))
+    results = await svc.log.propose(SendMessages(now_ms=svc.now_ms(), messages=commands))
+    out = []
+    for command, result in zip(commands, results, strict=True):
+        if isinstance(result, Sent):
+            out.append(message_view(result.message) | {"duplicate": result.duplicate})
+        else:
+            out.append({"id": command.id, "error": result.to_problem()})
+    refused = sum(1 for item in out if "error" in item)
+    return JSONResponse({"messages": out, "count": len(out), "refused": refused}, status_code=201)
 
 
 @router.post("/messages/request")

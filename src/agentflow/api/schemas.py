@@ -17,6 +17,7 @@ __all__ = [
     "LockHolderIn",
     "LockReleaseIn",
     "LockRenewIn",
+    "MessageBatchIn",
     "MessageIn",
     "PriorityName",
     "RequestIn",
@@ -309,6 +310,10 @@ class MessageIn(_Strict):
     @property
     def address(self) -> str:
         return self.to if self.to is not None else f"topic:{self.topic}"
+
+
+class MessageBatchIn(_Strict):
+    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=1000)]
 
 
 class RequestIn(MessageIn):

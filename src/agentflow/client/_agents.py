@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -74,6 +74,19 @@ def _envelope(sender: str, to: str, type_: str, content: Any, **extra: Any) -> d
         body["to"] = to
     body.update({k: v for k, v in extra.items() if v is not None})
     return body
+
+
+def _chunks(
+    sender: str, messages: Iterable[tuple[str, str, Any]], size: int = 1000
+) -> Iterator[dict[str, Any]]:
+    batch: list[dict[str, Any]] = []
+    for to, type_, content in messages:
+        batch.append(_envelope(sender, to, type_, content))
+        if len(batch) == size:
+            yield {"messages": batch}
+            batch = []
+    if batch:
+        yield {"messages": batch}
 
 
 class _AgentBase:
@@ -136,6 +149,15 @@ class Agent(_AgentBase):
         path, body = self._send_body(to, type, content, **extra)
         result: dict[str, Any] = self._client.request("POST", path, json=body)
         return result
+
+    def send_many(self, messages: Iterable[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+        """``(to, type, content)`` triples, in batches of up to 1,000 per durable command, in
+        order. Each answer has ``recipients``, or ``error`` (a problem) if that one was refused."""
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(self.id, messages):
+            answer = self._client.request("POST", "/api/v1/messages/batch", json=chunk)
+            out.extend(answer["messages"])
+        return out
 
     def broadcast(self, type: str, content: Any = None, **extra: Any) -> dict[str, Any]:
         return self.send("*", type, content, **extra)
@@ -245,6 +267,14 @@ class AsyncAgent(_AgentBase):
         path, body = self._send_body(to, type, content, **extra)
         result: dict[str, Any] = await self._client.request("POST", path, json=body)
         return result
+
+    async def send_many(self, messages: Iterable[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+        """As :meth:`Agent.send_many`."""
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(self.id, messages):
+            answer = await self._client.request("POST", "/api/v1/messages/batch", json=chunk)
+            out.extend(answer["messages"])
+        return out
 
     async def request(
         self,

@@ -36,6 +36,7 @@ __all__ = [
     "ReportAttempts",
     "RetryWorkflow",
     "SendMessage",
+    "SendMessages",
     "SetPriority",
     "SetUnschedulable",
     "SetWorkerDraining",
@@ -358,6 +359,21 @@ class SendMessage(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SendMessages(Command):
+    """Several envelopes in one entry (no requests among them), in order; each is delivered
+    or refused on its own."""
+
+    messages: list[SendMessage]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"now_ms": self.now_ms, "messages": [m.to_wire() for m in self.messages]}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Command:
+        return cls(now_ms=data["now_ms"], messages=[SendMessage(**m) for m in data["messages"]])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AckMessages(Command):
     """The agent has handled its inbox up to ``cursor``."""
 
@@ -403,6 +419,7 @@ _REGISTRY: dict[str, type[Command]] = {
         Subscribe,
         Unsubscribe,
         SendMessage,
+        SendMessages,
         AckMessages,
     )
 }

@@ -45,6 +45,7 @@ from agentflow.state.commands import (
     ReportAttempts,
     RetryWorkflow,
     SendMessage,
+    SendMessages,
     SetPriority,
     SetUnschedulable,
     SetWorkerDraining,
@@ -119,6 +120,7 @@ _HANDLERS: dict[type[Command], _Handler] = {
     Subscribe: message_ops.subscribe,
     Unsubscribe: message_ops.unsubscribe,
     SendMessage: message_ops.send,
+    SendMessages: message_ops.send_many,
     AckMessages: message_ops.ack,
 }
 

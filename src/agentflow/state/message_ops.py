@@ -6,13 +6,16 @@ whose id is a task's, while that task runs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from agentflow.errors import AgentFlowError, ValidationError
 from agentflow.state.commands import (
     AckMessages,
     ConnectAgent,
     DisconnectAgent,
     SendMessage,
+    SendMessages,
     Subscribe,
     Unsubscribe,
 )
@@ -22,7 +25,16 @@ from agentflow.state.records import TaskStatus
 if TYPE_CHECKING:
     from agentflow.state.machine import StateMachine
 
-__all__ = ["ack", "connect", "disconnect", "is_live", "send", "subscribe", "unsubscribe"]
+__all__ = [
+    "ack",
+    "connect",
+    "disconnect",
+    "is_live",
+    "send",
+    "send_many",
+    "subscribe",
+    "unsubscribe",
+]
 
 _RUNNING = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 
@@ -68,6 +80,19 @@ def send(sm: StateMachine, index: int, cmd: SendMessage) -> Sent:
     return sm.messages.send(
         message, is_live=lambda a: is_live(sm, a, cmd.now_ms), timeout_ms=cmd.timeout_ms
     )
+
+
+def send_many(sm: StateMachine, index: int, cmd: SendMessages) -> list[Sent | AgentFlowError]:
+    """Each message as if sent alone, in order; a refusal refuses that message only."""
+    results: list[Sent | AgentFlowError] = []
+    for one in cmd.messages:
+        try:
+            if one.requires_response:
+                raise ValidationError("a request cannot be part of a batch")
+            results.append(send(sm, index, replace(one, now_ms=cmd.now_ms)))
+        except AgentFlowError as refused:
+            results.append(refused)
+    return results
 
 
 def ack(sm: StateMachine, index: int, cmd: AckMessages) -> AgentBox:
