@@ -62,6 +62,7 @@ TARGET_RR_P50_MS = 50.0
 TARGET_MESSAGES_PER_S = 10_000.0
 PAIRS = 8
 ACK_EVERY = 100  # throughput receivers acknowledge every this many messages
+BATCH = 50  # messages per POST /api/v1/messages/batch in the batched series
 WARMUP = 30
 REQUEST_TIMEOUT_MS = 5000
 ARRIVAL_TIMEOUT_S = 10.0  # a message not received this long after its send is an error
@@ -482,11 +483,17 @@ class _Window:
 
 
 async def _throughput(
-    url: str, seconds: float, sdk: bool, checker: _Checker, master_cpu: Callable[[], float]
+    url: str,
+    seconds: float,
+    sdk: bool,
+    checker: _Checker,
+    master_cpu: Callable[[], float],
+    batch: int = 1,
 ) -> tuple[_Window, float, float, float]:
     """The window, how long the CPU was counted, and the master's and this process's CPU
-    seconds in that time."""
-    tag = "tps" if sdk else "tp"
+    seconds in that time. ``batch`` > 1: each raw sender posts that many at a time to
+    ``/api/v1/messages/batch``."""
+    tag = "tps" if sdk else ("tp" if batch == 1 else f"tpb{batch}")
     senders = [f"{tag}-s{i}" for i in range(PAIRS)]
     receivers = [f"{tag}-r{i}" for i in range(PAIRS)]
     window = _Window(sent_at={s: [] for s in senders})
@@ -500,7 +507,38 @@ async def _throughput(
             sender, seq = message.sender, message.content["seq"]
         window.arrived(sender, seq, when)
 
+    async def send_batches(i: int) -> None:
+        conn = RawConnection(url)
+        sender, receiver = senders[i], receivers[i]
+        try:
+            seq = 0
+            while not stop_sending.is_set() and not errors:
+                body = {
+                    "messages": [
+                        {
+                            "from": sender,
+                            "to": receiver,
+                            "type": "Notification",
+                            "content": {"seq": seq + k},
+                        }
+                        for k in range(batch)
+                    ]
+                }
+                window.sent_at[sender].extend([time.perf_counter()] * batch)
+                status, answer = await conn.request("POST", "/api/v1/messages/batch", body)
+                if status != 201 or json.loads(answer)["refused"]:
+                    errors.append(f"batch {sender} -> {receiver}: {status} {answer[:300]!r}")
+                    return
+                for _ in range(batch):
+                    checker.sent(sender, receiver)
+                seq += batch
+        finally:
+            await conn.close()
+
     async def send_raw(i: int) -> None:
+        if batch > 1:
+            await send_batches(i)
+            return
         conn = RawConnection(url)
         sender, receiver = senders[i], receivers[i]
         try:
@@ -585,13 +623,15 @@ async def _throughput(
     return window, elapsed, master_cpu_s, client_cpu_s
 
 
-def throughput(cluster: LocalCluster, seconds: float, sdk: bool, checker: _Checker) -> None:
+def throughput(
+    cluster: LocalCluster, seconds: float, sdk: bool, checker: _Checker, batch: int = 1
+) -> None:
     master = cluster.master
     assert master is not None
     window, elapsed, master_cpu_s, client_cpu_s = asyncio.run(
-        _throughput(cluster.url, seconds, sdk, checker, lambda: master.stats().cpu_s)
+        _throughput(cluster.url, seconds, sdk, checker, lambda: master.stats().cpu_s, batch)
     )
-    suffix = "_sdk" if sdk else ""
+    suffix = "_sdk" if sdk else ("" if batch == 1 else f"_batch{batch}")
     if not window.received:
         raise RuntimeError("no message received in the window")
     figure(
@@ -629,6 +669,7 @@ def main() -> int:
             point_to_point(cluster.url, n_p2p, budget_s, checker)
             request_reply(cluster.url, n_rr, budget_s, checker)
             throughput(cluster, seconds, sdk=False, checker=checker)
+            throughput(cluster, seconds, sdk=False, checker=checker, batch=BATCH)
             throughput(cluster, seconds, sdk=True, checker=checker)
             cluster.check_alive()
             if args.keep_logs:
