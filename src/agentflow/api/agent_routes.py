@@ -9,12 +9,10 @@ keeps the agent's session alive while the socket is open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from agentflow.api.problems import read_model
@@ -22,7 +20,6 @@ from agentflow.api.schemas import AckIn, ConnectIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import agent_view, message_view
 from agentflow.api.waiters import wait_for
-from agentflow.errors import AgentFlowError
 from agentflow.state.commands import (
     AckMessages,
     ConnectAgent,
@@ -30,7 +27,7 @@ from agentflow.state.commands import (
     Subscribe,
     Unsubscribe,
 )
-from agentflow.state.messages import AgentBox, MessageTable
+from agentflow.state.messages import AgentBox
 
 __all__ = ["router"]
 
@@ -40,8 +37,6 @@ router = APIRouter(prefix="/api/v1")
 
 AgentIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\s*/][^\s/]*$")]
 MAX_WAIT_S = 300.0
-STREAM_TTL_S = 10.0  # the session a stream keeps alive, renewed every third of it
-STREAM_BATCH = 100
 
 
 def _view(svc: MasterService, box: AgentBox) -> dict[str, Any]:
@@ -148,93 +143,3 @@ async def unsubscribe(request: Request, agent_id: AgentIdPath, pattern: str) -> 
     svc = service(request)
     await svc.log.propose(Unsubscribe(now_ms=svc.now_ms(), agent_id=agent_id, pattern=pattern))
     return Response(status_code=204)
-
-
-@router.websocket("/agents/{agent_id}/stream")
-async def stream(ws: WebSocket, agent_id: str, after: int | None = None) -> None:
-    """JSON frames ``{"cursor": n, "message": {...}}`` from the inbox, as they arrive; the
-    client sends ``{"ack": n}``. The agent is live while the socket is open (and up to
-    ``STREAM_TTL_S`` after it closes, unless something else renews its session)."""
-    svc: MasterService = ws.app.state.service
-    await ws.accept()
-    if not svc.log.is_leader:
-        error = svc.log.not_leader()
-        await ws.send_json({"error": error.detail, "leader_url": svc.log.leader_url})
-        await ws.close(code=4503)
-        return
-    try:
-        await _connect(svc, agent_id)
-    except AgentFlowError as exc:
-        await ws.send_json({"error": exc.detail, "code": exc.code})
-        await ws.close(code=4400)
-        return
-    tasks = [
-        asyncio.create_task(_keep_alive(svc, agent_id)),
-        asyncio.create_task(_read_acks(svc, ws, agent_id)),
-        asyncio.create_task(_push(svc, ws, agent_id, after)),
-    ]
-    try:
-        # The client leaving ends the ack reader (or a send fails): stop the rest.
-        await asyncio.wait(tasks[1:], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    # No disconnect: another stream or an SDK session may hold the same agent. Without
-    # renewals the session lapses within STREAM_TTL_S.
-
-
-async def _connect(svc: MasterService, agent_id: str) -> None:
-    ttl_ms = round(STREAM_TTL_S * 1000)
-    await svc.log.propose(ConnectAgent(now_ms=svc.now_ms(), agent_id=agent_id, ttl_ms=ttl_ms))
-
-
-async def _keep_alive(svc: MasterService, agent_id: str) -> None:
-    while True:
-        await asyncio.sleep(STREAM_TTL_S / 3)
-        try:
-            await _connect(svc, agent_id)
-        except AgentFlowError as exc:
-            log.info("agent %s: session not renewed: %s", agent_id, exc)
-
-
-async def _push(svc: MasterService, ws: WebSocket, agent_id: str, after: int | None) -> None:
-    table = svc.machine.messages
-    cursor = after
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await _push_from(svc, ws, table, agent_id, cursor)
-
-
-async def _push_from(
-    svc: MasterService, ws: WebSocket, table: MessageTable, agent_id: str, cursor: int | None
-) -> None:
-    while True:
-        with svc.inbox_waiters.watch(agent_id) as delivered:
-            found = table.read(agent_id, after=cursor, now_ms=svc.now_ms(), limit=STREAM_BATCH)
-            for position, message in found:
-                await ws.send_text(
-                    json.dumps({"cursor": position, "message": message_view(message)})
-                )
-            if found:
-                cursor = found[-1][0]
-                continue
-            await wait_for(delivered, 15.0)
-
-
-async def _read_acks(svc: MasterService, ws: WebSocket, agent_id: str) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            try:
-                frame = json.loads(await ws.receive_text())
-            except ValueError:
-                frame = None
-            cursor = frame.get("ack") if isinstance(frame, dict) else None
-            if not isinstance(cursor, int) or cursor < 0:
-                await ws.send_json({"error": 'frames look like {"ack": cursor}'})
-                continue
-            try:
-                await svc.log.propose(
-                    AckMessages(now_ms=svc.now_ms(), agent_id=agent_id, cursor=cursor)
-                )
-            except AgentFlowError as exc:
-                await ws.send_json({"error": exc.detail, "code": exc.code})

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agentflow._version import __version__
 from agentflow.api import (
     agent_routes,
+    agent_stream,
     cluster_routes,
     lock_routes,
     message_routes,
@@ -72,6 +73,7 @@ def create_app(service: MasterService) -> FastAPI:
         lock_routes,
         message_routes,
         agent_routes,
+        agent_stream,
         workflow_routes,
         cluster_routes,
     ):

@@ -22,18 +22,25 @@ from agentflow.api.schemas import MessageBatchIn, MessageIn, RequestIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import message_view
 from agentflow.api.waiters import wait_for
-from agentflow.errors import PayloadTooLargeError, TimeoutExpiredError, ValidationError
+from agentflow.errors import (
+    AgentFlowError,
+    PayloadTooLargeError,
+    TimeoutExpiredError,
+    ValidationError,
+)
 from agentflow.state.commands import SendMessage, SendMessages
 from agentflow.state.messages import Sent
 
-__all__ = ["router"]
+__all__ = ["router", "send_command", "sent_view"]
 
 router = APIRouter(prefix="/api/v1")
 
 MAX_PAGE = 1000
 
 
-def _command(svc: MasterService, body: MessageIn, sender: str, **extra: Any) -> SendMessage:
+def send_command(svc: MasterService, body: MessageIn, sender: str, **extra: Any) -> SendMessage:
+    """The SendMessage for ``body`` (413 if its content is too large), with a fresh id if the
+    client gave none."""
     size = len(json.dumps(body.content, separators=(",", ":")).encode())
     limit = svc.machine.messages.limits.max_message_bytes
     if size > limit:
@@ -59,7 +66,7 @@ async def send_message(request: Request) -> JSONResponse:
     body = await read_model(request, MessageIn, svc.config.max_request_bytes)
     if body.requires_response:
         raise ValidationError("a message that requires a response goes to /messages/request")
-    sent: Sent = await svc.log.propose(_command(svc, body, body.sender or "api"))
+    sent: Sent = await svc.log.propose(send_command(svc, body, body.sender or "api"))
     view = message_view(sent.message) | {"duplicate": sent.duplicate}
     return JSONResponse(view, status_code=200 if sent.duplicate else 201)
 
@@ -74,16 +81,18 @@ async def send_messages(request: Request) -> JSONResponse:
     for one in body.messages:
         if one.requires_response:
             raise ValidationError("a request cannot be part of a batch: use /messages/request")
-        commands.append(_command(svc, one, one.sender or "api"))
+        commands.append(send_command(svc, one, one.sender or "api"))
     results = await svc.log.propose(SendMessages(now_ms=svc.now_ms(), messages=commands))
-    out = []
-    for command, result in zip(commands, results, strict=True):
-        if isinstance(result, Sent):
-            out.append(message_view(result.message) | {"duplicate": result.duplicate})
-        else:
-            out.append({"id": command.id, "error": result.to_problem()})
+    out = [sent_view(c, r) for c, r in zip(commands, results, strict=True)]
     refused = sum(1 for item in out if "error" in item)
     return JSONResponse({"messages": out, "count": len(out), "refused": refused}, status_code=201)
+
+
+def sent_view(command: SendMessage, result: Sent | AgentFlowError) -> dict[str, Any]:
+    """One message's answer in a batch: the message, or its problem."""
+    if isinstance(result, Sent):
+        return message_view(result.message) | {"duplicate": result.duplicate}
+    return {"id": command.id, "error": result.to_problem()}
 
 
 @router.post("/messages/request")
@@ -94,7 +103,7 @@ async def request_reply(request: Request) -> JSONResponse:
     body = await read_model(request, RequestIn, svc.config.max_request_bytes)
     body.requires_response = True
     requester = body.sender or "client-" + secrets.token_hex(6)
-    command = _command(svc, body, requester, timeout_ms=body.timeout_ms)
+    command = send_command(svc, body, requester, timeout_ms=body.timeout_ms)
     correlation_id = body.correlation_id or command.id
     command = SendMessage(**{**command.to_wire(), "correlation_id": correlation_id})
     sent: Sent = await svc.log.propose(command)
