@@ -200,7 +200,7 @@ def agent_view(sm: StateMachine, box: AgentBox, now_ms: int) -> dict[str, Any]:
         "live": is_live(sm, box.id, now_ms),
         "session_expires_in_s": round(max(0, box.session_until_ms - now_ms) / 1000.0, 3),
         "subscriptions": list(box.subscriptions),
-        "inbox_depth": sum(1 for _, m in box.inbox if not m.expired(now_ms)),
+        "inbox_depth": len(box.inbox),  # unacknowledged (expired ones leave at the next ack)
         "acked": box.acked,
         "last_cursor": box.next_cursor - 1,
         "received": box.received,
