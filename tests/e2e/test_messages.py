@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -230,3 +231,41 @@ def test_cli_msg_from_inside_a_task(procs: Processes) -> None:
         check=False,
     )
     assert requested.returncode == 4 and requested.stderr.startswith("error: no live agent")
+
+
+def test_followers_forward_blocking_lock_waits_and_serve_inbox_long_polls(
+    procs: Processes,
+) -> None:
+    cluster = procs.cluster(3)
+    leader = cluster.leader()
+    follower = cluster.url(next(n for n in cluster.masters if n != leader))
+    on_leader = cluster.url(leader)
+    with httpx.Client(timeout=30) as http:
+        held = http.post(f"{on_leader}/api/v1/locks/x/acquire", json={"session": "A"}).json()
+
+        def wait_on_follower() -> httpx.Response:
+            body = {"session": "B", "wait_s": 20}
+            return http.post(f"{follower}/api/v1/locks/x/acquire", json=body)
+
+        def poll_on_follower() -> httpx.Response:
+            return http.get(f"{follower}/api/v1/agents/inbox-agent/inbox", params={"wait_s": 20})
+
+        with ThreadPoolExecutor(2) as pool:
+            waiting = pool.submit(wait_on_follower)
+            polling = pool.submit(poll_on_follower)
+            wait_until(
+                lambda: http.get(f"{on_leader}/api/v1/locks/x").json()["waiters"],
+                what="B waiting through the follower",
+            )
+            http.post(
+                f"{on_leader}/api/v1/locks/x/release",
+                json={"session": "A", "token": held["token"]},
+            )
+            http.post(
+                f"{on_leader}/api/v1/messages",
+                json={"from": "t", "to": "inbox-agent", "type": "Note", "content": "hi"},
+            )
+            granted = waiting.result(timeout=30)
+            polled = polling.result(timeout=30)
+        assert granted.status_code == 200 and granted.json()["token"] > held["token"]
+        assert [m["content"] for m in polled.json()["messages"]] == ["hi"]
