@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -269,3 +270,43 @@ def test_followers_forward_blocking_lock_waits_and_serve_inbox_long_polls(
             polled = polling.result(timeout=30)
         assert granted.status_code == 200 and granted.json()["token"] > held["token"]
         assert [m["content"] for m in polled.json()["messages"]] == ["hi"]
+
+
+def test_stream_frames_send_ack_and_refuse_bad_input(procs: Processes) -> None:
+    from websockets.asyncio.client import connect
+
+    _, url = procs.master()
+    ws_url = "ws" + url.removeprefix("http") + "/api/v1/agents"
+
+    async def scenario() -> None:
+        async with (
+            connect(f"{ws_url}/writer/stream?push=false") as writer,
+            connect(f"{ws_url}/reader/stream") as reader,
+        ):
+            for ref in range(3):
+                frame = {"send": {"to": "reader", "type": "Note", "content": ref}, "ref": ref}
+                await writer.send(json.dumps(frame))
+            answers = [json.loads(await writer.recv()) for _ in range(3)]
+            assert [(a["ref"], a["from"], a["recipients"]) for a in answers] == [
+                (r, "writer", ["reader"]) for r in range(3)
+            ]
+            pushed = [json.loads(await reader.recv()) for _ in range(3)]
+            assert [(p["cursor"], p["message"]["content"]) for p in pushed] == [
+                (1, 0),
+                (2, 1),
+                (3, 2),
+            ]
+            await reader.send(json.dumps({"ack": 2}))
+            await writer.send("not json")
+            assert json.loads(await writer.recv()) == {"error": "frames are JSON objects"}
+            await writer.send(json.dumps({"send": {"to": "reader"}, "ref": "bad"}))
+            refused = json.loads(await writer.recv())
+            assert refused["ref"] == "bad" and refused["error"]["status"] == 422
+            request = {"to": "reader", "type": "Q", "requires_response": True}
+            await writer.send(json.dumps({"send": request, "ref": "rq"}))
+            assert json.loads(await writer.recv())["error"]["status"] == 422
+
+    asyncio.run(scenario())
+    with Client(url) as client:
+        (reader,) = [a for a in client.agents() if a["id"] == "reader"]
+        assert (reader["acked"], reader["inbox_depth"], reader["live"]) == (2, 1, True)
