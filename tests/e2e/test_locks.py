@@ -257,3 +257,42 @@ def test_cli_lock_run_passes_the_token_and_stops_the_command_when_the_lease_is_l
     assert cli("acquire", "build", "--ttl", "30s").returncode == 0
     held = cli("acquire", "build")
     assert held.returncode == 5 and held.stderr.startswith("error: lock build is held")
+
+
+def test_contenders_stay_exclusive_and_fenced_across_a_leader_kill(
+    procs: Processes, tmp_path: Path
+) -> None:
+    cluster = procs.cluster(3)
+    leader = cluster.leader()
+    shared = tmp_path / "shared.log"
+    contenders = [
+        subprocess.Popen(
+            [sys.executable, str(HOLDER), cluster.urls, "file", str(shared), "8", "2.0"],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(4)
+    ]
+    try:
+        wait_until(
+            lambda: shared.exists() and len(shared.read_text().splitlines()) >= 8,
+            timeout_s=30,
+            what="a few rounds written",
+        )
+        cluster.kill9(leader)
+        for proc in contenders:
+            assert proc.wait(timeout=120) == 0
+    finally:
+        for proc in contenders:
+            if proc.poll() is None:
+                proc.kill()
+    lines = [line.split() for line in shared.read_text().splitlines()]
+    tokens = [int(token) for _, token, _ in lines]
+    assert tokens == sorted(tokens), "a stale token wrote after a newer one"
+    refused_path = tmp_path / "shared.log.refused"
+    refused = refused_path.read_text().splitlines() if refused_path.exists() else []
+    stale = {int(line.split()[1]) for line in refused}
+    pairs = [line for line in lines if int(line[1]) not in stale]
+    for begin, end in zip(pairs[::2], pairs[1::2], strict=True):
+        assert (begin[0], end[0]) == ("begin", "end") and begin[1:] == end[1:], (begin, end)
+    assert len(pairs) + sum(1 for line in lines if int(line[1]) in stale) == len(lines)
+    assert len({int(b[1]) for b in pairs}) == len(pairs) // 2  # one grant per round
