@@ -69,6 +69,8 @@ class MasterConfig:
     lock_delay_s: float = 0.0  # a lock whose holder was lost is not granted again for this long
     message_history: int = 10_000  # messages kept in the queryable history
     inbox_max: int = 10_000  # messages waiting in one agent's inbox
+    inbox_max_bytes: int = 16 << 20  # and their contents
+    message_history_bytes: int = 64 << 20  # contents kept in history
     max_message_bytes: int = 256 << 10
     max_request_bytes: int = 8 << 20
     max_batch_tasks: int = 10_000

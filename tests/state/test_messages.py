@@ -191,3 +191,17 @@ def test_a_batch_is_delivered_in_order_and_refuses_only_what_is_wrong() -> None:
     assert inbox(log, "r") == ["b0", "b1"]
     assert inbox(log, "s") == ["other"]
     assert log.sm.messages.by_id["other"].timestamp_ms == 5
+
+
+def test_inboxes_and_history_are_bounded_in_bytes_too() -> None:
+    log = Log()
+    limits = MessageLimits(inbox_bytes_max=1000, history_bytes_max=1500)
+    log.sm = StateMachine(message_limits=limits)
+    send(log, "a", "b", id="k1", size=600)
+    refused = send(log, "a", "b", id="k2", size=600)
+    assert isinstance(refused, OverloadedError) and "bytes" in refused.detail
+    send(log, "a", "c", id="k3", size=600)
+    send(log, "a", "c", id="k4", size=400)  # the history is over 1,500 bytes: k1 leaves it
+    assert [m.id for m in log.sm.messages.history] == ["k3", "k4"]
+    log(AckMessages(now_ms=0, agent_id="b", cursor=1))
+    assert isinstance(send(log, "a", "b", id="k5", size=600), Sent)  # room again

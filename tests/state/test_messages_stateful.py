@@ -12,7 +12,7 @@ from agentflow.state.messages import Message, MessageLimits, MessageTable
 
 AGENTS = ["a", "b", "c"]
 TARGETS = [*AGENTS, "*", "topic:t.x", "topic:u"]
-LIMITS = MessageLimits(inbox_max=4, history_max=6)
+LIMITS = MessageLimits(inbox_max=4, history_max=6, inbox_bytes_max=100, history_bytes_max=150)
 
 
 class MessageTableMachine(RuleBasedStateMachine):
@@ -38,8 +38,9 @@ class MessageTableMachine(RuleBasedStateMachine):
         to=st.sampled_from(TARGETS),
         kind=st.sampled_from(["Note", "Other"]),
         ttl=st.none() | st.integers(1, 30),
+        size=st.integers(0, 60),
     )
-    def send(self, sender: str, to: str, kind: str, ttl: int | None) -> None:
+    def send(self, sender: str, to: str, kind: str, ttl: int | None, size: int) -> None:
         self.index += 1
         message = Message(
             id=f"m{self.index}",
@@ -50,22 +51,30 @@ class MessageTableMachine(RuleBasedStateMachine):
             content=self.index,
             timestamp_ms=self.now_ms,
             ttl_ms=ttl,
+            size=size,
         )
 
         def is_live(agent: str) -> bool:
             box = self.table.agents.get(agent)
             return box is not None and box.session_until_ms > self.now_ms
 
-        before = {a: len(b.inbox) for a, b in self.table.agents.items()}
+        def room(agent: str) -> bool:
+            box = self.table.agents.get(agent)
+            if box is None:
+                return size <= LIMITS.inbox_bytes_max
+            used = sum(m.size for _, m in box.inbox)
+            return len(box.inbox) < LIMITS.inbox_max and used + size <= LIMITS.inbox_bytes_max
+
+        before = {a: room(a) for a in AGENTS}
         try:
             sent = self.table.send(message, is_live=is_live)
         except OverloadedError:
-            assert to in AGENTS and before.get(to) == LIMITS.inbox_max
+            assert to in AGENTS and not before[to]
             return
         for agent in sent.message.recipients:
-            assert before.get(agent, 0) < LIMITS.inbox_max
+            assert before[agent]
         for agent in sent.message.undelivered:
-            assert before[agent] == LIMITS.inbox_max
+            assert not before[agent]
         if to == "*":
             assert sender not in sent.message.recipients
             assert all(is_live(a) for a in sent.message.recipients)
@@ -94,6 +103,7 @@ class MessageTableMachine(RuleBasedStateMachine):
             assert cursors == sorted(set(cursors))
             assert all(c > box.acked for c in cursors)
             assert len(box.inbox) <= LIMITS.inbox_max
+            assert box.inbox_bytes == sum(m.size for _, m in box.inbox) <= LIMITS.inbox_bytes_max
             indexes = [m.index for _, m in box.inbox]
             assert indexes == sorted(indexes), "per-pair order broken"
             assert box.acked == self.acked[agent]
@@ -104,6 +114,8 @@ class MessageTableMachine(RuleBasedStateMachine):
     def history_is_bounded_newest_kept(self) -> None:
         indexes = [m.index for m in self.table.history]
         assert len(indexes) <= LIMITS.history_max
+        assert self.table.history_bytes == sum(m.size for m in self.table.history)
+        assert self.table.history_bytes <= LIMITS.history_bytes_max or len(indexes) == 1
         assert indexes == sorted(indexes)
         assert set(self.table.by_id) == {m.id for m in self.table.history}
 

@@ -59,6 +59,8 @@ class MasterService:
             message_limits=MessageLimits(
                 history_max=config.message_history,
                 inbox_max=config.inbox_max,
+                inbox_bytes_max=config.inbox_max_bytes,
+                history_bytes_max=config.message_history_bytes,
                 max_message_bytes=config.max_message_bytes,
             ),
         )

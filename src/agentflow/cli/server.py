@@ -57,6 +57,8 @@ def is_loopback(host: str) -> bool:
 )
 @click.option("--message-history", type=int, help="Messages kept in history (default 10000).")
 @click.option("--inbox-max", type=int, help="Messages one agent's inbox holds (default 10000).")
+@click.option("--inbox-max-bytes", help="Content one inbox holds, e.g. 16M (default).")
+@click.option("--message-history-bytes", help="Content kept in history, e.g. 64M (default).")
 @click.option("--max-message-bytes", help="Largest message content, e.g. 256K (default).")
 @click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
 @click.option("--raft-port", type=int, help="Port for peer traffic (default: --port + 1).")

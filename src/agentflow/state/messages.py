@@ -57,7 +57,9 @@ class MessageLimits:
 
     max_message_bytes: int = 256 * 1024
     inbox_max: int = 10_000  # per agent
+    inbox_bytes_max: int = 16 << 20  # per agent, message contents
     history_max: int = 10_000
+    history_bytes_max: int = 64 << 20  # message contents kept in history
     agents_max: int = 100_000
     pending_max: int = 100_000  # requests awaiting their reply
     answers_max: int = 10_000  # replies kept for requesters that retry
@@ -111,6 +113,17 @@ class AgentBox:
     acked: int = 0
     session_until_ms: int = 0  # a named session is live until then (renewed by connect)
     received: int = 0
+    inbox_bytes: int = 0  # derived: the contents' sizes in ``inbox``
+
+    def has_room(self, message: Message, limits: MessageLimits) -> bool:
+        return (
+            len(self.inbox) < limits.inbox_max
+            and self.inbox_bytes + message.size <= limits.inbox_bytes_max
+        )
+
+    def drop_head(self) -> None:
+        _, message = self.inbox.popleft()
+        self.inbox_bytes -= message.size
 
     def matches(self, topic: str, type_: str) -> bool:
         return any(
@@ -132,6 +145,7 @@ class MessageTable:
         self.limits = limits or MessageLimits()
         self.agents: dict[str, AgentBox] = {}
         self.history: deque[Message] = deque()
+        self.history_bytes = 0  # derived: the contents' sizes in ``history``
         self.by_id: dict[str, Message] = {}  # messages in history, for idempotent sends
         self.pending: OrderedDict[str, _Pending] = OrderedDict()  # correlation id -> request
         self.answers: OrderedDict[str, Message] = OrderedDict()  # correlation id -> reply
@@ -216,10 +230,11 @@ class MessageTable:
                     f"no live agent {message.to} to answer the request", agent=message.to
                 )
         recipients = self._recipients(message, is_live)
-        full = [a for a in recipients if len(self._box(a, now).inbox) >= self.limits.inbox_max]
+        full = [a for a in recipients if not self._box(a, now).has_room(message, self.limits)]
         if full and message.to not in (BROADCAST,) and not message.to.startswith(TOPIC_PREFIX):
             raise OverloadedError(
-                f"inbox of {message.to} is full ({self.limits.inbox_max} messages)",
+                f"inbox of {message.to} is full (at most {self.limits.inbox_max} messages"
+                f" and {self.limits.inbox_bytes_max} bytes of content wait unacknowledged)",
                 agent=message.to,
             )
         delivered = [a for a in recipients if a not in full]
@@ -261,6 +276,7 @@ class MessageTable:
         cursor = box.next_cursor
         box.next_cursor += 1
         box.inbox.append((cursor, message))
+        box.inbox_bytes += message.size
         box.received += 1
         self.delivered.append((box.id, cursor))
 
@@ -294,9 +310,14 @@ class MessageTable:
 
     def _remember(self, message: Message) -> None:
         self.history.append(message)
+        self.history_bytes += message.size
         self.by_id[message.id] = message
-        while len(self.history) > self.limits.history_max:
+        limits = self.limits
+        while len(self.history) > 1 and (
+            len(self.history) > limits.history_max or self.history_bytes > limits.history_bytes_max
+        ):
             old = self.history.popleft()
+            self.history_bytes -= old.size
             if self.by_id.get(old.id) is old:
                 del self.by_id[old.id]
 
@@ -330,7 +351,7 @@ class MessageTable:
         box.acked = max(box.acked, cursor)
         inbox = box.inbox
         while inbox and (inbox[0][0] <= box.acked or inbox[0][1].expired(now_ms)):
-            inbox.popleft()
+            box.drop_head()
         return box
 
     def take_deliveries(self) -> tuple[list[tuple[str, int]], list[str]]:
@@ -413,10 +434,12 @@ class MessageTable:
                 session_until_ms=a["session_until_ms"],
                 received=a["received"],
             )
+            box.inbox_bytes = sum(m.size for _, m in box.inbox)
             self.agents[box.id] = box
         for key in data["history"]:
             message = store[key]
             self.history.append(message)
+            self.history_bytes += message.size
             self.by_id[message.id] = message
         for cid, requester, deadline in data["pending"]:
             self.pending[cid] = _Pending(requester=requester, deadline_ms=deadline)
