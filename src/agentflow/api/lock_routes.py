@@ -8,7 +8,9 @@ watches, so a grant made at the deadline is never answered as a timeout.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -42,11 +44,19 @@ from agentflow.state.commands import (
 from agentflow.state.lock_ops import task_session
 from agentflow.state.locks import Grant, LockChanges
 
-__all__ = ["router"]
+__all__ = [
+    "LOCK_NAME",
+    "acquire_lock",
+    "changes_view",
+    "release_lock",
+    "renew_lock",
+    "router",
+]
 
 router = APIRouter(prefix="/api/v1")
 
 LockName = Annotated[str, Path(pattern=LOCK_NAME_PATTERN)]
+LOCK_NAME = re.compile(LOCK_NAME_PATTERN)
 _GRACE_S = 5.0  # past wait_s, for the leader's expiry pass to end the wait
 
 
@@ -64,6 +74,15 @@ def _session(body: LockHolderIn, fallback: str | None = None) -> str:
 async def acquire(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, LockAcquireIn, svc.config.max_request_bytes)
+    grant = await acquire_lock(svc, name, body, gone=request.is_disconnected)
+    return JSONResponse(grant_view(svc.machine, grant, svc.now_ms()))
+
+
+async def acquire_lock(
+    svc: MasterService, name: str, body: LockAcquireIn, gone: Callable[[], Awaitable[bool]]
+) -> Grant:
+    """Grant now, or wait (``wait_s``) for the state machine's verdict: the grant or 408.
+    ``gone()`` says the client has left; its wait is then cancelled."""
     # With no session, one is made; a request id makes it the same on a retry.
     made = f"req-{body.request_id}" if body.request_id else f"s-{secrets.token_hex(8)}"
     session = _session(body, fallback=made)
@@ -82,13 +101,17 @@ async def acquire(request: Request, name: LockName) -> JSONResponse:
             metadata=body.metadata,
         )
     )
-    if not isinstance(answer, Grant):
-        answer = await _wait_for_grant(svc, request, name, session, body.wait_s)
-    return JSONResponse(grant_view(svc.machine, answer, svc.now_ms()))
+    if isinstance(answer, Grant):
+        return answer
+    return await _wait_for_grant(svc, gone, name, session, body.wait_s)
 
 
 async def _wait_for_grant(
-    svc: MasterService, request: Request, name: str, session: str, wait_s: float
+    svc: MasterService,
+    gone: Callable[[], Awaitable[bool]],
+    name: str,
+    session: str,
+    wait_s: float,
 ) -> Grant:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + wait_s + _GRACE_S
@@ -104,7 +127,7 @@ async def _wait_for_grant(
                     f"lock {name} was not granted within {wait_s:g}s", lock=name
                 )
             left = give_up - loop.time()
-            if left > 0 and not await request.is_disconnected():
+            if left > 0 and not await gone():
                 await wait_for(changed, min(left, 1.0))
                 continue
         # The expiry pass is late (no leader?) or the client left: drop the wait ourselves.
@@ -117,6 +140,11 @@ async def _wait_for_grant(
 async def renew(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, LockRenewIn, svc.config.max_request_bytes)
+    grant = await renew_lock(svc, name, body)
+    return JSONResponse(grant_view(svc.machine, grant, svc.now_ms()))
+
+
+async def renew_lock(svc: MasterService, name: str, body: LockRenewIn) -> Grant:
     session = _session(body)
     ttl_s = body.ttl_s
     if ttl_s is None:
@@ -129,17 +157,21 @@ async def renew(request: Request, name: LockName) -> JSONResponse:
     grant: Grant = await svc.log.propose(
         RenewLock(now_ms=svc.now_ms(), name=name, session=session, token=body.token, ttl_ms=ttl_ms)
     )
-    return JSONResponse(grant_view(svc.machine, grant, svc.now_ms()))
+    return grant
 
 
 @router.post("/locks/{name:path}/release")
 async def release(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, LockReleaseIn, svc.config.max_request_bytes)
+    return JSONResponse(changes_view(name, await release_lock(svc, name, body)))
+
+
+async def release_lock(svc: MasterService, name: str, body: LockReleaseIn) -> LockChanges:
     changes: LockChanges = await svc.log.propose(
         ReleaseLock(now_ms=svc.now_ms(), name=name, session=_session(body), token=body.token)
     )
-    return JSONResponse(_changes_view(name, changes))
+    return changes
 
 
 @router.post("/locks/{name:path}/force-release")
@@ -152,10 +184,10 @@ async def force_release(request: Request, name: LockName) -> JSONResponse:
     changes: LockChanges = await svc.log.propose(
         ForceReleaseLock(now_ms=svc.now_ms(), name=name, reason=reason)
     )
-    return JSONResponse(_changes_view(name, changes))
+    return JSONResponse(changes_view(name, changes))
 
 
-def _changes_view(name: str, changes: LockChanges) -> dict[str, Any]:
+def changes_view(name: str, changes: LockChanges) -> dict[str, Any]:
     return {
         "name": name,
         "released": [{"session": g.session, "token": g.token} for g in changes.ended],

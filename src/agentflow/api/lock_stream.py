@@ -1,0 +1,114 @@
+"""``WS /api/v1/locks``: lock operations over one socket, for clients that take many.
+
+Client frames: ``{"ref": r, "op": "acquire" | "renew" | "release", "name": N, ...}`` where the
+rest is the body of the matching HTTP route. Server frames answer by ``ref``:
+``{"ref": r, "grant": {...}}`` for acquire and renew, ``{"ref": r, "released": [...],
+"granted": [...]}`` for release, or ``{"ref": r, "error": {problem}}``. Each frame runs on its
+own, so a blocking acquire does not hold up the renewals behind it; a client that closes the
+socket has its waits cancelled. Semantics are the HTTP routes' (same code), minus an HTTP
+request per operation. Served by the leader; a follower answers with ``leader_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pydantic
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from agentflow.api.lock_routes import (
+    LOCK_NAME,
+    acquire_lock,
+    changes_view,
+    release_lock,
+    renew_lock,
+)
+from agentflow.api.schemas import LockAcquireIn, LockReleaseIn, LockRenewIn
+from agentflow.api.service import MasterService
+from agentflow.api.views import grant_view
+from agentflow.errors import AgentFlowError, ValidationError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+
+Gone = Callable[[], Awaitable[bool]]
+
+_MODELS: dict[str, type[pydantic.BaseModel]] = {
+    "acquire": LockAcquireIn,
+    "renew": LockRenewIn,
+    "release": LockReleaseIn,
+}
+
+
+@router.websocket("/locks")
+async def lock_socket(ws: WebSocket) -> None:
+    svc: MasterService = ws.app.state.service
+    await ws.accept()
+    if not svc.log.is_leader:
+        error = svc.log.not_leader()
+        await ws.send_json({"error": error.detail, "leader_url": svc.log.leader_url})
+        await ws.close(code=4503)
+        return
+    closed = asyncio.Event()
+    running: set[asyncio.Task[None]] = set()
+
+    async def gone() -> bool:
+        return closed.is_set()
+
+    try:
+        while True:
+            try:
+                frame = json.loads(await ws.receive_text())
+            except ValueError:
+                frame = None
+            if not isinstance(frame, dict):
+                await ws.send_json({"error": "frames are JSON objects"})
+                continue
+            task = asyncio.create_task(_answer(svc, ws, frame, gone))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        closed.set()  # blocking acquires see it within a second and cancel their waits
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _answer(svc: MasterService, ws: WebSocket, frame: dict[str, Any], gone: Gone) -> None:
+    ref = frame.get("ref")
+    try:
+        answer = await _run(svc, frame, gone)
+    except AgentFlowError as exc:
+        answer = {"error": exc.to_problem()}
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await ws.send_text(json.dumps({"ref": ref} | answer))
+
+
+async def _run(svc: MasterService, frame: dict[str, Any], gone: Gone) -> dict[str, Any]:
+    op, name = frame.get("op"), frame.get("name")
+    model = _MODELS.get(op) if isinstance(op, str) else None
+    if model is None:
+        raise ValidationError('"op" is one of acquire, renew, release')
+    if not isinstance(name, str) or not LOCK_NAME.match(name):
+        raise ValidationError(f"invalid lock name {name!r}")
+    fields = {k: v for k, v in frame.items() if k not in ("ref", "op", "name")}
+    try:
+        body = model.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "frame"
+        raise ValidationError(f"{where}: {problem['msg']}") from None
+    if isinstance(body, LockAcquireIn):
+        grant = await acquire_lock(svc, name, body, gone=gone)
+    elif isinstance(body, LockRenewIn):
+        grant = await renew_lock(svc, name, body)
+    else:
+        assert isinstance(body, LockReleaseIn)
+        return changes_view(name, await release_lock(svc, name, body))
+    return {"grant": grant_view(svc.machine, grant, svc.now_ms())}
