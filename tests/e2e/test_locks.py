@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -10,13 +11,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from agentflow.client import Client
+from agentflow.client import AsyncClient, Client
 from agentflow.errors import ConflictError, StaleTokenError, TimeoutExpiredError
 from tests.e2e.procs import BIN, Processes, live_workers, wait_until
 
@@ -296,3 +298,46 @@ def test_contenders_stay_exclusive_and_fenced_across_a_leader_kill(
         assert (begin[0], end[0]) == ("begin", "end") and begin[1:] == end[1:], (begin, end)
     assert len(pairs) + sum(1 for line in lines if int(line[1]) in stale) == len(lines)
     assert len({int(b[1]) for b in pairs}) == len(pairs) // 2  # one grant per round
+
+
+def test_async_leases_take_and_renew_over_the_lock_socket(procs: Processes) -> None:
+    _, url = procs.master()
+
+    async def scenario() -> list[int]:
+        async with AsyncClient(url) as client:
+            tokens: list[int] = []
+
+            async def hold() -> None:
+                async with client.lock("shared", ttl=0.6, wait=20) as lease:
+                    tokens.append(lease.token)
+                    await asyncio.sleep(1.0)  # longer than the TTL: renewals keep it
+                    assert not lease.lost and lease.renewals >= 2
+
+            await asyncio.gather(hold(), hold(), hold())
+            assert client.lock_socket.connected  # it all went over the socket
+            return tokens
+
+    tokens = asyncio.run(scenario())
+    assert tokens == sorted(tokens) and len(set(tokens)) == 3
+    with Client(url) as client:
+        kinds = [e["kind"] for e in client.lock_info("shared")["history"]]
+    assert kinds.count("granted") == 3 and kinds.count("released") == 3
+    assert "expired" not in kinds
+
+
+def test_a_lease_granted_after_a_long_wait_is_confirmed_not_lost(procs: Processes) -> None:
+    _, url = procs.master()
+    with Client(url) as client:
+        first = client.request("POST", "/api/v1/locks/q/acquire", json={"session": "first"})
+        release = threading.Timer(
+            2.0,
+            client.request,
+            args=("POST", "/api/v1/locks/q/release"),
+            kwargs={"json": {"session": "first", "token": first["token"]}},
+        )
+        release.start()
+        with client.lock("q", ttl=1.0, wait=10) as lease:  # granted after 2 s, a TTL of 1 s
+            assert not lease.lost
+            time.sleep(1.5)
+            assert not lease.lost and lease.renewals >= 2
+        release.join()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import threading
 import time
@@ -21,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from agentflow.errors import ClientError, error_from_problem
+from agentflow.client._sockets import FrameSocket, SocketDownError
+from agentflow.errors import ClientError
 
 if TYPE_CHECKING:
     from agentflow.client._async import AsyncClient
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Agent", "AsyncAgent", "Message", "default_agent_id"]
 
-log = logging.getLogger(__name__)
 
 LONG_POLL_S = 30.0
 
@@ -237,7 +236,7 @@ class AsyncAgent(_AgentBase):
         super().__init__(agent_id, ttl)
         self._client = client
         self._renewer: asyncio.Task[None] | None = None
-        self._sender = _SendSocket(client, self._path + "/stream?push=false")
+        self._sender = FrameSocket(client, self._path + "/stream?push=false")
 
     async def open(self) -> AsyncAgent:
         await self._client.request("POST", self._path + "/connect", json={"ttl_s": self.ttl})
@@ -274,8 +273,8 @@ class AsyncAgent(_AgentBase):
         path, body = self._send_body(to, type, content, **extra)
         body.setdefault("id", "m-" + os.urandom(10).hex())
         try:
-            return await self._sender.send(body)
-        except _SocketDownError:
+            return await self._sender.call({"send": body})
+        except SocketDownError:
             result: dict[str, Any] = await self._client.request("POST", path, json=body)
             return result
 
@@ -346,86 +345,3 @@ class AsyncAgent(_AgentBase):
                         await ws.send(json.dumps({"ack": self._cursor}))
             except (OSError, WebSocketException):
                 await asyncio.sleep(0.2)  # a master went away: reconnect, from our cursor
-
-
-class _SocketDownError(Exception):
-    """The send socket is not usable now; the caller falls back to HTTP."""
-
-
-class _SendSocket:
-    """A ``?push=false`` stream used only to send: frames out, answers matched by ``ref``."""
-
-    def __init__(self, client: AsyncClient, path: str) -> None:
-        self._client = client
-        self._path = path
-        self._ws: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._refs = iter(range(1, 1 << 62))
-        self._connecting = asyncio.Lock()
-        self._retry_at = 0.0
-
-    async def send(self, envelope: dict[str, Any]) -> dict[str, Any]:
-        from websockets.exceptions import WebSocketException
-
-        ws = await self._open()
-        ref = next(self._refs)
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[ref] = answer
-        try:
-            await ws.send(json.dumps({"send": envelope, "ref": ref}))
-            frame = await asyncio.wait_for(answer, timeout=30.0)
-        except (OSError, WebSocketException, TimeoutError) as exc:
-            raise _SocketDownError from exc
-        finally:
-            self._pending.pop(ref, None)
-        if "error" in frame:
-            problem = frame["error"]
-            raise error_from_problem(int(problem.get("status", 400)), problem)
-        return frame
-
-    async def _open(self) -> Any:
-        from websockets.asyncio.client import connect
-
-        async with self._connecting:
-            if self._ws is not None:
-                return self._ws
-            if time.monotonic() < self._retry_at:
-                raise _SocketDownError
-            try:
-                url = self._client.ws_url(self._path)
-                self._ws = await connect(url, additional_headers=self._client.auth_headers)
-            except Exception as exc:
-                self._retry_at = time.monotonic() + 1.0  # HTTP meanwhile
-                raise _SocketDownError from exc
-            self._reader = asyncio.create_task(self._read(self._ws))
-            return self._ws
-
-    async def _read(self, ws: Any) -> None:
-        try:
-            async for raw in ws:
-                frame = json.loads(raw)
-                if frame.get("leader_url"):  # a follower: the next socket goes to the leader
-                    self._client.follow_leader(frame["leader_url"])
-                    break
-                waiter = self._pending.get(frame.get("ref"))
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(frame)
-        except Exception:
-            log.debug("send socket closed", exc_info=True)
-        finally:
-            if self._ws is ws:
-                self._ws = None
-            for waiter in self._pending.values():
-                if not waiter.done():
-                    waiter.set_exception(ConnectionError("send socket closed"))
-            with contextlib.suppress(Exception):
-                await ws.close()
-
-    async def close(self) -> None:
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader

@@ -24,6 +24,7 @@ from agentflow.client._core import (
     unreachable,
 )
 from agentflow.client._locks import AsyncLockContext, Lease
+from agentflow.client._sockets import FrameSocket
 from agentflow.errors import NotLeaderError
 
 __all__ = ["AsyncClient"]
@@ -47,6 +48,7 @@ class AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.auth_headers = headers
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s)
+        self._lock_socket: FrameSocket | None = None
 
     def ws_url(self, path: str) -> str:
         """``path`` on the master this client talks to now, as a WebSocket URL."""
@@ -63,7 +65,16 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._lock_socket is not None:
+            await self._lock_socket.close()
         await self._http.aclose()
+
+    @property
+    def lock_socket(self) -> FrameSocket:
+        """The socket every lease of this client takes and renews its locks over."""
+        if self._lock_socket is None:
+            self._lock_socket = FrameSocket(self, "/api/v1/locks")
+        return self._lock_socket
 
     async def request(
         self,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentflow.client._sockets import SocketDownError
 from agentflow.errors import (
     LeaseLostError,
     NotFoundError,
@@ -100,6 +101,17 @@ def _slices(wait: float | None) -> Iterator[float]:
         if left <= 0:
             return
         yield min(MAX_WAIT_S, left)
+
+
+def _waited(lease: Lease, sent_at: float) -> bool:
+    """Whether the grant came long after the request: its validity, counted from the request,
+    is then mostly spent, so it is confirmed by a renewal at once (counted from that)."""
+    return time.monotonic() - sent_at >= lease.ttl_s / 3
+
+
+def _lost_at_once(lease: Lease, exc: Exception) -> LeaseLostError:
+    lease._lose(f"lock {lease.name} lost before it could be confirmed: {exc}", notify=False)
+    return LeaseLostError(lease.lost_reason or "lease lost", lock=lease.name)
 
 
 class _LockRequest:
@@ -182,6 +194,14 @@ class LockContext(_LockRequest):
             except TimeoutExpiredError:
                 continue
             lease = self._granted(answer, sent_at)
+            if _waited(lease, sent_at):
+                renew_body = {**lease.holder, "token": lease.token}
+                confirmed_at = time.monotonic()
+                try:
+                    answer = self._client.request("POST", self.path + "/renew", json=renew_body)
+                except _LOST as exc:
+                    raise _lost_at_once(lease, exc) from None
+                lease._renewed(confirmed_at, answer)
             self._thread = threading.Thread(
                 target=self._renew_loop, args=(lease,), name=f"lease-{self._name}", daemon=True
             )
@@ -223,29 +243,46 @@ class LockContext(_LockRequest):
 
 
 class AsyncLockContext(_LockRequest):
-    """``async with client.lock(name) as lease:`` — renewal runs as an asyncio task."""
+    """``async with client.lock(name) as lease:`` — renewal runs as an asyncio task.
+
+    Operations go over the client's lock socket (``WS /api/v1/locks``), by HTTP when it is
+    down; acquire carries its request id, so a retry either way gets the same grant."""
 
     def __init__(self, client: AsyncClient, name: str, **spec: Any) -> None:
         super().__init__(name, **spec)
         self._client = client
         self._task: asyncio.Task[None] | None = None
 
+    async def _call(self, op: str, body: dict[str, Any], timeout_s: float = 30.0) -> Any:
+        try:
+            frame = {"op": op, "name": self._name} | body
+            answer = await self._client.lock_socket.call(frame, timeout_s=timeout_s)
+        except SocketDownError:
+            return await self._client.request(
+                "POST", f"{self.path}/{op}", json=body, timeout_s=timeout_s
+            )
+        return answer.get("grant", answer)
+
     async def acquire(self) -> Lease:
         for body in self._bodies():
             sent_at = time.monotonic()
             try:
-                answer = await self._client.request(
-                    "POST", self.path + "/acquire", json=body, timeout_s=body["wait_s"] + 30
-                )
+                answer = await self._call("acquire", body, timeout_s=body["wait_s"] + 30)
             except TimeoutExpiredError:
                 continue
             lease = self._granted(answer, sent_at)
+            if _waited(lease, sent_at):
+                confirmed_at = time.monotonic()
+                try:
+                    answer = await self._call("renew", {**lease.holder, "token": lease.token})
+                except _LOST as exc:
+                    raise _lost_at_once(lease, exc) from None
+                lease._renewed(confirmed_at, answer)
             self._task = asyncio.create_task(self._renew_loop(lease))
             return lease
         raise self._not_granted()
 
     async def _renew_loop(self, lease: Lease) -> None:
-        path = f"/api/v1/locks/{lease.name}/renew"
         body = {**lease.holder, "token": lease.token}
         while True:
             await asyncio.sleep(lease.ttl_s / 3)
@@ -253,7 +290,7 @@ class AsyncLockContext(_LockRequest):
                 return
             sent_at = time.monotonic()
             try:
-                lease._renewed(sent_at, await self._client.request("POST", path, json=body))
+                lease._renewed(sent_at, await self._call("renew", body))
             except _LOST as exc:
                 lease._lose(f"lock {lease.name} lost: {exc}")
                 return
@@ -269,7 +306,7 @@ class AsyncLockContext(_LockRequest):
         if body is None or self.lease is None:
             return
         with contextlib.suppress(*_LOST):
-            await self._client.request("POST", self.path + "/release", json=body)
+            await self._call("release", body)
         self.lease._lose(f"lock {self._name} released", notify=False)
 
     async def __aenter__(self) -> Lease:

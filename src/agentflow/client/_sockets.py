@@ -1,0 +1,115 @@
+"""One WebSocket shared by many calls: frames out with a ``ref``, answers matched by it.
+
+Agents send messages this way (``WS /api/v1/agents/{id}/stream?push=false``) and leases take
+and renew locks (``WS /api/v1/locks``): no HTTP request per operation. When the socket is
+down, callers fall back to HTTP with the same idempotency keys, so nothing happens twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from agentflow.errors import error_from_problem
+
+if TYPE_CHECKING:
+    from agentflow.client._async import AsyncClient
+
+__all__ = ["FrameSocket", "SocketDownError"]
+
+log = logging.getLogger(__name__)
+
+
+class SocketDownError(Exception):
+    """The socket is not usable now; the caller falls back to HTTP."""
+
+
+class FrameSocket:
+    """A WebSocket for request/answer frames: each call adds a ``ref`` and waits for the frame
+    that carries it back. Opened on first use (to the master the client talks to now) and
+    again after it drops; a frame with ``leader_url`` points the client at the leader."""
+
+    def __init__(self, client: AsyncClient, path: str) -> None:
+        self._client = client
+        self._path = path
+        self._ws: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._refs = iter(range(1, 1 << 62))
+        self._connecting = asyncio.Lock()
+        self._retry_at = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    async def call(self, frame: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+        """The answer to ``frame``; its problem raised as the typed error; SocketDownError if
+        the socket cannot carry it (the caller may retry by HTTP)."""
+        from websockets.exceptions import WebSocketException
+
+        ws = await self._open()
+        ref = next(self._refs)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ref] = answer
+        try:
+            await ws.send(json.dumps(frame | {"ref": ref}))
+            reply = await asyncio.wait_for(answer, timeout=timeout_s)
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            raise SocketDownError from exc
+        finally:
+            self._pending.pop(ref, None)
+        if "error" in reply:
+            problem = reply["error"]
+            raise error_from_problem(int(problem.get("status", 400)), problem)
+        return reply
+
+    async def _open(self) -> Any:
+        from websockets.asyncio.client import connect
+
+        async with self._connecting:
+            if self._ws is not None:
+                return self._ws
+            if time.monotonic() < self._retry_at:
+                raise SocketDownError
+            try:
+                url = self._client.ws_url(self._path)
+                self._ws = await connect(url, additional_headers=self._client.auth_headers)
+            except Exception as exc:
+                self._retry_at = time.monotonic() + 1.0  # HTTP meanwhile
+                raise SocketDownError from exc
+            self._reader = asyncio.create_task(self._read(self._ws))
+            return self._ws
+
+    async def _read(self, ws: Any) -> None:
+        try:
+            async for raw in ws:
+                frame = json.loads(raw)
+                if frame.get("leader_url"):  # a follower: the next socket goes to the leader
+                    self._client.follow_leader(frame["leader_url"])
+                    break
+                waiter = self._pending.get(frame.get("ref"))
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(frame)
+        except Exception:
+            log.debug("send socket closed", exc_info=True)
+        finally:
+            if self._ws is ws:
+                self._ws = None
+            for waiter in self._pending.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("send socket closed"))
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
