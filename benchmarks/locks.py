@@ -94,7 +94,40 @@ class _HttpxConnection:
         await self.http.aclose()
 
 
-def _connect(url: str, raw: bool, timeout_s: float = 30.0) -> _Connection:
+class _SocketConnection:
+    """The lock socket (``WS /api/v1/locks``): each ``POST /api/v1/locks/{name}/{op}`` becomes
+    one frame, answered over the same socket, as the async SDK's leases do it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = "ws" + url.removeprefix("http") + "/api/v1/locks"
+        self.ws: Any = None
+        self.ref = 0
+
+    async def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        from websockets.asyncio.client import connect
+
+        if self.ws is None:
+            self.ws = await connect(self.url)
+        name, _, op = path.removeprefix("/api/v1/locks/").rpartition("/")
+        self.ref += 1
+        await self.ws.send(json.dumps({"ref": self.ref, "op": op, "name": name, **(body or {})}))
+        answer = json.loads(await self.ws.recv())
+        if answer.get("ref") != self.ref:
+            raise RuntimeError(f"answer for ref {answer.get('ref')}, wanted {self.ref}")
+        if "error" in answer:
+            return int(answer["error"]["status"]), json.dumps(answer["error"]).encode()
+        return 200, json.dumps(answer.get("grant", answer)).encode()
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+def _connect(url: str, raw: bool | str, timeout_s: float = 30.0) -> _Connection:
+    if raw == "socket":
+        return _SocketConnection(url)
     if raw:
         return RawConnection(url)
     return _HttpxConnection(url, timeout_s)
@@ -140,7 +173,7 @@ async def _pairs(
 
 
 async def _uncontended(
-    url: str, clients: int, seconds: float, raw: bool, master_cpu: Callable[[], float]
+    url: str, clients: int, seconds: float, raw: bool | str, master_cpu: Callable[[], float]
 ) -> _Run:
     conns = [_connect(url, raw) for _ in range(clients)]
     ids = range(clients)
@@ -165,10 +198,12 @@ async def _uncontended(
     return run
 
 
-def uncontended(cluster: LocalCluster, seconds: float, raw: bool) -> None:
+def uncontended(cluster: LocalCluster, seconds: float, raw: bool | str) -> None:
+    """``raw``: True for the minimal HTTP client, False for httpx, "socket" for the lock
+    socket (``_socket`` figures; the target applies to it too)."""
     master = cluster.master
     assert master is not None
-    suffix = "" if raw else "_httpx"
+    suffix = "_socket" if raw == "socket" else ("" if raw else "_httpx")
     run = asyncio.run(
         _uncontended(cluster.url, CLIENTS, seconds, raw, lambda: master.stats().cpu_s)
     )
@@ -337,6 +372,7 @@ def main() -> int:
             deadline_guard(TIME_LIMIT_S, BENCH),
         ):
             uncontended(cluster, seconds, raw=True)
+            uncontended(cluster, seconds, raw="socket")
             uncontended(cluster, seconds, raw=False)
             sequential(cluster.url, n_pairs, raw=False, budget_s=budget_s)
             sequential(cluster.url, n_pairs, raw=True, budget_s=budget_s)
