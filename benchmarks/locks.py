@@ -284,13 +284,13 @@ def sequential(url: str, n_pairs: int, raw: bool, budget_s: float = BUDGET_S) ->
 # -- 3. contended hand-off ------------------------------------------------------------------
 
 
-async def _handoff(url: str, rounds: int, raw: bool, budget_s: float) -> list[float]:
+async def _handoff(url: str, rounds: int, raw: bool | str, budget_s: float) -> list[float]:
     """Hand-off latencies in ms."""
-    name = "handoff-raw" if raw else "handoff"
+    name = "handoff-socket" if raw == "socket" else ("handoff-raw" if raw else "handoff")
     sessions = (f"{name}-a", f"{name}-b")
     acquire, release = f"/api/v1/locks/{name}/acquire", f"/api/v1/locks/{name}/release"
     conns = [_connect(url, raw, WAIT_S + 30) for _ in sessions]
-    probe = _connect(url, raw)
+    probe = _connect(url, True if raw == "socket" else raw)  # GETs go over HTTP
     handoff_ms: list[float] = []
     try:
         holder = 0
@@ -351,9 +351,11 @@ async def _handoff(url: str, rounds: int, raw: bool, budget_s: float) -> list[fl
     return handoff_ms
 
 
-def handoff(url: str, rounds: int, raw: bool, budget_s: float = BUDGET_S) -> None:
+def handoff(url: str, rounds: int, raw: bool | str, budget_s: float = BUDGET_S) -> None:
     samples = asyncio.run(_handoff(url, rounds, raw, budget_s))
-    if raw:
+    if raw == "socket":
+        report_latency(BENCH, "handoff", samples, "_socket", target_p50=TARGET_HANDOFF_P50_MS)
+    elif raw:
         report_latency(BENCH, "handoff", samples, "_raw")
     else:
         report_latency(BENCH, "handoff", samples, target_p50=TARGET_HANDOFF_P50_MS)
@@ -378,6 +380,7 @@ def main() -> int:
             sequential(cluster.url, n_pairs, raw=True, budget_s=budget_s)
             handoff(cluster.url, rounds, raw=False, budget_s=budget_s)
             handoff(cluster.url, rounds, raw=True, budget_s=budget_s)
+            handoff(cluster.url, rounds, raw="socket", budget_s=budget_s)
             cluster.check_alive()
             if args.keep_logs:
                 print(cluster.logs())
