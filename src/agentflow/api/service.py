@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 
 from agentflow.api.sessions import SessionHub
-from agentflow.api.waiters import KeyedWaiters
+from agentflow.api.waiters import KeyedWaiters, wait_for
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
 from agentflow.errors import NotFoundError, OverloadedError
@@ -97,8 +97,8 @@ class MasterService:
         self.locks = LockKeeper(self.log, clock_ms)
         self.hub = SessionHub(self.machine)
         self.started_at_ms = clock_ms()
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._workflow_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._task_waiters = KeyedWaiters()  # by task id, set when it finishes
+        self._workflow_waiters = KeyedWaiters()  # by workflow id, set when it ends
         self.lock_waiters = KeyedWaiters()  # by lock session
         self.inbox_waiters = KeyedWaiters()  # by agent id
         self.reply_waiters = KeyedWaiters()  # by the request's correlation id
@@ -143,9 +143,7 @@ class MasterService:
                     self._finished(event.task_id)
             elif isinstance(event, WorkflowChanged):
                 if event.status != "running":
-                    for future in self._workflow_waiters.pop(event.workflow_id, ()):
-                        if not future.done():
-                            future.set_result(None)
+                    self._workflow_waiters.notify(event.workflow_id)
             elif isinstance(event, LockChanged):
                 self.lock_waiters.notify(event.session)
             elif isinstance(event, MessageDelivered):
@@ -158,9 +156,7 @@ class MasterService:
                         queue.put_nowait(event.data)
 
     def _finished(self, task_id: str) -> None:
-        for future in self._waiters.pop(task_id, ()):
-            if not future.done():
-                future.set_result(None)
+        self._task_waiters.notify(task_id)
         for queue in self._followers.get(task_id, ()):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
@@ -186,38 +182,20 @@ class MasterService:
 
     async def wait_finished(self, task_id: str, timeout_s: float) -> TaskRecord:
         """The task once terminal, or as it is when ``timeout_s`` runs out."""
-        task = self.task(task_id)
-        if task.status in TERMINAL_STATUSES or timeout_s <= 0:
-            return task
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(task_id, []).append(future)
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)
-        except TimeoutError:
-            pass
-        finally:
-            waiters = self._waiters.get(task_id)
-            if waiters and future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    del self._waiters[task_id]
+        with self._task_waiters.watch(task_id) as finished:
+            task = self.task(task_id)
+            if task.status in TERMINAL_STATUSES or timeout_s <= 0:
+                return task
+            await wait_for(finished, timeout_s)
         return self.task(task_id)
 
     async def wait_workflow(self, workflow_id: str, timeout_s: float) -> WorkflowRecord:
         """The workflow once it has finished, or as it is when ``timeout_s`` runs out."""
-        wf = self.machine.workflows[workflow_id]
-        if wf.status is not WorkflowStatus.RUNNING or timeout_s <= 0:
-            return wf
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._workflow_waiters.setdefault(workflow_id, [])
-        waiters.append(future)
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout=timeout_s)
-        except TimeoutError:
-            pass
-        finally:
-            if future in waiters:
-                waiters.remove(future)
+        with self._workflow_waiters.watch(workflow_id) as ended:
+            wf = self.machine.workflows[workflow_id]
+            if wf.status is not WorkflowStatus.RUNNING or timeout_s <= 0:
+                return wf
+            await wait_for(ended, timeout_s)
         return self.machine.workflows[workflow_id]
 
     async def follow_output(self, task_id: str) -> AsyncIterator[bytes]:
