@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from agentflow.client._sockets import FrameSocket, SocketDownError
+from agentflow.client._sockets import FrameSocket, SocketDownError, SyncFrameSocket
 from agentflow.errors import ClientError
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class Agent(_AgentBase):
         super().__init__(agent_id, ttl)
         self._client = client
         self._stop = threading.Event()
+        self._sender = SyncFrameSocket(client, self._path + "/stream?push=false")
         # A task opens a session too: that enters it in the registry (broadcasts reach it).
         self._client.request("POST", self._path + "/connect", json={"ttl_s": ttl})
         self._thread = threading.Thread(target=self._renew, daemon=True, name=f"agent-{agent_id}")
@@ -134,6 +135,7 @@ class Agent(_AgentBase):
             with contextlib.suppress(Exception):
                 self.ack(self._cursor)
         self._thread.join()
+        self._sender.close()
         with contextlib.suppress(Exception):
             self._client.request("POST", self._path + "/disconnect")
 
@@ -149,8 +151,12 @@ class Agent(_AgentBase):
         """To an agent id, ``*`` (every live agent) or ``topic:<name>``. ``extra``: ``ttl_ms``,
         ``correlation_id``, ``id`` (a retried send with the same id is delivered once)."""
         path, body = self._send_body(to, type, content, **extra)
-        result: dict[str, Any] = self._client.request("POST", path, json=body)
-        return result
+        body.setdefault("id", "m-" + os.urandom(10).hex())
+        try:
+            return self._sender.call({"send": body})
+        except SocketDownError:
+            result: dict[str, Any] = self._client.request("POST", path, json=body)
+            return result
 
     def send_many(self, messages: Iterable[tuple[str, str, Any]]) -> list[dict[str, Any]]:
         """``(to, type, content)`` triples, in batches of up to 1,000 per durable command, in
@@ -334,8 +340,9 @@ class AsyncAgent(_AgentBase):
                 async with connect(url, additional_headers=self._client.auth_headers) as ws:
                     async for raw in ws:
                         frame = json.loads(raw)
-                        if frame.get("leader_url"):  # a follower: go to the leader
+                        if "leader_url" in frame:  # not the leader: go to it (or on)
                             self._client.follow_leader(frame["leader_url"])
+                            await asyncio.sleep(0.1)  # a failover takes a second or two
                             break
                         if "error" in frame:
                             raise ClientError(str(frame["error"]))

@@ -54,9 +54,10 @@ class AsyncClient:
         """``path`` on the master this client talks to now, as a WebSocket URL."""
         return "ws" + self._failover.base.removeprefix("http") + path
 
-    def follow_leader(self, leader_url: str) -> None:
-        """Talk to ``leader_url`` next (a follower named it)."""
-        self._failover.failed(NotLeaderError("not the leader", leader_url=leader_url))
+    def follow_leader(self, leader_url: str | None) -> None:
+        """Talk to ``leader_url`` next (a follower named it), or to the next master."""
+        extra = {"leader_url": leader_url} if leader_url else {}
+        self._failover.failed(NotLeaderError("not the leader", **extra))
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -176,7 +176,10 @@ class _LockRequest:
 
 
 class LockContext(_LockRequest):
-    """``with client.lock(name) as lease:`` — acquire, renew in a thread, release on exit."""
+    """``with client.lock(name) as lease:`` — acquire, renew in a thread, release on exit.
+
+    Operations go over the client's lock socket (``WS /api/v1/locks``), by HTTP when it is
+    down; acquire carries its request id, so a retry either way gets the same grant."""
 
     def __init__(self, client: Client, name: str, **spec: Any) -> None:
         super().__init__(name, **spec)
@@ -184,13 +187,19 @@ class LockContext(_LockRequest):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _call(self, op: str, body: dict[str, Any], timeout_s: float = 30.0) -> Any:
+        try:
+            frame = {"op": op, "name": self._name} | body
+            answer = self._client.lock_socket.call(frame, timeout_s=timeout_s)
+        except SocketDownError:
+            return self._client.request("POST", f"{self.path}/{op}", json=body, timeout_s=timeout_s)
+        return answer.get("grant", answer)
+
     def acquire(self) -> Lease:
         for body in self._bodies():
             sent_at = time.monotonic()
             try:
-                answer = self._client.request(
-                    "POST", self.path + "/acquire", json=body, timeout_s=body["wait_s"] + 30
-                )
+                answer = self._call("acquire", body, timeout_s=body["wait_s"] + 30)
             except TimeoutExpiredError:
                 continue
             lease = self._granted(answer, sent_at)
@@ -198,7 +207,7 @@ class LockContext(_LockRequest):
                 renew_body = {**lease.holder, "token": lease.token}
                 confirmed_at = time.monotonic()
                 try:
-                    answer = self._client.request("POST", self.path + "/renew", json=renew_body)
+                    answer = self._call("renew", renew_body)
                 except _LOST as exc:
                     raise _lost_at_once(lease, exc) from None
                 lease._renewed(confirmed_at, answer)
@@ -210,14 +219,13 @@ class LockContext(_LockRequest):
         raise self._not_granted()
 
     def _renew_loop(self, lease: Lease) -> None:
-        path = f"/api/v1/locks/{lease.name}/renew"
         body = {**lease.holder, "token": lease.token}
         while not self._stop.wait(lease.ttl_s / 3):
             if lease.lost:
                 return
             sent_at = time.monotonic()
             try:
-                lease._renewed(sent_at, self._client.request("POST", path, json=body))
+                lease._renewed(sent_at, self._call("renew", body))
             except _LOST as exc:
                 lease._lose(f"lock {lease.name} lost: {exc}")
                 return
@@ -232,7 +240,7 @@ class LockContext(_LockRequest):
         if body is None or self.lease is None:
             return
         with contextlib.suppress(*_LOST):
-            self._client.request("POST", self.path + "/release", json=body)
+            self._call("release", body)
         self.lease._lose(f"lock {self._name} released", notify=False)
 
     def __enter__(self) -> Lease:

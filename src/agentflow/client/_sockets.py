@@ -8,9 +8,12 @@ down, callers fall back to HTTP with the same idempotency keys, so nothing happe
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import itertools
 import json
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +21,18 @@ from agentflow.errors import error_from_problem
 
 if TYPE_CHECKING:
     from agentflow.client._async import AsyncClient
+    from agentflow.client._sync import Client
 
-__all__ = ["FrameSocket", "SocketDownError"]
+__all__ = ["FrameSocket", "SocketDownError", "SyncFrameSocket"]
 
 log = logging.getLogger(__name__)
+
+
+def _answered(reply: dict[str, Any]) -> dict[str, Any]:
+    if "error" in reply:
+        problem = reply["error"]
+        raise error_from_problem(int(problem.get("status", 400)), problem)
+    return reply
 
 
 class SocketDownError(Exception):
@@ -63,10 +74,7 @@ class FrameSocket:
             raise SocketDownError from exc
         finally:
             self._pending.pop(ref, None)
-        if "error" in reply:
-            problem = reply["error"]
-            raise error_from_problem(int(problem.get("status", 400)), problem)
-        return reply
+        return _answered(reply)
 
     async def _open(self) -> Any:
         from websockets.asyncio.client import connect
@@ -89,20 +97,20 @@ class FrameSocket:
         try:
             async for raw in ws:
                 frame = json.loads(raw)
-                if frame.get("leader_url"):  # a follower: the next socket goes to the leader
+                if "leader_url" in frame:  # not the leader: the next socket goes to it (or on)
                     self._client.follow_leader(frame["leader_url"])
                     break
                 waiter = self._pending.get(frame.get("ref"))
                 if waiter is not None and not waiter.done():
                     waiter.set_result(frame)
         except Exception:
-            log.debug("send socket closed", exc_info=True)
+            log.debug("frame socket closed", exc_info=True)
         finally:
             if self._ws is ws:
                 self._ws = None
             for waiter in self._pending.values():
                 if not waiter.done():
-                    waiter.set_exception(ConnectionError("send socket closed"))
+                    waiter.set_exception(ConnectionError("frame socket closed"))
             with contextlib.suppress(Exception):
                 await ws.close()
 
@@ -113,3 +121,96 @@ class FrameSocket:
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+
+
+class SyncFrameSocket:
+    """:class:`FrameSocket` for the thread-based client: a reader thread matches answers."""
+
+    def __init__(self, client: Client, path: str) -> None:
+        self._client = client
+        self._path = path
+        self._ws: Any = None
+        self._pending: dict[int, concurrent.futures.Future[dict[str, Any]]] = {}
+        self._refs = itertools.count(1)
+        self._opening = threading.Lock()
+        self._sending = threading.Lock()
+        self._retry_at = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    def call(self, frame: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+        """As :meth:`FrameSocket.call`, blocking."""
+        from websockets.exceptions import WebSocketException
+
+        ws = self._open()
+        ref = next(self._refs)
+        answer: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self._pending[ref] = answer
+        try:
+            with self._sending:
+                ws.send(json.dumps(frame | {"ref": ref}))
+            reply = answer.result(timeout=timeout_s)
+        except (OSError, WebSocketException, concurrent.futures.TimeoutError) as exc:
+            raise SocketDownError from exc
+        finally:
+            self._pending.pop(ref, None)
+        return _answered(reply)
+
+    def _open(self) -> Any:
+        with self._opening:
+            if self._ws is not None:
+                return self._ws
+            if time.monotonic() < self._retry_at:
+                raise SocketDownError
+            opened: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            url = self._client.ws_url(self._path)
+            threading.Thread(target=self._run, args=(url, opened), daemon=True).start()
+            try:
+                self._ws = opened.result(timeout=10)
+            except Exception as exc:
+                self._retry_at = time.monotonic() + 1.0  # HTTP meanwhile
+                raise SocketDownError from exc
+            return self._ws
+
+    def _run(self, url: str, opened: concurrent.futures.Future[Any]) -> None:
+        """The socket's thread: connect, hand the connection over, read until it ends."""
+        from websockets.sync.client import connect
+
+        try:
+            headers = self._client.auth_headers
+            with connect(url, additional_headers=headers, open_timeout=5) as ws:
+                opened.set_result(ws)
+                self._read(ws)
+        except Exception as exc:
+            if not opened.done():
+                opened.set_exception(exc)
+
+    def _read(self, ws: Any) -> None:
+        try:
+            for raw in ws:
+                frame = json.loads(raw)
+                if "leader_url" in frame:  # not the leader: the next socket goes to it (or on)
+                    self._client.follow_leader(frame["leader_url"])
+                    break
+                waiter = self._pending.get(frame.get("ref"))
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(frame)
+        except Exception:
+            log.debug("frame socket closed", exc_info=True)
+        finally:
+            with self._opening:
+                if self._ws is ws:
+                    self._ws = None
+            for waiter in list(self._pending.values()):
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("frame socket closed"))
+            with contextlib.suppress(Exception):
+                ws.close()
+
+    def close(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                ws.close()

@@ -24,6 +24,8 @@ from agentflow.client._core import (
 )
 from agentflow.client._functions import TaskFuture, function_body
 from agentflow.client._locks import Lease, LockContext
+from agentflow.client._sockets import SyncFrameSocket
+from agentflow.errors import NotLeaderError
 
 __all__ = ["Client"]
 
@@ -51,7 +53,9 @@ class Client:
         self._failover = Failover(self.urls, retry_for_s)
         token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.auth_headers = headers
         self._http = httpx.Client(headers=headers, timeout=timeout_s)
+        self._lock_socket: SyncFrameSocket | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -60,7 +64,25 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if self._lock_socket is not None:
+            self._lock_socket.close()
         self._http.close()
+
+    @property
+    def lock_socket(self) -> SyncFrameSocket:
+        """The socket every lease of this client takes and renews its locks over."""
+        if self._lock_socket is None:
+            self._lock_socket = SyncFrameSocket(self, "/api/v1/locks")
+        return self._lock_socket
+
+    def ws_url(self, path: str) -> str:
+        """``path`` on the master this client talks to now, as a WebSocket URL."""
+        return "ws" + self._failover.base.removeprefix("http") + path
+
+    def follow_leader(self, leader_url: str | None) -> None:
+        """Talk to ``leader_url`` next (a follower named it), or to the next master."""
+        extra = {"leader_url": leader_url} if leader_url else {}
+        self._failover.failed(NotLeaderError("not the leader", **extra))
 
     # -- transport --------------------------------------------------------------------------
 
