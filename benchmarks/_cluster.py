@@ -19,7 +19,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from agentflow.testing.ports import free_port
 
 __all__ = [
     "LocalCluster",
@@ -54,13 +55,6 @@ VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 8.0
 _PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
