@@ -25,7 +25,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from agentflow.api.message_routes import send_command, sent_view
 from agentflow.api.schemas import MessageIn
-from agentflow.api.service import MasterService
+from agentflow.api.service import MasterService, accept_on_leader
 from agentflow.api.views import message_view
 from agentflow.api.waiters import wait_for
 from agentflow.errors import AgentFlowError, ValidationError
@@ -45,12 +45,8 @@ FRAMES_PER_ROUND = 1000  # client frames committed together at most
 
 @router.websocket("/agents/{agent_id}/stream")
 async def stream(ws: WebSocket, agent_id: str, after: int | None = None, push: bool = True) -> None:
-    svc: MasterService = ws.app.state.service
-    await ws.accept()
-    if not svc.log.is_leader:
-        error = svc.log.not_leader()
-        await ws.send_json({"error": error.detail, "leader_url": svc.log.leader_url})
-        await ws.close(code=4503)
+    svc = await accept_on_leader(ws)
+    if svc is None:
         return
     try:
         await _connect(svc, agent_id)

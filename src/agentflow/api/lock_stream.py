@@ -28,7 +28,7 @@ from agentflow.api.lock_routes import (
     renew_lock,
 )
 from agentflow.api.schemas import LockAcquireIn, LockReleaseIn, LockRenewIn
-from agentflow.api.service import MasterService
+from agentflow.api.service import MasterService, accept_on_leader
 from agentflow.api.views import grant_view
 from agentflow.errors import AgentFlowError, ValidationError
 
@@ -47,12 +47,8 @@ _MODELS: dict[str, type[pydantic.BaseModel]] = {
 
 @router.websocket("/locks")
 async def lock_socket(ws: WebSocket) -> None:
-    svc: MasterService = ws.app.state.service
-    await ws.accept()
-    if not svc.log.is_leader:
-        error = svc.log.not_leader()
-        await ws.send_json({"error": error.detail, "leader_url": svc.log.leader_url})
-        await ws.close(code=4503)
+    svc = await accept_on_leader(ws)
+    if svc is None:
         return
     closed = asyncio.Event()
     running: set[asyncio.Task[None]] = set()

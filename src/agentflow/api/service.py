@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import Request
+from starlette.websockets import WebSocket
 
 from agentflow.api.sessions import SessionHub
 from agentflow.api.waiters import KeyedWaiters, wait_for
@@ -39,7 +40,7 @@ from agentflow.state.locks import LockLimits
 from agentflow.state.messages import MessageLimits
 from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord, WorkflowStatus
 
-__all__ = ["MasterService", "service", "wall_clock_ms"]
+__all__ = ["MasterService", "accept_on_leader", "service", "wall_clock_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -268,3 +269,16 @@ def service(request: Request) -> MasterService:
     """The master's services, for a route handling ``request``."""
     svc: MasterService = request.app.state.service
     return svc
+
+
+async def accept_on_leader(ws: WebSocket) -> MasterService | None:
+    """Accept a JSON socket that only the leader serves: elsewhere, answer with the leader's
+    URL (``None`` while there is none) and close with 4503."""
+    svc: MasterService = ws.app.state.service
+    await ws.accept()
+    if svc.log.is_leader:
+        return svc
+    error = svc.log.not_leader()
+    await ws.send_json({"error": error.detail, "leader_url": svc.log.leader_url})
+    await ws.close(code=4503)
+    return None
