@@ -41,6 +41,7 @@ router = APIRouter(prefix="/api/v1")
 STREAM_TTL_S = 10.0  # the session a stream keeps alive, renewed every third of it
 STREAM_BATCH = 100  # inbox messages read per round
 FRAMES_PER_ROUND = 1000  # client frames committed together at most
+FRAMES_QUEUED = 10_000  # client frames read ahead of the commits at most
 
 
 @router.websocket("/agents/{agent_id}/stream")
@@ -107,8 +108,9 @@ async def _push_from(
 
 
 async def _take_frames(svc: MasterService, ws: WebSocket, agent_id: str) -> None:
-    """Read frames into a queue; commit what has queued up, one round at a time."""
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    """Read frames into a queue; commit what has queued up, one round at a time. A full queue
+    stops the reading, so a client sending faster than commits is held back by TCP."""
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(FRAMES_QUEUED)
 
     async def read() -> None:
         try:
@@ -118,13 +120,12 @@ async def _take_frames(svc: MasterService, ws: WebSocket, agent_id: str) -> None
                 except ValueError:
                     frame = None
                 if isinstance(frame, dict):
-                    queue.put_nowait(frame)
+                    await queue.put(frame)
                 else:
                     await ws.send_json({"error": "frames are JSON objects"})
         except (WebSocketDisconnect, RuntimeError):
             pass
-        finally:
-            queue.put_nowait(None)
+        await queue.put(None)
 
     reader = asyncio.create_task(read())
     try:

@@ -37,6 +37,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1")
 
 Gone = Callable[[], Awaitable[bool]]
+MAX_RUNNING = 1000  # operations of one socket in progress at once
 
 _MODELS: dict[str, type[pydantic.BaseModel]] = {
     "acquire": LockAcquireIn,
@@ -65,6 +66,8 @@ async def lock_socket(ws: WebSocket) -> None:
             if not isinstance(frame, dict):
                 await ws.send_json({"error": "frames are JSON objects"})
                 continue
+            if len(running) >= MAX_RUNNING:  # hold the reading back: TCP slows the client
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             task = asyncio.create_task(_answer(svc, ws, frame, gone))
             running.add(task)
             task.add_done_callback(running.discard)
