@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -105,7 +106,7 @@ async def request_reply(request: Request) -> JSONResponse:
     requester = body.sender or "client-" + secrets.token_hex(6)
     command = send_command(svc, body, requester, timeout_ms=body.timeout_ms)
     correlation_id = body.correlation_id or command.id
-    command = SendMessage(**{**command.to_wire(), "correlation_id": correlation_id})
+    command = replace(command, correlation_id=correlation_id)
     sent: Sent = await svc.log.propose(command)
     deadline = asyncio.get_running_loop().time() + body.timeout_ms / 1000.0
     answers = svc.machine.messages.answers

@@ -10,14 +10,23 @@ from typing import Any
 import click
 
 from agentflow._version import __version__
-from agentflow.errors import AgentFlowError
+from agentflow.config import parse_duration
+from agentflow.errors import AgentFlowError, ConfigError
 
-__all__ = ["AgentFlowGroup", "fail", "main"]
+__all__ = ["AgentFlowGroup", "fail", "main", "seconds"]
 
 
 def fail(message: str, code: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def seconds(value: str, option: str) -> float:
+    """A duration flag (``250ms``, ``30s``, ``5m``) in seconds; a bad one is a usage error."""
+    try:
+        return parse_duration(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.detail, param_hint=option) from None
 
 
 # Each command's module is imported only when that command runs, so `agentflow worker` does

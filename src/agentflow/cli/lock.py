@@ -15,10 +15,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from agentflow.cli._app import fail
+from agentflow.cli._app import fail, seconds
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Lease
-from agentflow.config import parse_duration
 from agentflow.errors import LeaseLostError
 
 __all__ = ["lock"]
@@ -30,15 +29,6 @@ _KILL_GRACE_S = 5.0
 @click.group("lock")
 def lock() -> None:
     """Distributed locks: leases with fencing tokens, FIFO waits, semaphores."""
-
-
-def _seconds(value: str | None, what: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except Exception as exc:  # ConfigError: one line, as for every bad flag
-        raise click.BadParameter(str(exc), param_hint=what) from None
 
 
 def _holder(session: str | None, task_id: str | None, task_token: int | None) -> dict[str, Any]:
@@ -89,8 +79,8 @@ def acquire(
     """Take NAME once and print its fencing token and session (it lapses after --ttl unless
     renewed with `lock renew`); exit 5 if held, 6 if --wait ran out."""
     body: dict[str, Any] = {
-        "ttl_s": _seconds(ttl, "--ttl"),
-        "wait_s": _seconds(wait, "--wait") or 0.0,
+        "ttl_s": seconds(ttl, "--ttl"),
+        "wait_s": 0.0 if wait is None else seconds(wait, "--wait"),
         "mode": mode,
         "limit": limit,
     }
@@ -130,7 +120,7 @@ def renew(
     """Extend a lease held by --session with --token."""
     body = {**_holder(session, task_id, task_token), "token": token}
     if ttl is not None:
-        body["ttl_s"] = _seconds(ttl, "--ttl")
+        body["ttl_s"] = seconds(ttl, "--ttl")
     with make_client(master_url, api_token) as client:
         grant = client.request("POST", f"/api/v1/locks/{name}/renew", json=body)
     click.echo(f"token={grant['token']} expires_in={grant['expires_in_s']}s")
@@ -231,7 +221,7 @@ def run(
     AGENTFLOW_LOCK_NAME). If the lease is lost, the command is stopped (SIGTERM, then SIGKILL)
     and this exits 8. Otherwise it exits with the command's code, after releasing.
     """
-    wait_s = _seconds(wait, "--wait")
+    wait_s = None if wait is None else seconds(wait, "--wait")
     child: list[subprocess.Popen[bytes]] = []
     lost = threading.Event()
 
@@ -244,7 +234,7 @@ def run(
     with make_client(master_url, api_token) as client:
         context = client.lock(
             name,
-            ttl=_seconds(ttl, "--ttl") or 30.0,
+            ttl=seconds(ttl, "--ttl"),
             wait=0.0 if wait_s is None else wait_s,
             mode=mode,
             limit=limit,

@@ -15,10 +15,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from agentflow.cli._app import seconds
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Message
 from agentflow.client._agents import default_agent_id
-from agentflow.config import parse_duration
 from agentflow.errors import ClientError
 
 __all__ = ["agent", "msg"]
@@ -35,13 +35,6 @@ def _json(value: str | None) -> Any:
         raise click.BadParameter(
             f"content must be JSON, e.g. '{{\"n\": 1}}' or '\"text\"', got {value!r}"
         ) from None
-
-
-def _seconds(value: str, what: str) -> float:
-    try:
-        return parse_duration(value)
-    except Exception as exc:  # ConfigError: one line, as for every bad flag
-        raise click.BadParameter(str(exc), param_hint=what) from None
 
 
 def _print(message: Message | dict[str, Any]) -> None:
@@ -121,7 +114,7 @@ def send(
     api_token: str | None,
 ) -> None:
     """Send CONTENT (JSON) to TO: an agent id, '*' or topic:NAME."""
-    ttl_ms = None if ttl is None else max(1, round(_seconds(ttl, "--ttl") * 1000))
+    ttl_ms = None if ttl is None else max(1, round(seconds(ttl, "--ttl") * 1000))
     _send(
         (master_url, api_token),
         sender,
@@ -185,7 +178,7 @@ def request(
 ) -> None:
     """Send a request and print the reply's content; exit 4 if TO has no live session, 6 if
     no reply came in time."""
-    timeout_s = _seconds(timeout, "--timeout")
+    timeout_s = seconds(timeout, "--timeout")
     body = {
         "from": _default_sender(sender),
         "to": to,
@@ -248,7 +241,7 @@ def recv(
                 for message in agent.messages():
                     _print(message)
                 return
-            batch = agent.receive(wait=_seconds(wait, "--wait"))
+            batch = agent.receive(wait=seconds(wait, "--wait"))
             for message in batch:
                 _print(message)
             if batch and not no_ack:
@@ -302,7 +295,7 @@ def connect(name: str, ttl: str, master_url: str | None, api_token: str | None) 
     """Be agent NAME until interrupted: print its messages as they arrive, acknowledging each."""
     with (
         make_client(master_url, api_token) as client,
-        client.agent(name, ttl=_seconds(ttl, "--ttl")) as session,
+        client.agent(name, ttl=seconds(ttl, "--ttl")) as session,
     ):
         click.echo(f"connected as {name}", err=True)
         for message in session.messages():

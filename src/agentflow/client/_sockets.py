@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentflow.errors import error_from_problem
@@ -33,6 +34,26 @@ def _answered(reply: dict[str, Any]) -> dict[str, Any]:
         problem = reply["error"]
         raise error_from_problem(int(problem.get("status", 400)), problem)
     return reply
+
+
+def _route(client: AsyncClient | Client, pending: Mapping[int, Any], raw: str | bytes) -> bool:
+    """Hand one answer frame to the call waiting for its ``ref``; False when the socket must
+    go (this master is not the leader: the next socket goes to it, or on)."""
+    frame = json.loads(raw)
+    if "leader_url" in frame:
+        client.follow_leader(frame["leader_url"])
+        return False
+    waiter = pending.get(frame.get("ref"))
+    if waiter is not None and not waiter.done():
+        waiter.set_result(frame)
+    return True
+
+
+def _fail_waiting(pending: Mapping[int, Any]) -> None:
+    """The socket is gone: every call still waiting falls back (see SocketDownError)."""
+    for waiter in list(pending.values()):
+        if not waiter.done():
+            waiter.set_exception(ConnectionError("frame socket closed"))
 
 
 class SocketDownError(Exception):
@@ -96,21 +117,14 @@ class FrameSocket:
     async def _read(self, ws: Any) -> None:
         try:
             async for raw in ws:
-                frame = json.loads(raw)
-                if "leader_url" in frame:  # not the leader: the next socket goes to it (or on)
-                    self._client.follow_leader(frame["leader_url"])
+                if not _route(self._client, self._pending, raw):
                     break
-                waiter = self._pending.get(frame.get("ref"))
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(frame)
         except Exception:
             log.debug("frame socket closed", exc_info=True)
         finally:
             if self._ws is ws:
                 self._ws = None
-            for waiter in self._pending.values():
-                if not waiter.done():
-                    waiter.set_exception(ConnectionError("frame socket closed"))
+            _fail_waiting(self._pending)
             with contextlib.suppress(Exception):
                 await ws.close()
 
@@ -190,22 +204,15 @@ class SyncFrameSocket:
     def _read(self, ws: Any) -> None:
         try:
             for raw in ws:
-                frame = json.loads(raw)
-                if "leader_url" in frame:  # not the leader: the next socket goes to it (or on)
-                    self._client.follow_leader(frame["leader_url"])
+                if not _route(self._client, self._pending, raw):
                     break
-                waiter = self._pending.get(frame.get("ref"))
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(frame)
         except Exception:
             log.debug("frame socket closed", exc_info=True)
         finally:
             with self._opening:
                 if self._ws is ws:
                     self._ws = None
-            for waiter in list(self._pending.values()):
-                if not waiter.done():
-                    waiter.set_exception(ConnectionError("frame socket closed"))
+            _fail_waiting(self._pending)
             with contextlib.suppress(Exception):
                 ws.close()
 
