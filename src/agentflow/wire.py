@@ -3,6 +3,12 @@
 Every frame is a map with a ``"t"`` (type) key. Worker to master: ``hello``, ``report``,
 ``heartbeat``, ``drain``, ``bye``. Master to worker: ``welcome``, ``assign``, ``cancel``,
 ``ack``, ``error``. Nothing is ever unpickled; a frame over ``MAX_FRAME_BYTES`` is refused.
+
+Unpacking is bounded before anything is allocated: no string, binary, array or map may
+declare more than the limits below, extension types are refused, map keys are strings, and the
+total number of container entries in one frame is capped (a frame of millions of empty maps
+would otherwise grow a process by gigabytes from a few megabytes of input). What the fields
+mean, and their own bounds, are checked by :mod:`agentflow.workerwire`.
 """
 
 from __future__ import annotations
@@ -11,14 +17,26 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["MAX_FRAME_BYTES", "PROTOCOL_VERSION", "FrameError", "pack", "unpack"]
+__all__ = [
+    "MAX_ARRAY_LEN",
+    "MAX_FRAME_BYTES",
+    "MAX_FRAME_ENTRIES",
+    "MAX_MAP_LEN",
+    "PROTOCOL_VERSION",
+    "FrameError",
+    "pack",
+    "unpack",
+]
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 << 20
+MAX_ARRAY_LEN = 200_000  # one array (a report's outcomes or output chunks, a task's args)
+MAX_MAP_LEN = 100_000  # one map (a task's env or kwargs, a worker's labels)
+MAX_FRAME_ENTRIES = 1_000_000  # array items + map entries + containers, in one frame
 
 
 class FrameError(ValueError):
-    """A frame that is not a msgpack map with a string ``t``."""
+    """A frame that is not a bounded msgpack map with a string ``t``."""
 
 
 def pack(frame: dict[str, Any]) -> bytes:
@@ -26,13 +44,54 @@ def pack(frame: dict[str, Any]) -> bytes:
     return data
 
 
+class _Budget:
+    """Counts container entries as the unpacker completes them; over budget raises."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_FRAME_ENTRIES
+
+    def spend(self, size: int) -> None:
+        self.left -= size + 1
+        if self.left < 0:
+            raise FrameError(f"frame holds more than {MAX_FRAME_ENTRIES} entries")
+
+    def on_list(self, items: list[Any]) -> list[Any]:
+        self.spend(len(items))
+        return items
+
+    def on_map(self, pairs: dict[str, Any]) -> dict[str, Any]:
+        self.spend(len(pairs))
+        return pairs
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise FrameError(f"msgpack extension type {code} is not allowed")
+
+
 def unpack(data: bytes) -> dict[str, Any]:
     if len(data) > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+    budget = _Budget()
     try:
-        frame = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise FrameError(f"undecodable frame: {exc}") from exc
+        frame = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=len(data),
+            max_bin_len=len(data),
+            max_array_len=min(len(data), MAX_ARRAY_LEN),
+            max_map_len=min(len(data), MAX_MAP_LEN),
+            max_ext_len=0,
+            ext_hook=_no_ext,
+            list_hook=budget.on_list,
+            object_hook=budget.on_map,
+        )
+    except FrameError:
+        raise
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+        raise FrameError(f"undecodable frame: {exc or type(exc).__name__}") from exc
     if not isinstance(frame, dict) or not isinstance(frame.get("t"), str):
         raise FrameError("frame must be a map with a string 't'")
     return frame

@@ -50,9 +50,11 @@ def worker(log: Log, wid: str = "w1", slots: int = 1, running: list | None = Non
     )
 
 
-def done(log: Log, tid: str, token: int, status: str = "completed", code: int = 0) -> object:
+def done(
+    log: Log, tid: str, token: int, status: str = "completed", code: int = 0, wid: str = "w1"
+) -> object:
     outcome = TaskOutcome(task_id=tid, fencing_token=token, status=status, exit_code=code)
-    return log(ReportAttempts(now_ms=10, worker_id="w1", outcomes=[outcome]))
+    return log(ReportAttempts(now_ms=10, worker_id=wid, outcomes=[outcome]))
 
 
 def test_submit_assign_run_complete() -> None:
@@ -114,7 +116,10 @@ def test_superseded_attempt_cannot_overwrite_newer_one() -> None:
     # The zombie attempt reports success: refused.
     assert done(log, "t1", old_token) == [False]
     assert log.sm.tasks["t1"].status is TaskStatus.ASSIGNED
-    assert done(log, "t1", new_token) == [True]
+    # Another worker reporting the live attempt: refused too; only its holder may.
+    assert done(log, "t1", new_token) == [False]
+    assert log.sm.tasks["t1"].status is TaskStatus.ASSIGNED
+    assert done(log, "t1", new_token, wid="w2") == [True]
 
 
 def test_reconnect_reconciles_running_attempts() -> None:

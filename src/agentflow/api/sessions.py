@@ -3,27 +3,130 @@
 The hub keeps the current session of each worker and turns applied events into frames:
 ``TaskAssigned`` becomes ``assign`` and ``CancelRequested`` becomes ``cancel``. A worker whose
 outbound queue overflows is disconnected; on reconnect its hello reconciles what it runs.
+
+A worker id has one live instance: the first hello registers it and is given a session secret
+(only its hash is kept, in the replicated worker record, so a worker resumes on a new leader
+too). A later hello for that id must present the secret, unless the id holds nothing any more
+(see :func:`agentflow.state.workers.admits`). A report names only attempts its worker holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agentflow import wire
+from agentflow.errors import ConflictError
 from agentflow.state import StateMachine
+from agentflow.state.commands import ReportAttempts, TaskOutcome
 from agentflow.state.events import CancelRequested, Event, TaskAssigned
+from agentflow.state.workers import admits
+from agentflow.workerwire import Report
 
-__all__ = ["SessionHub", "WorkerSession"]
+__all__ = [
+    "Admission",
+    "SessionHub",
+    "WorkerSession",
+    "admit",
+    "held_report",
+    "secret_hash",
+]
 
 log = logging.getLogger(__name__)
 
 OUTBOUND_LIMIT = 10_000
 PARENT_TAIL_BYTES = 4096
+
+
+CLOSE_PROTOCOL = 4400  # a frame that does not decode, or a first frame that is not a hello
+CLOSE_CONFLICT = 4409  # the worker id is held by another instance, or this session was replaced
+SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    secret: str  # told to the worker in its welcome
+    secret_hash: str  # kept in the worker record
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def admit(machine: StateMachine, worker_id: str, presented: str | None) -> Admission:
+    """The secret a hello resumes with, or a fresh one; :class:`ConflictError` otherwise."""
+    worker = machine.workers.get(worker_id)
+    if presented is not None and worker is not None and worker.secret_hash:
+        digest = secret_hash(presented)
+        if hmac.compare_digest(digest, worker.secret_hash):
+            return Admission(presented, digest)
+    fresh = secrets.token_urlsafe(SECRET_BYTES)
+    admission = Admission(fresh, secret_hash(fresh))
+    if not admits(worker, admission.secret_hash):
+        raise ConflictError(
+            f"worker id {worker_id} is held by another live instance; only that instance "
+            "(with its session secret) may resume it, until it is declared lost",
+            worker_id=worker_id,
+        )
+    return admission
+
+
+def held_report(
+    machine: StateMachine, worker_id: str, report: Report, now_ms: int
+) -> ReportAttempts | None:
+    """The command a report becomes: only what the worker holds, None if nothing is left.
+
+    An attempt the worker holds is looked up once. One it held before (superseded, or its task
+    since evicted) is dropped quietly, as applying it would; one it never held refuses the
+    whole report with :class:`ConflictError`.
+    """
+    worker = machine.workers.get(worker_id)
+    if worker is None:
+        raise ConflictError(f"worker {worker_id} is not registered", worker_id=worker_id)
+    running = worker.running
+
+    def keep(task_id: str, token: int) -> bool:
+        if running.get(task_id) == token:
+            return True
+        task = machine.tasks.get(task_id)
+        if task is None or any(
+            a.fencing_token == token and a.worker_id == worker_id for a in task.attempts
+        ):
+            return False
+        raise ConflictError(
+            f"attempt {token} of task {task_id} is not held by worker {worker_id}",
+            task_id=task_id,
+        )
+
+    started = [(t, tok) for t, tok in report.started if keep(t, tok)]
+    output: list[tuple[str, int, str, bytes]] = [
+        (t, tok, s, d) for t, tok, s, d in report.output if keep(t, tok)
+    ]
+    outcomes = [
+        TaskOutcome(
+            task_id=o.task_id,
+            fencing_token=o.token,
+            status=o.status,
+            exit_code=o.exit_code,
+            reason=o.reason,
+            result=o.result,
+        )
+        for o in report.outcomes
+        if keep(o.task_id, o.token)
+    ]
+    if not (started or output or outcomes):
+        return None
+    return ReportAttempts(
+        now_ms=now_ms, worker_id=worker_id, started=started, output=output, outcomes=outcomes
+    )
 
 
 class WorkerSession:
@@ -32,6 +135,7 @@ class WorkerSession:
         self.ws = ws
         self.outbound: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOUND_LIMIT)
         self.closed = False
+        self.close_code = 1000
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.closed:
@@ -42,9 +146,11 @@ class WorkerSession:
             log.warning("worker %s is not reading; dropping its session", self.worker_id)
             self.close()
 
-    def close(self) -> None:
+    def close(self, code: int = 1000) -> None:
+        """Close once the frames queued before are sent (an error frame, say)."""
         if not self.closed:
             self.closed = True
+            self.close_code = code
             with contextlib.suppress(asyncio.QueueFull):
                 self.outbound.put_nowait(None)
 
@@ -54,7 +160,7 @@ class WorkerSession:
             data = await self.outbound.get()
             if data is None:
                 with contextlib.suppress(Exception):
-                    await self.ws.close()
+                    await self.ws.close(code=self.close_code)
                 return
             try:
                 await self.ws.send_bytes(data)
@@ -71,7 +177,8 @@ class SessionHub:
     def attach(self, session: WorkerSession) -> None:
         old = self.sessions.get(session.worker_id)
         if old is not None and old is not session:
-            old.close()
+            old.send({"t": "error", "detail": "replaced by a newer session of this worker"})
+            old.close(CLOSE_CONFLICT)
         self.sessions[session.worker_id] = session
 
     def detach(self, session: WorkerSession) -> bool:

@@ -11,19 +11,23 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
-from agentflow import wire
+from agentflow import wire, workerwire
 from agentflow.api.problems import read_model
 from agentflow.api.schemas import WorkerPatchIn
 from agentflow.api.service import MasterService, service
-from agentflow.api.sessions import WorkerSession
+from agentflow.api.sessions import (
+    CLOSE_CONFLICT,
+    CLOSE_PROTOCOL,
+    WorkerSession,
+    admit,
+    held_report,
+)
 from agentflow.api.views import worker_view
-from agentflow.errors import AgentFlowError, NotFoundError
+from agentflow.errors import AgentFlowError, ConflictError, NotFoundError
 from agentflow.state.commands import (
     DeregisterWorker,
     RegisterWorker,
-    ReportAttempts,
     SetWorkerDraining,
-    TaskOutcome,
     WorkerDisconnected,
 )
 from agentflow.state.tasks import reserved_by
@@ -86,7 +90,7 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
     svc: MasterService = ws.app.state.service
     await ws.accept()
     try:
-        hello = wire.unpack(await asyncio.wait_for(ws.receive_bytes(), HELLO_TIMEOUT_S))
+        hello = await _hello(ws, worker_id)
         if not svc.log.is_leader:
             # Sessions live on the leader: send the worker there.
             error = svc.log.not_leader()
@@ -95,13 +99,14 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
             )
             await ws.close(code=4503)
             return
-        register = _register_command(svc, worker_id, hello)
+        admission = admit(svc.machine, worker_id, hello.secret)
+        register = _register_command(svc, hello, admission.secret_hash)
         result: dict[str, Any] = await svc.log.propose(register)
-    except (TimeoutError, wire.FrameError, AgentFlowError, KeyError, TypeError) as exc:
-        log.warning("worker %s refused: %s", worker_id, exc)
-        with contextlib.suppress(Exception):
-            await ws.send_bytes(wire.pack({"t": "error", "detail": str(exc)}))
-            await ws.close(code=4400)
+    except ConflictError as exc:
+        await _refuse(ws, worker_id, str(exc), CLOSE_CONFLICT)
+        return
+    except (TimeoutError, wire.FrameError, AgentFlowError) as exc:
+        await _refuse(ws, worker_id, str(exc), CLOSE_PROTOCOL)
         return
     except WebSocketDisconnect:
         return
@@ -113,6 +118,7 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
             "t": "welcome",
             "heartbeat_interval_s": svc.config.heartbeat_interval_s,
             "protocol": wire.PROTOCOL_VERSION,
+            "secret": admission.secret,
         }
     )
     for task_id, token in result["cancel"]:
@@ -123,7 +129,7 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
         async with asyncio.TaskGroup() as group:
             pump = group.create_task(session.pump())
             clean = await _receive(svc, session)
-            session.close()
+            session.close(session.close_code)
             await pump
     except* (WebSocketDisconnect, RuntimeError, OSError):
         pass
@@ -134,76 +140,91 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
         log.info("worker %s disconnected%s", worker_id, " (clean)" if clean else "")
 
 
-def _register_command(svc: MasterService, worker_id: str, hello: dict[str, Any]) -> RegisterWorker:
-    if hello["t"] != "hello":
+async def _hello(ws: WebSocket, worker_id: str) -> workerwire.Hello:
+    frame = workerwire.decode_worker_frame(await _next_bytes(ws, HELLO_TIMEOUT_S))
+    if not isinstance(frame, workerwire.Hello):
         raise wire.FrameError("first frame must be hello")
-    if hello.get("worker_id") != worker_id:
+    if frame.worker_id != worker_id:
         raise wire.FrameError("hello worker_id does not match the session path")
-    slots = int(hello["slots"])
-    if not 1 <= slots <= 4096:
-        raise wire.FrameError(f"slots must be 1..4096, got {slots}")
+    return frame
+
+
+async def _next_bytes(ws: WebSocket, timeout_s: float | None = None) -> bytes:
+    """The next binary frame; a text frame is a protocol violation."""
+    message = await asyncio.wait_for(ws.receive(), timeout_s)
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    data = message.get("bytes")
+    if not isinstance(data, bytes):
+        raise wire.FrameError("frames are binary msgpack, not text")
+    return data
+
+
+async def _refuse(ws: WebSocket, worker_id: str, detail: str, code: int) -> None:
+    log.warning("worker %s refused: %s", worker_id, detail)
+    with contextlib.suppress(Exception):
+        await ws.send_bytes(wire.pack({"t": "error", "detail": detail}))
+        await ws.close(code=code)
+
+
+def _register_command(svc: MasterService, hello: workerwire.Hello, digest: str) -> RegisterWorker:
     return RegisterWorker(
         now_ms=svc.now_ms(),
-        worker_id=worker_id,
-        group=str(hello.get("group", "default")),
-        slots=slots,
-        resources={str(k): float(v) for k, v in hello.get("resources", {}).items()},
-        labels={str(k): str(v) for k, v in hello.get("labels", {}).items()},
-        hostname=str(hello.get("hostname", "")),
-        running=[(str(t), int(tok)) for t, tok in hello.get("running", [])],
-        prefetch=max(0, min(int(hello.get("prefetch", 0)), 4 * slots)),
-        gpus=[
-            {
-                "index": int(g["index"]),
-                "name": str(g["name"])[:128],
-                "memory_mb": int(g["memory_mb"]),
-            }
-            for g in list(hello.get("gpus", []))[:64]
-        ],
+        worker_id=hello.worker_id,
+        group=hello.group,
+        slots=hello.slots,
+        resources=dict(hello.resources),
+        labels=dict(hello.labels),
+        hostname=hello.hostname,
+        running=list(hello.running),
+        prefetch=hello.prefetch,
+        gpus=list(hello.gpus),
+        secret_hash=digest,
     )
 
 
 async def _receive(svc: MasterService, session: WorkerSession) -> bool:
-    """Handle the worker's frames until it leaves; True if it said bye."""
+    """Handle the worker's frames until it leaves; True if it said bye.
+
+    A frame that does not decode is a protocol violation: an error frame, then the socket
+    closes. A report naming an attempt the worker does not hold is refused (an error frame,
+    nothing committed); the session goes on.
+    """
     ws, worker_id = session.ws, session.worker_id
     while not session.closed:
         try:
-            frame = wire.unpack(await ws.receive_bytes())
+            frame = workerwire.decode_worker_frame(await _next_bytes(ws))
         except wire.FrameError as exc:
             session.send({"t": "error", "detail": str(exc)})
-            continue
+            session.close(CLOSE_PROTOCOL)
+            return False
+        if svc.hub.sessions.get(worker_id) is not session:
+            return False  # replaced by a newer session of the same instance
         svc.scheduler.touch(worker_id)
-        kind = frame["t"]
-        if kind == "report":
-            await svc.log.propose(_report_command(svc, worker_id, frame))
-            session.send({"t": "ack", "seq": frame.get("seq", 0)})
-        elif kind == "drain":
-            await svc.log.propose(
-                SetWorkerDraining(now_ms=svc.now_ms(), worker_id=worker_id, draining=True)
-            )
-        elif kind == "bye":
-            return True
-        elif kind != "heartbeat":
-            session.send({"t": "error", "detail": f"unknown frame type {kind!r}"})
+        try:
+            if isinstance(frame, workerwire.Report):
+                await _report(svc, session, frame)
+            elif isinstance(frame, workerwire.Drain):
+                await svc.log.propose(
+                    SetWorkerDraining(now_ms=svc.now_ms(), worker_id=worker_id, draining=True)
+                )
+            elif isinstance(frame, workerwire.Bye):
+                return True
+        except AgentFlowError as exc:  # not the leader any more, most likely
+            session.send({"t": "error", "detail": exc.detail})
+            session.close(1011)
+            return False
     return False
 
 
-def _report_command(svc: MasterService, worker_id: str, frame: dict[str, Any]) -> ReportAttempts:
-    outcomes = [
-        TaskOutcome(
-            task_id=str(o["task_id"]),
-            fencing_token=int(o["token"]),
-            status=str(o["status"]),
-            exit_code=None if o.get("exit_code") is None else int(o["exit_code"]),
-            reason=None if o.get("reason") is None else str(o["reason"])[:4096],
-            result=None if o.get("result") is None else str(o["result"])[: 64 * 1024],
-        )
-        for o in frame.get("outcomes", [])
-    ]
-    return ReportAttempts(
-        now_ms=svc.now_ms(),
-        worker_id=worker_id,
-        started=[(str(t), int(tok)) for t, tok in frame.get("started", [])],
-        output=[(str(t), int(tok), str(s), bytes(d)) for t, tok, s, d in frame.get("output", [])],
-        outcomes=outcomes,
-    )
+async def _report(svc: MasterService, session: WorkerSession, report: workerwire.Report) -> None:
+    """Commit what the report says of attempts its worker holds, then acknowledge it."""
+    try:
+        command = held_report(svc.machine, session.worker_id, report, svc.now_ms())
+    except ConflictError as exc:
+        log.warning("worker %s: report %d refused: %s", session.worker_id, report.seq, exc)
+        session.send({"t": "error", "detail": str(exc), "seq": report.seq})
+        return
+    if command is not None:
+        await svc.log.propose(command)
+    session.send({"t": "ack", "seq": report.seq})

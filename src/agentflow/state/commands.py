@@ -218,6 +218,10 @@ class RegisterWorker(Command):
     running: list[tuple[str, int]] = field(default_factory=list)
     prefetch: int = 0
     gpus: list[dict[str, Any]] = field(default_factory=list)
+    # SHA-256 (hex) of the session secret the worker instance holds: a fresh one when it
+    # registers anew, the one it presented when it resumes. Empty only in entries from before
+    # session secrets existed.
+    secret_hash: str = ""
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:

@@ -194,6 +194,7 @@ class WorkerRecord(_Wire):
     lost_at: int | None = None
     completed: int = 0
     failed: int = 0
+    secret_hash: str = ""  # SHA-256 (hex) of the live instance's session secret; never shown
 
     @property
     def capacity(self) -> int:

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 MAX_RESULT_CHARS = 64 * 1024
+# What a worker may say of an attempt it finished ("rejected": refused unstarted, draining).
+OUTCOME_STATUSES = frozenset({"completed", "failed", "timed_out", "cancelled", "rejected"})
 
 _ACTIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 
@@ -136,23 +138,26 @@ def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
 def report(sm: StateMachine, index: int, cmd: ReportAttempts) -> list[bool]:
     """Apply a worker's report; returns, per outcome, whether it was accepted."""
     for task_id, token in cmd.started:
-        task = _current(sm, task_id, token)
+        task = _current(sm, task_id, token, cmd.worker_id)
         if task is not None and task.status is TaskStatus.ASSIGNED:
             attempt = task.attempts[-1]
             attempt.started_at = cmd.now_ms
             task.started_at = task.started_at or cmd.now_ms
             sm.set_status(task, TaskStatus.RUNNING, index)
     for task_id, token, stream, data in cmd.output:
-        if _current(sm, task_id, token) is not None and stream in ("stdout", "stderr"):
+        if stream in ("stdout", "stderr") and _current(sm, task_id, token, cmd.worker_id):
             sm.output_of(task_id)[stream].append(data)
             sm.events.append(OutputAppended(index=index, task_id=task_id, stream=stream, data=data))
     return [finish_attempt(sm, index, cmd.now_ms, cmd.worker_id, o) for o in cmd.outcomes]
 
 
-def _current(sm: StateMachine, task_id: str, token: int) -> TaskRecord | None:
-    """The task if ``token`` is its live attempt's fencing token, else None (superseded)."""
+def _current(sm: StateMachine, task_id: str, token: int, worker_id: str) -> TaskRecord | None:
+    """The task if ``token`` is its live attempt's fencing token and ``worker_id`` runs that
+    attempt, else None (superseded, or another worker's)."""
     task = sm.tasks.get(task_id)
-    if task is None or task.fencing_token != token:
+    if task is None or task.fencing_token != token or not task.attempts:
+        return None
+    if task.attempts[-1].worker_id != worker_id:
         return None
     if task.status not in _ACTIVE and not task.cancel_requested:
         return None
@@ -162,13 +167,15 @@ def _current(sm: StateMachine, task_id: str, token: int) -> TaskRecord | None:
 def finish_attempt(
     sm: StateMachine, index: int, now_ms: int, worker_id: str, outcome: TaskOutcome
 ) -> bool:
+    if outcome.status not in OUTCOME_STATUSES:
+        return False  # refused at the session; an old log entry may still carry one
     worker = sm.workers.get(worker_id)
     if worker is not None and worker.running.get(outcome.task_id) == outcome.fencing_token:
         del worker.running[outcome.task_id]
         worker.completed += outcome.status == "completed"
         worker.failed += outcome.status != "completed"
         sm.refresh_worker(worker, index)
-    task = _current(sm, outcome.task_id, outcome.fencing_token)
+    task = _current(sm, outcome.task_id, outcome.fencing_token, worker_id)
     if task is None:
         return False
     lock_ops.attempt_ended(sm, index, now_ms, task.id, outcome.fencing_token, lost=False)

@@ -19,7 +19,28 @@ from agentflow.state.tasks import requeue_lost
 if TYPE_CHECKING:
     from agentflow.state.machine import StateMachine
 
-__all__ = ["deregister", "disconnected", "mark_lost", "register", "set_draining"]
+__all__ = [
+    "admits",
+    "deregister",
+    "disconnected",
+    "mark_lost",
+    "register",
+    "set_draining",
+]
+
+
+def admits(worker: WorkerRecord | None, secret_hash: str) -> bool:
+    """May a session holding ``secret_hash`` register as ``worker``?
+
+    The instance that holds the worker's secret always may (it resumes). Anyone else only once
+    the id holds nothing: unknown, declared lost (its attempts were requeued), offline with no
+    attempt, or registered before session secrets existed.
+    """
+    if worker is None or not worker.secret_hash or secret_hash == worker.secret_hash:
+        return True
+    if worker.state is WorkerState.LOST:
+        return True
+    return worker.state is WorkerState.OFFLINE and not worker.running
 
 
 def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any]:
@@ -27,8 +48,14 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
 
     Attempts the state gave this worker but that it no longer runs are requeued; attempts it
     runs that are superseded (or unknown) are returned under ``"cancel"`` for the shell to kill.
+    A session that may not take the worker's id (see :func:`admits`) changes nothing.
     """
     worker = sm.workers.get(cmd.worker_id)
+    if not admits(worker, cmd.secret_hash):
+        raise ConflictError(
+            f"worker id {cmd.worker_id} is held by another live instance",
+            worker_id=cmd.worker_id,
+        )
     if worker is None:
         worker = WorkerRecord(
             id=cmd.worker_id,
@@ -40,6 +67,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
             registered_at=cmd.now_ms,
             prefetch=cmd.prefetch,
             gpus=list(cmd.gpus),
+            secret_hash=cmd.secret_hash,
         )
         sm.workers[worker.id] = worker
     else:
@@ -50,6 +78,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
         worker.hostname = cmd.hostname
         worker.prefetch = cmd.prefetch
         worker.gpus = list(cmd.gpus)
+        worker.secret_hash = cmd.secret_hash
     reported = dict(cmd.running)
     for task_id, token in list(worker.running.items()):
         if reported.get(task_id) != token:

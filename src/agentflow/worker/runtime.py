@@ -32,7 +32,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from agentflow import wire
+from agentflow import wire, workerwire
 from agentflow.config import WorkerConfig
 from agentflow.worker.executor import Attempt, Finished, build_argv
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 10.0
-MAX_BUFFERED_OUTPUT = 8 << 20
+MAX_BUFFERED_OUTPUT = workerwire.MAX_REPORT_OUTPUT_BYTES  # all of it travels in one report
 MAX_RESULT_BYTES = 64 * 1024
 
 
@@ -72,6 +72,8 @@ class Worker:
         self._outcomes: list[dict[str, Any]] = []
         self._unacked: dict[int, list[dict[str, Any]]] = {}
         self._seq = 0
+        # Given by the master at registration; proves a reconnect is this same instance.
+        self._secret: str | None = None
         self._ws: ClientConnection | None = None
         self._url_index = 0
         self._report_wake = asyncio.Event()
@@ -160,6 +162,9 @@ class Worker:
             if welcome["t"] != "welcome":
                 self._follow_leader(welcome.get("leader_url"))
                 raise wire.FrameError(f"master refused the session: {welcome.get('detail')}")
+            secret = welcome.get("secret")
+            if isinstance(secret, str):
+                self._secret = secret
             log.info("connected to %s as %s", url, self.config.worker_id)
             self._ws = ws
             await self._resend_unacked(ws)
@@ -219,6 +224,7 @@ class Worker:
             "prefetch": self.prefetch,
             "gpus": self.gpus,
             "protocol": wire.PROTOCOL_VERSION,
+            "secret": self._secret,
         }
 
     def _pending_outcomes(self) -> list[dict[str, Any]]:
@@ -378,14 +384,15 @@ class Worker:
     def _finish(
         self, task_id: str, token: int, finished: Finished, result: str | None = None
     ) -> None:
+        reason = finished.reason
         self._outcomes.append(
             {
                 "task_id": task_id,
                 "token": token,
                 "status": finished.status,
                 "exit_code": finished.exit_code,
-                "reason": finished.reason,
-                "result": result,
+                "reason": None if reason is None else reason[: workerwire.MAX_REASON_CHARS],
+                "result": None if result is None else result[: workerwire.MAX_RESULT_CHARS],
             }
         )
         self._report_wake.set()
@@ -394,7 +401,9 @@ class Worker:
     def _add_output(self, task_id: str, token: int, stream: str, data: bytes) -> None:
         if self._output_bytes + len(data) > MAX_BUFFERED_OUTPUT:
             return  # the master is unreachable and the buffer is full: keep the newest later
-        self._output.append((task_id, token, stream, data))
+        step = workerwire.MAX_OUTPUT_CHUNK_BYTES
+        for start in range(0, len(data), step):
+            self._output.append((task_id, token, stream, data[start : start + step]))
         self._output_bytes += len(data)
         self._report_wake.set()
 
