@@ -4,11 +4,13 @@ Every frame is a map with a ``"t"`` (type) key. Worker to master: ``hello``, ``r
 ``heartbeat``, ``drain``, ``bye``. Master to worker: ``welcome``, ``assign``, ``cancel``,
 ``ack``, ``error``. Nothing is ever unpickled; a frame over ``MAX_FRAME_BYTES`` is refused.
 
-Unpacking is bounded before anything is allocated: no string, binary, array or map may
-declare more than the limits below, extension types are refused, map keys are strings, and the
-total number of container entries in one frame is capped (a frame of millions of empty maps
-would otherwise grow a process by gigabytes from a few megabytes of input). What the fields
-mean, and their own bounds, are checked by :mod:`agentflow.workerwire`.
+Unpacking is bounded before anything is allocated: no string or binary may declare more bytes
+than the frame holds, no array or map more entries than the frame's entry budget, extension
+types are refused, map keys are strings, and the total number of container entries in one frame
+is capped (a frame of millions of empty maps would otherwise grow a process by gigabytes from a
+few megabytes of input). The master decodes a worker's frames with ``MAX_FRAME_ENTRIES``; a
+worker, which trusts its master, allows one entry per byte. What the fields mean, and their own
+bounds, are checked by :mod:`agentflow.workerwire`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from typing import Any
 import msgpack
 
 __all__ = [
-    "MAX_ARRAY_LEN",
     "MAX_FRAME_BYTES",
     "MAX_FRAME_ENTRIES",
-    "MAX_MAP_LEN",
     "PROTOCOL_VERSION",
     "FrameError",
     "pack",
@@ -30,9 +30,10 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 << 20
-MAX_ARRAY_LEN = 200_000  # one array (a report's outcomes or output chunks, a task's args)
-MAX_MAP_LEN = 100_000  # one map (a task's env or kwargs, a worker's labels)
-MAX_FRAME_ENTRIES = 1_000_000  # array items + map entries + containers, in one frame
+# Array items + map entries + containers in one frame from a worker: a report of 10,000
+# outcomes is 70,000; an empty map costs the master about 64 bytes, so this caps a frame's
+# decoded size near 20 MB whatever its shape.
+MAX_FRAME_ENTRIES = 300_000
 
 
 class FrameError(ValueError):
@@ -47,15 +48,15 @@ def pack(frame: dict[str, Any]) -> bytes:
 class _Budget:
     """Counts container entries as the unpacker completes them; over budget raises."""
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "limit")
 
-    def __init__(self) -> None:
-        self.left = MAX_FRAME_ENTRIES
+    def __init__(self, limit: int) -> None:
+        self.left = self.limit = limit
 
     def spend(self, size: int) -> None:
         self.left -= size + 1
         if self.left < 0:
-            raise FrameError(f"frame holds more than {MAX_FRAME_ENTRIES} entries")
+            raise FrameError(f"frame holds more than {self.limit} entries")
 
     def on_list(self, items: list[Any]) -> list[Any]:
         self.spend(len(items))
@@ -70,10 +71,10 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise FrameError(f"msgpack extension type {code} is not allowed")
 
 
-def unpack(data: bytes) -> dict[str, Any]:
+def unpack(data: bytes, max_entries: int = MAX_FRAME_ENTRIES) -> dict[str, Any]:
     if len(data) > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
-    budget = _Budget()
+    budget = _Budget(max_entries)
     try:
         frame = msgpack.unpackb(
             data,
@@ -81,8 +82,8 @@ def unpack(data: bytes) -> dict[str, Any]:
             strict_map_key=True,
             max_str_len=len(data),
             max_bin_len=len(data),
-            max_array_len=min(len(data), MAX_ARRAY_LEN),
-            max_map_len=min(len(data), MAX_MAP_LEN),
+            max_array_len=min(len(data), max_entries),
+            max_map_len=min(len(data), max_entries),
             max_ext_len=0,
             ext_hook=_no_ext,
             list_hook=budget.on_list,

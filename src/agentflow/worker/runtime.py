@@ -158,7 +158,7 @@ class Worker:
             compression=None,
         ) as ws:
             await ws.send(wire.pack(self._hello()))
-            welcome = wire.unpack(await _recv_bytes(ws, CONNECT_TIMEOUT_S))
+            welcome = wire.unpack(await _recv_bytes(ws, CONNECT_TIMEOUT_S), wire.MAX_FRAME_BYTES)
             if welcome["t"] != "welcome":
                 self._follow_leader(welcome.get("leader_url"))
                 raise wire.FrameError(f"master refused the session: {welcome.get('detail')}")
@@ -248,7 +248,7 @@ class Worker:
         async for raw in ws:
             if not isinstance(raw, bytes):
                 continue
-            frame = wire.unpack(raw)
+            frame = wire.unpack(raw, max_entries=wire.MAX_FRAME_BYTES)
             kind = frame["t"]
             if kind == "assign":
                 self._start(frame)
