@@ -223,7 +223,7 @@ def _report(frame: dict[str, Any]) -> Report:
         if not isinstance(item, list) or len(item) != 4:
             raise FrameError("each output item must be [task_id, token, stream, data]")
         task_id, token, stream, data = item
-        if stream not in STREAMS:
+        if not isinstance(stream, str) or stream not in STREAMS:
             raise FrameError("output stream must be stdout or stderr")
         if not isinstance(data, bytes) or len(data) > MAX_OUTPUT_CHUNK_BYTES:
             raise FrameError(
@@ -246,7 +246,7 @@ def _report(frame: dict[str, Any]) -> Report:
 def _outcome(value: object) -> Outcome:
     outcome = _map(value, "outcome", 32)
     status = outcome.get("status")
-    if status not in OUTCOME_STATUSES:
+    if not isinstance(status, str) or status not in OUTCOME_STATUSES:
         raise FrameError(f"outcome status must be one of {', '.join(sorted(OUTCOME_STATUSES))}")
     return Outcome(
         task_id=_text(outcome.get("task_id"), "task_id", MAX_ID_CHARS),
