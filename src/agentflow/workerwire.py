@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from agentflow.state.tasks import OUTCOME_STATUSES
 from agentflow.wire import FrameError, unpack
@@ -89,7 +89,7 @@ class Outcome:
 class Report:
     seq: int
     started: Held
-    output: tuple[tuple[str, int, Literal["stdout", "stderr"], bytes], ...]
+    output: tuple[tuple[str, int, str, bytes], ...]
     outcomes: tuple[Outcome, ...]
 
 
@@ -127,10 +127,9 @@ def decode_worker_frame(data: bytes) -> WorkerFrame:
 def _text(value: object, what: str, limit: int, *, empty: bool = False) -> str:
     if not isinstance(value, str):
         raise FrameError(f"{what} must be a string")
-    if len(value) > limit or (not value and not empty):
-        raise FrameError(
-            f"{what} must be 1..{limit} characters" if not empty else f"{what} too long"
-        )
+    shortest = 0 if empty else 1
+    if not shortest <= len(value) <= limit:
+        raise FrameError(f"{what} must be {shortest}..{limit} characters")
     return value
 
 
@@ -217,7 +216,7 @@ def _gpu(value: object) -> dict[str, Any]:
 
 
 def _report(frame: dict[str, Any]) -> Report:
-    output: list[tuple[str, int, Literal["stdout", "stderr"], bytes]] = []
+    output: list[tuple[str, int, str, bytes]] = []
     total = 0
     for item in _list(frame.get("output", []), "output", MAX_REPORT_ITEMS):
         if not isinstance(item, list) or len(item) != 4:
