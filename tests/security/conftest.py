@@ -1,0 +1,5 @@
+"""Attacks on each trust boundary, against real processes (fixtures of tests/e2e)."""
+
+from tests.e2e.conftest import procs, pytest_collection_modifyitems
+
+__all__ = ["procs", "pytest_collection_modifyitems"]
