@@ -198,6 +198,7 @@ def worker_command(
     config: WorkerConfig = resolve(WorkerConfig, flags)
     if config.slots < 0:
         raise ConfigError("--slots must be positive")
+    _check_worker_config(config)
     detected, gpus = probe_resources()
     detected.update(parse_resources(_pairs(resources, "--resources")))
     _setup_logging(config.log_level)
@@ -208,6 +209,22 @@ def worker_command(
         [{"index": g.index, "name": g.name, "memory_mb": g.memory_mb} for g in gpus],
     )
     asyncio.run(worker.run())
+
+
+def _check_worker_config(config: WorkerConfig) -> None:
+    """Refuse, before connecting, agent templates and module patterns that could not be run."""
+    from agentflow.worker.executor import check_template
+    from agentflow.worker.pyexec import check_module_patterns
+
+    for name, template in config.agents.items():
+        try:
+            check_template(template)
+        except ValueError as exc:
+            raise ConfigError(f"--agent {name}: {exc}") from None
+    try:
+        check_module_patterns(config.function_modules)
+    except ValueError as exc:
+        raise ConfigError(f"--function-modules: {exc}") from None
 
 
 def _worker_state(worker_id: str, drain: bool, master_url: str | None, token: str | None) -> None:
