@@ -12,12 +12,15 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.e2e.procs import Processes
 
 IDLE_SOCKETS = 400
 HALF_SENT = 40
 DEADLINE_S = 20.0
+
+pytestmark = pytest.mark.slow  # real master and worker processes
 
 
 def _connect(url: str) -> socket.socket:

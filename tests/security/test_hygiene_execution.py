@@ -48,6 +48,8 @@ def run():
     return "ran"
 """
 
+pytestmark = pytest.mark.slow  # real master and worker processes
+
 
 def _submit(url: str, body: dict[str, Any]) -> dict[str, Any]:
     response = httpx.post(url + "/api/v1/tasks", json=body, timeout=WAIT_S)

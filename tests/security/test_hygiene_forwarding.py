@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.e2e.procs import Processes
 
 LIMIT = 64 << 10
 DEADLINE_S = 10.0
+
+pytestmark = pytest.mark.slow  # real master and worker processes
 
 
 def _follower(procs: Processes) -> tuple[str, str]:
