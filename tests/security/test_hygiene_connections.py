@@ -18,7 +18,7 @@ from tests.e2e.procs import Processes
 
 IDLE_SOCKETS = 400
 HALF_SENT = 40
-DEADLINE_S = 20.0
+DEADLINE_S = 30.0  # generous: the default timeouts are 10 s (headers) and 15 s (body)
 
 pytestmark = pytest.mark.slow  # real master and worker processes
 
