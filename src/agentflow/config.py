@@ -87,6 +87,12 @@ class MasterConfig:
     snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
     raft_heartbeat_s: float = 0.1
     election_timeout_s: float = 0.7  # randomised up to twice this; see the README
+    # -- bounds on memory (connections, retained output, inboxes) --
+    max_connections: int = 2048  # open HTTP/WebSocket connections; beyond, requests get 503
+    header_timeout_s: float = 10.0  # a request's line and headers must arrive within this
+    idle_timeout_s: float = 15.0  # a kept-alive connection idle, or a body stalled, this long
+    output_retained_bytes: int = 256 << 20  # output tails of all tasks; oldest finished go first
+    inbox_total_bytes: int = 512 << 20  # contents waiting in all inboxes together
 
     @property
     def api_url(self) -> str:
@@ -123,6 +129,8 @@ class WorkerConfig:
     report_interval_s: float = 0.02  # starts and output wait this long to share a frame
     output_chunk_bytes: int = 64 << 10
     log_level: str = "info"
+    # -- execution hygiene --
+    function_modules: tuple[str, ...] = ()  # modules function tasks may import ("pkg.*"); (): any
 
 
 def load_toml(path: str | os.PathLike[str] | None) -> dict[str, Any]:

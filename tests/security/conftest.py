@@ -1,4 +1,4 @@
-"""Security tests reuse the end-to-end fixtures (real master and worker processes)."""
+"""Attacks on each trust boundary, against real processes (fixtures of tests/e2e)."""
 
 from tests.e2e.conftest import procs, pytest_collection_modifyitems
 

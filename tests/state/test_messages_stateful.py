@@ -109,6 +109,8 @@ class MessageTableMachine(RuleBasedStateMachine):
             assert box.acked == self.acked[agent]
             read = self.table.read(agent, after=None, now_ms=self.now_ms)
             assert all(not m.expired(self.now_ms) for _, m in read)
+        total = sum(b.inbox_bytes for b in self.table.agents.values())
+        assert self.table.inbox_bytes_total == total
 
     @invariant()
     def history_is_bounded_newest_kept(self) -> None:

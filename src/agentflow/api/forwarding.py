@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentflow.api.problems import problem_response
 from agentflow.api.service import MasterService
-from agentflow.errors import AgentFlowError
+from agentflow.errors import AgentFlowError, ClientError, PayloadTooLargeError
 
 __all__ = ["ForwardingMiddleware"]
 
@@ -26,6 +26,32 @@ FORWARDED = "x-agentflow-forwarded-by"
 LOCAL_READS = ("/api/v1/cluster", "/api/v1/health")  # about this master: never forwarded
 PROXY_TIMEOUT_S = 330.0  # longer than the longest long-poll a request may ask for
 _HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+
+
+async def _read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
+    """The body to forward, refused (413) as soon as it is known to pass ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before a byte of the body is read;
+    an undeclared (chunked) body is refused when what arrived passes it. Chunks are joined
+    once, at the end (``body += chunk`` copied the whole body again for every chunk).
+    """
+    declared = headers.get(b"content-length", b"").strip()
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body of {int(declared)} bytes exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientError("the client went away before its request body arrived")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
 
 
 class ForwardingMiddleware:
@@ -62,12 +88,7 @@ class ForwardingMiddleware:
         leader_url = log_.leader_url
         if leader_url is None or FORWARDED.encode() in headers or log_.leader_id is None:
             raise log_.not_leader()
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await _read_body(headers, receive, self.service.config.max_request_bytes)
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=PROXY_TIMEOUT_S)
         url = leader_url + scope["path"]

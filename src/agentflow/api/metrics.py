@@ -43,6 +43,16 @@ class _StateCollector(Collector):
             "Free task slots on live workers",
             value=sum(w.free_slots for w in sm.workers.values() if w.live),
         )
+        yield GaugeMetricFamily(
+            "agentflow_output_retained_bytes",
+            "Output bytes held for all tasks",
+            value=sm.outputs.held_bytes,
+        )
+        yield CounterMetricFamily(
+            "agentflow_output_evicted_tasks",
+            "Tasks whose output was evicted to keep within the overall budget",
+            value=sm.outputs.evicted_tasks,
+        )
         yield from _lock_metrics(sm)
         yield from _message_metrics(sm, self._svc.now_ms())
         yield GaugeMetricFamily(
@@ -85,6 +95,11 @@ def _message_metrics(sm: StateMachine, now_ms: int) -> Iterator[Metric]:
         "agentflow_inbox_messages",
         "Messages waiting in inboxes (unacknowledged)",
         value=sum(len(b.inbox) for b in table.agents.values()),
+    )
+    yield GaugeMetricFamily(
+        "agentflow_inbox_bytes",
+        "Message contents waiting in all inboxes",
+        value=table.inbox_bytes_total,
     )
     yield GaugeMetricFamily(
         "agentflow_requests_pending",

@@ -55,12 +55,16 @@ class MasterService:
         self.now_ms = clock_ms
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.machine = StateMachine(
-            limits=StateLimits(output_tail_bytes=config.output_tail_bytes),
+            limits=StateLimits(
+                output_tail_bytes=config.output_tail_bytes,
+                output_retained_bytes=config.output_retained_bytes,
+            ),
             lock_limits=LockLimits(lock_delay_ms=int(config.lock_delay_s * 1000)),
             message_limits=MessageLimits(
                 history_max=config.message_history,
                 inbox_max=config.inbox_max,
                 inbox_bytes_max=config.inbox_max_bytes,
+                inbox_total_bytes_max=config.inbox_total_bytes,
                 history_bytes_max=config.message_history_bytes,
                 max_message_bytes=config.max_message_bytes,
             ),

@@ -124,6 +124,8 @@ async def get_output(
         body[stream] = tail.data.decode("utf-8", "replace") if tail else ""
         body[f"{stream}_truncated_bytes"] = tail.dropped if tail else 0
     body["finished"] = task.status in TERMINAL_STATUSES
+    # Emptied to keep all tasks' output within --output-retained-bytes.
+    body["output_evicted"] = any(t.evicted for t in tails.values())
     return JSONResponse(body)
 
 

@@ -120,22 +120,14 @@ async def _run_local(
     import uvicorn
 
     from agentflow.api import MasterService, create_app
+    from agentflow.api.serving import uvicorn_config
     from agentflow.worker import Worker, probe_resources
 
     data_dir = Path(tempfile.mkdtemp(prefix="agentflow-local-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     config = MasterConfig(data_dir=data_dir, port=port, raft_port=_free_port(), log_level="warning")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(MasterService(config)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            ws="websockets-sansio",
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(create_app(MasterService(config)), config))
     resources, _gpus = probe_resources()
     workers = [
         Worker(

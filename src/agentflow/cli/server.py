@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from agentflow import wire
 from agentflow.config import MasterConfig, WorkerConfig, load_toml, parse_size, resolve
 from agentflow.errors import ConfigError
 
@@ -75,6 +74,27 @@ def is_loopback(host: str) -> bool:
     "election_timeout_s",
     help="Base election timeout, randomised up to twice it (default 700ms).",
 )
+@click.option(
+    "--max-connections", type=int, help="Open connections; beyond, requests get 503 (2048)."
+)
+@click.option(
+    "--header-timeout",
+    "header_timeout_s",
+    help="Close a connection whose request headers take longer (default 10s).",
+)
+@click.option(
+    "--idle-timeout",
+    "idle_timeout_s",
+    help="Close a connection idle, or a request body stalled, this long (default 15s).",
+)
+@click.option(
+    "--output-retained-bytes",
+    help="Output kept for all tasks together, e.g. 256M (default); oldest finished evicted.",
+)
+@click.option(
+    "--inbox-total-bytes",
+    help="Message contents waiting in all inboxes together, e.g. 512M (default).",
+)
 @click.option("--log-level", help="debug, info, warning or error.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
 def master_command(config_file: str | None, **flags: object) -> None:
@@ -99,20 +119,9 @@ async def run_master(config: MasterConfig) -> None:
     import uvicorn
 
     from agentflow.api import MasterService, create_app
+    from agentflow.api.serving import uvicorn_config
 
-    service = MasterService(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(service),
-            host=config.host,
-            port=config.port,
-            log_level=config.log_level.lower(),
-            access_log=False,
-            ws="websockets-sansio",
-            ws_max_size=wire.MAX_FRAME_BYTES,
-            timeout_graceful_shutdown=5,
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(create_app(MasterService(config)), config))
     await server.serve()
 
 
@@ -158,6 +167,10 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
 @click.option("--resources", "resources", multiple=True, help="Override: cpu=8,memory=16G,gpu=1.")
 @click.option("--labels", "labels", multiple=True, help="zone=a,os=linux.")
 @click.option("--heartbeat-interval", "heartbeat_interval_s", help="e.g. 10s.")
+@click.option(
+    "--function-modules",
+    help="Modules function tasks may import, e.g. 'mypkg.*,tools.jobs' (default: any).",
+)
 @click.option("--log-level", help="debug, info, warning or error.")
 @click.pass_context
 def worker_command(
@@ -185,6 +198,7 @@ def worker_command(
     config: WorkerConfig = resolve(WorkerConfig, flags)
     if config.slots < 0:
         raise ConfigError("--slots must be positive")
+    _check_worker_config(config)
     detected, gpus = probe_resources()
     detected.update(parse_resources(_pairs(resources, "--resources")))
     _setup_logging(config.log_level)
@@ -195,6 +209,22 @@ def worker_command(
         [{"index": g.index, "name": g.name, "memory_mb": g.memory_mb} for g in gpus],
     )
     asyncio.run(worker.run())
+
+
+def _check_worker_config(config: WorkerConfig) -> None:
+    """Refuse, before connecting, agent templates and module patterns that could not be run."""
+    from agentflow.worker.executor import check_template
+    from agentflow.worker.pyexec import check_module_patterns
+
+    for name, template in config.agents.items():
+        try:
+            check_template(template)
+        except ValueError as exc:
+            raise ConfigError(f"--agent {name}: {exc}") from None
+    try:
+        check_module_patterns(config.function_modules)
+    except ValueError as exc:
+        raise ConfigError(f"--function-modules: {exc}") from None
 
 
 def _worker_state(worker_id: str, drain: bool, master_url: str | None, token: str | None) -> None:

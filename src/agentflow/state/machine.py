@@ -65,7 +65,7 @@ from agentflow.state.events import (
 )
 from agentflow.state.locks import LockLimits, LockTable
 from agentflow.state.messages import MessageLimits, MessageTable
-from agentflow.state.output import OutputTail
+from agentflow.state.output import OutputTable
 from agentflow.state.queue import PriorityPolicy, ReadyQueue
 from agentflow.state.records import (
     TERMINAL_STATUSES,
@@ -84,6 +84,7 @@ class StateLimits:
     """Bounds on what the state machine keeps. Part of the cluster's configuration."""
 
     output_tail_bytes: int = 512 * 1024  # per stream: stdout + stderr = 1 MiB per task
+    output_retained_bytes: int = 256 << 20  # all tasks' tails; the first finished are evicted
     max_finished_tasks: int = 200_000  # oldest finished tasks are evicted beyond this
     max_backoff_s: float = 600.0
     max_departed_workers: int = 1_000  # history of deregistered workers kept
@@ -143,7 +144,7 @@ class StateMachine:
         self.tasks: dict[str, TaskRecord] = {}
         self.idempotency: dict[str, str] = {}
         self.workers: dict[str, WorkerRecord] = {}
-        self.outputs: dict[str, dict[str, OutputTail]] = {}
+        self.outputs = OutputTable(self.limits.output_tail_bytes, self.limits.output_retained_bytes)
         self.ready = ReadyQueue()
         self.delayed: list[tuple[int, str]] = []  # (not_before ms, task id), lazily cleaned
         self.finished: deque[str] = deque()
@@ -204,7 +205,10 @@ class StateMachine:
                 self.settling.append(task.id)
         if terminal:
             self.finished.append(task.id)
+            self.outputs.finished(task.id)
             self._evict_finished()
+        elif was_terminal:
+            self.outputs.reopened(task.id)
 
     def refresh_worker(self, worker: WorkerRecord, index: int) -> None:
         """Recompute a live worker's active/busy state from its free slots."""
@@ -235,14 +239,6 @@ class StateMachine:
             heapq.heappop(self.delayed)
         return None
 
-    def output_of(self, task_id: str) -> dict[str, OutputTail]:
-        tails = self.outputs.get(task_id)
-        if tails is None:
-            limit = self.limits.output_tail_bytes
-            tails = {"stdout": OutputTail(limit), "stderr": OutputTail(limit)}
-            self.outputs[task_id] = tails
-        return tails
-
     def _evict_finished(self) -> None:
         while len(self.finished) > self.limits.max_finished_tasks:
             old = self.finished.popleft()
@@ -252,7 +248,7 @@ class StateMachine:
             if task.workflow_id is not None and self.workflow_open.get(task.workflow_id, 0) > 0:
                 continue  # its workflow still runs and reads it: not evicted
             del self.tasks[old]
-            self.outputs.pop(old, None)
+            self.outputs.remove(old)
             self.status_counts[task.status] -= 1
             if task.idempotency_key is not None:
                 self.idempotency.pop(task.idempotency_key, None)
@@ -265,10 +261,7 @@ class StateMachine:
             "applied_index": self.applied_index,
             "tasks": [t.to_wire() for t in self.tasks.values()],
             "workers": [w.to_wire() for w in self.workers.values()],
-            "outputs": {
-                tid: {s: tail.to_wire() for s, tail in tails.items()}
-                for tid, tails in self.outputs.items()
-            },
+            "output_table": self.outputs.snapshot(),
             "finished": list(self.finished),
             "totals": dict(self.totals),
             "workflows": [w.to_wire() for w in self.workflows.values()],
@@ -300,8 +293,10 @@ class StateMachine:
         for wire in body["workers"]:
             worker = WorkerRecord.from_wire(wire)
             self.workers[worker.id] = worker
-        for tid, tails in body["outputs"].items():
-            self.outputs[tid] = {s: OutputTail.from_wire(w) for s, w in tails.items()}
+        if "output_table" in body:
+            self.outputs.restore(body["output_table"])
+        else:  # a snapshot from before the overall budget: no task's output was evicted
+            self.outputs.restore({"tails": body["outputs"], "finished": body["finished"]})
         self.finished = deque(body["finished"])
         self.totals = Counter(body["totals"])
         self.departed.extend(body.get("departed", []))

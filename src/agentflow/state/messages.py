@@ -8,8 +8,9 @@ matching the topic name or the message type, live or not: a subscription is dura
 Each agent's inbox is an ordered list of ``(cursor, message)``; cursors rise by one per
 delivery. A reader asks for what follows a cursor and acknowledges up to a cursor; what is not
 acknowledged is delivered again (at-least-once). Messages past their ``ttl_ms`` are never
-delivered. Inboxes and history are bounded: a full inbox refuses a point-to-point send (429) and
-is reported as ``undelivered`` for a broadcast or topic, never dropped silently.
+delivered. Inboxes and history are bounded, each inbox and all inboxes together: a full inbox
+(or all inboxes holding their total) refuses a point-to-point send (429) and is reported as
+``undelivered`` for a broadcast or topic, never dropped silently.
 
 A message with ``requires_response`` opens a pending request (correlation id = its id unless
 given) that the first message carrying that correlation id answers, if it comes before the
@@ -58,6 +59,7 @@ class MessageLimits:
     max_message_bytes: int = 256 * 1024
     inbox_max: int = 10_000  # per agent
     inbox_bytes_max: int = 16 << 20  # per agent, message contents
+    inbox_total_bytes_max: int = 512 << 20  # all inboxes together, message contents
     history_max: int = 10_000
     history_bytes_max: int = 64 << 20  # message contents kept in history
     agents_max: int = 100_000
@@ -121,9 +123,11 @@ class AgentBox:
             and self.inbox_bytes + message.size <= limits.inbox_bytes_max
         )
 
-    def drop_head(self) -> None:
+    def drop_head(self) -> int:
+        """Remove the oldest message; returns its size."""
         _, message = self.inbox.popleft()
         self.inbox_bytes -= message.size
+        return message.size
 
     def matches(self, topic: str, type_: str) -> bool:
         return any(
@@ -146,6 +150,7 @@ class MessageTable:
         self.agents: dict[str, AgentBox] = {}
         self.history: deque[Message] = deque()
         self.history_bytes = 0  # derived: the contents' sizes in ``history``
+        self.inbox_bytes_total = 0  # derived: the contents' sizes in every inbox
         self.by_id: dict[str, Message] = {}  # messages in history, for idempotent sends
         self.pending: OrderedDict[str, _Pending] = OrderedDict()  # correlation id -> request
         self.answers: OrderedDict[str, Message] = OrderedDict()  # correlation id -> reply
@@ -230,13 +235,9 @@ class MessageTable:
                     f"no live agent {message.to} to answer the request", agent=message.to
                 )
         recipients = self._recipients(message, is_live)
-        full = [a for a in recipients if not self._box(a, now).has_room(message, self.limits)]
+        full = self._without_room(recipients, message)
         if full and message.to not in (BROADCAST,) and not message.to.startswith(TOPIC_PREFIX):
-            raise OverloadedError(
-                f"inbox of {message.to} is full (at most {self.limits.inbox_max} messages"
-                f" and {self.limits.inbox_bytes_max} bytes of content wait unacknowledged)",
-                agent=message.to,
-            )
+            raise self._full_error(message)
         delivered = [a for a in recipients if a not in full]
         stored = replace(message, recipients=tuple(delivered), undelivered=tuple(full))
         for agent_id in delivered:
@@ -248,6 +249,34 @@ class MessageTable:
             self._open_request(cid or stored.id, stored.sender, now + (timeout_ms or 0))
         self._remember(stored)
         return Sent(message=stored)
+
+    def _without_room(self, recipients: list[str], message: Message) -> list[str]:
+        """The recipients whose inbox, or the total of all inboxes, has no room (in order)."""
+        full: list[str] = []
+        total = self.inbox_bytes_total
+        for agent_id in recipients:
+            box = self._box(agent_id, message.timestamp_ms)
+            if box.has_room(message, self.limits) and (
+                total + message.size <= self.limits.inbox_total_bytes_max
+            ):
+                total += message.size
+            else:
+                full.append(agent_id)
+        return full
+
+    def _full_error(self, message: Message) -> OverloadedError:
+        limits = self.limits
+        if self.agents[message.to].has_room(message, limits):
+            return OverloadedError(
+                f"all inboxes hold {self.inbox_bytes_total} bytes of content; limit"
+                f" {limits.inbox_total_bytes_max} (messages wait until their agents acknowledge)",
+                agent=message.to,
+            )
+        return OverloadedError(
+            f"inbox of {message.to} is full (at most {limits.inbox_max} messages"
+            f" and {limits.inbox_bytes_max} bytes of content wait unacknowledged)",
+            agent=message.to,
+        )
 
     def _check(self, message: Message) -> None:
         if message.size > self.limits.max_message_bytes:
@@ -277,6 +306,7 @@ class MessageTable:
         box.next_cursor += 1
         box.inbox.append((cursor, message))
         box.inbox_bytes += message.size
+        self.inbox_bytes_total += message.size
         box.received += 1
         self.delivered.append((box.id, cursor))
 
@@ -351,7 +381,7 @@ class MessageTable:
         box.acked = max(box.acked, cursor)
         inbox = box.inbox
         while inbox and (inbox[0][0] <= box.acked or inbox[0][1].expired(now_ms)):
-            box.drop_head()
+            self.inbox_bytes_total -= box.drop_head()
         return box
 
     def take_deliveries(self) -> tuple[list[tuple[str, int]], list[str]]:
@@ -435,6 +465,7 @@ class MessageTable:
                 received=a["received"],
             )
             box.inbox_bytes = sum(m.size for _, m in box.inbox)
+            self.inbox_bytes_total += box.inbox_bytes
             self.agents[box.id] = box
         for key in data["history"]:
             message = store[key]

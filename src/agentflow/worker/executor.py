@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Attempt", "Finished", "build_argv"]
+__all__ = ["PROMPT", "Attempt", "Finished", "agent_prompt", "build_argv", "check_template"]
 
 KILL_GRACE_S = 2.0
 READ_CHUNK = 64 * 1024
@@ -42,13 +43,89 @@ def build_argv(spec: Mapping[str, Any], agents: Mapping[str, str]) -> list[str]:
         if template is None:
             known = ", ".join(sorted(agents)) or "none"
             raise ValueError(f"this worker has no agent {name!r} (it has: {known})")
-        words = shlex.split(template)
-        prompt = str(spec.get("prompt") or "")
-        return [prompt if w == "{prompt}" else w.replace("{prompt}", prompt) for w in words]
+        words = check_template(template)
+        prompt = agent_prompt(spec)
+        return [prompt if w == PROMPT else w for w in words]
     command = spec.get("command")
     if not command:
         raise ValueError("task has nothing to run")
     return ["/bin/sh", "-c", str(command)]
+
+
+def agent_prompt(spec: Mapping[str, Any]) -> str:
+    """An agent task's prompt, as its one argument and as ``AGENTFLOW_PROMPT``."""
+    prompt = str(spec.get("prompt") or "")
+    if "\0" in prompt:
+        raise ValueError("a prompt cannot contain a NUL character")
+    return prompt
+
+
+PROMPT = "{prompt}"
+# Interpreters whose option (one of these letters, or a long option below) makes the next
+# argument code to run: a prompt there would be program text, not one argument.
+_CODE_OPTIONS = {
+    **dict.fromkeys(("sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish"), "c"),
+    **dict.fromkeys(("perl", "ruby", "node", "nodejs", "deno", "bun"), "ep"),
+    "pwsh": "c",
+    "osascript": "e",
+}
+_CODE_LONG_OPTIONS = frozenset({"--command", "--eval", "--print"})
+
+
+def check_template(template: str) -> list[str]:
+    """The words of an agent template, or ValueError if the prompt would not be one argument.
+
+    ``{prompt}`` must be a whole word (after shell-style splitting): inside a word it could
+    join an option (``--model={prompt}``) or shell text (``sh -c 'run {prompt}'``). Nor may it
+    be the code argument of an interpreter (``bash -c {prompt}``, ``python -c {prompt}``); a
+    shell template reads the prompt from ``"$AGENTFLOW_PROMPT"`` instead.
+    """
+    try:
+        words = shlex.split(template)
+    except ValueError as exc:
+        raise ValueError(f"cannot split the template into words: {exc}") from None
+    if not words:
+        raise ValueError("the template is empty")
+    for word in words:
+        if PROMPT in word and word != PROMPT:
+            raise ValueError(
+                f"{PROMPT} must be a word of its own, not part of {word!r}"
+                ' (in shell text, use "$AGENTFLOW_PROMPT")'
+            )
+    for i, word in enumerate(words):
+        letters = _code_option_letters(word)
+        if letters is not None and _prompt_is_code(words[i + 1 :], letters):
+            raise ValueError(
+                f"{PROMPT} would be code for {word} to run;"
+                ' pass it as "$AGENTFLOW_PROMPT" inside the code instead'
+            )
+    return words
+
+
+def _code_option_letters(word: str) -> str | None:
+    name = os.path.basename(word)
+    if re.fullmatch(r"(python|pypy)[0-9.]*", name):
+        return "c"
+    return _CODE_OPTIONS.get(name)
+
+
+def _prompt_is_code(rest: list[str], letters: str) -> bool:
+    """Whether ``{prompt}`` is the first plain word after an option that takes code.
+
+    Conservative: option values (``bash -o pipefail -c ...``) look like plain words, so the
+    scan goes on to the end rather than stop at the script.
+    """
+    takes_code = False
+    for word in rest:
+        if word in _CODE_LONG_OPTIONS or (
+            word.startswith("-") and not word.startswith("--") and set(word[1:]) & set(letters)
+        ):
+            takes_code = True
+        elif not word.startswith("-"):
+            if takes_code and word == PROMPT:
+                return True
+            takes_code = False
+    return False
 
 
 class Attempt:

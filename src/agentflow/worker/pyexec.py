@@ -3,6 +3,10 @@
 Each runner (``pyrunner.py``, run as a script) serves one call at a time and stays up for the
 next, so a call costs no interpreter start. A timeout or a cancel kills the runner's whole
 process group (the call may have started children) and the next call starts a fresh runner.
+
+A function task is code execution, like a command: whoever may submit tasks may run any
+importable function with any JSON arguments. A worker narrows that with an allowlist of modules
+(``--function-modules``); a call to a module outside it fails before anything is imported.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -19,18 +24,43 @@ from typing import Any
 
 from agentflow.worker.executor import Finished
 
-__all__ = ["FunctionAttempt", "PythonPool"]
+__all__ = ["FunctionAttempt", "PythonPool", "check_module_patterns", "module_allowed"]
 
 RUNNER = Path(__file__).with_name("pyrunner.py")
 MAX_ANSWER_BYTES = 16 << 20
+_MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\.\*)?")
+
+
+def check_module_patterns(patterns: tuple[str, ...]) -> None:
+    """ValueError unless each pattern is a module name (``pkg.mod``) or a package's (``pkg.*``)."""
+    for pattern in patterns:
+        if not _MODULE_PATTERN.fullmatch(pattern):
+            raise ValueError(f"{pattern!r} is not a module name or 'package.*'")
+
+
+def module_allowed(function: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``module:callable`` may be imported: any module when ``patterns`` is empty;
+    ``pkg.mod`` allows that module only, ``pkg.*`` the package and every module in it."""
+    if not patterns:
+        return True
+    module = function.partition(":")[0]
+    for pattern in patterns:
+        if pattern.endswith(".*"):
+            package = pattern[:-2]
+            if module == package or module.startswith(package + "."):
+                return True
+        elif module == pattern:
+            return True
+    return False
 
 
 class PythonPool:
     """Idle runner processes, reused across calls; at most ``size`` are kept."""
 
-    def __init__(self, size: int, env: Mapping[str, str]) -> None:
+    def __init__(self, size: int, env: Mapping[str, str], modules: tuple[str, ...] = ()) -> None:
         self._size = size
         self._env = dict(env)
+        self.modules = modules  # importable modules; () allows any
         self._idle: list[asyncio.subprocess.Process] = []
 
     async def acquire(self) -> asyncio.subprocess.Process:
@@ -99,6 +129,13 @@ class FunctionAttempt:
     async def run(self) -> Finished:
         if self.cancelled:
             return Finished(status="cancelled", exit_code=None, reason="cancelled")
+        function = str(self._request.get("function", ""))
+        if not module_allowed(function, self._pool.modules):
+            allowed = ",".join(self._pool.modules)
+            reason = (
+                f"module of {function} is not allowed on this worker (--function-modules {allowed})"
+            )
+            return Finished(status="failed", exit_code=None, reason=reason)
         proc = await self._pool.acquire()
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write((json.dumps(self._request) + "\n").encode())

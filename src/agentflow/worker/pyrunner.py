@@ -5,6 +5,11 @@ standard library and the functions it is asked to call, from its own ``PYTHONPAT
 and answers are JSON lines (stdin in, a private copy of stdout out); what the call prints is
 captured and sent back with the answer. A call that overruns its timeout, or is cancelled, is
 ended by killing this whole process: the worker then starts a fresh one.
+
+Every call starts from the runner's own state, whatever the call before it changed: the
+environment (the worker's, plus the task's ``env``), the working directory (the task's ``cwd``,
+else the worker's), ``sys.path`` and the umask. Imported modules stay loaded (that is what
+reusing a runner buys), so a module's globals are shared by the calls this runner serves.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 MAX_OUTPUT_CHARS = 512 * 1024
@@ -33,7 +39,31 @@ def resolve(target: str) -> Any:
     return obj
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessState:
+    """What one call may change of this process and the next must not inherit."""
+
+    env: dict[str, str]
+    cwd: str
+    path: list[str]
+    umask: int
+
+    @classmethod
+    def capture(cls) -> ProcessState:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return cls(env=dict(os.environ), cwd=os.getcwd(), path=list(sys.path), umask=umask)
+
+    def restore(self) -> None:
+        os.environ.clear()
+        os.environ.update(self.env)
+        os.chdir(self.cwd)
+        sys.path[:] = self.path
+        os.umask(self.umask)
+
+
 def call(request: dict[str, Any]) -> dict[str, Any]:
+    """Run one request; the caller has restored the runner's own state before it."""
     os.environ.update(request.get("env") or {})
     if request.get("cwd"):
         os.chdir(request["cwd"])
@@ -67,12 +97,11 @@ def call(request: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray writes to fd 1 (C extensions) must not corrupt the channel
-    base_env = dict(os.environ)
+    base = ProcessState.capture()
     for line in sys.stdin:
         request = json.loads(line)
-        os.environ.clear()
-        os.environ.update(base_env)
         try:
+            base.restore()
             answer = call(request)
         except BaseException as exc:  # SystemExit from the function, say: report, carry on
             answer = {

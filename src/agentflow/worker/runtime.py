@@ -34,7 +34,7 @@ from websockets.exceptions import WebSocketException
 
 from agentflow import wire, workerwire
 from agentflow.config import WorkerConfig
-from agentflow.worker.executor import Attempt, Finished, build_argv
+from agentflow.worker.executor import Attempt, Finished, agent_prompt, build_argv
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool
 
 __all__ = ["Worker"]
@@ -293,6 +293,8 @@ class Worker:
             AGENTFLOW_FENCING_TOKEN=str(token),
             AGENTFLOW_WORKER_ID=self.config.worker_id,
         )
+        if spec.get("agent"):  # the prompt for shell text: "$AGENTFLOW_PROMPT", never {prompt}
+            env["AGENTFLOW_PROMPT"] = agent_prompt(spec)
         if self.config.api_token:
             env["AGENTFLOW_API_TOKEN"] = self.config.api_token
         scratch = Path(tempfile.mkdtemp(prefix=f"agentflow-{task_id}-"))
@@ -342,7 +344,7 @@ class Worker:
 
     def _python_pool(self) -> PythonPool:
         if self._pool is None:
-            self._pool = PythonPool(self.slots, os.environ)
+            self._pool = PythonPool(self.slots, os.environ, self.config.function_modules)
         return self._pool
 
     def _launch(self, attempt: Attempt | FunctionAttempt) -> None:
