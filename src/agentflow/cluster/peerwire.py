@@ -253,7 +253,9 @@ class Sealer:
         self._key, self._direction, self._seq = key, direction, 0
 
     def seal(self, body: dict[str, Any]) -> bytes:
-        data: bytes = msgpack.packb(body, use_bin_type=True)
+        return self.seal_bytes(msgpack.packb(body, use_bin_type=True))
+
+    def seal_bytes(self, data: bytes) -> bytes:
         if len(data) + TAG_BYTES > MAX_FRAME:
             raise FrameError(f"a frame of {len(data)} bytes exceeds {MAX_FRAME}")
         tag = _tag(self._key, self._direction, self._seq, data)
