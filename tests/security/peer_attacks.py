@@ -26,7 +26,9 @@ from agentflow.state.commands import NewTask, SubmitTasks
 OLD_DEFAULT_TOKEN = b"agentflow-loopback-default"
 
 
-def injected_append(to: str, term: int, last_index: int, command: str) -> Message:
+def injected_append(
+    to: str, term: int, last_index: int, command: str, *, from_: str = "intruder"
+) -> Message:
     """An AppendEntries at a higher term whose one entry submits a task running ``command``."""
     task = NewTask(id="t-injected", title="injected", description="", spec={"command": command})
     entry = Entry(
@@ -36,7 +38,7 @@ def injected_append(to: str, term: int, last_index: int, command: str) -> Messag
     )
     return Message(
         type=MessageType.APPEND,
-        from_="intruder",
+        from_=from_,
         to=to,
         term=term + 10,
         log_term=term,
