@@ -234,3 +234,11 @@ def test_a_changed_replayed_or_reordered_frame_fails_its_mac(
     with pytest.raises(FrameError):
         for frame in frames:
             unsealer.open(frame)
+
+
+@SETTINGS
+@given(batch=st.lists(messages, max_size=6))
+def test_the_senders_estimate_covers_what_the_receiver_counts(batch: list[Message]) -> None:
+    body = msgpack.packb({"k": "msgs", "m": [encode_message(m) for m in batch]}, use_bin_type=True)
+    estimate = 8 + sum(peerwire.message_count(m) for m in batch)
+    peerwire.check_shape(body, max_objects=estimate)

@@ -75,72 +75,79 @@ SERVER = b"S"  # and of the listener's
 _KDF_LABEL = b"agentflow peer session v2\0"
 _SEQ = struct.Struct(">Q")
 
-# msgpack type bytes -> (size of the length field, or a fixed payload size; kind)
-_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8}
-_FIXED.update({0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8})
-_BLOBS = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}  # bin8/16/32, str8/16/32
-_ARRAYS = {0xDC: 2, 0xDD: 4}
-_MAPS = {0xDE: 2, 0xDF: 4}
+
+def _type_table() -> list[tuple[int, int, int, int] | None]:
+    """For each msgpack type byte: (bytes to skip, width of a length field, values per
+    declared element: 0 for a scalar or blob, 1 for an array, 2 for a map, embedded count).
+    None: a type the peer protocol never sends (extensions, the unused 0xc1)."""
+    table: list[tuple[int, int, int, int] | None] = [None] * 256
+    for t in (*range(0x00, 0x80), *range(0xE0, 0x100), 0xC0, 0xC2, 0xC3):
+        table[t] = (0, 0, 0, 0)  # fixint, nil, false, true
+    for t in range(0xA0, 0xC0):
+        table[t] = (t & 0x1F, 0, 0, 0)  # fixstr
+    for t in range(0x90, 0xA0):
+        table[t] = (0, 0, 1, t & 0x0F)  # fixarray
+    for t in range(0x80, 0x90):
+        table[t] = (0, 0, 2, t & 0x0F)  # fixmap
+    sizes = {0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+    sizes.update({0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8})
+    for t, size in sizes.items():
+        table[t] = (size, 0, 0, 0)  # floats and ints
+    for t, width in {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}.items():
+        table[t] = (0, width, 0, 0)  # bin and str with a length field
+    for t, width, per in ((0xDC, 2, 1), (0xDD, 4, 1), (0xDE, 2, 2), (0xDF, 4, 2)):
+        table[t] = (0, width, per, 0)
+    return table
+
+
+_TYPES = _type_table()
 
 
 def check_shape(data: bytes, *, max_depth: int = MAX_DEPTH, max_objects: int = MAX_OBJECTS) -> None:
     """Refuse ``data`` unless it is exactly one msgpack value within the limits.
 
-    Walks the encoding without building anything: each declared container or blob length must
-    fit in the bytes that remain, so what ``unpackb`` later allocates is bounded by ``len(data)``
-    and ``max_objects``. Extension types are refused (the peer protocol has none).
+    Walks the encoding without building anything: the values that containers declare are
+    counted against ``max_objects`` when each container opens, and each must fit in the bytes
+    that remain, so what ``unpackb`` later allocates is bounded by ``len(data)`` and
+    ``max_objects``. Extension types are refused (the peer protocol has none).
     """
-    end, pos, objects = len(data), 0, 0
-    pending = [1]  # values still expected at each open depth
-    while pending:
-        if pending[-1] == 0:
-            pending.pop()
+    end, pos, declared = len(data), 0, 1
+    enclosing: list[int] = []  # values still expected by each open container
+    remaining = 1
+    while True:
+        if remaining == 0:
+            if not enclosing:
+                break
+            remaining = enclosing.pop()
             continue
-        pending[-1] -= 1
+        remaining -= 1
         if pos >= end:
             raise FrameError("truncated frame")
-        objects += 1
-        if objects > max_objects:
-            raise FrameError(f"frame holds more than {max_objects} values")
-        t = data[pos]
+        kind = _TYPES[data[pos]]
+        if kind is None:
+            raise FrameError(f"msgpack type 0x{data[pos]:02x} is not used by the peer protocol")
         pos += 1
-        count = 0
-        if t <= 0x7F or t >= 0xE0:
-            continue  # fixint
-        if t >= 0xA0 and t <= 0xBF:
-            pos += t & 0x1F  # fixstr
-        elif t >= 0x90 and t <= 0x9F:
-            count = t & 0x0F
-        elif t >= 0x80 and t <= 0x8F:
-            count = 2 * (t & 0x0F)
-        elif t in _FIXED:
-            pos += _FIXED[t]
-        elif t in _BLOBS:
-            pos, size = _read_len(data, pos, _BLOBS[t])
-            pos += size
-        elif t in _ARRAYS:
-            pos, count = _read_len(data, pos, _ARRAYS[t])
-        elif t in _MAPS:
-            pos, count = _read_len(data, pos, _MAPS[t])
-            count *= 2
-        else:
-            raise FrameError(f"msgpack type 0x{t:02x} is not used by the peer protocol")
-        if pos > end:
-            raise FrameError("truncated frame")
+        skip, width, per, count = kind
+        if width:
+            count = int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+            if not per:
+                pos += count  # a blob: skip its bytes
+                continue
+        pos += skip
+        count *= per
         if count:
+            declared += count
+            if declared > max_objects:
+                raise FrameError(f"frame holds more than {max_objects} values")
             if count > end - pos:
                 raise FrameError("a container declares more values than the frame holds")
-            if len(pending) > max_depth:
+            if len(enclosing) >= max_depth:
                 raise FrameError(f"frame nests deeper than {max_depth}")
-            pending.append(count)
+            enclosing.append(remaining)
+            remaining = count
     if pos != end:
-        raise FrameError("bytes after the frame's value")
-
-
-def _read_len(data: bytes, pos: int, width: int) -> tuple[int, int]:
-    if pos + width > len(data):
-        raise FrameError("truncated frame")
-    return pos + width, int.from_bytes(data[pos : pos + width], "big")
+        raise FrameError("truncated frame" if pos > end else "bytes after the frame's value")
 
 
 def unpack_bounded(data: bytes, *, max_objects: int = MAX_OBJECTS, max_str: int = 4096) -> Any:
@@ -331,5 +338,6 @@ def _snap_chunk(body: dict[str, Any]) -> None:
 def message_count(msg: Message) -> int:
     """How many msgpack values ``msg`` takes on the wire (for splitting batches into frames)."""
     snap = msg.snapshot
-    members = 0 if snap is None else len(snap.metadata.conf_state.voters) + 8
+    conf = None if snap is None else snap.metadata.conf_state
+    members = 0 if conf is None else len(conf.voters) + len(conf.learners) + 8
     return 16 + 5 * len(msg.entries) + members
