@@ -61,7 +61,9 @@ def is_loopback(host: str) -> bool:
 @click.option("--message-history-bytes", help="Content kept in history, e.g. 64M (default).")
 @click.option("--max-message-bytes", help="Largest message content, e.g. 256K (default).")
 @click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
-@click.option("--raft-port", type=int, help="Port for peer traffic (default: --port + 1).")
+@click.option(
+    "--raft-port", type=int, help="Peer port, opened with a cluster token (default: --port + 1)."
+)
 @click.option("--raft-host", help="Address for peer traffic (default: --host).")
 @click.option("--peers", help="Initial members: m2=host:raftport,m3=host:raftport.")
 @click.option("--cluster-id", help="Name of the cluster (peers of another are refused).")
