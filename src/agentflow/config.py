@@ -81,7 +81,6 @@ class MasterConfig:
     raft_port: int = 0  # 0: the API port + 1
     peers: str = ""  # "m2=host:port,m3=host:port" (their Raft addresses)
     cluster_id: str = "agentflow"
-    cluster_token: str | None = None
     join: bool = False  # start empty and wait to be added to an existing cluster
     advertise_url: str | None = None  # how peers and clients reach this API
     snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
@@ -93,6 +92,9 @@ class MasterConfig:
     idle_timeout_s: float = 15.0  # a kept-alive connection idle, or a body stalled, this long
     output_retained_bytes: int = 256 << 20  # output tails of all tasks; oldest finished go first
     inbox_total_bytes: int = 512 << 20  # contents waiting in all inboxes together
+    # Peers: a cluster (--peers or --join) needs a token; a master without one opens no peer port.
+    cluster_token: str | None = None
+    cluster_token_file: Path | None = None  # read at start, surrounding whitespace stripped
 
     @property
     def api_url(self) -> str:
@@ -101,6 +103,36 @@ class MasterConfig:
     @property
     def raft_address(self) -> tuple[str, int]:
         return (self.raft_host or self.host, self.raft_port or self.port + 1)
+
+    @property
+    def clustered(self) -> bool:
+        """Configured to be or to join a cluster (then it needs a cluster token)."""
+        return self.join or bool(self.peer_map())
+
+    def peer_token(self) -> str | None:
+        """The cluster token from ``--cluster-token`` or ``--cluster-token-file``, or None.
+
+        Refuses both at once, an empty one, and a cluster (``--peers``/``--join``) without one:
+        there is no built-in token, and without one no peer port is opened.
+        """
+        if self.cluster_token is not None and self.cluster_token_file is not None:
+            raise ConfigError("give --cluster-token or --cluster-token-file, not both")
+        token = self.cluster_token
+        if self.cluster_token_file is not None:
+            try:
+                token = Path(self.cluster_token_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"cannot read --cluster-token-file {self.cluster_token_file}: {exc}"
+                ) from None
+        if token is not None and not token.strip():
+            raise ConfigError("the cluster token is empty")
+        if token is None and self.clustered:
+            raise ConfigError(
+                "a cluster (--peers or --join) needs --cluster-token or --cluster-token-file,"
+                " the same on every master"
+            )
+        return token
 
     def peer_map(self) -> dict[str, str]:
         """``--peers`` as ``{node id: "host:port"}``."""

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgpack
 
 from agentflow import Client
 from tests.e2e.procs import Cluster, Processes, wait_until
@@ -429,40 +428,28 @@ def test_peers_with_the_wrong_token_or_cluster_id_are_refused(procs: Processes) 
 
 
 def raw_handshake(port: int, node_id: str, token: bytes) -> str:
-    """Speak the peer handshake with ``token``, ignoring the server's proof; what came back."""
-    import hashlib
-    import hmac
+    """Speak the peer handshake with ``token`` as a non-member; what came back."""
     import socket
-    import struct
 
-    def frame(body: dict[str, Any]) -> bytes:
-        data: bytes = msgpack.packb(body, use_bin_type=True)
-        return struct.pack(">I", len(data)) + data
-
-    def mac(*parts: str | bytes) -> bytes:
-        h = hmac.new(token, digestmod=hashlib.sha256)
-        for part in parts:
-            h.update(part.encode() if isinstance(part, str) else part)
-            h.update(b"\0")
-        return h.digest()
+    from agentflow.cluster import peerwire
 
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        hello = {
-            "k": "hello",
-            "v": 1,
-            "cluster": "agentflow",
-            "from": "intruder",
-            "to": node_id,
-            "nonce": b"n" * 16,
-            "info": {},
-        }
-        sock.sendall(frame(hello))
-        (length,) = struct.unpack(">I", sock.recv(4, socket.MSG_WAITALL))
-        challenge = msgpack.unpackb(sock.recv(length, socket.MSG_WAITALL), raw=False)
-        assert challenge["k"] == "challenge", challenge
-        proof = mac("client", bytes(challenge["nonce"]), "agentflow", "intruder")
-        sock.sendall(frame({"k": "auth", "mac": proof}))
-        sock.sendall(frame({"k": "msgs", "v": 1, "m": []}))
+        hello = peerwire.encode_frame(
+            {
+                "k": "hello",
+                "v": peerwire.VERSION,
+                "cluster": "agentflow",
+                "from": "intruder",
+                "to": node_id,
+                "nonce": b"n" * 16,
+                "info": {},
+            }
+        )
+        sock.sendall(hello)
+        (length,) = peerwire.LEN.unpack(sock.recv(4, socket.MSG_WAITALL))
+        challenge = sock.recv(length, socket.MSG_WAITALL)
+        key = peerwire.session_key(token, hello[4:], challenge)
+        sock.sendall(peerwire.Sealer(key, peerwire.CLIENT).seal({"k": "auth"}))
         try:
             return "closed" if sock.recv(1) == b"" else "open"
         except ConnectionResetError:

@@ -78,7 +78,7 @@ class MasterService:
                 raft_port=raft_port,
                 api_url=config.api_url,
                 cluster_id=config.cluster_id,
-                token=config.cluster_token or "agentflow-loopback-default",
+                token=config.peer_token(),
                 peers=config.peer_map(),
                 join=config.join,
                 snapshot_every=config.snapshot_every,

@@ -60,11 +60,20 @@ def is_loopback(host: str) -> bool:
 @click.option("--message-history-bytes", help="Content kept in history, e.g. 64M (default).")
 @click.option("--max-message-bytes", help="Largest message content, e.g. 256K (default).")
 @click.option("--max-request-bytes", help="Largest request body, e.g. 8M.")
-@click.option("--raft-port", type=int, help="Port for peer traffic (default: --port + 1).")
+@click.option(
+    "--raft-port", type=int, help="Peer port, opened with a cluster token (default: --port + 1)."
+)
 @click.option("--raft-host", help="Address for peer traffic (default: --host).")
 @click.option("--peers", help="Initial members: m2=host:raftport,m3=host:raftport.")
 @click.option("--cluster-id", help="Name of the cluster (peers of another are refused).")
-@click.option("--cluster-token", help="Shared secret that authenticates peers.")
+@click.option(
+    "--cluster-token", help="Shared secret that authenticates peers (a cluster needs one)."
+)
+@click.option(
+    "--cluster-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the cluster token from this file (kept out of ps).",
+)
 @click.option("--join", is_flag=True, default=None, help="Start empty; wait to be added.")
 @click.option("--advertise-url", help="This master's API URL as peers and clients reach it.")
 @click.option("--snapshot-every", type=int, help="Entries between snapshots (default 10000).")
@@ -105,12 +114,8 @@ def master_command(config_file: str | None, **flags: object) -> None:
         raise ConfigError(
             f"refusing to listen on {config.host} without --api-token (or pass --insecure)"
         )
-    raft_host, _ = config.raft_address
-    if not is_loopback(raft_host) and not config.cluster_token and not config.insecure:
-        raise ConfigError(
-            f"refusing peer traffic on {raft_host} without --cluster-token (or pass --insecure)"
-        )
     config.peer_map()  # refuse a malformed --peers before binding anything
+    config.peer_token()  # and a cluster without a token: there is no built-in one
     _setup_logging(config.log_level)
     asyncio.run(run_master(config))
 

@@ -16,7 +16,7 @@ class ClusterConfig:
     raft_port: int = 6768
     api_url: str = ""
     cluster_id: str = "agentflow"
-    token: str = "agentflow-insecure-default"
+    token: str | None = None  # the cluster token; None: a single master, no peer port
     peers: dict[str, str] = field(default_factory=dict)  # node id -> "host:port" (raft)
     join: bool = False
     tick_s: float = 0.05

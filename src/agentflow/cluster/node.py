@@ -29,6 +29,7 @@ from agentflow.cluster.status import cluster_status
 from agentflow.cluster.transport import PeerAddress, Transport
 from agentflow.errors import (
     AgentFlowError,
+    ConfigError,
     ConflictError,
     NotLeaderError,
     OverloadedError,
@@ -80,15 +81,17 @@ class RaftLog:
         self.transport = Transport(
             node_id=config.node_id,
             cluster_id=config.cluster_id,
-            token=config.token,
+            token=config.token or "",
             host=config.raft_host,
             port=config.raft_port,
             on_message=self._on_message,
             on_unreachable=self._on_unreachable,
             on_snapshot_sent=self._on_snapshot_sent,
             advertise={"api_url": config.api_url},
+            admit=self.admits,
         )
         self.members: dict[str, Member] = {}
+        self._adding: set[str] = set()  # in ADD conf changes appended but not yet applied
         self.applied = 0
         self.leader_id: str | None = None
         self.last_leader_id: str | None = None  # the last leader this node knew of
@@ -211,6 +214,11 @@ class RaftLog:
     ) -> dict[str, Any]:
         if not self.is_leader:
             raise self.not_leader()
+        if self.config.token is None and kind is not ConfChangeType.REMOVE_NODE:
+            raise ConflictError(
+                "this master has no peer port: it was started without a cluster token; restart"
+                " it with --cluster-token (or --cluster-token-file) to add members"
+            )
         context = json.dumps({"raft": raft_address, "api": api_url}).encode()
         change = ConfChange(type=kind, node_id=node_id, context=context)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -312,7 +320,15 @@ class RaftLog:
             Random(),
         )
         self._campaign_alone = not self.config.join and set(self.members) == {self.config.node_id}
-        await self.transport.start()
+        others = sorted(set(self.members) - {self.config.node_id})
+        if self.config.token is not None:
+            await self.transport.start()
+        elif others or self.config.join:
+            named = f" (its data names {', '.join(others)})" if others else ""
+            raise ConfigError(
+                f"a cluster needs --cluster-token or --cluster-token-file{named}; a single"
+                " master runs without one and opens no peer port"
+            )
         self._sync_peers()
         log.info(
             "raft node %s: image at %d, %d log entries, members %s",
@@ -373,7 +389,23 @@ class RaftLog:
 
     # -- inputs -----------------------------------------------------------------------------
 
+    def admits(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is in the configuration (voters, learners, being added).
+
+        A node that joins knows no configuration until the leader sends it one, so it takes
+        any peer that proved the cluster token until then.
+        """
+        if peer_id == self.config.node_id:
+            return False
+        if peer_id in self.members or peer_id in self._adding:
+            return True
+        conf = self._raft.status.conf_state if self._raft is not None else None
+        return self.config.join and (conf is None or not (conf.voters or conf.learners))
+
     def _on_message(self, msg: Message) -> None:
+        if not self.admits(msg.from_):
+            log.debug("dropped a message from %s: not in the configuration", msg.from_)
+            return
         self.last_heard[msg.from_] = time.monotonic()
         self._inbox.append(msg)
         self._wake.set()
@@ -456,6 +488,7 @@ class RaftLog:
             self._storage.set_hard_state(ready.hard_state)
         if ready.entries:
             self._storage.append(ready.entries)
+            self._note_adding(ready.entries)
         for msg in ready.messages:
             self.transport.send(msg)
         self._deferred.extend(ready.committed_entries)
@@ -473,6 +506,18 @@ class RaftLog:
             self._snapshot_task = asyncio.get_running_loop().create_task(
                 self._take_snapshot(raft), name="raft-snapshot"
             )
+
+    def _note_adding(self, entries: tuple[Entry, ...]) -> None:
+        """Remember members being added, so their links are admitted before the change applies."""
+        for entry in entries:
+            if entry.type is not EntryType.CONF_CHANGE:
+                continue
+            try:
+                change = ConfChange.decode(entry.data)
+            except (ValueError, KeyError, TypeError):
+                continue  # applying it decides what it means; admitting is only a hint
+            if change.type is not ConfChangeType.REMOVE_NODE:
+                self._adding.add(change.node_id)
 
     def _leadership(self, leader_id: str | None, role: StateRole) -> None:
         was_leader = self.is_leader
@@ -514,6 +559,7 @@ class RaftLog:
     def _apply_conf_change(self, raft: RaftNode, entry: Entry) -> Any:
         change = ConfChange.decode(entry.data)
         conf = raft.apply_conf_change(change)
+        self._adding.discard(change.node_id)
         if change.type is ConfChangeType.REMOVE_NODE:
             self.members.pop(change.node_id, None)
         else:

@@ -1,41 +1,62 @@
 """Peer transport: asyncio TCP, length-prefixed msgpack frames, authenticated peers.
 
 Each node dials every peer for its outbound messages (one connection per direction). A
-connection opens with an HMAC challenge on the shared cluster token, both ways, compared in
-constant time; a peer with the wrong token, another cluster id or the wrong node id is refused
-and logged. Every frame carries the protocol version. Each peer has a bounded queue: when it is
-full, or the peer is unreachable, messages are dropped and Raft is told (it probes again
-later), so a slow peer is never buffered without limit. Snapshots travel in checksummed chunks.
+connection opens with the handshake of :mod:`agentflow.cluster.peerwire`: the dialer proves the
+cluster token first, then every frame both ways is sealed with a MAC under a key of that
+connection, checked before it is decoded. The listener admits only members of the current
+configuration (``admit``), refuses a peer of another cluster or protocol version, and tells an
+unauthenticated caller nothing about itself; the details go to its own log. Each peer has a
+bounded queue: when it is full, or the peer is unreachable, messages are dropped and Raft is
+told (it probes again later), so a slow peer is never buffered without limit. Snapshots travel
+in checksummed chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
-import hmac
 import logging
 import secrets
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
-from agentflow.cluster.codec import decode_message, encode_message
+from agentflow.cluster.codec import encode_message
+from agentflow.cluster.peerwire import (
+    CLIENT,
+    HANDSHAKE_MAX_BYTES,
+    LEN,
+    MAX_FRAME,
+    MAX_OBJECTS,
+    SERVER,
+    TAG_BYTES,
+    VERSION,
+    FrameError,
+    Hello,
+    Sealer,
+    Unsealer,
+    decode_challenge,
+    decode_hello,
+    decode_sealed,
+    encode_frame,
+    message_count,
+    session_key,
+)
 from agentflow.raft import Message
 
 __all__ = ["PeerAddress", "Transport"]
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
-MAX_FRAME = 16 << 20
 CHUNK = 1 << 20
 QUEUE_LIMIT = 4096
 HANDSHAKE_TIMEOUT_S = 5.0
+MAX_HANDSHAKES = 128  # inbound connections not yet authenticated; more are closed at once
 BACKOFF_MAX_S = 2.0
-_LEN = struct.Struct(">I")
+_SEALED_HANDSHAKE_MAX = HANDSHAKE_MAX_BYTES + TAG_BYTES
+_FRAME_OBJECTS = MAX_OBJECTS - 1024  # what one msgs frame may fill, leaving room for its map
+_FRAME_BYTES = MAX_FRAME - (64 << 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,25 +75,18 @@ class PeerAddress:
         return f"{self.host}:{self.port}"
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> Any:
-    header = await reader.readexactly(_LEN.size)
-    (length,) = _LEN.unpack(header)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-    return msgpack.unpackb(await reader.readexactly(length), raw=False, strict_map_key=False)
+async def _read_raw(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """One length-prefixed frame's bytes; a length over ``limit`` is refused before reading."""
+    (length,) = LEN.unpack(await reader.readexactly(LEN.size))
+    if length > limit:
+        raise FrameError(f"frame of {length} bytes exceeds {limit}")
+    return await reader.readexactly(length)
 
 
-def _frame(body: Any) -> bytes:
-    data: bytes = msgpack.packb(body, use_bin_type=True)
-    return _LEN.pack(len(data)) + data
-
-
-def _mac(token: bytes, *parts: str | bytes) -> bytes:
-    h = hmac.new(token, digestmod=hashlib.sha256)
-    for part in parts:
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\0")
-    return h.digest()
+def _message_bytes(msg: Message) -> int:
+    """About how many bytes ``msg`` takes on the wire (for splitting batches into frames)."""
+    snap = 0 if msg.snapshot is None else len(msg.snapshot.data)
+    return 256 + snap + len(msg.context) + sum(len(e.data) + 32 for e in msg.entries)
 
 
 @dataclass
@@ -98,6 +112,7 @@ class Transport:
         on_unreachable: Callable[[str], None],
         on_snapshot_sent: Callable[[str, bool], None] | None = None,
         advertise: dict[str, str] | None = None,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -106,6 +121,8 @@ class Transport:
         self._on_message = on_message
         self._on_unreachable = on_unreachable
         self._on_snapshot_sent = on_snapshot_sent or (lambda _peer, _ok: None)
+        self._admit = admit or (lambda _peer: True)  # is this id in the configuration?
+        self._handshaking = 0
         self.advertise = advertise or {}
         self.peer_info: dict[str, dict[str, str]] = {}  # what peers advertised (API URL, ...)
         self._peers: dict[str, _Peer] = {}
@@ -114,6 +131,8 @@ class Transport:
         self.blocked: set[str] = set()  # test hook: peers whose traffic is dropped both ways
 
     async def start(self) -> None:
+        if not self._token:
+            raise ValueError("peer traffic needs a cluster token")
         self._server = await asyncio.start_server(self._accept, self._host, self._port)
 
     async def close(self) -> None:
@@ -186,10 +205,12 @@ class Transport:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             try:
-                await self._handshake_out(peer_id, reader, writer)
+                sealer = await asyncio.wait_for(
+                    self._handshake_out(peer_id, reader, writer), HANDSHAKE_TIMEOUT_S
+                )
                 peer.connected = True
                 backoff = 0.05
-                await self._pump(peer, writer)
+                await self._pump(peer, writer, sealer)
             except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
                 log.info("link to %s (%s) broke: %s", peer_id, peer.address, exc)
             finally:
@@ -205,106 +226,111 @@ class Transport:
 
     async def _handshake_out(
         self, peer_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        nonce = secrets.token_bytes(16)
-        writer.write(
-            _frame(
-                {
-                    "k": "hello",
-                    "v": VERSION,
-                    "cluster": self.cluster_id,
-                    "from": self.node_id,
-                    "to": peer_id,
-                    "nonce": nonce,
-                    "info": self.advertise,
-                }
-            )
+    ) -> Sealer:
+        hello = encode_frame(
+            {
+                "k": "hello",
+                "v": VERSION,
+                "cluster": self.cluster_id,
+                "from": self.node_id,
+                "to": peer_id,
+                "nonce": secrets.token_bytes(16),
+                "info": self.advertise,
+            }
         )
+        writer.write(hello)
         await writer.drain()
-        reply = await asyncio.wait_for(_read_frame(reader), HANDSHAKE_TIMEOUT_S)
-        if reply.get("k") != "challenge":
-            raise ValueError(f"peer {peer_id} refused us: {reply.get('why')}")
-        expected = _mac(self._token, "server", nonce, self.cluster_id, peer_id)
-        if not hmac.compare_digest(expected, bytes(reply.get("mac", b""))):
-            log.warning(
-                "peer %s at %s failed authentication", peer_id, writer.get_extra_info("peername")
+        challenge = await _read_raw(reader, HANDSHAKE_MAX_BYTES)
+        version, _nonce = decode_challenge(challenge)
+        if version != VERSION:
+            raise FrameError(f"peer {peer_id} speaks protocol {version}, this node {VERSION}")
+        key = session_key(self._token, hello[LEN.size :], challenge)
+        sealer, unsealer = Sealer(key, CLIENT), Unsealer(key, SERVER)
+        writer.write(sealer.seal({"k": "auth"}))
+        await writer.drain()
+        try:
+            reply = decode_sealed(
+                unsealer.open(await _read_raw(reader, _SEALED_HANDSHAKE_MAX)), max_objects=64
             )
-            raise ValueError("peer failed authentication")
-        self.peer_info[peer_id] = dict(reply.get("info") or {})
-        mac = _mac(self._token, "client", bytes(reply["nonce"]), self.cluster_id, self.node_id)
-        writer.write(_frame({"k": "auth", "mac": mac}))
-        await writer.drain()
+        except (FrameError, asyncio.IncompleteReadError) as exc:
+            log.warning(
+                "peer %s at %s failed authentication (is its cluster token the same?): %s",
+                peer_id,
+                writer.get_extra_info("peername"),
+                exc or type(exc).__name__,
+            )
+            raise FrameError("peer failed authentication") from None
+        if reply["k"] == "refuse":
+            raise FrameError(f"peer {peer_id} refused us: {reply['why']}")
+        if reply["k"] != "welcome":
+            raise FrameError(f"peer {peer_id} answered {reply['k']} to the handshake")
+        self.peer_info[peer_id] = reply["info"]
+        return sealer
 
-    async def _pump(self, peer: _Peer, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, peer: _Peer, writer: asyncio.StreamWriter, sealer: Sealer) -> None:
         while True:
             batch = [await peer.queue.get()]
             while not peer.queue.empty() and len(batch) < 256:
                 batch.append(peer.queue.get_nowait())
             plain = [m for m in batch if m.snapshot is None or len(m.snapshot.data) <= CHUNK]
-            if plain:
-                writer.write(
-                    _frame(
-                        {
-                            "k": "msgs",
-                            "v": VERSION,
-                            "c": self.cluster_id,
-                            "f": self.node_id,
-                            "m": [encode_message(m) for m in plain],
-                        }
-                    )
-                )
+            for frame in _frames(plain):
+                writer.write(sealer.seal({"k": "msgs", "m": frame}))
             for msg in batch:
                 if msg.snapshot is not None and len(msg.snapshot.data) > CHUNK:
-                    self._write_snapshot(writer, msg)
+                    self._write_snapshot(writer, sealer, msg)
             await writer.drain()
             for msg in batch:
                 if msg.snapshot is not None:
                     self._on_snapshot_sent(msg.to, True)
 
-    def _write_snapshot(self, writer: asyncio.StreamWriter, msg: Message) -> None:
+    def _write_snapshot(self, writer: asyncio.StreamWriter, sealer: Sealer, msg: Message) -> None:
         assert msg.snapshot is not None
         data = msg.snapshot.data
         digest = hashlib.sha256(data).digest()
         chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
         header = encode_message(msg, with_snapshot_data=False)
         for seq, chunk in enumerate(chunks):
-            writer.write(
-                _frame(
-                    {
-                        "k": "snap",
-                        "v": VERSION,
-                        "c": self.cluster_id,
-                        "f": self.node_id,
-                        "seq": seq,
-                        "n": len(chunks),
-                        "sha": digest,
-                        "m": header if seq == 0 else None,
-                        "d": chunk,
-                    }
-                )
-            )
+            body = {
+                "k": "snap",
+                "seq": seq,
+                "n": len(chunks),
+                "sha": digest,
+                "m": header if seq == 0 else None,
+                "d": chunk,
+            }
+            writer.write(sealer.seal(body))
 
     # -- inbound ----------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        where = writer.get_extra_info("peername")
+        if self._handshaking >= MAX_HANDSHAKES:
+            log.warning("closed a peer connection from %s: too many handshakes at once", where)
+            writer.close()
+            return
         self._inbound.add(task)
-        peer_id = "?"
-        authenticated = False
+        self._handshaking += 1
+        peer_id: str | None = None
         try:
-            peer_id = await self._handshake_in(reader, writer)
-            authenticated = True
-            await self._receive(peer_id, reader)
+            try:
+                authenticated, unsealer = await asyncio.wait_for(
+                    self._handshake_in(reader, writer), HANDSHAKE_TIMEOUT_S
+                )
+            finally:
+                self._handshaking -= 1
+            peer_id = authenticated
+            await self._receive(authenticated, reader, unsealer)
         except asyncio.CancelledError:
             pass  # shutting down
-        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError, KeyError) as exc:
-            if authenticated:
+        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            if peer_id is not None:
                 log.info("inbound link from %s closed: %s", peer_id, exc)
-            else:  # e.g. the dialer found our proof wrong: its token differs from ours
+            else:
                 log.warning(
-                    "peer at %s hung up during authentication: %s",
-                    writer.get_extra_info("peername"),
+                    "peer connection from %s closed during the handshake: %s",
+                    where,
                     exc or type(exc).__name__,
                 )
         finally:
@@ -313,65 +339,79 @@ class Transport:
 
     async def _handshake_in(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> str:
-        hello = await asyncio.wait_for(_read_frame(reader), HANDSHAKE_TIMEOUT_S)
+    ) -> tuple[str, Unsealer]:
         where = writer.get_extra_info("peername")
-        why = None
-        if hello.get("k") != "hello" or hello.get("v") != VERSION:
-            why = f"unsupported protocol version {hello.get('v')}"
-        elif hello.get("cluster") != self.cluster_id:
-            why = f"belongs to cluster {hello.get('cluster')!r}, not {self.cluster_id!r}"
-        elif hello.get("to") != self.node_id:
-            why = f"dialed node {hello.get('to')!r}, but this is {self.node_id!r}"
-        if why is not None:
-            log.warning("refused peer %s from %s: %s", hello.get("from"), where, why)
-            writer.write(_frame({"k": "refuse", "why": why}))
-            await writer.drain()
-            raise ValueError(why)
-        peer_id = str(hello["from"])
-        nonce = secrets.token_bytes(16)
-        mac = _mac(self._token, "server", bytes(hello["nonce"]), self.cluster_id, self.node_id)
-        writer.write(_frame({"k": "challenge", "nonce": nonce, "mac": mac, "info": self.advertise}))
+        raw = await _read_raw(reader, HANDSHAKE_MAX_BYTES)
+        hello = decode_hello(raw)
+        # Only a random nonce goes back before the caller proved the token.
+        challenge = encode_frame({"k": "challenge", "v": VERSION, "nonce": secrets.token_bytes(16)})
+        writer.write(challenge)
         await writer.drain()
-        auth = await asyncio.wait_for(_read_frame(reader), HANDSHAKE_TIMEOUT_S)
-        expected = _mac(self._token, "client", nonce, self.cluster_id, peer_id)
-        if not hmac.compare_digest(expected, bytes(auth.get("mac", b""))):
-            log.warning("refused peer %s from %s: wrong cluster token", peer_id, where)
-            raise ValueError("wrong cluster token")
-        self.peer_info[peer_id] = dict(hello.get("info") or {})
-        return peer_id
+        key = session_key(self._token, raw, challenge[LEN.size :])
+        unsealer, sealer = Unsealer(key, CLIENT), Sealer(key, SERVER)
+        try:
+            auth = decode_sealed(
+                unsealer.open(await _read_raw(reader, _SEALED_HANDSHAKE_MAX)), max_objects=8
+            )
+        except FrameError as exc:
+            log.warning(
+                "refused peer %r from %s: wrong cluster token (%s)", hello.from_, where, exc
+            )
+            raise
+        if auth["k"] != "auth":
+            raise FrameError(f"expected auth, got {auth['k']}")
+        why = self._refusal(hello)
+        if why is not None:
+            log.warning("refused peer %s from %s: %s", hello.from_, where, why)
+            writer.write(sealer.seal({"k": "refuse", "why": why}))
+            await writer.drain()
+            raise FrameError(why)
+        self.peer_info[hello.from_] = hello.info
+        writer.write(sealer.seal({"k": "welcome", "info": self.advertise}))
+        await writer.drain()
+        return hello.from_, unsealer
 
-    async def _receive(self, peer_id: str, reader: asyncio.StreamReader) -> None:
-        assembling: list[bytes] = []
-        header: Any = None
+    def _refusal(self, hello: Hello) -> str | None:
+        """Why an authenticated caller may not link to this node, or None."""
+        if hello.version != VERSION:
+            return f"speaks protocol version {hello.version}, this node {VERSION}"
+        if hello.cluster != self.cluster_id:
+            return f"belongs to cluster {hello.cluster!r}, not {self.cluster_id!r}"
+        if hello.to != self.node_id:
+            return f"dialed node {hello.to!r}, but this is {self.node_id!r}"
+        if hello.from_ == self.node_id or not self._admit(hello.from_):
+            return f"{hello.from_!r} is not a member of this cluster's configuration"
+        return None
+
+    async def _receive(
+        self, peer_id: str, reader: asyncio.StreamReader, unsealer: Unsealer
+    ) -> None:
+        chunks: list[bytes] = []
+        header: Message | None = None
         while True:
-            frame = await _read_frame(reader)
-            if (frame.get("v"), frame.get("c"), frame.get("f")) != (
-                VERSION,
-                self.cluster_id,
-                peer_id,
-            ):
-                raise ValueError(
-                    f"frame from {peer_id} names version {frame.get('v')}, cluster "
-                    f"{frame.get('c')!r}, sender {frame.get('f')!r}: dropping the link"
-                )
+            frame = decode_sealed(unsealer.open(await _read_raw(reader, MAX_FRAME)))
             if peer_id in self.blocked:
                 continue
-            kind = frame.get("k")
-            if kind == "msgs":
-                for raw in frame["m"]:
-                    self._deliver(peer_id, decode_message(raw))
-            elif kind == "snap":
-                if frame["seq"] == 0:
-                    assembling, header = [], frame["m"]
-                assembling.append(bytes(frame["d"]))
-                if len(assembling) == frame["n"] and header is not None:
-                    data = b"".join(assembling)
-                    assembling, raw_header, header = [], header, None
-                    if hashlib.sha256(data).digest() != bytes(frame["sha"]):
-                        log.warning("snapshot from %s failed its checksum; dropped", peer_id)
-                        continue
-                    self._deliver(peer_id, decode_message(raw_header, data))
+            if frame["k"] == "msgs":
+                for msg in frame["m"]:
+                    self._deliver(peer_id, msg)
+                continue
+            if frame["k"] != "snap":
+                raise FrameError(f"unexpected {frame['k']} frame after the handshake")
+            if frame["seq"] == 0:
+                chunks, header = [], frame["m"]
+            if header is None or header.snapshot is None or frame["seq"] != len(chunks):
+                raise FrameError("snapshot chunks out of order")
+            chunks.append(frame["d"])
+            if len(chunks) == frame["n"]:
+                data, snap = b"".join(chunks), header.snapshot
+                msg, header, chunks = header, None, []
+                if hashlib.sha256(data).digest() != frame["sha"]:
+                    log.warning("snapshot from %s failed its checksum; dropped", peer_id)
+                    continue
+                self._deliver(
+                    peer_id, dataclasses.replace(msg, snapshot=dataclasses.replace(snap, data=data))
+                )
 
     def _deliver(self, peer_id: str, msg: Message) -> None:
         if msg.from_ != peer_id:
@@ -382,3 +422,20 @@ class Transport:
         except Exception:
             log.exception("stepping a message from %s failed", peer_id)
             raise
+
+
+def _frames(messages: list[Message]) -> list[list[Any]]:
+    """``messages`` encoded, split into frames within the receiver's object and byte limits."""
+    frames: list[list[Any]] = []
+    current: list[Any] = []
+    objects = size = 0
+    for msg in messages:
+        cost, nbytes = message_count(msg), _message_bytes(msg)
+        if current and (objects + cost > _FRAME_OBJECTS or size + nbytes > _FRAME_BYTES):
+            frames.append(current)
+            current, objects, size = [], 0, 0
+        current.append(encode_message(msg))
+        objects, size = objects + cost, size + nbytes
+    if current:
+        frames.append(current)
+    return frames
