@@ -43,7 +43,8 @@ def _fence_free(shared: Path) -> bool:
 
 def _pause_mid_write(shared: Path) -> tuple[int, int]:
     """SIGSTOP the holder whose ``begin`` is the file's last line; its pid and token."""
-    for _ in range(200):
+    deadline = time.monotonic() + 60.0  # contenders start slowly on a loaded machine
+    while time.monotonic() < deadline:
         lines = shared.read_text().splitlines() if shared.exists() else []
         if lines and lines[-1].startswith("begin"):
             _, token, pid = lines[-1].split()
