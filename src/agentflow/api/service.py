@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
+from agentflow.api.identity import TokenVerifier
 from agentflow.api.sessions import SessionHub
 from agentflow.api.waiters import KeyedWaiters, wait_for
 from agentflow.cluster.node import ClusterConfig, RaftLog
@@ -96,7 +97,10 @@ class MasterService:
             ),
         )
         self.locks = LockKeeper(self.log, clock_ms)
-        self.hub = SessionHub(self.machine)
+        self.verifier: TokenVerifier | None = None  # None: no --api-token, the API is open
+        if config.api_token:
+            self.verifier = TokenVerifier(config.api_token, self.machine, clock_ms)
+        self.hub = SessionHub(self.machine, self.verifier.task_key if self.verifier else None)
         self.started_at_ms = clock_ms()
         self._task_waiters = KeyedWaiters()  # by task id, set when it finishes
         self._workflow_waiters = KeyedWaiters()  # by workflow id, set when it ends
