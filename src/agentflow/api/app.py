@@ -64,7 +64,9 @@ def create_app(service: MasterService) -> FastAPI:
     )
     app.state.service = service
     app.add_middleware(ForwardingMiddleware, service=service)
-    app.add_middleware(AuthMiddleware, verifier=service.verifier)  # outermost: first
+    app.add_middleware(
+        AuthMiddleware, verifier=service.verifier, catch_up=service.catch_up
+    )  # outermost: first
     _install_error_handlers(app)
     # The routes go straight into the app's router: include_router() nests each router, and
     # matching then walks every router's routes several times per request (a quarter of a

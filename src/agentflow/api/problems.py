@@ -7,6 +7,7 @@ error tree, pydantic validation, malformed JSON, unknown routes, oversize bodies
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pydantic
@@ -88,9 +89,15 @@ class AuthMiddleware:
 
     OPEN_PATHS = frozenset({"/health", "/api/v1/health"})
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: TokenVerifier | None,
+        catch_up: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.app = app
         self.verifier = verifier
+        self.catch_up = catch_up  # a follower applies what is committed: True if it did
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -101,7 +108,15 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            identity = self.verifier.identify(_bearer(scope))
+            given = _bearer(scope)
+            try:
+                identity = self.verifier.identify(given)
+            except AuthError:
+                # A token made (or an attempt started) a moment ago may not be applied here
+                # yet: a follower catches up with the leader once, then decides.
+                if self.catch_up is None or not await self.catch_up():
+                    raise
+                identity = self.verifier.identify(given)
             method = "WS" if kind == "websocket" else scope["method"]
             authorize(identity, method, scope["path"])
         except AgentFlowError as refused:

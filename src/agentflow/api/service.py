@@ -23,7 +23,7 @@ from agentflow.api.sessions import SessionHub
 from agentflow.api.waiters import KeyedWaiters, wait_for
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
-from agentflow.errors import NotFoundError, OverloadedError
+from agentflow.errors import AgentFlowError, NotFoundError, OverloadedError
 from agentflow.scheduler import Scheduler, SchedulerConfig
 from agentflow.scheduler.lockkeeper import LockKeeper
 from agentflow.state import StateLimits, StateMachine, TaskRecord, TaskStatus
@@ -165,6 +165,17 @@ class MasterService:
         for queue in self._followers.get(task_id, ()):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
+
+    async def catch_up(self) -> bool:
+        """On a follower, apply everything committed so far; False on the leader (nothing to
+        catch up) or when that cannot be done now."""
+        if self.log.is_leader:
+            return False
+        try:
+            await self.log.read_barrier()
+        except AgentFlowError:
+            return False
+        return True
 
     # -- operations used by routes ------------------------------------------------------------
 
