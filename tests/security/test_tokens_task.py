@@ -4,6 +4,7 @@ else, and stops working when the attempt ends."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -16,6 +17,14 @@ from tests.e2e.procs import Processes, wait_until
 
 ADMIN = "admin-" + "t" * 24
 PROBE = Path(__file__).with_name("task_probe.py")
+
+
+FUNCTIONS = """
+import os
+
+def env_token():
+    return os.environ.get("AGENTFLOW_API_TOKEN"), os.environ.get("AGENTFLOW_TASK_ID")
+"""
 
 
 def _run_probe(procs: Processes, tmp_path: Path) -> tuple[str, str, dict[str, Any]]:
@@ -80,3 +89,19 @@ def test_a_task_holds_a_token_scoped_to_its_attempt(procs: Processes, tmp_path: 
     locks = httpx.get(url + "/api/v1/locks", headers=_as(ADMIN)).json()["locks"]
     assert all(lock["name"] not in ("job3", "job4") for lock in locks)
     assert httpx.get(url + "/health").status_code == 200
+
+
+def test_a_function_task_holds_its_own_token_too(procs: Processes, tmp_path: Path) -> None:
+    _, url = procs.master("m1", None, "--api-token", ADMIN)
+    (tmp_path / "af_token_jobs.py").write_text(FUNCTIONS)
+    procs.worker("w1", url, env={"AGENTFLOW_API_TOKEN": ADMIN, "PYTHONPATH": str(tmp_path)})
+    sys.path.insert(0, str(tmp_path))
+    try:
+        jobs = importlib.import_module("af_token_jobs")
+        with Client(url, token=ADMIN) as client:
+            token, task_id = client.submit(jobs.env_token).result(timeout_s=30)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("af_token_jobs", None)
+    assert token != ADMIN
+    assert token.startswith("aft_") and token.endswith(task_id)

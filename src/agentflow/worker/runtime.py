@@ -356,7 +356,8 @@ class Worker:
 
     def _python_pool(self) -> PythonPool:
         if self._pool is None:
-            self._pool = PythonPool(self.slots, os.environ)
+            inherited = {k: v for k, v in os.environ.items() if k not in _WORKER_SECRETS}
+            self._pool = PythonPool(self.slots, inherited)  # each call brings its task's token
         return self._pool
 
     def _launch(self, attempt: Attempt | FunctionAttempt) -> None:
