@@ -3,10 +3,14 @@ unknown, revoked and expired tokens get 401, and no secret is stored in plain.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from agentflow import Client
 from tests.e2e.procs import BIN, Processes, wait_until
@@ -88,9 +92,20 @@ def test_each_role_is_refused_what_it_may_not_do(procs: Processes, tmp_path: Pat
     listed = _cli("token", "list", "--master-url", url, token_file=admin_file)
     assert listed.returncode == 0 and "ci" in listed.stdout and client not in listed.stdout
     client_id = client.split("_")[1]
-    revoked = _cli("token", "revoke", client_id, "--master-url", url, token_file=admin_file)
-    assert revoked.returncode == 0, revoked.stderr
+    ws_url = url.replace("http://", "ws://") + "/api/v1/locks"
+    with connect(ws_url, additional_headers=_as(client), open_timeout=10) as socket:
+        socket.send(json.dumps({"ref": 1, "op": "acquire", "name": "a", "session": "s"}))
+        assert "grant" in json.loads(socket.recv(timeout=10))
+        revoked = _cli("token", "revoke", client_id, "--master-url", url, token_file=admin_file)
+        assert revoked.returncode == 0, revoked.stderr
+        # The socket opened before the revocation carries nothing more.
+        socket.send(json.dumps({"ref": 2, "op": "acquire", "name": "b", "session": "s"}))
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     assert httpx.get(tasks, headers=_as(client)).status_code == 401
+    locks = httpx.get(url + "/api/v1/locks", headers=_as(ADMIN)).json()["locks"]
+    assert [lock["name"] for lock in locks] == ["a"]
     denied = _cli("token", "list", "--master-url", url, "--api-token", client)
     assert denied.returncode != 0 and "error:" in denied.stderr
     assert httpx.get(url + "/health").status_code == 200

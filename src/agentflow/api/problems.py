@@ -6,6 +6,7 @@ error tree, pydantic validation, malformed JSON, unknown routes, oversize bodies
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -123,7 +124,34 @@ class AuthMiddleware:
             await _refuse(refused, scope, receive, send)
             return
         scope[SCOPE_KEY] = identity
+        if kind == "websocket":
+            receive = self._rechecked(given, receive, send)
         await self.app(scope, receive, send)
+
+    def _rechecked(self, given: bytes, receive: Receive, send: Send) -> Receive:
+        """A socket outlives its handshake: each frame it brings is let in only while its
+        token still holds (not revoked or expired, its attempt still running)."""
+        verifier = self.verifier
+        assert verifier is not None
+
+        async def receive_checked() -> Message:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return message
+            try:
+                verifier.identify(given)
+            except AuthError as exc:
+                close: Message = {
+                    "type": "websocket.close",
+                    "code": 4401,
+                    "reason": _short(exc.detail),
+                }
+                with contextlib.suppress(Exception):  # the app may have closed it meanwhile
+                    await send(close)
+                return {"type": "websocket.disconnect", "code": 4401}
+            return message
+
+        return receive_checked
 
 
 def _bearer(scope: Scope) -> bytes:
