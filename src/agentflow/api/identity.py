@@ -28,7 +28,7 @@ from starlette.types import Scope
 from agentflow.errors import AuthError, ForbiddenError
 from agentflow.state import StateMachine, TaskStatus
 from agentflow.state.lock_ops import task_session
-from agentflow.state.tokens import Role
+from agentflow.state.tokens import Role, TokenRecord
 
 __all__ = [
     "SCOPE_KEY",
@@ -44,6 +44,7 @@ SCOPE_KEY = "agentflow.identity"
 ROLE_PREFIX = "af_"
 TASK_PREFIX = "aft_"
 _LIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
+_IDENTITIES_MAX = 10_000
 _WORKER_SESSION = re.compile(r"^/api/v1/workers/[^/]+/session$")
 _TASK_SUBMIT = frozenset(
     {"/api/v1/tasks", "/api/v1/tasks/batch", "/api/v1/workflows", "/api/v1/workflows/validate"}
@@ -85,12 +86,17 @@ def task_token(key: bytes, task_id: str, fencing_token: int) -> str:
 class TokenVerifier:
     """Resolves a bearer token against the admin token and the replicated state."""
 
-    def __init__(self, admin_token: str, machine: StateMachine, clock_ms: Callable[[], int]):
+    def __init__(
+        self, admin_token: str, machine: StateMachine, clock_ms: Callable[[], int]
+    ) -> None:
         self._admin = admin_token.encode()
         self.task_key = task_token_key(admin_token)
         self._machine = machine
         self._now_ms = clock_ms
         self._admin_identity = Identity(role=Role.ADMIN, name="admin")
+        # The identity made for a stored token, reused only while that very record is the
+        # table's (a revoked or replaced token is looked up, and refused, first).
+        self._identities: dict[str, tuple[TokenRecord, Identity]] = {}
 
     def identify(self, given: bytes) -> Identity:
         if hmac.compare_digest(given, self._admin):
@@ -110,7 +116,13 @@ class TokenVerifier:
             raise AuthError("wrong or revoked bearer token")
         if record.expired(self._now_ms()):
             raise AuthError(f"token {token_id} has expired")
-        return Identity(role=record.role, name=record.name or token_id)
+        known = self._identities.get(token_id)
+        if known is None or known[0] is not record:  # kept only beside the live record
+            known = (record, Identity(role=record.role, name=record.name or token_id))
+            if len(self._identities) >= _IDENTITIES_MAX:
+                self._identities.clear()
+            self._identities[token_id] = known
+        return known[1]
 
     def _task(self, text: str) -> Identity:
         fencing, _, rest = text[len(TASK_PREFIX) :].partition("_")
