@@ -150,3 +150,11 @@ def test_token_secrets_are_not_stored_in_plain(procs: Processes, tmp_path: Path)
         assert secret.encode() not in stored
         assert token["token"].encode() not in stored
     assert ADMIN.encode() not in stored
+
+
+def test_an_open_master_makes_no_tokens(procs: Processes) -> None:
+    _, url = procs.master("m1")  # no --api-token: open, as before, and it says so
+    made = httpx.post(url + "/api/v1/tokens", json={"role": "client"})
+    assert made.status_code == 409
+    assert "no --api-token" in made.json()["detail"]
+    assert httpx.get(url + "/api/v1/tokens").json()["tokens"] == []

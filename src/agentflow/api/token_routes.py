@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from agentflow.api.identity import ROLE_PREFIX
 from agentflow.api.problems import read_model
 from agentflow.api.service import service
+from agentflow.errors import ConflictError
 from agentflow.state.commands import CreateToken, RevokeToken
 from agentflow.state.tokens import TokenRecord
 
@@ -51,6 +52,8 @@ def token_view(record: TokenRecord, now_ms: int) -> dict[str, Any]:
 async def create_token(request: Request) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, TokenIn, svc.config.max_request_bytes)
+    if svc.verifier is None:
+        raise ConflictError("this master has no --api-token: it checks no token, so makes none")
     token_id, secret = secrets.token_hex(6), secrets.token_hex(24)
     now_ms = svc.now_ms()
     record: TokenRecord = await svc.log.propose(
