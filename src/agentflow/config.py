@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,9 @@ __all__ = [
     "WorkerConfig",
     "parse_duration",
     "parse_size",
+    "read_token_file",
     "resolve",
+    "tls_context",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -95,10 +98,16 @@ class MasterConfig:
     # Peers: a cluster (--peers or --join) needs a token; a master without one opens no peer port.
     cluster_token: str | None = None
     cluster_token_file: Path | None = None  # read at start, surrounding whitespace stripped
+    # -- tokens and API TLS (issue 12) --
+    api_token_file: str | None = None  # the admin token, read from a file (not seen in ps)
+    tls_cert: str | None = None  # PEM certificate chain: the API serves HTTPS
+    tls_key: str | None = None  # its PEM private key
+    tls_ca: str | None = None  # CA bundle trusted when forwarding to the leader over HTTPS
 
     @property
     def api_url(self) -> str:
-        return self.advertise_url or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return self.advertise_url or f"{scheme}://{self.host}:{self.port}"
 
     @property
     def raft_address(self) -> tuple[str, int]:
@@ -163,6 +172,30 @@ class WorkerConfig:
     log_level: str = "info"
     # -- execution hygiene --
     function_modules: tuple[str, ...] = ()  # modules function tasks may import ("pkg.*"); (): any
+    # -- tokens and API TLS (issue 12) --
+    api_token_file: str | None = None  # the worker's token, read from a file
+    tls_ca: str | None = None  # CA bundle that verifies the masters' certificates
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """A token kept in a file (so it does not show in ``ps``), without surrounding space."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"token file {path} is not UTF-8 text") from None
+    if not token:
+        raise ConfigError(f"token file {path} is empty")
+    return token
+
+
+def tls_context(ca: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    """The context that verifies a master's certificate: the system's roots, or ``ca``."""
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca) if ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load CA bundle {ca}: {exc}") from exc
 
 
 def load_toml(path: str | os.PathLike[str] | None) -> dict[str, Any]:

@@ -13,7 +13,8 @@ level::
     │   ├── MethodNotAllowedError   405: the route exists, the method does not
     │   ├── ConflictError           409: state forbids it (cancel a finished task, lock held, ...)
     │   ├── StaleTokenError         409: a fencing token of a superseded attempt or grant
-    │   ├── AuthError               401: missing or wrong token
+    │   ├── AuthError               401: missing, wrong, expired or revoked token
+    │   ├── ForbiddenError          403: the token's role or scope may not do this
     │   └── TimeoutExpiredError     408: a bounded wait ran out (lock wait, request-reply)
     ├── ServiceError                the service cannot take it now; a retry may succeed
     │   ├── OverloadedError         429: a queue or inbox is full
@@ -36,6 +37,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ConflictError",
+    "ForbiddenError",
     "LeaseLostError",
     "MethodNotAllowedError",
     "NoResponderError",
@@ -143,6 +145,13 @@ class AuthError(ClientError):
     exit_code = 3
 
 
+class ForbiddenError(ClientError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+    exit_code = 3
+
+
 class TimeoutExpiredError(ClientError):
     status = 408
     code = "timeout"
@@ -198,6 +207,7 @@ _BY_CODE: dict[str, type[AgentFlowError]] = {
         ConflictError,
         StaleTokenError,
         AuthError,
+        ForbiddenError,
         TimeoutExpiredError,
         OverloadedError,
         NotLeaderError,

@@ -23,6 +23,7 @@ from agentflow.api import (
     lock_stream,
     message_routes,
     task_routes,
+    token_routes,
     worker_routes,
     workflow_routes,
 )
@@ -63,7 +64,9 @@ def create_app(service: MasterService) -> FastAPI:
     )
     app.state.service = service
     app.add_middleware(ForwardingMiddleware, service=service)
-    app.add_middleware(AuthMiddleware, token=service.config.api_token)  # outermost: first
+    app.add_middleware(
+        AuthMiddleware, verifier=service.verifier, catch_up=service.catch_up
+    )  # outermost: first
     _install_error_handlers(app)
     # The routes go straight into the app's router: include_router() nests each router, and
     # matching then walks every router's routes several times per request (a quarter of a
@@ -78,6 +81,7 @@ def create_app(service: MasterService) -> FastAPI:
         agent_stream,
         workflow_routes,
         cluster_routes,
+        token_routes,
     ):
         app.router.routes.extend(module.router.routes)
     registry = make_registry(service)

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentflow.api.problems import problem_response
 from agentflow.api.service import MasterService
+from agentflow.config import tls_context
 from agentflow.errors import AgentFlowError, ClientError, PayloadTooLargeError
 
 __all__ = ["ForwardingMiddleware"]
@@ -90,7 +91,10 @@ class ForwardingMiddleware:
             raise log_.not_leader()
         body = await _read_body(headers, receive, self.service.config.max_request_bytes)
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=PROXY_TIMEOUT_S)
+            # The leader's certificate is checked against --ca (or the system's roots).
+            ca = self.service.config.tls_ca
+            verify = tls_context(ca) if ca else True
+            self._http = httpx.AsyncClient(timeout=PROXY_TIMEOUT_S, verify=verify)
         url = leader_url + scope["path"]
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode()

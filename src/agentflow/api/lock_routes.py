@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from agentflow.api.identity import Identity, identity_of
 from agentflow.api.problems import read_model
 from agentflow.api.schemas import (
     LOCK_NAME_PATTERN,
@@ -29,6 +30,7 @@ from agentflow.api.service import MasterService, service
 from agentflow.api.views import grant_view, lock_view
 from agentflow.api.waiters import wait_for
 from agentflow.errors import (
+    ForbiddenError,
     NotFoundError,
     StaleTokenError,
     TimeoutExpiredError,
@@ -60,32 +62,45 @@ LOCK_NAME = re.compile(LOCK_NAME_PATTERN)
 _GRACE_S = 5.0  # past wait_s, for the leader's expiry pass to end the wait
 
 
-def _session(body: LockHolderIn, fallback: str | None = None) -> str:
+def _session(body: LockHolderIn, identity: Identity | None, fallback: str | None = None) -> str:
+    """The lock session ``body`` names; a task token may name only its attempt's session."""
+    own = identity.lock_session if identity is not None else None
+    session = _named_session(body) or (own if own is not None else fallback)
+    if session is None:
+        raise ValidationError("say whose lock this is: session, or task_id and task_token")
+    if own is not None and session != own:
+        raise ForbiddenError(f"a task token holds locks as {own}, not {session}", session=own)
+    return session
+
+
+def _named_session(body: LockHolderIn) -> str | None:
     if body.task_id is not None and body.task_token is not None:
         return task_session(body.task_id, body.task_token)
-    if body.session is not None:
-        return body.session
-    if fallback is not None:
-        return fallback
-    raise ValidationError("say whose lock this is: session, or task_id and task_token")
+    return body.session
 
 
 @router.post("/locks/{name:path}/acquire")
 async def acquire(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, LockAcquireIn, svc.config.max_request_bytes)
-    grant = await acquire_lock(svc, name, body, gone=request.is_disconnected)
+    grant = await acquire_lock(
+        svc, name, body, gone=request.is_disconnected, identity=identity_of(request.scope)
+    )
     return JSONResponse(grant_view(svc.machine, grant, svc.now_ms()))
 
 
 async def acquire_lock(
-    svc: MasterService, name: str, body: LockAcquireIn, gone: Callable[[], Awaitable[bool]]
+    svc: MasterService,
+    name: str,
+    body: LockAcquireIn,
+    gone: Callable[[], Awaitable[bool]],
+    identity: Identity | None = None,
 ) -> Grant:
     """Grant now, or wait (``wait_s``) for the state machine's verdict: the grant or 408.
     ``gone()`` says the client has left; its wait is then cancelled."""
     # With no session, one is made; a request id makes it the same on a retry.
     made = f"req-{body.request_id}" if body.request_id else f"s-{secrets.token_hex(8)}"
-    session = _session(body, fallback=made)
+    session = _session(body, identity, fallback=made)
     answer = await svc.log.propose(
         AcquireLock(
             now_ms=svc.now_ms(),
@@ -140,12 +155,14 @@ async def _wait_for_grant(
 async def renew(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, LockRenewIn, svc.config.max_request_bytes)
-    grant = await renew_lock(svc, name, body)
+    grant = await renew_lock(svc, name, body, identity_of(request.scope))
     return JSONResponse(grant_view(svc.machine, grant, svc.now_ms()))
 
 
-async def renew_lock(svc: MasterService, name: str, body: LockRenewIn) -> Grant:
-    session = _session(body)
+async def renew_lock(
+    svc: MasterService, name: str, body: LockRenewIn, identity: Identity | None = None
+) -> Grant:
+    session = _session(body, identity)
     ttl_s = body.ttl_s
     if ttl_s is None:
         held = next((g for g in svc.machine.locks.holders(name) if g.session == session), None)
@@ -164,12 +181,16 @@ async def renew_lock(svc: MasterService, name: str, body: LockRenewIn) -> Grant:
 async def release(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, LockReleaseIn, svc.config.max_request_bytes)
-    return JSONResponse(changes_view(name, await release_lock(svc, name, body)))
+    changes = await release_lock(svc, name, body, identity_of(request.scope))
+    return JSONResponse(changes_view(name, changes))
 
 
-async def release_lock(svc: MasterService, name: str, body: LockReleaseIn) -> LockChanges:
+async def release_lock(
+    svc: MasterService, name: str, body: LockReleaseIn, identity: Identity | None = None
+) -> LockChanges:
+    session = _session(body, identity)
     changes: LockChanges = await svc.log.propose(
-        ReleaseLock(now_ms=svc.now_ms(), name=name, session=_session(body), token=body.token)
+        ReleaseLock(now_ms=svc.now_ms(), name=name, session=session, token=body.token)
     )
     return changes
 

@@ -20,6 +20,7 @@ from typing import Any
 import pydantic
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from agentflow.api.identity import Identity, identity_of
 from agentflow.api.lock_routes import (
     LOCK_NAME,
     acquire_lock,
@@ -82,14 +83,16 @@ async def lock_socket(ws: WebSocket) -> None:
 async def _answer(svc: MasterService, ws: WebSocket, frame: dict[str, Any], gone: Gone) -> None:
     ref = frame.get("ref")
     try:
-        answer = await _run(svc, frame, gone)
+        answer = await _run(svc, frame, gone, identity_of(ws.scope))
     except AgentFlowError as exc:
         answer = {"error": exc.to_problem()}
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         await ws.send_text(json.dumps({"ref": ref} | answer))
 
 
-async def _run(svc: MasterService, frame: dict[str, Any], gone: Gone) -> dict[str, Any]:
+async def _run(
+    svc: MasterService, frame: dict[str, Any], gone: Gone, identity: Identity | None
+) -> dict[str, Any]:
     op, name = frame.get("op"), frame.get("name")
     model = _MODELS.get(op) if isinstance(op, str) else None
     if model is None:
@@ -104,10 +107,10 @@ async def _run(svc: MasterService, frame: dict[str, Any], gone: Gone) -> dict[st
         where = ".".join(str(p) for p in problem["loc"]) or "frame"
         raise ValidationError(f"{where}: {problem['msg']}") from None
     if isinstance(body, LockAcquireIn):
-        grant = await acquire_lock(svc, name, body, gone=gone)
+        grant = await acquire_lock(svc, name, body, gone=gone, identity=identity)
     elif isinstance(body, LockRenewIn):
-        grant = await renew_lock(svc, name, body)
+        grant = await renew_lock(svc, name, body, identity)
     else:
         assert isinstance(body, LockReleaseIn)
-        return changes_view(name, await release_lock(svc, name, body))
+        return changes_view(name, await release_lock(svc, name, body, identity))
     return {"grant": grant_view(svc.machine, grant, svc.now_ms())}

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from agentflow.api.identity import identity_of
 from agentflow.api.problems import read_model
 from agentflow.api.schemas import MessageBatchIn, MessageIn, RequestIn
 from agentflow.api.service import MasterService, service
@@ -25,6 +26,7 @@ from agentflow.api.views import message_view
 from agentflow.api.waiters import wait_for
 from agentflow.errors import (
     AgentFlowError,
+    ForbiddenError,
     PayloadTooLargeError,
     TimeoutExpiredError,
     ValidationError,
@@ -32,7 +34,7 @@ from agentflow.errors import (
 from agentflow.state.commands import SendMessage, SendMessages
 from agentflow.state.messages import Sent
 
-__all__ = ["router", "send_command", "sent_view"]
+__all__ = ["router", "send_command", "sender_of", "sent_view"]
 
 router = APIRouter(prefix="/api/v1")
 
@@ -61,13 +63,27 @@ def send_command(svc: MasterService, body: MessageIn, sender: str, **extra: Any)
     )
 
 
+def sender_of(request: Request, given: str | None, default: str) -> str:
+    """Who sends: a task token's agent id (a different explicit ``from`` is refused with 403),
+    else the ``from`` given, else ``default``."""
+    identity = identity_of(request.scope)
+    if identity is None or identity.task_id is None:
+        return given or default
+    if given is not None and given != identity.task_id:
+        raise ForbiddenError(
+            f"a task token sends as {identity.task_id}, not {given}", agent=identity.task_id
+        )
+    return identity.task_id
+
+
 @router.post("/messages", status_code=201)
 async def send_message(request: Request) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, MessageIn, svc.config.max_request_bytes)
     if body.requires_response:
         raise ValidationError("a message that requires a response goes to /messages/request")
-    sent: Sent = await svc.log.propose(send_command(svc, body, body.sender or "api"))
+    sender = sender_of(request, body.sender, "api")
+    sent: Sent = await svc.log.propose(send_command(svc, body, sender))
     view = message_view(sent.message) | {"duplicate": sent.duplicate}
     return JSONResponse(view, status_code=200 if sent.duplicate else 201)
 
@@ -82,7 +98,7 @@ async def send_messages(request: Request) -> JSONResponse:
     for one in body.messages:
         if one.requires_response:
             raise ValidationError("a request cannot be part of a batch: use /messages/request")
-        commands.append(send_command(svc, one, one.sender or "api"))
+        commands.append(send_command(svc, one, sender_of(request, one.sender, "api")))
     results = await svc.log.propose(SendMessages(now_ms=svc.now_ms(), messages=commands))
     out = [sent_view(c, r) for c, r in zip(commands, results, strict=True)]
     refused = sum(1 for item in out if "error" in item)
@@ -103,7 +119,7 @@ async def request_reply(request: Request) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, RequestIn, svc.config.max_request_bytes)
     body.requires_response = True
-    requester = body.sender or "client-" + secrets.token_hex(6)
+    requester = sender_of(request, body.sender, "client-" + secrets.token_hex(6))
     command = send_command(svc, body, requester, timeout_ms=body.timeout_ms)
     correlation_id = body.correlation_id or command.id
     command = replace(command, correlation_id=correlation_id)

@@ -18,11 +18,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
+from agentflow.api.identity import TokenVerifier
 from agentflow.api.sessions import SessionHub
 from agentflow.api.waiters import KeyedWaiters, wait_for
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
-from agentflow.errors import NotFoundError, OverloadedError
+from agentflow.errors import AgentFlowError, NotFoundError, OverloadedError
 from agentflow.scheduler import Scheduler, SchedulerConfig
 from agentflow.scheduler.lockkeeper import LockKeeper
 from agentflow.state import StateLimits, StateMachine, TaskRecord, TaskStatus
@@ -100,7 +101,10 @@ class MasterService:
             ),
         )
         self.locks = LockKeeper(self.log, clock_ms)
-        self.hub = SessionHub(self.machine)
+        self.verifier: TokenVerifier | None = None  # None: no --api-token, the API is open
+        if config.api_token:
+            self.verifier = TokenVerifier(config.api_token, self.machine, clock_ms)
+        self.hub = SessionHub(self.machine, self.verifier.task_key if self.verifier else None)
         self.started_at_ms = clock_ms()
         self._task_waiters = KeyedWaiters()  # by task id, set when it finishes
         self._workflow_waiters = KeyedWaiters()  # by workflow id, set when it ends
@@ -165,6 +169,17 @@ class MasterService:
         for queue in self._followers.get(task_id, ()):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
+
+    async def catch_up(self) -> bool:
+        """On a follower, apply everything committed so far; False on the leader (nothing to
+        catch up) or when that cannot be done now."""
+        if self.log.is_leader:
+            return False
+        try:
+            await self.log.read_barrier()
+        except AgentFlowError:
+            return False
+        return True
 
     # -- operations used by routes ------------------------------------------------------------
 

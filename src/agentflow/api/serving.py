@@ -58,6 +58,8 @@ def uvicorn_config(app: Any, config: MasterConfig) -> uvicorn.Config:
         timeout_keep_alive=max(1, math.ceil(config.idle_timeout_s)),
         h11_max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES,
         timeout_graceful_shutdown=5,
+        ssl_certfile=config.tls_cert,
+        ssl_keyfile=config.tls_key,
     )
 
 

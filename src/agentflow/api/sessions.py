@@ -24,6 +24,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agentflow import wire
+from agentflow.api.identity import task_token
 from agentflow.errors import ConflictError
 from agentflow.state import StateMachine
 from agentflow.state.commands import ReportAttempts, TaskOutcome
@@ -170,8 +171,9 @@ class WorkerSession:
 
 
 class SessionHub:
-    def __init__(self, machine: StateMachine) -> None:
+    def __init__(self, machine: StateMachine, task_key: bytes | None = None) -> None:
         self._machine = machine
+        self._task_key = task_key  # signs each attempt's task token; None: the API is open
         self.sessions: dict[str, WorkerSession] = {}
 
     def attach(self, session: WorkerSession) -> None:
@@ -213,6 +215,8 @@ class SessionHub:
             "spec": task.spec.to_wire(),
             "timeout_s": task.timeout_s,
         }
+        if self._task_key is not None:  # what the task authenticates with, instead of ours
+            frame["task_token"] = task_token(self._task_key, task.id, attempt.fencing_token)
         if task.workflow_id is not None:
             frame["workflow_id"] = task.workflow_id
             frame["parents"] = [self._parent(p) for p in task.dependencies]

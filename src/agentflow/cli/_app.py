@@ -46,6 +46,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "workflow": "agentflow.cli.workflow:workflow",
     "lock": "agentflow.cli.lock:lock",
     "msg": "agentflow.cli.msg:msg",
+    "token": "agentflow.cli.token:token",
     "agent": "agentflow.cli.msg:agent",
 }
 

@@ -5,14 +5,26 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
-from agentflow.config import MasterConfig, WorkerConfig, load_toml, parse_size, resolve
+from agentflow.config import (
+    MasterConfig,
+    WorkerConfig,
+    load_toml,
+    parse_size,
+    read_token_file,
+    resolve,
+)
 from agentflow.errors import ConfigError
 
-__all__ = ["master_command", "run_master", "worker_command"]
+__all__ = ["master_command", "run_master", "with_token_file", "worker_command"]
+
+_C = TypeVar("_C", MasterConfig, WorkerConfig)
 
 
 def _setup_logging(level: str) -> None:
@@ -106,10 +118,18 @@ def is_loopback(host: str) -> bool:
 )
 @click.option("--log-level", help="debug, info, warning or error.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
+# -- tokens and API TLS (issue 12) --
+@click.option("--api-token-file", help="Read --api-token from this file (not seen in ps).")
+@click.option("--tls-cert", help="PEM certificate (chain): serve the API over HTTPS.")
+@click.option("--tls-key", help="PEM private key of --tls-cert.")
+@click.option("--ca", "tls_ca", help="CA bundle trusted when forwarding to the leader.")
 def master_command(config_file: str | None, **flags: object) -> None:
     """Run a master: HTTP API, worker sessions, scheduler, durable log."""
     file = load_toml(config_file).get("master", {})
-    config: MasterConfig = resolve(MasterConfig, flags, file=file)
+    flags["tls_ca"] = flags.get("tls_ca") or os.environ.get("AGENTFLOW_CA")
+    config: MasterConfig = with_token_file(resolve(MasterConfig, flags, file=file))
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
     if not is_loopback(config.host) and not config.api_token and not config.insecure:
         raise ConfigError(
             f"refusing to listen on {config.host} without --api-token (or pass --insecure)"
@@ -128,6 +148,13 @@ async def run_master(config: MasterConfig) -> None:
 
     server = uvicorn.Server(uvicorn_config(create_app(MasterService(config)), config))
     await server.serve()
+
+
+def with_token_file(config: _C) -> _C:
+    """``config`` with ``api_token`` read from ``api_token_file`` when only the file is given."""
+    if config.api_token is None and config.api_token_file is not None:
+        return replace(config, api_token=read_token_file(config.api_token_file))
+    return config
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -177,6 +204,8 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
     help="Modules function tasks may import, e.g. 'mypkg.*,tools.jobs' (default: any).",
 )
 @click.option("--log-level", help="debug, info, warning or error.")
+@click.option("--api-token-file", help="Read --api-token from this file (not seen in ps).")
+@click.option("--ca", "tls_ca", help="CA bundle that verifies the masters' certificates.")
 @click.pass_context
 def worker_command(
     ctx: click.Context,
@@ -192,7 +221,6 @@ def worker_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    import os
     import socket
 
     from agentflow.worker import Worker, probe_resources
@@ -200,7 +228,8 @@ def worker_command(
     flags["worker_id"] = flags.get("worker_id") or socket.gethostname()
     flags["master_urls"] = flags.get("master_urls") or os.environ.get("AGENTFLOW_URL")
     flags["agents"] = _pairs(agents, "--agent") or None
-    config: WorkerConfig = resolve(WorkerConfig, flags)
+    flags["tls_ca"] = flags.get("tls_ca") or os.environ.get("AGENTFLOW_CA")
+    config: WorkerConfig = with_token_file(resolve(WorkerConfig, flags))
     if config.slots < 0:
         raise ConfigError("--slots must be positive")
     _check_worker_config(config)

@@ -10,10 +10,18 @@ from rich.console import Console
 from rich.table import Table
 
 from agentflow.client import Client, TaskInfo
+from agentflow.config import read_token_file
 
 __all__ = ["client_options", "make_client"]
 
 console = Console()
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Keep ``--api-token-file`` and ``--ca`` for :func:`make_client` (so the commands'
+    signatures stay ``master_url, api_token``)."""
+    if value is not None:
+        ctx.meta[f"agentflow.{param.name}"] = value
 
 
 def client_options(fn: Any) -> Any:
@@ -21,11 +29,30 @@ def client_options(fn: Any) -> Any:
         "--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated."
     )(fn)
     fn = click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")(fn)
+    fn = click.option(
+        "--api-token-file",
+        envvar="AGENTFLOW_API_TOKEN_FILE",
+        expose_value=False,
+        callback=_remember,
+        help="Read the bearer token from this file.",
+    )(fn)
+    fn = click.option(
+        "--ca",
+        envvar="AGENTFLOW_CA",
+        expose_value=False,
+        callback=_remember,
+        help="CA bundle that verifies the masters' certificates.",
+    )(fn)
     return fn
 
 
 def make_client(master_url: str | None, api_token: str | None) -> Client:
-    return Client(master_url, token=api_token, retry_for_s=4.0)
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    token_file = meta.get("agentflow.api_token_file")
+    if api_token is None and token_file is not None:
+        api_token = read_token_file(token_file)
+    return Client(master_url, token=api_token, retry_for_s=4.0, ca=meta.get("agentflow.ca"))
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:

@@ -337,7 +337,7 @@ class AsyncAgent(_AgentBase):
             if self._cursor is not None:
                 url += f"?after={self._cursor}"
             try:
-                async with connect(url, additional_headers=self._client.auth_headers) as ws:
+                async with connect(url, **self._client.ws_options(url)) as ws:
                     async for raw in ws:
                         frame = json.loads(raw)
                         if "leader_url" in frame:  # not the leader: go to it (or on)

@@ -18,10 +18,13 @@ from agentflow.client._core import (
     RETRYABLE,
     Failover,
     TaskInfo,
+    api_token,
     build_task,
     master_urls,
     raise_for_problem,
     unreachable,
+    verify,
+    ws_options,
 )
 from agentflow.client._locks import AsyncLockContext, Lease
 from agentflow.client._sockets import FrameSocket
@@ -41,14 +44,20 @@ class AsyncClient:
         token: str | None = None,
         timeout_s: float = 30.0,
         retry_for_s: float = 15.0,
+        ca: str | None = None,
     ) -> None:
         self.urls = master_urls(url)
         self._failover = Failover(self.urls, retry_for_s)
-        token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
+        token = api_token(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.auth_headers = headers
-        self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s)
+        self.verify = verify(ca)
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s, verify=self.verify)
         self._lock_socket: FrameSocket | None = None
+
+    def ws_options(self, url: str) -> Any:
+        """Keyword arguments for ``websockets`` ``connect`` to ``url`` (headers, TLS)."""
+        return ws_options(url, self.verify, self.auth_headers)
 
     def ws_url(self, path: str) -> str:
         """``path`` on the master this client talks to now, as a WebSocket URL."""
@@ -260,4 +269,30 @@ class AsyncClient:
 
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", "/health")
+        return result
+
+    # -- tokens (admin) ---------------------------------------------------------------------
+
+    async def create_token(
+        self, role: str, *, ttl_s: float | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        """A new token with ``role`` (client, worker, read-only); its ``token`` field is the
+        secret, shown only in this answer."""
+        body: dict[str, Any] = {"role": role}
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
+        if name is not None:
+            body["name"] = name
+        result: dict[str, Any] = await self.request("POST", "/api/v1/tokens", json=body)
+        return result
+
+    async def list_tokens(self) -> builtins.list[dict[str, Any]]:
+        """Every token (never a secret): id, name, role, created and expiry times."""
+        result: dict[str, Any] = await self.request("GET", "/api/v1/tokens")
+        tokens: builtins.list[dict[str, Any]] = result["tokens"]
+        return tokens
+
+    async def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Revoke a token by id: refused (401) from its next request on."""
+        result: dict[str, Any] = await self.request("DELETE", f"/api/v1/tokens/{token_id}")
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from agentflow.config import read_token_file, tls_context
 from agentflow.errors import (
     AgentFlowError,
     ClientError,
@@ -26,15 +28,44 @@ __all__ = [
     "TERMINAL",
     "Failover",
     "TaskInfo",
+    "api_token",
     "build_task",
     "master_urls",
     "raise_for_problem",
+    "verify",
+    "ws_options",
 ]
 
 RETRYABLE = (NotLeaderError, UnavailableError, httpx.TransportError)
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out", "upstream_failed"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_URL = "http://127.0.0.1:6767"
+
+
+def api_token(token: str | None) -> str | None:
+    """``token``, else ``$AGENTFLOW_API_TOKEN``, else the file named by
+    ``$AGENTFLOW_API_TOKEN_FILE``."""
+    if token is not None:
+        return token
+    if os.environ.get("AGENTFLOW_API_TOKEN"):
+        return os.environ["AGENTFLOW_API_TOKEN"]
+    path = os.environ.get("AGENTFLOW_API_TOKEN_FILE")
+    return read_token_file(path) if path else None
+
+
+def verify(ca: str | None) -> ssl.SSLContext | bool:
+    """What verifies the masters' certificates: ``ca`` (or ``$AGENTFLOW_CA``), else the
+    system's roots."""
+    ca = ca or os.environ.get("AGENTFLOW_CA")
+    return tls_context(ca) if ca else True
+
+
+def ws_options(url: str, verify: ssl.SSLContext | bool, headers: Mapping[str, str]) -> Any:
+    """Keyword arguments for ``websockets`` ``connect`` to ``url``."""
+    options: dict[str, Any] = {"additional_headers": dict(headers)}
+    if url.startswith("wss://") and isinstance(verify, ssl.SSLContext):
+        options["ssl"] = verify
+    return options
 
 
 def master_urls(url: str | Sequence[str] | None) -> list[str]:

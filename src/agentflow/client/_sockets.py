@@ -107,7 +107,7 @@ class FrameSocket:
                 raise SocketDownError
             try:
                 url = self._client.ws_url(self._path)
-                self._ws = await connect(url, additional_headers=self._client.auth_headers)
+                self._ws = await connect(url, **self._client.ws_options(url))
             except Exception as exc:
                 self._retry_at = time.monotonic() + 1.0  # HTTP meanwhile
                 raise SocketDownError from exc
@@ -193,8 +193,7 @@ class SyncFrameSocket:
         from websockets.sync.client import connect
 
         try:
-            headers = self._client.auth_headers
-            with connect(url, additional_headers=headers, open_timeout=5) as ws:
+            with connect(url, open_timeout=5, **self._client.ws_options(url)) as ws:
                 opened.set_result(ws)
                 self._read(ws)
         except Exception as exc:

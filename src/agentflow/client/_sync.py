@@ -17,10 +17,13 @@ from agentflow.client._core import (
     RETRYABLE,
     Failover,
     TaskInfo,
+    api_token,
     build_task,
     master_urls,
     raise_for_problem,
     unreachable,
+    verify,
+    ws_options,
 )
 from agentflow.client._functions import TaskFuture, function_body
 from agentflow.client._locks import Lease, LockContext
@@ -48,13 +51,15 @@ class Client:
         token: str | None = None,
         timeout_s: float = 30.0,
         retry_for_s: float = 15.0,
+        ca: str | None = None,
     ) -> None:
         self.urls = master_urls(url)
         self._failover = Failover(self.urls, retry_for_s)
-        token = token if token is not None else os.environ.get("AGENTFLOW_API_TOKEN")
+        token = api_token(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.auth_headers = headers
-        self._http = httpx.Client(headers=headers, timeout=timeout_s)
+        self.verify = verify(ca)
+        self._http = httpx.Client(headers=headers, timeout=timeout_s, verify=self.verify)
         self._lock_socket: SyncFrameSocket | None = None
 
     def __enter__(self) -> Client:
@@ -74,6 +79,10 @@ class Client:
         if self._lock_socket is None:
             self._lock_socket = SyncFrameSocket(self, "/api/v1/locks")
         return self._lock_socket
+
+    def ws_options(self, url: str) -> Any:
+        """Keyword arguments for ``websockets`` ``connect`` to ``url`` (headers, TLS)."""
+        return ws_options(url, self.verify, self.auth_headers)
 
     def ws_url(self, path: str) -> str:
         """``path`` on the master this client talks to now, as a WebSocket URL."""
@@ -353,4 +362,30 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "/health")
+        return result
+
+    # -- tokens (admin) ---------------------------------------------------------------------
+
+    def create_token(
+        self, role: str, *, ttl_s: float | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        """A new token with ``role`` (client, worker, read-only); its ``token`` field is the
+        secret, shown only in this answer."""
+        body: dict[str, Any] = {"role": role}
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
+        if name is not None:
+            body["name"] = name
+        result: dict[str, Any] = self.request("POST", "/api/v1/tokens", json=body)
+        return result
+
+    def list_tokens(self) -> builtins.list[dict[str, Any]]:
+        """Every token (never a secret): id, name, role, created and expiry times."""
+        result: dict[str, Any] = self.request("GET", "/api/v1/tokens")
+        tokens: builtins.list[dict[str, Any]] = result["tokens"]
+        return tokens
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Revoke a token by id: refused (401) from its next request on."""
+        result: dict[str, Any] = self.request("DELETE", f"/api/v1/tokens/{token_id}")
         return result

@@ -21,6 +21,7 @@ __all__ = [
     "CancelWorkflow",
     "Command",
     "ConnectAgent",
+    "CreateToken",
     "DeregisterWorker",
     "DisconnectAgent",
     "EndLockSession",
@@ -35,6 +36,7 @@ __all__ = [
     "RenewLock",
     "ReportAttempts",
     "RetryWorkflow",
+    "RevokeToken",
     "SendMessage",
     "SendMessages",
     "SetPriority",
@@ -385,6 +387,22 @@ class AckMessages(Command):
     cursor: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateToken(Command):
+    """Add an API token with a role; only the sha256 of its secret is carried and kept."""
+
+    id: str
+    name: str
+    role: str
+    secret_sha256: str
+    expires_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevokeToken(Command):
+    id: str
+
+
 def _fix_tuples(cls: type[Command], data: dict[str, Any]) -> dict[str, Any]:
     if cls is AssignTasks:
         data = dict(data)
@@ -425,6 +443,8 @@ _REGISTRY: dict[str, type[Command]] = {
         SendMessage,
         SendMessages,
         AckMessages,
+        CreateToken,
+        RevokeToken,
     )
 }
 

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 
 from agentflow.errors import AgentFlowError
-from agentflow.state import lock_ops, message_ops
+from agentflow.state import lock_ops, message_ops, token_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
 from agentflow.state import workflows as workflow_ops
@@ -31,6 +31,7 @@ from agentflow.state.commands import (
     CancelWorkflow,
     Command,
     ConnectAgent,
+    CreateToken,
     DeregisterWorker,
     DisconnectAgent,
     EndLockSession,
@@ -44,6 +45,7 @@ from agentflow.state.commands import (
     RenewLock,
     ReportAttempts,
     RetryWorkflow,
+    RevokeToken,
     SendMessage,
     SendMessages,
     SetPriority,
@@ -75,6 +77,7 @@ from agentflow.state.records import (
     WorkerState,
     WorkflowRecord,
 )
+from agentflow.state.tokens import TokenTable
 
 __all__ = ["StateLimits", "StateMachine"]
 
@@ -123,6 +126,8 @@ _HANDLERS: dict[type[Command], _Handler] = {
     SendMessage: message_ops.send,
     SendMessages: message_ops.send_many,
     AckMessages: message_ops.ack,
+    CreateToken: token_ops.create,
+    RevokeToken: token_ops.revoke,
 }
 
 
@@ -140,6 +145,7 @@ class StateMachine:
         self.limits = limits or StateLimits()
         self.locks = LockTable(lock_limits)
         self.messages = MessageTable(message_limits)
+        self.tokens = TokenTable()
         self.applied_index = 0
         self.tasks: dict[str, TaskRecord] = {}
         self.idempotency: dict[str, str] = {}
@@ -268,6 +274,7 @@ class StateMachine:
             "departed": list(self.departed),
             "locks": self.locks.snapshot(),
             "messages": self.messages.snapshot(),
+            "tokens": self.tokens.snapshot(),
         }
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
@@ -304,6 +311,7 @@ class StateMachine:
             self.locks.restore(body["locks"])
         if "messages" in body:
             self.messages.restore(body["messages"])
+        self.tokens.restore(body.get("tokens", []))
         for wire in body.get("workflows", []):
             wf = WorkflowRecord.from_wire(wire)
             self.workflows[wf.id] = wf

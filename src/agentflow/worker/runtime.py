@@ -25,6 +25,7 @@ import sys
 import tempfile
 import warnings
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from agentflow import wire, workerwire
-from agentflow.config import WorkerConfig
+from agentflow.config import WorkerConfig, tls_context
 from agentflow.worker.executor import Attempt, Finished, agent_prompt, build_argv
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool
 
@@ -45,6 +46,24 @@ CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 10.0
 MAX_BUFFERED_OUTPUT = workerwire.MAX_REPORT_OUTPUT_BYTES  # all of it travels in one report
 MAX_RESULT_BYTES = 64 * 1024
+_WORKER_SECRETS = ("AGENTFLOW_API_TOKEN", "AGENTFLOW_API_TOKEN_FILE")
+
+
+def task_environment(
+    inherited: Mapping[str, str],
+    spec_env: Mapping[str, str],
+    frame: Mapping[str, Any],
+    config: WorkerConfig,
+) -> dict[str, str]:
+    """A task's environment: never the worker's own token (from a flag, the environment or a
+    file), only the token the master issued for this attempt, and the CA to verify it with."""
+    env = {k: v for k, v in inherited.items() if k not in _WORKER_SECRETS}
+    if frame.get("task_token"):
+        env["AGENTFLOW_API_TOKEN"] = str(frame["task_token"])
+    if config.tls_ca:
+        env["AGENTFLOW_CA"] = str(config.tls_ca)
+    env.update(spec_env)  # what the submitter sets explicitly is its own choice
+    return env
 
 
 class Worker:
@@ -150,9 +169,13 @@ class Worker:
         headers = {}
         if self.config.api_token:
             headers["Authorization"] = f"Bearer {self.config.api_token}"
+        tls: dict[str, Any] = {}
+        if ws_url.startswith("wss://"):
+            tls["ssl"] = tls_context(self.config.tls_ca)
         async with connect(
             ws_url,
             additional_headers=headers,
+            **tls,
             open_timeout=CONNECT_TIMEOUT_S,
             max_size=wire.MAX_FRAME_BYTES,
             compression=None,
@@ -284,8 +307,7 @@ class Worker:
         except ValueError as exc:
             self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
             return
-        env = dict(os.environ)
-        env.update(spec.get("env") or {})
+        env = task_environment(os.environ, spec.get("env") or {}, frame, self.config)
         env.update(
             AGENTFLOW_URL=self.master_url,
             AGENTFLOW_TASK_ID=task_id,
@@ -295,8 +317,6 @@ class Worker:
         )
         if spec.get("agent"):  # the prompt for shell text: "$AGENTFLOW_PROMPT", never {prompt}
             env["AGENTFLOW_PROMPT"] = agent_prompt(spec)
-        if self.config.api_token:
-            env["AGENTFLOW_API_TOKEN"] = self.config.api_token
         scratch = Path(tempfile.mkdtemp(prefix=f"agentflow-{task_id}-"))
         env["AGENTFLOW_OUTPUT_FILE"] = str(scratch / "output")
         if "parents" in frame:
@@ -344,7 +364,9 @@ class Worker:
 
     def _python_pool(self) -> PythonPool:
         if self._pool is None:
-            self._pool = PythonPool(self.slots, os.environ, self.config.function_modules)
+            inherited = {k: v for k, v in os.environ.items() if k not in _WORKER_SECRETS}
+            # Each call brings its own task's token; the pool never holds the worker's.
+            self._pool = PythonPool(self.slots, inherited, self.config.function_modules)
         return self._pool
 
     def _launch(self, attempt: Attempt | FunctionAttempt) -> None:
