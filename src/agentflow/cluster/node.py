@@ -54,7 +54,7 @@ from agentflow.raft import (
     Status,
     bootstrap,
 )
-from agentflow.state import Command, StateMachine, decode_command, encode_command
+from agentflow.state import Command, StateMachine, encode_command
 
 __all__ = ["ClusterConfig", "RaftLog"]
 
@@ -495,7 +495,9 @@ class RaftLog:
             if entry.type is EntryType.CONF_CHANGE:
                 result = self._apply_conf_change(raft, entry)
             elif entry.data:
-                result = self._machine.apply(entry.index, decode_command(entry.data))
+                # Never raises on the entry's bytes: an undecodable or failing command is
+                # rejected (recorded, and its proposer gets a 422) alike on every replica.
+                result = self._machine.apply_entry(entry.index, entry.data)
             self.applied = entry.index
             self._bytes_since_snapshot += len(entry.data)
             waiting = self._waiting.pop(entry.index, None)
@@ -512,12 +514,17 @@ class RaftLog:
                 sink(events)
 
     def _apply_conf_change(self, raft: RaftNode, entry: Entry) -> Any:
-        change = ConfChange.decode(entry.data)
+        try:
+            change = ConfChange.decode(entry.data)
+        except (ValueError, TypeError, KeyError) as exc:  # bytes from outside: skip, alike
+            return self._machine.reject(
+                entry.index, f"undecodable membership change: {type(exc).__name__}: {exc}"
+            )
         conf = raft.apply_conf_change(change)
         if change.type is ConfChangeType.REMOVE_NODE:
             self.members.pop(change.node_id, None)
         else:
-            context = json.loads(change.context or b"{}")
+            context = _member_context(change.context)
             old = self.members.get(change.node_id)
             self.members[change.node_id] = Member(
                 node_id=change.node_id,
@@ -606,6 +613,17 @@ class RaftLog:
 
     def status(self) -> dict[str, Any]:
         return cluster_status(self)
+
+
+def _member_context(raw: bytes) -> dict[str, str]:
+    """The addresses a membership change carries; opaque to Raft, so never trusted to parse."""
+    try:
+        doc = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _refused(exc: Exception, node: RaftLog) -> AgentFlowError:

@@ -1,0 +1,103 @@
+"""Finding 2 in-process: committed entries that cannot be decoded or applied are skipped alike.
+
+Every replica runs ``StateMachine.apply_entry`` on the same bytes; a rejected entry changes
+nothing but the applied index and the rejected-entry record, and never raises.
+"""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from agentflow.errors import ValidationError
+from agentflow.state import StateMachine, encode_command
+from agentflow.state.commands import (
+    CommandDecodeError,
+    ConnectAgent,
+    NewTask,
+    SubmitTasks,
+    decode_command,
+)
+from agentflow.state.events import EntryRejected
+
+
+def _pack(value: object) -> bytes:
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+GARBAGE = [
+    b"\xc1",  # never used in msgpack
+    b"\x00\x01\x02 not msgpack at all",
+    _pack(["NoSuchCommand", {"now_ms": 1}]),
+    _pack(["CancelTask", [1, 2]]),
+    _pack(["CancelTask", {"now_ms": 1, "bogus": 1}]),
+    _pack(["SubmitTasks", {"now_ms": 1, "tasks": [{"x": 1}]}]),
+    _pack([1, 2, 3]),
+    _pack({"a": 1}),
+    _pack(None),
+    _pack(["SubmitTasks", {"now_ms": 1, "tasks": 5}]),
+    _pack(["AckMessages", {"now_ms": 1, "agent_id": "a", "cursor": "not a number"}]),
+]
+
+
+def _submit(index: int, task_id: str) -> bytes:
+    task = NewTask(id=task_id, title=task_id, description="echo hi", spec={"command": "echo hi"})
+    return encode_command(SubmitTasks(now_ms=1000 + index, tasks=[task]))
+
+
+@pytest.mark.parametrize("data", GARBAGE)
+def test_decode_failure_is_one_typed_error(data: bytes) -> None:
+    if data == GARBAGE[-1]:
+        decode_command(data)  # decodes; applying it is what fails (see below)
+        return
+    with pytest.raises(CommandDecodeError):
+        decode_command(data)
+
+
+AGENT = encode_command(ConnectAgent(now_ms=1, agent_id="a", ttl_ms=60_000))
+
+
+def test_garbage_entries_are_rejected_recorded_and_answered_with_422() -> None:
+    sm = StateMachine()
+    sm.apply_entry(1, _submit(1, "t1"))
+    sm.apply_entry(2, AGENT)
+    before = sm.tasks["t1"].to_wire()
+    sm.drain_events()
+    for offset, data in enumerate(GARBAGE, start=3):
+        result = sm.apply_entry(offset, data)
+        assert isinstance(result, ValidationError), (data, result)
+        assert result.status == 422
+        assert f"log index {offset}" in str(result)
+        assert sm.applied_index == offset
+    assert sm.rejected.total == len(GARBAGE)
+    assert len(sm.rejected.last) <= sm.limits.max_rejected_kept
+    rejected = [e for e in sm.drain_events() if isinstance(e, EntryRejected)]
+    assert [e.index for e in rejected] == list(range(3, 3 + len(GARBAGE)))
+    assert sm.tasks["t1"].to_wire() == before  # nothing else changed
+    sm.apply_entry(100, _submit(100, "t2"))  # and the log goes on
+    assert "t2" in sm.tasks
+
+
+def test_replicas_skip_identically_and_a_snapshot_keeps_the_record() -> None:
+    log = [_submit(1, "t1"), AGENT, *GARBAGE, _submit(99, "t2")]
+    replicas = [StateMachine() for _ in range(3)]
+    for sm in replicas:
+        for index, data in enumerate(log, start=1):
+            sm.apply_entry(index, data)
+    digests = {sm.digest() for sm in replicas}
+    assert len(digests) == 1
+    restored = StateMachine()
+    restored.restore(replicas[0].snapshot())
+    assert restored.digest() in digests
+    assert restored.rejected.view() == replicas[0].rejected.view()
+    assert restored.rejected.total == len(GARBAGE)
+
+
+def test_the_record_is_bounded() -> None:
+    sm = StateMachine()
+    for index in range(1, 200):
+        sm.apply_entry(index, b"\xc1")
+    assert sm.rejected.total == 199
+    assert len(sm.rejected.last) == sm.limits.max_rejected_kept
+    assert sm.rejected.last[-1].index == 199
