@@ -22,6 +22,7 @@ from typing import Any
 
 from agentflow.cluster.config import ClusterConfig
 from agentflow.cluster.image import Image, Member
+from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.statestore import StateStore
@@ -109,6 +110,10 @@ class RaftLog:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._deferred: list[Entry] = []  # committed while a snapshot was being taken
         self._bytes_since_snapshot = 0
+        self._promoter = LearnerPromoter(
+            after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max
+        )
+        self._promotions: dict[str, asyncio.Future[Any]] = {}  # learner -> its ADD_VOTER
         self._wake = asyncio.Event()
         self._wake.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -233,6 +238,53 @@ class RaftLog:
         if isinstance(result, AgentFlowError):
             raise result
         return self.status()
+
+    async def add_voter(self, node_id: str, raft_address: str, api_url: str) -> dict[str, Any]:
+        """Make ``node_id`` a voter; if the leader is already promoting it, wait for that."""
+        pending = self._promotions.get(node_id)
+        if pending is None:
+            return await self.change_membership(
+                ConfChangeType.ADD_VOTER, node_id, raft_address, api_url
+            )
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), self.config.propose_timeout_s)
+        except TimeoutError:
+            raise UnavailableError("membership change was not committed in time") from None
+        return self.status()
+
+    def _promote_learners(self, raft: RaftNode, ticks: int) -> None:
+        """Propose ADD_VOTER for one learner that has kept up (see cluster.promotion)."""
+        if self._snapshot_task is not None or self._promotions:
+            return  # a conf change never runs ahead of what is applied; one at a time
+        status = raft.status
+        if not status.conf_state.learners:
+            return
+        for node_id in self._promoter.due(status, ticks):
+            member = self.members.get(node_id)
+            context = json.dumps(
+                {
+                    "raft": member.raft_address if member else "",
+                    "api": member.api_url if member else "",
+                }
+            ).encode()
+            change = ConfChange(type=ConfChangeType.ADD_VOTER, node_id=node_id, context=context)
+            try:
+                index = raft.propose_conf_change(change)
+            except ProposalDroppedError:
+                return  # another change is pending: the next tick tries again
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._waiting[index] = _Waiting(raft.term, future)
+            self._promotions[node_id] = future
+            future.add_done_callback(self._promotion_done(node_id))
+            log.info("promoting learner %s to voter: it has caught up", node_id)
+            return
+
+    def _promotion_done(self, node_id: str) -> Callable[[asyncio.Future[Any]], None]:
+        def done(future: asyncio.Future[Any]) -> None:
+            if self._promotions.get(node_id) is future:
+                del self._promotions[node_id]
+
+        return done
 
     async def transfer_leadership(self, to: str) -> None:
         if not self.is_leader:
@@ -426,6 +478,8 @@ class RaftLog:
         ticks, self._ticks = self._ticks, 0
         for _ in range(ticks):
             raft.tick()
+        if ticks and self.is_leader:
+            self._promote_learners(raft, ticks)
         actions, self._actions = self._actions, []
         for action, future in actions:
             try:
@@ -480,6 +534,8 @@ class RaftLog:
         if leader_id is not None:
             self.last_leader_id = leader_id
         if was_leader != self.is_leader:
+            self._promoter.reset()
+            self._promotions.clear()  # their entries resolve (or fail) through _waiting
             log.info(
                 "node %s is %s (leader %s)",
                 self.config.node_id,
