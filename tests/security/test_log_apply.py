@@ -12,6 +12,7 @@ import pytest
 from agentflow.errors import ValidationError
 from agentflow.state import StateMachine, encode_command
 from agentflow.state.commands import (
+    CancelTask,
     CommandDecodeError,
     ConnectAgent,
     NewTask,
@@ -19,6 +20,7 @@ from agentflow.state.commands import (
     decode_command,
 )
 from agentflow.state.events import EntryRejected
+from agentflow.state.machine import _HANDLERS
 
 
 def _pack(value: object) -> bytes:
@@ -38,6 +40,16 @@ GARBAGE = [
     _pack(None),
     _pack(["SubmitTasks", {"now_ms": 1, "tasks": 5}]),
     _pack(["AckMessages", {"now_ms": 1, "agent_id": "a", "cursor": "not a number"}]),
+    _pack(["CancelTask", {"now_ms": "soon", "task_id": "t1"}]),
+    _pack(["CancelTask", {"now_ms": 1, "task_id": ["t1"]}]),
+    _pack(["SetUnschedulable", {"now_ms": 1, "reasons": {"t1": 5}}]),
+    _pack(["AssignTasks", {"now_ms": 1, "assignments": [["t1", "w1", "extra"]]}]),
+    _pack(
+        [
+            "SubmitTasks",
+            {"now_ms": 1, "tasks": [{"id": "t9", "title": 1, "description": "", "spec": {}}]},
+        ]
+    ),
 ]
 
 
@@ -48,9 +60,6 @@ def _submit(index: int, task_id: str) -> bytes:
 
 @pytest.mark.parametrize("data", GARBAGE)
 def test_decode_failure_is_one_typed_error(data: bytes) -> None:
-    if data == GARBAGE[-1]:
-        decode_command(data)  # decodes; applying it is what fails (see below)
-        return
     with pytest.raises(CommandDecodeError):
         decode_command(data)
 
@@ -101,3 +110,30 @@ def test_the_record_is_bounded() -> None:
     assert sm.rejected.total == 199
     assert len(sm.rejected.last) == sm.limits.max_rejected_kept
     assert sm.rejected.last[-1].index == 199
+
+
+def test_a_handler_that_fails_on_data_rejects_the_entry_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A data error a handler did not foresee is a rejection, not a crash; an assertion is."""
+
+    def broken(sm: StateMachine, index: int, command: CancelTask) -> None:
+        raise KeyError(command.task_id)
+
+    replicas = [StateMachine() for _ in range(3)]
+    monkeypatch.setitem(_HANDLERS, CancelTask, broken)
+    cancel = encode_command(CancelTask(now_ms=5, task_id="t1"))
+    for sm in replicas:
+        sm.apply_entry(1, _submit(1, "t1"))
+        result = sm.apply_entry(2, cancel)
+        assert isinstance(result, ValidationError)
+        assert "CancelTask: KeyError" in str(result)
+        assert sm.rejected.total == 1
+    assert len({sm.digest() for sm in replicas}) == 1
+
+    def asserting(sm: StateMachine, index: int, command: CancelTask) -> None:
+        raise AssertionError("an invariant broke")
+
+    monkeypatch.setitem(_HANDLERS, CancelTask, asserting)
+    with pytest.raises(AssertionError):
+        replicas[0].apply_entry(3, cancel)

@@ -56,6 +56,7 @@ from agentflow.raft import (
     bootstrap,
 )
 from agentflow.state import Command, StateMachine, encode_command
+from agentflow.state.events import EntryRejected
 
 __all__ = ["ClusterConfig", "RaftLog"]
 
@@ -565,6 +566,9 @@ class RaftLog:
                         UnavailableError("the command lost its place to a leader change; retry")
                     )
         events = self._machine.drain_events()
+        for event in events:
+            if isinstance(event, EntryRejected):
+                log.warning("skipped the log entry at %d: %s", event.index, event.reason)
         if events:
             for sink in self._sinks:
                 sink(events)

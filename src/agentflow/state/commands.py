@@ -12,6 +12,8 @@ from typing import Any
 
 import msgpack
 
+from agentflow.state.field_types import check_fields
+
 __all__ = [
     "AckMessages",
     "AcquireLock",
@@ -447,7 +449,9 @@ def decode_command(data: bytes) -> Command:
             raise CommandDecodeError(f"unknown command {name!r:.60}")
         if not isinstance(body, dict):
             raise CommandDecodeError(f"the body of {name} is not a map")
-        return cls.from_wire(_fix_tuples(cls, body))
+        command = cls.from_wire(_fix_tuples(cls, body))
+        check_fields(command)  # handlers then see the types they were written for
+        return command
     except (CommandDecodeError, MemoryError, RecursionError):
         raise  # the last two depend on the node, not on the bytes: not a verdict on them
     except Exception as exc:
