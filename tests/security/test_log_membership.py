@@ -18,6 +18,8 @@ from tests.e2e.procs import Cluster, Processes, wait_until
 
 MEMBERS = "/api/v1/cluster/members"
 
+pytestmark = pytest.mark.slow  # real master processes
+
 
 def _roles(cluster: Cluster, name: str) -> dict[str, str]:
     status = cluster.status(name)

@@ -12,11 +12,14 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from agentflow.testing.ports import free_port
 from tests.e2e.procs import CLUSTER_PATH, Proc, Processes, wait_until
 
 GARBAGE = b"\xc1\xc1 not a command"
+
+pytestmark = pytest.mark.slow  # real master processes
 
 
 def _append_garbage(data_dir: Path) -> int:
