@@ -6,10 +6,16 @@ nothing but the applied index and the rejected-entry record, and never raises.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgpack
 import pytest
 
+from agentflow.cluster.config import ClusterConfig
+from agentflow.cluster.image import Image
+from agentflow.cluster.node import RaftLog
 from agentflow.errors import ValidationError
+from agentflow.raft import ConfState, Message, MessageType, Snapshot, SnapshotMetadata
 from agentflow.state import StateMachine, encode_command
 from agentflow.state.commands import (
     CancelTask,
@@ -137,3 +143,32 @@ def test_a_handler_that_fails_on_data_rejects_the_entry_alike(
     monkeypatch.setitem(_HANDLERS, CancelTask, asserting)
     with pytest.raises(AssertionError):
         replicas[0].apply_entry(3, cancel)
+
+
+async def test_a_snapshot_that_does_not_restore_never_reaches_the_core(tmp_path: Path) -> None:
+    """The leader's snapshot replaces a follower's state for good: it is tried first."""
+    node = RaftLog(ClusterConfig(node_id="n2", data_dir=tmp_path), StateMachine())
+    try:
+        good = StateMachine()
+        good.apply_entry(1, _submit(1, "t1"))
+        voters = ConfState(voters=frozenset({"n1", "n2"}))
+        image = Image(index=5, term=2, conf_state=voters, machine=good.snapshot())
+        for data, kept in [
+            (b"\xc1garbage", False),
+            (Image(index=5, term=2, conf_state=voters, machine=b"\x93\x01").pack(), False),
+            (image.pack(), True),
+        ]:
+            meta = SnapshotMetadata(index=5, term=2, conf_state=voters)
+            msg = Message(
+                type=MessageType.SNAPSHOT,
+                from_="n1",
+                to="n2",
+                term=2,
+                snapshot=Snapshot(metadata=meta, data=data),
+            )
+            node._on_message(msg)
+            assert (msg in node._inbox) is kept
+        assert node.machine.applied_index == 0  # nothing was restored by the check
+    finally:
+        await node._raftstore.close()
+        await node._statestore.close()

@@ -428,8 +428,26 @@ class RaftLog:
 
     def _on_message(self, msg: Message) -> None:
         self.last_heard[msg.from_] = time.monotonic()
+        if msg.snapshot is not None and not self._snapshot_usable(msg.snapshot):
+            return  # never handed to the core: the leader sends it again, nothing is lost
         self._inbox.append(msg)
         self._wake.set()
+
+    def _snapshot_usable(self, snapshot: Snapshot) -> bool:
+        """Whether a snapshot from the leader restores: tried on a scratch machine first,
+        since once the core takes it there is no way back to the state it replaces."""
+        sm = self._machine
+        scratch = StateMachine(sm.policy, sm.limits, sm.locks.limits, sm.messages.limits)
+        try:
+            image = Image.unpack(snapshot.data)
+            if image.machine:
+                scratch.restore(image.machine)
+        except (MemoryError, RecursionError):
+            raise
+        except Exception as exc:
+            log.error("dropped a snapshot that does not restore: %s: %s", type(exc).__name__, exc)
+            return False
+        return True
 
     def _on_unreachable(self, peer: str) -> None:
         self._run_on_core(lambda raft: raft.report_unreachable(peer), None)
