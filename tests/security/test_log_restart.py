@@ -8,12 +8,15 @@ recorded and counted, and the master serves.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
 
+from agentflow.state import encode_command
+from agentflow.state.commands import NewTask, SubmitTasks
 from agentflow.testing.ports import free_port
 from tests.e2e.procs import CLUSTER_PATH, Proc, Processes, wait_until
 
@@ -22,8 +25,8 @@ GARBAGE = b"\xc1\xc1 not a command"
 pytestmark = pytest.mark.slow  # real master processes
 
 
-def _append_garbage(data_dir: Path) -> int:
-    """Append GARBAGE as the next entry of the stopped master's log; its index."""
+def _append_garbage(data_dir: Path, data: bytes = GARBAGE) -> int:
+    """Append ``data`` as the next entry of the stopped master's log; its index."""
     conn = sqlite3.connect(data_dir / "raft.db")
     try:
         index, term = conn.execute(
@@ -32,7 +35,7 @@ def _append_garbage(data_dir: Path) -> int:
         with conn:
             conn.execute(
                 "INSERT INTO entries (idx, term, type, data) VALUES (?, ?, 0, ?)",
-                (index + 1, term, GARBAGE),
+                (index + 1, term, data),
             )
     finally:
         conn.close()
@@ -78,6 +81,26 @@ def test_single_master_restarts_healthy_over_an_undecodable_entry(procs: Process
     proc, url = procs.master("m1", port, data_dir=data, raft_port=raft_port)
     assert _rejected(url)["total"] == 1
     assert _submit(url, "again").status_code == 201
+
+
+def test_a_master_whose_log_holds_a_nan_restarts_healthy(procs: Processes) -> None:
+    """A value stored before the HTTP boundary refused non-finite numbers is replayed, not
+    fatal: the command is valid, so it is applied (reading it back is the API's concern)."""
+    data, raft_port = procs.root / "m1-data", free_port()
+    proc, url = procs.master("m1", data_dir=data, raft_port=raft_port)
+    port = int(url.rsplit(":", 1)[1])
+    assert _submit(url, "before").status_code == 201
+    proc.terminate()
+    task = NewTask(
+        id="t-nan", title="nan", description="", spec={"command": "true"}, resources={"x": math.nan}
+    )
+    _append_garbage(data, encode_command(SubmitTasks(now_ms=1, tasks=[task])))
+
+    proc, url = procs.master("m1", port, data_dir=data, raft_port=raft_port)
+    assert _submit(url, "after").status_code == 201
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    assert 'agentflow_tasks_events_total{event="submitted"} 3.0' in metrics
+    assert _rejected_total(proc, url) == 0
 
 
 def test_three_masters_skip_the_same_entry_and_agree(procs: Processes) -> None:
