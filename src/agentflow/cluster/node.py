@@ -21,7 +21,7 @@ from random import Random
 from typing import Any
 
 from agentflow.cluster.config import ClusterConfig
-from agentflow.cluster.image import Image, Member
+from agentflow.cluster.image import Image, Member, member_context, restore_error
 from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.seam import EventSink
@@ -438,16 +438,10 @@ class RaftLog:
         since once the core takes it there is no way back to the state it replaces."""
         sm = self._machine
         scratch = StateMachine(sm.policy, sm.limits, sm.locks.limits, sm.messages.limits)
-        try:
-            image = Image.unpack(snapshot.data)
-            if image.machine:
-                scratch.restore(image.machine)
-        except (MemoryError, RecursionError):
-            raise
-        except Exception as exc:
-            log.error("dropped a snapshot that does not restore: %s: %s", type(exc).__name__, exc)
-            return False
-        return True
+        why = restore_error(snapshot.data, scratch)
+        if why is not None:
+            log.error("dropped a snapshot from the leader that does not restore: %s", why)
+        return why is None
 
     def _on_unreachable(self, peer: str) -> None:
         self._run_on_core(lambda raft: raft.report_unreachable(peer), None)
@@ -602,7 +596,7 @@ class RaftLog:
         if change.type is ConfChangeType.REMOVE_NODE:
             self.members.pop(change.node_id, None)
         else:
-            context = _member_context(change.context)
+            context = member_context(change.context)
             old = self.members.get(change.node_id)
             self.members[change.node_id] = Member(
                 node_id=change.node_id,
@@ -691,17 +685,6 @@ class RaftLog:
 
     def status(self) -> dict[str, Any]:
         return cluster_status(self)
-
-
-def _member_context(raw: bytes) -> dict[str, str]:
-    """The addresses a membership change carries; opaque to Raft, so never trusted to parse."""
-    try:
-        doc = json.loads(raw or b"{}")
-    except ValueError:
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _refused(exc: Exception, node: RaftLog) -> AgentFlowError:
