@@ -58,6 +58,11 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "agentflow_applied_index", "Last applied log index", value=sm.applied_index
         )
+        yield CounterMetricFamily(
+            "agentflow_rejected_entries",
+            "Committed log entries skipped because they could not be decoded or applied",
+            value=sm.rejected.total,
+        )
 
 
 def _lock_metrics(sm: StateMachine) -> Iterator[Metric]:

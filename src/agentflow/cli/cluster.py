@@ -40,6 +40,10 @@ def _show(status: dict[str, Any]) -> None:
             "up" if m["connected"] else "down",
         )
     console.print(table)
+    rejected = status.get("rejected_entries") or {}
+    if rejected.get("total"):
+        last = ", ".join(f"{e['index']}: {e['reason']}" for e in rejected["last"][-3:])
+        console.print(f"[yellow]{rejected['total']} log entries rejected[/] (last: {last})")
 
 
 @cluster.command("status")
@@ -54,7 +58,13 @@ def status(master_url: str | None, api_token: str | None) -> None:
 @click.argument("node_id")
 @click.option("--raft-address", required=True, help="host:port of its Raft listener.")
 @click.option("--api-url", required=True, help="Its HTTP API, e.g. http://host:6767.")
-@click.option("--voter", is_flag=True, help="Promote an existing learner to voter.")
+@click.option("--voter", is_flag=True, help="Promote a caught-up learner to voter now.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --voter: add a voter that is not a member yet (it counts toward the quorum "
+    "before it has the log; see the README before using it).",
+)
 @client_options
 def add_member(
     *,
@@ -64,9 +74,19 @@ def add_member(
     raft_address: str,
     api_url: str,
     voter: bool,
+    force: bool,
 ) -> None:
-    """Add NODE_ID as a learner (start it with --join), or promote it with --voter."""
-    body = {"id": node_id, "raft_address": raft_address, "api_url": api_url, "voter": voter}
+    """Add NODE_ID as a learner (start it with --join); the leader makes it a voter once it
+    has caught up. --voter promotes a caught-up learner at once."""
+    if force and not voter:
+        raise click.UsageError("--force only applies with --voter")
+    body = {
+        "id": node_id,
+        "raft_address": raft_address,
+        "api_url": api_url,
+        "voter": voter,
+        "force": force,
+    }
     with make_client(master_url, api_token) as client:
         _show(client.request("POST", "/api/v1/cluster/members", json=body))
 
@@ -75,7 +95,8 @@ def add_member(
 @click.argument("node_id")
 @client_options
 def promote(master_url: str | None, api_token: str | None, node_id: str) -> None:
-    """Make learner NODE_ID a voter (it must have caught up)."""
+    """Make learner NODE_ID a voter now (it must have caught up; the leader also does this by
+    itself once it has)."""
     with make_client(master_url, api_token) as client:
         current = client.request("GET", "/api/v1/cluster")
         member = next((m for m in current["members"] if m["id"] == node_id), None)

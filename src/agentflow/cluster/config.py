@@ -28,3 +28,5 @@ class ClusterConfig:
     propose_timeout_s: float = 10.0
     read_timeout_s: float = 3.0
     max_pending: int = 100_000
+    promote_after_ticks: int = 4  # a learner caught up this long (two heartbeats) becomes a voter
+    promote_lag_max: int = 16  # ...if its match index is this close to the leader's last index

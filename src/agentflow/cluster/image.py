@@ -6,14 +6,16 @@ node restored from either knows the configuration and the member addresses at th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from agentflow.raft import ConfState
+from agentflow.state import StateMachine
 
-__all__ = ["Image", "Member"]
+__all__ = ["Image", "Member", "member_context", "restore_error"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -70,3 +72,27 @@ class Image:
             members=members,
             machine=body["machine"],
         )
+
+
+def member_context(raw: bytes) -> dict[str, str]:
+    """The addresses a membership change carries; opaque to Raft, so never trusted to parse."""
+    try:
+        doc = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def restore_error(data: bytes, scratch: StateMachine) -> str | None:
+    """Why the image ``data`` does not restore into ``scratch`` (None when it does)."""
+    try:
+        image = Image.unpack(data)
+        if image.machine:
+            scratch.restore(image.machine)
+    except (MemoryError, RecursionError):
+        raise  # the node's own limits, not a verdict on the bytes
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

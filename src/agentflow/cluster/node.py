@@ -21,7 +21,8 @@ from random import Random
 from typing import Any
 
 from agentflow.cluster.config import ClusterConfig
-from agentflow.cluster.image import Image, Member
+from agentflow.cluster.image import Image, Member, member_context, restore_error
+from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.statestore import StateStore
@@ -55,7 +56,8 @@ from agentflow.raft import (
     Status,
     bootstrap,
 )
-from agentflow.state import Command, StateMachine, decode_command, encode_command
+from agentflow.state import Command, StateMachine, encode_command
+from agentflow.state.events import EntryRejected
 
 __all__ = ["ClusterConfig", "RaftLog"]
 
@@ -112,6 +114,10 @@ class RaftLog:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._deferred: list[Entry] = []  # committed while a snapshot was being taken
         self._bytes_since_snapshot = 0
+        self._promoter = LearnerPromoter(
+            after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max
+        )
+        self._promotions: dict[str, asyncio.Future[Any]] = {}  # learner -> its ADD_VOTER
         self._wake = asyncio.Event()
         self._wake.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -241,6 +247,53 @@ class RaftLog:
         if isinstance(result, AgentFlowError):
             raise result
         return self.status()
+
+    async def add_voter(self, node_id: str, raft_address: str, api_url: str) -> dict[str, Any]:
+        """Make ``node_id`` a voter; if the leader is already promoting it, wait for that."""
+        pending = self._promotions.get(node_id)
+        if pending is None:
+            return await self.change_membership(
+                ConfChangeType.ADD_VOTER, node_id, raft_address, api_url
+            )
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), self.config.propose_timeout_s)
+        except TimeoutError:
+            raise UnavailableError("membership change was not committed in time") from None
+        return self.status()
+
+    def _promote_learners(self, raft: RaftNode, ticks: int) -> None:
+        """Propose ADD_VOTER for one learner that has kept up (see cluster.promotion)."""
+        if self._snapshot_task is not None or self._promotions:
+            return  # a conf change never runs ahead of what is applied; one at a time
+        status = raft.status
+        if not status.conf_state.learners:
+            return
+        for node_id in self._promoter.due(status, ticks):
+            member = self.members.get(node_id)
+            context = json.dumps(
+                {
+                    "raft": member.raft_address if member else "",
+                    "api": member.api_url if member else "",
+                }
+            ).encode()
+            change = ConfChange(type=ConfChangeType.ADD_VOTER, node_id=node_id, context=context)
+            try:
+                index = raft.propose_conf_change(change)
+            except ProposalDroppedError:
+                return  # another change is pending: the next tick tries again
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._waiting[index] = _Waiting(raft.term, future)
+            self._promotions[node_id] = future
+            future.add_done_callback(self._promotion_done(node_id))
+            log.info("promoting learner %s to voter: it has caught up", node_id)
+            return
+
+    def _promotion_done(self, node_id: str) -> Callable[[asyncio.Future[Any]], None]:
+        def done(future: asyncio.Future[Any]) -> None:
+            if self._promotions.get(node_id) is future:
+                del self._promotions[node_id]
+
+        return done
 
     async def transfer_leadership(self, to: str) -> None:
         if not self.is_leader:
@@ -407,8 +460,20 @@ class RaftLog:
             log.debug("dropped a message from %s: not in the configuration", msg.from_)
             return
         self.last_heard[msg.from_] = time.monotonic()
+        if msg.snapshot is not None and not self._snapshot_usable(msg.snapshot):
+            return  # never handed to the core: the leader sends it again, nothing is lost
         self._inbox.append(msg)
         self._wake.set()
+
+    def _snapshot_usable(self, snapshot: Snapshot) -> bool:
+        """Whether a snapshot from the leader restores: tried on a scratch machine first,
+        since once the core takes it there is no way back to the state it replaces."""
+        sm = self._machine
+        scratch = StateMachine(sm.policy, sm.limits, sm.locks.limits, sm.messages.limits)
+        why = restore_error(snapshot.data, scratch)
+        if why is not None:
+            log.error("dropped a snapshot from the leader that does not restore: %s", why)
+        return why is None
 
     def _on_unreachable(self, peer: str) -> None:
         self._run_on_core(lambda raft: raft.report_unreachable(peer), None)
@@ -458,6 +523,8 @@ class RaftLog:
         ticks, self._ticks = self._ticks, 0
         for _ in range(ticks):
             raft.tick()
+        if ticks and self.is_leader:
+            self._promote_learners(raft, ticks)
         actions, self._actions = self._actions, []
         for action, future in actions:
             try:
@@ -525,6 +592,8 @@ class RaftLog:
         if leader_id is not None:
             self.last_leader_id = leader_id
         if was_leader != self.is_leader:
+            self._promoter.reset()
+            self._promotions.clear()  # their entries resolve (or fail) through _waiting
             log.info(
                 "node %s is %s (leader %s)",
                 self.config.node_id,
@@ -540,7 +609,9 @@ class RaftLog:
             if entry.type is EntryType.CONF_CHANGE:
                 result = self._apply_conf_change(raft, entry)
             elif entry.data:
-                result = self._machine.apply(entry.index, decode_command(entry.data))
+                # Never raises on the entry's bytes: an undecodable or failing command is
+                # rejected (recorded, and its proposer gets a 422) alike on every replica.
+                result = self._machine.apply_entry(entry.index, entry.data)
             self.applied = entry.index
             self._bytes_since_snapshot += len(entry.data)
             waiting = self._waiting.pop(entry.index, None)
@@ -552,18 +623,26 @@ class RaftLog:
                         UnavailableError("the command lost its place to a leader change; retry")
                     )
         events = self._machine.drain_events()
+        for event in events:
+            if isinstance(event, EntryRejected):
+                log.warning("skipped the log entry at %d: %s", event.index, event.reason)
         if events:
             for sink in self._sinks:
                 sink(events)
 
     def _apply_conf_change(self, raft: RaftNode, entry: Entry) -> Any:
-        change = ConfChange.decode(entry.data)
+        try:
+            change = ConfChange.decode(entry.data)
+        except (ValueError, TypeError, KeyError) as exc:  # bytes from outside: skip, alike
+            return self._machine.reject(
+                entry.index, f"undecodable membership change: {type(exc).__name__}: {exc}"
+            )
         conf = raft.apply_conf_change(change)
         self._adding.discard(change.node_id)
         if change.type is ConfChangeType.REMOVE_NODE:
             self.members.pop(change.node_id, None)
         else:
-            context = json.loads(change.context or b"{}")
+            context = member_context(change.context)
             old = self.members.get(change.node_id)
             self.members[change.node_id] = Member(
                 node_id=change.node_id,

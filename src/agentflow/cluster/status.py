@@ -47,4 +47,5 @@ def cluster_status(node: RaftLog) -> dict[str, Any]:
         "last_index": last_index,
         "snapshot_index": node.snapshot_index,
         "members": members,
+        "rejected_entries": node.machine.rejected.view(),
     }

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgpack
 
+from agentflow.state.field_types import check_fields
+
 __all__ = [
     "AckMessages",
     "AcquireLock",
@@ -20,6 +22,7 @@ __all__ = [
     "CancelTask",
     "CancelWorkflow",
     "Command",
+    "CommandDecodeError",
     "ConnectAgent",
     "CreateToken",
     "DeregisterWorker",
@@ -454,9 +457,26 @@ def encode_command(command: Command) -> bytes:
     return packed
 
 
+class CommandDecodeError(ValueError):
+    """The bytes of a log entry are not a command this version knows (an operating error)."""
+
+
 def decode_command(data: bytes) -> Command:
-    name, body = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ValueError(f"unknown command {name!r}")
-    return cls.from_wire(_fix_tuples(cls, body))
+    """The command in ``data``; :class:`CommandDecodeError` for any bytes that are not one.
+
+    Decoding has no side effects, so whatever the bytes make it raise is theirs, not ours.
+    """
+    try:
+        name, body = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        cls = _REGISTRY.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise CommandDecodeError(f"unknown command {name!r:.60}")
+        if not isinstance(body, dict):
+            raise CommandDecodeError(f"the body of {name} is not a map")
+        command = cls.from_wire(_fix_tuples(cls, body))
+        check_fields(command)  # handlers then see the types they were written for
+        return command
+    except (CommandDecodeError, MemoryError, RecursionError):
+        raise  # the last two depend on the node, not on the bytes: not a verdict on them
+    except Exception as exc:
+        raise CommandDecodeError(f"{type(exc).__name__}: {exc}") from None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CancelRequested",
+    "EntryRejected",
     "Event",
     "LockChanged",
     "MessageDelivered",
@@ -98,3 +99,10 @@ class ReplyArrived(Event):
     """The reply to the pending request ``correlation_id`` arrived in time."""
 
     correlation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryRejected(Event):
+    """The committed entry at ``index`` was skipped: it could not be decoded or applied."""
+
+    reason: str

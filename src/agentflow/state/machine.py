@@ -4,6 +4,15 @@
 the command's ``now_ms``. The same log applied to two machines yields the same state (compare
 ``digest()``). A command that the state forbids is not an exception escaping ``apply``: the
 typed :class:`AgentFlowError` is *returned* as the result, so every replica skips it alike.
+
+Committed entries are data from outside this process (a peer, the disk): ``apply_entry`` decodes
+them, and an entry that cannot be decoded, or whose handler fails with anything but an
+assertion, is *rejected*: skipped, recorded (:mod:`agentflow.state.rejected`, an
+:class:`EntryRejected` event) and answered with a :class:`ValidationError`. The decision reads
+only the entry's bytes and the state, so every replica makes the same one. Handlers validate
+before they change anything; one that fails midway leaves the same partial change on every
+replica (it ran the same code on the same state), so replicas still agree. A failed assertion,
+``MemoryError`` or ``RecursionError`` is not a verdict on the entry: it still crashes.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from typing import Any
 
 import msgpack
 
-from agentflow.errors import AgentFlowError
+from agentflow.errors import AgentFlowError, ValidationError
 from agentflow.state import lock_ops, message_ops, token_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
@@ -30,6 +39,7 @@ from agentflow.state.commands import (
     CancelTask,
     CancelWorkflow,
     Command,
+    CommandDecodeError,
     ConnectAgent,
     CreateToken,
     DeregisterWorker,
@@ -56,8 +66,10 @@ from agentflow.state.commands import (
     Subscribe,
     Unsubscribe,
     WorkerDisconnected,
+    decode_command,
 )
 from agentflow.state.events import (
+    EntryRejected,
     Event,
     LockChanged,
     MessageDelivered,
@@ -77,6 +89,7 @@ from agentflow.state.records import (
     WorkerState,
     WorkflowRecord,
 )
+from agentflow.state.rejected import RejectedEntries
 from agentflow.state.tokens import TokenTable
 
 __all__ = ["StateLimits", "StateMachine"]
@@ -91,6 +104,7 @@ class StateLimits:
     max_finished_tasks: int = 200_000  # oldest finished tasks are evicted beyond this
     max_backoff_s: float = 600.0
     max_departed_workers: int = 1_000  # history of deregistered workers kept
+    max_rejected_kept: int = 20  # rejected log entries listed for operators (all are counted)
 
 
 _Handler = Callable[["StateMachine", int, Any], Any]
@@ -163,18 +177,42 @@ class StateMachine:
         self.dependents: dict[str, list[str]] = {}  # task id -> tasks waiting on it
         self.settling: deque[str] = deque()  # workflow tasks finished during this command
         self.departed: deque[dict[str, Any]] = deque(maxlen=self.limits.max_departed_workers)
+        self.rejected = RejectedEntries(self.limits.max_rejected_kept)
 
     # -- applying ---------------------------------------------------------------------------
+
+    def apply_entry(self, index: int, data: bytes) -> Any:
+        """Decode and apply the committed entry ``data``; an undecodable one is rejected."""
+        try:
+            command = decode_command(data)
+        except CommandDecodeError as exc:
+            assert index > self.applied_index, (index, self.applied_index)
+            self.applied_index = index
+            return self.reject(index, f"undecodable: {exc}")
+        return self.apply(index, command)
+
+    def reject(self, index: int, reason: str) -> ValidationError:
+        """Record the entry at ``index`` as skipped; the error its proposer gets."""
+        entry = self.rejected.add(index, reason)
+        self.events.append(EntryRejected(index=index, reason=entry.reason))
+        return ValidationError(
+            f"the command at log index {index} was rejected: {entry.reason}", index=index
+        )
 
     def apply(self, index: int, command: Command) -> Any:
         """Apply one committed command; return its result (or the error it was refused with)."""
         assert index > self.applied_index, (index, self.applied_index)
-        handler = _HANDLERS[type(command)]
+        handler = _HANDLERS.get(type(command))
+        assert handler is not None, type(command)  # decode_command only makes known commands
         self.applied_index = index
         try:
             result = handler(self, index, command)
         except AgentFlowError as refused:
             result = refused
+        except (AssertionError, MemoryError, RecursionError):
+            raise  # a broken invariant or a node's own limit: not a verdict on the entry
+        except Exception as exc:  # a data error the handler did not foresee: the same everywhere
+            result = self.reject(index, f"{type(command).__name__}: {type(exc).__name__}: {exc}")
         if self.settling:
             workflow_ops.settle(self, index, command.now_ms)
         if self.locks.emitted:
@@ -275,6 +313,7 @@ class StateMachine:
             "locks": self.locks.snapshot(),
             "messages": self.messages.snapshot(),
             "tokens": self.tokens.snapshot(),
+            "rejected": self.rejected.to_wire(),
         }
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
@@ -312,6 +351,8 @@ class StateMachine:
         if "messages" in body:
             self.messages.restore(body["messages"])
         self.tokens.restore(body.get("tokens", []))
+        if "rejected" in body:
+            self.rejected.restore(body["rejected"])
         for wire in body.get("workflows", []):
             wf = WorkflowRecord.from_wire(wire)
             self.workflows[wf.id] = wf
