@@ -87,6 +87,10 @@ class MasterConfig:
     snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
     raft_heartbeat_s: float = 0.1
     election_timeout_s: float = 0.7  # randomised up to twice this; see the README
+    # Browser guard (api/browser.py): Host names served besides loopback, IP literals, the
+    # bind host and the advertise URL's; Origins allowed besides the master's own.
+    public_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def api_url(self) -> str:

@@ -14,7 +14,10 @@ level::
     │   ├── ConflictError           409: state forbids it (cancel a finished task, lock held, ...)
     │   ├── StaleTokenError         409: a fencing token of a superseded attempt or grant
     │   ├── AuthError               401: missing or wrong token
-    │   └── TimeoutExpiredError     408: a bounded wait ran out (lock wait, request-reply)
+    │   ├── TimeoutExpiredError     408: a bounded wait ran out (lock wait, request-reply)
+    │   ├── UnsupportedMediaTypeError 415: a state-changing request whose body is not JSON
+    │   ├── ForeignOriginError      403: a browser request from another site's page
+    │   └── UnknownHostError        421: a Host header this master does not serve
     ├── ServiceError                the service cannot take it now; a retry may succeed
     │   ├── OverloadedError         429: a queue or inbox is full
     │   ├── NotLeaderError          503: this master is not the leader (names the one it knows)
@@ -36,6 +39,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ConflictError",
+    "ForeignOriginError",
     "LeaseLostError",
     "MethodNotAllowedError",
     "NoResponderError",
@@ -48,6 +52,8 @@ __all__ = [
     "TaskFailedError",
     "TimeoutExpiredError",
     "UnavailableError",
+    "UnknownHostError",
+    "UnsupportedMediaTypeError",
     "ValidationError",
     "error_from_problem",
 ]
@@ -150,6 +156,24 @@ class TimeoutExpiredError(ClientError):
     exit_code = 6
 
 
+class UnsupportedMediaTypeError(ClientError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class ForeignOriginError(ClientError):
+    status = 403
+    code = "foreign-origin"
+    title = "Cross-origin request refused"
+
+
+class UnknownHostError(ClientError):
+    status = 421
+    code = "unknown-host"
+    title = "Host not served here"
+
+
 class ServiceError(AgentFlowError):
     status = 503
     code = "unavailable"
@@ -199,6 +223,9 @@ _BY_CODE: dict[str, type[AgentFlowError]] = {
         StaleTokenError,
         AuthError,
         TimeoutExpiredError,
+        UnsupportedMediaTypeError,
+        ForeignOriginError,
+        UnknownHostError,
         OverloadedError,
         NotLeaderError,
         UnavailableError,

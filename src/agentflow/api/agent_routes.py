@@ -13,9 +13,9 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import AckIn, ConnectIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import agent_view, message_view

@@ -10,7 +10,7 @@ from typing import Any
 import pydantic
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,6 +26,8 @@ from agentflow.api import (
     worker_routes,
     workflow_routes,
 )
+from agentflow.api.browser import BrowserGuard
+from agentflow.api.decoding import JSONResponse
 from agentflow.api.forwarding import ForwardingMiddleware
 from agentflow.api.metrics import make_registry
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
@@ -63,7 +65,8 @@ def create_app(service: MasterService) -> FastAPI:
     )
     app.state.service = service
     app.add_middleware(ForwardingMiddleware, service=service)
-    app.add_middleware(AuthMiddleware, token=service.config.api_token)  # outermost: first
+    app.add_middleware(AuthMiddleware, token=service.config.api_token)
+    app.add_middleware(BrowserGuard, config=service.config)  # outermost: runs first
     _install_error_handlers(app)
     # The routes go straight into the app's router: include_router() nests each router, and
     # matching then walks every router's routes several times per request (a quarter of a
@@ -109,11 +112,11 @@ def _health(service: MasterService) -> dict[str, Any]:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AgentFlowError)
-    async def _agentflow(request: Request, exc: AgentFlowError) -> JSONResponse:
+    async def _agentflow(request: Request, exc: AgentFlowError) -> Response:
         return problem_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _request_validation(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": str(e["msg"])}
             for e in exc.errors()
@@ -122,11 +125,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response(ValidationError(detail, errors=problems), request.url.path)
 
     @app.exception_handler(pydantic.ValidationError)
-    async def _pydantic(request: Request, exc: pydantic.ValidationError) -> JSONResponse:
+    async def _pydantic(request: Request, exc: pydantic.ValidationError) -> Response:
         return problem_response(validation_error(exc), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         error: AgentFlowError
         if exc.status_code == 404:
             error = NotFoundError(f"no route {request.method} {request.url.path}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import Name, _Strict
 from agentflow.api.service import MasterService, service
 from agentflow.errors import NotFoundError

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import (
     LOCK_NAME_PATTERN,
     LockAcquireIn,

@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import MessageBatchIn, MessageIn, RequestIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import message_view

@@ -76,9 +76,24 @@ def is_loopback(host: str) -> bool:
     help="Base election timeout, randomised up to twice it (default 700ms).",
 )
 @click.option("--log-level", help="debug, info, warning or error.")
+@click.option(
+    "--public-host",
+    "public_hosts",
+    multiple=True,
+    help="Host name clients use to reach this API (repeatable or comma-separated).",
+)
+@click.option(
+    "--allowed-origins",
+    "allowed_origins",
+    multiple=True,
+    help="Browser origins allowed to call the API, e.g. https://ui.example (or '*').",
+)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
 def master_command(config_file: str | None, **flags: object) -> None:
     """Run a master: HTTP API, worker sessions, scheduler, durable log."""
+    for name in ("public_hosts", "allowed_origins"):  # none given: the env or file decide
+        given = flags.get(name)
+        flags[name] = ",".join(given) if isinstance(given, tuple) and given else None
     file = load_toml(config_file).get("master", {})
     config: MasterConfig = resolve(MasterConfig, flags, file=file)
     if not is_loopback(config.host) and not config.api_token and not config.insecure:
