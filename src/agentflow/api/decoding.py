@@ -77,12 +77,15 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
         raise validation_error(exc) from None
 
 
-class FrameError(ClientError):
-    """A client frame that cannot be taken. ``close_code`` set: the socket cannot go on (a
-    binary or undecodable frame); ``ref``: the frame's ``ref``, if one could be read."""
+class FrameError(Exception):
+    """A client frame that cannot be taken, for ``error``. ``close_code`` set: the socket
+    cannot go on (a binary or undecodable frame); ``ref``: the frame's, if one could be read."""
 
-    def __init__(self, detail: str, *, ref: Any = None, close_code: int | None = None) -> None:
-        super().__init__(detail)
+    def __init__(
+        self, error: ClientError, *, ref: Any = None, close_code: int | None = None
+    ) -> None:
+        super().__init__(error.detail)
+        self.error = error
         self.ref = ref
         self.close_code = close_code
 
@@ -95,15 +98,16 @@ async def receive_frame(ws: WebSocket) -> dict[str, Any]:
         raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
     text = message.get("text")
     if text is None:
-        raise FrameError("frames are JSON text, not binary", close_code=CLOSE_BINARY)
+        error = ClientError("frames are JSON text, not binary")
+        raise FrameError(error, close_code=CLOSE_BINARY)
     try:
         frame = jsonbound.loads(text)
     except ValidationError as exc:  # well-formed but out of bounds: answer its ref
-        raise FrameError(exc.detail, ref=_lenient_ref(text)) from None
+        raise FrameError(exc, ref=_lenient_ref(text)) from None
     except ClientError as exc:
-        raise FrameError(exc.detail, close_code=CLOSE_INVALID) from None
+        raise FrameError(exc, close_code=CLOSE_INVALID) from None
     if not isinstance(frame, dict):
-        raise FrameError("frames are JSON objects", close_code=CLOSE_INVALID)
+        raise FrameError(ClientError("frames are JSON objects"), close_code=CLOSE_INVALID)
     return frame
 
 
@@ -130,7 +134,7 @@ async def send_frame(ws: WebSocket, frame: dict[str, Any]) -> None:
 async def refuse_frame(ws: WebSocket, error: FrameError) -> bool:
     """Answer a refused frame with an error frame; close the socket if the error says so.
     True when the socket was closed."""
-    await send_frame(ws, {"ref": error.ref, "error": error.to_problem()})
+    await send_frame(ws, {"ref": error.ref, "error": error.error.to_problem()})
     if error.close_code is None:
         return False
     reason = "binary frame" if error.close_code == CLOSE_BINARY else "invalid frame"
