@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from agentflow.api.browser import BrowserGuard
 from agentflow.api.decoding import JSONResponse
 from agentflow.api.forwarding import ForwardingMiddleware
 from agentflow.api.metrics import make_registry
+from agentflow.api.openapi import install_openapi
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
 from agentflow.api.service import MasterService
 from agentflow.errors import (
@@ -41,6 +43,8 @@ from agentflow.errors import (
 )
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 
 def create_app(service: MasterService) -> FastAPI:
@@ -68,6 +72,7 @@ def create_app(service: MasterService) -> FastAPI:
     app.add_middleware(AuthMiddleware, token=service.config.api_token)
     app.add_middleware(BrowserGuard, config=service.config)  # outermost: runs first
     _install_error_handlers(app)
+    install_openapi(app)
     # The routes go straight into the app's router: include_router() nests each router, and
     # matching then walks every router's routes several times per request (a quarter of a
     # lock acquire's CPU in a profile). The path prefixes are already in each route.
@@ -127,6 +132,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(pydantic.ValidationError)
     async def _pydantic(request: Request, exc: pydantic.ValidationError) -> Response:
         return problem_response(validation_error(exc), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not the caller's fault: still a problem document (the traceback is logged).
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        error = AgentFlowError("the master failed to handle this request")
+        return problem_response(error, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

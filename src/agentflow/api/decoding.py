@@ -27,6 +27,7 @@ __all__ = [
     "JSONResponse",
     "read_body",
     "read_model",
+    "read_optional_model",
     "receive_frame",
     "refuse_frame",
     "send_frame",
@@ -68,6 +69,10 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
     body = await read_body(request, limit)
     if not body.strip():
         raise ClientError("request body is empty: send a JSON object")
+    return _validated(body, model)
+
+
+def _validated(body: bytes, model: type[M]) -> M:
     value = jsonbound.loads(body)
     if not isinstance(value, dict):
         raise ValidationError("the request body is a JSON object")
@@ -75,6 +80,14 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
         return model.model_validate(value)
     except pydantic.ValidationError as exc:
         raise validation_error(exc) from None
+
+
+async def read_optional_model(request: Request, model: type[M], limit: int) -> M | None:
+    """As :func:`read_model`, for a route whose body may be left out: None when it is."""
+    body = await read_body(request, limit)
+    if not body.strip():
+        return None
+    return _validated(body, model)
 
 
 class FrameError(Exception):

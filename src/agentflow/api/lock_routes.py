@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from agentflow.api.decoding import JSONResponse, read_model
+from agentflow.api.decoding import JSONResponse, read_model, read_optional_model
 from agentflow.api.schemas import (
     LOCK_NAME_PATTERN,
     LockAcquireIn,
@@ -176,10 +176,8 @@ async def release_lock(svc: MasterService, name: str, body: LockReleaseIn) -> Lo
 @router.post("/locks/{name:path}/force-release")
 async def force_release(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
-    raw = await request.body()
-    reason = None
-    if raw.strip():
-        reason = (await read_model(request, LockForceIn, svc.config.max_request_bytes)).reason
+    body = await read_optional_model(request, LockForceIn, svc.config.max_request_bytes)
+    reason = None if body is None else body.reason
     changes: LockChanges = await svc.log.propose(
         ForceReleaseLock(now_ms=svc.now_ms(), name=name, reason=reason)
     )
