@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from agentflow._version import __version__
 from agentflow.api import (
@@ -115,6 +116,14 @@ def _health(service: MasterService) -> dict[str, Any]:
     }
 
 
+def _methods_of(app: FastAPI, request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AgentFlowError)
     async def _agentflow(request: Request, exc: AgentFlowError) -> Response:
@@ -149,4 +158,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
         else:
             error = ClientError(str(exc.detail))
-        return problem_response(error, request.url.path)
+        response = problem_response(error, request.url.path)
+        if exc.status_code == 405:  # RFC 9110: name every method the path takes
+            response.headers["Allow"] = ", ".join(_methods_of(app, request))
+        return response

@@ -127,7 +127,7 @@ async def request_reply(request: Request) -> JSONResponse:
 
 
 def _time_ms(value: str | None, what: str) -> int | None:
-    if value is None:
+    if not value:  # absent, or given empty (?since=): no bound
         return None
     if value.isdigit():
         return int(value)

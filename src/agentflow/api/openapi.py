@@ -104,6 +104,7 @@ _LOCK = _object({"name": _STR, "held": {"type": "boolean"}})
 _GRANT = _object({"name": _STR, "token": {"type": "integer"}})
 _WORKFLOW = _object({"id": _STR, "status": _enum(WorkflowStatus)})
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
+_IGNORED: dict[str, Any] = {"description": "Ignored: this route takes no body"}
 
 # (method, OpenAPI path) -> {status: JSON schema}; 200 with any object unless listed here.
 ANSWERS: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
@@ -175,7 +176,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 def _declare(operation: dict[str, Any], key: tuple[str, str]) -> None:
     if key in BODIES:
         model, required = BODIES[key]
-        schema = {"$ref": f"#/components/schemas/{model.__name__}"} if model else _ANY_OBJECT
+        schema = {"$ref": f"#/components/schemas/{model.__name__}"} if model else _IGNORED
         operation["requestBody"] = {
             "required": required,
             "content": {"application/json": {"schema": schema}},

@@ -330,4 +330,4 @@ class AckIn(_Strict):
 
 
 class ConnectIn(_Strict):
-    ttl_s: float = Field(default=30.0, gt=0, le=86_400)
+    ttl_s: float = Field(default=30.0, ge=0.001, le=86_400)  # the log keeps milliseconds

@@ -88,7 +88,7 @@ async def list_tasks(
 def _statuses(values: list[str] | None) -> set[TaskStatus]:
     out: set[TaskStatus] = set()
     for value in values or []:
-        for name in value.split(","):
+        for name in filter(None, (n.strip() for n in value.split(","))):
             try:
                 out.add(TaskStatus(name.strip()))
             except ValueError:
