@@ -83,7 +83,8 @@ class AgentFlowError(Exception):
         }
         if instance is not None:
             problem["instance"] = instance
-        problem.update(self.extra)
+        # Extra members never replace the standard ones: clients read status and code.
+        problem.update((k, v) for k, v in self.extra.items() if k not in problem)
         return problem
 
 

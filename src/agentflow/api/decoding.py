@@ -76,8 +76,8 @@ def _validated(body: bytes, model: type[M]) -> M:
     value = jsonbound.loads(body)  # the bounds first: NaN, 64-bit integers, depth, UTF-8
     if not isinstance(value, dict):
         raise ValidationError("the request body is a JSON object")
-    try:  # then the model, with JSON's rules (a JSON false is not the number 0)
-        return model.model_validate_json(body)
+    try:  # then the model, strictly: 0 is not false, "5" is not 5, as the schema says
+        return model.model_validate_json(body, strict=True)
     except pydantic.ValidationError as exc:
         raise validation_error(exc) from None
 
