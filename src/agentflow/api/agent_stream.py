@@ -178,7 +178,7 @@ def _is_cursor(value: Any) -> bool:
 
 def _send_frame(svc: MasterService, agent_id: str, envelope: Any) -> SendMessage:
     try:
-        body = MessageIn.model_validate(envelope)
+        body = MessageIn.model_validate(envelope, strict=True)  # as over HTTP
     except pydantic.ValidationError as exc:
         raise ValidationError(f"invalid message: {exc.errors()[0]['msg']}") from None
     if body.requires_response:

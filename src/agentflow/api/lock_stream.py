@@ -103,7 +103,7 @@ async def _run(svc: MasterService, frame: dict[str, Any], gone: Gone) -> dict[st
         raise ValidationError(f"invalid lock name {name!r}")
     fields = {k: v for k, v in frame.items() if k not in ("ref", "op", "name")}
     try:
-        body = model.model_validate(fields)
+        body = model.model_validate(fields, strict=True)  # as over HTTP
     except pydantic.ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"]) or "frame"
