@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -117,11 +118,16 @@ def _health(service: MasterService) -> dict[str, Any]:
 
 
 def _methods_of(app: FastAPI, request: Request) -> list[str]:
-    methods: set[str] = set()
+    """The methods of the resource the path names: of the most specific route templates that
+    match it (fewest parameters, then most literal text), as the OpenAPI document groups them:
+    ``/tasks/batch`` is not ``/tasks/{task_id}``."""
+    ranked: dict[tuple[int, int], set[str]] = {}
     for route in app.router.routes:
         if isinstance(route, Route) and route.path_regex.match(request.url.path):
-            methods |= route.methods or set()
-    return sorted(methods)
+            params = len(route.param_convertors)
+            literal = len(re.sub(r"\{[^}]*\}", "", route.path))
+            ranked.setdefault((params, -literal), set()).update(route.methods or ())
+    return sorted(ranked[min(ranked)]) if ranked else []
 
 
 def _install_error_handlers(app: FastAPI) -> None:
