@@ -172,3 +172,19 @@ def test_the_embedded_master_of_agentflow_run_is_guarded(tmp_path: Path) -> None
         env={"COLUMNS": "200", "PATH": str(BIN) + ":/usr/bin:/bin"},
     )
     assert "ATTACK 403 421" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_a_follower_guards_then_forwards_to_the_leader(procs: Processes) -> None:
+    """Forwarded writes reach the leader with its own Host and no Origin (checked here)."""
+    cluster = procs.cluster(3)
+    leader = cluster.leader()
+    follower = next(name for name in cluster.masters if name != leader)
+    url = cluster.url(follower)
+    port = httpx.URL(url).port
+    own = {"Origin": f"http://127.0.0.1:{port}"}
+    answer = http.post(url + "/api/v1/tasks", json=TASK, headers=own)
+    assert answer.status_code == 201, answer.text
+    assert http.post(url + "/api/v1/tasks", json=TASK, headers={"Origin": EVIL}).status_code == 403
+    plain = {"Content-Type": "text/plain"}
+    assert http.post(url + "/api/v1/tasks", content=b"{}", headers=plain).status_code == 415
+    assert task_count(cluster.url(leader)) == 1
