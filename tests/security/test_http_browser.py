@@ -22,6 +22,8 @@ from tests.security._http import http, master, task_count
 
 __all__ = ["master"]
 
+pytestmark = pytest.mark.slow  # real master processes
+
 EVIL = "http://evil.example"
 TASK = {"title": "Test Task", "description": "echo Hello"}
 

@@ -134,6 +134,7 @@ CALLS: list[tuple[str, str, Any]] = [  # (method, OpenAPI path, JSON body or Non
 PARAMS = {"agent_id": "a1", "pattern": "t", "name": "l", "workflow_id": "wf-none"}
 
 
+@pytest.mark.slow
 def test_the_server_answers_as_the_document_says(master: str, document: dict[str, Any]) -> None:
     task = http.post(master + "/api/v1/tasks", json={"command": "sleep 30"}).json()["id"]
     for method, path, body in CALLS:

@@ -20,6 +20,8 @@ from tests.security._http import assert_reads_answer, http, master, task_count
 
 __all__ = ["master"]
 
+pytestmark = pytest.mark.slow  # real master processes
+
 BIG = str(1 << 64)  # one past what the log's 64-bit integers carry
 BAD_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e999", BIG, "-" + BIG]
 JSON = {"Content-Type": "application/json"}
