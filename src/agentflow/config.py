@@ -103,6 +103,10 @@ class MasterConfig:
     tls_cert: str | None = None  # PEM certificate chain: the API serves HTTPS
     tls_key: str | None = None  # its PEM private key
     tls_ca: str | None = None  # CA bundle trusted when forwarding to the leader over HTTPS
+    # Browser guard (api/browser.py): Host names served besides loopback, IP literals, the
+    # bind host and the advertise URL's; Origins allowed besides the master's own.
+    public_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def api_url(self) -> str:

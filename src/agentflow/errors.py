@@ -15,7 +15,10 @@ level::
     │   ├── StaleTokenError         409: a fencing token of a superseded attempt or grant
     │   ├── AuthError               401: missing, wrong, expired or revoked token
     │   ├── ForbiddenError          403: the token's role or scope may not do this
-    │   └── TimeoutExpiredError     408: a bounded wait ran out (lock wait, request-reply)
+    │   │   └── ForeignOriginError  403: a browser request from another site's page
+    │   ├── TimeoutExpiredError     408: a bounded wait ran out (lock wait, request-reply)
+    │   ├── UnsupportedMediaTypeError 415: a state-changing request whose body is not JSON
+    │   └── UnknownHostError        421: a Host header this master does not serve
     ├── ServiceError                the service cannot take it now; a retry may succeed
     │   ├── OverloadedError         429: a queue or inbox is full
     │   ├── NotLeaderError          503: this master is not the leader (names the one it knows)
@@ -38,6 +41,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ForbiddenError",
+    "ForeignOriginError",
     "LeaseLostError",
     "MethodNotAllowedError",
     "NoResponderError",
@@ -50,6 +54,8 @@ __all__ = [
     "TaskFailedError",
     "TimeoutExpiredError",
     "UnavailableError",
+    "UnknownHostError",
+    "UnsupportedMediaTypeError",
     "ValidationError",
     "error_from_problem",
 ]
@@ -79,7 +85,8 @@ class AgentFlowError(Exception):
         }
         if instance is not None:
             problem["instance"] = instance
-        problem.update(self.extra)
+        # Extra members never replace the standard ones: clients read status and code.
+        problem.update((k, v) for k, v in self.extra.items() if k not in problem)
         return problem
 
 
@@ -159,6 +166,24 @@ class TimeoutExpiredError(ClientError):
     exit_code = 6
 
 
+class UnsupportedMediaTypeError(ClientError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class ForeignOriginError(ForbiddenError):
+    status = 403
+    code = "foreign-origin"
+    title = "Cross-origin request refused"
+
+
+class UnknownHostError(ClientError):
+    status = 421
+    code = "unknown-host"
+    title = "Host not served here"
+
+
 class ServiceError(AgentFlowError):
     status = 503
     code = "unavailable"
@@ -209,6 +234,9 @@ _BY_CODE: dict[str, type[AgentFlowError]] = {
         AuthError,
         ForbiddenError,
         TimeoutExpiredError,
+        UnsupportedMediaTypeError,
+        ForeignOriginError,
+        UnknownHostError,
         OverloadedError,
         NotLeaderError,
         UnavailableError,

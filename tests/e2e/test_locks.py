@@ -222,7 +222,9 @@ def test_api_refuses_deadlocks_times_out_waits_and_rejects_bad_input(procs: Proc
     metrics = httpx.get(f"{url}/metrics", timeout=5).text
     assert "agentflow_locks_held 2.0" in metrics
     assert 'agentflow_lock_events_total{kind="granted"} 3.0' in metrics
-    assert httpx.post(f"{url}/api/v1/locks/z/acquire", content=b"{", timeout=5).status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    bad = httpx.post(f"{url}/api/v1/locks/z/acquire", content=b"{", headers=json_type, timeout=5)
+    assert bad.status_code == 400
     assert [lk["name"] for lk in httpx.get(f"{url}/api/v1/locks", timeout=5).json()["locks"]] == [
         "x",
         "y",

@@ -297,14 +297,16 @@ def test_stream_frames_send_ack_and_refuse_bad_input(procs: Processes) -> None:
                 (3, 2),
             ]
             await reader.send(json.dumps({"ack": 2}))
-            await writer.send("not json")
-            assert json.loads(await writer.recv()) == {"error": "frames are JSON objects"}
             await writer.send(json.dumps({"send": {"to": "reader"}, "ref": "bad"}))
             refused = json.loads(await writer.recv())
             assert refused["ref"] == "bad" and refused["error"]["status"] == 422
             request = {"to": "reader", "type": "Q", "requires_response": True}
             await writer.send(json.dumps({"send": request, "ref": "rq"}))
             assert json.loads(await writer.recv())["error"]["status"] == 422
+            await writer.send("not json")  # undecodable: answered, then the stream closes
+            assert json.loads(await writer.recv())["error"]["status"] == 400
+            await writer.wait_closed()
+            assert writer.close_code == 1007
 
     asyncio.run(scenario())
     with Client(url) as client:

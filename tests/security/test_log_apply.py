@@ -147,7 +147,9 @@ def test_a_handler_that_fails_on_data_rejects_the_entry_alike(
 
 async def test_a_snapshot_that_does_not_restore_never_reaches_the_core(tmp_path: Path) -> None:
     """The leader's snapshot replaces a follower's state for good: it is tried first."""
-    node = RaftLog(ClusterConfig(node_id="n2", data_dir=tmp_path), StateMachine())
+    # A joining node takes any peer that proved the token until it learns a configuration.
+    config = ClusterConfig(node_id="n2", data_dir=tmp_path, join=True, token="t")
+    node = RaftLog(config, StateMachine())
     try:
         good = StateMachine()
         good.apply_entry(1, _submit(1, "t1"))

@@ -13,9 +13,9 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model, read_optional_model
 from agentflow.api.schemas import AckIn, ConnectIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import agent_view, message_view
@@ -68,10 +68,8 @@ async def get_agent(request: Request, agent_id: AgentIdPath) -> JSONResponse:
 async def connect(request: Request, agent_id: AgentIdPath) -> JSONResponse:
     """Open or renew a named session (live for ``ttl_s``; renew before it runs out)."""
     svc = service(request)
-    raw = await request.body()
-    ttl_s = 30.0
-    if raw.strip():
-        ttl_s = (await read_model(request, ConnectIn, svc.config.max_request_bytes)).ttl_s
+    body = await read_optional_model(request, ConnectIn, svc.config.max_request_bytes)
+    ttl_s = 30.0 if body is None else body.ttl_s
     box: AgentBox = await svc.log.propose(
         ConnectAgent(now_ms=svc.now_ms(), agent_id=agent_id, ttl_ms=round(ttl_s * 1000))
     )

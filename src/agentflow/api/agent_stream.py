@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
 import pydantic
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from agentflow.api.decoding import FrameError, receive_frame, refuse_frame, send_frame
 from agentflow.api.message_routes import send_command, sent_view
 from agentflow.api.schemas import MessageIn
 from agentflow.api.service import MasterService, accept_on_leader
@@ -52,7 +52,7 @@ async def stream(ws: WebSocket, agent_id: str, after: int | None = None, push: b
     try:
         await _connect(svc, agent_id)
     except AgentFlowError as exc:
-        await ws.send_json({"error": exc.detail, "code": exc.code})
+        await send_frame(ws, {"error": exc.detail, "code": exc.code})
         await ws.close(code=4400)
         return
     tasks = [
@@ -98,9 +98,7 @@ async def _push_from(
         with svc.inbox_waiters.watch(agent_id) as delivered:
             found = table.read(agent_id, after=cursor, now_ms=svc.now_ms(), limit=STREAM_BATCH)
             for position, message in found:
-                await ws.send_text(
-                    json.dumps({"cursor": position, "message": message_view(message)})
-                )
+                await send_frame(ws, {"cursor": position, "message": message_view(message)})
             if found:
                 cursor = found[-1][0]
                 continue
@@ -116,16 +114,14 @@ async def _take_frames(svc: MasterService, ws: WebSocket, agent_id: str) -> None
         try:
             while True:
                 try:
-                    frame = json.loads(await ws.receive_text())
-                except ValueError:
-                    frame = None
-                if isinstance(frame, dict):
-                    await queue.put(frame)
-                else:
-                    await ws.send_json({"error": "frames are JSON objects"})
+                    await queue.put(await receive_frame(ws))
+                except FrameError as exc:
+                    if await refuse_frame(ws, exc):
+                        return  # closed: the stream ends, and with it the keep-alive
         except (WebSocketDisconnect, RuntimeError):
             pass
-        await queue.put(None)
+        finally:  # however the reading ends, the committer sees the end and stops
+            await queue.put(None)
 
     reader = asyncio.create_task(read())
     try:
@@ -153,12 +149,12 @@ async def _commit_round(
         try:
             if "send" in frame:
                 sends.append((frame.get("ref"), _send_frame(svc, agent_id, frame["send"])))
-            elif isinstance(frame.get("ack"), int) and frame["ack"] >= 0:
+            elif _is_cursor(frame.get("ack")):
                 acks.append(frame["ack"])
             else:
                 raise ValidationError('frames look like {"ack": n} or {"send": {...}, "ref": r}')
         except AgentFlowError as exc:
-            await ws.send_json({"ref": frame.get("ref"), "error": exc.to_problem()})
+            await send_frame(ws, {"ref": frame.get("ref"), "error": exc.to_problem()})
     if sends:
         commands = [command for _, command in sends]
         try:
@@ -166,19 +162,23 @@ async def _commit_round(
         except AgentFlowError as exc:
             results = [exc] * len(commands)
         for (ref, command), result in zip(sends, results, strict=True):
-            await ws.send_json({"ref": ref} | sent_view(command, result))
+            await send_frame(ws, {"ref": ref} | sent_view(command, result))
     if acks:
         try:
             await svc.log.propose(
                 AckMessages(now_ms=svc.now_ms(), agent_id=agent_id, cursor=max(acks))
             )
         except AgentFlowError as exc:
-            await ws.send_json({"error": exc.to_problem()})
+            await send_frame(ws, {"error": exc.to_problem()})
+
+
+def _is_cursor(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _send_frame(svc: MasterService, agent_id: str, envelope: Any) -> SendMessage:
     try:
-        body = MessageIn.model_validate(envelope)
+        body = MessageIn.model_validate(envelope, strict=True)  # as over HTTP
     except pydantic.ValidationError as exc:
         raise ValidationError(f"invalid message: {exc.errors()[0]['msg']}") from None
     if body.requires_response:

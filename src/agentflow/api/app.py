@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from agentflow._version import __version__
 from agentflow.api import (
@@ -27,8 +30,11 @@ from agentflow.api import (
     worker_routes,
     workflow_routes,
 )
+from agentflow.api.browser import BrowserGuard
+from agentflow.api.decoding import JSONResponse
 from agentflow.api.forwarding import ForwardingMiddleware
 from agentflow.api.metrics import make_registry
+from agentflow.api.openapi import install_openapi
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
 from agentflow.api.service import MasterService
 from agentflow.errors import (
@@ -40,6 +46,8 @@ from agentflow.errors import (
 )
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 
 def create_app(service: MasterService) -> FastAPI:
@@ -64,10 +72,10 @@ def create_app(service: MasterService) -> FastAPI:
     )
     app.state.service = service
     app.add_middleware(ForwardingMiddleware, service=service)
-    app.add_middleware(
-        AuthMiddleware, verifier=service.verifier, catch_up=service.catch_up
-    )  # outermost: first
+    app.add_middleware(AuthMiddleware, verifier=service.verifier, catch_up=service.catch_up)
+    app.add_middleware(BrowserGuard, config=service.config)  # outermost: runs first
     _install_error_handlers(app)
+    install_openapi(app)
     # The routes go straight into the app's router: include_router() nests each router, and
     # matching then walks every router's routes several times per request (a quarter of a
     # lock acquire's CPU in a profile). The path prefixes are already in each route.
@@ -111,13 +119,26 @@ def _health(service: MasterService) -> dict[str, Any]:
     }
 
 
+def _methods_of(app: FastAPI, request: Request) -> list[str]:
+    """The methods of the resource the path names: of the most specific route templates that
+    match it (fewest parameters, then most literal text), as the OpenAPI document groups them:
+    ``/tasks/batch`` is not ``/tasks/{task_id}``."""
+    ranked: dict[tuple[int, int], set[str]] = {}
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            params = len(route.param_convertors)
+            literal = len(re.sub(r"\{[^}]*\}", "", route.path))
+            ranked.setdefault((params, -literal), set()).update(route.methods or ())
+    return sorted(ranked[min(ranked)]) if ranked else []
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AgentFlowError)
-    async def _agentflow(request: Request, exc: AgentFlowError) -> JSONResponse:
+    async def _agentflow(request: Request, exc: AgentFlowError) -> Response:
         return problem_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _request_validation(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": str(e["msg"])}
             for e in exc.errors()
@@ -126,11 +147,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response(ValidationError(detail, errors=problems), request.url.path)
 
     @app.exception_handler(pydantic.ValidationError)
-    async def _pydantic(request: Request, exc: pydantic.ValidationError) -> JSONResponse:
+    async def _pydantic(request: Request, exc: pydantic.ValidationError) -> Response:
         return problem_response(validation_error(exc), request.url.path)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not the caller's fault: still a problem document (the traceback is logged).
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        error = AgentFlowError("the master failed to handle this request")
+        return problem_response(error, request.url.path)
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         error: AgentFlowError
         if exc.status_code == 404:
             error = NotFoundError(f"no route {request.method} {request.url.path}")
@@ -138,4 +166,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
         else:
             error = ClientError(str(exc.detail))
-        return problem_response(error, request.url.path)
+        response = problem_response(error, request.url.path)
+        if exc.status_code == 405:  # RFC 9110: name every method the path takes
+            response.headers["Allow"] = ", ".join(_methods_of(app, request))
+        return response

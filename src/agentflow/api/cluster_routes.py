@@ -7,10 +7,9 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import Name, _Strict
 from agentflow.api.service import MasterService, service
 from agentflow.errors import ConflictError, NotFoundError

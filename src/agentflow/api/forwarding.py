@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 FORWARDED = "x-agentflow-forwarded-by"
 LOCAL_READS = ("/api/v1/cluster", "/api/v1/health")  # about this master: never forwarded
 PROXY_TIMEOUT_S = 330.0  # longer than the longest long-poll a request may ask for
-_HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+# Host is the leader's own; Origin was checked here (BrowserGuard) and is not the leader's.
+_HOP_HEADERS = {"host", "origin", "content-length", "connection", "transfer-encoding", "keep-alive"}
 
 
 async def _read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:

@@ -14,10 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
 
+from agentflow.api.decoding import JSONResponse, read_model, read_optional_model
 from agentflow.api.identity import Identity, identity_of
-from agentflow.api.problems import read_model
 from agentflow.api.schemas import (
     LOCK_NAME_PATTERN,
     LockAcquireIn,
@@ -198,10 +197,8 @@ async def release_lock(
 @router.post("/locks/{name:path}/force-release")
 async def force_release(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
-    raw = await request.body()
-    reason = None
-    if raw.strip():
-        reason = (await read_model(request, LockForceIn, svc.config.max_request_bytes)).reason
+    body = await read_optional_model(request, LockForceIn, svc.config.max_request_bytes)
+    reason = None if body is None else body.reason
     changes: LockChanges = await svc.log.propose(
         ForceReleaseLock(now_ms=svc.now_ms(), name=name, reason=reason)
     )

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from agentflow.api.decoding import FrameError, receive_frame, refuse_frame, send_frame
 from agentflow.api.identity import Identity, identity_of
 from agentflow.api.lock_routes import (
     LOCK_NAME,
@@ -34,6 +35,8 @@ from agentflow.api.views import grant_view
 from agentflow.errors import AgentFlowError, ValidationError
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -61,11 +64,10 @@ async def lock_socket(ws: WebSocket) -> None:
     try:
         while True:
             try:
-                frame = json.loads(await ws.receive_text())
-            except ValueError:
-                frame = None
-            if not isinstance(frame, dict):
-                await ws.send_json({"error": "frames are JSON objects"})
+                frame = await receive_frame(ws)
+            except FrameError as exc:  # answered by its ref when it has one
+                if await refuse_frame(ws, exc):
+                    break
                 continue
             if len(running) >= MAX_RUNNING:  # hold the reading back: TCP slows the client
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -86,8 +88,11 @@ async def _answer(svc: MasterService, ws: WebSocket, frame: dict[str, Any], gone
         answer = await _run(svc, frame, gone, identity_of(ws.scope))
     except AgentFlowError as exc:
         answer = {"error": exc.to_problem()}
+    except Exception:  # every frame is answered, even when its handling breaks
+        log.exception("lock socket: frame %r failed", ref)
+        answer = {"error": AgentFlowError("the operation failed on the master").to_problem()}
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await ws.send_text(json.dumps({"ref": ref} | answer))
+        await send_frame(ws, {"ref": ref} | answer)
 
 
 async def _run(
@@ -101,7 +106,7 @@ async def _run(
         raise ValidationError(f"invalid lock name {name!r}")
     fields = {k: v for k, v in frame.items() if k not in ("ref", "op", "name")}
     try:
-        body = model.model_validate(fields)
+        body = model.model_validate(fields, strict=True)  # as over HTTP
     except pydantic.ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"]) or "frame"

@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.identity import identity_of
-from agentflow.api.problems import read_model
 from agentflow.api.schemas import MessageBatchIn, MessageIn, RequestIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import message_view
@@ -144,7 +143,7 @@ async def request_reply(request: Request) -> JSONResponse:
 
 
 def _time_ms(value: str | None, what: str) -> int | None:
-    if value is None:
+    if not value:  # absent, or given empty (?since=): no bound
         return None
     if value.isdigit():
         return int(value)

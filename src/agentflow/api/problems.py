@@ -1,4 +1,4 @@
-"""Errors as ``application/problem+json``, request bodies read within limits, and auth.
+"""Errors as ``application/problem+json``, and auth.
 
 Every error the API returns goes through :func:`problem_response`, whatever raised it: our own
 error tree, pydantic validation, malformed JSON, unknown routes, oversize bodies.
@@ -9,10 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pydantic
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,13 +20,11 @@ from agentflow.errors import (
     AgentFlowError,
     AuthError,
     ClientError,
-    PayloadTooLargeError,
     ValidationError,
 )
 
-__all__ = ["AuthMiddleware", "problem_response", "read_model", "validation_error"]
+__all__ = ["AuthMiddleware", "problem_response", "validation_error"]
 
-M = TypeVar("M", bound=pydantic.BaseModel)
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -56,31 +53,6 @@ def validation_error(exc: pydantic.ValidationError) -> AgentFlowError:
         problems.append({"field": where, "message": message})
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
     return ValidationError(summary or "invalid request", errors=problems)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing it with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body of {declared} bytes exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def read_model(request: Request, model: type[M], limit: int) -> M:
-    body = await read_body(request, limit)
-    if not body.strip():
-        raise ClientError("request body is empty: send a JSON object")
-    try:
-        return model.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        raise validation_error(exc) from None
 
 
 class AuthMiddleware:

@@ -35,6 +35,7 @@ PriorityName = Literal["urgent", "high", "medium", "low"]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 MAX_COMMAND_CHARS = 128 * 1024
+MAX_CUSTOM_RESOURCE = 1 << 40  # of any custom resource a task asks for
 
 
 def new_task_id() -> str:
@@ -57,8 +58,12 @@ class ResourcesIn(BaseModel):
     @model_validator(mode="after")
     def _custom_are_amounts(self) -> ResourcesIn:
         for name, value in (self.model_extra or {}).items():
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError(f"resource {name} must be a non-negative number")
+            if not 0 <= value <= MAX_CUSTOM_RESOURCE:  # also false for NaN
+                raise ValueError(
+                    f"resource {name} must be a number from 0 to {MAX_CUSTOM_RESOURCE}"
+                )
             if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 64:
                 raise ValueError(f"invalid resource name {name!r}")
         return self
@@ -325,4 +330,4 @@ class AckIn(_Strict):
 
 
 class ConnectIn(_Strict):
-    ttl_s: float = Field(default=30.0, gt=0, le=86_400)
+    ttl_s: float = Field(default=30.0, ge=0.001, le=86_400)  # the log keeps milliseconds

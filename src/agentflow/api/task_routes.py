@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn
 from agentflow.api.service import service
 from agentflow.api.views import task_view
@@ -88,7 +88,7 @@ async def list_tasks(
 def _statuses(values: list[str] | None) -> set[TaskStatus]:
     out: set[TaskStatus] = set()
     for value in values or []:
-        for name in value.split(","):
+        for name in filter(None, (n.strip() for n in value.split(","))):
             try:
                 out.add(TaskStatus(name.strip()))
             except ValueError:

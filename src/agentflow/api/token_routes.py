@@ -12,10 +12,9 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
 
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.identity import ROLE_PREFIX
-from agentflow.api.problems import read_model
 from agentflow.api.service import service
 from agentflow.errors import ConflictError
 from agentflow.state.commands import CreateToken, RevokeToken

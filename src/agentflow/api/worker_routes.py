@@ -8,11 +8,10 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket
-from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from agentflow import wire, workerwire
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import WorkerPatchIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.sessions import (

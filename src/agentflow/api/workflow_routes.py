@@ -6,9 +6,8 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
-from agentflow.api.problems import read_model
+from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import WorkflowIn, new_task_id
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import iso

@@ -117,6 +117,18 @@ def is_loopback(host: str) -> bool:
     help="Message contents waiting in all inboxes together, e.g. 512M (default).",
 )
 @click.option("--log-level", help="debug, info, warning or error.")
+@click.option(
+    "--public-host",
+    "public_hosts",
+    multiple=True,
+    help="Host name clients use to reach this API (repeatable or comma-separated).",
+)
+@click.option(
+    "--allowed-origins",
+    "allowed_origins",
+    multiple=True,
+    help="Browser origins allowed to call the API, e.g. https://ui.example (or '*').",
+)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
 # -- tokens and API TLS (issue 12) --
 @click.option("--api-token-file", help="Read --api-token from this file (not seen in ps).")
@@ -125,6 +137,9 @@ def is_loopback(host: str) -> bool:
 @click.option("--ca", "tls_ca", help="CA bundle trusted when forwarding to the leader.")
 def master_command(config_file: str | None, **flags: object) -> None:
     """Run a master: HTTP API, worker sessions, scheduler, durable log."""
+    for name in ("public_hosts", "allowed_origins"):  # none given: the env or file decide
+        given = flags.get(name)
+        flags[name] = ",".join(given) if isinstance(given, tuple) and given else None
     file = load_toml(config_file).get("master", {})
     flags["tls_ca"] = flags.get("tls_ca") or os.environ.get("AGENTFLOW_CA")
     config: MasterConfig = with_token_file(resolve(MasterConfig, flags, file=file))

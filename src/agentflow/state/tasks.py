@@ -246,7 +246,9 @@ def cancel(sm: StateMachine, index: int, cmd: CancelTask) -> str:
         raise NotFoundError(f"no task {cmd.task_id}", task_id=cmd.task_id)
     if task.status in TERMINAL_STATUSES:
         raise ConflictError(
-            f"task {task.id} already {task.status.value}", task_id=task.id, status=task.status
+            f"task {task.id} already {task.status.value}",
+            task_id=task.id,
+            task_status=task.status.value,
         )
     cancel_one(sm, index, cmd.now_ms, task, "cancelled")
     return task.id
