@@ -48,6 +48,14 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "agentflow_applied_index", "Last applied log index", value=sm.applied_index
         )
+        commands = CounterMetricFamily(
+            "agentflow_commands_applied",
+            "Commands this master applied since it started, by kind and outcome",
+            labels=["command", "outcome"],
+        )
+        for (kind, outcome), n in sorted(sm.command_counts.items()):
+            commands.add_metric([kind, outcome], n)
+        yield commands
 
 
 def _lock_metrics(sm: StateMachine) -> Iterator[Metric]:

@@ -149,6 +149,8 @@ class StateMachine:
         self.finished: deque[str] = deque()
         self.status_counts: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()  # submitted, completed, failed, retried, ...
+        # (command kind, "applied" | "refused"): what this replica applied since it started.
+        self.command_counts: Counter[tuple[str, str]] = Counter()
         self.events: list[Event] = []
         self.workflows: dict[str, WorkflowRecord] = {}
         self.workflow_keys: dict[str, str] = {}  # idempotency key -> workflow id
@@ -168,6 +170,8 @@ class StateMachine:
             result = handler(self, index, command)
         except AgentFlowError as refused:
             result = refused
+        outcome = "refused" if isinstance(result, AgentFlowError) else "applied"
+        self.command_counts[type(command).__name__, outcome] += 1
         if self.settling:
             workflow_ops.settle(self, index, command.now_ms)
         if self.locks.emitted:
