@@ -8,7 +8,7 @@ SEEDS ?= 500
 SEED_BASE ?= 0
 STEPS ?= 2000
 
-.PHONY: demo test check lint typecheck unit sim soak bench clean
+.PHONY: demo test check lint typecheck unit sim soak bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ sim: $(STAMP)
 
 soak: $(STAMP)
 	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 5000 --jobs 0
+
+# The HTTP API fuzzed against its OpenAPI document for long (the suite runs a bounded pass).
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP)
+	AGENTFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -s -p no:cacheprovider \
+		tests/security/test_fuzz_api.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -63,6 +63,14 @@ class _StateCollector(Collector):
             "Committed log entries skipped because they could not be decoded or applied",
             value=sm.rejected.total,
         )
+        commands = CounterMetricFamily(
+            "agentflow_commands_applied",
+            "Commands this master applied since it started, by kind and outcome",
+            labels=["command", "outcome"],
+        )
+        for (kind, outcome), n in sorted(sm.command_counts.items()):
+            commands.add_metric([kind, outcome], n)
+        yield commands
 
 
 def _lock_metrics(sm: StateMachine) -> Iterator[Metric]:

@@ -17,7 +17,6 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from agentflow.api.cluster_routes import MemberIn, TransferIn
-from agentflow.api.token_routes import TokenIn
 from agentflow.api.schemas import (
     AckIn,
     ConnectIn,
@@ -34,6 +33,7 @@ from agentflow.api.schemas import (
     WorkerPatchIn,
     WorkflowIn,
 )
+from agentflow.api.token_routes import TokenIn
 from agentflow.state.records import TaskStatus, WorkerState, WorkflowStatus
 
 __all__ = ["BODIES", "Problem", "install_openapi"]

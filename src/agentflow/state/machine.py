@@ -170,6 +170,8 @@ class StateMachine:
         self.finished: deque[str] = deque()
         self.status_counts: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()  # submitted, completed, failed, retried, ...
+        # (command kind, "applied" | "refused"): what this replica applied since it started.
+        self.command_counts: Counter[tuple[str, str]] = Counter()
         self.events: list[Event] = []
         self.workflows: dict[str, WorkflowRecord] = {}
         self.workflow_keys: dict[str, str] = {}  # idempotency key -> workflow id
@@ -213,6 +215,8 @@ class StateMachine:
             raise  # a broken invariant or a node's own limit: not a verdict on the entry
         except Exception as exc:  # a data error the handler did not foresee: the same everywhere
             result = self.reject(index, f"{type(command).__name__}: {type(exc).__name__}: {exc}")
+        outcome = "refused" if isinstance(result, AgentFlowError) else "applied"
+        self.command_counts[type(command).__name__, outcome] += 1
         if self.settling:
             workflow_ops.settle(self, index, command.now_ms)
         if self.locks.emitted:
