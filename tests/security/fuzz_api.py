@@ -35,8 +35,10 @@ BACKGROUND_COMMANDS = frozenset(
         "AssignTasks",
     }
 )
-# Parameters that make a route wait: clamped so that a generated 300 s wait stays short.
-WAIT_PARAMETERS = {"wait_s": 0.05, "timeout_ms": 50, "wait": 0.05, "wait_ms": 50, "timeout": 0.05}
+# Parameters that make a route wait, with the longest wait any route accepts for them: a valid
+# wait is shortened, so a generated 300 s wait costs milliseconds. An invalid one (negative,
+# too long, not a number) is left as generated, to be refused before anything waits.
+WAIT_PARAMETERS = {"wait_s": (0.05, 300.0), "timeout_ms": (50, 300_000)}
 REQUEST_TIMEOUT_S = 15.0
 _APPLIED = re.compile(
     r'^agentflow_commands_applied_total\{command="(\w+)",outcome="applied"\} ([0-9.e+]+)$',
@@ -71,11 +73,14 @@ def applied_commands(client: httpx.Client) -> Counter[str]:
     return Counter({name: int(float(n)) for name, n in _APPLIED.findall(text)})
 
 
-def _clamp_waits(container: Any) -> None:
-    if isinstance(container, dict):
-        for name, short in WAIT_PARAMETERS.items():
-            if name in container and isinstance(container[name], int | float):
-                container[name] = short
+def _shorten_waits(container: Any) -> None:
+    if not isinstance(container, dict):
+        return
+    for name, (short, longest) in WAIT_PARAMETERS.items():
+        value = container.get(name)
+        valid = isinstance(value, int | float) and not isinstance(value, bool)
+        if valid and short < value <= longest:
+            container[name] = short
 
 
 def _client_changes(before: Counter[str], after: Counter[str]) -> dict[str, int]:
@@ -91,9 +96,9 @@ def _operations(schema: Any) -> Iterator[Any]:
         yield result.ok()
 
 
-def _run_case(case: Any, client: httpx.Client, base_url: str, headers: dict[str, str]) -> Any:
-    _clamp_waits(case.query)
-    _clamp_waits(case.body)
+def _run_case(case: Any, base_url: str, headers: dict[str, str]) -> Any:
+    _shorten_waits(case.query)
+    _shorten_waits(case.body)
     return case.call(base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT_S)
 
 
@@ -144,7 +149,7 @@ def _fuzz_operation(
         before = applied_commands(client)
         started = time.monotonic()
         try:
-            response = _run_case(case, client, base_url, headers)
+            response = _run_case(case, base_url, headers)
         except Exception as exc:  # a hung or dropped request is a finding, not a crash
             report.failures.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {exc}")
             return
