@@ -32,6 +32,7 @@ __all__ = [
     "build_task",
     "master_urls",
     "raise_for_problem",
+    "token_body",
     "verify",
     "ws_options",
 ]
@@ -150,6 +151,16 @@ def build_task(
         body["agent"] = agent
         body["prompt"] = prompt
     body["idempotency_key"] = idempotency_key or "sdk-" + secrets.token_hex(12)
+    return body
+
+
+def token_body(role: str, ttl_s: float | None, name: str | None) -> dict[str, Any]:
+    """The body of ``POST /api/v1/tokens``: only what the caller set."""
+    body: dict[str, Any] = {"role": role}
+    if ttl_s is not None:
+        body["ttl_s"] = ttl_s
+    if name is not None:
+        body["name"] = name
     return body
 
 

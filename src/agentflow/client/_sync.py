@@ -21,6 +21,7 @@ from agentflow.client._core import (
     build_task,
     master_urls,
     raise_for_problem,
+    token_body,
     unreachable,
     verify,
     ws_options,
@@ -371,11 +372,7 @@ class Client:
     ) -> dict[str, Any]:
         """A new token with ``role`` (client, worker, read-only); its ``token`` field is the
         secret, shown only in this answer."""
-        body: dict[str, Any] = {"role": role}
-        if ttl_s is not None:
-            body["ttl_s"] = ttl_s
-        if name is not None:
-            body["name"] = name
+        body = token_body(role, ttl_s, name)
         result: dict[str, Any] = self.request("POST", "/api/v1/tokens", json=body)
         return result
 
