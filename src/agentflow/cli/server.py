@@ -151,6 +151,7 @@ def master_command(config_file: str | None, **flags: object) -> None:
         )
     config.peer_map()  # refuse a malformed --peers before binding anything
     config.peer_token()  # and a cluster without a token: there is no built-in one
+    config.peer_tls()  # and peer TLS without --ca, or certificate files that do not load
     _setup_logging(config.log_level)
     asyncio.run(run_master(config))
 
