@@ -103,9 +103,9 @@ class MasterConfig:
     cluster_token_file: Path | None = None  # read at start, surrounding whitespace stripped
     # -- tokens and API TLS (issue 12) --
     api_token_file: str | None = None  # the admin token, read from a file (not seen in ps)
-    tls_cert: str | None = None  # PEM certificate chain: the API serves HTTPS
+    tls_cert: str | None = None  # PEM certificate chain: HTTPS API, mutual TLS between peers
     tls_key: str | None = None  # its PEM private key
-    tls_ca: str | None = None  # CA bundle trusted when forwarding to the leader over HTTPS
+    tls_ca: str | None = None  # CA bundle: the leader's HTTPS API; with tls_cert, the peers
     # Browser guard (api/browser.py): Host names served besides loopback, IP literals, the
     # bind host and the advertise URL's; Origins allowed besides the master's own.
     public_hosts: tuple[str, ...] = ()
