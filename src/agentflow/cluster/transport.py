@@ -142,8 +142,9 @@ class Transport:
             raise ValueError("peer traffic needs a cluster token")
         # With TLS, asyncio completes the TLS handshake (within the same deadline) before
         # ``_accept`` runs: a caller without a certificate of the CA never reaches the token
-        # handshake, and nothing it sent is read as a frame. (Upgrading the accepted stream
-        # instead would race the client's first TLS bytes into the plaintext reader.)
+        # handshake, and nothing it sent is read as a frame. TLS handshakes in progress are
+        # bounded by that deadline, not counted in MAX_HANDSHAKES. (Upgrading the accepted
+        # stream instead would race the client's first TLS bytes into the plaintext reader.)
         self._server = await asyncio.start_server(
             self._accept,
             self._host,
