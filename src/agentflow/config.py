@@ -13,9 +13,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agentflow.cluster.peertls import PeerTLS
 
 __all__ = [
     "MasterConfig",
@@ -100,9 +103,9 @@ class MasterConfig:
     cluster_token_file: Path | None = None  # read at start, surrounding whitespace stripped
     # -- tokens and API TLS (issue 12) --
     api_token_file: str | None = None  # the admin token, read from a file (not seen in ps)
-    tls_cert: str | None = None  # PEM certificate chain: the API serves HTTPS
+    tls_cert: str | None = None  # PEM certificate chain: HTTPS API, mutual TLS between peers
     tls_key: str | None = None  # its PEM private key
-    tls_ca: str | None = None  # CA bundle trusted when forwarding to the leader over HTTPS
+    tls_ca: str | None = None  # CA bundle: the leader's HTTPS API; with tls_cert, the peers
     # Browser guard (api/browser.py): Host names served besides loopback, IP literals, the
     # bind host and the advertise URL's; Origins allowed besides the master's own.
     public_hosts: tuple[str, ...] = ()
@@ -146,6 +149,26 @@ class MasterConfig:
                 " the same on every master"
             )
         return token
+
+    def peer_tls(self) -> PeerTLS | None:
+        """The peer port's mutual TLS, when this master has a peer port and ``--tls-cert``.
+
+        Peers verify each other against ``--ca``: a cluster with ``--tls-cert`` but no ``--ca``
+        is refused, as are certificate files that cannot be loaded.
+        """
+        peer_port = self.clustered or self.cluster_token or self.cluster_token_file
+        if not self.tls_cert or not peer_port:
+            return None
+        if not self.tls_key:
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if not self.tls_ca:
+            raise ConfigError(
+                "a cluster with --tls-cert needs --ca: masters verify each other's"
+                " certificates against it"
+            )
+        from agentflow.cluster.peertls import peer_tls  # the cluster package, only when needed
+
+        return peer_tls(self.tls_cert, self.tls_key, self.tls_ca)
 
     def peer_map(self) -> dict[str, str]:
         """``--peers`` as ``{node id: "host:port"}``."""

@@ -15,68 +15,9 @@ from agentflow import Client
 from agentflow.errors import UnavailableError
 from agentflow.testing.ports import free_port
 from tests.e2e.procs import BIN, Proc, Processes, wait_until
+from tests.security.certs import make_certificates
 
 ADMIN = "admin-" + "s" * 24
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-def make_certificates(root: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate it signed for 127.0.0.1: (ca, cert, key)."""
-    ca, ca_key = root / "ca.pem", root / "ca.key"
-    cert, key, csr, ext = root / "cert.pem", root / "key.pem", root / "req.csr", root / "ext"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=agentflow test CA",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-    )
-    ext.write_text(
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(cert),
-    )
-    return ca, cert, key
 
 
 def _https_master(procs: Processes, tmp_path: Path, cert: Path, key: Path, ca: Path) -> str:

@@ -80,6 +80,7 @@ class MasterService:
                 api_url=config.api_url,
                 cluster_id=config.cluster_id,
                 token=config.peer_token(),
+                tls=config.peer_tls(),
                 peers=config.peer_map(),
                 join=config.join,
                 snapshot_every=config.snapshot_every,

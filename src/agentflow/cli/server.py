@@ -132,9 +132,13 @@ def is_loopback(host: str) -> bool:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file.")
 # -- tokens and API TLS (issue 12) --
 @click.option("--api-token-file", help="Read --api-token from this file (not seen in ps).")
-@click.option("--tls-cert", help="PEM certificate (chain): serve the API over HTTPS.")
+@click.option(
+    "--tls-cert", help="PEM certificate (chain): HTTPS for the API, mutual TLS for peers."
+)
 @click.option("--tls-key", help="PEM private key of --tls-cert.")
-@click.option("--ca", "tls_ca", help="CA bundle trusted when forwarding to the leader.")
+@click.option(
+    "--ca", "tls_ca", help="CA bundle trusted for the leader's API and, with --tls-cert, peers."
+)
 def master_command(config_file: str | None, **flags: object) -> None:
     """Run a master: HTTP API, worker sessions, scheduler, durable log."""
     for name in ("public_hosts", "allowed_origins"):  # none given: the env or file decide
@@ -151,6 +155,7 @@ def master_command(config_file: str | None, **flags: object) -> None:
         )
     config.peer_map()  # refuse a malformed --peers before binding anything
     config.peer_token()  # and a cluster without a token: there is no built-in one
+    config.peer_tls()  # and peer TLS without --ca, or certificate files that do not load
     _setup_logging(config.log_level)
     asyncio.run(run_master(config))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentflow.cluster.peertls import PeerTLS
+
 __all__ = ["ClusterConfig"]
 
 
@@ -17,6 +19,7 @@ class ClusterConfig:
     api_url: str = ""
     cluster_id: str = "agentflow"
     token: str | None = None  # the cluster token; None: a single master, no peer port
+    tls: PeerTLS | None = None  # mutual TLS on the peer port; None: the token and MACs only
     peers: dict[str, str] = field(default_factory=dict)  # node id -> "host:port" (raft)
     join: bool = False
     tick_s: float = 0.05

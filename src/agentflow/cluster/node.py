@@ -84,6 +84,7 @@ class RaftLog:
             node_id=config.node_id,
             cluster_id=config.cluster_id,
             token=config.token or "",
+            tls=config.tls,
             host=config.raft_host,
             port=config.raft_port,
             on_message=self._on_message,

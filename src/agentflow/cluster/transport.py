@@ -5,7 +5,10 @@ connection opens with the handshake of :mod:`agentflow.cluster.peerwire`: the di
 cluster token first, then every frame both ways is sealed with a MAC under a key of that
 connection, checked before it is decoded. The listener admits only members of the current
 configuration (``admit``), refuses a peer of another cluster or protocol version, and tells an
-unauthenticated caller nothing about itself; the details go to its own log. Each peer has a
+unauthenticated caller nothing about itself; the details go to its own log. With ``tls``
+(:mod:`agentflow.cluster.peertls`), every connection is first wrapped in mutual TLS: the
+listener requires a certificate signed by the CA, the dialer verifies the listener's against the
+CA and the host it dialed; the token handshake and the MACs then run inside. Each peer has a
 bounded queue: when it is full, or the peer is unreachable, messages are dropped and Raft is
 told (it probes again later), so a slow peer is never buffered without limit. Snapshots travel
 in checksummed chunks.
@@ -18,11 +21,13 @@ import dataclasses
 import hashlib
 import logging
 import secrets
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentflow.cluster.codec import encode_message
+from agentflow.cluster.peertls import PeerTLS
 from agentflow.cluster.peerwire import (
     CLIENT,
     HANDSHAKE_MAX_BYTES,
@@ -113,6 +118,7 @@ class Transport:
         on_snapshot_sent: Callable[[str, bool], None] | None = None,
         advertise: dict[str, str] | None = None,
         admit: Callable[[str], bool] | None = None,
+        tls: PeerTLS | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -122,6 +128,7 @@ class Transport:
         self._on_unreachable = on_unreachable
         self._on_snapshot_sent = on_snapshot_sent or (lambda _peer, _ok: None)
         self._admit = admit or (lambda _peer: True)  # is this id in the configuration?
+        self._tls = tls
         self._handshaking = 0
         self.advertise = advertise or {}
         self.peer_info: dict[str, dict[str, str]] = {}  # what peers advertised (API URL, ...)
@@ -133,7 +140,18 @@ class Transport:
     async def start(self) -> None:
         if not self._token:
             raise ValueError("peer traffic needs a cluster token")
-        self._server = await asyncio.start_server(self._accept, self._host, self._port)
+        # With TLS, asyncio completes the TLS handshake (within the same deadline) before
+        # ``_accept`` runs: a caller without a certificate of the CA never reaches the token
+        # handshake, and nothing it sent is read as a frame. TLS handshakes in progress are
+        # bounded by that deadline, not counted in MAX_HANDSHAKES. (Upgrading the accepted
+        # stream instead would race the client's first TLS bytes into the plaintext reader.)
+        self._server = await asyncio.start_server(
+            self._accept,
+            self._host,
+            self._port,
+            ssl=None if self._tls is None else self._tls.server,
+            ssl_handshake_timeout=None if self._tls is None else HANDSHAKE_TIMEOUT_S,
+        )
 
     async def close(self) -> None:
         for peer in self._peers.values():
@@ -193,12 +211,27 @@ class Transport:
 
     async def _sender(self, peer_id: str, peer: _Peer) -> None:
         backoff = 0.05
+        failing = ""  # the TLS failure last logged, so a streak of them is logged once
         while True:
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(peer.address.host, peer.address.port),
-                    HANDSHAKE_TIMEOUT_S,
+                    self._dial(peer.address), HANDSHAKE_TIMEOUT_S
                 )
+            except ssl.SSLError as exc:
+                if str(exc) != failing:
+                    log.warning(
+                        "TLS to %s at %s failed (is its certificate signed by --ca and"
+                        " naming %s?): %s",
+                        peer_id,
+                        peer.address,
+                        peer.address.host,
+                        exc,
+                    )
+                failing = str(exc)
+                self._drop_queued(peer_id, peer)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
             except (OSError, TimeoutError):
                 self._drop_queued(peer_id, peer)
                 await asyncio.sleep(backoff)
@@ -209,8 +242,16 @@ class Transport:
                     self._handshake_out(peer_id, reader, writer), HANDSHAKE_TIMEOUT_S
                 )
                 peer.connected = True
-                backoff = 0.05
+                backoff, failing = 0.05, ""
                 await self._pump(peer, writer, sealer)
+            except ssl.SSLError as exc:
+                # With TLS 1.3 the listener checks our certificate after our handshake ended:
+                # its refusal arrives as an alert on the first read.
+                if str(exc) != failing:
+                    log.warning(
+                        "peer %s at %s refused our TLS link: %s", peer_id, peer.address, exc
+                    )
+                failing = str(exc)
             except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
                 log.info("link to %s (%s) broke: %s", peer_id, peer.address, exc)
             finally:
@@ -219,6 +260,20 @@ class Transport:
             self._drop_queued(peer_id, peer)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _dial(
+        self, address: PeerAddress
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to ``address``: in TLS verifying its certificate names ``address.host``."""
+        if self._tls is None:
+            return await asyncio.open_connection(address.host, address.port)
+        return await asyncio.open_connection(
+            address.host,
+            address.port,
+            ssl=self._tls.client,
+            server_hostname=address.host,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
+        )
 
     def _drop_queued(self, peer_id: str, peer: _Peer) -> None:
         while not peer.queue.empty():
