@@ -8,7 +8,7 @@ SEEDS ?= 500
 SEED_BASE ?= 0
 STEPS ?= 2000
 
-.PHONY: demo test check lint typecheck unit sim soak bench fuzz clean
+.PHONY: demo test sysdeps check lint typecheck unit sim soak bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/agentflow run examples/demo.yaml --workers 2
 
+# System tools the tests use that a bare machine may lack: openssl makes their certificates.
+sysdeps:
+	@command -v openssl >/dev/null || { apt-get update -q && apt-get install -y -q openssl; }
+
 # Lint, types and every test: the one command CI runs.
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
