@@ -16,13 +16,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from random import Random
 from typing import Any
 
 from agentflow.cluster.config import ClusterConfig
 from agentflow.cluster.image import Image, Member, member_context, restore_error
 from agentflow.cluster.promotion import LearnerPromoter
+from agentflow.cluster.proposals import Proposals
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.statestore import StateStore
@@ -64,12 +64,6 @@ __all__ = ["ClusterConfig", "RaftLog"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class _Waiting:
-    term: int
-    future: asyncio.Future[Any]
-
-
 class RaftLog:
     """Implements :class:`agentflow.cluster.seam.CommandLog` over a Raft group."""
 
@@ -106,7 +100,7 @@ class RaftLog:
         self._ticks = 0
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._actions: list[tuple[Callable[[RaftNode], Any], asyncio.Future[Any]]] = []
-        self._waiting: dict[int, _Waiting] = {}
+        self._waiting = Proposals()
         self._reads: dict[bytes, asyncio.Future[None]] = {}
         self._read_seq = 0
         self._parked_reads: list[tuple[int, asyncio.Future[None]]] = []
@@ -237,7 +231,7 @@ class RaftLog:
                 self._actions.append((propose, future))
                 return
             index = raft.propose_conf_change(change)
-            self._waiting[index] = _Waiting(raft.term, future)
+            self._waiting.wait(index, raft.term, future)
 
         self._run_on_core(propose, future, keep=True)
         self._wake.set()
@@ -283,7 +277,7 @@ class RaftLog:
             except ProposalDroppedError:
                 return  # another change is pending: the next tick tries again
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._waiting[index] = _Waiting(raft.term, future)
+            self._waiting.wait(index, raft.term, future)
             self._promotions[node_id] = future
             future.add_done_callback(self._promotion_done(node_id))
             log.info("promoting learner %s to voter: it has caught up", node_id)
@@ -542,7 +536,7 @@ class RaftLog:
             except ProposalDroppedError:
                 future.set_exception(self.not_leader())
                 continue
-            self._waiting[index] = _Waiting(raft.term, future)
+            self._waiting.wait(index, raft.term, future)
 
     async def _handle_ready(self, raft: RaftNode, ready: Ready) -> None:
         if ready.soft_state is not None:
@@ -615,14 +609,7 @@ class RaftLog:
                 result = self._machine.apply_entry(entry.index, entry.data)
             self.applied = entry.index
             self._bytes_since_snapshot += len(entry.data)
-            waiting = self._waiting.pop(entry.index, None)
-            if waiting is not None and not waiting.future.done():
-                if waiting.term == entry.term:
-                    waiting.future.set_result(result)
-                else:
-                    waiting.future.set_result(
-                        UnavailableError("the command lost its place to a leader change; retry")
-                    )
+            self._waiting.applied(entry, result)
         events = self._machine.drain_events()
         for event in events:
             if isinstance(event, EntryRejected):
@@ -676,10 +663,7 @@ class RaftLog:
         self._deferred = [e for e in self._deferred if e.index > image.index]
         self._storage.apply_snapshot(snapshot)
         self._sync_peers()
-        for index in [i for i in self._waiting if i <= image.index]:
-            waiting = self._waiting.pop(index)
-            if not waiting.future.done():
-                waiting.future.set_result(UnavailableError("superseded by a snapshot; retry"))
+        self._waiting.superseded(image.index)
 
     async def _take_snapshot(self, raft: RaftNode) -> None:
         """Image the state at the applied index on a thread, then compact the log behind it.
