@@ -20,14 +20,15 @@ from random import Random
 from typing import Any
 
 from agentflow.cluster.config import ClusterConfig
-from agentflow.cluster.image import Image, Member, member_context, restore_error
+from agentflow.cluster.image import Image, Member, restore_error
+from agentflow.cluster.membership import Membership, Promotions
 from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.proposals import Proposals
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.statestore import StateStore
 from agentflow.cluster.status import cluster_status
-from agentflow.cluster.transport import PeerAddress, Transport
+from agentflow.cluster.transport import Transport
 from agentflow.errors import (
     AgentFlowError,
     ConfigError,
@@ -87,8 +88,7 @@ class RaftLog:
             advertise={"api_url": config.api_url},
             admit=self.admits,
         )
-        self.members: dict[str, Member] = {}
-        self._adding: set[str] = set()  # in ADD conf changes appended but not yet applied
+        self._membership = Membership(config.node_id, join=config.join)
         self.applied = 0
         self.leader_id: str | None = None
         self.last_leader_id: str | None = None  # the last leader this node knew of
@@ -109,10 +109,9 @@ class RaftLog:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._deferred: list[Entry] = []  # committed while a snapshot was being taken
         self._bytes_since_snapshot = 0
-        self._promoter = LearnerPromoter(
-            after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max
+        self._promotions = Promotions(
+            LearnerPromoter(after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max)
         )
-        self._promotions: dict[str, asyncio.Future[Any]] = {}  # learner -> its ADD_VOTER
         self._wake = asyncio.Event()
         self._wake.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,6 +122,15 @@ class RaftLog:
     @property
     def machine(self) -> StateMachine:
         return self._machine
+
+    @property
+    def members(self) -> dict[str, Member]:
+        """The members of the configuration this node knows, by node id."""
+        return self._membership.members
+
+    @members.setter
+    def members(self, members: dict[str, Member]) -> None:
+        self._membership.members = members
 
     @property
     def is_leader(self) -> bool:
@@ -245,7 +253,7 @@ class RaftLog:
 
     async def add_voter(self, node_id: str, raft_address: str, api_url: str) -> dict[str, Any]:
         """Make ``node_id`` a voter; if the leader is already promoting it, wait for that."""
-        pending = self._promotions.get(node_id)
+        pending = self._promotions.pending(node_id)
         if pending is None:
             return await self.change_membership(
                 ConfChangeType.ADD_VOTER, node_id, raft_address, api_url
@@ -258,37 +266,9 @@ class RaftLog:
 
     def _promote_learners(self, raft: RaftNode, ticks: int) -> None:
         """Propose ADD_VOTER for one learner that has kept up (see cluster.promotion)."""
-        if self._snapshot_task is not None or self._promotions:
+        if self._snapshot_task is not None or self._promotions.in_flight:
             return  # a conf change never runs ahead of what is applied; one at a time
-        status = raft.status
-        if not status.conf_state.learners:
-            return
-        for node_id in self._promoter.due(status, ticks):
-            member = self.members.get(node_id)
-            context = json.dumps(
-                {
-                    "raft": member.raft_address if member else "",
-                    "api": member.api_url if member else "",
-                }
-            ).encode()
-            change = ConfChange(type=ConfChangeType.ADD_VOTER, node_id=node_id, context=context)
-            try:
-                index = raft.propose_conf_change(change)
-            except ProposalDroppedError:
-                return  # another change is pending: the next tick tries again
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._waiting.wait(index, raft.term, future)
-            self._promotions[node_id] = future
-            future.add_done_callback(self._promotion_done(node_id))
-            log.info("promoting learner %s to voter: it has caught up", node_id)
-            return
-
-    def _promotion_done(self, node_id: str) -> Callable[[asyncio.Future[Any]], None]:
-        def done(future: asyncio.Future[Any]) -> None:
-            if self._promotions.get(node_id) is future:
-                del self._promotions[node_id]
-
-        return done
+        self._promotions.propose(raft, ticks, self._membership, self._waiting)
 
     async def transfer_leadership(self, to: str) -> None:
         if not self.is_leader:
@@ -415,12 +395,7 @@ class RaftLog:
         self._storage.apply_snapshot(snap)
 
     def _sync_peers(self) -> None:
-        for nid, member in self.members.items():
-            if nid != self.config.node_id and member.raft_address:
-                self.transport.set_peer(nid, PeerAddress.parse(member.raft_address))
-        for nid in list(self.transport.peers()):
-            if nid not in self.members:
-                self.transport.remove_peer(nid)
+        self._membership.sync_peers(self.transport)
 
     async def close(self) -> None:
         if self._closed:
@@ -443,12 +418,10 @@ class RaftLog:
         A node that joins knows no configuration until the leader sends it one, so it takes
         any peer that proved the cluster token until then.
         """
-        if peer_id == self.config.node_id:
-            return False
-        if peer_id in self.members or peer_id in self._adding:
-            return True
-        conf = self._raft.status.conf_state if self._raft is not None else None
-        return self.config.join and (conf is None or not (conf.voters or conf.learners))
+        return self._membership.admits(peer_id, self._core_conf)
+
+    def _core_conf(self) -> ConfState | None:
+        return self._raft.status.conf_state if self._raft is not None else None
 
     def _on_message(self, msg: Message) -> None:
         if not self.admits(msg.from_):
@@ -550,7 +523,7 @@ class RaftLog:
             self._storage.set_hard_state(ready.hard_state)
         if ready.entries:
             self._storage.append(ready.entries)
-            self._note_adding(ready.entries)
+            self._membership.note_adding(ready.entries)
         for msg in ready.messages:
             self.transport.send(msg)
         self._deferred.extend(ready.committed_entries)
@@ -569,26 +542,13 @@ class RaftLog:
                 self._take_snapshot(raft), name="raft-snapshot"
             )
 
-    def _note_adding(self, entries: tuple[Entry, ...]) -> None:
-        """Remember members being added, so their links are admitted before the change applies."""
-        for entry in entries:
-            if entry.type is not EntryType.CONF_CHANGE:
-                continue
-            try:
-                change = ConfChange.decode(entry.data)
-            except (ValueError, KeyError, TypeError):
-                continue  # applying it decides what it means; admitting is only a hint
-            if change.type is not ConfChangeType.REMOVE_NODE:
-                self._adding.add(change.node_id)
-
     def _leadership(self, leader_id: str | None, role: StateRole) -> None:
         was_leader = self.is_leader
         self.leader_id, self.role = leader_id, role
         if leader_id is not None:
             self.last_leader_id = leader_id
         if was_leader != self.is_leader:
-            self._promoter.reset()
-            self._promotions.clear()  # their entries resolve (or fail) through _waiting
+            self._promotions.reset()  # their entries resolve (or fail) through _waiting
             log.info(
                 "node %s is %s (leader %s)",
                 self.config.node_id,
@@ -626,17 +586,7 @@ class RaftLog:
                 entry.index, f"undecodable membership change: {type(exc).__name__}: {exc}"
             )
         conf = raft.apply_conf_change(change)
-        self._adding.discard(change.node_id)
-        if change.type is ConfChangeType.REMOVE_NODE:
-            self.members.pop(change.node_id, None)
-        else:
-            context = member_context(change.context)
-            old = self.members.get(change.node_id)
-            self.members[change.node_id] = Member(
-                node_id=change.node_id,
-                raft_address=context.get("raft") or (old.raft_address if old else ""),
-                api_url=context.get("api") or (old.api_url if old else ""),
-            )
+        self._membership.apply(change)
         self._storage.set_conf_state(conf)
         self._sync_peers()
         return None
