@@ -20,12 +20,13 @@ from random import Random
 from typing import Any
 
 from agentflow.cluster.config import ClusterConfig
-from agentflow.cluster.image import Image, Member, restore_error
+from agentflow.cluster.image import Image, Member
 from agentflow.cluster.membership import Membership, Promotions
 from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.proposals import Proposals
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.seam import EventSink
+from agentflow.cluster.snapshots import Snapshots, snapshot_usable
 from agentflow.cluster.statestore import StateStore
 from agentflow.cluster.status import cluster_status
 from agentflow.cluster.transport import Transport
@@ -74,6 +75,15 @@ class RaftLog:
         self._raftstore = RaftStore(config.data_dir / "raft.db")
         self._statestore = StateStore(config.data_dir / "state.db")
         self._storage = MemoryStorage()
+        self._snapshots = Snapshots(
+            machine=machine,
+            storage=self._storage,
+            raftstore=self._raftstore,
+            statestore=self._statestore,
+            every=config.snapshot_every,
+            bytes_max=config.snapshot_bytes,
+            keep_after=config.keep_after_snapshot,
+        )
         self._raft: RaftNode | None = None
         self.transport = Transport(
             node_id=config.node_id,
@@ -104,11 +114,9 @@ class RaftLog:
         self._reads: dict[bytes, asyncio.Future[None]] = {}
         self._read_seq = 0
         self._parked_reads: list[tuple[int, asyncio.Future[None]]] = []
-        self._snapshot_index = 0
         self._campaign_alone = False
         self._snapshot_task: asyncio.Task[None] | None = None
         self._deferred: list[Entry] = []  # committed while a snapshot was being taken
-        self._bytes_since_snapshot = 0
         self._promotions = Promotions(
             LearnerPromoter(after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max)
         )
@@ -385,7 +393,7 @@ class RaftLog:
             self._machine.restore(image.machine)
         self.members = dict(image.members)
         self.applied = image.index
-        self._snapshot_index = image.index
+        self._snapshots.index = image.index
         snap = Snapshot(
             metadata=SnapshotMetadata(
                 index=image.index, term=image.term, conf_state=image.conf_state
@@ -428,20 +436,10 @@ class RaftLog:
             log.debug("dropped a message from %s: not in the configuration", msg.from_)
             return
         self.last_heard[msg.from_] = time.monotonic()
-        if msg.snapshot is not None and not self._snapshot_usable(msg.snapshot):
+        if msg.snapshot is not None and not snapshot_usable(msg.snapshot, self._machine):
             return  # never handed to the core: the leader sends it again, nothing is lost
         self._inbox.append(msg)
         self._wake.set()
-
-    def _snapshot_usable(self, snapshot: Snapshot) -> bool:
-        """Whether a snapshot from the leader restores: tried on a scratch machine first,
-        since once the core takes it there is no way back to the state it replaces."""
-        sm = self._machine
-        scratch = StateMachine(sm.policy, sm.limits, sm.locks.limits, sm.messages.limits)
-        why = restore_error(snapshot.data, scratch)
-        if why is not None:
-            log.error("dropped a snapshot from the leader that does not restore: %s", why)
-        return why is None
 
     def _on_unreachable(self, peer: str) -> None:
         self._run_on_core(lambda raft: raft.report_unreachable(peer), None)
@@ -533,11 +531,8 @@ class RaftLog:
             if future is not None and not future.done():
                 self._parked_reads.append((state.index, future))
         self._release_reads()
-        if self._snapshot_task is None and (
-            self.applied - self._snapshot_index >= self.config.snapshot_every
-            or self._bytes_since_snapshot >= self.config.snapshot_bytes
-        ):
-            self._bytes_since_snapshot = 0
+        if self._snapshot_task is None and self._snapshots.due(self.applied):
+            self._snapshots.bytes_since = 0
             self._snapshot_task = asyncio.get_running_loop().create_task(
                 self._take_snapshot(raft), name="raft-snapshot"
             )
@@ -568,7 +563,7 @@ class RaftLog:
                 # rejected (recorded, and its proposer gets a 422) alike on every replica.
                 result = self._machine.apply_entry(entry.index, entry.data)
             self.applied = entry.index
-            self._bytes_since_snapshot += len(entry.data)
+            self._snapshots.bytes_since += len(entry.data)
             self._waiting.applied(entry, result)
         events = self._machine.drain_events()
         for event in events:
@@ -603,15 +598,10 @@ class RaftLog:
         self._parked_reads = still
 
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
-        image = Image.unpack(snapshot.data)
-        log.info("installing snapshot at index %d from the leader", image.index)
-        self._machine.restore(image.machine)
-        await self._statestore.save(image.index, snapshot.data, self._machine.locks.snapshot())
-        await self._raftstore.reset_after_snapshot(image.index)
+        image = await self._snapshots.install(snapshot)
         self.members = dict(image.members)
-        self.applied = self._snapshot_index = image.index
+        self.applied = image.index
         self._deferred = [e for e in self._deferred if e.index > image.index]
-        self._storage.apply_snapshot(snapshot)
         self._sync_peers()
         self._waiting.superseded(image.index)
 
@@ -623,28 +613,10 @@ class RaftLog:
         consistent and no election times out while a large state is serialised.
         """
         try:
-            index = self.applied
-            image = Image(
-                index=index,
-                term=self._storage.term(index),
-                conf_state=raft.status.conf_state,
-                members=dict(self.members),
-            )
-            loop = asyncio.get_running_loop()
-            image.machine = await loop.run_in_executor(None, self._machine.snapshot)
-            locks = await loop.run_in_executor(None, self._machine.locks.snapshot)
-            data = await loop.run_in_executor(None, image.pack)
-            await self._statestore.save(index, data, locks)
-            self._storage.create_snapshot(index, image.conf_state, data)
-            keep_from = index - self.config.keep_after_snapshot
-            if keep_from > self._storage.first_index():
-                self._storage.compact(keep_from)
-                await self._raftstore.compact(keep_from)
-            self._snapshot_index = index
-            log.info("snapshot at index %d (%d bytes)", index, len(data))
+            await self._snapshots.take(raft, self.applied, dict(self.members))
         except Exception:
             log.exception("taking a snapshot failed; the log is kept and it is tried again later")
-            self._snapshot_index = self.applied
+            self._snapshots.index = self.applied
         finally:
             self._snapshot_task = None
             self._wake.set()
@@ -662,7 +634,7 @@ class RaftLog:
 
     @property
     def snapshot_index(self) -> int:
-        return self._snapshot_index
+        return self._snapshots.index
 
     def status(self) -> dict[str, Any]:
         return cluster_status(self)
