@@ -25,6 +25,7 @@ from agentflow.cluster.membership import Membership, Promotions
 from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.proposals import Proposals
 from agentflow.cluster.raftstore import RaftStore
+from agentflow.cluster.reads import Reads
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.snapshots import Snapshots, snapshot_usable
 from agentflow.cluster.statestore import StateStore
@@ -111,9 +112,7 @@ class RaftLog:
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._actions: list[tuple[Callable[[RaftNode], Any], asyncio.Future[Any]]] = []
         self._waiting = Proposals()
-        self._reads: dict[bytes, asyncio.Future[None]] = {}
-        self._read_seq = 0
-        self._parked_reads: list[tuple[int, asyncio.Future[None]]] = []
+        self._reads = Reads(config.node_id)
         self._campaign_alone = False
         self._snapshot_task: asyncio.Task[None] | None = None
         self._deferred: list[Entry] = []  # committed while a snapshot was being taken
@@ -208,10 +207,7 @@ class RaftLog:
         """ReadIndex: return once this node has applied everything committed before the call."""
         if self._closed:
             raise UnavailableError("master is shutting down")
-        self._read_seq += 1
-        context = f"{self.config.node_id}:{self._read_seq}".encode()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._reads[context] = future
+        context, future = self._reads.start()
         self._run_on_core(lambda raft: raft.read_index(context), None)
         self._wake.set()
         try:
@@ -222,7 +218,7 @@ class RaftLog:
                 **self._leader_hint(),
             ) from None
         finally:
-            self._reads.pop(context, None)
+            self._reads.forget(context)
 
     # -- membership -------------------------------------------------------------------------
 
@@ -479,7 +475,7 @@ class RaftLog:
         if self._deferred and self._snapshot_task is None:
             entries, self._deferred = tuple(self._deferred), []
             self._apply(raft, entries)
-            self._release_reads()
+            self._reads.release(self.applied)
 
     def _feed(self, raft: RaftNode) -> None:
         self._apply_in_order(raft)
@@ -526,11 +522,8 @@ class RaftLog:
             self.transport.send(msg)
         self._deferred.extend(ready.committed_entries)
         self._apply_in_order(raft)
-        for state in ready.read_states:
-            future = self._reads.get(state.context)
-            if future is not None and not future.done():
-                self._parked_reads.append((state.index, future))
-        self._release_reads()
+        self._reads.park(ready.read_states)
+        self._reads.release(self.applied)
         if self._snapshot_task is None and self._snapshots.due(self.applied):
             self._snapshots.bytes_since = 0
             self._snapshot_task = asyncio.get_running_loop().create_task(
@@ -585,17 +578,6 @@ class RaftLog:
         self._storage.set_conf_state(conf)
         self._sync_peers()
         return None
-
-    def _release_reads(self) -> None:
-        still = []
-        for index, future in self._parked_reads:
-            if future.done():
-                continue
-            if self.applied >= index:
-                future.set_result(None)
-            else:
-                still.append((index, future))
-        self._parked_reads = still
 
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
         image = await self._snapshots.install(snapshot)
