@@ -20,12 +20,13 @@ from random import Random
 from typing import Any
 
 from agentflow.cluster.config import ClusterConfig
-from agentflow.cluster.image import Image, Member
+from agentflow.cluster.image import Member
 from agentflow.cluster.membership import Membership, Promotions
 from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.proposals import Proposals
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.reads import Reads
+from agentflow.cluster.recovery import recover
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.snapshots import Snapshots, snapshot_usable
 from agentflow.cluster.statestore import StateStore
@@ -47,17 +48,14 @@ from agentflow.raft import (
     ConfState,
     Entry,
     EntryType,
-    HardState,
     MemoryStorage,
     Message,
     ProposalDroppedError,
     RaftNode,
     Ready,
     Snapshot,
-    SnapshotMetadata,
     StateRole,
     Status,
-    bootstrap,
 )
 from agentflow.state import Command, StateMachine, encode_command
 from agentflow.state.events import EntryRejected
@@ -315,32 +313,16 @@ class RaftLog:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self._raftstore.open()
         await self._statestore.open()
-        image = await self._load_image()
-        hard, entries = await self._raftstore.load(image.index)
-        fresh = image.index == 0 and hard is None and not entries
-        if fresh:
-            image = Image.fresh(
-                self.config.node_id,
-                f"{self.config.raft_host}:{self.config.raft_port}",
-                self.config.api_url,
-                self.config.peers,
-            )
-            await self._statestore.save(0, image.pack())
-        self._install_image(image)
-        if fresh and not self.config.join:
-            # Founding members write the same committed ADD_VOTER entries, so a node that joins
-            # later learns the membership from the log itself.
-            bootstrap(self._storage, image.members)
-            hard, _conf = self._storage.initial_state()
-            entries = self._storage.entries(1, self._storage.last_index() + 1)
-            await self._raftstore.save(hard, entries)
-        else:
-            if hard is not None:
-                if hard.commit < image.index:  # a commit index written without fsync was lost
-                    hard = HardState(term=hard.term, vote=hard.vote, commit=image.index)
-                self._storage.set_hard_state(hard)
-            if entries:
-                self._storage.append(entries)
+        image, n_entries = await recover(
+            self.config,
+            machine=self._machine,
+            storage=self._storage,
+            raftstore=self._raftstore,
+            statestore=self._statestore,
+        )
+        self.members = dict(image.members)
+        self.applied = image.index
+        self._snapshots.index = image.index
         self._raft = RaftNode(
             Config(
                 id=self.config.node_id,
@@ -366,7 +348,7 @@ class RaftLog:
             "raft node %s: image at %d, %d log entries, members %s",
             self.config.node_id,
             image.index,
-            len(entries),
+            n_entries,
             sorted(self.members),
         )
         loop = asyncio.get_running_loop()
@@ -376,27 +358,6 @@ class RaftLog:
         ]
         for task in self._tasks:
             task.add_done_callback(_crash_if_failed)
-
-    async def _load_image(self) -> Image:
-        saved = await self._statestore.load()
-        if saved is None:
-            return Image(index=0, term=0, conf_state=ConfState(voters=frozenset()))
-        return Image.unpack(saved[1])
-
-    def _install_image(self, image: Image) -> None:
-        """Make ``image`` the current state: machine, members, and the Raft snapshot."""
-        if image.machine:
-            self._machine.restore(image.machine)
-        self.members = dict(image.members)
-        self.applied = image.index
-        self._snapshots.index = image.index
-        snap = Snapshot(
-            metadata=SnapshotMetadata(
-                index=image.index, term=image.term, conf_state=image.conf_state
-            ),
-            data=image.pack(),
-        )
-        self._storage.apply_snapshot(snap)
 
     def _sync_peers(self) -> None:
         self._membership.sync_peers(self.transport)
