@@ -19,6 +19,7 @@ from collections.abc import Callable
 from random import Random
 from typing import Any
 
+from agentflow.cluster.applier import Applier
 from agentflow.cluster.config import ClusterConfig
 from agentflow.cluster.image import Member
 from agentflow.cluster.membership import Membership, Promotions
@@ -47,7 +48,6 @@ from agentflow.raft import (
     Config,
     ConfState,
     Entry,
-    EntryType,
     MemoryStorage,
     Message,
     ProposalDroppedError,
@@ -58,7 +58,6 @@ from agentflow.raft import (
     Status,
 )
 from agentflow.state import Command, StateMachine, encode_command
-from agentflow.state.events import EntryRejected
 
 __all__ = ["ClusterConfig", "RaftLog"]
 
@@ -98,6 +97,12 @@ class RaftLog:
             admit=self.admits,
         )
         self._membership = Membership(config.node_id, join=config.join)
+        self._applier = Applier(
+            machine=machine,
+            membership=self._membership,
+            storage=self._storage,
+            transport=self.transport,
+        )
         self.applied = 0
         self.leader_id: str | None = None
         self.last_leader_id: str | None = None  # the last leader this node knew of
@@ -509,36 +514,14 @@ class RaftLog:
 
     def _apply(self, raft: RaftNode, entries: tuple[Entry, ...]) -> None:
         for entry in entries:
-            result: Any = None
-            if entry.type is EntryType.CONF_CHANGE:
-                result = self._apply_conf_change(raft, entry)
-            elif entry.data:
-                # Never raises on the entry's bytes: an undecodable or failing command is
-                # rejected (recorded, and its proposer gets a 422) alike on every replica.
-                result = self._machine.apply_entry(entry.index, entry.data)
+            result = self._applier.apply(raft, entry)
             self.applied = entry.index
             self._snapshots.bytes_since += len(entry.data)
             self._waiting.applied(entry, result)
-        events = self._machine.drain_events()
-        for event in events:
-            if isinstance(event, EntryRejected):
-                log.warning("skipped the log entry at %d: %s", event.index, event.reason)
+        events = self._applier.drain_events()
         if events:
             for sink in self._sinks:
                 sink(events)
-
-    def _apply_conf_change(self, raft: RaftNode, entry: Entry) -> Any:
-        try:
-            change = ConfChange.decode(entry.data)
-        except (ValueError, TypeError, KeyError) as exc:  # bytes from outside: skip, alike
-            return self._machine.reject(
-                entry.index, f"undecodable membership change: {type(exc).__name__}: {exc}"
-            )
-        conf = raft.apply_conf_change(change)
-        self._membership.apply(change)
-        self._storage.set_conf_state(conf)
-        self._sync_peers()
-        return None
 
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
         image = await self._snapshots.install(snapshot)
