@@ -6,6 +6,11 @@ in the order its type documents: persist (one SQLite transaction, one fsync for 
 batch), send, apply, serve reads, advance. A proposal resolves when its entry is applied with
 the term it was proposed in; if another entry takes its index, it fails and the client's retry
 (with its idempotency key) decides.
+
+:class:`RaftLog` owns that control flow; the pieces it drives are handed what they need and
+never reach back: ``recovery`` (image and log from disk at start), ``applier`` (one committed
+entry), ``proposals`` (futures by index), ``reads`` (ReadIndex), ``membership`` (members,
+admits, learner promotions) and ``snapshots`` (taking, installing, checking).
 """
 
 from __future__ import annotations
