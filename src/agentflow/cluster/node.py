@@ -6,6 +6,11 @@ in the order its type documents: persist (one SQLite transaction, one fsync for 
 batch), send, apply, serve reads, advance. A proposal resolves when its entry is applied with
 the term it was proposed in; if another entry takes its index, it fails and the client's retry
 (with its idempotency key) decides.
+
+:class:`RaftLog` owns that control flow; the pieces it drives are handed what they need and
+never reach back: ``recovery`` (image and log from disk at start), ``applier`` (one committed
+entry), ``proposals`` (futures by index), ``reads`` (ReadIndex), ``membership`` (members,
+admits, learner promotions) and ``snapshots`` (taking, installing, checking).
 """
 
 from __future__ import annotations
@@ -16,18 +21,23 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from random import Random
 from typing import Any
 
+from agentflow.cluster.applier import Applier
 from agentflow.cluster.config import ClusterConfig
-from agentflow.cluster.image import Image, Member, member_context, restore_error
+from agentflow.cluster.image import Member
+from agentflow.cluster.membership import Membership, Promotions
 from agentflow.cluster.promotion import LearnerPromoter
+from agentflow.cluster.proposals import Proposals
 from agentflow.cluster.raftstore import RaftStore
+from agentflow.cluster.reads import Reads
+from agentflow.cluster.recovery import recover
 from agentflow.cluster.seam import EventSink
+from agentflow.cluster.snapshots import Snapshots, snapshot_usable
 from agentflow.cluster.statestore import StateStore
 from agentflow.cluster.status import cluster_status
-from agentflow.cluster.transport import PeerAddress, Transport
+from agentflow.cluster.transport import Transport
 from agentflow.errors import (
     AgentFlowError,
     ConfigError,
@@ -43,31 +53,20 @@ from agentflow.raft import (
     Config,
     ConfState,
     Entry,
-    EntryType,
-    HardState,
     MemoryStorage,
     Message,
     ProposalDroppedError,
     RaftNode,
     Ready,
     Snapshot,
-    SnapshotMetadata,
     StateRole,
     Status,
-    bootstrap,
 )
 from agentflow.state import Command, StateMachine, encode_command
-from agentflow.state.events import EntryRejected
 
 __all__ = ["ClusterConfig", "RaftLog"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Waiting:
-    term: int
-    future: asyncio.Future[Any]
 
 
 class RaftLog:
@@ -79,6 +78,15 @@ class RaftLog:
         self._raftstore = RaftStore(config.data_dir / "raft.db")
         self._statestore = StateStore(config.data_dir / "state.db")
         self._storage = MemoryStorage()
+        self._snapshots = Snapshots(
+            machine=machine,
+            storage=self._storage,
+            raftstore=self._raftstore,
+            statestore=self._statestore,
+            every=config.snapshot_every,
+            bytes_max=config.snapshot_bytes,
+            keep_after=config.keep_after_snapshot,
+        )
         self._raft: RaftNode | None = None
         self.transport = Transport(
             node_id=config.node_id,
@@ -93,8 +101,13 @@ class RaftLog:
             advertise={"api_url": config.api_url},
             admit=self.admits,
         )
-        self.members: dict[str, Member] = {}
-        self._adding: set[str] = set()  # in ADD conf changes appended but not yet applied
+        self._membership = Membership(config.node_id, join=config.join)
+        self._applier = Applier(
+            machine=machine,
+            membership=self._membership,
+            storage=self._storage,
+            transport=self.transport,
+        )
         self.applied = 0
         self.leader_id: str | None = None
         self.last_leader_id: str | None = None  # the last leader this node knew of
@@ -106,19 +119,14 @@ class RaftLog:
         self._ticks = 0
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._actions: list[tuple[Callable[[RaftNode], Any], asyncio.Future[Any]]] = []
-        self._waiting: dict[int, _Waiting] = {}
-        self._reads: dict[bytes, asyncio.Future[None]] = {}
-        self._read_seq = 0
-        self._parked_reads: list[tuple[int, asyncio.Future[None]]] = []
-        self._snapshot_index = 0
+        self._waiting = Proposals()
+        self._reads = Reads(config.node_id)
         self._campaign_alone = False
         self._snapshot_task: asyncio.Task[None] | None = None
         self._deferred: list[Entry] = []  # committed while a snapshot was being taken
-        self._bytes_since_snapshot = 0
-        self._promoter = LearnerPromoter(
-            after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max
+        self._promotions = Promotions(
+            LearnerPromoter(after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max)
         )
-        self._promotions: dict[str, asyncio.Future[Any]] = {}  # learner -> its ADD_VOTER
         self._wake = asyncio.Event()
         self._wake.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -129,6 +137,15 @@ class RaftLog:
     @property
     def machine(self) -> StateMachine:
         return self._machine
+
+    @property
+    def members(self) -> dict[str, Member]:
+        """The members of the configuration this node knows, by node id."""
+        return self._membership.members
+
+    @members.setter
+    def members(self, members: dict[str, Member]) -> None:
+        self._membership.members = members
 
     @property
     def is_leader(self) -> bool:
@@ -198,10 +215,7 @@ class RaftLog:
         """ReadIndex: return once this node has applied everything committed before the call."""
         if self._closed:
             raise UnavailableError("master is shutting down")
-        self._read_seq += 1
-        context = f"{self.config.node_id}:{self._read_seq}".encode()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._reads[context] = future
+        context, future = self._reads.start()
         self._run_on_core(lambda raft: raft.read_index(context), None)
         self._wake.set()
         try:
@@ -212,7 +226,7 @@ class RaftLog:
                 **self._leader_hint(),
             ) from None
         finally:
-            self._reads.pop(context, None)
+            self._reads.forget(context)
 
     # -- membership -------------------------------------------------------------------------
 
@@ -237,7 +251,7 @@ class RaftLog:
                 self._actions.append((propose, future))
                 return
             index = raft.propose_conf_change(change)
-            self._waiting[index] = _Waiting(raft.term, future)
+            self._waiting.wait(index, raft.term, future)
 
         self._run_on_core(propose, future, keep=True)
         self._wake.set()
@@ -251,7 +265,7 @@ class RaftLog:
 
     async def add_voter(self, node_id: str, raft_address: str, api_url: str) -> dict[str, Any]:
         """Make ``node_id`` a voter; if the leader is already promoting it, wait for that."""
-        pending = self._promotions.get(node_id)
+        pending = self._promotions.pending(node_id)
         if pending is None:
             return await self.change_membership(
                 ConfChangeType.ADD_VOTER, node_id, raft_address, api_url
@@ -264,37 +278,9 @@ class RaftLog:
 
     def _promote_learners(self, raft: RaftNode, ticks: int) -> None:
         """Propose ADD_VOTER for one learner that has kept up (see cluster.promotion)."""
-        if self._snapshot_task is not None or self._promotions:
+        if self._snapshot_task is not None or self._promotions.in_flight:
             return  # a conf change never runs ahead of what is applied; one at a time
-        status = raft.status
-        if not status.conf_state.learners:
-            return
-        for node_id in self._promoter.due(status, ticks):
-            member = self.members.get(node_id)
-            context = json.dumps(
-                {
-                    "raft": member.raft_address if member else "",
-                    "api": member.api_url if member else "",
-                }
-            ).encode()
-            change = ConfChange(type=ConfChangeType.ADD_VOTER, node_id=node_id, context=context)
-            try:
-                index = raft.propose_conf_change(change)
-            except ProposalDroppedError:
-                return  # another change is pending: the next tick tries again
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._waiting[index] = _Waiting(raft.term, future)
-            self._promotions[node_id] = future
-            future.add_done_callback(self._promotion_done(node_id))
-            log.info("promoting learner %s to voter: it has caught up", node_id)
-            return
-
-    def _promotion_done(self, node_id: str) -> Callable[[asyncio.Future[Any]], None]:
-        def done(future: asyncio.Future[Any]) -> None:
-            if self._promotions.get(node_id) is future:
-                del self._promotions[node_id]
-
-        return done
+        self._promotions.propose(raft, ticks, self._membership, self._waiting)
 
     async def transfer_leadership(self, to: str) -> None:
         if not self.is_leader:
@@ -337,32 +323,16 @@ class RaftLog:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self._raftstore.open()
         await self._statestore.open()
-        image = await self._load_image()
-        hard, entries = await self._raftstore.load(image.index)
-        fresh = image.index == 0 and hard is None and not entries
-        if fresh:
-            image = Image.fresh(
-                self.config.node_id,
-                f"{self.config.raft_host}:{self.config.raft_port}",
-                self.config.api_url,
-                self.config.peers,
-            )
-            await self._statestore.save(0, image.pack())
-        self._install_image(image)
-        if fresh and not self.config.join:
-            # Founding members write the same committed ADD_VOTER entries, so a node that joins
-            # later learns the membership from the log itself.
-            bootstrap(self._storage, image.members)
-            hard, _conf = self._storage.initial_state()
-            entries = self._storage.entries(1, self._storage.last_index() + 1)
-            await self._raftstore.save(hard, entries)
-        else:
-            if hard is not None:
-                if hard.commit < image.index:  # a commit index written without fsync was lost
-                    hard = HardState(term=hard.term, vote=hard.vote, commit=image.index)
-                self._storage.set_hard_state(hard)
-            if entries:
-                self._storage.append(entries)
+        image, n_entries = await recover(
+            self.config,
+            machine=self._machine,
+            storage=self._storage,
+            raftstore=self._raftstore,
+            statestore=self._statestore,
+        )
+        self.members = dict(image.members)
+        self.applied = image.index
+        self._snapshots.index = image.index
         self._raft = RaftNode(
             Config(
                 id=self.config.node_id,
@@ -388,7 +358,7 @@ class RaftLog:
             "raft node %s: image at %d, %d log entries, members %s",
             self.config.node_id,
             image.index,
-            len(entries),
+            n_entries,
             sorted(self.members),
         )
         loop = asyncio.get_running_loop()
@@ -399,34 +369,8 @@ class RaftLog:
         for task in self._tasks:
             task.add_done_callback(_crash_if_failed)
 
-    async def _load_image(self) -> Image:
-        saved = await self._statestore.load()
-        if saved is None:
-            return Image(index=0, term=0, conf_state=ConfState(voters=frozenset()))
-        return Image.unpack(saved[1])
-
-    def _install_image(self, image: Image) -> None:
-        """Make ``image`` the current state: machine, members, and the Raft snapshot."""
-        if image.machine:
-            self._machine.restore(image.machine)
-        self.members = dict(image.members)
-        self.applied = image.index
-        self._snapshot_index = image.index
-        snap = Snapshot(
-            metadata=SnapshotMetadata(
-                index=image.index, term=image.term, conf_state=image.conf_state
-            ),
-            data=image.pack(),
-        )
-        self._storage.apply_snapshot(snap)
-
     def _sync_peers(self) -> None:
-        for nid, member in self.members.items():
-            if nid != self.config.node_id and member.raft_address:
-                self.transport.set_peer(nid, PeerAddress.parse(member.raft_address))
-        for nid in list(self.transport.peers()):
-            if nid not in self.members:
-                self.transport.remove_peer(nid)
+        self._membership.sync_peers(self.transport)
 
     async def close(self) -> None:
         if self._closed:
@@ -449,32 +393,20 @@ class RaftLog:
         A node that joins knows no configuration until the leader sends it one, so it takes
         any peer that proved the cluster token until then.
         """
-        if peer_id == self.config.node_id:
-            return False
-        if peer_id in self.members or peer_id in self._adding:
-            return True
-        conf = self._raft.status.conf_state if self._raft is not None else None
-        return self.config.join and (conf is None or not (conf.voters or conf.learners))
+        return self._membership.admits(peer_id, self._core_conf)
+
+    def _core_conf(self) -> ConfState | None:
+        return self._raft.status.conf_state if self._raft is not None else None
 
     def _on_message(self, msg: Message) -> None:
         if not self.admits(msg.from_):
             log.debug("dropped a message from %s: not in the configuration", msg.from_)
             return
         self.last_heard[msg.from_] = time.monotonic()
-        if msg.snapshot is not None and not self._snapshot_usable(msg.snapshot):
+        if msg.snapshot is not None and not snapshot_usable(msg.snapshot, self._machine):
             return  # never handed to the core: the leader sends it again, nothing is lost
         self._inbox.append(msg)
         self._wake.set()
-
-    def _snapshot_usable(self, snapshot: Snapshot) -> bool:
-        """Whether a snapshot from the leader restores: tried on a scratch machine first,
-        since once the core takes it there is no way back to the state it replaces."""
-        sm = self._machine
-        scratch = StateMachine(sm.policy, sm.limits, sm.locks.limits, sm.messages.limits)
-        why = restore_error(snapshot.data, scratch)
-        if why is not None:
-            log.error("dropped a snapshot from the leader that does not restore: %s", why)
-        return why is None
 
     def _on_unreachable(self, peer: str) -> None:
         self._run_on_core(lambda raft: raft.report_unreachable(peer), None)
@@ -514,7 +446,7 @@ class RaftLog:
         if self._deferred and self._snapshot_task is None:
             entries, self._deferred = tuple(self._deferred), []
             self._apply(raft, entries)
-            self._release_reads()
+            self._reads.release(self.applied)
 
     def _feed(self, raft: RaftNode) -> None:
         self._apply_in_order(raft)
@@ -542,7 +474,7 @@ class RaftLog:
             except ProposalDroppedError:
                 future.set_exception(self.not_leader())
                 continue
-            self._waiting[index] = _Waiting(raft.term, future)
+            self._waiting.wait(index, raft.term, future)
 
     async def _handle_ready(self, raft: RaftNode, ready: Ready) -> None:
         if ready.soft_state is not None:
@@ -556,36 +488,18 @@ class RaftLog:
             self._storage.set_hard_state(ready.hard_state)
         if ready.entries:
             self._storage.append(ready.entries)
-            self._note_adding(ready.entries)
+            self._membership.note_adding(ready.entries)
         for msg in ready.messages:
             self.transport.send(msg)
         self._deferred.extend(ready.committed_entries)
         self._apply_in_order(raft)
-        for state in ready.read_states:
-            future = self._reads.get(state.context)
-            if future is not None and not future.done():
-                self._parked_reads.append((state.index, future))
-        self._release_reads()
-        if self._snapshot_task is None and (
-            self.applied - self._snapshot_index >= self.config.snapshot_every
-            or self._bytes_since_snapshot >= self.config.snapshot_bytes
-        ):
-            self._bytes_since_snapshot = 0
+        self._reads.park(ready.read_states)
+        self._reads.release(self.applied)
+        if self._snapshot_task is None and self._snapshots.due(self.applied):
+            self._snapshots.bytes_since = 0
             self._snapshot_task = asyncio.get_running_loop().create_task(
                 self._take_snapshot(raft), name="raft-snapshot"
             )
-
-    def _note_adding(self, entries: tuple[Entry, ...]) -> None:
-        """Remember members being added, so their links are admitted before the change applies."""
-        for entry in entries:
-            if entry.type is not EntryType.CONF_CHANGE:
-                continue
-            try:
-                change = ConfChange.decode(entry.data)
-            except (ValueError, KeyError, TypeError):
-                continue  # applying it decides what it means; admitting is only a hint
-            if change.type is not ConfChangeType.REMOVE_NODE:
-                self._adding.add(change.node_id)
 
     def _leadership(self, leader_id: str | None, role: StateRole) -> None:
         was_leader = self.is_leader
@@ -593,8 +507,7 @@ class RaftLog:
         if leader_id is not None:
             self.last_leader_id = leader_id
         if was_leader != self.is_leader:
-            self._promoter.reset()
-            self._promotions.clear()  # their entries resolve (or fail) through _waiting
+            self._promotions.reset()  # their entries resolve (or fail) through _waiting
             log.info(
                 "node %s is %s (leader %s)",
                 self.config.node_id,
@@ -606,80 +519,22 @@ class RaftLog:
 
     def _apply(self, raft: RaftNode, entries: tuple[Entry, ...]) -> None:
         for entry in entries:
-            result: Any = None
-            if entry.type is EntryType.CONF_CHANGE:
-                result = self._apply_conf_change(raft, entry)
-            elif entry.data:
-                # Never raises on the entry's bytes: an undecodable or failing command is
-                # rejected (recorded, and its proposer gets a 422) alike on every replica.
-                result = self._machine.apply_entry(entry.index, entry.data)
+            result = self._applier.apply(raft, entry)
             self.applied = entry.index
-            self._bytes_since_snapshot += len(entry.data)
-            waiting = self._waiting.pop(entry.index, None)
-            if waiting is not None and not waiting.future.done():
-                if waiting.term == entry.term:
-                    waiting.future.set_result(result)
-                else:
-                    waiting.future.set_result(
-                        UnavailableError("the command lost its place to a leader change; retry")
-                    )
-        events = self._machine.drain_events()
-        for event in events:
-            if isinstance(event, EntryRejected):
-                log.warning("skipped the log entry at %d: %s", event.index, event.reason)
+            self._snapshots.bytes_since += len(entry.data)
+            self._waiting.applied(entry, result)
+        events = self._applier.drain_events()
         if events:
             for sink in self._sinks:
                 sink(events)
 
-    def _apply_conf_change(self, raft: RaftNode, entry: Entry) -> Any:
-        try:
-            change = ConfChange.decode(entry.data)
-        except (ValueError, TypeError, KeyError) as exc:  # bytes from outside: skip, alike
-            return self._machine.reject(
-                entry.index, f"undecodable membership change: {type(exc).__name__}: {exc}"
-            )
-        conf = raft.apply_conf_change(change)
-        self._adding.discard(change.node_id)
-        if change.type is ConfChangeType.REMOVE_NODE:
-            self.members.pop(change.node_id, None)
-        else:
-            context = member_context(change.context)
-            old = self.members.get(change.node_id)
-            self.members[change.node_id] = Member(
-                node_id=change.node_id,
-                raft_address=context.get("raft") or (old.raft_address if old else ""),
-                api_url=context.get("api") or (old.api_url if old else ""),
-            )
-        self._storage.set_conf_state(conf)
-        self._sync_peers()
-        return None
-
-    def _release_reads(self) -> None:
-        still = []
-        for index, future in self._parked_reads:
-            if future.done():
-                continue
-            if self.applied >= index:
-                future.set_result(None)
-            else:
-                still.append((index, future))
-        self._parked_reads = still
-
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
-        image = Image.unpack(snapshot.data)
-        log.info("installing snapshot at index %d from the leader", image.index)
-        self._machine.restore(image.machine)
-        await self._statestore.save(image.index, snapshot.data, self._machine.locks.snapshot())
-        await self._raftstore.reset_after_snapshot(image.index)
+        image = await self._snapshots.install(snapshot)
         self.members = dict(image.members)
-        self.applied = self._snapshot_index = image.index
+        self.applied = image.index
         self._deferred = [e for e in self._deferred if e.index > image.index]
-        self._storage.apply_snapshot(snapshot)
         self._sync_peers()
-        for index in [i for i in self._waiting if i <= image.index]:
-            waiting = self._waiting.pop(index)
-            if not waiting.future.done():
-                waiting.future.set_result(UnavailableError("superseded by a snapshot; retry"))
+        self._waiting.superseded(image.index)
 
     async def _take_snapshot(self, raft: RaftNode) -> None:
         """Image the state at the applied index on a thread, then compact the log behind it.
@@ -689,28 +544,10 @@ class RaftLog:
         consistent and no election times out while a large state is serialised.
         """
         try:
-            index = self.applied
-            image = Image(
-                index=index,
-                term=self._storage.term(index),
-                conf_state=raft.status.conf_state,
-                members=dict(self.members),
-            )
-            loop = asyncio.get_running_loop()
-            image.machine = await loop.run_in_executor(None, self._machine.snapshot)
-            locks = await loop.run_in_executor(None, self._machine.locks.snapshot)
-            data = await loop.run_in_executor(None, image.pack)
-            await self._statestore.save(index, data, locks)
-            self._storage.create_snapshot(index, image.conf_state, data)
-            keep_from = index - self.config.keep_after_snapshot
-            if keep_from > self._storage.first_index():
-                self._storage.compact(keep_from)
-                await self._raftstore.compact(keep_from)
-            self._snapshot_index = index
-            log.info("snapshot at index %d (%d bytes)", index, len(data))
+            await self._snapshots.take(raft, self.applied, dict(self.members))
         except Exception:
             log.exception("taking a snapshot failed; the log is kept and it is tried again later")
-            self._snapshot_index = self.applied
+            self._snapshots.index = self.applied
         finally:
             self._snapshot_task = None
             self._wake.set()
@@ -728,7 +565,7 @@ class RaftLog:
 
     @property
     def snapshot_index(self) -> int:
-        return self._snapshot_index
+        return self._snapshots.index
 
     def status(self) -> dict[str, Any]:
         return cluster_status(self)

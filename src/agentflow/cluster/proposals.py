@@ -1,0 +1,56 @@
+"""Proposals waiting for their entries: one future per log index, resolved when it applies.
+
+A proposal resolves with its entry's result when the entry applies with the term it was
+proposed in; if another entry took its index (a leader change) or a snapshot covered it, it
+resolves with an :class:`UnavailableError` and the client's retry (with its idempotency key)
+decides. Futures are resolved with a result, never an exception: the proposer raises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from agentflow.errors import UnavailableError
+from agentflow.raft import Entry
+
+__all__ = ["Proposals"]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    term: int
+    future: asyncio.Future[Any]
+
+
+class Proposals:
+    """The futures of entries appended by this node, by log index."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, _Waiting] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def wait(self, index: int, term: int, future: asyncio.Future[Any]) -> None:
+        """Resolve ``future`` when the entry at ``index`` applies (see :meth:`applied`)."""
+        self._waiting[index] = _Waiting(term, future)
+
+    def applied(self, entry: Entry, result: Any) -> None:
+        """``entry`` applied with ``result``: resolve whoever proposed its index."""
+        waiting = self._waiting.pop(entry.index, None)
+        if waiting is not None and not waiting.future.done():
+            if waiting.term == entry.term:
+                waiting.future.set_result(result)
+            else:
+                waiting.future.set_result(
+                    UnavailableError("the command lost its place to a leader change; retry")
+                )
+
+    def superseded(self, index: int) -> None:
+        """A snapshot at ``index`` was installed: entries up to it will never apply here."""
+        for i in [i for i in self._waiting if i <= index]:
+            waiting = self._waiting.pop(i)
+            if not waiting.future.done():
+                waiting.future.set_result(UnavailableError("superseded by a snapshot; retry"))
