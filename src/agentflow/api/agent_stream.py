@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from agentflow.api.decoding import FrameError, receive_frame, refuse_frame, send_frame
+from agentflow.api.identity import CLOSE_REVOKED, HOLDS_KEY
 from agentflow.api.message_routes import send_command, sent_view
 from agentflow.api.schemas import MessageIn
 from agentflow.api.service import MasterService, accept_on_leader
@@ -56,7 +58,7 @@ async def stream(ws: WebSocket, agent_id: str, after: int | None = None, push: b
         await ws.close(code=4400)
         return
     tasks = [
-        asyncio.create_task(_keep_alive(svc, agent_id)),
+        asyncio.create_task(_keep_alive(svc, ws, agent_id)),
         asyncio.create_task(_take_frames(svc, ws, agent_id)),
     ]
     if push:
@@ -77,9 +79,14 @@ async def _connect(svc: MasterService, agent_id: str) -> None:
     await svc.log.propose(ConnectAgent(now_ms=svc.now_ms(), agent_id=agent_id, ttl_ms=ttl_ms))
 
 
-async def _keep_alive(svc: MasterService, agent_id: str) -> None:
+async def _keep_alive(svc: MasterService, ws: WebSocket, agent_id: str) -> None:
+    holds: Callable[[], bool] = ws.scope.get(HOLDS_KEY) or (lambda: True)
     while True:
         await asyncio.sleep(STREAM_TTL_S / 3)
+        if not holds():  # revoked, expired, or its attempt ended: the agent lapses with it
+            with contextlib.suppress(Exception):
+                await ws.close(code=CLOSE_REVOKED)
+            return
         try:
             await _connect(svc, agent_id)
         except AgentFlowError as exc:

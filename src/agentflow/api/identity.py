@@ -31,6 +31,8 @@ from agentflow.state.lock_ops import task_session
 from agentflow.state.tokens import Role, TokenRecord
 
 __all__ = [
+    "CLOSE_REVOKED",
+    "HOLDS_KEY",
     "SCOPE_KEY",
     "Identity",
     "TokenVerifier",
@@ -41,6 +43,11 @@ __all__ = [
 ]
 
 SCOPE_KEY = "agentflow.identity"
+# A socket's scope holds a callable: whether the token it opened with still holds (not revoked
+# or expired, its attempt still running). Loops that act for the socket without hearing from it
+# (a keep-alive) ask it before each round.
+HOLDS_KEY = "agentflow.token_holds"
+CLOSE_REVOKED = 4401  # the close code of a socket whose token stopped holding
 ROLE_PREFIX = "af_"
 TASK_PREFIX = "aft_"
 _LIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)

@@ -15,7 +15,13 @@ import pydantic
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentflow.api.identity import SCOPE_KEY, TokenVerifier, authorize
+from agentflow.api.identity import (
+    CLOSE_REVOKED,
+    HOLDS_KEY,
+    SCOPE_KEY,
+    TokenVerifier,
+    authorize,
+)
 from agentflow.errors import (
     AgentFlowError,
     AuthError,
@@ -96,34 +102,69 @@ class AuthMiddleware:
             await _refuse(refused, scope, receive, send)
             return
         scope[SCOPE_KEY] = identity
+        holds = _holds(self.verifier, given)
         if kind == "websocket":
-            receive = self._rechecked(given, receive, send)
+            scope[HOLDS_KEY] = holds
+            receive, send = _rechecked_receive(holds, receive, send), _rechecked_send(holds, send)
+        else:
+            send = _streams_while(holds, send)
         await self.app(scope, receive, send)
 
-    def _rechecked(self, given: bytes, receive: Receive, send: Send) -> Receive:
-        """A socket outlives its handshake: each frame it brings is let in only while its
-        token still holds (not revoked or expired, its attempt still running)."""
-        verifier = self.verifier
-        assert verifier is not None
 
-        async def receive_checked() -> Message:
-            message = await receive()
-            if message["type"] != "websocket.receive":
-                return message
-            try:
-                verifier.identify(given)
-            except AuthError as exc:
-                close: Message = {
-                    "type": "websocket.close",
-                    "code": 4401,
-                    "reason": _short(exc.detail),
-                }
-                with contextlib.suppress(Exception):  # the app may have closed it meanwhile
-                    await send(close)
-                return {"type": "websocket.disconnect", "code": 4401}
+def _holds(verifier: TokenVerifier, given: bytes) -> Callable[[], bool]:
+    def holds() -> bool:
+        try:
+            verifier.identify(given)
+        except AuthError:
+            return False
+        return True
+
+    return holds
+
+
+# A socket outlives its handshake, and a streamed answer its first chunk: each frame in either
+# direction, and each further chunk, passes only while the token still holds.
+
+
+def _rechecked_receive(holds: Callable[[], bool], receive: Receive, send: Send) -> Receive:
+    async def receive_checked() -> Message:
+        message = await receive()
+        if message["type"] != "websocket.receive" or holds():
             return message
+        await _close_revoked(send)
+        return {"type": "websocket.disconnect", "code": CLOSE_REVOKED}
 
-        return receive_checked
+    return receive_checked
+
+
+def _rechecked_send(holds: Callable[[], bool], send: Send) -> Send:
+    async def send_checked(message: Message) -> None:
+        if message["type"] == "websocket.send" and not holds():
+            await _close_revoked(send)
+            return
+        await send(message)
+
+    return send_checked
+
+
+def _streams_while(holds: Callable[[], bool], send: Send) -> Send:
+    async def send_checked(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("more_body") and not holds():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    return send_checked
+
+
+async def _close_revoked(send: Send) -> None:
+    close: Message = {
+        "type": "websocket.close",
+        "code": CLOSE_REVOKED,
+        "reason": "the token no longer holds (revoked, expired or its attempt ended)",
+    }
+    with contextlib.suppress(Exception):  # the app may have closed it meanwhile
+        await send(close)
 
 
 def _bearer(scope: Scope) -> bytes:
