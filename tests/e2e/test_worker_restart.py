@@ -122,7 +122,8 @@ def test_a_second_worker_under_a_connected_id_exits_with_one_line(procs: Process
 
 
 def test_a_worker_under_a_crashed_workers_id_waits_for_its_loss(procs: Processes) -> None:
-    _, url = procs.master("m1", None, "--worker-timeout", "2s", "--heartbeat-interval", "0.5s")
+    # Long enough for the heir's process to start (and be refused) before the loss.
+    _, url = procs.master("m1", None, "--worker-timeout", "6s", "--heartbeat-interval", "0.5s")
     crashed = procs.worker("w1", url)
     with Client(url) as client:
         held = client.submit("sleep 30")
