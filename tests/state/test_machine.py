@@ -130,7 +130,7 @@ def test_reconnect_reconciles_running_attempts() -> None:
     token = log.sm.tasks["a"].fencing_token or 0
     # The worker comes back running only "a" plus a zombie attempt it should kill.
     result = worker(log, slots=2, running=[("a", token), ("zzz", 1)])
-    assert result == {"worker_id": "w1", "cancel": [("zzz", 1)]}
+    assert result == {"worker_id": "w1", "cancel": [("zzz", 1)], "drain": "none"}
     assert log.sm.tasks["a"].status is TaskStatus.ASSIGNED
     assert log.sm.tasks["b"].status is TaskStatus.QUEUED
 

@@ -96,6 +96,7 @@ def worker_view(
         "free": free,
         "id": worker.id,
         "state": worker.state.value,
+        "drained_by": worker.drain.value if worker.draining else None,
         "group": worker.group,
         "hostname": worker.hostname,
         "slots": worker.slots,

@@ -102,7 +102,7 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
         register = _register_command(svc, hello, admission.secret_hash)
         result: dict[str, Any] = await svc.log.propose(register)
     except ConflictError as exc:
-        await _refuse(ws, worker_id, str(exc), CLOSE_CONFLICT)
+        await _refuse(ws, worker_id, str(exc), CLOSE_CONFLICT, _holder(svc, worker_id))
         return
     except (TimeoutError, wire.FrameError, AgentFlowError) as exc:
         await _refuse(ws, worker_id, str(exc), CLOSE_PROTOCOL)
@@ -118,6 +118,7 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
             "heartbeat_interval_s": svc.config.heartbeat_interval_s,
             "protocol": wire.PROTOCOL_VERSION,
             "secret": admission.secret,
+            "drain": result["drain"],
         }
     )
     for task_id, token in result["cancel"]:
@@ -159,11 +160,29 @@ async def _next_bytes(ws: WebSocket, timeout_s: float | None = None) -> bytes:
     return data
 
 
-async def _refuse(ws: WebSocket, worker_id: str, detail: str, code: int) -> None:
+async def _refuse(
+    ws: WebSocket, worker_id: str, detail: str, code: int, extra: dict[str, Any] | None = None
+) -> None:
     log.warning("worker %s refused: %s", worker_id, detail)
     with contextlib.suppress(Exception):
-        await ws.send_bytes(wire.pack({"t": "error", "detail": detail}))
+        await ws.send_bytes(wire.pack({"t": "error", "detail": detail, **(extra or {})}))
         await ws.close(code=code)
+
+
+def _holder(svc: MasterService, worker_id: str) -> dict[str, Any]:
+    """Who holds a refused worker id, for the refused process to decide what to do.
+
+    ``connected``: another process has a session now; waiting cannot help. ``silent``: the
+    previous holder went away (a crash, most likely) still holding attempts, and is declared
+    lost within ``lost_in_s``, after which the id is free.
+    """
+    if worker_id in svc.hub.sessions:
+        return {"holder": "connected"}
+    return {
+        "holder": "silent",
+        "lost_in_s": svc.scheduler.lost_in_ms(worker_id) / 1000.0,
+        "worker_timeout_s": svc.config.worker_loss_timeout_s,
+    }
 
 
 def _register_command(svc: MasterService, hello: workerwire.Hello, digest: str) -> RegisterWorker:
@@ -205,7 +224,9 @@ async def _receive(svc: MasterService, session: WorkerSession) -> bool:
                 await _report(svc, session, frame)
             elif isinstance(frame, workerwire.Drain):
                 await svc.log.propose(
-                    SetWorkerDraining(now_ms=svc.now_ms(), worker_id=worker_id, draining=True)
+                    SetWorkerDraining(
+                        now_ms=svc.now_ms(), worker_id=worker_id, draining=True, by_worker=True
+                    )
                 )
             elif isinstance(frame, workerwire.Bye):
                 return True

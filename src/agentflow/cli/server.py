@@ -203,7 +203,11 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
 
 
 @click.group("worker", invoke_without_command=True)
-@click.option("--worker-id", help="This worker's id (default: the host name).")
+@click.option(
+    "--worker-id",
+    help="This worker's id (default: HOSTNAME-PID, unique per process; give a stable id to "
+    "keep one identity across restarts).",
+)
 @click.option("--master-url", "master_urls", help="Master URL(s), comma-separated.")
 @click.option("--group", help="Worker group (default 'default').")
 @click.option("--slots", type=int, help="Tasks run at once (default: one per CPU).")
@@ -241,11 +245,10 @@ def worker_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    import socket
-
     from agentflow.worker import Worker, probe_resources
+    from agentflow.worker.claim import default_worker_id
 
-    flags["worker_id"] = flags.get("worker_id") or socket.gethostname()
+    flags["worker_id"] = flags.get("worker_id") or default_worker_id()
     flags["master_urls"] = flags.get("master_urls") or os.environ.get("AGENTFLOW_URL")
     flags["agents"] = _pairs(agents, "--agent") or None
     flags["tls_ca"] = flags.get("tls_ca") or os.environ.get("AGENTFLOW_CA")

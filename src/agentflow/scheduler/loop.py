@@ -81,6 +81,12 @@ class Scheduler:
     def last_contact_ms(self, worker_id: str) -> int | None:
         return self._last_contact.get(worker_id)
 
+    def lost_in_ms(self, worker_id: str) -> int:
+        """How long until a silent worker is declared lost (0: at the next pass)."""
+        heard = max(self._last_contact.get(worker_id, 0), self._armed_at)
+        limit_ms = int(self._config.worker_loss_timeout_s * 1000)
+        return max(0, heard + limit_ms - self._now_ms())
+
     def poke(self) -> None:
         self._wake.set()
 

@@ -249,8 +249,16 @@ class MarkWorkersLost(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SetWorkerDraining(Command):
+    """Stop (or resume) giving a worker new work.
+
+    ``by_worker``: the worker asked for it itself (SIGTERM); such a drain ends with that
+    instance's run, so the next instance under the id starts active. An operator's drain (the
+    API, the CLI) lasts until an operator activates the worker again.
+    """
+
     worker_id: str
     draining: bool
+    by_worker: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

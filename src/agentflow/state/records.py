@@ -13,6 +13,7 @@ from typing import Any, Self
 __all__ = [
     "TERMINAL_STATUSES",
     "Attempt",
+    "Drain",
     "Priority",
     "TaskRecord",
     "TaskSpec",
@@ -67,6 +68,14 @@ class WorkerState(enum.StrEnum):
     DRAINING = "draining"
     OFFLINE = "offline"
     LOST = "lost"
+
+
+class Drain(enum.StrEnum):
+    """Whether a worker takes new work, and who said it should not."""
+
+    NONE = "none"
+    WORKER = "worker"  # the worker asked (SIGTERM): ends with that instance's run
+    OPERATOR = "operator"  # the API or CLI asked: lasts until an operator activates it
 
 
 class _Wire:
@@ -188,7 +197,7 @@ class WorkerRecord(_Wire):
     prefetch: int = 0  # attempts it may hold queued beyond its slots
     gpus: list[dict[str, Any]] = field(default_factory=list)  # index, name, memory_mb
     state: WorkerState = WorkerState.ACTIVE
-    draining: bool = False
+    drain: Drain = Drain.NONE
     running: dict[str, int] = field(default_factory=dict)  # task id -> fencing token
     last_seen_at: int = 0
     lost_at: int | None = None
@@ -213,10 +222,17 @@ class WorkerRecord(_Wire):
     def live(self) -> bool:
         return self.state in (WorkerState.ACTIVE, WorkerState.BUSY)
 
+    @property
+    def draining(self) -> bool:
+        return self.drain is not Drain.NONE
+
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Self:
         data = dict(data)
         data["state"] = WorkerState(data["state"])
+        if "draining" in data:  # a snapshot from before drains had an origin: keep it drained
+            data["drain"] = Drain.OPERATOR if data.pop("draining") else Drain.NONE
+        data["drain"] = Drain(data.get("drain", Drain.NONE))
         return cls(**data)
 
 

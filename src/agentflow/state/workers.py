@@ -13,7 +13,7 @@ from agentflow.state.commands import (
     WorkerDisconnected,
 )
 from agentflow.state.events import WorkerChanged
-from agentflow.state.records import TaskStatus, WorkerRecord, WorkerState
+from agentflow.state.records import Drain, TaskStatus, WorkerRecord, WorkerState
 from agentflow.state.tasks import requeue_lost
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
 
     Attempts the state gave this worker but that it no longer runs are requeued; attempts it
     runs that are superseded (or unknown) are returned under ``"cancel"`` for the shell to kill.
+    A new instance (another secret) ends the drain the previous one asked for itself; an
+    operator's drain stays, and ``"drain"`` tells the shell which one holds.
     A session that may not take the worker's id (see :func:`admits`) changes nothing.
     """
     worker = sm.workers.get(cmd.worker_id)
@@ -71,6 +73,8 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
         )
         sm.workers[worker.id] = worker
     else:
+        if cmd.secret_hash != worker.secret_hash and worker.drain is Drain.WORKER:
+            worker.drain = Drain.NONE  # the instance that asked for it has ended
         worker.group = cmd.group
         worker.slots = cmd.slots
         worker.resources = dict(cmd.resources)
@@ -93,7 +97,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
     worker.lost_at = None
     _set_state(sm, worker, WorkerState.DRAINING if worker.draining else WorkerState.ACTIVE, index)
     sm.refresh_worker(worker, index)
-    return {"worker_id": worker.id, "cancel": cancel}
+    return {"worker_id": worker.id, "cancel": cancel, "drain": worker.drain.value}
 
 
 def _lose_attempt(sm: StateMachine, index: int, now_ms: int, task_id: str) -> None:
@@ -135,12 +139,19 @@ def mark_lost(sm: StateMachine, index: int, cmd: MarkWorkersLost) -> list[str]:
 
 
 def set_draining(sm: StateMachine, index: int, cmd: SetWorkerDraining) -> str:
+    """Drain or activate a worker. A worker's own drain never weakens an operator's."""
     worker = sm.workers.get(cmd.worker_id)
     if worker is None:
         raise NotFoundError(f"no worker {cmd.worker_id}", worker_id=cmd.worker_id)
-    worker.draining = cmd.draining
+    if not cmd.draining:
+        worker.drain = Drain.NONE
+    elif not cmd.by_worker:
+        worker.drain = Drain.OPERATOR
+    elif worker.drain is Drain.NONE:
+        worker.drain = Drain.WORKER
     if worker.state in (WorkerState.ACTIVE, WorkerState.BUSY, WorkerState.DRAINING):
-        _set_state(sm, worker, WorkerState.DRAINING if cmd.draining else WorkerState.ACTIVE, index)
+        state = WorkerState.DRAINING if worker.draining else WorkerState.ACTIVE
+        _set_state(sm, worker, state, index)
         sm.refresh_worker(worker, index)
     return worker.state.value
 

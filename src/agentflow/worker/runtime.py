@@ -7,7 +7,10 @@ loses nor re-runs them. Reports are batched over a short window; an outcome stay
 ``_unacked`` until the master acknowledges the report that carried it.
 
 SIGTERM (or SIGINT) drains: no new work, running attempts finish, then the worker says bye
-and exits. A second signal kills the running attempts and exits at once.
+and exits. A second signal kills the running attempts and exits at once. That drain is this
+process's own: the next process under the same id starts active (an operator's drain stays).
+
+Refused its id by the master, the worker stops or waits as :mod:`.claim` decides.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from websockets.exceptions import WebSocketException
 
 from agentflow import wire, workerwire
 from agentflow.config import WorkerConfig, tls_context
+from agentflow.errors import ConflictError
+from agentflow.worker.claim import IdClaim, IdRefusedError
 from agentflow.worker.executor import Attempt, Finished, agent_prompt, build_argv
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool
 
@@ -98,6 +103,8 @@ class Worker:
         self._report_wake = asyncio.Event()
         self._outcome_ready = asyncio.Event()
         self._draining = False
+        self._claim = IdClaim(config.worker_id)
+        self._fatal: ConflictError | None = None
         self._stop = asyncio.Event()
         self._attempt_group: asyncio.TaskGroup | None = None
 
@@ -120,6 +127,8 @@ class Worker:
             reporter.cancel()
         if self._pool is not None:
             self._pool.close()
+        if self._fatal is not None:
+            raise self._fatal
         log.info("worker %s stopped", self.config.worker_id)
 
     def _on_signal(self) -> None:
@@ -146,9 +155,14 @@ class Worker:
         backoff = 0.1
         while not self._stop.is_set():
             url = self.master_url
+            delay: float | None = None
             try:
                 await self._session(url)
                 backoff = 0.1
+            except IdRefusedError as exc:
+                delay = self._on_id_refused(exc)
+                if delay is None:
+                    return
             except (OSError, TimeoutError, WebSocketException, wire.FrameError) as exc:
                 log.warning("session with %s ended: %s", url, exc or type(exc).__name__)
             except Exception:  # never let a session bug kill the attempts this worker runs
@@ -158,10 +172,23 @@ class Worker:
             if self._stop.is_set():
                 return
             self._url_index += 1
-            delay = backoff * (0.5 + random.random())  # jitter spreads reconnect storms
+            if delay is None:
+                delay = backoff * (0.5 + random.random())  # jitter spreads reconnect storms
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _on_id_refused(self, refusal: IdRefusedError) -> float | None:
+        """Seconds until the next try, or None once the worker stops for good (any attempt
+        it still runs was taken from it with its id)."""
+        try:
+            return self._claim.refused(refusal, asyncio.get_running_loop().time())
+        except ConflictError as exc:
+            self._fatal = exc
+            for attempt in self._attempts.values():
+                attempt.cancel()
+            self._stop.set()
+            return None
 
     async def _session(self, url: str) -> None:
         ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
@@ -183,12 +210,15 @@ class Worker:
             await ws.send(wire.pack(self._hello()))
             welcome = wire.unpack(await _recv_bytes(ws, CONNECT_TIMEOUT_S), wire.MAX_FRAME_BYTES)
             if welcome["t"] != "welcome":
+                if "holder" in welcome:
+                    raise IdRefusedError(welcome)
                 self._follow_leader(welcome.get("leader_url"))
                 raise wire.FrameError(f"master refused the session: {welcome.get('detail')}")
             secret = welcome.get("secret")
             if isinstance(secret, str):
                 self._secret = secret
             log.info("connected to %s as %s", url, self.config.worker_id)
+            self._claim.welcomed(welcome.get("drain"))
             self._ws = ws
             await self._resend_unacked(ws)
             if self._outcomes or self._started or self._output:
