@@ -122,8 +122,9 @@ def test_a_second_worker_under_a_connected_id_exits_with_one_line(procs: Process
 
 
 def test_a_worker_under_a_crashed_workers_id_waits_for_its_loss(procs: Processes) -> None:
-    # Long enough for the heir's process to start (and be refused) before the loss.
-    _, url = procs.master("m1", None, "--worker-timeout", "6s", "--heartbeat-interval", "0.5s")
+    # Long enough for the heir's process to start (and be refused) before the loss, even on a
+    # loaded machine where starting a worker takes seconds.
+    _, url = procs.master("m1", None, "--worker-timeout", "15s", "--heartbeat-interval", "0.5s")
     crashed = procs.worker("w1", url)
     with Client(url) as client:
         held = client.submit("sleep 30")
@@ -140,7 +141,9 @@ def test_a_worker_under_a_crashed_workers_id_waits_for_its_loss(procs: Processes
             "--slots",
             "2",
         )
-        wait_until(lambda: _state(client, "w1") == "active", what="the heir takes the id")
+        wait_until(  # the old one is declared lost 15 s after it went silent
+            lambda: _state(client, "w1") == "active", timeout_s=45, what="the heir takes the id"
+        )
         done = client.wait(client.submit("echo heir").id, timeout_s=20)
         assert done.ok and done.worker_id == "w1"
         client.cancel(held.id)
