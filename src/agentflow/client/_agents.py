@@ -116,6 +116,12 @@ class _AgentBase:
         body["id"] = "rq-" + os.urandom(8).hex()  # a retried request is the same request
         return path, body
 
+    def _inbox_params(self, wait_s: float, after: int | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"wait_s": wait_s, "limit": limit}
+        if after is not None:
+            params["after"] = after
+        return params
+
     def _reply_body(self, message: Message, type_: str, content: Any) -> dict[str, Any]:
         cid = message.correlation_id or message.id
         return _envelope(self.id, message.sender, type_, content, correlation_id=cid)
@@ -220,9 +226,7 @@ class Agent(_AgentBase):
     ) -> list[Message]:
         """What is in the inbox after ``after`` (default: after the last acknowledged), waiting
         up to ``wait_s`` seconds for something. Acknowledges nothing."""
-        params: dict[str, Any] = {"wait_s": wait_s, "limit": limit}
-        if after is not None:
-            params["after"] = after
+        params = self._inbox_params(wait_s, after, limit)
         answer = self._client.request(
             "GET", self._path + "/inbox", params=params, timeout_s=wait_s + 30
         )
@@ -313,6 +317,14 @@ class AsyncAgent(_AgentBase):
             out.extend(answer["messages"])
         return out
 
+    async def broadcast(self, type: str, content: Any = None, **extra: Any) -> dict[str, Any]:
+        return await self.send("*", type, content, **extra)
+
+    async def publish(
+        self, topic: str, type: str, content: Any = None, **extra: Any
+    ) -> dict[str, Any]:
+        return await self.send(f"topic:{topic}", type, content, **extra)
+
     @renamed(timeout="timeout_s")
     async def request(
         self,
@@ -342,6 +354,17 @@ class AsyncAgent(_AgentBase):
         await self._client.request(
             "DELETE", f"{self._path}/subscriptions/{quote(pattern, safe='')}"
         )
+
+    @renamed(wait="wait_s")
+    async def receive(
+        self, *, wait_s: float = 0.0, after: int | None = None, limit: int = 100
+    ) -> list[Message]:
+        """As :meth:`Agent.receive` (``async for`` reads the pushed stream instead)."""
+        params = self._inbox_params(wait_s, after, limit)
+        answer = await self._client.request(
+            "GET", self._path + "/inbox", params=params, timeout_s=wait_s + 30
+        )
+        return [Message.from_json(m) for m in answer["messages"]]
 
     async def ack(self, upto: Message | int) -> None:
         cursor = upto if isinstance(upto, int) else upto.cursor
