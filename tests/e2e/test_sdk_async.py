@@ -1,5 +1,6 @@
 """AsyncClient's methods that were Client-only, against real master and worker processes:
-priority, paging, map, workflows (wait, graph, cancel, retry), drain and removal of workers."""
+priority, paging, map, workflows (wait, graph, cancel, retry), drain and removal of workers;
+and AsyncAgent's broadcast, publish and receive."""
 
 from __future__ import annotations
 
@@ -130,3 +131,22 @@ async def test_drain_and_remove_a_worker(procs: Processes) -> None:
         await client.remove_worker("w1", force=True)
         assert await client.workers() == []
         assert (await client.get(busy.id)).status == "queued"  # its attempt was given back
+
+
+async def test_async_agent_broadcasts_publishes_and_reads_its_inbox(procs: Processes) -> None:
+    _, url = procs.master()
+    async with (
+        AsyncClient(url) as client,
+        client.agent("a-sender") as sender,
+        client.agent("a-reader") as reader,
+    ):
+        await reader.subscribe("builds.*")
+        await sender.broadcast("Notification", "freeze at 18:00")
+        await sender.publish("builds.linux", "StatusUpdate", {"ok": True})
+        got = await reader.receive(wait_s=10)
+        assert [(m.type, m.content) for m in got] == [
+            ("Notification", "freeze at 18:00"),
+            ("StatusUpdate", {"ok": True}),
+        ]
+        await reader.ack(got[-1])
+        assert await reader.receive() == []

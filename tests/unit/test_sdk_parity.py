@@ -83,6 +83,17 @@ def test_futures_are_twins() -> None:
     assert hasattr(AsyncTaskFuture, "__await__")
 
 
+def test_agents_are_twins_but_for_how_messages_stream() -> None:
+    # Agent.messages() long-polls the inbox; ``async for message in agent`` reads the pushed
+    # stream, and AsyncAgent.open() is what ``async with`` calls (Agent connects at once).
+    sync = {name for name in public(Agent) if not name.startswith("__")} - {"messages"}
+    assert sync == {name for name in public(AsyncAgent) if not name.startswith("__")} - {"open"}
+    assert hasattr(AsyncAgent, "__aenter__") and hasattr(AsyncAgent, "__aiter__")
+    for name in sorted(sync - {"ttl"}):
+        assert parameters(getattr(Agent, name)) == parameters(getattr(AsyncAgent, name)), name
+        assert inspect.iscoroutinefunction(getattr(AsyncAgent, name)), name
+
+
 @pytest.mark.parametrize(("sync", "other"), [(Agent, AsyncAgent), (LockContext, AsyncLockContext)])
 def test_shared_members_of_agents_and_lock_contexts_take_the_same_parameters(
     sync: type, other: type
