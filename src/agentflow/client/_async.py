@@ -23,6 +23,7 @@ from agentflow.client._calls import Call
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
+    Deadline,
     Failover,
     TaskInfo,
     api_token,
@@ -177,7 +178,7 @@ class AsyncClient:
 
     async def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
         """Until the task finishes (or ``timeout_s`` passes; then its current state)."""
-        deadline = calls.Deadline(timeout_s)
+        deadline = Deadline(timeout_s)
         while True:
             info = await self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
             if info.done or deadline.passed:
@@ -233,7 +234,7 @@ class AsyncClient:
         self, workflow_id: str, timeout_s: float | None = None
     ) -> dict[str, Any]:
         """Until the workflow is no longer running (or ``timeout_s`` passes)."""
-        deadline = calls.Deadline(timeout_s)
+        deadline = Deadline(timeout_s)
         while True:
             view = await self.workflow(workflow_id, wait_s=deadline.wait_s())
             if not calls.workflow_running(view) or deadline.passed:

@@ -7,15 +7,14 @@ an answer of its own, so the two cannot drift apart. Nothing here does I/O.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from agentflow.client._core import BATCH, LONG_POLL_S, TaskInfo, build_task, token_body
+from agentflow.client._core import BATCH, TaskInfo, build_task, token_body
 from agentflow.client._functions import function_body
 
-__all__ = ["Call", "Deadline", "TaskPages"]
+__all__ = ["Call", "TaskPages"]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -140,22 +139,6 @@ class TaskPages:
         self.done = not cursor or self._left == 0
         self._params["cursor"] = cursor
         return tasks
-
-
-class Deadline:
-    """The long polls of a wait for at most ``timeout_s`` seconds (``None``: for ever)."""
-
-    def __init__(self, timeout_s: float | None) -> None:
-        self._at = None if timeout_s is None else time.monotonic() + timeout_s
-
-    def wait_s(self) -> float:
-        """How long the next long poll may ask the master to hold the answer."""
-        left = LONG_POLL_S if self._at is None else max(0.0, self._at - time.monotonic())
-        return min(LONG_POLL_S, left)
-
-    @property
-    def passed(self) -> bool:
-        return self._at is not None and time.monotonic() >= self._at
 
 
 def submit_workflow(workflow: Mapping[str, Any]) -> Call[dict[str, Any]]:

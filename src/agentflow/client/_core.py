@@ -34,6 +34,7 @@ __all__ = [
     "RETRYABLE",
     "RETRY_STATUSES",
     "TERMINAL",
+    "Deadline",
     "Failover",
     "TaskInfo",
     "api_token",
@@ -197,6 +198,22 @@ def raise_for_problem(response: httpx.Response) -> Any:
 def unreachable(urls: Sequence[str], last: Exception | None) -> UnavailableError:
     why = f": {last}" if last else ""
     return UnavailableError(f"no master reachable at {', '.join(urls)}{why}")
+
+
+class Deadline:
+    """The long polls of a wait for at most ``timeout_s`` seconds (``None``: for ever)."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self._at = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def wait_s(self) -> float:
+        """How long the next long poll may ask the master to hold the answer."""
+        left = LONG_POLL_S if self._at is None else max(0.0, self._at - time.monotonic())
+        return min(LONG_POLL_S, left)
+
+    @property
+    def passed(self) -> bool:
+        return self._at is not None and time.monotonic() >= self._at
 
 
 class Failover:

@@ -16,6 +16,7 @@ from agentflow.client._calls import Call
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
+    Deadline,
     Failover,
     TaskInfo,
     api_token,
@@ -165,7 +166,7 @@ class Client:
 
     def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
         """Block until the task finishes (or ``timeout_s`` passes; then its current state)."""
-        deadline = calls.Deadline(timeout_s)
+        deadline = Deadline(timeout_s)
         while True:
             info = self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
             if info.done or deadline.passed:
@@ -216,7 +217,7 @@ class Client:
 
     def wait_workflow(self, workflow_id: str, timeout_s: float | None = None) -> dict[str, Any]:
         """Block until the workflow is no longer running (or ``timeout_s`` passes)."""
-        deadline = calls.Deadline(timeout_s)
+        deadline = Deadline(timeout_s)
         while True:
             view = self.workflow(workflow_id, wait_s=deadline.wait_s())
             if not calls.workflow_running(view) or deadline.passed:
