@@ -444,7 +444,7 @@ async def _rr_sdk(url: str, n: int, budget_s: float, checker: _Checker) -> list[
                     raise RuntimeError("the responder's stream ended")
                 t0 = time.perf_counter()
                 reply = await requester.request(
-                    responder.id, "TaskRequest", {"seq": seq}, timeout=REQUEST_TIMEOUT_MS / 1000
+                    responder.id, "TaskRequest", {"seq": seq}, timeout_s=REQUEST_TIMEOUT_MS / 1000
                 )
                 t1 = time.perf_counter()
                 checker.sent(requester.id, responder.id)

@@ -20,6 +20,7 @@ from agentflow.errors import AgentFlowError, TaskFailedError
 if TYPE_CHECKING:
     from agentflow.client import (
         AsyncClient,
+        AsyncTaskFuture,
         Client,
         FencedFile,
         FencedResource,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentFlowError",
     "AsyncClient",
+    "AsyncTaskFuture",
     "Client",
     "FencedFile",
     "FencedResource",
@@ -45,6 +47,7 @@ __all__ = [
 
 _LAZY = {
     "AsyncClient",
+    "AsyncTaskFuture",
     "Client",
     "FencedFile",
     "FencedResource",

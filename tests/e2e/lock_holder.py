@@ -22,7 +22,7 @@ def main() -> None:
     pid = os.getpid()
     with Client(url, retry_for_s=30.0) as client:
         for _ in range(int(rounds)):
-            with client.lock(name, ttl=float(ttl), session=f"holder-{pid}", wait=120) as lease:
+            with client.lock(name, ttl_s=float(ttl), session=f"holder-{pid}", wait_s=120) as lease:
                 for step in ("begin", "end"):
                     try:
                         fenced.append(lease.token, f"{step} {lease.token} {pid}\n")

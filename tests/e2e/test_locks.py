@@ -114,7 +114,7 @@ def test_a_task_holding_a_lock_loses_it_when_its_worker_is_lost(
         "import os, time\n"
         "from agentflow import Client\n"
         f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        "with Client() as c, c.lock('job', ttl=60) as lease:\n"
+        "with Client() as c, c.lock('job', ttl_s=60) as lease:\n"
         "    time.sleep(30)\n"
     )
     with Client(url) as client:
@@ -161,7 +161,7 @@ def test_tokens_keep_rising_across_a_master_restart(procs: Processes, tmp_path: 
 def test_tokens_keep_rising_and_leases_survive_a_leader_kill(procs: Processes) -> None:
     cluster = procs.cluster(3)
     leader = cluster.leader()
-    with Client(cluster.urls) as client, client.lock("deploy", ttl=6) as lease:
+    with Client(cluster.urls) as client, client.lock("deploy", ttl_s=6) as lease:
         cluster.kill9(leader)
         survivors = [n for n in cluster.masters if n != leader]
         cluster.leader(among=survivors)
@@ -170,7 +170,7 @@ def test_tokens_keep_rising_and_leases_survive_a_leader_kill(procs: Processes) -
         (held,) = client.lock_info("deploy")["holders"]
         assert held["token"] == lease.token
         token = lease.token
-    with Client(cluster.urls) as client, client.lock("deploy", ttl=3) as again:
+    with Client(cluster.urls) as client, client.lock("deploy", ttl_s=3) as again:
         assert again.token > token
 
 
@@ -311,7 +311,7 @@ def test_async_leases_take_and_renew_over_the_lock_socket(procs: Processes) -> N
             tokens: list[int] = []
 
             async def hold() -> None:
-                async with client.lock("shared", ttl=0.6, wait=20) as lease:
+                async with client.lock("shared", ttl_s=0.6, wait_s=20) as lease:
                     tokens.append(lease.token)
                     await asyncio.sleep(1.0)  # longer than the TTL: renewals keep it
                     assert not lease.lost and lease.renewals >= 2
@@ -339,7 +339,7 @@ def test_a_lease_granted_after_a_long_wait_is_confirmed_not_lost(procs: Processe
             kwargs={"json": {"session": "first", "token": first["token"]}},
         )
         release.start()
-        with client.lock("q", ttl=1.0, wait=10) as lease:  # granted after 2 s, a TTL of 1 s
+        with client.lock("q", ttl_s=1.0, wait_s=10) as lease:  # granted after 2 s, a TTL of 1 s
             assert not lease.lost
             time.sleep(1.5)
             assert not lease.lost and lease.renewals >= 2

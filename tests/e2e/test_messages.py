@@ -37,7 +37,7 @@ REQUESTER = """
 import json, sys
 from agentflow import Client
 with Client() as client:
-    reply = client.agent().request(sys.argv[1], "TaskRequest", [1, 2, 3], timeout=20)
+    reply = client.agent().request(sys.argv[1], "TaskRequest", [1, 2, 3], timeout_s=20)
     print(json.dumps(reply.content))
 """
 
@@ -92,10 +92,10 @@ def test_no_responder_timeout_and_late_reply(procs: Processes) -> None:
     _, url = procs.master()
     with Client(url) as client, client.agent("asker") as asker, client.agent("slow") as slow:
         with pytest.raises(NoResponderError):
-            asker.request("nobody-home", "TaskRequest", 1, timeout=5)
+            asker.request("nobody-home", "TaskRequest", 1, timeout_s=5)
         started = time.monotonic()
         with pytest.raises(TimeoutExpiredError):
-            asker.request("slow", "TaskRequest", 1, timeout=0.3)
+            asker.request("slow", "TaskRequest", 1, timeout_s=0.3)
         assert time.monotonic() - started >= 0.3
         (request,) = slow.receive()
         slow.reply(request, "TaskResponse", "too late")
@@ -214,7 +214,7 @@ def test_cli_msg_from_inside_a_task(procs: Processes) -> None:
             command=f"{cli} msg send planner StatusUpdate '{{\"done\": 3}}' && "
             f"{cli} msg recv --wait 20s"
         )
-        (update,) = planner.receive(wait=20)
+        (update,) = planner.receive(wait_s=20)
         assert (update.sender, update.type, update.content) == (
             task.id,
             "StatusUpdate",

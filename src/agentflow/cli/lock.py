@@ -234,8 +234,8 @@ def run(
     with make_client(master_url, api_token) as client:
         context = client.lock(
             name,
-            ttl=seconds(ttl, "--ttl"),
-            wait=0.0 if wait_s is None else wait_s,
+            ttl_s=seconds(ttl, "--ttl"),
+            wait_s=0.0 if wait_s is None else wait_s,
             mode=mode,
             limit=limit,
             owner=owner,

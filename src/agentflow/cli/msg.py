@@ -241,7 +241,7 @@ def recv(
                 for message in agent.messages():
                     _print(message)
                 return
-            batch = agent.receive(wait=seconds(wait, "--wait"))
+            batch = agent.receive(wait_s=seconds(wait, "--wait"))
             for message in batch:
                 _print(message)
             if batch and not no_ack:
@@ -295,7 +295,7 @@ def connect(name: str, ttl: str, master_url: str | None, api_token: str | None) 
     """Be agent NAME until interrupted: print its messages as they arrive, acknowledging each."""
     with (
         make_client(master_url, api_token) as client,
-        client.agent(name, ttl=seconds(ttl, "--ttl")) as session,
+        client.agent(name, ttl_s=seconds(ttl, "--ttl")) as session,
     ):
         click.echo(f"connected as {name}", err=True)
         for message in session.messages():

@@ -8,7 +8,7 @@ the master side.
 from agentflow.client._agents import Agent, AsyncAgent, Message
 from agentflow.client._async import AsyncClient
 from agentflow.client._core import TaskInfo
-from agentflow.client._functions import TaskFuture, task
+from agentflow.client._functions import AsyncTaskFuture, TaskFuture, task
 from agentflow.client._locks import FencedFile, FencedResource, Lease
 from agentflow.client._sync import Client
 
@@ -16,6 +16,7 @@ __all__ = [
     "Agent",
     "AsyncAgent",
     "AsyncClient",
+    "AsyncTaskFuture",
     "Client",
     "FencedFile",
     "FencedResource",

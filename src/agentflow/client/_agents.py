@@ -15,11 +15,13 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from agentflow.client._core import LONG_POLL_S, renamed
 from agentflow.client._sockets import FrameSocket, SocketDownError, SyncFrameSocket
 from agentflow.errors import ClientError
 
@@ -28,9 +30,6 @@ if TYPE_CHECKING:
     from agentflow.client._sync import Client
 
 __all__ = ["Agent", "AsyncAgent", "Message", "default_agent_id"]
-
-
-LONG_POLL_S = 30.0
 
 
 def default_agent_id(name: str | None) -> str:
@@ -92,16 +91,36 @@ def _chunks(
 
 
 class _AgentBase:
-    def __init__(self, agent_id: str, ttl: float) -> None:
+    def __init__(self, agent_id: str, ttl_s: float) -> None:
         self.id = agent_id
-        self.ttl = ttl
+        self.ttl_s = ttl_s
         self._path = f"/api/v1/agents/{quote(agent_id, safe='')}"
         self._cursor: int | None = None  # the last cursor handed out by messages()
+
+    @property
+    def ttl(self) -> float:
+        """Deprecated: :attr:`ttl_s`."""
+        warnings.warn("Agent.ttl is deprecated, use Agent.ttl_s", DeprecationWarning, 2)
+        return self.ttl_s
 
     def _send_body(
         self, to: str, type_: str, content: Any, **extra: Any
     ) -> tuple[str, dict[str, Any]]:
         return "/api/v1/messages", _envelope(self.id, to, type_, content, **extra)
+
+    def _request_body(
+        self, to: str, type_: str, content: Any, timeout_s: float
+    ) -> tuple[str, dict[str, Any]]:
+        path, body = self._send_body(to, type_, content)
+        body["timeout_ms"] = max(1, round(timeout_s * 1000))
+        body["id"] = "rq-" + os.urandom(8).hex()  # a retried request is the same request
+        return path, body
+
+    def _inbox_params(self, wait_s: float, after: int | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"wait_s": wait_s, "limit": limit}
+        if after is not None:
+            params["after"] = after
+        return params
 
     def _reply_body(self, message: Message, type_: str, content: Any) -> dict[str, Any]:
         cid = message.correlation_id or message.id
@@ -111,20 +130,21 @@ class _AgentBase:
 class Agent(_AgentBase):
     """A named session or the current task, talking through any master."""
 
-    def __init__(self, client: Client, agent_id: str, *, ttl: float = 30.0) -> None:
-        super().__init__(agent_id, ttl)
+    @renamed(ttl="ttl_s")
+    def __init__(self, client: Client, agent_id: str, *, ttl_s: float = 30.0) -> None:
+        super().__init__(agent_id, ttl_s)
         self._client = client
         self._stop = threading.Event()
         self._sender = SyncFrameSocket(client, self._path + "/stream?push=false")
         # A task opens a session too: that enters it in the registry (broadcasts reach it).
-        self._client.request("POST", self._path + "/connect", json={"ttl_s": ttl})
+        self._client.request("POST", self._path + "/connect", json={"ttl_s": ttl_s})
         self._thread = threading.Thread(target=self._renew, daemon=True, name=f"agent-{agent_id}")
         self._thread.start()
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
+        while not self._stop.wait(self.ttl_s / 3):
             with contextlib.suppress(Exception):  # retried next round; the master may be moving
-                self._client.request("POST", self._path + "/connect", json={"ttl_s": self.ttl})
+                self._client.request("POST", self._path + "/connect", json={"ttl_s": self.ttl_s})
 
     def close(self) -> None:
         """Acknowledge what was handled and end the session."""
@@ -173,13 +193,16 @@ class Agent(_AgentBase):
     def publish(self, topic: str, type: str, content: Any = None, **extra: Any) -> dict[str, Any]:
         return self.send(f"topic:{topic}", type, content, **extra)
 
-    def request(self, to: str, type: str, content: Any = None, *, timeout: float = 30.0) -> Message:
+    @renamed(timeout="timeout_s")
+    def request(
+        self, to: str, type: str, content: Any = None, *, timeout_s: float = 30.0
+    ) -> Message:
         """Send and wait for the reply. NoResponderError at once if ``to`` has no live session;
-        TimeoutExpiredError if no reply came within ``timeout`` seconds."""
-        path, body = self._send_body(to, type, content)
-        body["timeout_ms"] = max(1, round(timeout * 1000))
-        body["id"] = "rq-" + os.urandom(8).hex()  # a retried request is the same request
-        answer = self._client.request("POST", path + "/request", json=body, timeout_s=timeout + 30)
+        TimeoutExpiredError if no reply came within ``timeout_s`` seconds."""
+        path, body = self._request_body(to, type, content, timeout_s)
+        answer = self._client.request(
+            "POST", path + "/request", json=body, timeout_s=timeout_s + 30
+        )
         return Message.from_json(answer["reply"])
 
     def reply(self, message: Message, type: str, content: Any = None) -> dict[str, Any]:
@@ -197,16 +220,15 @@ class Agent(_AgentBase):
     def unsubscribe(self, pattern: str) -> None:
         self._client.request("DELETE", f"{self._path}/subscriptions/{quote(pattern, safe='')}")
 
+    @renamed(wait="wait_s")
     def receive(
-        self, *, wait: float = 0.0, after: int | None = None, limit: int = 100
+        self, *, wait_s: float = 0.0, after: int | None = None, limit: int = 100
     ) -> list[Message]:
         """What is in the inbox after ``after`` (default: after the last acknowledged), waiting
-        up to ``wait`` seconds for something. Acknowledges nothing."""
-        params: dict[str, Any] = {"wait_s": wait, "limit": limit}
-        if after is not None:
-            params["after"] = after
+        up to ``wait_s`` seconds for something. Acknowledges nothing."""
+        params = self._inbox_params(wait_s, after, limit)
         answer = self._client.request(
-            "GET", self._path + "/inbox", params=params, timeout_s=wait + 30
+            "GET", self._path + "/inbox", params=params, timeout_s=wait_s + 30
         )
         return [Message.from_json(m) for m in answer["messages"]]
 
@@ -214,17 +236,19 @@ class Agent(_AgentBase):
         cursor = upto if isinstance(upto, int) else upto.cursor
         self._client.request("POST", self._path + "/ack", json={"cursor": cursor})
 
-    def messages(self, *, idle_timeout: float | None = None) -> Iterator[Message]:
-        """Messages as they arrive, for ever (or until none came for ``idle_timeout`` s). Each
+    @renamed(idle_timeout="idle_timeout_s")
+    def messages(self, *, idle_timeout_s: float | None = None) -> Iterator[Message]:
+        """Messages as they arrive, for ever (or until none came for ``idle_timeout_s``). Each
         is acknowledged when the loop asks for the next one."""
         quiet_since = time.monotonic()
+        idle_s = idle_timeout_s
         while not self._stop.is_set():
-            wait = LONG_POLL_S if idle_timeout is None else max(0.0, idle_timeout)
-            batch = self.receive(wait=min(wait, LONG_POLL_S), after=self._cursor)
+            wait_s = LONG_POLL_S if idle_s is None else max(0.0, idle_s)
+            batch = self.receive(wait_s=min(wait_s, LONG_POLL_S), after=self._cursor)
             if not batch:
                 if self._cursor is not None:
                     self.ack(self._cursor)
-                if idle_timeout is not None and time.monotonic() - quiet_since >= idle_timeout:
+                if idle_s is not None and time.monotonic() - quiet_since >= idle_s:
                     return
                 continue
             for message in batch:
@@ -238,23 +262,24 @@ class Agent(_AgentBase):
 class AsyncAgent(_AgentBase):
     """The asyncio agent: ``async for message in agent`` reads the WebSocket stream."""
 
-    def __init__(self, client: AsyncClient, agent_id: str, *, ttl: float = 30.0) -> None:
-        super().__init__(agent_id, ttl)
+    @renamed(ttl="ttl_s")
+    def __init__(self, client: AsyncClient, agent_id: str, *, ttl_s: float = 30.0) -> None:
+        super().__init__(agent_id, ttl_s)
         self._client = client
         self._renewer: asyncio.Task[None] | None = None
         self._sender = FrameSocket(client, self._path + "/stream?push=false")
 
     async def open(self) -> AsyncAgent:
-        await self._client.request("POST", self._path + "/connect", json={"ttl_s": self.ttl})
+        await self._client.request("POST", self._path + "/connect", json={"ttl_s": self.ttl_s})
         self._renewer = asyncio.create_task(self._renew())
         return self
 
     async def _renew(self) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(self.ttl_s / 3)
             with contextlib.suppress(Exception):
                 await self._client.request(
-                    "POST", self._path + "/connect", json={"ttl_s": self.ttl}
+                    "POST", self._path + "/connect", json={"ttl_s": self.ttl_s}
                 )
 
     async def close(self) -> None:
@@ -292,19 +317,27 @@ class AsyncAgent(_AgentBase):
             out.extend(answer["messages"])
         return out
 
+    async def broadcast(self, type: str, content: Any = None, **extra: Any) -> dict[str, Any]:
+        return await self.send("*", type, content, **extra)
+
+    async def publish(
+        self, topic: str, type: str, content: Any = None, **extra: Any
+    ) -> dict[str, Any]:
+        return await self.send(f"topic:{topic}", type, content, **extra)
+
+    @renamed(timeout="timeout_s")
     async def request(
         self,
         to: str,
         type: str,
         content: Any = None,
         *,
-        timeout: float = 30.0,
+        timeout_s: float = 30.0,
     ) -> Message:
-        path, body = self._send_body(to, type, content)
-        body["timeout_ms"] = max(1, round(timeout * 1000))
-        body["id"] = "rq-" + os.urandom(8).hex()
+        """As :meth:`Agent.request`."""
+        path, body = self._request_body(to, type, content, timeout_s)
         answer = await self._client.request(
-            "POST", path + "/request", json=body, timeout_s=timeout + 30
+            "POST", path + "/request", json=body, timeout_s=timeout_s + 30
         )
         return Message.from_json(answer["reply"])
 
@@ -321,6 +354,17 @@ class AsyncAgent(_AgentBase):
         await self._client.request(
             "DELETE", f"{self._path}/subscriptions/{quote(pattern, safe='')}"
         )
+
+    @renamed(wait="wait_s")
+    async def receive(
+        self, *, wait_s: float = 0.0, after: int | None = None, limit: int = 100
+    ) -> list[Message]:
+        """As :meth:`Agent.receive` (``async for`` reads the pushed stream instead)."""
+        params = self._inbox_params(wait_s, after, limit)
+        answer = await self._client.request(
+            "GET", self._path + "/inbox", params=params, timeout_s=wait_s + 30
+        )
+        return [Message.from_json(m) for m in answer["messages"]]
 
     async def ack(self, upto: Message | int) -> None:
         cursor = upto if isinstance(upto, int) else upto.cursor

@@ -1,43 +1,57 @@
-"""The asyncio client: the same operations as :class:`Client`, awaited."""
+"""The asyncio client: every operation of :class:`Client`, awaited.
+
+Both twins send the same :class:`~agentflow.client._calls.Call` for each operation; the
+differences are only those of asyncio: a method that does I/O is a coroutine, ``iter_tasks``
+and ``follow`` are async iterators, ``close`` is ``aclose``, and a submitted function's handle
+is an :class:`AsyncTaskFuture` (awaitable). ``tests/unit/test_sdk_parity.py`` keeps the two
+surfaces equal.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
 import itertools
-import os
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import httpx
 
+from agentflow.client import _calls as calls
 from agentflow.client._agents import AsyncAgent, default_agent_id
+from agentflow.client._calls import Call
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
+    Deadline,
     Failover,
     TaskInfo,
     api_token,
-    build_task,
     master_urls,
     raise_for_problem,
-    token_body,
+    renamed,
     unreachable,
     verify,
     ws_options,
 )
+from agentflow.client._functions import AsyncTaskFuture
 from agentflow.client._locks import AsyncLockContext, Lease
 from agentflow.client._sockets import FrameSocket
 from agentflow.errors import NotLeaderError
 
 __all__ = ["AsyncClient"]
 
-BATCH = 1000
-LONG_POLL_S = 30.0
+T = TypeVar("T")
 
 
 class AsyncClient:
+    """:class:`Client` for asyncio: the same methods and parameters, awaited.
+
+    >>> async with AsyncClient("http://127.0.0.1:6767") as c:
+    ...     task = await c.submit("echo hello", priority="high")
+    ...     (await c.wait(task.id)).ok
+    """
+
     def __init__(
         self,
         url: str | Sequence[str] | None = None,
@@ -56,19 +70,6 @@ class AsyncClient:
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s, verify=self.verify)
         self._lock_socket: FrameSocket | None = None
 
-    def ws_options(self, url: str) -> Any:
-        """Keyword arguments for ``websockets`` ``connect`` to ``url`` (headers, TLS)."""
-        return ws_options(url, self.verify, self.auth_headers)
-
-    def ws_url(self, path: str) -> str:
-        """``path`` on the master this client talks to now, as a WebSocket URL."""
-        return "ws" + self._failover.base.removeprefix("http") + path
-
-    def follow_leader(self, leader_url: str | None) -> None:
-        """Talk to ``leader_url`` next (a follower named it), or to the next master."""
-        extra = {"leader_url": leader_url} if leader_url else {}
-        self._failover.failed(NotLeaderError("not the leader", **extra))
-
     async def __aenter__(self) -> AsyncClient:
         return self
 
@@ -86,6 +87,21 @@ class AsyncClient:
         if self._lock_socket is None:
             self._lock_socket = FrameSocket(self, "/api/v1/locks")
         return self._lock_socket
+
+    def ws_options(self, url: str) -> Any:
+        """Keyword arguments for ``websockets`` ``connect`` to ``url`` (headers, TLS)."""
+        return ws_options(url, self.verify, self.auth_headers)
+
+    def ws_url(self, path: str) -> str:
+        """``path`` on the master this client talks to now, as a WebSocket URL."""
+        return "ws" + self._failover.base.removeprefix("http") + path
+
+    def follow_leader(self, leader_url: str | None) -> None:
+        """Talk to ``leader_url`` next (a follower named it), or to the next master."""
+        extra = {"leader_url": leader_url} if leader_url else {}
+        self._failover.failed(NotLeaderError("not the leader", **extra))
+
+    # -- transport --------------------------------------------------------------------------
 
     async def request(
         self,
@@ -116,104 +132,149 @@ class AsyncClient:
                 self._failover.failed(exc)
         raise unreachable(self.urls, last)
 
-    async def submit(self, command: str | None = None, **fields: Any) -> TaskInfo:
-        body = build_task(command, **fields)
-        return TaskInfo.from_json(await self.request("POST", "/api/v1/tasks", json=body))
+    async def _send(self, call: Call[T]) -> T:
+        answer = await self.request(
+            call.method, call.path, params=call.params, json=call.json, timeout_s=call.timeout_s
+        )
+        return call.parse(answer)
 
-    async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
-        specs = [build_task(**spec) for spec in tasks]
-        ids: list[str] = []
-        for start in range(0, len(specs), BATCH):
-            chunk = specs[start : start + BATCH]
-            answer = await self.request("POST", "/api/v1/tasks/batch", json={"tasks": chunk})
-            ids += [t["id"] for t in answer["tasks"]]
+    # -- tasks ------------------------------------------------------------------------------
+
+    @overload
+    async def submit(
+        self, command: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> AsyncTaskFuture: ...
+
+    @overload
+    async def submit(self, command: str | None = None, /, **fields: Any) -> TaskInfo: ...
+
+    async def submit(
+        self, command: str | Callable[..., Any] | None = None, /, *args: Any, **fields: Any
+    ) -> TaskInfo | AsyncTaskFuture:
+        """As :meth:`Client.submit`; a function's call returns an :class:`AsyncTaskFuture`."""
+        if callable(command):
+            task_id = await self._send(calls.submit_function(command, args, fields))
+            return AsyncTaskFuture(self, task_id)
+        return await self._send(calls.submit_command(command, args, fields))
+
+    async def map(
+        self, fn: Callable[..., Any], items: Iterable[Any]
+    ) -> builtins.list[AsyncTaskFuture]:
+        """``fn(item)`` for every item, submitted in batches (done when this returns); one
+        awaitable future each, in order: ``await asyncio.gather(*await client.map(fn, xs))``
+        waits for every value."""
+        ids = await self.submit_many(calls.map_specs(fn, items))
+        return [AsyncTaskFuture(self, task_id) for task_id in ids]
+
+    async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> builtins.list[str]:
+        """Submit many tasks through the batch endpoint; returns their ids in order."""
+        ids: builtins.list[str] = []
+        for batch in calls.batches(tasks):
+            ids += await self._send(batch)
         return ids
 
     async def get(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json(await self.request("GET", f"/api/v1/tasks/{task_id}"))
+        return await self._send(calls.get_task(task_id))
 
     async def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        """Until the task finishes (or ``timeout_s`` passes; then its current state)."""
+        deadline = Deadline(timeout_s)
         while True:
-            left = LONG_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
-            wait_s = min(LONG_POLL_S, left)
-            data = await self.request(
-                "GET",
-                f"/api/v1/tasks/{task_id}",
-                params={"wait_s": wait_s},
-                timeout_s=wait_s + 10.0,
-            )
-            info = TaskInfo.from_json(data)
-            if info.done or (deadline is not None and time.monotonic() >= deadline):
+            info = await self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
+            if info.done or deadline.passed:
                 return info
 
     async def cancel(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json(await self.request("POST", f"/api/v1/tasks/{task_id}/cancel"))
+        return await self._send(calls.cancel_task(task_id))
+
+    async def set_priority(self, task_id: str, priority: str) -> TaskInfo:
+        """Move a waiting task to another priority (``urgent``, ``high``, ``medium``, ``low``)."""
+        return await self._send(calls.set_priority(task_id, priority))
 
     async def list(self, *, limit: int = 100, **filters: Any) -> builtins.list[TaskInfo]:
-        params = {k: v for k, v in filters.items() if v is not None} | {"limit": limit}
-        page = await self.request("GET", "/api/v1/tasks", params=params)
-        return [TaskInfo.from_json(t) for t in page["tasks"]]
+        """One page of tasks, newest first (``status``, ``group``, ``priority`` filter)."""
+        return [info async for info in self.iter_tasks(limit=limit, max_items=limit, **filters)]
+
+    async def iter_tasks(
+        self, *, limit: int = 500, max_items: int | None = None, **filters: Any
+    ) -> AsyncIterator[TaskInfo]:
+        """Every task (filtered as :meth:`list`), fetched ``limit`` a page as the loop goes:
+        ``async for info in client.iter_tasks(status="failed")``."""
+        pages = calls.TaskPages(limit, max_items, filters)
+        while not pages.done:
+            for info in pages.take(await self._send(pages.call())):
+                yield info
 
     async def output(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", f"/api/v1/tasks/{task_id}/output")
-        return result
+        return await self._send(calls.task_output(task_id))
 
     async def follow(self, task_id: str) -> AsyncIterator[bytes]:
-        base = self._failover.base
-        url = f"{base}/api/v1/tasks/{task_id}/output"
-        async with self._http.stream(
-            "GET", url, params={"follow": "true"}, timeout=None
-        ) as response:
+        """Output as it is produced, until the task ends."""
+        path, params = calls.follow_output(task_id)
+        url = self._failover.base + path
+        async with self._http.stream("GET", url, params=params, timeout=None) as response:
             if response.status_code >= 400:
                 await response.aread()
                 raise_for_problem(response)
             async for chunk in response.aiter_bytes():
                 yield chunk
 
+    # -- workflows --------------------------------------------------------------------------
+
     async def submit_workflow(self, workflow: Mapping[str, Any]) -> dict[str, Any]:
-        body = dict(workflow)
-        body.setdefault("idempotency_key", "sdk-" + os.urandom(12).hex())
-        result: dict[str, Any] = await self.request("POST", "/api/v1/workflows", json=body)
-        return result
+        """Submit a DAG (``name``, ``tasks`` with ``id`` and ``dependencies``, ...); a
+        ValidationError lists every problem of an invalid one."""
+        return await self._send(calls.submit_workflow(workflow))
 
     async def workflow(self, workflow_id: str, wait_s: float = 0.0) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(
-            "GET",
-            f"/api/v1/workflows/{workflow_id}",
-            params={"wait_s": wait_s},
-            timeout_s=wait_s + 10.0,
-        )
-        return result
+        """Progress of a workflow; with ``wait_s``, answered when it ends or the wait runs out."""
+        return await self._send(calls.get_workflow(workflow_id, wait_s))
+
+    async def wait_workflow(
+        self, workflow_id: str, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Until the workflow is no longer running (or ``timeout_s`` passes)."""
+        deadline = Deadline(timeout_s)
+        while True:
+            view = await self.workflow(workflow_id, wait_s=deadline.wait_s())
+            if not calls.workflow_running(view) or deadline.passed:
+                return view
+
+    async def workflow_graph(self, workflow_id: str) -> dict[str, Any]:
+        """Nodes, edges and the analysis (critical path) of a workflow."""
+        return await self._send(calls.workflow_graph(workflow_id))
+
+    async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        return await self._send(calls.cancel_workflow(workflow_id))
+
+    async def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Run again what failed or was cancelled, and what depends on it."""
+        return await self._send(calls.retry_workflow(workflow_id))
 
     # -- agents -----------------------------------------------------------------------------
 
-    def agent(self, name: str | None = None, *, ttl: float = 30.0) -> AsyncAgent:
+    @renamed(ttl="ttl_s")
+    def agent(self, name: str | None = None, *, ttl_s: float = 30.0) -> AsyncAgent:
         """An agent session named ``name`` (kept alive in the background until closed); with
-        no name inside a task, the task itself. Use it as a context manager."""
-        return AsyncAgent(self, default_agent_id(name), ttl=ttl)
+        no name inside a task, the task itself. Use it as an async context manager."""
+        return AsyncAgent(self, default_agent_id(name), ttl_s=ttl_s)
 
     async def agents(self) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = (await self.request("GET", "/api/v1/agents"))[
-            "agents"
-        ]
-        return result
+        return await self._send(calls.list_agents())
 
     async def message_history(self, **filters: Any) -> builtins.list[dict[str, Any]]:
         """``agent``, ``type``, ``correlation_id``, ``since``, ``until``, ``limit``."""
-        params = {k: v for k, v in filters.items() if v is not None}
-        answer = await self.request("GET", "/api/v1/messages", params=params)
-        result: builtins.list[dict[str, Any]] = answer["messages"]
-        return result
+        return await self._send(calls.message_history(filters))
 
     # -- locks ------------------------------------------------------------------------------
 
+    @renamed(ttl="ttl_s", wait="wait_s")
     def lock(
         self,
         name: str,
         *,
-        ttl: float = 30.0,
-        wait: float | None = None,
+        ttl_s: float = 30.0,
+        wait_s: float | None = None,
         mode: str = "exclusive",
         limit: int = 1,
         session: str | None = None,
@@ -223,7 +284,7 @@ class AsyncClient:
     ) -> AsyncLockContext:
         """A lease on ``name``, renewed in the background while the ``async with`` block runs.
 
-        ``wait``: seconds to wait for the lock (``None``: for ever, ``0``: fail at once with
+        ``wait_s``: seconds to wait for the lock (``None``: for ever, ``0``: fail at once with
         ConflictError). Inside a task the holder is the task attempt; elsewhere a fresh session
         unless ``session`` names one. ``lease.token`` is the fencing token; ``lease.lost`` says
         whether the lease may have ended, and ``on_lost`` is called the moment it does.
@@ -231,8 +292,8 @@ class AsyncClient:
         return AsyncLockContext(
             self,
             name,
-            ttl=ttl,
-            wait=wait,
+            ttl_s=ttl_s,
+            wait_s=wait_s,
             mode=mode,
             limit=limit,
             session=session,
@@ -242,35 +303,32 @@ class AsyncClient:
         )
 
     async def locks(self) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = (await self.request("GET", "/api/v1/locks"))[
-            "locks"
-        ]
-        return result
+        return await self._send(calls.list_locks())
 
     async def lock_info(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", f"/api/v1/locks/{name}")
-        return result
+        return await self._send(calls.lock_info(name))
 
     async def force_release(self, name: str, reason: str | None = None) -> dict[str, Any]:
-        body = {"reason": reason} if reason else None
-        result: dict[str, Any] = await self.request(
-            "POST", f"/api/v1/locks/{name}/force-release", json=body
-        )
-        return result
+        return await self._send(calls.force_release(name, reason))
+
+    # -- workers and the rest ---------------------------------------------------------------
 
     async def workers(self) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = (await self.request("GET", "/api/v1/workers"))[
-            "workers"
-        ]
-        return result
+        return await self._send(calls.list_workers())
+
+    async def drain_worker(self, worker_id: str, drain: bool = True) -> dict[str, Any]:
+        """Stop (``drain=False``: resume) new assignments to a worker; it finishes its tasks."""
+        return await self._send(calls.drain_worker(worker_id, drain))
+
+    async def remove_worker(self, worker_id: str, force: bool = False) -> None:
+        """Forget a worker (``force``: even while it is connected or running tasks)."""
+        await self._send(calls.remove_worker(worker_id, force))
 
     async def queue_stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/api/v1/queue/stats")
-        return result
+        return await self._send(calls.queue_stats())
 
     async def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/health")
-        return result
+        return await self._send(calls.health())
 
     # -- tokens (admin) ---------------------------------------------------------------------
 
@@ -279,17 +337,12 @@ class AsyncClient:
     ) -> dict[str, Any]:
         """A new token with ``role`` (client, worker, read-only); its ``token`` field is the
         secret, shown only in this answer."""
-        body = token_body(role, ttl_s, name)
-        result: dict[str, Any] = await self.request("POST", "/api/v1/tokens", json=body)
-        return result
+        return await self._send(calls.create_token(role, ttl_s, name))
 
     async def list_tokens(self) -> builtins.list[dict[str, Any]]:
         """Every token (never a secret): id, name, role, created and expiry times."""
-        result: dict[str, Any] = await self.request("GET", "/api/v1/tokens")
-        tokens: builtins.list[dict[str, Any]] = result["tokens"]
-        return tokens
+        return await self._send(calls.list_tokens())
 
     async def revoke_token(self, token_id: str) -> dict[str, Any]:
         """Revoke a token by id: refused (401) from its next request on."""
-        result: dict[str, Any] = await self.request("DELETE", f"/api/v1/tokens/{token_id}")
-        return result
+        return await self._send(calls.revoke_token(token_id))

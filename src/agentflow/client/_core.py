@@ -1,14 +1,20 @@
-"""What the sync and async clients share: building requests, reading answers, retry policy."""
+"""What the sync and async clients share: building requests, reading answers, retry policy.
+
+The requests of each operation are built in :mod:`agentflow.client._calls`.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import secrets
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
@@ -23,24 +29,33 @@ from agentflow.errors import (
 )
 
 __all__ = [
+    "BATCH",
+    "LONG_POLL_S",
     "RETRYABLE",
     "RETRY_STATUSES",
     "TERMINAL",
+    "Deadline",
     "Failover",
     "TaskInfo",
     "api_token",
     "build_task",
     "master_urls",
     "raise_for_problem",
+    "renamed",
     "token_body",
     "verify",
     "ws_options",
 ]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 RETRYABLE = (NotLeaderError, UnavailableError, httpx.TransportError)
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out", "upstream_failed"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_URL = "http://127.0.0.1:6767"
+BATCH = 1000  # tasks per batch submit
+LONG_POLL_S = 30.0  # the longest one long poll of a wait asks the master to hold
 
 
 def api_token(token: str | None) -> str | None:
@@ -185,6 +200,22 @@ def unreachable(urls: Sequence[str], last: Exception | None) -> UnavailableError
     return UnavailableError(f"no master reachable at {', '.join(urls)}{why}")
 
 
+class Deadline:
+    """The long polls of a wait for at most ``timeout_s`` seconds (``None``: for ever)."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self._at = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def wait_s(self) -> float:
+        """How long the next long poll may ask the master to hold the answer."""
+        left = LONG_POLL_S if self._at is None else max(0.0, self._at - time.monotonic())
+        return min(LONG_POLL_S, left)
+
+    @property
+    def passed(self) -> bool:
+        return self._at is not None and time.monotonic() >= self._at
+
+
 class Failover:
     """Which master to ask next, and how long to wait, while a request is retried.
 
@@ -216,3 +247,40 @@ class Failover:
             self._preferred = self.urls.index(leader.rstrip("/"))
         else:
             self._preferred += 1
+
+
+def renamed(**names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Keeps each old keyword (``ttl="ttl_s"``) working for one release: it is passed on
+    under its new name, with a :class:`DeprecationWarning`. Signatures show the new names."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        def moved(kwargs: dict[str, Any]) -> None:
+            for old, new in names.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(f"{fn.__qualname__}() got both {old}= and {new}=")
+                warnings.warn(
+                    f"{fn.__qualname__}(): {old}= is deprecated, use {new}=",
+                    DeprecationWarning,
+                    stacklevel=3,
+                )
+                kwargs[new] = kwargs.pop(old)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def awaited(*args: Any, **kwargs: Any) -> Any:
+                moved(kwargs)
+                return await fn(*args, **kwargs)
+
+            return awaited  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def called(*args: P.args, **kwargs: P.kwargs) -> R:
+            moved(kwargs)
+            return fn(*args, **kwargs)
+
+        return called
+
+    return decorate

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentflow.errors import ClientError, TimeoutExpiredError
 
 if TYPE_CHECKING:
+    from agentflow.client._async import AsyncClient
     from agentflow.client._core import TaskInfo
     from agentflow.client._sync import Client
 
-__all__ = ["TaskFuture", "function_body", "function_name", "task"]
+__all__ = ["AsyncTaskFuture", "TaskFuture", "function_body", "function_name", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 OPTIONS_ATTR = "__agentflow_options__"
@@ -77,9 +78,38 @@ class TaskFuture:
         return self.info().done
 
     def result(self, timeout_s: float | None = None) -> Any:
-        info = self._client.wait(self.id, timeout_s=timeout_s)
-        if not info.done:
-            raise TimeoutExpiredError(f"task {self.id} still {info.status} after {timeout_s}s")
-        info.raise_for_status()
-        raw = info.raw.get("result")
-        return None if raw is None else json.loads(raw)
+        return _value(self._client.wait(self.id, timeout_s=timeout_s), timeout_s)
+
+
+class AsyncTaskFuture:
+    """A call submitted through :class:`AsyncClient`: ``await future`` (or ``await
+    future.result(timeout_s=...)``) waits and returns the function's value, so
+    ``await asyncio.gather(*await client.map(fn, items))`` gathers every result."""
+
+    def __init__(self, client: AsyncClient, task_id: str) -> None:
+        self._client = client
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"<AsyncTaskFuture {self.id}>"
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result().__await__()
+
+    async def info(self) -> TaskInfo:
+        return await self._client.get(self.id)
+
+    async def done(self) -> bool:
+        return (await self.info()).done
+
+    async def result(self, timeout_s: float | None = None) -> Any:
+        return _value(await self._client.wait(self.id, timeout_s=timeout_s), timeout_s)
+
+
+def _value(info: TaskInfo, timeout_s: float | None) -> Any:
+    """The function's value from its finished task, or the error that stands for it."""
+    if not info.done:
+        raise TimeoutExpiredError(f"task {info.id} still {info.status} after {timeout_s}s")
+    info.raise_for_status()
+    raw = info.raw.get("result")
+    return None if raw is None else json.loads(raw)

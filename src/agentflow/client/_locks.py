@@ -90,12 +90,12 @@ class Lease:
                 callback(self)
 
 
-def _slices(wait: float | None) -> Iterator[float]:
+def _slices(wait_s: float | None) -> Iterator[float]:
     """The ``wait_s`` of each blocking request: ``None`` waits for ever, in 300 s turns."""
-    if wait is not None and wait <= MAX_WAIT_S:
-        yield max(0.0, wait)
+    if wait_s is not None and wait_s <= MAX_WAIT_S:
+        yield max(0.0, wait_s)
         return
-    deadline = None if wait is None else time.monotonic() + wait
+    deadline = None if wait_s is None else time.monotonic() + wait_s
     while True:
         left = MAX_WAIT_S if deadline is None else deadline - time.monotonic()
         if left <= 0:
@@ -121,8 +121,8 @@ class _LockRequest:
         self,
         name: str,
         *,
-        ttl: float,
-        wait: float | None,
+        ttl_s: float,
+        wait_s: float | None,
         mode: str,
         limit: int,
         session: str | None,
@@ -132,16 +132,16 @@ class _LockRequest:
     ) -> None:
         self._name = name
         self._holder = {"session": session} if session else default_holder()
-        self._ttl, self._mode, self._limit, self._owner = ttl, mode, limit, owner
+        self._ttl_s, self._mode, self._limit, self._owner = ttl_s, mode, limit, owner
         self._metadata = metadata
-        self._wait = wait
+        self._wait_s = wait_s
         self._on_lost = on_lost
         self.lease: Lease | None = None
         self.path = f"/api/v1/locks/{name}"
 
     def _bodies(self) -> Iterator[dict[str, Any]]:
-        for wait_s in _slices(self._wait):
-            body: dict[str, Any] = {**self._holder, "ttl_s": self._ttl, "wait_s": wait_s}
+        for wait_s in _slices(self._wait_s):
+            body: dict[str, Any] = {**self._holder, "ttl_s": self._ttl_s, "wait_s": wait_s}
             body |= {"mode": self._mode, "limit": self._limit}
             body["request_id"] = "lk-" + secrets.token_hex(12)  # a retry gets the same grant
             if self._owner is not None:

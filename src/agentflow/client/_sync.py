@@ -4,37 +4,37 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import httpx
 
+from agentflow.client import _calls as calls
 from agentflow.client._agents import Agent, default_agent_id
+from agentflow.client._calls import Call
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
+    Deadline,
     Failover,
     TaskInfo,
     api_token,
-    build_task,
     master_urls,
     raise_for_problem,
-    token_body,
+    renamed,
     unreachable,
     verify,
     ws_options,
 )
-from agentflow.client._functions import TaskFuture, function_body
+from agentflow.client._functions import TaskFuture
 from agentflow.client._locks import Lease, LockContext
 from agentflow.client._sockets import SyncFrameSocket
 from agentflow.errors import NotLeaderError
 
 __all__ = ["Client"]
 
-BATCH = 1000
-LONG_POLL_S = 30.0
+T = TypeVar("T")
 
 
 class Client:
@@ -125,6 +125,12 @@ class Client:
                 self._failover.failed(exc)
         raise unreachable(self.urls, last)
 
+    def _send(self, call: Call[T]) -> T:
+        answer = self.request(
+            call.method, call.path, params=call.params, json=call.json, timeout_s=call.timeout_s
+        )
+        return call.parse(answer)
+
     # -- tasks ------------------------------------------------------------------------------
 
     @overload
@@ -140,62 +146,38 @@ class Client:
         or a Python function and its arguments, ``submit(fn, 1, 2, key=3)``, which returns a
         :class:`TaskFuture` (task options come from the ``@task(...)`` decorator)."""
         if callable(command):
-            body = build_task(**function_body(command, args, fields))
-            created = self.request("POST", "/api/v1/tasks", json=body)
-            return TaskFuture(self, created["id"])
-        if args:
-            raise TypeError("positional arguments are for functions; a command takes fields")
-        shell: str | None = command if command is not None else fields.pop("command", None)
-        body = build_task(shell, **fields)  # submit(command="...") works too
-        return TaskInfo.from_json(self.request("POST", "/api/v1/tasks", json=body))
+            return TaskFuture(self, self._send(calls.submit_function(command, args, fields)))
+        return self._send(calls.submit_command(command, args, fields))
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any]) -> builtins.list[TaskFuture]:
         """``fn(item)`` for every item, submitted in batches; one future each, in order."""
-        ids = self.submit_many(function_body(fn, (item,), {}) for item in items)
+        ids = self.submit_many(calls.map_specs(fn, items))
         return [TaskFuture(self, task_id) for task_id in ids]
 
-    def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
+    def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> builtins.list[str]:
         """Submit many tasks through the batch endpoint; returns their ids in order."""
-        ids: list[str] = []
-        chunk: list[dict[str, Any]] = []
-        for spec in tasks:
-            chunk.append(build_task(**spec))
-            if len(chunk) == BATCH:
-                ids += self._batch(chunk)
-                chunk = []
-        if chunk:
-            ids += self._batch(chunk)
+        ids: builtins.list[str] = []
+        for batch in calls.batches(tasks):
+            ids += self._send(batch)
         return ids
 
-    def _batch(self, chunk: list[dict[str, Any]]) -> list[str]:
-        answer = self.request("POST", "/api/v1/tasks/batch", json={"tasks": chunk})
-        return [t["id"] for t in answer["tasks"]]
-
     def get(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json(self.request("GET", f"/api/v1/tasks/{task_id}"))
+        return self._send(calls.get_task(task_id))
 
     def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
         """Block until the task finishes (or ``timeout_s`` passes; then its current state)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         while True:
-            left = LONG_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
-            wait_s = min(LONG_POLL_S, left)
-            data = self.request(
-                "GET",
-                f"/api/v1/tasks/{task_id}",
-                params={"wait_s": wait_s},
-                timeout_s=wait_s + 10.0,
-            )
-            info = TaskInfo.from_json(data)
-            if info.done or (deadline is not None and time.monotonic() >= deadline):
+            info = self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
+            if info.done or deadline.passed:
                 return info
 
     def cancel(self, task_id: str) -> TaskInfo:
-        return TaskInfo.from_json(self.request("POST", f"/api/v1/tasks/{task_id}/cancel"))
+        return self._send(calls.cancel_task(task_id))
 
     def set_priority(self, task_id: str, priority: str) -> TaskInfo:
-        data = self.request("PATCH", f"/api/v1/tasks/{task_id}", json={"priority": priority})
-        return TaskInfo.from_json(data)
+        """Move a waiting task to another priority (``urgent``, ``high``, ``medium``, ``low``)."""
+        return self._send(calls.set_priority(task_id, priority))
 
     def list(self, *, limit: int = 100, **filters: Any) -> builtins.list[TaskInfo]:
         """One page of tasks, newest first (``status``, ``group``, ``priority`` filter)."""
@@ -204,28 +186,19 @@ class Client:
     def iter_tasks(
         self, *, limit: int = 500, max_items: int | None = None, **filters: Any
     ) -> Iterator[TaskInfo]:
-        params = {k: v for k, v in filters.items() if v is not None} | {"limit": limit}
-        seen = 0
-        while True:
-            page = self.request("GET", "/api/v1/tasks", params=params)
-            for data in page["tasks"]:
-                yield TaskInfo.from_json(data)
-                seen += 1
-                if max_items is not None and seen >= max_items:
-                    return
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
+        """Every task (filtered as :meth:`list`), fetched ``limit`` a page as the loop goes."""
+        pages = calls.TaskPages(limit, max_items, filters)
+        while not pages.done:
+            yield from pages.take(self._send(pages.call()))
 
     def output(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/tasks/{task_id}/output")
-        return result
+        return self._send(calls.task_output(task_id))
 
     def follow(self, task_id: str) -> Iterator[bytes]:
         """Output as it is produced, until the task ends."""
-        base = self._failover.base
-        url = f"{base}/api/v1/tasks/{task_id}/output"
-        with self._http.stream("GET", url, params={"follow": "true"}, timeout=None) as response:
+        path, params = calls.follow_output(task_id)
+        url = self._failover.base + path
+        with self._http.stream("GET", url, params=params, timeout=None) as response:
             if response.status_code >= 400:
                 response.read()
                 raise_for_problem(response)
@@ -236,69 +209,55 @@ class Client:
     def submit_workflow(self, workflow: Mapping[str, Any]) -> dict[str, Any]:
         """Submit a DAG (``name``, ``tasks`` with ``id`` and ``dependencies``, ...); a
         ValidationError lists every problem of an invalid one."""
-        body = dict(workflow)
-        body.setdefault("idempotency_key", "sdk-" + os.urandom(12).hex())
-        result: dict[str, Any] = self.request("POST", "/api/v1/workflows", json=body)
-        return result
+        return self._send(calls.submit_workflow(workflow))
 
     def workflow(self, workflow_id: str, wait_s: float = 0.0) -> dict[str, Any]:
         """Progress of a workflow; with ``wait_s``, answered when it ends or the wait runs out."""
-        result: dict[str, Any] = self.request(
-            "GET",
-            f"/api/v1/workflows/{workflow_id}",
-            params={"wait_s": wait_s},
-            timeout_s=wait_s + 10.0,
-        )
-        return result
+        return self._send(calls.get_workflow(workflow_id, wait_s))
 
     def wait_workflow(self, workflow_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        """Block until the workflow is no longer running (or ``timeout_s`` passes)."""
+        deadline = Deadline(timeout_s)
         while True:
-            left = LONG_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
-            view = self.workflow(workflow_id, wait_s=min(LONG_POLL_S, left))
-            if view["status"] != "running" or (
-                deadline is not None and time.monotonic() >= deadline
-            ):
+            view = self.workflow(workflow_id, wait_s=deadline.wait_s())
+            if not calls.workflow_running(view) or deadline.passed:
                 return view
 
     def workflow_graph(self, workflow_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/workflows/{workflow_id}/graph")
-        return result
+        """Nodes, edges and the analysis (critical path) of a workflow."""
+        return self._send(calls.workflow_graph(workflow_id))
 
     def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", f"/api/v1/workflows/{workflow_id}/cancel")
-        return result
+        return self._send(calls.cancel_workflow(workflow_id))
 
     def retry_workflow(self, workflow_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", f"/api/v1/workflows/{workflow_id}/retry")
-        return result
+        """Run again what failed or was cancelled, and what depends on it."""
+        return self._send(calls.retry_workflow(workflow_id))
 
     # -- agents -----------------------------------------------------------------------------
 
-    def agent(self, name: str | None = None, *, ttl: float = 30.0) -> Agent:
+    @renamed(ttl="ttl_s")
+    def agent(self, name: str | None = None, *, ttl_s: float = 30.0) -> Agent:
         """An agent session named ``name`` (kept alive in the background until closed); with
         no name inside a task, the task itself. Use it as a context manager."""
-        return Agent(self, default_agent_id(name), ttl=ttl)
+        return Agent(self, default_agent_id(name), ttl_s=ttl_s)
 
     def agents(self) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = (self.request("GET", "/api/v1/agents"))["agents"]
-        return result
+        return self._send(calls.list_agents())
 
     def message_history(self, **filters: Any) -> builtins.list[dict[str, Any]]:
         """``agent``, ``type``, ``correlation_id``, ``since``, ``until``, ``limit``."""
-        params = {k: v for k, v in filters.items() if v is not None}
-        answer = self.request("GET", "/api/v1/messages", params=params)
-        result: builtins.list[dict[str, Any]] = answer["messages"]
-        return result
+        return self._send(calls.message_history(filters))
 
     # -- locks ------------------------------------------------------------------------------
 
+    @renamed(ttl="ttl_s", wait="wait_s")
     def lock(
         self,
         name: str,
         *,
-        ttl: float = 30.0,
-        wait: float | None = None,
+        ttl_s: float = 30.0,
+        wait_s: float | None = None,
         mode: str = "exclusive",
         limit: int = 1,
         session: str | None = None,
@@ -308,7 +267,7 @@ class Client:
     ) -> LockContext:
         """A lease on ``name``, renewed in the background while the ``with`` block runs.
 
-        ``wait``: seconds to wait for the lock (``None``: for ever, ``0``: fail at once with
+        ``wait_s``: seconds to wait for the lock (``None``: for ever, ``0``: fail at once with
         ConflictError). Inside a task the holder is the task attempt; elsewhere a fresh session
         unless ``session`` names one. ``lease.token`` is the fencing token; ``lease.lost`` says
         whether the lease may have ended, and ``on_lost`` is called the moment it does.
@@ -316,8 +275,8 @@ class Client:
         return LockContext(
             self,
             name,
-            ttl=ttl,
-            wait=wait,
+            ttl_s=ttl_s,
+            wait_s=wait_s,
             mode=mode,
             limit=limit,
             session=session,
@@ -327,43 +286,32 @@ class Client:
         )
 
     def locks(self) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = (self.request("GET", "/api/v1/locks"))["locks"]
-        return result
+        return self._send(calls.list_locks())
 
     def lock_info(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/locks/{name}")
-        return result
+        return self._send(calls.lock_info(name))
 
     def force_release(self, name: str, reason: str | None = None) -> dict[str, Any]:
-        body = {"reason": reason} if reason else None
-        result: dict[str, Any] = self.request(
-            "POST", f"/api/v1/locks/{name}/force-release", json=body
-        )
-        return result
+        return self._send(calls.force_release(name, reason))
 
     # -- workers and the rest ---------------------------------------------------------------
 
     def workers(self) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = self.request("GET", "/api/v1/workers")["workers"]
-        return result
+        return self._send(calls.list_workers())
 
     def drain_worker(self, worker_id: str, drain: bool = True) -> dict[str, Any]:
-        state = "draining" if drain else "active"
-        result: dict[str, Any] = self.request(
-            "PATCH", f"/api/v1/workers/{worker_id}", json={"state": state}
-        )
-        return result
+        """Stop (``drain=False``: resume) new assignments to a worker; it finishes its tasks."""
+        return self._send(calls.drain_worker(worker_id, drain))
 
     def remove_worker(self, worker_id: str, force: bool = False) -> None:
-        self.request("DELETE", f"/api/v1/workers/{worker_id}", params={"force": force})
+        """Forget a worker (``force``: even while it is connected or running tasks)."""
+        self._send(calls.remove_worker(worker_id, force))
 
     def queue_stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/api/v1/queue/stats")
-        return result
+        return self._send(calls.queue_stats())
 
     def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/health")
-        return result
+        return self._send(calls.health())
 
     # -- tokens (admin) ---------------------------------------------------------------------
 
@@ -372,17 +320,12 @@ class Client:
     ) -> dict[str, Any]:
         """A new token with ``role`` (client, worker, read-only); its ``token`` field is the
         secret, shown only in this answer."""
-        body = token_body(role, ttl_s, name)
-        result: dict[str, Any] = self.request("POST", "/api/v1/tokens", json=body)
-        return result
+        return self._send(calls.create_token(role, ttl_s, name))
 
     def list_tokens(self) -> builtins.list[dict[str, Any]]:
         """Every token (never a secret): id, name, role, created and expiry times."""
-        result: dict[str, Any] = self.request("GET", "/api/v1/tokens")
-        tokens: builtins.list[dict[str, Any]] = result["tokens"]
-        return tokens
+        return self._send(calls.list_tokens())
 
     def revoke_token(self, token_id: str) -> dict[str, Any]:
         """Revoke a token by id: refused (401) from its next request on."""
-        result: dict[str, Any] = self.request("DELETE", f"/api/v1/tokens/{token_id}")
-        return result
+        return self._send(calls.revoke_token(token_id))
