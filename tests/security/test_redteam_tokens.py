@@ -5,16 +5,19 @@
 - A long-poll (``GET /api/v1/agents/{id}/inbox?wait_s=``) opened before its token is revoked
   still answers with a message sent after the revocation (up to 300 s later): the HTTP
   counterpart of the agent stream that kept receiving (fixed in b825127).
+- A lock acquire waiting (``wait_s``) when its token is revoked is still granted once the lock
+  frees: the revoked caller gets the grant, and the lock is held by it for its whole TTL.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import httpx
 
-from tests.e2e.procs import Processes
+from tests.e2e.procs import Processes, wait_until
 
 ADMIN = "admin-" + "r" * 24
 SECRET = "sent-after-revocation"
@@ -78,3 +81,53 @@ def test_a_long_poll_opened_before_revocation_gets_nothing_sent_after_it(
     assert SECRET.encode() not in answer, (
         f"a revoked token's long-poll received a message sent after the revocation: {status}"
     )
+
+
+def test_a_waiting_acquire_is_not_granted_once_its_token_is_revoked(procs: Processes) -> None:
+    _, url = procs.master("m1", None, "--api-token", ADMIN)
+    token_id, client = _token(url, "client")
+    held = httpx.post(
+        url + "/api/v1/locks/L/acquire",
+        json={"session": "holder", "ttl_s": 60},
+        headers=_as(ADMIN),
+        timeout=10,
+    )
+    assert held.status_code == 200, held.text
+    answers: list[httpx.Response] = []
+
+    def wait_for_lock() -> None:
+        answers.append(
+            httpx.post(
+                url + "/api/v1/locks/L/acquire",
+                json={"session": "revoked-one", "ttl_s": 60, "wait_s": 20},
+                headers=_as(client),
+                timeout=30,
+            )
+        )
+
+    waiter = threading.Thread(target=wait_for_lock)
+    waiter.start()
+    try:
+        wait_until(  # the waiter is queued on the lock (committed) before the revocation
+            lambda: httpx.get(url + "/api/v1/locks/L", headers=_as(ADMIN), timeout=10).json()[
+                "waiters"
+            ],
+            what="the acquire queued",
+        )
+        revoked = httpx.delete(url + f"/api/v1/tokens/{token_id}", headers=_as(ADMIN), timeout=10)
+        assert revoked.status_code == 200, revoked.text
+        released = httpx.post(
+            url + "/api/v1/locks/L/release",
+            json={"session": "holder", "token": held.json()["token"]},
+            headers=_as(ADMIN),
+            timeout=10,
+        )
+        assert released.status_code == 200, released.text
+    finally:
+        waiter.join(timeout=40)
+    holders = httpx.get(url + "/api/v1/locks/L", headers=_as(ADMIN), timeout=10).json()["holders"]
+    assert [h["session"] for h in holders] != ["revoked-one"], (
+        "a revoked token's waiting acquire was granted after the revocation",
+        answers[0].status_code if answers else None,
+    )
+    assert not answers or answers[0].status_code != 200, answers[0].text[:200]
