@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from agentflow.api.decoding import JSONResponse, read_model, read_optional_model
+from agentflow.api.decoding import JSONResponse, read_model, read_no_body, read_optional_model
 from agentflow.api.schemas import AckIn, ConnectIn
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import agent_view, message_view
@@ -79,6 +79,7 @@ async def connect(request: Request, agent_id: AgentIdPath) -> JSONResponse:
 @router.post("/agents/{agent_id}/disconnect")
 async def disconnect(request: Request, agent_id: AgentIdPath) -> JSONResponse:
     svc = service(request)
+    await read_no_body(request, svc.config.max_request_bytes)
     box: AgentBox = await svc.log.propose(DisconnectAgent(now_ms=svc.now_ms(), agent_id=agent_id))
     return JSONResponse(_view(svc, box))
 
@@ -130,6 +131,7 @@ async def ack(request: Request, agent_id: AgentIdPath) -> JSONResponse:
 @router.put("/agents/{agent_id}/subscriptions/{pattern:path}")
 async def subscribe(request: Request, agent_id: AgentIdPath, pattern: str) -> JSONResponse:
     svc = service(request)
+    await read_no_body(request, svc.config.max_request_bytes)
     box: AgentBox = await svc.log.propose(
         Subscribe(now_ms=svc.now_ms(), agent_id=agent_id, pattern=pattern)
     )

@@ -90,6 +90,16 @@ async def read_optional_model(request: Request, model: type[M], limit: int) -> M
     return _validated(body, model)
 
 
+class _NoFields(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+async def read_no_body(request: Request, limit: int) -> None:
+    """For a route that takes no body: none, ``{}``, or refused like any other body (400 for
+    text that is not JSON, 422 for NaN, a field, anything but an empty object)."""
+    await read_optional_model(request, _NoFields, limit)
+
+
 class FrameError(Exception):
     """A client frame that cannot be taken, for ``error``. ``close_code`` set: the socket
     cannot go on (a binary or undecodable frame); ``ref``: the frame's, if one could be read."""

@@ -37,15 +37,16 @@ __all__ = [
     "Identity",
     "TokenVerifier",
     "authorize",
+    "holds_of",
     "identity_of",
     "task_token",
     "task_token_key",
 ]
 
 SCOPE_KEY = "agentflow.identity"
-# A socket's scope holds a callable: whether the token it opened with still holds (not revoked
-# or expired, its attempt still running). Loops that act for the socket without hearing from it
-# (a keep-alive) ask it before each round.
+# A request's or socket's scope holds a callable: whether the token it came with still holds
+# (not revoked or expired, its attempt still running). Waits and loops that act for it without
+# hearing from it (a long-poll, a lock wait, a keep-alive) ask it before each round.
 HOLDS_KEY = "agentflow.token_holds"
 CLOSE_REVOKED = 4401  # the close code of a socket whose token stopped holding
 ROLE_PREFIX = "af_"
@@ -78,6 +79,13 @@ def identity_of(scope: Scope) -> Identity | None:
     """The request's identity; ``None`` on a master without ``--api-token`` (open)."""
     found: Identity | None = scope.get(SCOPE_KEY)
     return found
+
+
+def holds_of(scope: Scope) -> Callable[[], bool]:
+    """Whether the token of the request or socket in ``scope`` still holds (always, on an open
+    master)."""
+    holds: Callable[[], bool] | None = scope.get(HOLDS_KEY)
+    return holds if holds is not None else _always
 
 
 def task_token_key(admin_token: str) -> bytes:
@@ -155,7 +163,7 @@ def authorize(identity: Identity, method: str, path: str) -> None:
     if role is Role.ADMIN:
         allowed = True
     elif role is Role.READ_ONLY:
-        allowed = read
+        allowed = read and not path.startswith("/api/v1/tokens")  # who holds what: admin only
     elif role is Role.WORKER:
         allowed = method == "WS" and _WORKER_SESSION.match(path) is not None
     elif role is Role.CLIENT:
@@ -182,3 +190,7 @@ def _task_may(identity: Identity, method: str, path: str, read: bool) -> bool:
     if method == "POST" and (path in _TASK_SEND or path in _TASK_SUBMIT):
         return True  # a message's sender is set by the route
     return read and path.startswith(("/api/v1/tasks", "/api/v1/workflows"))
+
+
+def _always() -> bool:
+    return True

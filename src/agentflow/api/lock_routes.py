@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 
 from agentflow.api.decoding import JSONResponse, read_model, read_optional_model
-from agentflow.api.identity import Identity, identity_of
+from agentflow.api.identity import Identity, holds_of, identity_of
 from agentflow.api.schemas import (
     LOCK_NAME_PATTERN,
     LockAcquireIn,
@@ -29,6 +29,7 @@ from agentflow.api.service import MasterService, service
 from agentflow.api.views import grant_view, lock_view
 from agentflow.api.waiters import wait_for
 from agentflow.errors import (
+    AuthError,
     ForbiddenError,
     NotFoundError,
     StaleTokenError,
@@ -83,7 +84,12 @@ async def acquire(request: Request, name: LockName) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, LockAcquireIn, svc.config.max_request_bytes)
     grant = await acquire_lock(
-        svc, name, body, gone=request.is_disconnected, identity=identity_of(request.scope)
+        svc,
+        name,
+        body,
+        gone=request.is_disconnected,
+        identity=identity_of(request.scope),
+        holds=holds_of(request.scope),
     )
     return JSONResponse(grant_view(svc.machine, grant, svc.now_ms()))
 
@@ -92,11 +98,14 @@ async def acquire_lock(
     svc: MasterService,
     name: str,
     body: LockAcquireIn,
+    *,
     gone: Callable[[], Awaitable[bool]],
     identity: Identity | None = None,
+    holds: Callable[[], bool] = lambda: True,
 ) -> Grant:
     """Grant now, or wait (``wait_s``) for the state machine's verdict: the grant or 408.
-    ``gone()`` says the client has left; its wait is then cancelled."""
+    ``gone()`` says the client has left, ``holds()`` whether its token still holds; once either
+    fails, its wait is cancelled (and a grant that came meanwhile handed back)."""
     # With no session, one is made; a request id makes it the same on a retry.
     made = f"req-{body.request_id}" if body.request_id else f"s-{secrets.token_hex(8)}"
     session = _session(body, identity, fallback=made)
@@ -117,15 +126,17 @@ async def acquire_lock(
     )
     if isinstance(answer, Grant):
         return answer
-    return await _wait_for_grant(svc, gone, name, session, body.wait_s)
+    return await _wait_for_grant(svc, name, session, body.wait_s, gone=gone, holds=holds)
 
 
 async def _wait_for_grant(
     svc: MasterService,
-    gone: Callable[[], Awaitable[bool]],
     name: str,
     session: str,
     wait_s: float,
+    *,
+    gone: Callable[[], Awaitable[bool]],
+    holds: Callable[[], bool],
 ) -> Grant:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + wait_s + _GRACE_S
@@ -134,6 +145,8 @@ async def _wait_for_grant(
         with svc.lock_waiters.watch(session) as changed:
             held = next((g for g in table.holders(name) if g.session == session), None)
             if held is not None:
+                if not holds():  # granted after its token was revoked: nobody may use it
+                    await _hand_back(svc, held)
                 return held
             waiting = table.waiting_for(session)
             if waiting is None or waiting.name != name:
@@ -141,13 +154,21 @@ async def _wait_for_grant(
                     f"lock {name} was not granted within {wait_s:g}s", lock=name
                 )
             left = give_up - loop.time()
-            if left > 0 and not await gone():
+            if left > 0 and holds() and not await gone():
                 await wait_for(changed, min(left, 1.0))
                 continue
-        # The expiry pass is late (no leader?) or the client left: drop the wait ourselves.
+        # The expiry pass is late (no leader?), the client left or its token was revoked: drop
+        # the wait ourselves.
         if not svc.log.is_leader:
             raise TimeoutExpiredError(f"lock {name} was not granted in time", lock=name)
         await svc.log.propose(CancelLockWait(now_ms=svc.now_ms(), name=name, session=session))
+
+
+async def _hand_back(svc: MasterService, grant: Grant) -> None:
+    await svc.log.propose(
+        ReleaseLock(now_ms=svc.now_ms(), name=grant.name, session=grant.session, token=grant.token)
+    )
+    raise AuthError("the token no longer holds (revoked, expired or its attempt ended)")
 
 
 @router.post("/locks/{name:path}/renew")

@@ -21,7 +21,7 @@ import pydantic
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from agentflow.api.decoding import FrameError, receive_frame, refuse_frame, send_frame
-from agentflow.api.identity import Identity, identity_of
+from agentflow.api.identity import Identity, holds_of, identity_of
 from agentflow.api.lock_routes import (
     LOCK_NAME,
     acquire_lock,
@@ -85,7 +85,7 @@ async def lock_socket(ws: WebSocket) -> None:
 async def _answer(svc: MasterService, ws: WebSocket, frame: dict[str, Any], gone: Gone) -> None:
     ref = frame.get("ref")
     try:
-        answer = await _run(svc, frame, gone, identity_of(ws.scope))
+        answer = await _run(svc, frame, gone, identity_of(ws.scope), holds_of(ws.scope))
     except AgentFlowError as exc:
         answer = {"error": exc.to_problem()}
     except Exception:  # every frame is answered, even when its handling breaks
@@ -96,7 +96,11 @@ async def _answer(svc: MasterService, ws: WebSocket, frame: dict[str, Any], gone
 
 
 async def _run(
-    svc: MasterService, frame: dict[str, Any], gone: Gone, identity: Identity | None
+    svc: MasterService,
+    frame: dict[str, Any],
+    gone: Gone,
+    identity: Identity | None,
+    holds: Callable[[], bool],
 ) -> dict[str, Any]:
     op, name = frame.get("op"), frame.get("name")
     model = _MODELS.get(op) if isinstance(op, str) else None
@@ -112,7 +116,7 @@ async def _run(
         where = ".".join(str(p) for p in problem["loc"]) or "frame"
         raise ValidationError(f"{where}: {problem['msg']}") from None
     if isinstance(body, LockAcquireIn):
-        grant = await acquire_lock(svc, name, body, gone=gone, identity=identity)
+        grant = await acquire_lock(svc, name, body, gone=gone, identity=identity, holds=holds)
     elif isinstance(body, LockRenewIn):
         grant = await renew_lock(svc, name, body, identity)
     else:

@@ -56,7 +56,7 @@ class Problem(pydantic.BaseModel):
 
 NoBody = None
 # (method, OpenAPI path) -> (the body model, whether a body is required). A route taking no
-# body ignores one; it is declared as an optional empty object.
+# body refuses one that is not an empty object; it is declared as an optional empty object.
 BODIES: dict[tuple[str, str], tuple[type[pydantic.BaseModel] | None, bool]] = {
     ("post", "/api/v1/tasks"): (TaskIn, True),
     ("post", "/api/v1/tasks/batch"): (TaskBatchIn, True),
@@ -107,7 +107,11 @@ _GRANT = _object({"name": _STR, "token": {"type": "integer"}})
 _WORKFLOW = _object({"id": _STR, "status": _enum(WorkflowStatus)})
 _TOKEN = _object({"id": _STR, "role": _STR})
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
-_IGNORED: dict[str, Any] = {"description": "Ignored: this route takes no body"}
+_NO_FIELDS: dict[str, Any] = {
+    "description": "This route takes no body: none, or an empty object",
+    "type": "object",
+    "maxProperties": 0,
+}
 
 # (method, OpenAPI path) -> {status: JSON schema}; 200 with any object unless listed here.
 ANSWERS: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
@@ -182,7 +186,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 def _declare(operation: dict[str, Any], key: tuple[str, str]) -> None:
     if key in BODIES:
         model, required = BODIES[key]
-        schema = {"$ref": f"#/components/schemas/{model.__name__}"} if model else _IGNORED
+        schema = {"$ref": f"#/components/schemas/{model.__name__}"} if model else _NO_FIELDS
         operation["requestBody"] = {
             "required": required,
             "content": {"application/json": {"schema": schema}},

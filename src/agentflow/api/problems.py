@@ -103,11 +103,11 @@ class AuthMiddleware:
             return
         scope[SCOPE_KEY] = identity
         holds = _holds(self.verifier, given)
+        scope[HOLDS_KEY] = holds
         if kind == "websocket":
-            scope[HOLDS_KEY] = holds
             receive, send = _rechecked_receive(holds, receive, send), _rechecked_send(holds, send)
         else:
-            send = _streams_while(holds, send)
+            send = _answers_while(holds, scope["path"], send)
         await self.app(scope, receive, send)
 
 
@@ -147,14 +147,41 @@ def _rechecked_send(holds: Callable[[], bool], send: Send) -> Send:
     return send_checked
 
 
-def _streams_while(holds: Callable[[], bool], send: Send) -> Send:
+def _answers_while(holds: Callable[[], bool], path: str, send: Send) -> Send:
+    """An answer goes out only while the token holds: one that waited (a long-poll, a lock
+    wait) becomes a 401 if the token was revoked meanwhile, and a stream ends there."""
+    refused = False
+
     async def send_checked(message: Message) -> None:
-        if message["type"] == "http.response.body" and message.get("more_body") and not holds():
+        nonlocal refused
+        if refused:
+            return
+        kind = message["type"]
+        if kind == "http.response.start" and not holds():
+            refused = True
+            await _send_response(problem_response(_NO_LONGER, path), send)
+            return
+        if kind == "http.response.body" and message.get("more_body") and not holds():
+            refused = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         await send(message)
 
     return send_checked
+
+
+_NO_LONGER = AuthError("the token no longer holds (revoked, expired or its attempt ended)")
+
+
+async def _send_response(response: JSONResponse, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
 
 
 async def _close_revoked(send: Send) -> None:

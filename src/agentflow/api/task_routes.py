@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from agentflow.api.decoding import JSONResponse, read_model
+from agentflow.api.decoding import JSONResponse, read_model, read_no_body
 from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn
 from agentflow.api.service import service
 from agentflow.api.views import task_view
@@ -132,6 +132,7 @@ async def get_output(
 @router.post("/tasks/{task_id}/cancel")
 async def cancel_task(request: Request, task_id: str) -> JSONResponse:
     svc = service(request)
+    await read_no_body(request, svc.config.max_request_bytes)
     svc.task(task_id)
     await svc.log.propose(CancelTask(now_ms=svc.now_ms(), task_id=task_id))
     return JSONResponse(task_view(svc.machine, svc.task(task_id), svc.now_ms()))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from agentflow.api.decoding import JSONResponse, read_model
+from agentflow.api.decoding import JSONResponse, read_model, read_no_body
 from agentflow.api.schemas import WorkflowIn, new_task_id
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import iso
@@ -280,6 +280,7 @@ async def workflow_graph(request: Request, workflow_id: str) -> JSONResponse:
 @router.post("/{workflow_id}/cancel")
 async def cancel_workflow(request: Request, workflow_id: str) -> JSONResponse:
     svc = service(request)
+    await read_no_body(request, svc.config.max_request_bytes)
     _workflow(svc, workflow_id)
     await svc.log.propose(CancelWorkflow(now_ms=svc.now_ms(), workflow_id=workflow_id))
     return JSONResponse(workflow_view(svc, _workflow(svc, workflow_id)))
@@ -289,6 +290,7 @@ async def cancel_workflow(request: Request, workflow_id: str) -> JSONResponse:
 async def retry_workflow(request: Request, workflow_id: str) -> JSONResponse:
     """Re-run the failed tasks and everything downstream of them; keep what succeeded."""
     svc = service(request)
+    await read_no_body(request, svc.config.max_request_bytes)
     _workflow(svc, workflow_id)
     reset = await svc.log.propose(RetryWorkflow(now_ms=svc.now_ms(), workflow_id=workflow_id))
     view = workflow_view(svc, _workflow(svc, workflow_id))
