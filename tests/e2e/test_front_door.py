@@ -4,6 +4,10 @@ started. Real master processes and the real command."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 
 from agentflow._version import __version__
 from tests.e2e.procs import Processes
+from tests.e2e.test_cli import CLI, run
 
 TOKEN = "front-door-admin-token"
 DOCS = ("/docs", "/api/docs", "/redoc")
@@ -93,3 +98,56 @@ def test_the_browser_guard_still_covers_the_open_pages(masters: tuple[str, str])
     posted = httpx.post(url + "/", json={}, timeout=10)  # open path, but not a way in
     assert posted.status_code == 405
 
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_bare_agentflow_prints_help_and_succeeds() -> None:
+    done = run()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: agentflow")
+    assert "submit" in done.stdout and "Shell completion" in done.stdout
+    assert done.stderr == ""
+
+
+def test_python_dash_m_agentflow_is_the_same_command() -> None:
+    def module(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "agentflow", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+    done = module("--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: python -m agentflow")
+    assert "workflow" in done.stdout
+    version = module("--version")
+    assert version.returncode == 0 and __version__ in version.stdout
+    wrong = module("tasks", "--master-url", "ftp://nope")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: master URL must start")
+
+
+def test_bash_completion_completes_the_commands() -> None:
+    env = os.environ | {"_AGENTFLOW_COMPLETE": "bash_source"}
+    source = subprocess.run([CLI], env=env, capture_output=True, text=True, timeout=60, check=True)
+    script = source.stdout
+    assert "_agentflow_completion()" in script
+    assert "complete -o nosort -F _agentflow_completion agentflow" in script
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash to load the completion into")
+    # What the README says to put in ~/.bashrc, then what bash does on `agentflow wor<TAB>`.
+    session = (
+        'eval "$(_AGENTFLOW_COMPLETE=bash_source agentflow)"; '
+        "COMP_WORDS=(agentflow wor); COMP_CWORD=1; _agentflow_completion agentflow; "
+        'echo "${COMPREPLY[@]}"'
+    )
+    path = f"{Path(CLI).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(
+        [bash, "-c", session],
+        env=os.environ | {"PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["worker", "workers", "workflow"]
