@@ -8,7 +8,7 @@ SEEDS ?= 500
 SEED_BASE ?= 0
 STEPS ?= 2000
 
-.PHONY: demo test sysdeps check lint typecheck unit sim soak bench fuzz clean
+.PHONY: demo test sysdeps check lint typecheck unit sim soak bench fuzz clean install uninstall
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,24 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/agentflow run examples/demo.yaml --workers 2
+
+# `agentflow` on the PATH outside this checkout: a venv of its own under PREFIX/share (as pipx
+# makes; `pip install --user` is refused where the system Python is externally managed) and
+# links to its commands in PREFIX/bin.
+PREFIX ?= $(HOME)/.local
+HOME_VENV := $(PREFIX)/share/agentflow/venv
+COMMANDS := agentflow agentflow-master agentflow-worker
+install:
+	$(PYTHON) -m venv --clear $(HOME_VENV)
+	$(HOME_VENV)/bin/python -m pip install -q .
+	mkdir -p $(PREFIX)/bin
+	for c in $(COMMANDS); do ln -sf $(HOME_VENV)/bin/$$c $(PREFIX)/bin/$$c; done
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; \
+		*) echo "add $(PREFIX)/bin to PATH to type agentflow";; esac
+
+uninstall:
+	for c in $(COMMANDS); do rm -f $(PREFIX)/bin/$$c; done
+	rm -rf $(PREFIX)/share/agentflow
 
 # System tools the tests use that a bare machine may lack: openssl makes their certificates.
 sysdeps:

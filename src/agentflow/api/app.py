@@ -22,6 +22,7 @@ from agentflow.api import (
     agent_routes,
     agent_stream,
     cluster_routes,
+    index_routes,
     lock_routes,
     lock_stream,
     message_routes,
@@ -33,6 +34,7 @@ from agentflow.api import (
 from agentflow.api.browser import BrowserGuard
 from agentflow.api.decoding import JSONResponse
 from agentflow.api.forwarding import ForwardingMiddleware
+from agentflow.api.index_routes import DOCS_URL, OPENAPI_URL, install_doc_aliases
 from agentflow.api.metrics import make_registry
 from agentflow.api.openapi import install_openapi
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
@@ -67,9 +69,11 @@ def create_app(service: MasterService) -> FastAPI:
         title="AgentFlow",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        docs_url=DOCS_URL,
+        openapi_url=OPENAPI_URL,
+        swagger_ui_oauth2_redirect_url=None,  # no OAuth here: one page fewer to guard
     )
+    install_doc_aliases(app)
     app.state.service = service
     app.add_middleware(ForwardingMiddleware, service=service)
     app.add_middleware(AuthMiddleware, verifier=service.verifier, catch_up=service.catch_up)
@@ -90,6 +94,7 @@ def create_app(service: MasterService) -> FastAPI:
         workflow_routes,
         cluster_routes,
         token_routes,
+        index_routes,
     ):
         app.router.routes.extend(module.router.routes)
     registry = make_registry(service)

@@ -1,4 +1,5 @@
-"""The served OpenAPI document (``/api/openapi.json``): the real contract of every route.
+"""The served OpenAPI document (``/openapi.json``, also ``/api/openapi.json``): the real
+contract of every route.
 
 Routes read their bodies themselves (:func:`agentflow.api.decoding.read_model`: bounded, strict
 JSON), so FastAPI cannot see them; this module declares, per operation, the request body (the
@@ -17,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from agentflow.api.cluster_routes import MemberIn, TransferIn
+from agentflow.api.index_routes import COLLECTIONS, LINKS
 from agentflow.api.schemas import (
     AckIn,
     ConnectIn,
@@ -113,8 +115,15 @@ _NO_FIELDS: dict[str, Any] = {
     "maxProperties": 0,
 }
 
+
+def _links(names: dict[str, str]) -> dict[str, Any]:
+    return _object({name: _STR for name in names})
+
+
 # (method, OpenAPI path) -> {status: JSON schema}; 200 with any object unless listed here.
 ANSWERS: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
+    ("get", "/"): {200: _object({"name": _STR, "version": _STR, "links": _links(LINKS)})},
+    ("get", "/api/v1"): {200: _object({"version": _STR, "links": _links(COLLECTIONS)})},
     ("post", "/api/v1/tasks"): {200: _TASK, 201: _TASK},
     ("post", "/api/v1/tasks/batch"): {201: _page("tasks", _object({"id": _STR}))},
     ("get", "/api/v1/tasks"): {200: _page("tasks", _TASK)},

@@ -22,6 +22,7 @@ from agentflow.api.identity import (
     TokenVerifier,
     authorize,
 )
+from agentflow.api.index_routes import PUBLIC_PATHS
 from agentflow.errors import (
     AgentFlowError,
     AuthError,
@@ -62,11 +63,12 @@ def validation_error(exc: pydantic.ValidationError) -> AgentFlowError:
 
 
 class AuthMiddleware:
-    """Every HTTP request and WebSocket but the health probes: the bearer token resolves to an
-    identity (401 when unknown, expired or revoked), whose role must allow the route (403).
-    With no verifier (a master without ``--api-token``) everything is open, as before."""
+    """Every HTTP request and WebSocket but the health probes and the static pages about the
+    API (the index and the docs, :data:`~agentflow.api.index_routes.PUBLIC_PATHS`): the bearer
+    token resolves to an identity (401 when unknown, expired or revoked), whose role must allow
+    the route (403). With no verifier (a master without ``--api-token``) everything is open."""
 
-    OPEN_PATHS = frozenset({"/health", "/api/v1/health"})
+    OPEN_PATHS = frozenset({"/health", "/api/v1/health", *PUBLIC_PATHS})
 
     def __init__(
         self,

@@ -77,7 +77,17 @@ class AgentFlowGroup(click.Group):
             fail(str(exc), 1)
 
 
-@click.group(cls=AgentFlowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=AgentFlowGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,  # bare `agentflow` is a question, not a usage error
+)
 @click.version_option(__version__, prog_name="agentflow")
-def main() -> None:
-    """AgentFlow: run work across many machines, coordinated by replicated masters."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """AgentFlow: run work across many machines, coordinated by replicated masters.
+
+    Shell completion: eval "$(_AGENTFLOW_COMPLETE=bash_source agentflow)" in ~/.bashrc
+    (zsh_source, fish_source for those shells)."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
