@@ -118,9 +118,15 @@ class MasterService:
         self.log.subscribe(self._on_events)
         self.log.on_leadership(self._leadership_changed)
         self._group: asyncio.TaskGroup | None = None
+        self._started = False
         self.closing = False
 
     async def start(self) -> None:
+        """Open the log and the peer port; once (``agentflow master`` starts the service before
+        the HTTP server, whose startup then finds it started)."""
+        if self._started:
+            return
+        self._started = True
         await self.log.start()
 
     async def run(self) -> None:
