@@ -4,13 +4,14 @@ the byte it had reached (nothing repeated, nothing lost)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 from pathlib import Path
 
 import httpx
 
-from agentflow.client import Client
+from agentflow.client import AsyncClient, Client
 from tests.e2e.procs import Processes, free_port, wait_until
 from tests.e2e.test_cli import CLI
 
@@ -65,6 +66,22 @@ def test_logs_follow_skips_a_first_url_that_is_down(procs: Processes, tmp_path: 
     assert code == 0, stderr
     assert follower.lines == numbered(5)
     assert stderr == "oops\n"
+
+
+def test_async_follow_skips_a_first_url_that_is_down(procs: Processes) -> None:
+    _, url = procs.master()
+    procs.worker("w1", url)
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    async def follow() -> tuple[bytes, bytes]:
+        async with AsyncClient([dead, url]) as client:
+            task = await client.submit("echo out; echo err >&2; echo more")
+            out = b"".join([c async for c in client.follow(task.id)])
+            err = b"".join([c async for c in client.follow(task.id, stream="stderr")])
+            tail = b"".join([c async for c in client.follow(task.id, offset=4)])
+            return out + tail, err
+
+    assert asyncio.run(follow()) == (b"out\nmore\nmore\n", b"err\n")
 
 
 def test_logs_follow_resumes_on_the_new_leader(procs: Processes, tmp_path: Path) -> None:
