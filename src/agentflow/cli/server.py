@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -175,7 +176,12 @@ async def run_master(config: MasterConfig) -> None:
         await service.start()
     except OSError as exc:
         api.close()
-        raise AgentFlowError(exc.strerror or str(exc)) from None
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):  # only a bind says these
+            host, port = config.raft_address
+            why = f"cannot listen for peers on {host}:{port}: {os.strerror(exc.errno)}"
+        else:
+            why = f"cannot start: {exc}"
+        raise AgentFlowError(why) from None
     server = uvicorn.Server(uvicorn_config(create_app(service), config))
     await server.serve(sockets=[api])
 

@@ -20,7 +20,6 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import os
 import secrets
 import ssl
 from collections.abc import Callable
@@ -146,18 +145,13 @@ class Transport:
         # handshake, and nothing it sent is read as a frame. TLS handshakes in progress are
         # bounded by that deadline, not counted in MAX_HANDSHAKES. (Upgrading the accepted
         # stream instead would race the client's first TLS bytes into the plaintext reader.)
-        try:
-            self._server = await asyncio.start_server(
-                self._accept,
-                self._host,
-                self._port,
-                ssl=None if self._tls is None else self._tls.server,
-                ssl_handshake_timeout=None if self._tls is None else HANDSHAKE_TIMEOUT_S,
-            )
-        except OSError as exc:  # said in one line by the command that started the master
-            why = os.strerror(exc.errno) if exc.errno else str(exc)
-            where = f"{self._host}:{self._port}"
-            raise OSError(exc.errno, f"cannot listen for peers on {where}: {why}") from None
+        self._server = await asyncio.start_server(
+            self._accept,
+            self._host,
+            self._port,
+            ssl=None if self._tls is None else self._tls.server,
+            ssl_handshake_timeout=None if self._tls is None else HANDSHAKE_TIMEOUT_S,
+        )
 
     async def close(self) -> None:
         for peer in self._peers.values():
