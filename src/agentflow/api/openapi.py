@@ -157,7 +157,8 @@ ANSWERS: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
     ("delete", "/api/v1/tokens/{token_id}"): {200: _TOKEN},
 }
 NO_CONTENT = frozenset({("delete", "/api/v1/agents/{agent_id}/subscriptions/{pattern}")})
-TEXT_TOO = frozenset({("get", "/api/v1/tasks/{task_id}/output")})  # ?follow=true streams text
+# ?follow=true streams text (both streams, or ?stream=stdout|stderr from its byte ?offset=N)
+TEXT_TOO = frozenset({("get", "/api/v1/tasks/{task_id}/output")})
 TEXT_ONLY = frozenset({("get", "/metrics")})
 
 

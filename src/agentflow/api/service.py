@@ -112,15 +112,21 @@ class MasterService:
         self.lock_waiters = KeyedWaiters()  # by lock session
         self.inbox_waiters = KeyedWaiters()  # by agent id
         self.reply_waiters = KeyedWaiters()  # by the request's correlation id
-        self._followers: dict[str, set[asyncio.Queue[bytes | None]]] = {}
+        self._followers: dict[str, set[asyncio.Queue[OutputAppended | None]]] = {}
         self._finish_times: deque[int] = deque(maxlen=100_000)
         self.log.subscribe(self.hub.on_events)
         self.log.subscribe(self._on_events)
         self.log.on_leadership(self._leadership_changed)
         self._group: asyncio.TaskGroup | None = None
+        self._started = False
         self.closing = False
 
     async def start(self) -> None:
+        """Open the log and the peer port; once (``agentflow master`` starts the service before
+        the HTTP server, whose startup then finds it started)."""
+        if self._started:
+            return
+        self._started = True
         await self.log.start()
 
     async def run(self) -> None:
@@ -163,7 +169,7 @@ class MasterService:
             elif isinstance(event, OutputAppended):
                 for queue in self._followers.get(event.task_id, ()):
                     with contextlib.suppress(asyncio.QueueFull):
-                        queue.put_nowait(event.data)
+                        queue.put_nowait(event)
 
     def _finished(self, task_id: str) -> None:
         self._task_waiters.notify(task_id)
@@ -219,28 +225,42 @@ class MasterService:
             await wait_for(ended, timeout_s)
         return self.machine.workflows[workflow_id]
 
-    async def follow_output(self, task_id: str) -> AsyncIterator[bytes]:
-        """Everything held of stdout and stderr, then new chunks until the task ends."""
+    async def follow_output(
+        self, task_id: str, stream: str | None = None, offset: int = 0
+    ) -> AsyncIterator[bytes]:
+        """Everything held of stdout and stderr, then new chunks until the task ends. With
+        ``stream``, only that stream, from its absolute byte ``offset`` on (what is still held
+        of it): a client that lost its connection resumes where it was, on any master."""
         task = self.task(task_id)
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(4096)
+        queue: asyncio.Queue[OutputAppended | None] = asyncio.Queue(4096)
         self._followers.setdefault(task_id, set()).add(queue)
         try:
             tails = self.machine.outputs.get(task_id, {})
-            for stream in ("stdout", "stderr"):
-                if stream in tails and tails[stream].data:
-                    yield bytes(tails[stream].data)
+            sent = {name: tail.total for name, tail in tails.items()}  # where each stream is
+            if stream:
+                sent[stream] = max(sent.get(stream, 0), offset)
+            for name in (stream,) if stream else ("stdout", "stderr"):
+                tail = tails.get(name)
+                held = b"" if tail is None else tail.since(offset) if stream else bytes(tail.data)
+                if held:
+                    yield held
             if task.status in TERMINAL_STATUSES:
                 return
             while True:
                 try:
-                    chunk = await asyncio.wait_for(queue.get(), timeout=15.0)
+                    event = await asyncio.wait_for(queue.get(), timeout=15.0)
                 except TimeoutError:
                     if self.task(task_id).status in TERMINAL_STATUSES:
                         return
                     continue
-                if chunk is None:
+                if event is None:
                     return
-                yield chunk
+                if stream and event.stream != stream:
+                    continue
+                chunk = _unsent(event, sent.get(event.stream, 0))
+                sent[event.stream] = max(sent.get(event.stream, 0), event.end)
+                if chunk:
+                    yield chunk
         finally:
             followers = self._followers.get(task_id)
             if followers is not None:
@@ -302,3 +322,9 @@ async def accept_on_leader(ws: WebSocket) -> MasterService | None:
     await ws.send_json({"error": error.detail, "leader_url": svc.log.leader_url})
     await ws.close(code=4503)
     return None
+
+
+def _unsent(event: OutputAppended, sent: int) -> bytes:
+    """What of ``event``'s chunk lies past byte ``sent`` of its stream."""
+    start = event.end - len(event.data)
+    return event.data[max(0, sent - start) :]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -12,6 +12,7 @@ from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn
 from agentflow.api.service import service
 from agentflow.api.views import task_view
 from agentflow.errors import PayloadTooLargeError, ValidationError
+from agentflow.jsonbound import INT64_MAX
 from agentflow.state import TaskStatus
 from agentflow.state.commands import CancelTask, SetPriority
 from agentflow.state.records import TERMINAL_STATUSES
@@ -111,18 +112,29 @@ async def get_task(
 
 @router.get("/tasks/{task_id}/output", response_model=None)
 async def get_output(
-    request: Request, task_id: str, follow: bool = False
+    request: Request,
+    task_id: str,
+    follow: bool = False,
+    stream: Annotated[Literal["stdout", "stderr"] | None, Query()] = None,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
 ) -> JSONResponse | StreamingResponse:
+    """The held output as JSON; with ``follow``, streamed as text until the task ends: both
+    streams, or ``stream`` alone from its absolute byte ``offset`` (to resume a follow)."""
     svc = service(request)
     task = svc.task(task_id)
+    if (stream or offset) and not follow:
+        raise ValidationError("stream and offset apply only with follow=true")
+    if offset and not stream:
+        raise ValidationError("offset needs stream (stdout or stderr)")
     if follow:
-        return StreamingResponse(svc.follow_output(task_id), media_type="text/plain")
+        chunks = svc.follow_output(task_id, stream, offset)
+        return StreamingResponse(chunks, media_type="text/plain")
     tails = svc.machine.outputs.get(task_id, {})
     body: dict[str, Any] = {"task_id": task_id, "status": task.status.value, "finished": False}
-    for stream in ("stdout", "stderr"):
-        tail = tails.get(stream)
-        body[stream] = tail.data.decode("utf-8", "replace") if tail else ""
-        body[f"{stream}_truncated_bytes"] = tail.dropped if tail else 0
+    for name in ("stdout", "stderr"):
+        tail = tails.get(name)
+        body[name] = tail.data.decode("utf-8", "replace") if tail else ""
+        body[f"{name}_truncated_bytes"] = tail.dropped if tail else 0
     body["finished"] = task.status in TERMINAL_STATUSES
     # Emptied to keep all tasks' output within --output-retained-bytes.
     body["output_evicted"] = any(t.evicted for t in tails.values())

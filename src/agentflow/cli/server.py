@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -20,7 +22,7 @@ from agentflow.config import (
     read_token_file,
     resolve,
 )
-from agentflow.errors import ConfigError
+from agentflow.errors import AgentFlowError, ConfigError
 
 __all__ = ["master_command", "run_master", "with_token_file", "worker_command"]
 
@@ -166,8 +168,32 @@ async def run_master(config: MasterConfig) -> None:
     from agentflow.api import MasterService, create_app
     from agentflow.api.serving import uvicorn_config
 
-    server = uvicorn.Server(uvicorn_config(create_app(MasterService(config)), config))
-    await server.serve()
+    # Both ports are bound here, before uvicorn starts: a busy one is one line and exit 1,
+    # not uvicorn's startup traceback.
+    api = _listen(config.host, config.port)
+    service = MasterService(config)
+    try:
+        await service.start()
+    except OSError as exc:
+        api.close()
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):  # only a bind says these
+            host, port = config.raft_address
+            why = f"cannot listen for peers on {host}:{port}: {os.strerror(exc.errno)}"
+        else:
+            why = f"cannot start: {exc}"
+        raise AgentFlowError(why) from None
+    server = uvicorn.Server(uvicorn_config(create_app(service), config))
+    await server.serve(sockets=[api])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket on ``host:port``; a failure is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise AgentFlowError(f"cannot listen for the API on {host}:{port}: {why}") from None
 
 
 def with_token_file(config: _C) -> _C:

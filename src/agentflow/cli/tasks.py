@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+import threading
+from typing import Any, BinaryIO
 
 import click
 from rich.console import Console
@@ -171,6 +172,28 @@ def status(master_url: str | None, api_token: str | None, task_id: str, as_json:
             )
 
 
+def _follow(client: Client, task_id: str) -> None:
+    """The task's stdout to stdout and its stderr to stderr, live, until the task ends; each
+    stream follows the leader and resumes where it was (see :meth:`Client.follow`)."""
+    errors: list[BaseException] = []
+
+    def copy(stream: str, out: BinaryIO) -> None:
+        try:
+            for chunk in client.follow(task_id, stream=stream):
+                out.write(chunk)
+                out.flush()
+        except Exception as exc:  # handed to the main thread, which reports it
+            errors.append(exc)
+
+    stderr = threading.Thread(target=copy, args=("stderr", sys.stderr.buffer), daemon=True)
+    stderr.start()
+    copy("stdout", sys.stdout.buffer)
+    if not errors:  # stdout ended with the task: so does stderr, soon
+        stderr.join()
+    if errors:
+        raise errors[0]
+
+
 @click.command("logs")
 @click.argument("task_id")
 @click.option("-f", "--follow", is_flag=True, help="Stream output until the task ends.")
@@ -179,9 +202,7 @@ def logs(master_url: str | None, api_token: str | None, task_id: str, follow: bo
     """Print a task's output."""
     with make_client(master_url, api_token) as client:
         if follow:
-            for chunk in client.follow(task_id):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
+            _follow(client, task_id)
             return
         out = client.output(task_id)
     for stream in ("stdout", "stderr"):

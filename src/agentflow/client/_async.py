@@ -208,16 +208,39 @@ class AsyncClient:
     async def output(self, task_id: str) -> dict[str, Any]:
         return await self._send(calls.task_output(task_id))
 
-    async def follow(self, task_id: str) -> AsyncIterator[bytes]:
-        """Output as it is produced, until the task ends."""
-        path, params = calls.follow_output(task_id)
-        url = self._failover.base + path
-        async with self._http.stream("GET", url, params=params, timeout=None) as response:
+    async def follow(
+        self, task_id: str, *, stream: str = "stdout", offset: int = 0
+    ) -> AsyncIterator[bytes]:
+        """As :meth:`Client.follow`: one stream from byte ``offset``, across failovers."""
+        cursor = calls.OutputCursor(task_id, stream, offset)
+        retries = self._failover.attempts()
+        last: Exception | None = None
+        while True:
+            try:
+                async for chunk in self._stream_output(cursor):
+                    retries = self._failover.attempts()  # progress: a fresh retry budget
+                    yield chunk
+                if (await self.get(task_id)).done:
+                    return
+            except RETRYABLE as exc:  # the stream broke off: go on from another master
+                last = exc
+                self._failover.failed(exc)
+            delay = next(retries, None)
+            if delay is None:
+                raise unreachable(self.urls, last)
+            await asyncio.sleep(delay)
+
+    async def _stream_output(self, cursor: calls.OutputCursor) -> AsyncIterator[bytes]:
+        url = self._failover.base + cursor.path
+        timeout = httpx.Timeout(None, connect=self._http.timeout.connect)
+        async with self._http.stream(
+            "GET", url, params=cursor.params(), timeout=timeout
+        ) as response:
             if response.status_code >= 400:
                 await response.aread()
                 raise_for_problem(response)
             async for chunk in response.aiter_bytes():
-                yield chunk
+                yield cursor.advance(chunk)
 
     # -- workflows --------------------------------------------------------------------------
 

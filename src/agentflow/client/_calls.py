@@ -13,8 +13,9 @@ from typing import Any, Generic, TypeVar
 
 from agentflow.client._core import BATCH, TaskInfo, build_task, token_body
 from agentflow.client._functions import function_body
+from agentflow.errors import ClientError
 
-__all__ = ["Call", "TaskPages"]
+__all__ = ["Call", "OutputCursor", "TaskPages"]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -113,9 +114,27 @@ def task_output(task_id: str) -> Call[dict[str, Any]]:
     return Call("GET", f"/api/v1/tasks/{task_id}/output", _as_dict)
 
 
-def follow_output(task_id: str) -> tuple[str, dict[str, str]]:
-    """The path and query of a task's output, streamed until the task ends."""
-    return f"/api/v1/tasks/{task_id}/output", {"follow": "true"}
+class OutputCursor:
+    """Following one stream of a task's output: the request that goes on from the byte
+    reached, on whichever master answers it, so a resumed follow repeats and skips nothing."""
+
+    def __init__(self, task_id: str, stream: str, offset: int) -> None:
+        if stream not in ("stdout", "stderr"):
+            raise ClientError(f"stream must be stdout or stderr, not {stream!r}")
+        if offset < 0:
+            raise ClientError(f"offset must be 0 or more, not {offset}")
+        self.task_id = task_id
+        self.path = f"/api/v1/tasks/{task_id}/output"
+        self.stream = stream
+        self.offset = offset
+
+    def params(self) -> dict[str, str]:
+        return {"follow": "true", "stream": self.stream, "offset": str(self.offset)}
+
+    def advance(self, chunk: bytes) -> bytes:
+        """``chunk`` was received: the next request starts after it."""
+        self.offset += len(chunk)
+        return chunk
 
 
 class TaskPages:

@@ -194,15 +194,37 @@ class Client:
     def output(self, task_id: str) -> dict[str, Any]:
         return self._send(calls.task_output(task_id))
 
-    def follow(self, task_id: str) -> Iterator[bytes]:
-        """Output as it is produced, until the task ends."""
-        path, params = calls.follow_output(task_id)
-        url = self._failover.base + path
-        with self._http.stream("GET", url, params=params, timeout=None) as response:
+    def follow(self, task_id: str, *, stream: str = "stdout", offset: int = 0) -> Iterator[bytes]:
+        """``stream`` (``stdout`` or ``stderr``) from byte ``offset`` on, as it is produced,
+        until the task ends. Like every call it follows the leader: a master that is down or
+        dies mid-stream is left for another, and the stream resumes at the byte it reached."""
+        cursor = calls.OutputCursor(task_id, stream, offset)
+        retries = self._failover.attempts()
+        last: Exception | None = None
+        while True:
+            try:
+                for chunk in self._stream_output(cursor):
+                    retries = self._failover.attempts()  # progress: a fresh retry budget
+                    yield chunk
+                if self.get(task_id).done:
+                    return
+            except RETRYABLE as exc:  # the stream broke off: go on from another master
+                last = exc
+                self._failover.failed(exc)
+            delay = next(retries, None)
+            if delay is None:
+                raise unreachable(self.urls, last)
+            time.sleep(delay)
+
+    def _stream_output(self, cursor: calls.OutputCursor) -> Iterator[bytes]:
+        url = self._failover.base + cursor.path
+        timeout = httpx.Timeout(None, connect=self._http.timeout.connect)
+        with self._http.stream("GET", url, params=cursor.params(), timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
                 raise_for_problem(response)
-            yield from response.iter_bytes()
+            for chunk in response.iter_bytes():
+                yield cursor.advance(chunk)
 
     # -- workflows --------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ class OutputAppended(Event):
     task_id: str
     stream: str
     data: bytes
+    end: int = 0  # the stream's byte count once ``data`` is appended: its absolute offset
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -98,12 +98,14 @@ class OutputTable(Mapping[str, dict[str, OutputTail]]):
 
     # -- changes ----------------------------------------------------------------------------
 
-    def append(self, task_id: str, stream: str, data: bytes) -> None:
+    def append(self, task_id: str, stream: str, data: bytes) -> int:
+        """Add ``data`` to a stream; returns that stream's byte count (dropped bytes too)."""
         tails = self._tails.get(task_id)
         if tails is None:
             tails = self._tails[task_id] = {s: OutputTail(self.tail_bytes) for s in STREAMS}
         self.held_bytes += tails[stream].append(data)
         self._evict()
+        return tails[stream].total
 
     def finished(self, task_id: str) -> None:
         """``task_id`` ended: its output may now be evicted, after that of earlier ones."""

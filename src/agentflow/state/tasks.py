@@ -146,8 +146,10 @@ def report(sm: StateMachine, index: int, cmd: ReportAttempts) -> list[bool]:
             sm.set_status(task, TaskStatus.RUNNING, index)
     for task_id, token, stream, data in cmd.output:
         if stream in ("stdout", "stderr") and _current(sm, task_id, token, cmd.worker_id):
-            sm.outputs.append(task_id, stream, data)
-            sm.events.append(OutputAppended(index=index, task_id=task_id, stream=stream, data=data))
+            end = sm.outputs.append(task_id, stream, data)
+            sm.events.append(
+                OutputAppended(index=index, task_id=task_id, stream=stream, data=data, end=end)
+            )
     return [finish_attempt(sm, index, cmd.now_ms, cmd.worker_id, o) for o in cmd.outcomes]
 
 

@@ -62,6 +62,7 @@ class PythonPool:
         self._env = dict(env)
         self.modules = modules  # importable modules; () allows any
         self._idle: list[asyncio.subprocess.Process] = []
+        self._dying: set[asyncio.subprocess.Process] = set()  # killed, not yet reaped
 
     async def acquire(self) -> asyncio.subprocess.Process:
         while self._idle:
@@ -83,11 +84,21 @@ class PythonPool:
             self._idle.append(proc)
         else:
             kill_group(proc)
+            self._dying.add(proc)
 
-    def close(self) -> None:
-        for proc in self._idle:
-            kill_group(proc)
+    async def aclose(self) -> None:
+        """End every runner and reap it while the event loop runs: a runner left to the
+        garbage collector after the loop closed made asyncio print "Exception ignored ...
+        Event loop is closed" when a worker stopped."""
+        procs = [*self._idle, *self._dying]
         self._idle.clear()
+        self._dying.clear()
+        for proc in procs:
+            kill_group(proc)
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in procs:
+            await proc.wait()
 
 
 def kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -120,13 +120,15 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT) if install_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal)
-        async with asyncio.TaskGroup() as group:
-            self._attempt_group = group
-            reporter = group.create_task(self._report_loop(), name="reporter")
-            await self._connect_loop()
-            reporter.cancel()
-        if self._pool is not None:
-            self._pool.close()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._attempt_group = group
+                reporter = group.create_task(self._report_loop(), name="reporter")
+                await self._connect_loop()
+                reporter.cancel()
+        finally:
+            if self._pool is not None:
+                await self._pool.aclose()
         if self._fatal is not None:
             raise self._fatal
         log.info("worker %s stopped", self.config.worker_id)
