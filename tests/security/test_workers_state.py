@@ -8,11 +8,10 @@ from __future__ import annotations
 import pytest
 
 from agentflow.api.sessions import admit, held_report, secret_hash
-from agentflow.errors import AgentFlowError, ConflictError
-from agentflow.state import StateMachine, TaskStatus, WorkerState
+from agentflow.errors import ConflictError
+from agentflow.state import TaskStatus, WorkerState
 from agentflow.state.commands import (
     AssignTasks,
-    Command,
     MarkWorkersLost,
     NewTask,
     RegisterWorker,
@@ -20,24 +19,9 @@ from agentflow.state.commands import (
     SubmitTasks,
     TaskOutcome,
     WorkerDisconnected,
-    decode_command,
-    encode_command,
 )
 from agentflow.workerwire import Outcome, Report
-
-
-class Log:
-    def __init__(self) -> None:
-        self.sm = StateMachine()
-        self.index = 0
-
-    def __call__(self, command: Command) -> object:
-        """Apply through the wire encoding; a refusal raises, as ``propose`` does."""
-        self.index += 1
-        result = self.sm.apply(self.index, decode_command(encode_command(command)))
-        if isinstance(result, AgentFlowError):
-            raise result
-        return result
+from tests.state.replica import StrictLog as Log
 
 
 def register(

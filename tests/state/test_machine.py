@@ -5,7 +5,6 @@ from agentflow.state import StateMachine, TaskStatus, WorkerState
 from agentflow.state.commands import (
     AssignTasks,
     CancelTask,
-    Command,
     MarkWorkersLost,
     NewTask,
     RegisterWorker,
@@ -14,21 +13,8 @@ from agentflow.state.commands import (
     SetPriority,
     SubmitTasks,
     TaskOutcome,
-    decode_command,
-    encode_command,
 )
-
-
-class Log:
-    """Applies commands through the wire encoding, as a replica would."""
-
-    def __init__(self) -> None:
-        self.sm = StateMachine()
-        self.index = 0
-
-    def __call__(self, command: Command) -> object:
-        self.index += 1
-        return self.sm.apply(self.index, decode_command(encode_command(command)))
+from tests.state.replica import Log
 
 
 def new(tid: str, **kw: object) -> NewTask:

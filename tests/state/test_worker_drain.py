@@ -4,30 +4,14 @@ Commands go through their wire encoding, as they do through the log."""
 
 from __future__ import annotations
 
-from agentflow.errors import AgentFlowError
-from agentflow.state import StateMachine, WorkerRecord, WorkerState
+from agentflow.state import WorkerRecord, WorkerState
 from agentflow.state.commands import (
-    Command,
     RegisterWorker,
     SetWorkerDraining,
     WorkerDisconnected,
-    decode_command,
-    encode_command,
 )
 from agentflow.state.records import Drain
-
-
-class Log:
-    def __init__(self) -> None:
-        self.sm = StateMachine()
-        self.index = 0
-
-    def __call__(self, command: Command) -> object:
-        self.index += 1
-        result = self.sm.apply(self.index, decode_command(encode_command(command)))
-        if isinstance(result, AgentFlowError):
-            raise result
-        return result
+from tests.state.replica import StrictLog as Log
 
 
 def register(log: Log, digest: str) -> object:
