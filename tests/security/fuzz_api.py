@@ -111,6 +111,20 @@ CHECKS = [
 ]
 
 
+def _checks_for(case: Any) -> list[Any]:
+    """The checks for ``case``. A query value that is a map (or a list holding one) has no form
+    in a query string: it goes out as an empty or flattened value that may well be valid, so
+    whether invalid data was refused cannot be judged from its answer."""
+    query = case.query if isinstance(case.query, dict) else {}
+    unsendable = any(
+        isinstance(v, dict) or (isinstance(v, list) and any(isinstance(i, dict | list) for i in v))
+        for v in query.values()
+    )
+    if unsendable:
+        return [c for c in CHECKS if c is not st_checks.negative_data_rejection]
+    return CHECKS
+
+
 def fuzz(base_url: str, token: str | None, examples: int, seed: int = 0) -> FuzzReport:
     """Fuzz every declared operation of the master at ``base_url``; return what was seen."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -156,7 +170,7 @@ def _fuzz_operation(
         report.cases += 1
         report.by_status[response.status_code] += 1
         try:
-            case.validate_response(response, checks=CHECKS)
+            case.validate_response(response, checks=_checks_for(case))
         except (Exception, BaseExceptionGroup) as exc:
             report.failures.append(
                 f"{operation.label} [{mode.value}] -> {response.status_code}: "
