@@ -25,6 +25,7 @@ from agentflow.client._core import (
     RETRYABLE,
     Deadline,
     Failover,
+    SocketAccess,
     TaskInfo,
     api_token,
     master_urls,
@@ -32,19 +33,17 @@ from agentflow.client._core import (
     renamed,
     unreachable,
     verify,
-    ws_options,
 )
 from agentflow.client._functions import AsyncTaskFuture
 from agentflow.client._locks import AsyncLockContext, Lease
 from agentflow.client._sockets import FrameSocket
-from agentflow.errors import NotLeaderError
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(SocketAccess):
     """:class:`Client` for asyncio: the same methods and parameters, awaited.
 
     >>> async with AsyncClient("http://127.0.0.1:6767") as c:
@@ -87,19 +86,6 @@ class AsyncClient:
         if self._lock_socket is None:
             self._lock_socket = FrameSocket(self, "/api/v1/locks")
         return self._lock_socket
-
-    def ws_options(self, url: str) -> Any:
-        """Keyword arguments for ``websockets`` ``connect`` to ``url`` (headers, TLS)."""
-        return ws_options(url, self.verify, self.auth_headers)
-
-    def ws_url(self, path: str) -> str:
-        """``path`` on the master this client talks to now, as a WebSocket URL."""
-        return "ws" + self._failover.base.removeprefix("http") + path
-
-    def follow_leader(self, leader_url: str | None) -> None:
-        """Talk to ``leader_url`` next (a follower named it), or to the next master."""
-        extra = {"leader_url": leader_url} if leader_url else {}
-        self._failover.failed(NotLeaderError("not the leader", **extra))
 
     # -- transport --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = [
     "TERMINAL",
     "Deadline",
     "Failover",
+    "SocketAccess",
     "TaskInfo",
     "api_token",
     "build_task",
@@ -214,6 +215,28 @@ class Deadline:
     @property
     def passed(self) -> bool:
         return self._at is not None and time.monotonic() >= self._at
+
+
+class SocketAccess:
+    """What the sync and async clients share for their sockets: where to connect, with which
+    headers and TLS, and moving on when a master names another leader."""
+
+    _failover: Failover
+    verify: ssl.SSLContext | bool
+    auth_headers: dict[str, str]
+
+    def ws_options(self, url: str) -> Any:
+        """Keyword arguments for ``websockets`` ``connect`` to ``url`` (headers, TLS)."""
+        return ws_options(url, self.verify, self.auth_headers)
+
+    def ws_url(self, path: str) -> str:
+        """``path`` on the master this client talks to now, as a WebSocket URL."""
+        return "ws" + self._failover.base.removeprefix("http") + path
+
+    def follow_leader(self, leader_url: str | None) -> None:
+        """Talk to ``leader_url`` next (a follower named it), or to the next master."""
+        extra = {"leader_url": leader_url} if leader_url else {}
+        self._failover.failed(NotLeaderError("not the leader", **extra))
 
 
 class Failover:

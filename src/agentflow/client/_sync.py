@@ -18,6 +18,7 @@ from agentflow.client._core import (
     RETRYABLE,
     Deadline,
     Failover,
+    SocketAccess,
     TaskInfo,
     api_token,
     master_urls,
@@ -25,19 +26,17 @@ from agentflow.client._core import (
     renamed,
     unreachable,
     verify,
-    ws_options,
 )
 from agentflow.client._functions import TaskFuture
 from agentflow.client._locks import Lease, LockContext
 from agentflow.client._sockets import SyncFrameSocket
-from agentflow.errors import NotLeaderError
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 
 
-class Client:
+class Client(SocketAccess):
     """Talks to any master of a cluster; follows the leader and retries across failovers.
 
     >>> with Client("http://127.0.0.1:6767") as c:
@@ -80,19 +79,6 @@ class Client:
         if self._lock_socket is None:
             self._lock_socket = SyncFrameSocket(self, "/api/v1/locks")
         return self._lock_socket
-
-    def ws_options(self, url: str) -> Any:
-        """Keyword arguments for ``websockets`` ``connect`` to ``url`` (headers, TLS)."""
-        return ws_options(url, self.verify, self.auth_headers)
-
-    def ws_url(self, path: str) -> str:
-        """``path`` on the master this client talks to now, as a WebSocket URL."""
-        return "ws" + self._failover.base.removeprefix("http") + path
-
-    def follow_leader(self, leader_url: str | None) -> None:
-        """Talk to ``leader_url`` next (a follower named it), or to the next master."""
-        extra = {"leader_url": leader_url} if leader_url else {}
-        self._failover.failed(NotLeaderError("not the leader", **extra))
 
     # -- transport --------------------------------------------------------------------------
 
