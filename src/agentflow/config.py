@@ -1,4 +1,6 @@
-"""Configuration: flags, then ``AGENTFLOW_*`` environment variables, then a TOML file.
+"""Configuration: a flag, else its ``AGENTFLOW_*`` environment variable, else the TOML file's
+``[master]``/``[worker]`` table (keys are the flag names: :mod:`agentflow.settings`), else the
+default. :mod:`agentflow.sources` merges them and says where each value came from.
 
 Durations accept ``250ms``, ``30s``, ``5m``, ``1h`` or a bare number of seconds; sizes accept
 ``512K``, ``16M``, ``2G`` or a bare number of bytes.
@@ -11,7 +13,7 @@ import re
 import ssl
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +21,12 @@ from agentflow.errors import ConfigError
 
 if TYPE_CHECKING:
     from agentflow.cluster.peertls import PeerTLS
+    from agentflow.settings import Role
 
 __all__ = [
     "MasterConfig",
     "WorkerConfig",
+    "load_toml",
     "parse_duration",
     "parse_size",
     "read_token_file",
@@ -202,6 +206,9 @@ class WorkerConfig:
     # -- tokens and API TLS (issue 12) --
     api_token_file: str | None = None  # the worker's token, read from a file
     tls_ca: str | None = None  # CA bundle that verifies the masters' certificates
+    # -- settable in the [worker] table of a config file too (issue 13) --
+    labels: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)  # overrides, e.g. memory=16G
 
 
 def read_token_file(path: str | os.PathLike[str]) -> str:
@@ -233,6 +240,8 @@ def load_toml(path: str | os.PathLike[str] | None) -> dict[str, Any]:
             data = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     return data
@@ -245,39 +254,9 @@ def resolve(
     env: Mapping[str, str] | None = None,
     file: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Build ``cls`` from flags (non-None wins), then ``AGENTFLOW_<NAME>``, then the file."""
-    env = os.environ if env is None else env
-    file = file or {}
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        raw = flags.get(f.name)
-        if raw is None:
-            raw = env.get(f"AGENTFLOW_{f.name.upper()}")
-        if raw is None:
-            raw = file.get(f.name)
-        if raw is not None:
-            values[f.name] = _coerce(f.name, f.type, raw)
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from exc
+    """Build ``cls`` from flags (by field), then the environment, then a file's table."""
+    from agentflow.sources import check_table, layer  # it builds on this module
 
-
-def _coerce(name: str, typ: Any, raw: Any) -> Any:
-    text = str(typ)
-    try:
-        if name.endswith("_s"):
-            return parse_duration(raw)
-        if name.endswith("_bytes"):
-            return parse_size(raw)
-        if text in ("int",):
-            return int(raw)
-        if text in ("bool",):
-            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
-        if text == "Path":
-            return Path(raw)
-        if text.startswith("tuple"):
-            return tuple(raw) if isinstance(raw, list | tuple) else tuple(str(raw).split(","))
-    except ValueError as exc:
-        raise ConfigError(f"invalid value for {name}: {raw!r}") from exc
-    return raw
+    role: Role = "master" if cls is MasterConfig else "worker"
+    table = check_table(file or {}, role, f"[{role}]")
+    return layer(role, flags, env=env, file=table).config()

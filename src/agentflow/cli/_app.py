@@ -48,6 +48,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "msg": "agentflow.cli.msg:msg",
     "token": "agentflow.cli.token:token",
     "agent": "agentflow.cli.msg:agent",
+    "config": "agentflow.cli.config:config",
 }
 
 

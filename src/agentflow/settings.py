@@ -1,0 +1,273 @@
+"""The settings of ``agentflow master`` and ``agentflow worker``: one row per flag.
+
+Each row names the flag, the config field it sets, its kind (how a value is parsed and
+checked) and its environment variable. The click options, the TOML keys (``[master]`` and
+``[worker]`` tables), the environment variables and ``agentflow config show`` are all made
+from these rows, so a TOML key is always exactly a flag's name. Pure data: no click, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["MASTER_SETTINGS", "ROLES", "WORKER_SETTINGS", "Kind", "Role", "Setting"]
+
+Role = Literal["master", "worker"]
+ROLES: tuple[Role, ...] = ("master", "worker")
+
+# text: a string; int; bool; duration: 30s, 5m or seconds; size: 16M or bytes; path: a Path;
+# file: a file name kept as str; list: comma-separated or a TOML array; pairs: NAME=VALUE,...
+# or a TOML table.
+Kind = Literal["text", "int", "bool", "duration", "size", "path", "file", "list", "pairs"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting:
+    key: str  # the flag without its dashes, and the TOML key
+    field: str  # the MasterConfig / WorkerConfig field it sets
+    kind: Kind
+    help: str
+    env: str = ""  # default: AGENTFLOW_<KEY>
+    legacy_env: tuple[str, ...] = ()  # names read before this one existed; still read
+    file_aliases: tuple[str, ...] = ()  # TOML spellings accepted before keys were flag names
+    secret: bool = False  # masked by `agentflow config show`
+    default_text: str = ""  # shown in --help when the field's default needs words
+    repeatable: bool = False  # the flag may be given several times
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.key}"
+
+    @property
+    def envvar(self) -> str:
+        return self.env or "AGENTFLOW_" + self.key.upper().replace("-", "_")
+
+    @property
+    def envvars(self) -> tuple[str, ...]:
+        """The environment variables read, the documented one first."""
+        return (self.envvar, *self.legacy_env)
+
+
+def _row(
+    key: str,
+    field: str,
+    kind: Kind,
+    help: str,
+    *,
+    master: bool,
+    env: str = "",
+    secret: bool = False,
+    default_text: str = "",
+    repeatable: bool = False,
+) -> Setting:
+    """A row; the names in use before keys were flag names (the field's) stay accepted."""
+    env = env or "AGENTFLOW_" + key.upper().replace("-", "_")
+    old_env = f"AGENTFLOW_{field.upper()}"
+    return Setting(
+        key=key,
+        field=field,
+        kind=kind,
+        help=help,
+        env=env,
+        legacy_env=(old_env,) if old_env != env else (),
+        # Only the master read a config file before, and its keys were the field names.
+        file_aliases=(field,) if master and field != key else (),
+        secret=secret,
+        default_text=default_text,
+        repeatable=repeatable,
+    )
+
+
+def _m(key: str, field: str, kind: Kind, help: str, **more: Any) -> Setting:
+    return _row(key, field, kind, help, master=True, **more)
+
+
+def _w(key: str, field: str, kind: Kind, help: str, **more: Any) -> Setting:
+    return _row(key, field, kind, help, master=False, **more)
+
+
+MASTER_SETTINGS: tuple[Setting, ...] = (
+    _m("node-id", "node_id", "text", "This master's id."),
+    _m("host", "host", "text", "Address to bind."),
+    _m("port", "port", "int", "HTTP port."),
+    _m("data-dir", "data_dir", "path", "Where the log and state live."),
+    _m(
+        "api-token",
+        "api_token",
+        "text",
+        "Require 'Authorization: Bearer TOKEN' on every request.",
+        secret=True,
+    ),
+    _m("api-token-file", "api_token_file", "file", "Read --api-token from this file (not in ps)."),
+    _m("insecure", "insecure", "bool", "Allow a non-loopback bind with no token."),
+    _m("heartbeat-interval", "heartbeat_interval_s", "duration", "Worker heartbeat."),
+    _m("worker-timeout", "worker_loss_timeout_s", "duration", "Declare a silent worker lost."),
+    _m(
+        "lost-worker-retention",
+        "lost_worker_retention_s",
+        "duration",
+        "Remove a lost worker from the registry after this long.",
+    ),
+    _m(
+        "lock-delay",
+        "lock_delay_s",
+        "duration",
+        "Keep a lock whose holder was lost (not released) from new grants this long.",
+    ),
+    _m("message-history", "message_history", "int", "Messages kept in history."),
+    _m("inbox-max", "inbox_max", "int", "Messages one agent's inbox holds."),
+    _m("inbox-max-bytes", "inbox_max_bytes", "size", "Content one inbox holds."),
+    _m("message-history-bytes", "message_history_bytes", "size", "Content kept in history."),
+    _m("max-message-bytes", "max_message_bytes", "size", "Largest message content."),
+    _m("max-request-bytes", "max_request_bytes", "size", "Largest request body."),
+    _m("max-batch-tasks", "max_batch_tasks", "int", "Tasks in one batch submit."),
+    _m("max-queued-tasks", "max_queued_tasks", "int", "Queued tasks; beyond, submits get 429."),
+    _m("output-tail-bytes", "output_tail_bytes", "size", "Output kept per task and stream."),
+    _m(
+        "raft-port",
+        "raft_port",
+        "int",
+        "Peer port, opened with a cluster token.",
+        default_text="--port + 1",
+    ),
+    _m("raft-host", "raft_host", "text", "Address for peer traffic.", default_text="--host"),
+    _m("peers", "peers", "text", "Initial members: m2=host:raftport,m3=host:raftport."),
+    _m("cluster-id", "cluster_id", "text", "Name of the cluster (peers of another are refused)."),
+    _m(
+        "cluster-token",
+        "cluster_token",
+        "text",
+        "Shared secret that authenticates peers (a cluster needs one).",
+        secret=True,
+    ),
+    _m(
+        "cluster-token-file",
+        "cluster_token_file",
+        "path",
+        "Read the cluster token from this file (kept out of ps).",
+    ),
+    _m("join", "join", "bool", "Start empty; wait to be added."),
+    _m(
+        "advertise-url",
+        "advertise_url",
+        "text",
+        "This master's API URL as peers and clients reach it.",
+        default_text="http(s)://HOST:PORT",
+    ),
+    _m("snapshot-every", "snapshot_every", "int", "Entries between snapshots."),
+    _m("raft-heartbeat", "raft_heartbeat_s", "duration", "Leader heartbeat."),
+    _m(
+        "election-timeout",
+        "election_timeout_s",
+        "duration",
+        "Base election timeout, randomised up to twice it.",
+    ),
+    _m("max-connections", "max_connections", "int", "Open connections; beyond, requests get 503."),
+    _m(
+        "header-timeout",
+        "header_timeout_s",
+        "duration",
+        "Close a connection whose request headers take longer.",
+    ),
+    _m(
+        "idle-timeout",
+        "idle_timeout_s",
+        "duration",
+        "Close a connection idle, or a request body stalled, this long.",
+    ),
+    _m(
+        "output-retained-bytes",
+        "output_retained_bytes",
+        "size",
+        "Output kept for all tasks together; the oldest finished are evicted.",
+    ),
+    _m(
+        "inbox-total-bytes",
+        "inbox_total_bytes",
+        "size",
+        "Message contents waiting in all inboxes together.",
+    ),
+    _m("log-level", "log_level", "text", "debug, info, warning or error."),
+    _m(
+        "public-host",
+        "public_hosts",
+        "list",
+        "Host name clients use to reach this API (repeatable or comma-separated).",
+        repeatable=True,
+    ),
+    _m(
+        "allowed-origins",
+        "allowed_origins",
+        "list",
+        "Browser origins allowed to call the API, e.g. https://ui.example (or '*').",
+        repeatable=True,
+    ),
+    _m("tls-cert", "tls_cert", "file", "PEM certificate (chain): HTTPS API, mutual TLS for peers."),
+    _m("tls-key", "tls_key", "file", "PEM private key of --tls-cert."),
+    _m(
+        "ca",
+        "tls_ca",
+        "file",
+        "CA bundle trusted for the leader's API and, with --tls-cert, peers.",
+    ),
+)
+
+WORKER_SETTINGS: tuple[Setting, ...] = (
+    _w(
+        "worker-id",
+        "worker_id",
+        "text",
+        "This worker's id (unique per process by default; give a stable id to keep one"
+        " identity across restarts).",
+        default_text="HOSTNAME-PID",
+    ),
+    _w(
+        "master-url",
+        "master_urls",
+        "list",
+        "Master URL(s), comma-separated.",
+        env="AGENTFLOW_URL",  # the name every client command reads
+    ),
+    _w("group", "group", "text", "Worker group."),
+    _w("slots", "slots", "int", "Tasks run at once.", default_text="one per CPU"),
+    _w(
+        "prefetch",
+        "prefetch",
+        "int",
+        "Tasks held queued beyond the slots (0: strict priority order).",
+    ),
+    _w("api-token", "api_token", "text", "Bearer token of the masters.", secret=True),
+    _w("api-token-file", "api_token_file", "file", "Read --api-token from this file (not in ps)."),
+    _w(
+        "agent",
+        "agents",
+        "pairs",
+        "NAME=TEMPLATE, e.g. claude='claude -p {prompt}' (repeatable).",
+        repeatable=True,
+    ),
+    _w(
+        "resources",
+        "resources",
+        "pairs",
+        "Override what was detected: cpu=8,memory=16G,gpu=1.",
+        repeatable=True,
+    ),
+    _w("labels", "labels", "pairs", "zone=a,os=linux (repeatable).", repeatable=True),
+    _w("heartbeat-interval", "heartbeat_interval_s", "duration", "Heartbeat to the master."),
+    _w(
+        "report-interval",
+        "report_interval_s",
+        "duration",
+        "Starts and output wait this long to share a frame.",
+    ),
+    _w("output-chunk-bytes", "output_chunk_bytes", "size", "Largest output chunk sent."),
+    _w(
+        "function-modules",
+        "function_modules",
+        "list",
+        "Modules function tasks may import, e.g. 'mypkg.*,tools.jobs' (default: any).",
+    ),
+    _w("log-level", "log_level", "text", "debug, info, warning or error."),
+    _w("ca", "tls_ca", "file", "CA bundle that verifies the masters' certificates."),
+)
