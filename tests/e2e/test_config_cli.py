@@ -21,7 +21,7 @@ TOKEN = "s3cret-token-value"
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENTFLOW_")}
     return subprocess.run(
-        args, capture_output=True, text=True, timeout=30, env={**clean, **(env or {})}
+        args, check=False, capture_output=True, text=True, timeout=30, env={**clean, **(env or {})}
     )
 
 
