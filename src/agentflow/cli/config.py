@@ -98,7 +98,11 @@ def config() -> None:
 
 @config.command("show", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option(
-    "--role", type=click.Choice(ROLES), default="master", show_default=True, help="Whose."
+    "--role",
+    type=click.Choice(ROLES),
+    default="master",
+    show_default=True,
+    help="The command whose configuration to show.",
 )
 @click.option(
     "--config",
@@ -108,15 +112,18 @@ def config() -> None:
     show_envvar=True,
     help="The TOML file the role would be started with.",
 )
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", help="Format."
+)
 @click.option("--json", "as_json", is_flag=True, help="Same as -o json.")
 @click.pass_context
 def show(
     ctx: click.Context, role: Role, config_file: str | None, output: str, as_json: bool
 ) -> None:
-    """Print the configuration `agentflow ROLE` would run with, given the same flags (after
-    the options here), environment and --config file, and where each value came from:
-    default, file:PATH, env VAR or flag --NAME. Tokens are masked.
+    """Print the configuration `agentflow ROLE` would run with, given the same flags (any of
+    the role's), environment and --config file, and where each value came from: default,
+    file:PATH, env VAR or flag --NAME. Tokens are masked; in JSON, durations are seconds
+    and sizes bytes.
 
     \b
     agentflow config show --config agentflow.toml --port 7000
