@@ -104,12 +104,9 @@ def layer(
     for s in settings_for(role):
         flag = flags.get(s.field)
         var = next((name for name in s.envvars if env.get(name)), None)
-        if flag is not None and flag != ():
-            raw = ",".join(flag) if s.kind == "list" and isinstance(flag, tuple) else flag
-            values[s.key], origins[s.key] = (
-                coerce(s, raw, s.flag),
-                Origin(source="flag", name=s.flag),
-            )
+        if flag is not None and flag != ():  # a repeatable flag gives a tuple of its uses
+            values[s.key] = coerce(s, flag, s.flag)
+            origins[s.key] = Origin(source="flag", name=s.flag)
         elif var is not None:
             values[s.key] = coerce(s, env[var], f"environment variable {var}")
             origins[s.key] = Origin(source="env", name=var)

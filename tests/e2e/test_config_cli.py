@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.procs import BIN, Proc, Processes, wait_until
+from agentflow.testing.ports import free_port
+from tests.e2e.procs import BIN, Proc, Processes, _healthy, wait_until
 
 CLI = str(BIN / "agentflow")
 TOKEN = "s3cret-token-value"
@@ -137,3 +138,21 @@ def test_help_shows_each_option_env_var_and_the_precedence() -> None:
     assert "--config FILE" in text
     assert "env var: AGENTFLOW_URL" in text
     assert "env var: AGENTFLOW_LABELS" in text
+
+
+def test_the_master_runs_with_the_settings_of_its_config_file(tmp_path: Path) -> None:
+    port, raft_port = free_port(), free_port()
+    path = _config(
+        tmp_path,
+        f'[master]\nnode-id = "m-file"\nport = {port}\nraft-port = {raft_port}\n'
+        f'data-dir = "{tmp_path / "data"}"\nlog-level = "warning"\n',
+    )
+    master = Proc([str(BIN / "agentflow-master"), "--config", str(path)], tmp_path / "m.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _healthy(url, master), 20, "the master from the file")
+        status = httpx.get(url + "/api/v1/cluster", timeout=5).json()
+        assert "m-file" in json.dumps(status), status
+        assert (tmp_path / "data").is_dir()
+    finally:
+        master.stop()
