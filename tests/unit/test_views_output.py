@@ -27,6 +27,7 @@ LISTINGS = [
     ("lock", "acquire"),
     ("agent", "list"),
     ("cluster", "status"),
+    ("token", "list"),
 ]
 
 
