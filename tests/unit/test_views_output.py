@@ -46,7 +46,7 @@ def test_json_and_a_table_asked_together_are_refused_before_any_request() -> Non
         main, ["tasks", "-o", "table", "--json", "--master-url", "http://127.0.0.1:9"]
     )
     assert result.exit_code == 2
-    assert "--json and -o table disagree" in result.output
+    assert result.output == "error: --json and -o table disagree; give one\n"
 
 
 def test_a_plain_table_keeps_every_cell_whole_and_countable() -> None:

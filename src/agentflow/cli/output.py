@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
+from agentflow.cli._app import fail
+
 __all__ = ["Cell", "Format", "Output", "output_options"]
 
 Cell = str | Text  # a str is shown as it is (never read as rich markup); a Text keeps its style
@@ -105,7 +107,7 @@ def output_options(fn: Any) -> Any:
         ctx = click.get_current_context()
         chosen = ctx.get_parameter_source("output_format") is click.core.ParameterSource.COMMANDLINE
         if json_flag and chosen and output_format != Format.JSON.value:
-            raise click.UsageError(f"--json and -o {output_format} disagree; give one")
+            fail(f"--json and -o {output_format} disagree; give one")
         kind = Format.JSON if json_flag else Format(output_format)
         return fn(*args, out=Output(format=kind, tty=sys.stdout.isatty()), **kwargs)
 
