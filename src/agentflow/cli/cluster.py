@@ -81,7 +81,7 @@ def _leader_view(status: dict[str, Any], api_token: str | None) -> dict[str, Any
     try:
         with make_client(leader_url, api_token, retry_for_s=_LEADER_RETRY_S) as leader:
             view = leader.request("GET", "/api/v1/cluster")
-    except AgentFlowError:
+    except (AgentFlowError, OSError):
         return status
     return view if view.get("role") == "leader" else status
 
