@@ -61,7 +61,7 @@ def _show(status: dict[str, Any], out: Output | None = None, asked: str | None =
             ]
         )
     headers = ("id", "role", "api", "raft", "match", "lag", "last contact", "link")
-    out.table(headers, rows, ids={0})
+    out.table(headers, rows, whole={0, 7})
     rejected = status.get("rejected_entries") or {}
     if rejected.get("total"):
         last = ", ".join(f"{e['index']}: {e['reason']}" for e in rejected["last"][-3:])

@@ -191,7 +191,7 @@ def list_locks(out: Output, master_url: str | None, api_token: str | None) -> No
     if out.json:
         out.document(locks)
         return
-    out.table(_LOCK_HEADERS, [row for lk in locks for row in _holder_rows(lk)], ids={0, 2})
+    out.table(_LOCK_HEADERS, [row for lk in locks for row in _holder_rows(lk)], whole={0, 2})
 
 
 @lock.command("show")
@@ -205,7 +205,7 @@ def show(name: str, out: Output, master_url: str | None, api_token: str | None) 
     if out.json:
         out.document(info)
         return
-    out.table(_LOCK_HEADERS, _holder_rows(info), ids={0, 2})
+    out.table(_LOCK_HEADERS, _holder_rows(info), whole={0, 2})
     history = info.get("history") or []
     if history:
         out.line("history (oldest first):")
@@ -221,7 +221,7 @@ def show(name: str, out: Output, master_url: str | None, api_token: str | None) 
                 ]
                 for e in history
             ],
-            ids={2},
+            whole={2},
         )
 
 

@@ -320,7 +320,7 @@ def list_agents(master_url: str | None, api_token: str | None, out: Output) -> N
         ]
         for a in agents
     ]
-    out.table(("agent", "kind", "live", "inbox", "acked", "subscriptions"), rows, ids={0})
+    out.table(("agent", "kind", "live", "inbox", "acked", "subscriptions"), rows, whole={0})
 
 
 @agent.command("subscribe")

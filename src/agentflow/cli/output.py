@@ -64,10 +64,10 @@ class Output:
         headers: Sequence[str] | None,
         rows: Sequence[Sequence[Cell]],
         *,
-        ids: Collection[int] = (),
+        whole: Collection[int] = (),
     ) -> None:
-        """Rows under ``headers`` (None: a key/value list without a header line). Columns in
-        ``ids`` hold identifiers: never wrapped on a terminal, never cut off one."""
+        """Rows under ``headers`` (None: a key/value list without a header line). The columns
+        in ``whole`` (ids, states) are never wrapped on a terminal: others give way first."""
         if not self.tty:
             for text in plain_table(headers, rows):
                 click.echo(text)
@@ -77,7 +77,7 @@ class Output:
             for _ in range(max((len(r) for r in rows), default=0)):
                 table.add_column()
         else:
-            table = Table(*(Column(h, no_wrap=i in ids) for i, h in enumerate(headers)))
+            table = Table(*(Column(h, no_wrap=i in whole) for i, h in enumerate(headers)))
         for row in rows:
             table.add_row(*(c if isinstance(c, Text) else Text(c) for c in row))
         Console().print(table)

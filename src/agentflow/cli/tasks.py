@@ -258,7 +258,9 @@ def tasks(
         ]
         for t in found
     ]
-    out.table(("id", "status", "priority", "group", "exit", "worker", "title"), rows, ids={0, 5})
+    out.table(
+        ("id", "status", "priority", "group", "exit", "worker", "title"), rows, whole={0, 1, 5}
+    )
 
 
 @click.command("cancel")
@@ -315,7 +317,7 @@ def workers(master_url: str | None, api_token: str | None, out: Output) -> None:
                 _resources(w),
             ]
         )
-    out.table((*headers, "labels", "resources (free/total)"), rows, ids={0})
+    out.table((*headers, "labels", "resources (free/total)"), rows, whole={0})
 
 
 @click.command("queue")

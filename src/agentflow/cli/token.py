@@ -67,7 +67,7 @@ def list_(master_url: str | None, api_token: str | None, out: Output) -> None:
         ]
         for t in tokens
     ]
-    out.table(("id", "name", "role", "created", "expires", "state"), rows, ids={0})
+    out.table(("id", "name", "role", "created", "expires", "state"), rows, whole={0})
 
 
 @token.command("revoke")

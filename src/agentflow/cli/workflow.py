@@ -201,7 +201,7 @@ def show_tasks(view: dict[str, Any], out: Output) -> None:
         for t in view["tasks"]
     ]
     headers = ("task", "task id", "status", "exit", "attempts", "waits for", "reason")
-    out.table(headers, rows, ids={0, 1})
+    out.table(headers, rows, whole={0, 1, 2})
 
 
 @workflow.command("status")
@@ -273,4 +273,4 @@ def list_workflows(master_url: str | None, api_token: str | None, out: Output) -
         ]
         for w in found
     ]
-    out.table(("id", "name", "status", "done", "tasks", "elapsed"), rows, ids={0})
+    out.table(("id", "name", "status", "done", "tasks", "elapsed"), rows, whole={0, 2})
