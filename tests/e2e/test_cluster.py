@@ -468,7 +468,7 @@ def test_cli_cluster_status_prints_the_leader(procs: Processes) -> None:
     follower = next(n for n in cluster.masters if n != leader)
     cli = str(Path(sys.executable).parent / "agentflow")
     shown = subprocess.run(
-        [cli, "cluster", "status", "--master-url", cluster.url(follower)],
+        [cli, "cluster", "status", "--local", "--master-url", cluster.url(follower)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -36,6 +36,7 @@ from agentflow.api.schemas import (
     WorkflowIn,
 )
 from agentflow.api.token_routes import TokenIn
+from agentflow.cluster.status import LINK_STATES
 from agentflow.state.records import TaskStatus, WorkerState, WorkflowStatus
 
 __all__ = ["BODIES", "Problem", "install_openapi"]
@@ -108,6 +109,22 @@ _LOCK = _object({"name": _STR, "held": {"type": "boolean"}})
 _GRANT = _object({"name": _STR, "token": {"type": "integer"}})
 _WORKFLOW = _object({"id": _STR, "status": _enum(WorkflowStatus)})
 _TOKEN = _object({"id": _STR, "role": _STR})
+_MEMBER = _object(
+    {
+        "id": _STR,
+        "role": _STR,
+        "connected": {"type": "boolean"},
+        "link": {"type": "string", "enum": list(LINK_STATES)},
+    }
+)
+_CLUSTER = _object(
+    {
+        "node_id": _STR,
+        "term": {"type": "integer"},
+        "members": {"type": "array", "items": _MEMBER},
+        "link_timeout_s": {"type": "number"},
+    }
+)
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 _NO_FIELDS: dict[str, Any] = {
     "description": "This route takes no body: none, or an empty object",
@@ -154,6 +171,7 @@ ANSWERS: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
     ("post", "/api/v1/workflows/{workflow_id}/retry"): {200: _WORKFLOW},
     ("post", "/api/v1/tokens"): {201: _object({"id": _STR, "role": _STR, "token": _STR})},
     ("get", "/api/v1/tokens"): {200: _page("tokens", _TOKEN)},
+    ("get", "/api/v1/cluster"): {200: _CLUSTER},
     ("delete", "/api/v1/tokens/{token_id}"): {200: _TOKEN},
 }
 NO_CONTENT = frozenset({("delete", "/api/v1/agents/{agent_id}/subscriptions/{pattern}")})

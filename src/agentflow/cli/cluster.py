@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from agentflow.cli.output import Cell, Format, Output, output_options
 from agentflow.cli.tasks import client_options, make_client
+from agentflow.errors import AgentFlowError
 
 __all__ = ["cluster"]
-
-console = Console()
 
 
 @click.group("cluster")
@@ -20,38 +20,88 @@ def cluster() -> None:
     """Inspect and change the set of masters."""
 
 
-def _show(status: dict[str, Any]) -> None:
-    console.print(
-        f"leader [bold]{status['leader_id'] or 'unknown'}[/] ({status['leader_url'] or '-'}), "
+_LINK_STYLES = {"down": "bold red", "unknown": "yellow"}
+
+
+def _link(member: dict[str, Any]) -> str:
+    """The member's link; a master older than the ``link`` field only said ``connected``."""
+    link = member.get("link")
+    if isinstance(link, str):
+        return link
+    return "up" if member["connected"] else "down"
+
+
+def _show(status: dict[str, Any], out: Output | None = None, asked: str | None = None) -> None:
+    """The cluster as ``status`` (one master's answer) shows it; ``asked``: the master that was
+    asked first, when the leader answered in its place."""
+    out = out or Output(format=Format.TABLE, tty=sys.stdout.isatty())
+    if out.json:
+        out.document(status)
+        return
+    via = f" (asked {asked})" if asked and asked != status["node_id"] else ""
+    out.line(
+        f"leader {status['leader_id'] or 'unknown'} ({status['leader_url'] or '-'}), "
         f"term {status['term']}, commit {status['commit_index']}, "
-        f"answered by {status['node_id']}"
+        f"answered by {status['node_id']}{via}"
     )
-    table = Table("id", "role", "api", "raft", "match", "lag", "last contact", "link")
+    rows: list[list[Cell]] = []
     for m in status["members"]:
         contact = m["last_contact_s"]
-        table.add_row(
-            m["id"],
-            m["role"],
-            m["api_url"] or "",
-            m["raft_address"],
-            "" if m["match_index"] is None else str(m["match_index"]),
-            "" if m["lag"] is None else str(m["lag"]),
-            "" if contact is None else f"{contact:.2f}s ago",
-            "up" if m["connected"] else "down",
+        link = _link(m)
+        rows.append(
+            [
+                m["id"],
+                m["role"],
+                m["api_url"] or "",
+                m["raft_address"],
+                "" if m["match_index"] is None else str(m["match_index"]),
+                "" if m["lag"] is None else str(m["lag"]),
+                "" if contact is None else f"{contact:.2f}s ago",
+                Text("link down" if link == "down" else link, style=_LINK_STYLES.get(link, "")),
+            ]
         )
-    console.print(table)
+    headers = ("id", "role", "api", "raft", "match", "lag", "last contact", "link")
+    out.table(headers, rows, whole={0, 7})
     rejected = status.get("rejected_entries") or {}
     if rejected.get("total"):
         last = ", ".join(f"{e['index']}: {e['reason']}" for e in rejected["last"][-3:])
-        console.print(f"[yellow]{rejected['total']} log entries rejected[/] (last: {last})")
+        out.line(
+            Text(f"{rejected['total']} log entries rejected", style="yellow")
+            + Text(f" (last: {last})")
+        )
+
+
+def _leader_view(status: dict[str, Any], api_token: str | None) -> dict[str, Any]:
+    """The leader's own answer when a follower answered: only the leader hears every member
+    (a follower rarely talks to the others), so its links, matches and lags are the real ones.
+    The follower's answer stands if the leader cannot be asked."""
+    leader_url = status.get("leader_url")
+    if status.get("role") == "leader" or not leader_url:
+        return status
+    try:
+        with make_client(leader_url, api_token, retry_for_s=_LEADER_RETRY_S) as leader:
+            view = leader.request("GET", "/api/v1/cluster")
+    except (AgentFlowError, OSError):
+        return status
+    return view if view.get("role") == "leader" else status
+
+
+_LEADER_RETRY_S = 1.0  # asking the leader is a bonus: a short try, then the follower's view
 
 
 @cluster.command("status")
+@click.option("--local", is_flag=True, help="The answering master's own view, not the leader's.")
+@output_options
 @client_options
-def status(master_url: str | None, api_token: str | None) -> None:
-    """Leader, term and every member's role, lag and link."""
+def status(master_url: str | None, api_token: str | None, local: bool, out: Output) -> None:
+    """Leader, term and every member's role, lag and link, as the leader sees them (a member
+    the leader has not heard from within the election timeout is shown as link down)."""
     with make_client(master_url, api_token) as client:
-        _show(client.request("GET", "/api/v1/cluster"))
+        view = client.request("GET", "/api/v1/cluster")
+    if local:
+        _show(view, out)
+    else:
+        _show(_leader_view(view, api_token), out, asked=view["node_id"])
 
 
 @cluster.command("add-member")

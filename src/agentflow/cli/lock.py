@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -12,17 +11,15 @@ import threading
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from agentflow.cli._app import fail, seconds
+from agentflow.cli.output import Cell, Output, output_options
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Lease
 from agentflow.errors import LeaseLostError
 
 __all__ = ["lock"]
 
-console = Console()
 _KILL_GRACE_S = 5.0
 
 
@@ -61,7 +58,7 @@ def _spec_options(fn: Any) -> Any:
 @click.argument("name")
 @_spec_options
 @click.option("--session", help="Session to hold it for (default: a new one, printed).")
-@click.option("--json", "as_json", is_flag=True, help="Print the grant as JSON.")
+@output_options
 @client_options
 def acquire(
     *,
@@ -72,7 +69,7 @@ def acquire(
     limit: int,
     owner: str | None,
     session: str | None,
-    as_json: bool,
+    out: Output,
     master_url: str | None,
     api_token: str | None,
 ) -> None:
@@ -92,8 +89,8 @@ def acquire(
         grant = client.request(
             "POST", f"/api/v1/locks/{name}/acquire", json=body, timeout_s=body["wait_s"] + 30
         )
-    if as_json:
-        click.echo(json.dumps(grant))
+    if out.json:
+        out.document(grant)
         return
     click.echo(
         f"token={grant['token']} session={grant['session']} expires_in={grant['expires_in_s']}s"
@@ -163,21 +160,12 @@ def force_release(
     click.echo(f"forced {name} from {ended}")
 
 
-@lock.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@client_options
-def list_locks(as_json: bool, master_url: str | None, api_token: str | None) -> None:
-    """Every lock held or waited for, with holders, tokens, expiries and waiters."""
-    with make_client(master_url, api_token) as client:
-        locks = client.locks()
-    if as_json:
-        click.echo(json.dumps(locks))
-        return
-    table = Table("lock", "mode", "holder", "owner", "token", "expires in", "waiters")
-    for lk in locks:
-        waiters = ", ".join(f"{w['session']} ({w['waiting_s']:.1f}s)" for w in lk["waiters"])
-        for i, h in enumerate(lk["holders"] or [None]):
-            table.add_row(
+def _holder_rows(lk: dict[str, Any]) -> list[list[Cell]]:
+    waiters = ", ".join(f"{w['session']} ({w['waiting_s']:.1f}s)" for w in lk["waiters"])
+    rows: list[list[Cell]] = []
+    for i, h in enumerate(lk["holders"] or [None]):
+        rows.append(
+            [
                 lk["name"] if i == 0 else "",
                 "" if h is None else h["mode"] + (f" /{lk['limit']}" if lk["limit"] > 1 else ""),
                 "-" if h is None else h["session"],
@@ -185,17 +173,56 @@ def list_locks(as_json: bool, master_url: str | None, api_token: str | None) -> 
                 "" if h is None else str(h["token"]),
                 "" if h is None else f"{h['expires_in_s']:.1f}s",
                 waiters if i == 0 else "",
-            )
-    console.print(table)
+            ]
+        )
+    return rows
+
+
+_LOCK_HEADERS = ("lock", "mode", "holder", "owner", "token", "expires in", "waiters")
+
+
+@lock.command("list")
+@output_options
+@client_options
+def list_locks(out: Output, master_url: str | None, api_token: str | None) -> None:
+    """Every lock held or waited for, with holders, tokens, expiries and waiters."""
+    with make_client(master_url, api_token) as client:
+        locks = client.locks()
+    if out.json:
+        out.document(locks)
+        return
+    out.table(_LOCK_HEADERS, [row for lk in locks for row in _holder_rows(lk)], whole={0, 2})
 
 
 @lock.command("show")
 @click.argument("name")
+@output_options
 @client_options
-def show(name: str, master_url: str | None, api_token: str | None) -> None:
-    """One lock as JSON: holders, waiters and its recent history."""
+def show(name: str, out: Output, master_url: str | None, api_token: str | None) -> None:
+    """One lock: holders, waiters and its recent history."""
     with make_client(master_url, api_token) as client:
-        click.echo(json.dumps(client.lock_info(name), indent=2))
+        info = client.lock_info(name)
+    if out.json:
+        out.document(info)
+        return
+    out.table(_LOCK_HEADERS, _holder_rows(info), whole={0, 2})
+    history = info.get("history") or []
+    if history:
+        out.line("history (oldest first):")
+        out.table(
+            ("index", "event", "session", "token", "detail"),
+            [
+                [
+                    str(e["index"]),
+                    e["kind"],
+                    e["session"] or "",
+                    "" if e["token"] is None else str(e["token"]),
+                    e["detail"] or "",
+                ]
+                for e in history
+            ],
+            whole={2},
+        )
 
 
 @lock.command("run", context_settings={"ignore_unknown_options": True})

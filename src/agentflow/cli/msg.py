@@ -12,18 +12,15 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from agentflow.cli._app import seconds
+from agentflow.cli.output import Output, output_options
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Message
 from agentflow.client._agents import default_agent_id
 from agentflow.errors import ClientError
 
 __all__ = ["agent", "msg"]
-
-console = Console()
 
 
 def _json(value: str | None) -> Any:
@@ -303,22 +300,27 @@ def connect(name: str, ttl: str, master_url: str | None, api_token: str | None) 
 
 
 @agent.command("list")
+@output_options
 @client_options
-def list_agents(master_url: str | None, api_token: str | None) -> None:
+def list_agents(master_url: str | None, api_token: str | None, out: Output) -> None:
     """Agents, whether they are live, their subscriptions and inbox depth."""
     with make_client(master_url, api_token) as client:
         agents = client.agents()
-    table = Table("agent", "kind", "live", "inbox", "acked", "subscriptions")
-    for a in agents:
-        table.add_row(
+    if out.json:
+        out.document(agents)
+        return
+    rows = [
+        [
             a["id"],
             a["kind"],
             "yes" if a["live"] else "no",
             str(a["inbox_depth"]),
             str(a["acked"]),
             ", ".join(a["subscriptions"]),
-        )
-    console.print(table)
+        ]
+        for a in agents
+    ]
+    out.table(("agent", "kind", "live", "inbox", "acked", "subscriptions"), rows, whole={0})
 
 
 @agent.command("subscribe")

@@ -7,15 +7,13 @@ import threading
 from typing import Any, BinaryIO
 
 import click
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from agentflow.cli.output import Cell, Output, output_options
 from agentflow.client import Client, TaskInfo
 from agentflow.config import read_token_file
 
 __all__ = ["client_options", "make_client"]
-
-console = Console()
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -47,13 +45,15 @@ def client_options(fn: Any) -> Any:
     return fn
 
 
-def make_client(master_url: str | None, api_token: str | None) -> Client:
+def make_client(
+    master_url: str | None, api_token: str | None, *, retry_for_s: float = 4.0
+) -> Client:
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta if ctx is not None else {}
     token_file = meta.get("agentflow.api_token_file")
     if api_token is None and token_file is not None:
         api_token = read_token_file(token_file)
-    return Client(master_url, token=api_token, retry_for_s=4.0, ca=meta.get("agentflow.ca"))
+    return Client(master_url, token=api_token, retry_for_s=retry_for_s, ca=meta.get("agentflow.ca"))
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -131,42 +131,51 @@ def _exit_code(task: TaskInfo) -> int:
     return 1
 
 
+_TASK_FIELDS = (
+    "id",
+    "title",
+    "status",
+    "priority",
+    "group",
+    "worker_id",
+    "attempts",
+    "exit_code",
+    "reason",
+    "unschedulable",
+    "workflow_id",
+    "key",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+_SHOWN_WHEN_SET = frozenset({"unschedulable", "workflow_id", "key"})  # rare: no empty rows
+
+
 @click.command("status")
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+@output_options
 @client_options
-def status(master_url: str | None, api_token: str | None, task_id: str, as_json: bool) -> None:
-    """Show one task."""
-    import json
-
+def status(master_url: str | None, api_token: str | None, task_id: str, out: Output) -> None:
+    """Show one task (and why no worker can run it, when none can)."""
     with make_client(master_url, api_token) as client:
         task = client.get(task_id)
-    if as_json:
-        click.echo(json.dumps(dict(task.raw), indent=2))
-        return
     raw = task.raw
-    table = Table(show_header=False, box=None)
-    for key in (
-        "id",
-        "title",
-        "status",
-        "priority",
-        "group",
-        "worker_id",
-        "attempts",
-        "exit_code",
-        "reason",
-        "created_at",
-        "started_at",
-        "finished_at",
-    ):
-        table.add_row(key, "" if raw.get(key) is None else str(raw.get(key)))
-    console.print(table)
+    if out.json:
+        out.document(dict(raw))
+        return
+    rows: list[list[Cell]] = []
+    for key in _TASK_FIELDS:
+        value = raw.get(key)
+        if key in _SHOWN_WHEN_SET and value is None:
+            continue
+        text = "" if value is None else str(value)
+        rows.append([key, Text(text, style="yellow") if key == "unschedulable" else text])
+    out.table(None, rows)
     history = raw.get("attempt_history") or []
     if len(history) > 1:
-        console.print("attempts:")
+        out.line("attempts:")
         for a in history:
-            console.print(
+            out.line(
                 f"  #{a['attempt']} {a['status']} exit={a['exit_code']} "
                 f"worker={a['worker_id']} {a['reason'] or ''}"
             )
@@ -219,6 +228,7 @@ def logs(master_url: str | None, api_token: str | None, task_id: str, follow: bo
 @click.option("--group")
 @click.option("--priority", type=click.Choice(["urgent", "high", "medium", "low"]))
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@output_options
 @client_options
 def tasks(
     *,
@@ -228,13 +238,16 @@ def tasks(
     group: str | None,
     priority: str | None,
     limit: int,
+    out: Output,
 ) -> None:
     """List tasks, newest first."""
     with make_client(master_url, api_token) as client:
         found = client.list(status=status_, group=group, priority=priority, limit=limit)
-    table = Table("id", "status", "priority", "group", "exit", "worker", "title")
-    for t in found:
-        table.add_row(
+    if out.json:
+        out.document([dict(t.raw) for t in found])
+        return
+    rows = [
+        [
             t.id,
             t.status,
             t.priority,
@@ -242,8 +255,12 @@ def tasks(
             "" if t.exit_code is None else str(t.exit_code),
             t.worker_id or "",
             t.title[:60],
-        )
-    console.print(table)
+        ]
+        for t in found
+    ]
+    out.table(
+        ("id", "status", "priority", "group", "exit", "worker", "title"), rows, whole={0, 1, 5}
+    )
 
 
 @click.command("cancel")
@@ -256,48 +273,70 @@ def cancel(master_url: str | None, api_token: str | None, task_id: str) -> None:
     click.echo(f"{task.id} {task.status}")
 
 
+def _pairs(values: dict[str, Any]) -> str:
+    """``{"gpu": "a100", "zone": "b"}`` as ``gpu=a100,zone=b``."""
+    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _resources(worker: dict[str, Any]) -> str:
+    """Each resource the worker has as free/total, e.g. ``cpu=2/4,gpu=1/1``."""
+    free = worker.get("free") or {}
+    return ",".join(
+        f"{name}={free.get(name, total):g}/{total:g}"
+        for name, total in sorted((worker.get("resources") or {}).items())
+        if total
+    )
+
+
 @click.command("workers")
+@output_options
 @client_options
-def workers(master_url: str | None, api_token: str | None) -> None:
-    """List workers."""
+def workers(master_url: str | None, api_token: str | None, out: Output) -> None:
+    """List workers, with their labels and resources (free/total)."""
     with make_client(master_url, api_token) as client:
         found = client.workers()
-    table = Table("id", "state", "group", "slots", "free", "load", "heartbeat", "done", "failed")
+    if out.json:
+        out.document(found)
+        return
+    headers = ("id", "state", "group", "slots", "free", "load", "heartbeat", "done", "failed")
+    rows = []
     for w in found:
         age = w["last_heartbeat_age_s"]
-        table.add_row(
-            w["id"],
-            w["state"],
-            w["group"],
-            str(w["slots"]),
-            str(w["free_slots"]),
-            f"{w['load']:.2f}",
-            "" if age is None else f"{age:.1f}s ago",
-            str(w["completed"]),
-            str(w["failed"]),
+        rows.append(
+            [
+                w["id"],
+                w["state"],
+                w["group"],
+                str(w["slots"]),
+                str(w["free_slots"]),
+                f"{w['load']:.2f}",
+                "" if age is None else f"{age:.1f}s ago",
+                str(w["completed"]),
+                str(w["failed"]),
+                _pairs(w.get("labels") or {}),
+                _resources(w),
+            ]
         )
-    console.print(table)
+    out.table((*headers, "labels", "resources (free/total)"), rows, whole={0})
 
 
 @click.command("queue")
+@output_options
 @client_options
-def queue(master_url: str | None, api_token: str | None) -> None:
+def queue(master_url: str | None, api_token: str | None, out: Output) -> None:
     """Queue statistics."""
     with make_client(master_url, api_token) as client:
         stats = client.queue_stats()
-    table = Table(show_header=False, box=None)
-    table.add_row("queued", str(stats["queued"]))
-    for level, n in stats["by_priority"].items():
-        table.add_row(f"  {level}", str(n))
-    for group, n in sorted(stats["by_group"].items()):
-        table.add_row(f"  group {group}", str(n))
-    table.add_row("oldest wait", f"{stats['oldest_wait_s']:.1f}s")
-    table.add_row("assigned / running", f"{stats['assigned']} / {stats['running']}")
-    for key, n in stats["totals"].items():
-        table.add_row(key, str(n))
-    table.add_row("finished/s (1 min)", str(stats["finished_per_s_1m"]))
-    table.add_row(
-        "live workers / free slots",
-        f"{stats['workers']['live']} / {stats['workers']['free_slots']}",
-    )
-    console.print(table)
+    if out.json:
+        out.document(stats)
+        return
+    rows = [["queued", str(stats["queued"])]]
+    rows += [[f"  {level}", str(n)] for level, n in stats["by_priority"].items()]
+    rows += [[f"  group {group}", str(n)] for group, n in sorted(stats["by_group"].items())]
+    rows.append(["oldest wait", f"{stats['oldest_wait_s']:.1f}s"])
+    rows.append(["assigned / running", f"{stats['assigned']} / {stats['running']}"])
+    rows += [[key, str(n)] for key, n in stats["totals"].items()]
+    rows.append(["finished/s (1 min)", str(stats["finished_per_s_1m"])])
+    live = stats["workers"]
+    rows.append(["live workers / free slots", f"{live['live']} / {live['free_slots']}"])
+    out.table(None, rows)

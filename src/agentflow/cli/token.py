@@ -5,15 +5,13 @@ from __future__ import annotations
 import datetime
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from agentflow.cli._app import seconds
+from agentflow.cli.output import Output, output_options
 from agentflow.cli.tasks import client_options, make_client
 
 __all__ = ["token"]
 
-console = Console()
 ROLES = ("client", "worker", "read-only")
 
 
@@ -49,18 +47,27 @@ def create(
 
 
 @token.command("list")
+@output_options
 @client_options
-def list_(master_url: str | None, api_token: str | None) -> None:
+def list_(master_url: str | None, api_token: str | None, out: Output) -> None:
     """Every token: id, name, role and expiry (never a secret)."""
     with make_client(master_url, api_token) as client:
         tokens = client.list_tokens()
-    table = Table("id", "name", "role", "created", "expires", "state")
-    for t in tokens:
-        state = "expired" if t["expired"] else "valid"
-        table.add_row(
-            t["id"], t["name"], t["role"], _when(t["created_ms"]), _when(t["expires_ms"]), state
-        )
-    console.print(table)
+    if out.json:
+        out.document(tokens)
+        return
+    rows = [
+        [
+            t["id"],
+            t["name"],
+            t["role"],
+            _when(t["created_ms"]),
+            _when(t["expires_ms"]),
+            "expired" if t["expired"] else "valid",
+        ]
+        for t in tokens
+    ]
+    out.table(("id", "name", "role", "created", "expires", "state"), rows, whole={0})
 
 
 @token.command("revoke")

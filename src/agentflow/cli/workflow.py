@@ -12,7 +12,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from agentflow.cli.output import Cell, Format, Output, output_options
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import AsyncClient
 from agentflow.errors import ConfigError
@@ -172,28 +174,54 @@ def run(master_url: str | None, api_token: str | None, file: Path, wait: bool) -
             return await watch(aclient, view["id"], view["total"])
 
     final = asyncio.run(follow())
-    print_table(final)
+    out = Output(format=Format.TABLE, tty=sys.stdout.isatty())
+    show_tasks(final, out)
+    out.line(f"workflow {final['id']} {final['status']} in {final['elapsed_s']:.2f}s")
     sys.exit(0 if final["status"] == "completed" else 1)
+
+
+def _style(status: str) -> str:
+    if status == "completed":
+        return "green"
+    return "red" if status in FINISHED else "yellow"
+
+
+def show_tasks(view: dict[str, Any], out: Output) -> None:
+    """Each task of the workflow: its key and task id (for `status`, `logs`), state, waits."""
+    rows: list[list[Cell]] = [
+        [
+            t["key"],
+            t["id"],
+            Text(t["status"], style=_style(t["status"])),
+            "" if t["exit_code"] is None else str(t["exit_code"]),
+            str(t["attempts"]),
+            ", ".join(t["dependencies"]),
+            (t["reason"] or "")[:50],
+        ]
+        for t in view["tasks"]
+    ]
+    headers = ("task", "task id", "status", "exit", "attempts", "waits for", "reason")
+    out.table(headers, rows, whole={0, 1, 2})
 
 
 @workflow.command("status")
 @click.argument("workflow_id")
-@click.option("--json", "as_json", is_flag=True)
+@output_options
 @client_options
-def status(master_url: str | None, api_token: str | None, workflow_id: str, as_json: bool) -> None:
-    """Progress: counts per state, percent done, elapsed, ETA, each task's state."""
+def status(master_url: str | None, api_token: str | None, workflow_id: str, out: Output) -> None:
+    """Progress: counts per state, percent done, elapsed, ETA, each task's state and id."""
     with make_client(master_url, api_token) as client:
         view = client.workflow(workflow_id)
-    if as_json:
-        click.echo(json.dumps(view, indent=2))
+    if out.json:
+        out.document(view)
         return
     eta = "" if view["eta_s"] is None else f", ETA {view['eta_s']:.1f}s"
-    Console().print(
+    out.line(
         f"{view['name']} ({view['id']}): {view['status']}, {view['percent_done']}% done, "
         f"{view['elapsed_s']:.1f}s elapsed{eta}; "
         + ", ".join(f"{n} {s}" for s, n in sorted(view["counts"].items()))
     )
-    print_table(view)
+    show_tasks(view, out)
 
 
 @workflow.command("graph")
@@ -225,19 +253,24 @@ def retry(master_url: str | None, api_token: str | None, workflow_id: str) -> No
 
 
 @workflow.command("list")
+@output_options
 @client_options
-def list_workflows(master_url: str | None, api_token: str | None) -> None:
+def list_workflows(master_url: str | None, api_token: str | None, out: Output) -> None:
     """Workflows, newest first."""
     with make_client(master_url, api_token) as client:
         found = client.request("GET", "/api/v1/workflows")["workflows"]
-    table = Table("id", "name", "status", "done", "tasks", "elapsed")
-    for w in found:
-        table.add_row(
+    if out.json:
+        out.document(found)
+        return
+    rows = [
+        [
             w["id"],
             w["name"],
             w["status"],
             f"{w['percent_done']}%",
             str(w["total"]),
             f"{w['elapsed_s']:.1f}s",
-        )
-    Console().print(table)
+        ]
+        for w in found
+    ]
+    out.table(("id", "name", "status", "done", "tasks", "elapsed"), rows, whole={0, 2})
