@@ -4,6 +4,7 @@ traceback."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -52,7 +53,47 @@ LAZY_COMMANDS: dict[str, str] = {
 }
 
 
+def _one_line(exc: click.ClickException) -> str:
+    """A usage error as one line that names the command to ask for help."""
+    message = exc.format_message()
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        words = exc.ctx.command_path.split()
+        if len(words) > 1 and words[0] == f"agentflow-{words[1]}":
+            del words[1]  # `agentflow-master`, not `agentflow-master master`
+        return f"{message} (see '{' '.join(words)} --help')"
+    return message
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (`agentflow tasks | head`): stop without a word, as a
+    C tool killed by SIGPIPE would; stdout is pointed at /dev/null so the flush at exit
+    cannot fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)
+
+
 class AgentFlowGroup(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Every error, click's usage errors included, is one line on stderr and an exit
+        code; bare help (`agentflow lock`) is still help."""
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            if exc.ctx is not None:
+                click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except click.ClickException as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+        sys.exit(result if isinstance(result, int) else 0)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(LAZY_COMMANDS)
 
@@ -74,6 +115,8 @@ class AgentFlowGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except OSError as exc:
             fail(str(exc), 1)
 
