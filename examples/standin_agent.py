@@ -90,7 +90,7 @@ def plan(client: Client, task_id: str) -> None:
             "reviewer": {"key": reviewer["key"], "task": reviewer["id"]},
         }
     )
-    say(f"plan written: {len(agents)} parts, notes shared under lock {workflow['id']}/notes")
+    say(f"plan written: {len(agents)} parts, for {', '.join(agents)}")
 
 
 def greet(agent: Agent, me: str, the_plan: dict[str, Any]) -> dict[str, str]:

@@ -39,6 +39,7 @@ from agentflow.cli.runview import (
     last_line,
     results_table,
     seconds_between,
+    stdout_console,
     workflow_rows,
 )
 from agentflow.client import AsyncClient, TaskInfo
@@ -118,9 +119,10 @@ def _check_agents(path: Path, tasks: list[dict[str, Any]], templates: Mapping[st
     for n, task in enumerate(tasks, 1):
         name = task.get("agent")
         if name is not None and name not in templates:
+            which = task.get("id") or task.get("title") or n
             raise ConfigError(
-                f"{path}: task {task.get('id') or n} runs agent {name!r}, which the local"
-                f" workers lack: give --agent {name}='CMD {{prompt}}'"
+                f"{path}: task {which} runs agent {name!r}, which the local workers lack:"
+                f" give --agent {name}='CMD {{prompt}}'"
             )
 
 
@@ -193,10 +195,9 @@ def run(
         local.workers = n_workers or min(MAX_DEFAULT_WORKERS, max(1, _widest_level(spec)))
         view, lines, graph = asyncio.run(local.run(lambda url: _workflow_job(url, spec)))
         click.echo(draw_dag(graph, view))
-        Console().print(results_table(workflow_rows(view, lines)))
-        Console().print(
-            f"workflow {view['id']} [bold]{view['status']}[/] in {view['elapsed_s']:.2f}s"
-        )
+        out = stdout_console()
+        out.print(results_table(workflow_rows(view, lines)))
+        out.print(f"workflow {view['id']} [bold]{view['status']}[/] in {view['elapsed_s']:.2f}s")
         sys.exit(0 if view["status"] == "completed" else 1)
     tasks = load_task_file(file, data)
     if not master_url:
@@ -343,4 +344,4 @@ def _print_results(results: list[tuple[TaskInfo, str]]) -> None:
         )
         for info, line in results
     ]
-    Console().print(results_table(rows))
+    stdout_console().print(results_table(rows))

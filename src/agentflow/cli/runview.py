@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,13 +25,24 @@ from rich.text import Text
 from agentflow.client import AsyncClient
 from agentflow.errors import AgentFlowError
 
-__all__ = ["STREAMED_TASKS_MAX", "ResultRow", "draw_dag", "follow_workflow", "results_table"]
+__all__ = [
+    "STREAMED_TASKS_MAX",
+    "ResultRow",
+    "draw_dag",
+    "follow_workflow",
+    "last_line",
+    "results_table",
+    "seconds_between",
+    "stdout_console",
+    "workflow_rows",
+]
 
 STREAMED_TASKS_MAX = 24  # workflows with more tasks show the progress bar only
 POLL_S = 0.3  # the bar and the retries are refreshed this often (a long poll on the master)
 DRAIN_S = 5.0  # once the workflow is over, the last output it may still take to arrive
 FETCH_CONCURRENCY = 8  # outputs fetched at once for the table of a large workflow
 LAST_LINE_CHARS = 80
+PIPED_WIDTH = 200  # where stdout is not a terminal, rows are not wrapped at 80 columns
 FINISHED = frozenset({"completed", "failed", "cancelled", "timed_out", "upstream_failed"})
 _PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
 _STREAMS = ("stdout", "stderr")
@@ -205,6 +217,11 @@ def workflow_rows(view: Mapping[str, Any], lines: Mapping[str, str]) -> list[Res
         )
         for t in view["tasks"]
     ]
+
+
+def stdout_console() -> Console:
+    """Where results go: the terminal's width, or wide enough for a file or a pipe."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
 
 
 def results_table(rows: Iterable[ResultRow]) -> Table:
