@@ -67,7 +67,7 @@ def test_demo_runs_the_agent_workflow() -> None:
         "ui": "2",  # its first attempt crashed holding the lock, and it was retried
     }
     assert all(re.fullmatch(r"\d+\.\d\ds", r["time"]) for r in rows.values())
-    assert rows["plan"]["last output line"].startswith("plan written: 3 parts")
+    assert rows["plan"]["last output line"] == "plan written: 3 parts, for api, ui, docs"
     for agent in AGENTS:
         assert re.fullmatch(
             r"handed off to review: token \d+, heard from 2", rows[agent]["last output line"]

@@ -197,7 +197,10 @@ def run(
         click.echo(draw_dag(graph, view))
         out = stdout_console()
         out.print(results_table(workflow_rows(view, lines)))
-        out.print(f"workflow {view['id']} [bold]{view['status']}[/] in {view['elapsed_s']:.2f}s")
+        out.print(
+            f"workflow {view['id']} [bold]{view['status']}[/] in {view['elapsed_s']:.2f}s",
+            highlight=False,
+        )
         sys.exit(0 if view["status"] == "completed" else 1)
     tasks = load_task_file(file, data)
     if not master_url:
