@@ -102,8 +102,8 @@ class LiveRun:
                 continue
             if attempts > 0 and self.streamed:
                 self.followers[key] = group.create_task(self._follow(key, task["id"]))
-            elif task["status"] in FINISHED:
-                self._finished(key, task)
+            elif task["status"] in FINISHED and (self.streamed or task["status"] != "completed"):
+                self._finished(key, task)  # a large workflow shows only what did not complete
 
     async def _retried(self, key: str, task_id: str, seen: int, attempts: int) -> None:
         with contextlib.suppress(AgentFlowError):  # the view only: the table says the rest
