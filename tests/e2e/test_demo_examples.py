@@ -80,6 +80,7 @@ def test_agent_refusals_are_one_line_before_anything_runs(tmp_path: Path) -> Non
     for bad, why in [
         ("claude", "--agent looks like NAME='CMD {prompt}'"),
         ("claude=sh -c {prompt}", "agent claude: {prompt} would be code for sh to run"),
+        ("claude=no-such-agent-cli {prompt}", "agent claude: no-such-agent-cli is not installed"),
     ]:
         refused = run(str(spec), "--agent", bad)
         assert refused.returncode == 2 and refused.stderr.startswith(f"error: {why}"), bad

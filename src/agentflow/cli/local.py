@@ -115,15 +115,20 @@ def _relative_to(base: Path, template: str) -> str:
 
 
 def _check_agents(path: Path, tasks: list[dict[str, Any]], templates: Mapping[str, str]) -> None:
-    """Refuse, before anything starts, a task whose agent no local worker has."""
+    """Refuse, before anything starts, a task whose agent no local worker has or can start."""
     for n, task in enumerate(tasks, 1):
         name = task.get("agent")
-        if name is not None and name not in templates:
-            which = task.get("id") or task.get("title") or n
+        if name is None:
+            continue
+        which = task.get("id") or task.get("title") or n
+        if name not in templates:
             raise ConfigError(
                 f"{path}: task {which} runs agent {name!r}, which the local workers lack:"
                 f" give --agent {name}='CMD {{prompt}}'"
             )
+        program = shlex.split(templates[name])[0]
+        if shutil.which(program, path=_local_path()) is None:
+            raise ConfigError(f"agent {name}: {program} is not installed here (not on PATH)")
 
 
 def _widest_level(spec: Mapping[str, Any]) -> int:
@@ -291,12 +296,18 @@ class _Local:
                 server.should_exit = True
 
 
+def _local_path() -> str:
+    """``PATH`` as local tasks see it: this installation's scripts first."""
+    found = os.environ.get("PATH")
+    return os.pathsep.join(p for p in (str(Path(sys.executable).parent), found) if p)
+
+
 @contextlib.contextmanager
 def _tools_first_on_path() -> Iterator[None]:
     """Local tasks find this installation's ``agentflow`` and ``python`` first, as ``npm run``
     puts a project's tools first: a task that calls ``agentflow msg send`` gets this one."""
     before = os.environ.get("PATH")
-    os.environ["PATH"] = os.pathsep.join(p for p in (str(Path(sys.executable).parent), before) if p)
+    os.environ["PATH"] = _local_path()
     try:
         yield
     finally:
