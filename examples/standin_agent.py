@@ -35,7 +35,7 @@ from typing import Any
 from agentflow.client import Agent, Client, FencedFile, Message
 from agentflow.errors import StaleTokenError
 
-WORK_S = 0.3  # how long an agent "works" while it holds the lock, so turns are visible
+WORK_S = 0.15  # how long an agent "works" while it holds the lock, so turns are visible
 HEAR_WAIT_S = 10.0  # how long an agent waits to hear from every other agent
 PROMPT_SHOWN = 60  # characters of the prompt echoed
 PARTS = {
