@@ -72,9 +72,9 @@ def plan(client: Client, task_id: str) -> None:
     workflow = client.workflow(me["workflow_id"])
     tasks = workflow["tasks"]
     team = [t for t in tasks if me["key"] in t["dependencies"]]
-    keys = {t["key"] for t in team}
-    reviewer = next(t for t in tasks if keys & set(t["dependencies"]))
-    say(f"planning {workflow['name']} for {len(team)} agents: {', '.join(sorted(keys))}")
+    keys = [t["key"] for t in team]
+    reviewer = next(t for t in tasks if set(keys) & set(t["dependencies"]))
+    say(f"planning {workflow['name']} for {len(team)} agents: {', '.join(keys)}")
     notes = Path(tempfile.mkdtemp(prefix="agentflow-demo-")) / "NOTES.md"
     agents = {}
     for n, t in enumerate(team, 1):
