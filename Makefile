@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The main job: a planner, three agents that message each other and share a file through a lock,
+# a retry and a reviewer (examples/demo.yaml), offline with examples/standin_agent.py.
 demo: $(STAMP)
-	$(VENV)/bin/agentflow run examples/demo.yaml --workers 2
+	$(VENV)/bin/agentflow run examples/demo.yaml
 
 # `agentflow` on the PATH outside this checkout: a venv of its own under PREFIX/share (as pipx
 # makes; `pip install --user` is refused where the system Python is externally managed) and

@@ -47,8 +47,8 @@ def test_run_rejects_a_bad_file_clearly(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
-def test_local_mode_runs_the_demo_file() -> None:
-    done = run("run", str(ROOT / "examples" / "demo.yaml"), "--workers", "2")
+def test_local_mode_runs_a_task_list_file() -> None:
+    done = run("run", str(ROOT / "examples" / "tasks.yaml"), "--workers", "2")
     assert done.returncode == 0, done.stderr
     assert "succeeded on attempt 2" in done.stdout
     assert done.stdout.count("completed") == 8

@@ -75,6 +75,7 @@ def load_workflow_file(path: Path, data: Any = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a workflow is a mapping with 'tasks'")
     data.setdefault("name", path.stem)
+    data.pop("agents", None)  # the agent CLIs of `agentflow run`'s local workers, not of the DAG
     try:
         WorkflowIn.model_validate(data)
     except pydantic.ValidationError as exc:
