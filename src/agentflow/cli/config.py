@@ -3,7 +3,6 @@ master or a worker and where each value came from."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from agentflow.cli.output import Output, output_options
 from agentflow.settings import ROLES, Role, Setting
 from agentflow.sources import Layered, default_of, layer, read_config_file, settings_for, show_value
 
@@ -112,14 +112,9 @@ def config() -> None:
     show_envvar=True,
     help="The TOML file the role would be started with.",
 )
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", help="Format."
-)
-@click.option("--json", "as_json", is_flag=True, help="Same as -o json.")
+@output_options
 @click.pass_context
-def show(
-    ctx: click.Context, role: Role, config_file: str | None, output: str, as_json: bool
-) -> None:
+def show(ctx: click.Context, role: Role, config_file: str | None, out: Output) -> None:
     """Print the configuration `agentflow ROLE` would run with, given the same flags (any of
     the role's), environment and --config file, and where each value came from: default,
     file:PATH, env VAR or flag --NAME. Tokens are masked; in JSON, durations are seconds
@@ -132,19 +127,18 @@ def show(
     flags = _role_flags(ctx, role)
     layered = load_settings(role, config_file or flags.pop("config_file", None), flags)
     rows = [_row(s, layered) for s in settings_for(role)]
-    if output == "json" or as_json:
-        document = {
-            "role": role,
-            "config_file": config_file,
-            "settings": {key: {"value": v, "source": src} for key, v, _, src in rows},
-        }
-        click.echo(json.dumps(document, indent=2))
+    if out.json:
+        out.document(
+            {
+                "role": role,
+                "config_file": config_file,
+                "settings": {key: {"value": v, "source": src} for key, v, _, src in rows},
+            }
+        )
         return
-    width = max(len(key) for key, *_ in rows)
-    value_width = min(40, max(len(text) for _, _, text, _ in rows))
-    click.echo(f"{'KEY':<{width}}  {'VALUE':<{value_width}}  SOURCE")
-    for key, _, text, source in rows:
-        click.echo(f"{key:<{width}}  {text:<{value_width}}  {source}")
+    out.table(
+        ["KEY", "VALUE", "SOURCE"], [(key, text, src) for key, _, text, src in rows], whole=(0,)
+    )
 
 
 def _role_flags(ctx: click.Context, role: Role) -> dict[str, Any]:
