@@ -176,7 +176,9 @@ class Session:
             check=False,
         )
         output = done.stdout + done.stderr
-        assert done.returncode == exit_code, f"{where}: `{text}` exited {done.returncode}:\n{output}"
+        assert done.returncode == exit_code, (
+            f"{where}: `{text}` exited {done.returncode}:\n{output}"
+        )
         return output
 
     # -- environment -------------------------------------------------------------------------
@@ -240,8 +242,8 @@ def _strip_comment(text: str) -> str:
 def _compare(where: str, command: str, expected: tuple[str, ...], output: str) -> None:
     actual = [line.strip() for line in output.splitlines()]
     position = 0
-    for want in expected:
-        want = want.strip()
+    for line in expected:
+        want = line.strip()
         if not want or want.endswith(VARIES):
             continue
         pattern = re.compile(".*".join(re.escape(part) for part in want.split("...")))
