@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MARKER = re.compile(r"^<!--\s*(run|file)(?::\s*(\S+))?\s*-->\s*$")
+MARKER = re.compile(r"^<!-- (?:(run)|(file): (\S+)) -->$")
+LOOKS_LIKE_MARKER = re.compile(r"^<!--\s*(run|file)\b")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 
 __all__ = ["ROOT", "Block", "blocks", "doc_files"]
@@ -60,15 +61,19 @@ def blocks(path: Path) -> list[Block]:
             end += 1
         if end == len(lines):
             raise AssertionError(f"{path}:{i + 1}: code block never closed")
-        marker = MARKER.match(lines[i - 1]) if i else None
+        before = lines[i - 1] if i else ""
+        marker = MARKER.match(before)
+        assert marker or not LOOKS_LIKE_MARKER.match(before), (
+            f"{path}:{i}: write `<!-- run -->` or `<!-- file: PATH -->`, not {before!r}"
+        )
         text = "\n".join(lines[i + 1 : end]) + "\n"
         found.append(
             Block(
                 path=path,
                 line=i + 1,
                 lang=lang,
-                action=marker.group(1) if marker else None,
-                target=marker.group(2) if marker else None,
+                action=(marker.group(1) or marker.group(2)) if marker else None,
+                target=marker.group(3) if marker else None,
                 text=text,
             )
         )

@@ -9,7 +9,7 @@ must exit N instead. ``export NAME=VALUE`` sets a variable (as bash expands VALU
 block's later commands. A command ending in ``&`` runs in the background for the rest of the
 block; if it starts a master, the next command waits until that master answers ``/health``.
 
-Ports: the docs say 6767 (the default) and, for clusters, 6768, 7767, 7768, 8767, 8768. In a
+Ports: the docs say 6767 (the default) and, for clusters, 6768, 7767, 7768 ... 9768. In a
 block that starts a master of its own, each of these is replaced by a free port of that block,
 and what it started is killed when it ends; in every other block 6767 is the shared test master.
 """
@@ -33,7 +33,7 @@ from agentflow.testing.ports import free_port
 from tests.docs.blocks import ROOT, Block
 
 BIN = Path(sys.executable).parent
-DOC_PORTS = ("6767", "6768", "7767", "7768", "8767", "8768")
+DOC_PORTS = ("6767", "6768", "7767", "7768", "8767", "8768", "9767", "9768")
 PORT = re.compile(r"\b(" + "|".join(DOC_PORTS) + r")\b")
 STARTS_MASTER = re.compile(r"(agentflow-master|agentflow master)\b")
 VARIES = "# output may vary"
@@ -49,6 +49,20 @@ class Command:
     text: str
     expected: tuple[str, ...]
     exit_code: int = 0
+
+
+@dataclass(slots=True)
+class _Shell:
+    """One console block's variables, background processes, and masters not yet answering."""
+
+    env: dict[str, str]
+    background: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    starting: list[tuple[str, str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def masters_up(self) -> None:
+        for where, text, proc in self.starting:
+            _wait_healthy(where, text, proc)
+        self.starting.clear()
 
 
 @dataclass(slots=True)
@@ -120,48 +134,44 @@ class Session:
         commands = parse_console(block)
         own = any(STARTS_MASTER.search(c.text) and c.text.endswith("&") for c in commands)
         ports = {p: str(free_port()) for p in DOC_PORTS} if own else {"6767": self._port()}
-        env = self.env()
+        shell = _Shell(env=self.env())
         if own:  # what a client with no AGENTFLOW_URL reaches: the block's own master
-            env["AGENTFLOW_URL"] = f"http://127.0.0.1:{ports['6767']}"
-        background: list[subprocess.Popen[bytes]] = []
+            shell.env["AGENTFLOW_URL"] = f"http://127.0.0.1:{ports['6767']}"
         try:
             for command in commands:
                 text = PORT.sub(lambda m: ports.get(m.group(1), m.group(1)), command.text)
-                self._command(block, command, text, env, background)
+                where = f"{block.path.relative_to(ROOT)}:{command.line}"
+                self._command(where, command, text, shell)
         finally:
-            for proc in background:
+            for proc in shell.background:
                 _kill(proc)
 
-    def _command(
-        self,
-        block: Block,
-        command: Command,
-        text: str,
-        env: dict[str, str],
-        background: list[subprocess.Popen[bytes]],
-    ) -> None:
-        where = f"{block.path.relative_to(ROOT)}:{command.line}"
+    def _command(self, where: str, command: Command, text: str, shell: _Shell) -> None:
+        master = STARTS_MASTER.search(text) is not None
+        if not (master and text.endswith("&")):
+            shell.masters_up()  # masters started one after another start together
         export = re.fullmatch(r"export (\w+)=(.+)", text)
         if export:  # the value as bash expands it, $(...) included
-            env[export.group(1)] = self._shell(where, f"printf %s {export.group(2)}", env)
+            shell.env[export.group(1)] = self._shell(
+                where, f"printf %s {export.group(2)}", shell.env
+            )
             return
         if text.endswith("&"):
-            log = open(self.workdir / f"_bg_{block.path.stem}_{command.line}.log", "wb")  # noqa: SIM115
-            with log:
-                background.append(
-                    subprocess.Popen(
-                        ["bash", "-c", text[:-1]],
-                        cwd=self.workdir,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+            log_path = self.workdir / f"_bg_{where.replace('/', '_')}.log"
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    ["bash", "-c", text[:-1]],
+                    cwd=self.workdir,
+                    env=shell.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
-            if STARTS_MASTER.search(text):
-                _wait_healthy(where, text, background[-1])
+            shell.background.append(proc)
+            if master:
+                shell.starting.append((where, text, proc))
             return
-        output = self._shell(where, text, env, command.exit_code)
+        output = self._shell(where, text, shell.env, command.exit_code)
         _compare(where, text, command.expected, output)
 
     def _shell(self, where: str, text: str, env: dict[str, str], exit_code: int = 0) -> str:
