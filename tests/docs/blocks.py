@@ -4,7 +4,8 @@ A block is checked when the line just before its opening fence is one of these c
 
 - ``<!-- run -->`` runs it, by its language: ``console`` runs each ``$ `` line in a shell (the
   lines under a command are output it must print; see :mod:`tests.docs.session`), ``python``
-  runs the snippet as a script, ``yaml`` submits it to ``POST /api/v1/workflows/validate``.
+  runs the snippet as a script (a ``print(...)  # TEXT`` line must print TEXT, ``...``
+  matching anything), ``yaml`` submits it to ``POST /api/v1/workflows/validate``.
 - ``<!-- file: PATH -->`` writes the block to ``PATH`` (relative to the session's directory)
   for later blocks to use; where the repository has a file at ``PATH`` (``examples/...``), the
   block must be exactly that file's content.

@@ -37,6 +37,7 @@ DOC_PORTS = ("6767", "6768", "7767", "7768", "8767", "8768", "9767", "9768")
 PORT = re.compile(r"\b(" + "|".join(DOC_PORTS) + r")\b")
 STARTS_MASTER = re.compile(r"(agentflow-master|agentflow master)\b")
 VARIES = "# output may vary"
+PRINTS = re.compile(r"^\s*print\(.*\)\s+# (.+)$")  # print(...)  # what it prints
 COMMAND_TIMEOUT_S = 60.0
 HEALTH_TIMEOUT_S = 20.0
 
@@ -118,6 +119,8 @@ class Session:
             check=False,
         )
         assert done.returncode == 0, f"{block.where}: the snippet failed:\n{done.stderr[-3000:]}"
+        printed = tuple(m.group(1) for m in map(PRINTS.match, block.text.splitlines()) if m)
+        _compare(block.where, "the snippet", printed, done.stdout)
 
     def _workflow(self, block: Block) -> None:
         body = yaml.safe_load(block.text)
