@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agentflow import errors
 from agentflow.api import MasterService, create_app
 from agentflow.config import MasterConfig
 from tests.docs.blocks import ROOT
@@ -37,3 +38,25 @@ def test_every_documented_route_exists(served: set[tuple[str, str]]) -> None:
     documented = set(ROUTE.findall(API_DOC.read_text()))
     unknown = sorted(f"{m} {p}" for m, p in documented - served - SOCKETS)
     assert not unknown, f"docs/api.md lists routes the master does not serve: {unknown}"
+
+
+def test_every_api_error_is_in_the_errors_table() -> None:
+    """Each error class an API answer can carry has a row: its status, its code, its exit code."""
+    rows = [line for line in API_DOC.read_text().splitlines() if re.match(r"^\| \d{3} \|", line)]
+    wrong = []
+    for cls in (*_subclasses(errors.ClientError), *_subclasses(errors.ServiceError)):
+        if not any(
+            row.startswith(f"| {cls.status} |")
+            and f"`{cls.code}`" in row
+            and row.endswith(f"| {cls.exit_code} |")
+            for row in rows
+        ):
+            wrong.append(f"{cls.__name__} ({cls.status}, {cls.code}, exit {cls.exit_code})")
+    assert not wrong, f"docs/api.md#errors lacks or misstates: {wrong}"
+
+
+def _subclasses(root: type[errors.AgentFlowError]) -> list[type[errors.AgentFlowError]]:
+    found = [root]
+    for sub in root.__subclasses__():
+        found += _subclasses(sub)
+    return found
