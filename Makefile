@@ -41,9 +41,11 @@ uninstall:
 	for c in $(COMMANDS); do rm -f $(PREFIX)/bin/$$c; done
 	rm -rf $(PREFIX)/share/agentflow
 
-# System tools the tests use that a bare machine may lack: openssl makes their certificates.
+# System tools the tests use that a bare machine may lack: openssl makes their certificates,
+# curl runs the docs' examples (tests/docs).
 sysdeps:
 	@command -v openssl >/dev/null || { apt-get update -q && apt-get install -y -q openssl; }
+	@command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
 
 # Lint, types and every test: the one command CI runs.
 test: $(STAMP) sysdeps
