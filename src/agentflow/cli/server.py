@@ -14,11 +14,11 @@ from typing import TypeVar
 
 import click
 
+from agentflow.cli.params import DURATION, parse_pairs, parse_resources
 from agentflow.config import (
     MasterConfig,
     WorkerConfig,
     load_toml,
-    parse_size,
     read_token_file,
     resolve,
 )
@@ -54,18 +54,28 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--insecure", is_flag=True, default=None, help="Allow a non-loopback bind with no token."
 )
-@click.option("--heartbeat-interval", "heartbeat_interval_s", help="Worker heartbeat, e.g. 10s.")
 @click.option(
-    "--worker-timeout", "worker_loss_timeout_s", help="Declare a silent worker lost, e.g. 30s."
+    "--heartbeat-interval",
+    "heartbeat_interval_s",
+    type=DURATION,
+    help="Worker heartbeat, e.g. 10s.",
+)
+@click.option(
+    "--worker-timeout",
+    "worker_loss_timeout_s",
+    type=DURATION,
+    help="Declare a silent worker lost, e.g. 30s.",
 )
 @click.option(
     "--lost-worker-retention",
     "lost_worker_retention_s",
+    type=DURATION,
     help="Remove a lost worker from the registry after this long (default 1h).",
 )
 @click.option(
     "--lock-delay",
     "lock_delay_s",
+    type=DURATION,
     help="Keep a lock whose holder was lost (not released) from new grants this long (default 0).",
 )
 @click.option("--message-history", type=int, help="Messages kept in history (default 10000).")
@@ -91,10 +101,13 @@ def is_loopback(host: str) -> bool:
 @click.option("--join", is_flag=True, default=None, help="Start empty; wait to be added.")
 @click.option("--advertise-url", help="This master's API URL as peers and clients reach it.")
 @click.option("--snapshot-every", type=int, help="Entries between snapshots (default 10000).")
-@click.option("--raft-heartbeat", "raft_heartbeat_s", help="Leader heartbeat (default 100ms).")
+@click.option(
+    "--raft-heartbeat", "raft_heartbeat_s", type=DURATION, help="Leader heartbeat (default 100ms)."
+)
 @click.option(
     "--election-timeout",
     "election_timeout_s",
+    type=DURATION,
     help="Base election timeout, randomised up to twice it (default 700ms).",
 )
 @click.option(
@@ -103,11 +116,13 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--header-timeout",
     "header_timeout_s",
+    type=DURATION,
     help="Close a connection whose request headers take longer (default 10s).",
 )
 @click.option(
     "--idle-timeout",
     "idle_timeout_s",
+    type=DURATION,
     help="Close a connection idle, or a request body stalled, this long (default 15s).",
 )
 @click.option(
@@ -203,31 +218,6 @@ def with_token_file(config: _C) -> _C:
     return config
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        for part in item.split(","):
-            name, sep, value = part.partition("=")
-            if not sep or not name.strip():
-                raise ConfigError(f"{what} must look like NAME=VALUE, got {part!r}")
-            out[name.strip()] = value.strip()
-    return out
-
-
-def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
-    """``memory=16G`` becomes ``memory_mb=16384``; other names are plain numbers."""
-    out: dict[str, float] = {}
-    for name, value in pairs.items():
-        if name in ("memory", "mem", "memory_mb"):
-            out["memory_mb"] = float(value) if name == "memory_mb" else parse_size(value) / 2**20
-            continue
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"resource {name} must be a number, got {value!r}") from None
-    return out
-
-
 @click.group("worker", invoke_without_command=True)
 @click.option(
     "--worker-id",
@@ -248,7 +238,9 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
 )
 @click.option("--resources", "resources", multiple=True, help="Override: cpu=8,memory=16G,gpu=1.")
 @click.option("--labels", "labels", multiple=True, help="zone=a,os=linux.")
-@click.option("--heartbeat-interval", "heartbeat_interval_s", help="e.g. 10s.")
+@click.option(
+    "--heartbeat-interval", "heartbeat_interval_s", type=DURATION, help="Heartbeat, e.g. 10s."
+)
 @click.option(
     "--function-modules",
     help="Modules function tasks may import, e.g. 'mypkg.*,tools.jobs' (default: any).",
@@ -276,19 +268,19 @@ def worker_command(
 
     flags["worker_id"] = flags.get("worker_id") or default_worker_id()
     flags["master_urls"] = flags.get("master_urls") or os.environ.get("AGENTFLOW_URL")
-    flags["agents"] = _pairs(agents, "--agent") or None
+    flags["agents"] = parse_pairs(agents, "--agent") or None
     flags["tls_ca"] = flags.get("tls_ca") or os.environ.get("AGENTFLOW_CA")
     config: WorkerConfig = with_token_file(resolve(WorkerConfig, flags))
     if config.slots < 0:
         raise ConfigError("--slots must be positive")
     _check_worker_config(config)
     detected, gpus = probe_resources()
-    detected.update(parse_resources(_pairs(resources, "--resources")))
+    detected.update(parse_resources(parse_pairs(resources, "--resources")))
     _setup_logging(config.log_level)
     worker = Worker(
         config,
         detected,
-        _pairs(labels, "--labels"),
+        parse_pairs(labels, "--labels"),
         [{"index": g.index, "name": g.name, "memory_mb": g.memory_mb} for g in gpus],
     )
     asyncio.run(worker.run())
