@@ -92,7 +92,7 @@ def test_a_plain_number_is_seconds(whole: int, fraction: int) -> None:
 
 
 @given(
-    st.integers(min_value=0, max_value=10**6),
+    st.integers(min_value=0, max_value=100_000),  # 100,000 h: within the 100-year limit
     st.sampled_from([("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]),
 )
 def test_one_unit(count: int, unit: tuple[str, float]) -> None:
@@ -148,3 +148,40 @@ def test_resources_are_finite_amounts() -> None:
     for bad in ("lots", "nan", "inf", "-1"):
         with pytest.raises(ConfigError, match="resource cpu must be a number"):
             parse_resources({"cpu": bad})
+
+
+def test_master_and_worker_flags_take_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flags reach the configuration as seconds (nothing is started here)."""
+    import agentflow.worker
+    from agentflow.cli import server
+    from agentflow.config import WorkerConfig
+
+    seen: list[MasterConfig | WorkerConfig] = []
+
+    async def run_master(config: MasterConfig) -> None:
+        seen.append(config)
+
+    class Worker:
+        def __init__(self, config: WorkerConfig, *_: object) -> None:
+            seen.append(config)
+
+        async def run(self) -> None:
+            return None
+
+    monkeypatch.setattr(server, "run_master", run_master)
+    monkeypatch.setattr(server, "_setup_logging", lambda level: None)
+    monkeypatch.setattr(agentflow.worker, "Worker", Worker)
+    runner = CliRunner()
+    master = runner.invoke(
+        server.master_command,
+        ["--lost-worker-retention", "1h30m", "--worker-timeout", "90", "--raft-heartbeat", "50ms"],
+    )
+    assert master.exit_code == 0, master.output
+    worker = runner.invoke(server.worker_command, ["--heartbeat-interval", "1.5m"])
+    assert worker.exit_code == 0, worker.output
+    master_config, worker_config = seen
+    assert isinstance(master_config, MasterConfig) and isinstance(worker_config, WorkerConfig)
+    assert master_config.lost_worker_retention_s == 5400.0
+    assert master_config.worker_loss_timeout_s == 90.0
+    assert master_config.raft_heartbeat_s == 0.05
+    assert worker_config.heartbeat_interval_s == 90.0

@@ -94,7 +94,9 @@ def _needs(
     default="medium",
     show_default=True,
 )
-@click.option("--group", default="default", show_default=True)
+@click.option(
+    "--group", default="default", show_default=True, help="Run on a worker of this group."
+)
 @click.option(
     "--timeout", "timeout_s", type=DURATION, help="Kill an attempt that runs longer, e.g. 5m."
 )
