@@ -2,8 +2,8 @@
 ``[master]``/``[worker]`` table (keys are the flag names: :mod:`agentflow.settings`), else the
 default. :mod:`agentflow.sources` merges them and says where each value came from.
 
-Durations accept ``250ms``, ``30s``, ``5m``, ``1h`` or a bare number of seconds; sizes accept
-``512K``, ``16M``, ``2G`` or a bare number of bytes.
+Durations accept ``250ms``, ``90s``, ``5m``, ``1h30m`` or a bare number of seconds (see
+:mod:`agentflow.durations`); sizes accept ``512K``, ``16M``, ``2G`` or a bare number of bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentflow.durations import parse_duration
 from agentflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,24 +35,8 @@ __all__ = [
     "tls_context",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``30s``, ``5m``, ``250ms``, ``1h`` or a number."""
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(value)
-        if match is None:
-            raise ConfigError(f"invalid duration {value!r}: use e.g. 250ms, 30s, 5m or 1h")
-        seconds = float(match.group(1)) * _UNITS_S[match.group(2)]
-    if seconds < 0:
-        raise ConfigError(f"invalid duration {value!r}: must not be negative")
-    return seconds
 
 
 def parse_size(value: str | int) -> int:

@@ -11,23 +11,14 @@ from typing import Any
 import click
 
 from agentflow._version import __version__
-from agentflow.config import parse_duration
-from agentflow.errors import AgentFlowError, ConfigError
+from agentflow.errors import AgentFlowError
 
-__all__ = ["AgentFlowGroup", "fail", "main", "seconds"]
+__all__ = ["AgentFlowGroup", "fail", "main"]
 
 
 def fail(message: str, code: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
-
-
-def seconds(value: str, option: str) -> float:
-    """A duration flag (``250ms``, ``30s``, ``5m``) in seconds; a bad one is a usage error."""
-    try:
-        return parse_duration(value)
-    except ConfigError as exc:
-        raise click.BadParameter(exc.detail, param_hint=option) from None
 
 
 # Each command's module is imported only when that command runs, so `agentflow worker` does
@@ -110,6 +101,8 @@ class AgentFlowGroup(click.Group):
             return super().invoke(ctx)
         except AgentFlowError as exc:
             fail(exc.detail, exc.exit_code)
+        except click.BadParameter as exc:  # a bad value: one line, not the usage block
+            fail(exc.format_message())
         except click.ClickException:
             raise
         except KeyboardInterrupt:
@@ -130,6 +123,8 @@ class AgentFlowGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """AgentFlow: run work across many machines, coordinated by replicated masters.
+
+    Durations (--timeout, --ttl, --wait, ...) take 90, 90s, 5m, 1h30m, 250ms or 1.5h.
 
     Shell completion: eval "$(_AGENTFLOW_COMPLETE=bash_source agentflow)" in ~/.bashrc
     (zsh_source, fish_source for those shells)."""

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from agentflow.cli._app import fail, seconds
+from agentflow.cli._app import fail
 from agentflow.cli.output import Cell, Output, output_options
+from agentflow.cli.params import DURATION
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Lease
 from agentflow.errors import LeaseLostError
@@ -49,8 +50,12 @@ def _spec_options(fn: Any) -> Any:
     fn = click.option("--owner", help="Who holds it, for people reading `lock list`.")(fn)
     fn = click.option("--limit", type=int, default=1, help="A semaphore of N holders.")(fn)
     fn = click.option("--mode", type=click.Choice(["exclusive", "shared"]), default="exclusive")(fn)
-    fn = click.option("--ttl", default="30s", help="Lease length, renewed while held.")(fn)
-    fn = click.option("--wait", help="Wait this long for it (default: fail at once if held).")(fn)
+    fn = click.option(
+        "--ttl", type=DURATION, default="30s", help="Lease length, renewed while held."
+    )(fn)
+    fn = click.option(
+        "--wait", type=DURATION, help="Wait this long for it, e.g. 10s (default: fail at once)."
+    )(fn)
     return fn
 
 
@@ -63,8 +68,8 @@ def _spec_options(fn: Any) -> Any:
 def acquire(
     *,
     name: str,
-    wait: str | None,
-    ttl: str,
+    wait: float | None,
+    ttl: float,
     mode: str,
     limit: int,
     owner: str | None,
@@ -76,8 +81,8 @@ def acquire(
     """Take NAME once and print its fencing token and session (it lapses after --ttl unless
     renewed with `lock renew`); exit 5 if held, 6 if --wait ran out."""
     body: dict[str, Any] = {
-        "ttl_s": seconds(ttl, "--ttl"),
-        "wait_s": 0.0 if wait is None else seconds(wait, "--wait"),
+        "ttl_s": ttl,
+        "wait_s": 0.0 if wait is None else wait,
         "mode": mode,
         "limit": limit,
     }
@@ -100,14 +105,14 @@ def acquire(
 @lock.command("renew")
 @click.argument("name")
 @click.option("--token", type=int, required=True)
-@click.option("--ttl", help="New lease length (default: the grant's).")
+@click.option("--ttl", type=DURATION, help="New lease length, e.g. 30s (default: the grant's).")
 @_holder_options
 @client_options
 def renew(
     *,
     name: str,
     token: int,
-    ttl: str | None,
+    ttl: float | None,
     session: str | None,
     task_id: str | None,
     task_token: int | None,
@@ -117,7 +122,7 @@ def renew(
     """Extend a lease held by --session with --token."""
     body = {**_holder(session, task_id, task_token), "token": token}
     if ttl is not None:
-        body["ttl_s"] = seconds(ttl, "--ttl")
+        body["ttl_s"] = ttl
     with make_client(master_url, api_token) as client:
         grant = client.request("POST", f"/api/v1/locks/{name}/renew", json=body)
     click.echo(f"token={grant['token']} expires_in={grant['expires_in_s']}s")
@@ -233,8 +238,8 @@ def show(name: str, out: Output, master_url: str | None, api_token: str | None) 
 def run(
     *,
     name: str,
-    wait: str | None,
-    ttl: str,
+    wait: float | None,
+    ttl: float,
     mode: str,
     limit: int,
     owner: str | None,
@@ -248,7 +253,6 @@ def run(
     AGENTFLOW_LOCK_NAME). If the lease is lost, the command is stopped (SIGTERM, then SIGKILL)
     and this exits 8. Otherwise it exits with the command's code, after releasing.
     """
-    wait_s = None if wait is None else seconds(wait, "--wait")
     child: list[subprocess.Popen[bytes]] = []
     lost = threading.Event()
 
@@ -261,8 +265,8 @@ def run(
     with make_client(master_url, api_token) as client:
         context = client.lock(
             name,
-            ttl_s=seconds(ttl, "--ttl"),
-            wait_s=0.0 if wait_s is None else wait_s,
+            ttl_s=ttl,
+            wait_s=0.0 if wait is None else wait,
             mode=mode,
             limit=limit,
             owner=owner,

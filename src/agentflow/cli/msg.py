@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from agentflow.cli._app import seconds
 from agentflow.cli.output import Output, output_options
+from agentflow.cli.params import DURATION
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Message
 from agentflow.client._agents import default_agent_id
@@ -95,7 +95,7 @@ def _default_sender(sender: str | None) -> str:
 @click.argument("to")
 @click.argument("type_", metavar="TYPE")
 @click.argument("content", required=False)
-@click.option("--ttl", help="Not delivered after this long, e.g. 30s.")
+@click.option("--ttl", type=DURATION, help="Not delivered after this long, e.g. 30s.")
 @click.option("--correlation-id", help="Ties a reply to its request.")
 @_sender_option
 @client_options
@@ -104,14 +104,14 @@ def send(
     to: str,
     type_: str,
     content: str | None,
-    ttl: str | None,
+    ttl: float | None,
     correlation_id: str | None,
     sender: str | None,
     master_url: str | None,
     api_token: str | None,
 ) -> None:
     """Send CONTENT (JSON) to TO: an agent id, '*' or topic:NAME."""
-    ttl_ms = None if ttl is None else max(1, round(seconds(ttl, "--ttl") * 1000))
+    ttl_ms = None if ttl is None else max(1, round(ttl * 1000))
     _send(
         (master_url, api_token),
         sender,
@@ -160,7 +160,13 @@ def publish(
 @click.argument("to")
 @click.argument("type_", metavar="TYPE")
 @click.argument("content", required=False)
-@click.option("--timeout", default="30s", help="How long to wait for the reply.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=DURATION,
+    default="30s",
+    help="How long to wait for the reply, e.g. 1m.",
+)
 @_sender_option
 @client_options
 def request(
@@ -168,14 +174,13 @@ def request(
     to: str,
     type_: str,
     content: str | None,
-    timeout: str,
+    timeout_s: float,
     sender: str | None,
     master_url: str | None,
     api_token: str | None,
 ) -> None:
     """Send a request and print the reply's content; exit 4 if TO has no live session, 6 if
     no reply came in time."""
-    timeout_s = seconds(timeout, "--timeout")
     body = {
         "from": _default_sender(sender),
         "to": to,
@@ -218,14 +223,16 @@ def reply(
 @msg.command("recv")
 @click.option("--agent", "agent_id", help="Whose inbox (default: this task).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing messages as they arrive.")
-@click.option("--wait", default="0s", help="Without --follow: wait this long for one.")
+@click.option(
+    "--wait", type=DURATION, default="0s", help="Without --follow: wait this long for one, e.g. 5s."
+)
 @click.option("--no-ack", is_flag=True, help="Leave them in the inbox.")
 @client_options
 def recv(
     *,
     agent_id: str | None,
     follow: bool,
-    wait: str,
+    wait: float,
     no_ack: bool,
     master_url: str | None,
     api_token: str | None,
@@ -238,7 +245,7 @@ def recv(
                 for message in agent.messages():
                     _print(message)
                 return
-            batch = agent.receive(wait_s=seconds(wait, "--wait"))
+            batch = agent.receive(wait_s=wait)
             for message in batch:
                 _print(message)
             if batch and not no_ack:
@@ -286,13 +293,15 @@ def agent() -> None:
 
 @agent.command("connect")
 @click.argument("name")
-@click.option("--ttl", default="30s", help="Session length, renewed while connected.")
+@click.option(
+    "--ttl", type=DURATION, default="30s", help="Session length, renewed while connected."
+)
 @client_options
-def connect(name: str, ttl: str, master_url: str | None, api_token: str | None) -> None:
+def connect(name: str, ttl: float, master_url: str | None, api_token: str | None) -> None:
     """Be agent NAME until interrupted: print its messages as they arrive, acknowledging each."""
     with (
         make_client(master_url, api_token) as client,
-        client.agent(name, ttl_s=seconds(ttl, "--ttl")) as session,
+        client.agent(name, ttl_s=ttl) as session,
     ):
         click.echo(f"connected as {name}", err=True)
         for message in session.messages():

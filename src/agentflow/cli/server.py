@@ -14,7 +14,8 @@ from typing import TypeVar
 import click
 
 from agentflow.cli.config import load_settings, setting_options
-from agentflow.config import MasterConfig, WorkerConfig, parse_size, read_token_file
+from agentflow.cli.params import parse_resources
+from agentflow.config import MasterConfig, WorkerConfig, read_token_file
 from agentflow.errors import AgentFlowError, ConfigError
 
 __all__ = ["master_command", "run_master", "with_token_file", "worker_command"]
@@ -102,20 +103,6 @@ def with_token_file(config: _C) -> _C:
     if config.api_token is None and config.api_token_file is not None:
         return replace(config, api_token=read_token_file(config.api_token_file))
     return config
-
-
-def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
-    """``memory=16G`` becomes ``memory_mb=16384``; other names are plain numbers."""
-    out: dict[str, float] = {}
-    for name, value in pairs.items():
-        if name in ("memory", "mem", "memory_mb"):
-            out["memory_mb"] = float(value) if name == "memory_mb" else parse_size(value) / 2**20
-            continue
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"resource {name} must be a number, got {value!r}") from None
-    return out
 
 
 @click.group("worker", invoke_without_command=True)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import click
 from rich.text import Text
 
 from agentflow.cli.output import Cell, Output, output_options
+from agentflow.cli.params import DURATION, parse_pairs, parse_resources
 from agentflow.client import Client, TaskInfo
 from agentflow.config import read_token_file
+from agentflow.errors import ConfigError
 
 __all__ = ["client_options", "make_client"]
 
@@ -57,13 +59,27 @@ def make_client(
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
+    """One ``NAME=VALUE`` per flag (a value may hold commas and ``=``)."""
     out = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise click.BadParameter(f"{what} must look like NAME=VALUE, got {item!r}")
+            raise ConfigError(f"{what} must look like NAME=VALUE, got {item!r}")
         out[name] = value
     return out
+
+
+def _needs(
+    env: tuple[str, ...], label: tuple[str, ...], resources: tuple[str, ...]
+) -> dict[str, Any]:
+    """The ``env``, ``labels`` and ``resources`` of a task from their flags; a bad one is a
+    :class:`ConfigError` before anything is sent."""
+    needs: dict[str, Any] = {
+        "env": _kv(env, "--env"),
+        "labels": _kv(label, "--label"),
+        "resources": parse_resources(parse_pairs(resources, "--resources")),
+    }
+    return {name: value for name, value in needs.items() if value}
 
 
 @click.command("submit", context_settings={"ignore_unknown_options": False})
@@ -78,15 +94,37 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
     default="medium",
     show_default=True,
 )
-@click.option("--group", default="default", show_default=True)
-@click.option("--timeout", "timeout_s", type=float, help="Seconds before the attempt is killed.")
+@click.option(
+    "--group", default="default", show_default=True, help="Run on a worker of this group."
+)
+@click.option(
+    "--timeout", "timeout_s", type=DURATION, help="Kill an attempt that runs longer, e.g. 5m."
+)
 @click.option("--retries", "max_retries", type=int, default=0, show_default=True)
-@click.option("--backoff", "retry_backoff_s", type=float, default=1.0, show_default=True)
-@click.option("-e", "--env", multiple=True, help="NAME=VALUE, repeatable.")
+@click.option(
+    "--backoff",
+    "retry_backoff_s",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="Wait before a retry, e.g. 30s.",
+)
+@click.option("-e", "--env", multiple=True, help="NAME=VALUE for the task, repeatable.")
 @click.option("--cwd", help="Working directory on the worker.")
 @click.option("--label", multiple=True, help="NAME=VALUE, repeatable.")
+@click.option(
+    "--resources",
+    multiple=True,
+    help="What it needs, e.g. cpu=2,gpu=1,memory_mb=512 (memory=1G works too).",
+)
 @click.option("--idempotency-key", help="A repeated key returns the first task.")
-@click.option("-w", "--wait", is_flag=True, help="Wait, print the output, exit with its code.")
+@click.option(
+    "-w",
+    "--wait",
+    is_flag=True,
+    help="Print the id to stderr, stream the output live, exit with the task's outcome "
+    "(Ctrl-C stops watching; the task goes on).",
+)
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED)
 @client_options
 def submit(
@@ -96,31 +134,51 @@ def submit(
     argv: tuple[str, ...],
     env: tuple[str, ...],
     label: tuple[str, ...],
+    resources: tuple[str, ...],
     wait: bool,
     **fields: Any,
 ) -> None:
-    """Submit a task: --command 'shell text', or -- PROGRAM ARGS..., or --agent/--prompt."""
+    """Submit a task: --command 'shell text', or -- PROGRAM ARGS..., or --agent/--prompt.
+
+    Prints the task's id; with --wait, prints it to stderr instead, streams the output as
+    `agentflow logs -f` does and exits 0 if the task completed (its exit code, or 1, if not)."""
     if argv and fields.get("command"):
         raise click.UsageError("give either --command or -- PROGRAM ARGS, not both")
     if not argv and not fields.get("command") and not fields.get("agent"):
         raise click.UsageError("nothing to run: give --command, -- PROGRAM ARGS, or --agent")
+    needs = _needs(env, label, resources)
     with make_client(master_url, api_token) as client:
-        task = client.submit(
-            args=list(argv) if argv else None,
-            env=_kv(env, "--env") or None,
-            labels=_kv(label, "--label") or None,
-            **fields,
-        )
+        task = client.submit(args=list(argv) if argv else None, **needs, **fields)
         if not wait:
             click.echo(task.id)
             return
-        done = client.wait(task.id)
-        out = client.output(task.id)
-        sys.stdout.write(out["stdout"])
-        sys.stderr.write(out["stderr"])
-        if not done.ok:
-            click.echo(f"task {done.id} {done.status}: {done.reason}", err=True)
-        sys.exit(_exit_code(done))
+        _watch(client, task.id)
+
+
+def _watch(client: Client, task_id: str) -> NoReturn:
+    """``submit --wait``: the id first (on stderr), then the output live, then the outcome as
+    the exit code. Ctrl-C stops the watching, never the task."""
+    try:
+        click.echo(task_id, err=True)
+        _follow(client, task_id)
+        done = client.wait(task_id)
+    except KeyboardInterrupt:
+        click.echo(
+            f"stopped watching: task {task_id} goes on (cancel it: agentflow cancel {task_id})",
+            err=True,
+        )
+        sys.exit(130)
+    if not done.ok:
+        click.echo(_outcome(done), err=True)
+    sys.exit(_exit_code(done))
+
+
+def _outcome(task: TaskInfo) -> str:
+    """One line for a task that did not complete: its status, and why."""
+    why = task.reason if task.reason != task.status else None  # not "cancelled: cancelled"
+    if not why and task.exit_code is not None:
+        why = f"exit code {task.exit_code}"
+    return f"task {task.id} {task.status}" + (f": {why}" if why else "")
 
 
 def _exit_code(task: TaskInfo) -> int:

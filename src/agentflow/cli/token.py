@@ -6,8 +6,8 @@ import datetime
 
 import click
 
-from agentflow.cli._app import seconds
 from agentflow.cli.output import Output, output_options
+from agentflow.cli.params import DURATION
 from agentflow.cli.tasks import client_options, make_client
 
 __all__ = ["token"]
@@ -28,14 +28,15 @@ def _when(ms: int | None) -> str:
 
 @token.command("create")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the token may do.")
-@click.option("--ttl", help="Expire after this long, e.g. 1h (default: never).")
+@click.option(
+    "--ttl", "ttl_s", type=DURATION, help="Expire after this long, e.g. 1h or 7d (default: never)."
+)
 @click.option("--name", default="", help="A name to recognise it by in the list.")
 @client_options
 def create(
-    role: str, ttl: str | None, name: str, master_url: str | None, api_token: str | None
+    role: str, ttl_s: float | None, name: str, master_url: str | None, api_token: str | None
 ) -> None:
     """Create a token and print its secret: shown this once, never stored in plain."""
-    ttl_s = seconds(ttl, "--ttl") if ttl is not None else None
     if ttl_s is not None and ttl_s <= 0:
         raise click.BadParameter("must be longer than 0", param_hint="--ttl")
     with make_client(master_url, api_token) as client:
