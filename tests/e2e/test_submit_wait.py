@@ -236,8 +236,8 @@ def test_durations_on_master_worker_and_other_commands(url: str) -> None:
     assert re.search(r"expires_in=(89|90)(\.\d+)?s", taken.stdout), taken.stdout
     refused = run("master", "--lost-worker-retention", "1h30")
     assert refused.returncode == 2
-    assert refused.stderr == (
-        "error: Invalid value for '--lost-worker-retention': invalid duration '1h30': "
-        "unit missing after 30; units are d, h, m, s, ms (e.g. 90, 90s, 5m, 1h30m, 250ms, 1.5h)\n"
-    )
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith("error: ")
+    assert "--lost-worker-retention" in refused.stderr
+    assert "invalid duration '1h30': unit missing after 30" in refused.stderr
     assert "--timeout DURATION" in run("submit", "--help").stdout

@@ -61,7 +61,7 @@ def _populated(procs: Processes, tmp_path: Path) -> dict[str, str]:
     _, url = procs.master()
     procs.worker("w1", url, "--labels", "zone=b", "--resources", "cpu=4,gpu=1")
     wait_until(lambda: live_workers(url) == 1, what="worker w1")
-    done = agentflow(url, "submit", "-c", "echo hi", "--wait").stdout
+    done = agentflow(url, "submit", "-c", "echo hi", "--wait", quiet=False).stdout
     stuck = agentflow(url, "submit", "-c", "true", "--label", "zone=x").stdout.strip()
     spec = tmp_path / "pair.yaml"
     spec.write_text(

@@ -101,8 +101,6 @@ class AgentFlowGroup(click.Group):
             return super().invoke(ctx)
         except AgentFlowError as exc:
             fail(exc.detail, exc.exit_code)
-        except click.BadParameter as exc:  # a bad value: one line, not the usage block
-            fail(exc.format_message())
         except click.ClickException:
             raise
         except KeyboardInterrupt:
