@@ -253,6 +253,13 @@ def parse_resources(pairs: dict[str, str]) -> dict[str, float]:
     "--function-modules",
     help="Modules function tasks may import, e.g. 'mypkg.*,tools.jobs' (default: any).",
 )
+@click.option(
+    "--allow-pickled-functions",
+    is_flag=True,
+    default=None,
+    help="Run functions sent by value (pickled by the SDK: lambdas, closures, functions of "
+    "a script or notebook). Unpickling runs the sender's code as this worker's user.",
+)
 @click.option("--log-level", help="debug, info, warning or error.")
 @click.option("--api-token-file", help="Read --api-token from this file (not seen in ps).")
 @click.option("--ca", "tls_ca", help="CA bundle that verifies the masters' certificates.")
