@@ -194,10 +194,35 @@ def test_the_size_limit_is_refused_at_submit_with_problem_json(procs: Processes)
         assert client.list() == []
 
 
-def test_the_master_stores_a_pickle_it_never_decodes(procs: Processes, tmp_path: Path) -> None:
-    """A payload whose unpickling would create a file: stored, shown, placed, never decoded."""
-    url = _cluster(procs, tmp_path)  # a worker that may not unpickle either
-    marker = tmp_path / "unpickled"
+AUDIT_HOOK = """
+import os, sys
+
+def _unpickled(event, args):
+    if event == "pickle.find_class":  # raised by every unpickling that loads a global
+        with open(os.environ["AF_UNPICKLE_LOG"], "a") as fh:
+            fh.write(f"{args}\\n")
+
+if os.environ.get("AF_UNPICKLE_LOG"):
+    sys.addaudithook(_unpickled)
+"""
+
+
+def test_the_master_stores_a_pickle_it_never_decodes(
+    procs: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payload whose unpickling would create a file, given to a master that records every
+    unpickling in its process (an audit hook): stored, shown, placed, never decoded."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(AUDIT_HOOK)
+    unpickled = tmp_path / "unpickle.log"
+    with monkeypatch.context() as env:  # for the master only
+        env.setenv("PYTHONPATH", str(hooks))
+        env.setenv("AF_UNPICKLE_LOG", str(unpickled))
+        _, url = procs.master()
+    procs.worker("w1", url)  # one that may not unpickle either
+    wait_until(lambda: live_workers(url) == 1, what="the worker to register")
+    marker = tmp_path / "opened-by-unpickling"
     payload = _canary(marker)
     response = httpx.post(url + "/api/v1/tasks", json={"pickled": payload}, timeout=10)
     assert response.status_code == 201, response.text
@@ -209,7 +234,18 @@ def test_the_master_stores_a_pickle_it_never_decodes(procs: Processes, tmp_path:
         lambda: httpx.get(f"{url}/api/v1/tasks/{task['id']}").json()["unschedulable"] == NEEDS_FLAG,
         what="the unschedulable reason",
     )
+    _canary_works(tmp_path)
     assert not marker.exists()
+    assert not unpickled.exists()
+
+
+def _canary_works(tmp_path: Path) -> None:
+    """The same hook and payload in a process that does unpickle: both fire."""
+    log, marker = tmp_path / "probe.log", tmp_path / "probe-marker"
+    code = f"import base64, pickle; pickle.loads(base64.b64decode({_canary(marker)!r}))"
+    env = {"PYTHONPATH": str(tmp_path / "hooks"), "AF_UNPICKLE_LOG": str(log), "PATH": ""}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
+    assert marker.exists() and "('io', 'open')" in log.read_text()
 
 
 class _Canary:

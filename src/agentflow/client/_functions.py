@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-import pickle
 import sys
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -135,6 +134,8 @@ def pickled_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
 
 def unpickled(text: str) -> Any:
     """A result sent back by value. It comes from a worker that ran this client's own call."""
+    import pickle  # here, not at the top: no process imports it only for having the SDK
+
     return pickle.loads(base64.b64decode(text))
 
 
