@@ -9,6 +9,7 @@ its size limit with problem+json.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib
 import pickle
@@ -23,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentflow import Client
+from agentflow import AsyncClient, Client
 from agentflow.byvalue import MAX_PICKLED_CHARS
 from agentflow.errors import PayloadTooLargeError
 from tests.e2e.procs import Processes, live_workers, wait_until
@@ -52,9 +53,11 @@ def jobs(tmp_path: Path) -> Iterator[ModuleType]:
         sys.modules.pop("pk_jobs", None)
 
 
-def _cluster(procs: Processes, tmp_path: Path, *worker_flags: str) -> str:
+def _cluster(
+    procs: Processes, tmp_path: Path, *worker_flags: str, env: dict[str, str] | None = None
+) -> str:
     _, url = procs.master()
-    env = {"PYTHONPATH": str(tmp_path)}
+    env = {"PYTHONPATH": str(tmp_path), **(env or {})}
     procs.worker("w1", url, "--slots", "2", *worker_flags, env=env)
     wait_until(lambda: live_workers(url) == 1, what="the worker to register")
     return url
@@ -149,6 +152,26 @@ def test_a_workflow_of_callables_hands_parents_results_as_python_values(
         assert client.get(ids["join"]).title == "join"
 
 
+async def test_the_async_client_sends_by_value_too(procs: Processes, tmp_path: Path) -> None:
+    url = _cluster(procs, tmp_path, env={"AGENTFLOW_ALLOW_PICKLED_FUNCTIONS": "true"})
+    words = {"a": "alpha"}
+    async with AsyncClient(url) as client:
+        assert await (await client.submit(lambda k: words[k], "a")) == "alpha"
+        assert await asyncio.gather(*await client.map(lambda x: {x}, [1, 2])) == [{1}, {2}]
+        view = await client.submit_workflow(
+            {
+                "tasks": [
+                    {"id": "a", "function": lambda: ("x", 1)},
+                    {"id": "b", "function": lambda parents: parents["a"], "dependencies": ["a"]},
+                ]
+            }
+        )
+        done = await client.wait_workflow(view["id"], timeout_s=30)
+        assert done["status"] == "completed", done
+        child = next(t["id"] for t in done["tasks"] if t["key"] == "b")
+        assert await client.result(child, timeout_s=10) == ("x", 1)
+
+
 def test_a_script_s_own_functions_run_by_value(procs: Processes, tmp_path: Path) -> None:
     """The case users meet first: functions defined in the script being run (``__main__``)."""
     url = _cluster(procs, tmp_path, "--allow-pickled-functions")
@@ -156,7 +179,7 @@ def test_a_script_s_own_functions_run_by_value(procs: Processes, tmp_path: Path)
     script.write_text(
         textwrap.dedent(
             f"""
-            from agentflow import Client
+            from agentflow import AsyncClient, Client
 
             def cube(x):
                 return x ** 3
