@@ -27,13 +27,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncTaskFuture",
     "TaskFuture",
-    "call_title",
     "function_body",
-    "function_name",
     "importable_name",
-    "pickled_call",
     "task",
-    "unpickled",
     "workflow_tasks",
 ]
 
@@ -72,14 +68,6 @@ def importable_name(fn: Callable[..., Any]) -> str | None:
     return f"{module}:{qualname}" if found is fn else None
 
 
-def function_name(fn: Callable[..., Any]) -> str:
-    """``package.module:qualname``, as a worker will import it from its own PYTHONPATH."""
-    name = importable_name(fn)
-    if name is None:
-        raise ClientError(f"{fn!r} cannot be imported by a worker: submit a module-level function")
-    return name
-
-
 def function_body(
     fn: Callable[..., Any],
     args: tuple[Any, ...] | list[Any],
@@ -96,17 +84,17 @@ def function_body(
     if name is not None and _is_json([list(args), kwargs]):
         body.update(function=name, args=list(args), kwargs=kwargs)
         return body
-    body["pickled"] = pickled_call(fn, tuple(args), kwargs)
+    body["pickled"] = _pickled_call(fn, tuple(args), kwargs)
     if titled:
-        body.setdefault("title", call_title(fn))
+        body.setdefault("title", _call_title(fn))
     return body
 
 
-def sent_by_value(body: Mapping[str, Any]) -> bool:
+def _sent_by_value(body: Mapping[str, Any]) -> bool:
     return body.get("pickled") is not None
 
 
-def call_title(fn: Callable[..., Any]) -> str:
+def _call_title(fn: Callable[..., Any]) -> str:
     """A title for a call sent by value (it has no ``module:callable`` name to show)."""
     return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)[:200]
 
@@ -119,7 +107,7 @@ def _is_json(value: Any) -> bool:
     return True
 
 
-def pickled_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+def _pickled_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """The call ``(fn, args, kwargs)`` by value: cloudpickle, as base64 text."""
     import cloudpickle
 
@@ -127,12 +115,12 @@ def pickled_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
         data = cloudpickle.dumps((fn, args, dict(kwargs)))
     except Exception as exc:  # what cannot be pickled: a lock, a socket, a generator ...
         raise ClientError(
-            f"{call_title(fn)} cannot be sent by value: {type(exc).__name__}: {exc}"
+            f"{_call_title(fn)} cannot be sent by value: {type(exc).__name__}: {exc}"
         ) from None
     return base64.b64encode(data).decode("ascii")
 
 
-def unpickled(text: str) -> Any:
+def _unpickled(text: str) -> Any:
     """A result sent back by value. It comes from a worker that ran this client's own call."""
     import pickle  # here, not at the top: no process imports it only for having the SDK
 
@@ -153,7 +141,7 @@ def workflow_tasks(tasks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for i, fn in calls.items()
     }
     by_value = [
-        i for i, t in enumerate(out) if t.get("pickled") or sent_by_value(bodies.get(i, {}))
+        i for i, t in enumerate(out) if t.get("pickled") or _sent_by_value(bodies.get(i, {}))
     ]
     children: dict[Any, list[int]] = {}
     for i in calls:
@@ -161,11 +149,11 @@ def workflow_tasks(tasks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             children.setdefault(parent, []).append(i)
     while by_value:  # each task is switched once at most: this ends
         for child in children.get(out[by_value.pop()].get("id"), ()):
-            if not sent_by_value(bodies[child]):
+            if not _sent_by_value(bodies[child]):
                 body = bodies[child]
                 args, kwargs = body.pop("args"), body.pop("kwargs")
                 del body["function"]
-                body["pickled"] = pickled_call(calls[child], tuple(args), kwargs)
+                body["pickled"] = _pickled_call(calls[child], tuple(args), kwargs)
                 by_value.append(child)
     return [{**bodies.get(i, {}), **t} for i, t in enumerate(out)]
 
@@ -224,4 +212,4 @@ def _value(info: TaskInfo, timeout_s: float | None) -> Any:
     raw = info.raw.get("result")
     if raw is None:
         return None
-    return unpickled(raw) if info.raw.get("result_format") == "pickle" else json.loads(raw)
+    return _unpickled(raw) if info.raw.get("result_format") == "pickle" else json.loads(raw)
