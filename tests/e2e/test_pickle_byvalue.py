@@ -26,7 +26,7 @@ import pytest
 
 from agentflow import AsyncClient, Client
 from agentflow.byvalue import MAX_PICKLED_CHARS
-from agentflow.errors import PayloadTooLargeError
+from agentflow.errors import PayloadTooLargeError, TimeoutExpiredError
 from tests.e2e.procs import Processes, live_workers, wait_until
 
 PROBLEM_JSON = "application/problem+json"
@@ -99,11 +99,14 @@ def test_without_the_flag_a_call_by_value_waits_with_a_reason_and_runs_nowhere(
         marker.write_text("ran")
 
     with Client(url) as client:
-        task_id = client.submit(touch).id
+        future = client.submit(touch)
+        task_id = future.id
         wait_until(
             lambda: client.get(task_id).raw["unschedulable"] == NEEDS_FLAG,
             what="the unschedulable reason",
         )
+        with pytest.raises(TimeoutExpiredError, match=f"still queued after 0.1s: it {NEEDS_FLAG}"):
+            future.result(timeout_s=0.1)
         # Named by reference, the same worker runs functions as before.
         assert client.submit(jobs.scale, 2, factor=3).result(timeout_s=20) == 6
         info = client.get(task_id)

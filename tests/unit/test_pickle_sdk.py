@@ -29,6 +29,7 @@ from agentflow.state import StateMachine
 from agentflow.state.commands import Command, NewTask, RegisterWorker, SubmitTasks
 from agentflow.worker import pyrunner
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool, function_request
+from agentflow.workerwire import MAX_RESULT_CHARS
 
 
 def module_level(x: int) -> int:
@@ -198,6 +199,20 @@ async def test_a_worker_without_the_flag_refuses_before_unpickling() -> None:
     )
     finished = await asyncio.wait_for(attempt.run(), 5)
     assert (finished.status, finished.reason) == ("failed", NOT_ALLOWED_REASON)
+
+
+def test_a_result_too_large_to_keep_fails_instead_of_being_cut() -> None:
+    attempt = FunctionAttempt(
+        task_id="t-1",
+        token=1,
+        pool=PythonPool(1, {}, allow_pickled=True),
+        request=_request(lambda: 1),
+        timeout_s=5,
+        on_output=lambda stream, data: None,
+    )
+    finished = attempt._finished({"ok": True, "result": "A" * (MAX_RESULT_CHARS + 1)})
+    assert finished.status == "failed" and finished.result is None
+    assert finished.reason is not None and "pickled (base64), over the limit" in finished.reason
 
 
 # -- where the scheduler places it -------------------------------------------------------------

@@ -207,7 +207,9 @@ class AsyncTaskFuture:
 def _value(info: TaskInfo, timeout_s: float | None) -> Any:
     """The function's value from its finished task, or the error that stands for it."""
     if not info.done:
-        raise TimeoutExpiredError(f"task {info.id} still {info.status} after {timeout_s}s")
+        waiting = info.raw.get("unschedulable")  # e.g. no worker runs calls sent by value
+        why = f": it {waiting}" if waiting else ""
+        raise TimeoutExpiredError(f"task {info.id} still {info.status} after {timeout_s}s{why}")
     info.raise_for_status()
     raw = info.raw.get("result")
     if raw is None:
