@@ -158,7 +158,9 @@ def _request(fn: Callable[..., Any], *args: Any, **extra: Any) -> dict[str, Any]
 def test_the_runner_calls_by_value_and_pickles_the_result(runner_state: None) -> None:
     request = _request(lambda a, b: (a, b), 1, "two")
     assert request["env"] == {"AGENTFLOW_TASK_ID": "t-1"}
-    answer = pyrunner.call(request)
+    refused = pyrunner.call(request)  # the worker did not say it may unpickle
+    assert refused["error"] == "this worker does not run functions sent by value"
+    answer = pyrunner.call(request | {"allow_pickled": True})
     assert answer["ok"] and loads(answer["result"]) == (1, "two")
 
 
@@ -168,7 +170,8 @@ def test_parents_results_arrive_as_python_values_by_parent_id(runner_state: None
     parents.append({"id": "t-d", "key": "d", "status": "failed", "result": None})
     answer = pyrunner.call(_request(lambda parents: parents, parents=parents, allow_pickled=True))
     assert loads(answer["result"]) == {"a": (1, 2), "b": {"n": 1}, "c": "hi", "d": None}
-    ignored = pyrunner.call(_request(lambda x: x, 5, parents=parents))  # no parents parameter
+    no_parameter = _request(lambda x: x, 5, parents=parents, allow_pickled=True)
+    ignored = pyrunner.call(no_parameter)  # no parameter named parents: nothing added
     assert loads(ignored["result"]) == 5
 
 

@@ -81,6 +81,8 @@ Call = tuple[Callable[..., Any], list[Any], dict[str, Any]]
 def load_call(request: dict[str, Any]) -> Call:
     """The function and its arguments, its parents' results added if it asks for them."""
     if request.get("pickled"):
+        if not request.get("allow_pickled"):  # the worker refused it already; never unpickle
+            raise LoadError("this worker does not run functions sent by value")
         try:
             fn, args, kwargs = pickle.loads(base64.b64decode(request["pickled"]))
         except Exception as exc:
