@@ -188,6 +188,8 @@ class WorkerConfig:
     log_level: str = "info"
     # -- execution hygiene --
     function_modules: tuple[str, ...] = ()  # modules function tasks may import ("pkg.*"); (): any
+    # -- functions sent by value (issue 13) --
+    allow_pickled_functions: bool = False  # unpickle and run calls sent by value (cloudpickle)
     # -- tokens and API TLS (issue 12) --
     api_token_file: str | None = None  # the worker's token, read from a file
     tls_ca: str | None = None  # CA bundle that verifies the masters' certificates

@@ -268,6 +268,13 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
         "list",
         "Modules function tasks may import, e.g. 'mypkg.*,tools.jobs' (default: any).",
     ),
+    _w(
+        "allow-pickled-functions",
+        "allow_pickled_functions",
+        "bool",
+        "Run functions sent by value (pickled by the SDK: lambdas, closures, functions of a "
+        "script or notebook). Unpickling runs the sender's code as this worker's user.",
+    ),
     _w("log-level", "log_level", "text", "debug, info, warning or error."),
     _w("ca", "tls_ca", "file", "CA bundle that verifies the masters' certificates."),
 )

@@ -73,6 +73,7 @@ class Hello:
     prefetch: int
     gpus: tuple[dict[str, Any], ...]
     secret: str | None
+    pickled_functions: bool = False  # started with --allow-pickled-functions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +137,12 @@ def _text(value: object, what: str, limit: int, *, empty: bool = False) -> str:
 def _int(value: object, what: str, low: int = 0, high: int = INT64_MAX) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise FrameError(f"{what} must be an integer in {low}..{high}")
+    return value
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise FrameError(f"{what} must be true or false")
     return value
 
 
@@ -203,6 +210,7 @@ def _hello(frame: dict[str, Any]) -> Hello:
         prefetch=min(_int(frame.get("prefetch", 0), "prefetch", 0, INT32_MAX), 4 * slots),
         gpus=tuple(_gpu(g) for g in _list(frame.get("gpus", []), "gpus", MAX_GPUS)),
         secret=_optional(frame.get("secret"), lambda s: _text(s, "secret", MAX_SECRET_CHARS)),
+        pickled_functions=_flag(frame.get("pickled_functions", False), "pickled_functions"),
     )
 
 

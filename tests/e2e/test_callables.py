@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -106,9 +107,17 @@ def test_a_function_the_worker_cannot_import_fails_clearly(
     )
 
 
-def test_functions_workers_cannot_import_are_refused_at_submit() -> None:
-    def local() -> None:
-        pass
+def test_a_call_that_cannot_be_pickled_is_refused_at_submit() -> None:
+    """A function workers cannot import goes by value (tests/e2e/test_pickle_byvalue.py);
+    one that cannot be pickled either is refused before anything is sent."""
+    lock = threading.Lock()
 
-    with Client("http://127.0.0.1:1") as client, pytest.raises(ClientError, match="module-level"):
+    def local() -> None:
+        with lock:
+            pass
+
+    with (
+        Client("http://127.0.0.1:1") as client,
+        pytest.raises(ClientError, match="cannot be sent by value: TypeError"),
+    ):
         client.submit(local)

@@ -589,6 +589,7 @@ def test_children_read_parent_results_and_output_tails(procs: Processes, tmp_pat
         "exit_code": 0,
         "stdout_tail": "line1\nline2\nhas-parents-file\n",
         "result": '{"n": 41}',
+        "result_format": "text",  # what it wrote to $AGENTFLOW_OUTPUT_FILE, read as text
     }
     assert parents[1]["result"] == big
     assert parents[2]["result"] is None and parents[2]["stdout_tail"] == ""

@@ -7,6 +7,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentflow.byvalue import BASE64_PATTERN, MAX_PICKLED_CHARS
+from agentflow.errors import PayloadTooLargeError
 from agentflow.state.commands import NewTask
 
 __all__ = [
@@ -70,8 +72,10 @@ class ResourcesIn(BaseModel):
 
 
 class TaskIn(_Strict):
-    """One task. Exactly one of ``command``, ``args``, ``agent`` (+``prompt``) says what runs;
-    with none of them, a non-empty ``description`` is the shell command (the seed's form)."""
+    """One task. Exactly one of ``command``, ``args``, ``agent`` (+``prompt``), ``function``
+    (+``args``, ``kwargs``) or ``pickled`` says what runs; with none of them, a non-empty
+    ``description`` is the shell command (the seed's form). ``pickled`` is a whole call sent by
+    value (see :mod:`agentflow.byvalue`): kept as text, never decoded here."""
 
     title: str = Field(default="", max_length=1024)
     description: str = Field(default="", max_length=MAX_COMMAND_CHARS)
@@ -81,6 +85,7 @@ class TaskIn(_Strict):
         default=None, max_length=512, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
     )
     kwargs: dict[str, Any] | None = None
+    pickled: str | None = Field(default=None, min_length=1, pattern=BASE64_PATTERN)
     agent: str | None = Field(default=None, max_length=128)
     prompt: str | None = Field(default=None, max_length=MAX_COMMAND_CHARS)
     env: dict[str, str] = Field(default_factory=dict, max_length=1024)
@@ -104,8 +109,30 @@ class TaskIn(_Strict):
                 raise ValueError(f"invalid environment variable name {key!r}")
         return env
 
+    @field_validator("pickled", mode="before")
+    @classmethod
+    def _pickled_size(cls, value: Any) -> Any:
+        # Before the pattern is matched, so that no regex runs over an oversized text. A 413,
+        # not a 422: the request is well formed, the call it carries is too large.
+        if isinstance(value, str) and len(value) > MAX_PICKLED_CHARS:
+            raise PayloadTooLargeError(
+                f"a function sent by value is {len(value)} base64 characters, over the limit "
+                f"of {MAX_PICKLED_CHARS}: a closure may capture a large object; pass large data "
+                "in files or through a function the workers import by name"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_way_to_run(self) -> TaskIn:
+        if self.pickled is not None:
+            others = ("function", "command", "args", "kwargs", "agent", "prompt")
+            given = [n for n in others if getattr(self, n) is not None]
+            if given:
+                raise ValueError(
+                    f"a call sent by value (pickled) carries its own arguments: "
+                    f"drop {', '.join(given)}"
+                )
+            return self
         if self.function is not None:
             if self.command is not None or self.agent is not None:
                 raise ValueError("a function task takes args and kwargs, not command or agent")
@@ -136,12 +163,15 @@ class TaskIn(_Strict):
             and self.args is None
             and self.agent is None
             and self.function is None
+            and self.pickled is None
             and (not self.description.strip())
         )
 
     def to_new_task(self) -> NewTask:
         spec: dict[str, Any] = {"env": dict(self.env), "cwd": self.cwd}
-        if self.function is not None:
+        if self.pickled is not None:
+            spec["pickled"] = self.pickled
+        elif self.function is not None:
             spec["function"] = self.function
             spec["args"] = list(self.args or [])
             spec["kwargs"] = dict(self.kwargs or {})

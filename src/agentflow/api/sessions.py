@@ -236,6 +236,7 @@ class SessionHub:
             "exit_code": parent.exit_code,
             "stdout_tail": tail.decode("utf-8", "replace"),
             "result": parent.result,
+            "result_format": parent.spec.result_format,
         }
 
     def close_all(self) -> None:

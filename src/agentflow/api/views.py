@@ -40,6 +40,7 @@ def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]
         "args": spec.args,
         "agent": spec.agent,
         "function": spec.function,
+        "pickled_chars": None if spec.pickled is None else len(spec.pickled),  # never the bytes
         "attempts": len(task.attempts),
         "retries": task.retries,
         "max_retries": task.max_retries,
@@ -55,6 +56,7 @@ def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]
         "key": task.key,
         "dependencies": task.dependencies,
         "result": task.result,
+        "result_format": spec.result_format,
         "unschedulable": task.unschedulable,
         "created_at": iso(task.created_at),
         "started_at": iso(task.started_at),
@@ -107,6 +109,7 @@ def worker_view(
         "load": round(len(worker.running) / worker.capacity, 3) if worker.capacity else 1.0,
         "resources": worker.resources,
         "labels": worker.labels,
+        "pickled_functions": worker.pickled_functions,
         "completed": worker.completed,
         "failed": worker.failed,
         "registered_at": iso(worker.registered_at),

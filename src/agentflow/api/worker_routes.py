@@ -198,6 +198,7 @@ def _register_command(svc: MasterService, hello: workerwire.Hello, digest: str) 
         prefetch=hello.prefetch,
         gpus=list(hello.gpus),
         secret_hash=digest,
+        pickled_functions=hello.pickled_functions,
     )
 
 

@@ -170,6 +170,11 @@ class AsyncClient(SocketAccess):
             if info.done or deadline.passed:
                 return info
 
+    async def result(self, task_id: str, timeout_s: float | None = None) -> Any:
+        """The value a function task returned, once it finishes (a workflow's task too);
+        :class:`TaskFailedError` if it did not complete."""
+        return await AsyncTaskFuture(self, task_id).result(timeout_s)
+
     async def cancel(self, task_id: str) -> TaskInfo:
         return await self._send(calls.cancel_task(task_id))
 
@@ -232,7 +237,9 @@ class AsyncClient(SocketAccess):
 
     async def submit_workflow(self, workflow: Mapping[str, Any]) -> dict[str, Any]:
         """Submit a DAG (``name``, ``tasks`` with ``id`` and ``dependencies``, ...); a
-        ValidationError lists every problem of an invalid one."""
+        ValidationError lists every problem of an invalid one. A task's ``function`` may be a
+        callable (with ``args``, ``kwargs``); one with a ``parents`` parameter gets its
+        parents' results, ``{parent id: value}``."""
         return await self._send(calls.submit_workflow(workflow))
 
     async def workflow(self, workflow_id: str, wait_s: float = 0.0) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from agentflow.client._core import BATCH, TaskInfo, build_task, token_body
-from agentflow.client._functions import function_body
+from agentflow.client._core import BATCH, BATCH_CHARS, TaskInfo, build_task, token_body
+from agentflow.client._functions import function_body, workflow_tasks
 from agentflow.errors import ClientError
 
 __all__ = ["Call", "OutputCursor", "TaskPages"]
@@ -82,13 +82,18 @@ def map_specs(fn: Callable[..., Any], items: Iterable[Any]) -> Iterator[dict[str
 
 
 def batches(tasks: Iterable[Mapping[str, Any]]) -> Iterator[Call[list[str]]]:
-    """Batch submits of up to :data:`BATCH` tasks each; each answer is their ids, in order."""
+    """Batch submits of up to :data:`BATCH` tasks, and calls sent by value of about
+    :data:`BATCH_CHARS` characters, each; each answer is their ids, in order."""
     chunk: list[dict[str, Any]] = []
+    chars = 0
     for spec in tasks:
-        chunk.append(build_task(**spec))
-        if len(chunk) == BATCH:
+        body = build_task(**spec)
+        size = len(body.get("pickled") or "")
+        if chunk and (len(chunk) == BATCH or chars + size > BATCH_CHARS):
             yield Call("POST", "/api/v1/tasks/batch", _task_ids, json={"tasks": chunk})
-            chunk = []
+            chunk, chars = [], 0
+        chunk.append(body)
+        chars += size
     if chunk:
         yield Call("POST", "/api/v1/tasks/batch", _task_ids, json={"tasks": chunk})
 
@@ -161,7 +166,10 @@ class TaskPages:
 
 
 def submit_workflow(workflow: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    """A workflow; a task's ``function`` may be a callable (see :func:`workflow_tasks`)."""
     body = dict(workflow)
+    if isinstance(body.get("tasks"), list | tuple):
+        body["tasks"] = workflow_tasks(body["tasks"])
     body.setdefault("idempotency_key", "sdk-" + secrets.token_hex(12))
     return Call("POST", "/api/v1/workflows", _as_dict, json=body)
 

@@ -30,6 +30,7 @@ from agentflow.errors import (
 
 __all__ = [
     "BATCH",
+    "BATCH_CHARS",
     "LONG_POLL_S",
     "RETRYABLE",
     "RETRY_STATUSES",
@@ -56,6 +57,7 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out", "upstream
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_URL = "http://127.0.0.1:6767"
 BATCH = 1000  # tasks per batch submit
+BATCH_CHARS = 4 << 20  # of calls sent by value per batch submit (a master takes 8 MiB bodies)
 LONG_POLL_S = 30.0  # the longest one long poll of a wait asks the master to hold
 
 

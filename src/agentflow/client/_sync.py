@@ -130,7 +130,10 @@ class Client(SocketAccess):
     ) -> TaskInfo | TaskFuture:
         """Submit one task: a shell ``command``, or ``args=[...]``, or ``agent=, prompt=``;
         or a Python function and its arguments, ``submit(fn, 1, 2, key=3)``, which returns a
-        :class:`TaskFuture` (task options come from the ``@task(...)`` decorator)."""
+        :class:`TaskFuture` (task options come from the ``@task(...)`` decorator). A function
+        workers cannot import by name (a lambda, a closure, one of ``__main__``), or arguments
+        that are not JSON, go by value (cloudpickle): workers need
+        ``--allow-pickled-functions`` to run them."""
         if callable(command):
             return TaskFuture(self, self._send(calls.submit_function(command, args, fields)))
         return self._send(calls.submit_command(command, args, fields))
@@ -157,6 +160,11 @@ class Client(SocketAccess):
             info = self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
             if info.done or deadline.passed:
                 return info
+
+    def result(self, task_id: str, timeout_s: float | None = None) -> Any:
+        """The value a function task returned, once it finishes (a workflow's task too);
+        :class:`TaskFailedError` if it did not complete."""
+        return TaskFuture(self, task_id).result(timeout_s)
 
     def cancel(self, task_id: str) -> TaskInfo:
         return self._send(calls.cancel_task(task_id))
@@ -216,7 +224,9 @@ class Client(SocketAccess):
 
     def submit_workflow(self, workflow: Mapping[str, Any]) -> dict[str, Any]:
         """Submit a DAG (``name``, ``tasks`` with ``id`` and ``dependencies``, ...); a
-        ValidationError lists every problem of an invalid one."""
+        ValidationError lists every problem of an invalid one. A task's ``function`` may be a
+        callable (with ``args``, ``kwargs``); one with a ``parents`` parameter gets its
+        parents' results, ``{parent id: value}``."""
         return self._send(calls.submit_workflow(workflow))
 
     def workflow(self, workflow_id: str, wait_s: float = 0.0) -> dict[str, Any]:

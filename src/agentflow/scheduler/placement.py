@@ -7,6 +7,9 @@ loaded wins: load is the largest fraction of any resource in use (attempt capaci
 ties go to fewer attempts held, then to the smaller id. Reservations are derived from the
 attempts each worker holds, so they are exact by construction and released on every ending.
 
+A task sent by value (a pickled call) goes only to workers started with
+``--allow-pickled-functions``.
+
 A task that no registered worker of its group could ever run, even idle, is reported as
 unschedulable with the reason, instead of waiting silently.
 """
@@ -16,12 +19,16 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from agentflow.byvalue import NEEDS_WORKER_REASON
 from agentflow.state import StateMachine, TaskRecord, WorkerRecord, WorkerState
 from agentflow.state.tasks import reserved_by
 
 __all__ = ["Plan", "Room", "fits", "plan_assignments", "plan_pass", "unschedulable_reason"]
 
 MAX_SCAN = 10_000  # queued tasks looked at per group and pass
+
+# What a task asks of a worker beyond room: labels, resources, running calls sent by value.
+_Needs = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...], bool]
 
 
 @dataclass(slots=True)
@@ -54,6 +61,8 @@ def fits(room: Room, task: TaskRecord) -> bool:
         return False
     if any(worker.labels.get(k) != v for k, v in task.labels.items()):
         return False
+    if task.spec.pickled is not None and not worker.pickled_functions:
+        return False
     for name, amount in task.resources.items():
         if amount > worker.resources.get(name, 0.0) - room.reserved.get(name, 0.0) + 1e-9:
             return False
@@ -71,6 +80,10 @@ def unschedulable_reason(sm: StateMachine, task: TaskRecord) -> str | None:
     if not labelled:
         wanted = ",".join(f"{k}={v}" for k, v in sorted(task.labels.items()))
         return f"needs labels {wanted}; no worker in group {task.group!r} has them"
+    if task.spec.pickled is not None:
+        labelled = [w for w in labelled if w.pickled_functions]
+        if not labelled:
+            return f"{NEEDS_WORKER_REASON}; no worker in group {task.group!r} has it"
     for name, amount in sorted(task.resources.items()):
         largest = max(w.resources.get(name, 0.0) for w in labelled)
         if amount > largest + 1e-9:
@@ -104,16 +117,20 @@ def _plan_group(
     heap = [(room.key(), i) for i, room in enumerate(rooms) if room.held < room.worker.capacity]
     heapq.heapify(heap)
     # Tasks mostly share a few requirement sets: judge each set once per pass.
-    reasons: dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...]], str | None]
-    reasons = {}
+    reasons: dict[_Needs, str | None] = {}
     for scanned, task_id in enumerate(sm.ready.ordered(group)):
         if scanned >= MAX_SCAN or len(plan.assignments) >= max_assignments or not heap:
             # No worker has room: the rest of the queue waits (and is judged) for a later pass.
             return
         task = sm.tasks[task_id]
         reason = None
-        if task.resources or task.labels:
-            needs = (tuple(sorted(task.labels.items())), tuple(sorted(task.resources.items())))
+        by_value = task.spec.pickled is not None
+        if task.resources or task.labels or by_value:
+            needs = (
+                tuple(sorted(task.labels.items())),
+                tuple(sorted(task.resources.items())),
+                by_value,
+            )
             if needs not in reasons:
                 reasons[needs] = unschedulable_reason(sm, task)
             reason = reasons[needs]

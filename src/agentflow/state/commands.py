@@ -227,6 +227,7 @@ class RegisterWorker(Command):
     # registers anew, the one it presented when it resumes. Empty only in entries from before
     # session secrets existed.
     secret_hash: str = ""
+    pickled_functions: bool = False  # it runs calls sent by value (--allow-pickled-functions)
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:

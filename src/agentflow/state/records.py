@@ -116,6 +116,17 @@ class TaskSpec(_Wire):
     kwargs: dict[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    # A call (fn, args, kwargs) sent by value: cloudpickle, base64. Opaque to the masters.
+    pickled: str | None = None
+
+    @property
+    def result_format(self) -> str:
+        """How the task's ``result`` reads: ``pickle`` (a call sent by value: base64 of a
+        pickle, for the SDK and opted-in workers only), ``json`` (a function named by
+        reference) or ``text`` (what a program wrote to ``$AGENTFLOW_OUTPUT_FILE``)."""
+        if self.pickled is not None:
+            return "pickle"
+        return "json" if self.function is not None else "text"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -204,6 +215,7 @@ class WorkerRecord(_Wire):
     completed: int = 0
     failed: int = 0
     secret_hash: str = ""  # SHA-256 (hex) of the live instance's session secret; never shown
+    pickled_functions: bool = False  # started with --allow-pickled-functions
 
     @property
     def capacity(self) -> int:

@@ -318,8 +318,11 @@ def reserved_by(sm: StateMachine, worker: WorkerRecord) -> dict[str, float]:
 
 
 def has_room(sm: StateMachine, worker: WorkerRecord, task: TaskRecord) -> bool:
-    """Labels match and the worker's free resources cover the task's needs."""
+    """Labels match, the worker runs calls sent by value if the task is one, and the worker's
+    free resources cover the task's needs."""
     if any(worker.labels.get(k) != v for k, v in task.labels.items()):
+        return False
+    if task.spec.pickled is not None and not worker.pickled_functions:
         return False
     if not task.resources:
         return True

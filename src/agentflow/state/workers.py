@@ -70,6 +70,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
             prefetch=cmd.prefetch,
             gpus=list(cmd.gpus),
             secret_hash=cmd.secret_hash,
+            pickled_functions=cmd.pickled_functions,
         )
         sm.workers[worker.id] = worker
     else:
@@ -83,6 +84,7 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
         worker.prefetch = cmd.prefetch
         worker.gpus = list(cmd.gpus)
         worker.secret_hash = cmd.secret_hash
+        worker.pickled_functions = cmd.pickled_functions
     reported = dict(cmd.running)
     for task_id, token in list(worker.running.items()):
         if reported.get(task_id) != token:

@@ -7,6 +7,11 @@ process group (the call may have started children) and the next call starts a fr
 A function task is code execution, like a command: whoever may submit tasks may run any
 importable function with any JSON arguments. A worker narrows that with an allowlist of modules
 (``--function-modules``); a call to a module outside it fails before anything is imported.
+
+A call sent by value (pickled by the SDK) is run only by a worker started with
+``--allow-pickled-functions``; elsewhere it fails before anything is unpickled. Unpickling runs
+code of the sender's choosing, so the module allowlist cannot constrain such a call: the flag
+alone is the worker operator's decision.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agentflow.byvalue import NOT_ALLOWED_REASON
 from agentflow.worker.executor import Finished
+from agentflow.workerwire import MAX_RESULT_CHARS
 
-__all__ = ["FunctionAttempt", "PythonPool", "check_module_patterns", "module_allowed"]
+__all__ = [
+    "FunctionAttempt",
+    "PythonPool",
+    "check_module_patterns",
+    "function_request",
+    "module_allowed",
+]
 
 RUNNER = Path(__file__).with_name("pyrunner.py")
 MAX_ANSWER_BYTES = 16 << 20
@@ -54,13 +67,42 @@ def module_allowed(function: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
+def function_request(
+    spec: Mapping[str, Any], env: Mapping[str, str], parents: list[Any] | None
+) -> dict[str, Any]:
+    """What a runner is sent for one call: the function (by name or by value), its arguments,
+    the task's ``AGENTFLOW_*`` variables and own ``env``, and its workflow parents if any."""
+    request: dict[str, Any] = {
+        "env": {k: v for k, v in env.items() if k.startswith("AGENTFLOW_")}
+        | dict(spec.get("env") or {}),
+        "cwd": spec.get("cwd"),
+    }
+    if spec.get("pickled"):
+        request["pickled"] = spec["pickled"]
+    else:
+        request["function"] = spec["function"]
+        request["args"] = spec.get("args") or []
+        request["kwargs"] = spec.get("kwargs") or {}
+    if parents is not None:
+        request["parents"] = parents
+    return request
+
+
 class PythonPool:
     """Idle runner processes, reused across calls; at most ``size`` are kept."""
 
-    def __init__(self, size: int, env: Mapping[str, str], modules: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        size: int,
+        env: Mapping[str, str],
+        modules: tuple[str, ...] = (),
+        *,
+        allow_pickled: bool = False,
+    ) -> None:
         self._size = size
         self._env = dict(env)
         self.modules = modules  # importable modules; () allows any
+        self.allow_pickled = allow_pickled  # calls sent by value may be unpickled and run
         self._idle: list[asyncio.subprocess.Process] = []
         self._dying: set[asyncio.subprocess.Process] = set()  # killed, not yet reaped
 
@@ -107,7 +149,8 @@ def kill_group(proc: asyncio.subprocess.Process) -> None:
 
 
 class FunctionAttempt:
-    """One call of ``module:callable`` with JSON arguments; the result is its JSON value."""
+    """One call of ``module:callable`` with JSON arguments (the result is its JSON value), or
+    of a call sent by value (the result is its value pickled, base64)."""
 
     def __init__(
         self,
@@ -140,13 +183,10 @@ class FunctionAttempt:
     async def run(self) -> Finished:
         if self.cancelled:
             return Finished(status="cancelled", exit_code=None, reason="cancelled")
-        function = str(self._request.get("function", ""))
-        if not module_allowed(function, self._pool.modules):
-            allowed = ",".join(self._pool.modules)
-            reason = (
-                f"module of {function} is not allowed on this worker (--function-modules {allowed})"
-            )
-            return Finished(status="failed", exit_code=None, reason=reason)
+        refused = self._refused()
+        if refused is not None:
+            return Finished(status="failed", exit_code=None, reason=refused)
+        self._request["allow_pickled"] = self._pool.allow_pickled  # for parents' results
         proc = await self._pool.acquire()
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write((json.dumps(self._request) + "\n").encode())
@@ -178,6 +218,16 @@ class FunctionAttempt:
         self._pool.release(proc)
         return self._finished(json.loads(line))
 
+    def _refused(self) -> str | None:
+        """Why this worker does not run the call, before anything is imported or unpickled."""
+        if self._request.get("pickled"):
+            return None if self._pool.allow_pickled else NOT_ALLOWED_REASON
+        function = str(self._request.get("function", ""))
+        if module_allowed(function, self._pool.modules):
+            return None
+        allowed = ",".join(self._pool.modules)
+        return f"module of {function} is not allowed on this worker (--function-modules {allowed})"
+
     def _finished(self, answer: dict[str, Any]) -> Finished:
         for stream in ("stdout", "stderr"):
             if answer.get(stream):
@@ -185,7 +235,15 @@ class FunctionAttempt:
         if answer.get("traceback"):
             self._on_output("stderr", answer["traceback"].encode())
         if answer["ok"]:
-            return Finished(status="completed", exit_code=0, result=answer["result"])
+            result = answer["result"]
+            if len(result) > MAX_RESULT_CHARS:  # cut short, it would no longer decode
+                what = "pickled (base64)" if self._request.get("pickled") else "as JSON"
+                reason = (
+                    f"the return value is {len(result)} characters {what}, over the limit of "
+                    f"{MAX_RESULT_CHARS}: return less, or write large results to files"
+                )
+                return Finished(status="failed", exit_code=1, reason=reason)
+            return Finished(status="completed", exit_code=0, result=result)
         # The traceback ends with the error line; the master keeps the last 4 KiB of a reason.
         reason = answer.get("traceback") or answer["error"]
         return Finished(status="failed", exit_code=1, reason=reason[-4000:])

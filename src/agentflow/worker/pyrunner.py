@@ -6,6 +6,11 @@ and answers are JSON lines (stdin in, a private copy of stdout out); what the ca
 captured and sent back with the answer. A call that overruns its timeout, or is cancelled, is
 ended by killing this whole process: the worker then starts a fresh one.
 
+A call sent by value (``pickled``: base64 of a cloudpickle of ``(fn, args, kwargs)``) is
+unpickled here, and only here, when the worker allows it; its return value goes back pickled.
+A function with a parameter named ``parents`` gets its workflow parents' results as Python
+values, by parent id: ``{"a": value_of_a}`` (None for a parent that did not complete).
+
 Every call starts from the runner's own state, whatever the call before it changed: the
 environment (the worker's, plus the task's ``env``), the working directory (the task's ``cwd``,
 else the worker's), ``sys.path`` and the umask. Imported modules stay loaded (that is what
@@ -14,13 +19,17 @@ reusing a runner buys), so a module's globals are shared by the calls this runne
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib
+import inspect
 import io
 import json
 import os
+import pickle
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +71,85 @@ class ProcessState:
         os.umask(self.umask)
 
 
+class LoadError(Exception):
+    """The call cannot be set up: the function or a parent's result could not be loaded."""
+
+
+Call = tuple[Callable[..., Any], list[Any], dict[str, Any]]
+
+
+def load_call(request: dict[str, Any]) -> Call:
+    """The function and its arguments, its parents' results added if it asks for them."""
+    if request.get("pickled"):
+        if not request.get("allow_pickled"):  # the worker refused it already; never unpickle
+            raise LoadError("this worker does not run functions sent by value")
+        try:
+            fn, args, kwargs = pickle.loads(base64.b64decode(request["pickled"]))
+        except Exception as exc:
+            raise LoadError(
+                f"cannot unpickle the function sent by value: {type(exc).__name__}: {exc}"
+            ) from exc
+        args, kwargs = list(args), dict(kwargs)
+    else:
+        try:
+            fn = resolve(request["function"])
+        except Exception as exc:
+            raise LoadError(
+                f"cannot import {request['function']}: {type(exc).__name__}: {exc}"
+            ) from exc
+        args, kwargs = list(request.get("args") or []), dict(request.get("kwargs") or {})
+    if "parents" in request and "parents" not in kwargs and _takes_parents(fn):
+        try:
+            kwargs["parents"] = parent_values(
+                request["parents"], bool(request.get("allow_pickled"))
+            )
+        except LoadError:
+            raise
+        except Exception as exc:  # a result that does not decode
+            raise LoadError(
+                f"cannot read the parents' results: {type(exc).__name__}: {exc}"
+            ) from exc
+    return fn, args, kwargs
+
+
+def _takes_parents(fn: Callable[..., Any]) -> bool:
+    try:
+        return "parents" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin, say)
+        return False
+
+
+def parent_values(parents: list[dict[str, Any]], may_unpickle: bool) -> dict[str, Any]:
+    """``{parent id: its result as a Python value}``; None where it did not complete."""
+    values: dict[str, Any] = {}
+    for parent in parents:
+        key = parent.get("key") or parent["id"]
+        raw = parent.get("result")
+        if parent.get("status") != "completed" or raw is None:
+            values[key] = None
+        elif parent.get("result_format") == "pickle":
+            if not may_unpickle:
+                raise LoadError(
+                    f"the result of parent {key} is pickled (it was sent by value) and this "
+                    "worker does not unpickle: start it with --allow-pickled-functions"
+                )
+            values[key] = pickle.loads(base64.b64decode(raw))
+        elif parent.get("result_format") == "json":
+            values[key] = json.loads(raw)
+        else:
+            values[key] = raw  # what a program wrote to $AGENTFLOW_OUTPUT_FILE
+    return values
+
+
+def encode_result(value: Any, pickled: bool) -> str:
+    """JSON text, or for a call sent by value base64 of its cloudpickle."""
+    if not pickled:
+        return json.dumps(value)
+    import cloudpickle  # only a worker that runs calls by value needs it
+
+    return base64.b64encode(cloudpickle.dumps(value)).decode("ascii")
+
+
 def call(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request; the caller has restored the runner's own state before it."""
     os.environ.update(request.get("env") or {})
@@ -71,17 +159,13 @@ def call(request: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            fn = resolve(request["function"])
-        except Exception as exc:
-            answer = {
-                "ok": False,
-                "kind": "import",
-                "error": f"cannot import {request['function']}: {type(exc).__name__}: {exc}",
-            }
+            fn, args, kwargs = load_call(request)
+        except LoadError as exc:
+            answer = {"ok": False, "kind": "import", "error": str(exc)}
         else:
             try:
-                value = fn(*request.get("args") or [], **request.get("kwargs") or {})
-                answer = {"ok": True, "result": json.dumps(value)}
+                value = fn(*args, **kwargs)
+                answer = {"ok": True, "result": encode_result(value, bool(request.get("pickled")))}
             except Exception as exc:
                 answer = {
                     "ok": False,

@@ -41,7 +41,7 @@ from agentflow.config import WorkerConfig, tls_context
 from agentflow.errors import ConflictError
 from agentflow.worker.claim import IdClaim, IdRefusedError
 from agentflow.worker.executor import Attempt, Finished, agent_prompt, build_argv
-from agentflow.worker.pyexec import FunctionAttempt, PythonPool
+from agentflow.worker.pyexec import FunctionAttempt, PythonPool, function_request
 
 __all__ = ["Worker"]
 
@@ -280,6 +280,7 @@ class Worker:
             "gpus": self.gpus,
             "protocol": wire.PROTOCOL_VERSION,
             "secret": self._secret,
+            "pickled_functions": self.config.allow_pickled_functions,
         }
 
     def _pending_outcomes(self) -> list[dict[str, Any]]:
@@ -334,8 +335,9 @@ class Worker:
             )
             return
         spec = frame["spec"]
+        by_function = bool(spec.get("function") or spec.get("pickled"))
         try:
-            argv = [] if spec.get("function") else build_argv(spec, self.config.agents)
+            argv = [] if by_function else build_argv(spec, self.config.agents)
         except ValueError as exc:
             self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
             return
@@ -357,19 +359,12 @@ class Worker:
             env["AGENTFLOW_PARENTS_FILE"] = str(parents)
         self._scratch[task_id] = scratch
         attempt: Attempt | FunctionAttempt
-        if spec.get("function"):
+        if by_function:
             attempt = FunctionAttempt(
                 task_id=task_id,
                 token=token,
                 pool=self._python_pool(),
-                request={
-                    "function": spec["function"],
-                    "args": spec.get("args") or [],
-                    "kwargs": spec.get("kwargs") or {},
-                    "env": {k: v for k, v in env.items() if k.startswith("AGENTFLOW_")}
-                    | dict(spec.get("env") or {}),
-                    "cwd": spec.get("cwd"),
-                },
+                request=function_request(spec, env, frame.get("parents")),
                 timeout_s=frame.get("timeout_s"),
                 on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
             )
@@ -398,7 +393,12 @@ class Worker:
         if self._pool is None:
             inherited = {k: v for k, v in os.environ.items() if k not in _WORKER_SECRETS}
             # Each call brings its own task's token; the pool never holds the worker's.
-            self._pool = PythonPool(self.slots, inherited, self.config.function_modules)
+            self._pool = PythonPool(
+                self.slots,
+                inherited,
+                self.config.function_modules,
+                allow_pickled=self.config.allow_pickled_functions,
+            )
         return self._pool
 
     def _launch(self, attempt: Attempt | FunctionAttempt) -> None:
