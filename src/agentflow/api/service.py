@@ -202,7 +202,7 @@ class MasterService:
         return result
 
     def task(self, task_id: str) -> TaskRecord:
-        task = self.machine.tasks.get(task_id)
+        task = self.machine.tasks.peek(task_id)  # read only: a frozen task stays frozen
         if task is None:
             raise NotFoundError(f"no task {task_id}", task_id=task_id)
         return task
@@ -274,7 +274,7 @@ class MasterService:
         by_priority = {p: 0 for p in ("urgent", "high", "medium", "low")}
         by_group: dict[str, int] = {}
         oldest: int | None = None
-        for task in sm.tasks.values():
+        for task in sm.tasks.live():  # a frozen task is finished: never queued
             if task.status is TaskStatus.QUEUED:
                 by_priority[task.priority.value] += 1
                 by_group[task.group] = by_group.get(task.group, 0) + 1

@@ -72,7 +72,9 @@ async def list_tasks(
     next_cursor = None
     now = svc.now_ms()
     for pos in range(start - 1, -1, -1):
-        task = svc.machine.tasks[ids[pos]]
+        task = svc.machine.tasks.peek(ids[pos])  # read only: a frozen task stays frozen
+        if task is None:
+            continue
         if statuses and task.status not in statuses:
             continue
         if group is not None and task.group != group:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,7 @@ from agentflow.state.records import (
     WorkflowRecord,
 )
 from agentflow.state.rejected import RejectedEntries
+from agentflow.state.tasktable import RowHead, TaskTable
 from agentflow.state.tokens import TokenTable
 
 __all__ = ["StateLimits", "StateMachine"]
@@ -102,6 +103,7 @@ class StateLimits:
     output_tail_bytes: int = 512 * 1024  # per stream: stdout + stderr = 1 MiB per task
     output_retained_bytes: int = 256 << 20  # all tasks' tails; the first finished are evicted
     max_finished_tasks: int = 200_000  # oldest finished tasks are evicted beyond this
+    live_finished_tasks: int = 1_000  # newest finished tasks kept as records; older are frozen
     max_backoff_s: float = 600.0
     max_departed_workers: int = 1_000  # history of deregistered workers kept
     max_rejected_kept: int = 20  # rejected log entries listed for operators (all are counted)
@@ -161,7 +163,7 @@ class StateMachine:
         self.messages = MessageTable(message_limits)
         self.tokens = TokenTable()
         self.applied_index = 0
-        self.tasks: dict[str, TaskRecord] = {}
+        self.tasks = TaskTable(self.limits.live_finished_tasks)
         self.idempotency: dict[str, str] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self.outputs = OutputTable(self.limits.output_tail_bytes, self.limits.output_retained_bytes)
@@ -232,6 +234,7 @@ class StateMachine:
                 MessageDelivered(index=index, agent_id=a, cursor=c) for a, c in delivered
             )
             self.events.extend(ReplyArrived(index=index, correlation_id=c) for c in replied)
+        self.tasks.compact()
         return result
 
     def drain_events(self) -> list[Event]:
@@ -253,9 +256,11 @@ class StateMachine:
                 self.settling.append(task.id)
         if terminal:
             self.finished.append(task.id)
+            self.tasks.finished(task.id)
             self.outputs.finished(task.id)
             self._evict_finished()
         elif was_terminal:
+            self.tasks.reopened(task.id)
             self.outputs.reopened(task.id)
 
     def refresh_worker(self, worker: WorkerRecord, index: int) -> None:
@@ -290,7 +295,7 @@ class StateMachine:
     def _evict_finished(self) -> None:
         while len(self.finished) > self.limits.max_finished_tasks:
             old = self.finished.popleft()
-            task = self.tasks.get(old)
+            task = self.tasks.peek(old)
             if task is None or task.status not in TERMINAL_STATUSES:
                 continue
             if task.workflow_id is not None and self.workflow_open.get(task.workflow_id, 0) > 0:
@@ -307,7 +312,7 @@ class StateMachine:
         """The whole state as bytes (msgpack), to persist beside ``applied_index``."""
         body = {
             "applied_index": self.applied_index,
-            "tasks": [t.to_wire() for t in self.tasks.values()],
+            "task_rows": self.tasks.rows(),
             "workers": [w.to_wire() for w in self.workers.values()],
             "output_table": self.outputs.snapshot(),
             "finished": list(self.finished),
@@ -328,18 +333,19 @@ class StateMachine:
             self.policy, self.limits, self.locks.limits, self.messages.limits
         )
         self.applied_index = body["applied_index"]
-        for wire in body["tasks"]:
-            task = TaskRecord.from_wire(wire)
-            self.tasks[task.id] = task
-            self.status_counts[task.status] += 1
-            if task.idempotency_key is not None:
-                self.idempotency[task.idempotency_key] = task.id
-            if task.status is TaskStatus.QUEUED:
-                if task.not_before:
-                    heapq.heappush(self.delayed, (task.not_before, task.id))
-                else:
-                    key = self.policy.static_key(task.priority, task.enqueued_at, task.retries)
-                    self.ready.push(task.group, task.id, key)
+        for wire in body.get("workflows", []):
+            wf = WorkflowRecord.from_wire(wire)
+            self.workflows[wf.id] = wf
+            if wf.idempotency_key is not None:
+                self.workflow_keys[wf.idempotency_key] = wf.id
+            self.workflow_open[wf.id] = 0
+        tasks: Iterable[TaskRecord | RowHead]
+        if "task_rows" in body:
+            tasks = (self.tasks.load(row) for row in body["task_rows"])
+        else:  # a snapshot from before finished tasks were kept as rows
+            tasks = (self._load_wire(wire) for wire in body["tasks"])
+        for task in tasks:
+            self._index_restored(task)
         for wire in body["workers"]:
             worker = WorkerRecord.from_wire(wire)
             self.workers[worker.id] = worker
@@ -357,17 +363,28 @@ class StateMachine:
         self.tokens.restore(body.get("tokens", []))
         if "rejected" in body:
             self.rejected.restore(body["rejected"])
-        for wire in body.get("workflows", []):
-            wf = WorkflowRecord.from_wire(wire)
-            self.workflows[wf.id] = wf
-            if wf.idempotency_key is not None:
-                self.workflow_keys[wf.idempotency_key] = wf.id
-            self.workflow_open[wf.id] = 0
-        for task in self.tasks.values():
-            for dep in task.dependencies:
-                self.dependents.setdefault(dep, []).append(task.id)
-            if task.workflow_id in self.workflow_open and task.status not in TERMINAL_STATUSES:
-                self.workflow_open[task.workflow_id] += 1
+        self.tasks.compact()
+
+    def _load_wire(self, wire: dict[str, Any]) -> TaskRecord:
+        task = TaskRecord.from_wire(wire)
+        self.tasks[task.id] = task
+        return task
+
+    def _index_restored(self, task: TaskRecord | RowHead) -> None:
+        """Rebuild the derived indexes for one task read back from a snapshot."""
+        self.status_counts[task.status] += 1
+        if task.idempotency_key is not None:
+            self.idempotency[task.idempotency_key] = task.id
+        if isinstance(task, TaskRecord) and task.status is TaskStatus.QUEUED:
+            if task.not_before:
+                heapq.heappush(self.delayed, (task.not_before, task.id))
+            else:
+                key = self.policy.static_key(task.priority, task.enqueued_at, task.retries)
+                self.ready.push(task.group, task.id, key)
+        for dep in task.dependencies:
+            self.dependents.setdefault(dep, []).append(task.id)
+        if task.workflow_id in self.workflow_open and task.status not in TERMINAL_STATUSES:
+            self.workflow_open[task.workflow_id] += 1
 
     def digest(self) -> str:
         """A hash of the replicated state, equal on replicas that applied the same log."""
