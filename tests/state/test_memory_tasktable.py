@@ -3,6 +3,8 @@ and leave snapshots, restores and digests exactly as they were."""
 
 from __future__ import annotations
 
+import zlib
+
 import msgpack
 
 from agentflow.state import StateMachine, TaskStatus
@@ -148,7 +150,7 @@ def test_a_snapshot_from_before_rows_restores() -> None:
     log = Replica(live=2)
     _worker(log)
     _run(log, 3)
-    body = msgpack.unpackb(log.sm.snapshot(), raw=False, strict_map_key=False)
+    body = msgpack.unpackb(zlib.decompress(log.sm.snapshot()), raw=False, strict_map_key=False)
     rows = body.pop("task_rows")
     body["tasks"] = [unpack_task(row).to_wire() for row in rows]
     old = StateMachine()
