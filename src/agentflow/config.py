@@ -86,6 +86,7 @@ class MasterConfig:
     header_timeout_s: float = 10.0  # a request's line and headers must arrive within this
     idle_timeout_s: float = 15.0  # a kept-alive connection idle, or a body stalled, this long
     output_retained_bytes: int = 256 << 20  # output tails of all tasks; oldest finished go first
+    live_finished_tasks: int = 1_000  # newest finished tasks kept as records; older: compact rows
     inbox_total_bytes: int = 512 << 20  # contents waiting in all inboxes together
     # Peers: a cluster (--peers or --join) needs a token; a master without one opens no peer port.
     cluster_token: str | None = None

@@ -183,6 +183,12 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
         "Output kept for all tasks together; the oldest finished are evicted.",
     ),
     _m(
+        "live-finished-tasks",
+        "live_finished_tasks",
+        "int",
+        "Newest finished tasks kept as full records; older ones are kept as compact rows.",
+    ),
+    _m(
         "inbox-total-bytes",
         "inbox_total_bytes",
         "size",

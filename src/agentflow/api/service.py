@@ -59,6 +59,7 @@ class MasterService:
             limits=StateLimits(
                 output_tail_bytes=config.output_tail_bytes,
                 output_retained_bytes=config.output_retained_bytes,
+                live_finished_tasks=config.live_finished_tasks,
             ),
             lock_limits=LockLimits(lock_delay_ms=int(config.lock_delay_s * 1000)),
             message_limits=MessageLimits(

@@ -133,7 +133,7 @@ class TaskTable(MutableMapping[str, TaskRecord]):
     """Task id -> record, in submission order; finished tasks beyond ``recent`` frozen."""
 
     def __init__(self, recent: int) -> None:
-        self.recent_max = recent
+        self.recent_max = max(0, recent)
         self._rows: dict[str, TaskRecord | bytes] = {}  # insertion order = submission order
         self._recent: dict[str, None] = {}  # live finished tasks, the first finished first
         self.frozen = 0  # how many rows are frozen (for metrics and tests)
