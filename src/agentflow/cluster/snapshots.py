@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from agentflow.cluster.heap import trim_heap
 from agentflow.cluster.image import Image, Member, restore_error
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.statestore import StateStore
@@ -84,6 +85,10 @@ class Snapshots:
             await self._raftstore.compact(keep_from)
         self.index = index
         log.info("snapshot at index %d (%d bytes)", index, len(data))
+        del image, data, locks
+        # What the image and the compacted log held goes back to the system, off the loop and
+        # without holding back applying (trim_heap never raises).
+        loop.run_in_executor(None, trim_heap)
 
     async def install(self, snapshot: Snapshot) -> Image:
         """Restore the leader's snapshot into the machine, the stores and the Raft storage;
