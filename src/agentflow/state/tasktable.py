@@ -156,7 +156,10 @@ class TaskTable(MutableMapping[str, TaskRecord]):
     def get(self, task_id: str, /, default: TaskRecord | _T) -> TaskRecord | _T: ...
     def get(self, task_id: str, /, default: object = None) -> object:
         """The task (thawed if frozen), or ``default``."""
-        return self[task_id] if task_id in self._rows else default
+        row = self._rows.get(task_id)
+        if row is None:
+            return default
+        return row if isinstance(row, TaskRecord) else self[task_id]
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._rows
