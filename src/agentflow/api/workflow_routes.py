@@ -139,7 +139,7 @@ def _durations(svc: MasterService, wf: WorkflowRecord) -> dict[str, float]:
     now = svc.now_ms()
     out: dict[str, float] = {}
     for task_id in wf.task_ids:
-        task = svc.machine.tasks.get(task_id)
+        task = svc.machine.tasks.peek(task_id)
         if task is None or task.key is None or task.started_at is None:
             continue
         end = task.finished_at or now
@@ -148,7 +148,7 @@ def _durations(svc: MasterService, wf: WorkflowRecord) -> dict[str, float]:
 
 
 def workflow_view(svc: MasterService, wf: WorkflowRecord, *, tasks: bool = True) -> dict[str, Any]:
-    records = [svc.machine.tasks.get(t) for t in wf.task_ids]
+    records = [svc.machine.tasks.peek(t) for t in wf.task_ids]
     counts: dict[str, int] = {}
     for task in records:
         status = task.status.value if task is not None else "evicted"
@@ -246,7 +246,7 @@ async def workflow_graph(request: Request, workflow_id: str) -> JSONResponse:
     """The DAG with each task's state, analysed with measured durations where known."""
     svc = service(request)
     wf = _workflow(svc, workflow_id)
-    records = [svc.machine.tasks[t] for t in wf.task_ids if t in svc.machine.tasks]
+    records = [t for t in map(svc.machine.tasks.peek, wf.task_ids) if t is not None]
     key_of = {t.id: t.key or t.id for t in records}
     dag = [
         DagTask(
