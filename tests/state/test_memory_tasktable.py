@@ -109,6 +109,8 @@ def test_finished_tasks_beyond_the_bound_are_frozen_and_read_alike() -> None:
     peeked = log.sm.tasks.peek("t0")
     assert peeked is not None and peeked.status is TaskStatus.COMPLETED
     assert log.sm.tasks.frozen == 4  # peeking does not thaw
+    frozen_row = log.sm.tasks._rows["t1"]
+    assert isinstance(frozen_row, bytes) and len(frozen_row) < len(pack_task(peeked)) // 2
     assert peeked.attempts[0].worker_id == "w1" and peeked.spec.env == {"A": "1"}
     assert log.sm.tasks["t0"] == peeked  # reading through the mapping thaws it
     assert log.sm.tasks.frozen == 3
