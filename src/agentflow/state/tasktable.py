@@ -132,6 +132,11 @@ def _build(cls: type[_T], names: tuple[str, ...], values: list[Any]) -> _T:
     return obj
 
 
+# The preset dictionary's size: a row beyond it is a large one (a long result), not a pattern, and
+# every deflate and inflate first reads the whole dictionary.
+_ZDICT_MAX = 1024
+
+
 class TaskTable(MutableMapping[str, TaskRecord]):
     """Task id -> record, in submission order; finished tasks beyond ``recent`` frozen."""
 
@@ -146,7 +151,7 @@ class TaskTable(MutableMapping[str, TaskRecord]):
 
     def _freeze(self, row: bytes) -> bytes:
         if self._zdict is None:
-            self._zdict = row
+            self._zdict = row[:_ZDICT_MAX]
         deflate = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, self._zdict)
         return deflate.compress(row) + deflate.flush()
 
