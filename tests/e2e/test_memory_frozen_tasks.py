@@ -11,8 +11,14 @@ from tests.e2e.procs import Processes, live_workers, wait_until
 FIELDS = ("id", "title", "status", "exit_code", "group", "priority", "attempt_history")
 
 
+def _serves_reads(url: str) -> bool:
+    return httpx.get(url + "/api/v1/tasks").status_code == 200
+
+
 def _snapshot(url: str) -> dict[str, object]:
-    tasks = httpx.get(url + "/api/v1/tasks", params={"limit": 100}).json()["tasks"]
+    answer = httpx.get(url + "/api/v1/tasks", params={"limit": 100})
+    assert answer.status_code == 200, answer.text
+    tasks = answer.json()["tasks"]
     return {t["id"]: {k: t[k] for k in FIELDS} for t in tasks}
 
 
@@ -39,6 +45,7 @@ def test_frozen_tasks_read_list_and_restart_alike(procs: Processes) -> None:
     assert [t["id"] for t in only_failed] == [failed]
     master.terminate()
     procs.master("m1", port, "--live-finished-tasks", "1", data_dir=procs.root / "m1-data")
+    wait_until(lambda: _serves_reads(url), what="the restarted master serving current reads")
     assert _snapshot(url) == listed
     with Client(url) as client:
         assert client.get(ids[1]).raw["priority"] == "high"
