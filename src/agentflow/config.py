@@ -80,7 +80,7 @@ class MasterConfig:
     advertise_url: str | None = None  # how peers and clients reach this API
     snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
     raft_heartbeat_s: float = 0.1
-    election_timeout_s: float = 0.7  # randomised up to twice this; see the README
+    election_timeout_s: float = 0.7  # randomised up to twice this; see docs/guide/cluster.md
     # -- bounds on memory (connections, retained output, inboxes) --
     max_connections: int = 2048  # open HTTP/WebSocket connections; beyond, requests get 503
     header_timeout_s: float = 10.0  # a request's line and headers must arrive within this
