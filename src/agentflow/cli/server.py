@@ -116,7 +116,7 @@ def worker_command(ctx: click.Context, /, config_file: str | None, **flags: obje
     (worker-id = "w1", labels = {zone = "a"}), else its default. `agentflow config show
     --role worker` prints the result and where each value came from.
 
-    With a subcommand (``agentflow worker drain ID``), manage a worker instead.
+    With a subcommand (`agentflow worker drain ID`), manage a worker instead.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -167,8 +167,10 @@ def _worker_state(worker_id: str, drain: bool, master_url: str | None, token: st
 
 @worker_command.command("drain")
 @click.argument("worker_id")
-@click.option("--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated.")
-@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")
+@click.option(
+    "--master-url", envvar="AGENTFLOW_URL", show_envvar=True, help="Master URL(s), comma-separated."
+)
+@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", show_envvar=True, help="Bearer token.")
 def drain(worker_id: str, master_url: str | None, api_token: str | None) -> None:
     """Send WORKER_ID no new work; what it runs finishes."""
     _worker_state(worker_id, True, master_url, api_token)
@@ -176,8 +178,10 @@ def drain(worker_id: str, master_url: str | None, api_token: str | None) -> None
 
 @worker_command.command("activate")
 @click.argument("worker_id")
-@click.option("--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated.")
-@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")
+@click.option(
+    "--master-url", envvar="AGENTFLOW_URL", show_envvar=True, help="Master URL(s), comma-separated."
+)
+@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", show_envvar=True, help="Bearer token.")
 def activate(worker_id: str, master_url: str | None, api_token: str | None) -> None:
     """Let a drained WORKER_ID take work again."""
     _worker_state(worker_id, False, master_url, api_token)
