@@ -68,8 +68,9 @@ class SimNode:
         self.role = StateRole.FOLLOWER
         self.leader_id: str | None = None
         self.removed = False  # applied a conf change that removed it
-        # Crash in the middle of the next Ready: 0 before persisting, 1 after persisting but
-        # before sending, 2 after sending but before applying. None: no crash planned.
+        # Crash in the middle of the next Ready: 0 before persisting (the early messages gone
+        # already), 1 after persisting but before sending, 2 after sending but before applying.
+        # None: no crash planned.
         self.crash_stage: int | None = None
         # Work produced by the last `process()`, collected by the simulation.
         self.outbox: list[Message] = []
@@ -121,6 +122,9 @@ class SimNode:
         assert raft is not None
         while raft.has_ready():
             ready = raft.ready()
+            # A leader's appends go out before its own write (thesis §10.2.1), so a crash
+            # before persisting may leave followers holding what the leader lost.
+            self._send(ready.early_messages, early=True)
             if self.crash_stage == 0:
                 self.crash()
                 return False
@@ -128,9 +132,7 @@ class SimNode:
             if self.crash_stage == 1:
                 self.crash()
                 return False
-            self.outbox.extend(ready.messages)
-            for message in ready.messages:
-                self._checker.on_send(message, self.storage)
+            self._send(ready.messages, early=False)
             if self.crash_stage == 2:
                 self.crash()
                 return False
@@ -140,6 +142,11 @@ class SimNode:
             self._serve_reads()
             raft.advance(ready)
         return True
+
+    def _send(self, messages: tuple[Message, ...], *, early: bool) -> None:
+        self.outbox.extend(messages)
+        for message in messages:
+            self._checker.on_send(message, self.storage, early=early)
 
     def _persist(self, ready: Ready) -> None:
         checker = self._checker
@@ -156,7 +163,10 @@ class SimNode:
             storage.append(ready.entries)
         if ready.hard_state is not None:
             leading = self.role is StateRole.LEADER
-            checker.on_hard_state(self.id, ready.hard_state, storage, leading=leading)
+            voters = self.raft.status.conf_state.voters if leading and self.raft else frozenset()
+            checker.on_hard_state(
+                self.id, ready.hard_state, storage, leading=leading, voters=voters
+            )
             storage.set_hard_state(ready.hard_state)
         if ready.soft_state is not None and self.role is StateRole.LEADER:
             checker.on_leader(self.id, storage)

@@ -130,6 +130,7 @@ class Simulation:
             checker=self.checker,
             config=self.raft_config,
         )
+        self.checker.register(node_id, storage)
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
         self._tick_ms[node_id] = max(1, node_tick_ms)
