@@ -72,6 +72,12 @@ class SimNode:
         # already), 1 after persisting but before sending, 2 after sending but before applying.
         # None: no crash planned.
         self.crash_stage: int | None = None
+        # A leader's own write may be slow (thesis §10.2.1): its Ready waits in `pending`, its
+        # early messages already sent, while the core steps what arrives; `finish_write`
+        # completes it. `write_due` asks the simulation to schedule that.
+        self.slow_writes = False
+        self.pending: Ready | None = None
+        self.write_due = False
         # Work produced by the last `process()`, collected by the simulation.
         self.outbox: list[Message] = []
         self.applied_now: list[Applied] = []
@@ -109,6 +115,8 @@ class SimNode:
         """Lose everything not durable: the core, unperformed Readies, the state machine."""
         self.raft = None
         self.crash_stage = None
+        self.pending = None  # its write never finished: lost with the rest
+        self.write_due = False
         self.kv = KvStore()
         self._read_waiting.clear()
         self.role = StateRole.FOLLOWER
@@ -120,7 +128,7 @@ class SimNode:
         """Perform every pending Ready; False if a planned crash struck in the middle."""
         raft = self.raft
         assert raft is not None
-        while raft.has_ready():
+        while self.pending is None and raft.has_ready():
             ready = raft.ready()
             # A leader's appends go out before its own write (thesis §10.2.1), so a crash
             # before persisting may leave followers holding what the leader lost.
@@ -128,19 +136,34 @@ class SimNode:
             if self.crash_stage == 0:
                 self.crash()
                 return False
-            self._persist(ready)
-            if self.crash_stage == 1:
-                self.crash()
+            if self.slow_writes and ready.early_messages and ready.entries:
+                self.pending, self.write_due = ready, True
+                return True
+            if not self._finish(raft, ready):
                 return False
-            self._send(ready.messages, early=False)
-            if self.crash_stage == 2:
-                self.crash()
-                return False
-            self._apply(raft, ready)
-            for read_state in ready.read_states:
-                self._read_waiting.append((read_state.index, read_state.context))
-            self._serve_reads()
-            raft.advance(ready)
+        return True
+
+    def finish_write(self) -> bool:
+        """The slow write of the pending Ready is durable: the rest of it, then the next."""
+        ready, self.pending = self.pending, None
+        assert ready is not None and self.raft is not None
+        return self._finish(self.raft, ready) and self.process()
+
+    def _finish(self, raft: RaftNode, ready: Ready) -> bool:
+        """Steps 1-5 of the contract; False if a planned crash struck in the middle."""
+        self._persist(ready)
+        if self.crash_stage == 1:
+            self.crash()
+            return False
+        self._send(ready.messages, early=False)
+        if self.crash_stage == 2:
+            self.crash()
+            return False
+        self._apply(raft, ready)
+        for read_state in ready.read_states:
+            self._read_waiting.append((read_state.index, read_state.context))
+        self._serve_reads()
+        raft.advance(ready)
         return True
 
     def _send(self, messages: tuple[Message, ...], *, early: bool) -> None:
