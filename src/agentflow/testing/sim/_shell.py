@@ -1,9 +1,11 @@
 """One simulated master: the Raft core, its durable storage and its volatile state machine.
 
 The shell is what a real master's driver loop does, minus the I/O: it takes each Ready and
-performs it in the contract's order — persist (snapshot, entries, hard state into the
-node's durable `MemoryStorage`), send, apply, serve reads, advance — calling the safety
-checker at each step. A crash throws away everything that is not in the durable storage:
+performs it in the contract's order — send the early messages, persist (snapshot, entries,
+hard state into the node's durable `MemoryStorage`), send the rest, apply, serve reads,
+advance — calling the safety checker at each step. A leader's write may be slow: its Ready
+then waits in `pending` while the core keeps stepping what arrives (thesis §10.2.1). A crash
+throws away everything that is not in the durable storage:
 the core (with its unstable log and any Ready not yet performed), the state machine and the
 reads and proposals waiting on it. A restart rebuilds the core from the durable storage and
 the state machine from the storage's snapshot, then replays the log from there.
