@@ -89,13 +89,24 @@ async def run_master(config: MasterConfig) -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """The API's listening socket on ``host:port``; a failure is one line."""
+    """The API's listening socket on ``host:port``; a failure is one line.
+
+    Made with ``IPPROTO_TCP`` named (``socket.create_server`` leaves proto 0): asyncio sets
+    TCP_NODELAY on an accepted connection only when its socket says so, and without it every
+    kept-alive answer written in two parts (headers, body) waits ~40 ms for the client's
+    delayed ACK (Nagle).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
+        sock.close()
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         raise AgentFlowError(f"cannot listen for the API on {host}:{port}: {why}") from None
+    return sock
 
 
 def with_token_file(config: _C) -> _C:

@@ -2,8 +2,9 @@
 
 Everything that reaches the core — peer messages, ticks, proposals, reads, membership
 changes — is queued and fed to it by one loop, only between Readies; each Ready is then handled
-in the order its type documents: persist (one SQLite transaction, one fsync for the whole
-batch), send, apply, serve reads, advance. A proposal resolves when its entry is applied with
+in the order its type documents: send the leader's early messages (its appends go out while its
+own write runs), persist (one SQLite transaction, one fsync for the whole batch), send the rest,
+apply, serve reads, advance. A proposal resolves when its entry is applied with
 the term it was proposed in; if another entry takes its index, it fails and the client's retry
 (with its idempotency key) decides.
 
@@ -477,6 +478,10 @@ class RaftLog:
             self._waiting.wait(index, raft.term, future)
 
     async def _handle_ready(self, raft: RaftNode, ready: Ready) -> None:
+        # The leader's appends go out first: the followers write while we do (thesis §10.2.1);
+        # the core counts our own copy only once advance() says it is durable.
+        for msg in ready.early_messages:
+            self.transport.send(msg)
         if ready.soft_state is not None:
             self._leadership(ready.soft_state.leader_id, ready.soft_state.role)
         if ready.snapshot is not None and ready.snapshot.metadata.index > self.applied:
