@@ -18,6 +18,7 @@ SOCKETS = {
     ("WS", "/api/v1/workers/{worker_id}/session"),
     ("WS", "/api/v1/locks"),
     ("WS", "/api/v1/agents/{agent_id}/stream"),
+    ("WS", "/api/v1/events"),
 }
 
 
