@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from agentflow.client._core import Deadline, SocketAccess, TaskInfo
@@ -342,8 +342,9 @@ class AsyncWaits(SocketAccess):
         from_index: int | None = None,
         current: bool = False,
         follow: bool = False,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """As :meth:`Client.events`: ``async for event in client.events(...)``."""
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """As :meth:`Client.events`: ``async for event in client.events(...)`` (close it with
+        ``contextlib.aclosing`` when leaving the loop early)."""
         stream = EventStream(
             task_ids=task_ids,
             workflow_id=workflow_id,
