@@ -170,17 +170,32 @@ def test_a_resume_from_before_the_ring_is_told_to_reread_state(url: str, client:
     assert client.gather(ids[:5], timeout_s=30) == [None] * 5  # the SDK reads current state
 
 
-def test_tokens_a_wrong_one_is_refused_read_only_may_follow(url: str, client: Client) -> None:
+def test_tokens_origins_and_bad_subscriptions_are_refused_read_only_may_follow(
+    url: str, client: Client
+) -> None:
     for token in (None, "wrong", client.create_token("worker")["token"]):
         with pytest.raises(InvalidStatus) as refused, socket(url, "?kind=task", token=token):
             pass
         assert refused.value.response.status_code == 403
+    foreign = "ws" + url.removeprefix("http") + "/api/v1/events?kind=task"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Origin": "https://evil.example"}
+    with pytest.raises(InvalidStatus) as refused, connect(foreign, additional_headers=headers):
+        pass  # a browser page of another site: refused before the token is even looked at
+    assert refused.value.response.status_code == 403
+    for bad in ("?kind=everything", "?from_index=-1", "?task_id=a&bogus=1"):
+        with socket(url, bad) as ws:
+            problem = json.loads(ws.recv(timeout=10))["error"]
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+        assert problem["status"] == 422 and closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4400
+    client.wait_many([client.submit("true").id], timeout_s=30)
     read_only = client.create_token("read-only")["token"]
     with socket(url, "?kind=task&replay=true", token=read_only) as ws:
         events, _ = read_until_subscribed(ws)
     assert events and {e["kind"] for e in events} == {"task"}
     with Client(url, token=read_only) as reader:
-        assert next(iter(reader.events(kinds=["worker"], follow=False)), None) is not None
+        assert next(iter(reader.events(kinds=["task"], follow=False)), None) is not None
 
 
 def test_a_slow_consumer_is_closed_with_4429_and_others_go_on(url: str, client: Client) -> None:
