@@ -88,7 +88,8 @@ def test_a_subscription_gets_the_current_state_then_what_applies_and_is_bounded(
     hub.on_events([StateRestored(index=9)])  # the state jumped past the cursor (1)
     assert sub.lost_after == 1
     sub.lost_after = None
-    sub.offer(task(10 + i, "a", "running") for i in range(4))  # one more than the limit
+    assert sub.limit == 3 + 1  # the limit, on top of what was sent up front
+    sub.offer(task(10 + i, "a", "running") for i in range(sub.limit + 1))
     assert sub.overflowed and sub.broken.is_set() and not sub.pending
 
 
@@ -156,3 +157,17 @@ def test_a_task_the_master_does_not_know_is_asked_about_and_an_end_without_outco
     told = watch.take(json.dumps({"index": 3, "events": [bare]}))
     assert [e for _, e in told] == [Ended("evicted")]
     assert "gone" in watch.sinks and "evicted" not in watch.sinks
+
+
+def test_a_wait_given_up_tells_the_master_to_stop_watching_its_tasks() -> None:
+    watch = EndWatch()
+    first, second = [], []
+    assert watch.unwatch(["a"], first.append) == []  # nothing watched: nothing to say
+    watch.watch(["a", "b"], first.append)
+    watch.watch(["b"], second.append)
+    assert watch.unwatch(["a", "b"], first.append) == []  # the socket is down
+    watch.watch(["a"], first.append)
+    watch.opened()
+    assert frames(watch.unwatch(["a"], first.append)) == [{"remove": ["a"]}]
+    assert frames(watch.unwatch(["b"], second.append)) == [{"remove": ["b"]}]
+    assert watch.sinks == {}

@@ -413,6 +413,11 @@ class EventHub:
                 found.append(task_event(index, task))
         return found
 
+    def remove_tasks(self, sub: Subscription, task_ids: list[str]) -> None:
+        """Stop watching ``task_ids`` (those a client no longer waits on)."""
+        if sub.filter.task_ids is not None:
+            sub.filter.task_ids.difference_update(task_ids)
+
     def add_tasks(self, sub: Subscription, task_ids: list[str], ref: Any) -> None:
         """Watch more tasks: their current state is queued at once (an answer frame naming
         ``ref`` and the ids this master does not know), then their events as they apply."""

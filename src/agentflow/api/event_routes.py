@@ -14,7 +14,8 @@ Server frames, in order:
   state) has been sent; live events follow. ``unknown`` lists named tasks this master does
   not hold (with ``current``).
 - ``{"ref": r, "index": A, "added": n, "unknown": [...]}`` answers ``{"add": [task ids],
-  "ref": r}``: the current state of the added tasks was sent before it.
+  "ref": r}``: the current state of the added tasks was sent before it. ``{"remove": [task
+  ids]}`` stops watching them (no answer).
 - ``{"ref": r, "error": {problem}}`` for a frame refused; ``{"error": {problem}}`` then a close
   for the socket's end: 4410 (``events-lost``: resume point no longer held, or the state jumped;
   re-read state and subscribe from now), 4429 (the client read too slowly: resume from the last
@@ -95,9 +96,13 @@ class SubscriptionIn(pydantic.BaseModel):
 
 
 class AddIn(pydantic.BaseModel):
+    """``{"add": [ids], "ref": r}`` watches more tasks (answered); ``{"remove": [ids]}`` stops
+    watching some (not answered)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    add: list[Key] = Field(max_length=ADD_TASKS_MAX)
+    add: list[Key] | None = Field(default=None, max_length=ADD_TASKS_MAX)
+    remove: list[Key] | None = Field(default=None, max_length=ADD_TASKS_MAX)
     ref: Annotated[str, Field(max_length=200)] | int | None = None
 
 
@@ -283,8 +288,13 @@ async def _read(svc: MasterService, ws: WebSocket, sub: Subscription) -> bool:
                     body = AddIn.model_validate(frame, strict=True)
                 except pydantic.ValidationError as exc:
                     raise validation_error(exc) from None
+                if (body.add is None) == (body.remove is None):
+                    raise ValidationError('frames look like {"add": [...]} or {"remove": [...]}')
+                if body.remove is not None:
+                    svc.events.remove_tasks(sub, body.remove)
+                    continue
                 await svc.catch_up()  # on a follower: the tasks went in through the leader
-                svc.events.add_tasks(sub, body.add, body.ref)
+                svc.events.add_tasks(sub, body.add or [], body.ref)
             except FrameError as exc:
                 sub.push({"ref": exc.ref, "error": exc.error.to_problem()})
                 if exc.close_code is not None:

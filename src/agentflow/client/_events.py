@@ -184,7 +184,10 @@ class EndWatch:
         live = [t for t in task_ids if t in self.sinks and t not in self.confirmed]
         return self._adds(live) if self.connected else []
 
-    def unwatch(self, task_ids: Iterable[str], sink: Sink) -> None:
+    def unwatch(self, task_ids: Iterable[str], sink: Sink) -> list[str]:
+        """``sink`` no longer waits on ``task_ids``; the frames that tell the master of the
+        tasks no one watches any more (none while the socket is down)."""
+        gone: list[str] = []
         for task_id in task_ids:
             sinks = self.sinks.get(task_id)
             if sinks is not None and sink in sinks:
@@ -192,6 +195,10 @@ class EndWatch:
                 if not sinks:
                     del self.sinks[task_id]
                     self.confirmed.discard(task_id)
+                    gone.append(task_id)
+        if not self.connected:
+            return []
+        return [json.dumps({"remove": gone[i : i + ADD_MAX]}) for i in range(0, len(gone), ADD_MAX)]
 
     def opened(self) -> list[str]:
         """The frames that (re)subscribe a new connection: resume from the index reached with

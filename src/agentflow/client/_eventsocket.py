@@ -57,7 +57,7 @@ class SyncEndSocket:
 
     def unwatch(self, task_ids: Iterable[str], sink: Sink) -> None:
         with self._lock:
-            self._watch.unwatch(task_ids, sink)
+            self._send(self._watch.unwatch(task_ids, sink))
 
     def close(self) -> None:
         self._closed = True
@@ -150,6 +150,7 @@ class EndSocket:
         self._reader: asyncio.Task[None] | None = None
         self._outbox: list[str] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._removing: set[asyncio.Future[None]] = set()
         self._closed = False
         self.usable = True
 
@@ -161,11 +162,16 @@ class EndSocket:
             self._flushing = asyncio.create_task(self._flush())
 
     def unwatch(self, task_ids: Iterable[str], sink: Sink) -> None:
-        self._watch.unwatch(task_ids, sink)
+        frames = self._watch.unwatch(task_ids, sink)
+        if frames and not self._closed:
+            self._removing.add(asyncio.ensure_future(self._send(frames)))
+            for task in list(self._removing):
+                if task.done():
+                    self._removing.discard(task)
 
     async def close(self) -> None:
         self._closed = True
-        for task in (self._reader, self._flushing):
+        for task in (self._reader, self._flushing, *self._removing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
