@@ -58,4 +58,9 @@ def test_gather_over_fifty_tasks_survives_the_leader_killed(procs: Processes) ->
     assert values == [None] * N_TASKS
     assert not errors, errors
     assert sorted(seen) == sorted(ids)  # each task's end once: none lost, none twice
-    assert cluster.leader(among=[n for n in cluster.masters if n != leader]) != leader
+    survivors = [n for n in cluster.masters if n != leader]
+    new_leader = cluster.leader(among=survivors)
+    still_follower = next(n for n in survivors if n != new_leader)
+    with Client(cluster.url(still_follower)) as reader:  # a follower serves the stream too
+        ends = list(reader.events(task_ids=ids, kinds=["task"], follow=False))
+    assert {e["task_id"] for e in ends if e["status"] == "completed"} == set(ids)
