@@ -5,11 +5,13 @@ rule (api/event_hub.py), and the SDK's watch of many tasks over one socket
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from agentflow.api.event_hub import EventFilter, EventHub, EventRing, StreamEvent
+from agentflow.api.event_hub import EventFilter, EventHub, EventRing, StreamEvent, Subscription
+from agentflow.api.event_routes import FRAME_EVENTS_MAX, _next_frame
 from agentflow.client._events import Ended, EndWatch
 from agentflow.errors import EventsLostError, OverloadedError
 from agentflow.state import StateMachine
@@ -123,7 +125,7 @@ def end(task_id: str, index: int, status: str = "completed") -> dict[str, Any]:
 
 
 def test_a_watch_resumes_from_its_index_and_adds_again_what_was_not_confirmed() -> None:
-    watch, heard = EndWatch(), []
+    watch, heard = EndWatch(), list[Ended]()
     sink = heard.append
     assert frames(watch.opened()) == [{"kinds": ["task"], "ends_only": True, "task_ids": []}]
     watch.take(json.dumps({"subscribed": True, "index": 5, "floor": 0}))
@@ -147,7 +149,7 @@ def test_a_watch_resumes_from_its_index_and_adds_again_what_was_not_confirmed() 
 
 
 def test_a_task_the_master_does_not_know_is_asked_about_and_an_end_without_outcome_too() -> None:
-    watch, heard = EndWatch(), []
+    watch, heard = EndWatch(), list[Ended]()
     watch.opened()
     watch.take(json.dumps({"subscribed": True, "index": 1, "floor": 0}))
     [add] = frames(watch.add_frames(watch.watch(["gone", "evicted"], heard.append)))
@@ -161,7 +163,7 @@ def test_a_task_the_master_does_not_know_is_asked_about_and_an_end_without_outco
 
 def test_a_wait_given_up_tells_the_master_to_stop_watching_its_tasks() -> None:
     watch = EndWatch()
-    first, second = [], []
+    first, second = list[Ended](), list[Ended]()
     assert watch.unwatch(["a"], first.append) == []  # nothing watched: nothing to say
     watch.watch(["a", "b"], first.append)
     watch.watch(["b"], second.append)
@@ -171,3 +173,16 @@ def test_a_wait_given_up_tells_the_master_to_stop_watching_its_tasks() -> None:
     assert frames(watch.unwatch(["a"], first.append)) == [{"remove": ["a"]}]
     assert frames(watch.unwatch(["b"], second.append)) == [{"remove": ["b"]}]
     assert watch.sinks == {}
+
+
+def test_a_frame_cut_inside_one_entry_carries_the_index_before_that_entry() -> None:
+    sm = _machine_with("a")
+    sub = Subscription(filter=EventFilter(), limit=10_000, cursor=7)
+    sub.offer([task(5, "a", "queued")])
+    sub.offer(task(6, "a", "running") for _ in range(FRAME_EVENTS_MAX + 1))
+    svc = SimpleNamespace(machine=sm)
+    first = json.loads(_next_frame(svc, sub))  # type: ignore[arg-type]
+    assert len(first["events"]) == FRAME_EVENTS_MAX and first["index"] == 5
+    second = json.loads(_next_frame(svc, sub))  # type: ignore[arg-type]
+    assert len(second["events"]) == 2 and second["index"] == 7  # all applied so far
+    assert sub.sent_index == 7
