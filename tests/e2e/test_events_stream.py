@@ -143,6 +143,12 @@ def test_a_resume_from_an_index_gets_exactly_the_missed_events(url: str, client:
     expected = [e for e in seen if e["index"] > index]
     assert missed == expected
     assert {e["task_id"] for e in missed} >= set(later)
+    with socket(url, "?kind=task&from_index=999999999") as ahead:  # not applied here yet
+        problem = json.loads(ahead.recv(timeout=10))["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ahead.recv(timeout=10)
+    assert problem["status"] == 503 and "resume on another master" in problem["detail"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503
 
 
 def _move_the_ring(url: str, client: Client) -> list[str]:

@@ -19,7 +19,8 @@ Server frames, in order:
 - ``{"ref": r, "error": {problem}}`` for a frame refused; ``{"error": {problem}}`` then a close
   for the socket's end: 4410 (``events-lost``: resume point no longer held, or the state jumped;
   re-read state and subscribe from now), 4429 (the client read too slowly: resume from the last
-  ``index`` it saw), 4400 (a refused subscription), 1001 (the master is stopping).
+  ``index`` it saw), 4503 (this master has not applied the resume point yet and cannot catch
+  up: resume on another), 4400 (a refused subscription), 1001 (the master is stopping).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from agentflow.errors import (
     EventsLostError,
     ForbiddenError,
     OverloadedError,
+    UnavailableError,
     ValidationError,
 )
 from agentflow.state.tokens import Role
@@ -72,9 +74,12 @@ CLOSE_REFUSED = 4400
 CLOSE_LOST = 4410
 CLOSE_SLOW = 4429
 CLOSE_GOING_AWAY = 1001
+CLOSE_BEHIND = 4503
 _QUERY_KEYS = {"task_id", "workflow_id", "group", "kind", "from_index", "replay", "current"}
 _QUERY_KEYS |= {"ends_only"}
 _TASK_KINDS = frozenset({"task", "workflow"})  # what a task's own token may follow
+
+_CLOSE_CODES = {EventsLostError: CLOSE_LOST, UnavailableError: CLOSE_BEHIND}
 
 Kind = Literal["task", "workflow", "worker", "lock", "message"]
 Key = Annotated[str, Field(min_length=1, max_length=200)]
@@ -113,8 +118,7 @@ async def events(ws: WebSocket) -> None:
     try:
         body = await _subscription(ws)
         flt = _filter(body, ws)
-        if body.current:
-            await svc.catch_up()  # a follower first applies what was committed before
+        await _caught_up(svc, body)
         sub = svc.events.subscribe(
             flt, from_index=body.from_index, replay=body.replay, current=body.current
         )
@@ -124,7 +128,7 @@ async def events(ws: WebSocket) -> None:
         await _close(ws, exc.error, exc.close_code or CLOSE_REFUSED)
         return
     except AgentFlowError as exc:
-        await _close(ws, exc, CLOSE_LOST if isinstance(exc, EventsLostError) else CLOSE_REFUSED)
+        await _close(ws, exc, _CLOSE_CODES.get(type(exc), CLOSE_REFUSED))
         return
     try:
         await _serve(svc, ws, sub)
@@ -159,6 +163,22 @@ async def _subscription(ws: WebSocket) -> SubscriptionIn:
     if body.replay and body.from_index is not None:
         raise ValidationError("replay (every held event) and from_index exclude each other")
     return body
+
+
+async def _caught_up(svc: MasterService, body: SubscriptionIn) -> None:
+    """A follower first applies what was committed before the subscription: the current state
+    it sends is not older than what its client saw, and a resume point is never ahead of it
+    (the stream stays exact: nothing twice). A master cut off from the leader cannot."""
+    behind = body.from_index is not None and body.from_index > svc.machine.applied_index
+    if body.current or behind:
+        await svc.catch_up()
+    applied = svc.machine.applied_index
+    if body.from_index is not None and body.from_index > applied:
+        raise UnavailableError(
+            f"this master has applied entries up to {applied} only, not yet {body.from_index}: "
+            "resume on another master",
+            applied_index=applied,
+        )
 
 
 def _filter(body: SubscriptionIn, ws: WebSocket) -> EventFilter:
