@@ -290,3 +290,11 @@ def test_cli_prints_one_line_per_event_and_follows(url: str, client: Client) -> 
     )
     assert lost.returncode == 2
     assert lost.stderr.count("\n") == 1 and "no longer held" in lost.stderr
+
+
+def test_an_idle_socket_hears_the_index_move_on(url: str, client: Client) -> None:
+    with socket(url, "?task_id=t-never&kind=task") as ws:
+        _, start = read_until_subscribed(ws)
+        client.submit("true")  # applies entries this filter does not take
+        frame = json.loads(ws.recv(timeout=20))
+    assert frame["events"] == [] and frame["index"] > start  # a resume point kept fresh

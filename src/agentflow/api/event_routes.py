@@ -230,37 +230,44 @@ async def _serve(svc: MasterService, ws: WebSocket, sub: Subscription) -> None:
 
 
 async def _send(svc: MasterService, ws: WebSocket, sub: Subscription) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-        while True:
-            sub.wake.clear()
-            if sub.lost_after is not None:
-                error = EventsLostError(
-                    f"this master installed a snapshot past index {sub.lost_after}: the events "
-                    "in between are not held. Re-read the state, then subscribe from now",
-                    index=sub.lost_after,
-                )
-                await _close(ws, error, CLOSE_LOST)
+    try:
+        await _send_frames(svc, ws, sub)
+    except TimeoutError:  # a frame not taken for SEND_TIMEOUT_S: a reader too slow, as above
+        sub.overflowed = True
+        sub.pending.clear()
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+
+
+async def _send_frames(svc: MasterService, ws: WebSocket, sub: Subscription) -> None:
+    """Frames as the subscription queues them; a progress frame when idle."""
+    while True:
+        sub.wake.clear()
+        if sub.lost_after is not None:
+            error = EventsLostError(
+                f"this master installed a snapshot past index {sub.lost_after}: the events "
+                "in between are not held. Re-read the state, then subscribe from now",
+                index=sub.lost_after,
+            )
+            await _close(ws, error, CLOSE_LOST)
+            return
+        if svc.closing:
+            await ws.close(code=CLOSE_GOING_AWAY, reason="the master is stopping")
+            return
+        if sub.pending:
+            frame = _next_frame(svc, sub)
+            if isinstance(frame, Close):
+                await ws.close(code=frame.code, reason=frame.reason)
                 return
-            if svc.closing:
-                await ws.close(code=CLOSE_GOING_AWAY, reason="the master is stopping")
-                return
-            if sub.pending:
-                frame = _next_frame(svc, sub)
-                if isinstance(frame, Close):
-                    await ws.close(code=frame.code, reason=frame.reason)
-                    return
-                async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await ws.send_text(frame)
-                continue
-            if sub.cursor > sub.sent_index:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sub.wake.wait(), PROGRESS_S)
-                if not sub.pending and sub.cursor > sub.sent_index:
-                    sub.sent_index = sub.cursor
-                    async with asyncio.timeout(SEND_TIMEOUT_S):
-                        await ws.send_text(f'{{"index":{sub.cursor},"events":[]}}')
-                continue
-            await sub.wake.wait()
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await ws.send_text(frame)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sub.wake.wait(), PROGRESS_S)
+        if not sub.pending and sub.cursor > sub.sent_index:  # idle: the index moves on
+            sub.sent_index = sub.cursor
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await ws.send_text(f'{{"index":{sub.cursor},"events":[]}}')
 
 
 def _next_frame(svc: MasterService, sub: Subscription) -> str | Close:
