@@ -71,6 +71,10 @@ class MasterConfig:
     max_batch_tasks: int = 10_000
     output_tail_bytes: int = 512 << 10
     max_queued_tasks: int = 1_000_000
+    # -- the event stream (WS /api/v1/events) --
+    event_ring: int = 50_000  # recent events kept on every master, for a resume after a drop
+    event_queue_max: int = 50_000  # events waiting for one slow socket before it is closed
+    max_event_sockets: int = 1024  # event sockets served at once
     log_level: str = "info"
     raft_host: str | None = None  # default: the API host
     raft_port: int = 0  # 0: the API port + 1

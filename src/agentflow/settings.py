@@ -123,6 +123,9 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
     _m("max-request-bytes", "max_request_bytes", "size", "Largest request body."),
     _m("max-batch-tasks", "max_batch_tasks", "int", "Tasks in one batch submit."),
     _m("max-queued-tasks", "max_queued_tasks", "int", "Queued tasks; beyond, submits get 429."),
+    _m("event-ring", "event_ring", "int", "Recent events kept for resuming an event stream."),
+    _m("event-queue-max", "event_queue_max", "int", "Events waiting for one socket; beyond, 4429."),
+    _m("max-event-sockets", "max_event_sockets", "int", "Event sockets served at once."),
     _m("output-tail-bytes", "output_tail_bytes", "size", "Output kept per task and stream."),
     _m(
         "raft-port",

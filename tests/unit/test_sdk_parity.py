@@ -23,7 +23,7 @@ from agentflow.client._locks import AsyncLockContext, LockContext
 
 SYNC_TO_ASYNC = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
 NO_IO = {"agent", "lock", "lock_socket", "follow_leader", "ws_options", "ws_url"}
-ITERATORS = {"iter_tasks", "follow"}
+ITERATORS = {"iter_tasks", "follow", "as_completed", "events"}
 DURATION_WORDS = {"timeout", "ttl", "wait", "idle_timeout", "delay", "interval", "deadline"}
 
 
@@ -44,6 +44,7 @@ def test_async_client_has_every_member_of_client() -> None:
     expected = {SYNC_TO_ASYNC.get(name, name) for name in public(Client)}
     assert public(AsyncClient) == expected
     assert {"cancel_workflow", "iter_tasks", "map", "set_priority"} <= expected  # sanity
+    assert {"as_completed", "events", "gather", "wait_many"} <= expected
 
 
 @pytest.mark.parametrize("name", sorted(public(Client)))

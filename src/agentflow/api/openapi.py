@@ -39,7 +39,7 @@ from agentflow.api.token_routes import TokenIn
 from agentflow.cluster.status import LINK_STATES
 from agentflow.state.records import TaskStatus, WorkerState, WorkflowStatus
 
-__all__ = ["BODIES", "Problem", "install_openapi"]
+__all__ = ["BODIES", "SOCKETS", "Problem", "install_openapi"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -180,6 +180,25 @@ TEXT_TOO = frozenset({("get", "/api/v1/tasks/{task_id}/output")})
 TEXT_ONLY = frozenset({("get", "/metrics")})
 
 
+# The WebSockets, which OpenAPI cannot describe as operations: their frames are in docs/api.md.
+SOCKETS: dict[str, dict[str, str]] = {
+    "/api/v1/workers/{worker_id}/session": {
+        "summary": "The worker protocol: msgpack frames (a worker token)",
+    },
+    "/api/v1/locks": {
+        "summary": "Many leases over one socket: acquire, renew and release frames, by ref",
+    },
+    "/api/v1/agents/{agent_id}/stream": {
+        "summary": "An agent's inbox as it fills; send and ack frames the other way",
+    },
+    "/api/v1/events": {
+        "summary": "Task, workflow, worker, lock and message events as they apply, each with "
+        "its log index: filtered (task ids, workflow, group, kinds), resumable from an index "
+        "(from_index), served by any master; read-only tokens may follow it",
+    },
+}
+
+
 def install_openapi(app: FastAPI) -> None:
     """Serve the document built by :func:`build_openapi` (once, then cached)."""
 
@@ -208,6 +227,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             _declare(operation, (method, path))
+    document["x-websockets"] = SOCKETS  # OpenAPI has no WebSocket operations: listed apart
     return document
 
 

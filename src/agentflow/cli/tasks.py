@@ -176,7 +176,7 @@ def _watch(client: Client, task_id: str) -> NoReturn:
     try:
         click.echo(task_id, err=True)
         _follow(client, task_id)
-        done = client.wait(task_id)
+        done = client.wait_many([task_id])[0]  # its end, over the event socket
     except KeyboardInterrupt:
         click.echo(
             f"stopped watching: task {task_id} goes on (cancel it: agentflow cancel {task_id})",

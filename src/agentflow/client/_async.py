@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -25,7 +26,6 @@ from agentflow.client._core import (
     RETRYABLE,
     Deadline,
     Failover,
-    SocketAccess,
     TaskInfo,
     api_token,
     master_urls,
@@ -37,13 +37,15 @@ from agentflow.client._core import (
 from agentflow.client._functions import AsyncTaskFuture
 from agentflow.client._locks import AsyncLockContext, Lease
 from agentflow.client._sockets import FrameSocket
+from agentflow.client._waits import AsyncWaits
+from agentflow.errors import ForbiddenError
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
 
-class AsyncClient(SocketAccess):
+class AsyncClient(AsyncWaits):
     """:class:`Client` for asyncio: the same methods and parameters, awaited.
 
     >>> async with AsyncClient("http://127.0.0.1:6767") as c:
@@ -78,6 +80,8 @@ class AsyncClient(SocketAccess):
     async def aclose(self) -> None:
         if self._lock_socket is not None:
             await self._lock_socket.close()
+        if self._end_socket is not None:
+            await self._end_socket.close()
         await self._http.aclose()
 
     @property
@@ -249,8 +253,14 @@ class AsyncClient(SocketAccess):
     async def wait_workflow(
         self, workflow_id: str, timeout_s: float | None = None
     ) -> dict[str, Any]:
-        """Until the workflow is no longer running (or ``timeout_s`` passes)."""
+        """Until the workflow is no longer running (or ``timeout_s`` passes), as
+        :meth:`Client.wait_workflow`."""
         deadline = Deadline(timeout_s)
+        view = await self.workflow(workflow_id)
+        if not calls.workflow_running(view):
+            return view
+        with contextlib.suppress(ForbiddenError):  # refused: the long polls below
+            await self._workflow_end(workflow_id, timeout_s)
         while True:
             view = await self.workflow(workflow_id, wait_s=deadline.wait_s())
             if not calls.workflow_running(view) or deadline.passed:

@@ -218,6 +218,10 @@ class Deadline:
     def passed(self) -> bool:
         return self._at is not None and time.monotonic() >= self._at
 
+    def left_s(self) -> float | None:
+        """Seconds left (never below 0); None when there is no deadline."""
+        return None if self._at is None else max(0.0, self._at - time.monotonic())
+
 
 class SocketAccess:
     """What the sync and async clients share for their sockets: where to connect, with which

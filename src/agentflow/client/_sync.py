@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,7 +19,6 @@ from agentflow.client._core import (
     RETRYABLE,
     Deadline,
     Failover,
-    SocketAccess,
     TaskInfo,
     api_token,
     master_urls,
@@ -30,13 +30,15 @@ from agentflow.client._core import (
 from agentflow.client._functions import TaskFuture
 from agentflow.client._locks import Lease, LockContext
 from agentflow.client._sockets import SyncFrameSocket
+from agentflow.client._waits import SyncWaits
+from agentflow.errors import ForbiddenError
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 
 
-class Client(SocketAccess):
+class Client(SyncWaits):
     """Talks to any master of a cluster; follows the leader and retries across failovers.
 
     >>> with Client("http://127.0.0.1:6767") as c:
@@ -71,6 +73,8 @@ class Client(SocketAccess):
     def close(self) -> None:
         if self._lock_socket is not None:
             self._lock_socket.close()
+        if self._end_socket is not None:
+            self._end_socket.close()
         self._http.close()
 
     @property
@@ -234,8 +238,14 @@ class Client(SocketAccess):
         return self._send(calls.get_workflow(workflow_id, wait_s))
 
     def wait_workflow(self, workflow_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        """Block until the workflow is no longer running (or ``timeout_s`` passes)."""
+        """Block until the workflow is no longer running (or ``timeout_s`` passes): its end
+        arrives over the event stream (long polls if the master refuses the socket)."""
         deadline = Deadline(timeout_s)
+        view = self.workflow(workflow_id)
+        if not calls.workflow_running(view):
+            return view
+        with contextlib.suppress(ForbiddenError):  # refused: the long polls below
+            self._workflow_end(workflow_id, timeout_s)
         while True:
             view = self.workflow(workflow_id, wait_s=deadline.wait_s())
             if not calls.workflow_running(view) or deadline.passed:

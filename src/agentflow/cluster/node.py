@@ -64,6 +64,7 @@ from agentflow.raft import (
     Status,
 )
 from agentflow.state import Command, StateMachine, encode_command
+from agentflow.state.events import StateRestored
 
 __all__ = ["ClusterConfig", "RaftLog"]
 
@@ -537,6 +538,8 @@ class RaftLog:
         image = await self._snapshots.install(snapshot)
         self.members = dict(image.members)
         self.applied = image.index
+        for sink in self._sinks:  # what was skipped has no events: tell whoever keeps them
+            sink([StateRestored(index=image.index)])
         self._deferred = [e for e in self._deferred if e.index > image.index]
         self._sync_peers()
         self._waiting.superseded(image.index)

@@ -17,6 +17,7 @@ __all__ = [
     "MessageDelivered",
     "OutputAppended",
     "ReplyArrived",
+    "StateRestored",
     "TaskAssigned",
     "TaskChanged",
     "TasksQueued",
@@ -107,3 +108,9 @@ class EntryRejected(Event):
     """The committed entry at ``index`` was skipped: it could not be decoded or applied."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateRestored(Event):
+    """Not from ``apply``: the shell installed a snapshot, so the state jumped to ``index``
+    without the events of the entries in between (a follower far behind its leader)."""
