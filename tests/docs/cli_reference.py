@@ -22,7 +22,7 @@ __all__ = ["CLI_DOC", "MARKER", "generated", "write"]
 
 def generated() -> str:
     """The reference of every command, depth first, in the order ``--help`` lists them."""
-    root = click.Context(agentflow, info_name="agentflow")
+    root = click.Context(agentflow, info_name="agentflow", **agentflow.context_settings)
     sections: list[str] = []
     _walk(agentflow, root, sections)
     return "\n".join(sections)
