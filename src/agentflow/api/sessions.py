@@ -126,7 +126,12 @@ def held_report(
     if not (started or output or outcomes):
         return None
     return ReportAttempts(
-        now_ms=now_ms, worker_id=worker_id, started=started, output=output, outcomes=outcomes
+        now_ms=now_ms,
+        worker_id=worker_id,
+        started=started,
+        output=output,
+        outcomes=outcomes,
+        place=bool(outcomes),  # an outcome frees room: fill it in this same entry
     )
 
 

@@ -80,6 +80,7 @@ from agentflow.state.events import (
 from agentflow.state.locks import LockLimits, LockTable
 from agentflow.state.messages import MessageLimits, MessageTable
 from agentflow.state.output import OutputTable
+from agentflow.state.placement import plan_inline
 from agentflow.state.queue import PriorityPolicy, ReadyQueue
 from agentflow.state.records import (
     TERMINAL_STATUSES,
@@ -219,6 +220,8 @@ class StateMachine:
         self.command_counts[type(command).__name__, outcome] += 1
         if self.settling:
             workflow_ops.settle(self, index, command.now_ms)
+        if getattr(command, "place", False):
+            self.place(index, command.now_ms)
         if self.locks.emitted:
             self.events.extend(
                 LockChanged(
@@ -233,6 +236,13 @@ class StateMachine:
             )
             self.events.extend(ReplyArrived(index=index, correlation_id=c) for c in replied)
         return result
+
+    def place(self, index: int, now_ms: int) -> list[str]:
+        """Placement inline with the entry at ``index``: what it queued or freed is assigned in
+        that same entry, by the same policy as the scheduler's pass (pure, so every replica
+        assigns alike). Runs after the command and the workflow settling it caused, whether
+        the command was refused or not (a refusal may have changed state halfway; see above)."""
+        return task_ops.assign_pairs(self, index, now_ms, plan_inline(self))
 
     def drain_events(self) -> list[Event]:
         events, self.events = self.events, []

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "assign",
+    "assign_pairs",
     "cancel",
     "cancel_one",
     "has_room",
@@ -105,8 +106,21 @@ def new_record(new: NewTask, now_ms: int) -> TaskRecord:
 
 def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
     """Start an attempt for each still-valid pair; returns the task ids actually assigned."""
+    return assign_pairs(sm, index, cmd.now_ms, cmd.assignments)
+
+
+def assign_pairs(
+    sm: StateMachine, index: int, now_ms: int, pairs: list[tuple[str, str]]
+) -> list[str]:
+    """Start an attempt for each pair still valid now, in order; the ids actually assigned.
+
+    Every attempt started by the entry at ``index`` gets ``index`` as its fencing token, from
+    an ``AssignTasks`` or from placement inline with another command. A task gets at most one
+    attempt per entry (it leaves the ready queue here), so a task's tokens are unique and rise
+    with the log: comparing two of one task's tokens orders its attempts.
+    """
     assigned: list[str] = []
-    for task_id, worker_id in cmd.assignments:
+    for task_id, worker_id in pairs:
         task = sm.tasks.get(task_id)
         worker = sm.workers.get(worker_id)
         if task is None or worker is None or task.status is not TaskStatus.QUEUED:
@@ -115,12 +129,13 @@ def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
             continue
         if worker.group != task.group or not has_room(sm, worker, task):
             continue
+        assert task.fencing_token is None or task.fencing_token < index, (task_id, index)
         sm.ready.remove(task.group, task.id)
         attempt = Attempt(
             number=len(task.attempts) + 1,
             fencing_token=index,
             worker_id=worker_id,
-            assigned_at=cmd.now_ms,
+            assigned_at=now_ms,
         )
         task.attempts.append(attempt)
         task.worker_id = worker_id
