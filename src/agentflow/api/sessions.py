@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agentflow import wire
+from agentflow import faults, wire
 from agentflow.api.identity import task_token
 from agentflow.errors import ConflictError
 from agentflow.state import StateMachine
@@ -199,6 +199,8 @@ class SessionHub:
     def on_events(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, TaskAssigned):
+                if faults.ARMED:
+                    faults.reached("before_push")  # tests only: applied, not yet pushed
                 session = self.sessions.get(event.worker_id)
                 if session is not None:
                     session.send(self.assign_frame(event.task_id))
