@@ -207,7 +207,8 @@ def _hello(frame: dict[str, Any]) -> Hello:
         labels=labels,
         hostname=_text(frame.get("hostname", ""), "hostname", MAX_HOSTNAME_CHARS, empty=True),
         running=_held(frame.get("running", []), "running", MAX_HELD),
-        prefetch=min(_int(frame.get("prefetch", 0), "prefetch", 0, INT32_MAX), 4 * slots),
+        # -1: the master sizes the queue (AUTO_QUEUE); an older worker sends 0 or more.
+        prefetch=min(_int(frame.get("prefetch", 0), "prefetch", -1, INT32_MAX), 4 * slots),
         gpus=tuple(_gpu(g) for g in _list(frame.get("gpus", []), "gpus", MAX_GPUS)),
         secret=_optional(frame.get("secret"), lambda s: _text(s, "secret", MAX_SECRET_CHARS)),
         pickled_functions=_flag(frame.get("pickled_functions", False), "pickled_functions"),

@@ -1,7 +1,8 @@
 """Worker sessions: one WebSocket per worker, msgpack frames both ways.
 
 The hub keeps the current session of each worker and turns applied events into frames:
-``TaskAssigned`` becomes ``assign`` and ``CancelRequested`` becomes ``cancel``. A worker whose
+``TaskAssigned`` becomes ``assign``, ``CancelRequested`` becomes ``cancel`` and
+``AttemptWithdrawn`` becomes ``withdraw``. A worker whose
 outbound queue overflows is disconnected; on reconnect its hello reconciles what it runs.
 
 A worker id has one live instance: the first hello registers it and is given a session secret
@@ -28,7 +29,7 @@ from agentflow.api.identity import task_token
 from agentflow.errors import ConflictError
 from agentflow.state import StateMachine
 from agentflow.state.commands import ReportAttempts, TaskOutcome
-from agentflow.state.events import CancelRequested, Event, TaskAssigned
+from agentflow.state.events import AttemptWithdrawn, CancelRequested, Event, TaskAssigned
 from agentflow.state.workers import admits
 from agentflow.workerwire import Report
 
@@ -204,11 +205,12 @@ class SessionHub:
                 session = self.sessions.get(event.worker_id)
                 if session is not None:
                     session.send(self.assign_frame(event.task_id))
-            elif isinstance(event, CancelRequested):
+            elif isinstance(event, CancelRequested | AttemptWithdrawn):
                 session = self.sessions.get(event.worker_id)
                 if session is not None:
+                    kind = "cancel" if isinstance(event, CancelRequested) else "withdraw"
                     session.send(
-                        {"t": "cancel", "task_id": event.task_id, "token": event.fencing_token}
+                        {"t": kind, "task_id": event.task_id, "token": event.fencing_token}
                     )
 
     def assign_frame(self, task_id: str) -> dict[str, Any]:
@@ -221,6 +223,9 @@ class SessionHub:
             "attempt": attempt.number,
             "spec": task.spec.to_wire(),
             "timeout_s": task.timeout_s,
+            # The worker starts what it holds queued in this order (smaller first), as the
+            # master would: the ready queue's static key.
+            "order": self._machine.policy.static_key(task.priority, task.enqueued_at, task.retries),
         }
         if self._task_key is not None:  # what the task authenticates with, instead of ours
             frame["task_token"] = task_token(self._task_key, task.id, attempt.fencing_token)

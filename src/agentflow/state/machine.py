@@ -80,7 +80,7 @@ from agentflow.state.events import (
 from agentflow.state.locks import LockLimits, LockTable
 from agentflow.state.messages import MessageLimits, MessageTable
 from agentflow.state.output import OutputTable
-from agentflow.state.placement import plan_inline
+from agentflow.state.placement import INLINE_MAX_WITHDRAWALS, plan_inline, plan_withdrawal
 from agentflow.state.queue import PriorityPolicy, ReadyQueue
 from agentflow.state.records import (
     TERMINAL_STATUSES,
@@ -240,9 +240,18 @@ class StateMachine:
     def place(self, index: int, now_ms: int) -> list[str]:
         """Placement inline with the entry at ``index``: what it queued or freed is assigned in
         that same entry, by the same policy as the scheduler's pass (pure, so every replica
-        assigns alike). Runs after the command and the workflow settling it caused, whether
-        the command was refused or not (a refusal may have changed state halfway; see above)."""
-        return task_ops.assign_pairs(self, index, now_ms, plan_inline(self))
+        assigns alike). A waiting task more urgent than an attempt queued, unstarted, on a
+        worker then takes that attempt's place (``plan_withdrawal``). Runs after the command
+        and the workflow settling it caused, whether the command was refused or not (a
+        refusal may have changed state halfway; see above)."""
+        assigned = task_ops.assign_pairs(self, index, now_ms, plan_inline(self))
+        for _ in range(INLINE_MAX_WITHDRAWALS):
+            swap = plan_withdrawal(self, index)
+            if swap is None:
+                break
+            task_ops.withdraw(self, index, now_ms, swap.withdrawn)
+            assigned += task_ops.assign_pairs(self, index, now_ms, [(swap.task_id, swap.worker_id)])
+        return assigned
 
     def drain_events(self) -> list[Event]:
         events, self.events = self.events, []

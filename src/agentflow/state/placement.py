@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agentflow.byvalue import NEEDS_WORKER_REASON
-from agentflow.state.records import TaskRecord, WorkerRecord, WorkerState
+from agentflow.state.records import TaskRecord, TaskStatus, WorkerRecord, WorkerState
 from agentflow.state.tasks import reserved_by
 
 if TYPE_CHECKING:
@@ -36,10 +36,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Plan",
     "Room",
+    "Swap",
     "fits",
     "plan_assignments",
     "plan_inline",
     "plan_pass",
+    "plan_withdrawal",
     "unschedulable_reason",
 ]
 
@@ -48,6 +50,7 @@ MAX_SCAN = 10_000  # queued tasks looked at per group and pass
 # short; a task further down that could run waits for the scheduler loop's next pass.
 INLINE_MAX_SCAN = 64
 INLINE_MAX_ASSIGNMENTS = 1024
+INLINE_MAX_WITHDRAWALS = 16  # queued attempts taken back per entry for more urgent work
 
 # What a task asks of a worker beyond room: labels, resources, running calls sent by value.
 _Needs = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...], bool]
@@ -196,3 +199,52 @@ def _plan_group(
 def plan_assignments(sm: StateMachine, *, max_assignments: int = 4096) -> list[tuple[str, str]]:
     """The assignments one scheduling pass should propose, best task first."""
     return plan_pass(sm, max_assignments=max_assignments).assignments
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """Withdraw ``withdrawn`` (queued, unstarted) from ``worker_id`` and give it ``task_id``."""
+
+    withdrawn: str
+    task_id: str
+    worker_id: str
+
+
+def plan_withdrawal(sm: StateMachine, index: int) -> Swap | None:
+    """A waiting task more urgent than an attempt queued on a worker that it could replace.
+
+    For each group, the best waiting task is compared with the least urgent attempt that a
+    worker of the group holds beyond its slots and has not been heard starting (not assigned
+    by the entry at ``index`` itself). It takes that attempt's place when its static key is
+    strictly better and it fits on that worker once the attempt is gone. Running attempts are
+    never taken back.
+    """
+    policy = sm.policy
+    for group in sm.ready.groups():
+        best = next(iter(sm.ready.ordered(group)), None)
+        if best is None:
+            continue
+        task = sm.tasks[best]
+        key = policy.static_key(task.priority, task.enqueued_at, task.retries)
+        victim: tuple[float, str, WorkerRecord] | None = None
+        for worker in sm.workers.values():
+            if worker.group != group or not worker.live or worker.draining:
+                continue
+            if len(worker.running) <= worker.slots:
+                continue  # nothing of it waits on the worker
+            for held_id, token in worker.running.items():
+                held = sm.tasks[held_id]
+                if held.status is not TaskStatus.ASSIGNED or token == index:
+                    continue
+                held_key = policy.static_key(held.priority, held.enqueued_at, held.retries)
+                if held_key > key and (victim is None or held_key > victim[0]):
+                    victim = (held_key, held_id, worker)
+        if victim is None:
+            continue
+        _, held_id, worker = victim
+        reserved = reserved_by(sm, worker)
+        for name, amount in sm.tasks[held_id].resources.items():
+            reserved[name] -= amount
+        if fits(Room(worker=worker, held=len(worker.running) - 1, reserved=reserved), task):
+            return Swap(withdrawn=held_id, task_id=best, worker_id=worker.id)
+    return None
