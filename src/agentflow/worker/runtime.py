@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -25,9 +24,7 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import warnings
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +37,8 @@ from agentflow.config import WorkerConfig, tls_context
 from agentflow.errors import ConflictError
 from agentflow.worker.backlog import Backlog
 from agentflow.worker.claim import IdClaim, IdRefusedError
-from agentflow.worker.executor import Attempt, Finished, agent_prompt, build_argv
+from agentflow.worker.environment import WORKER_SECRETS, attempt_environment
+from agentflow.worker.executor import Attempt, Finished, build_argv
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool, function_request
 
 __all__ = ["Worker"]
@@ -51,24 +49,6 @@ CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 10.0
 MAX_BUFFERED_OUTPUT = workerwire.MAX_REPORT_OUTPUT_BYTES  # all of it travels in one report
 MAX_RESULT_BYTES = 64 * 1024
-_WORKER_SECRETS = ("AGENTFLOW_API_TOKEN", "AGENTFLOW_API_TOKEN_FILE")
-
-
-def task_environment(
-    inherited: Mapping[str, str],
-    spec_env: Mapping[str, str],
-    frame: Mapping[str, Any],
-    config: WorkerConfig,
-) -> dict[str, str]:
-    """A task's environment: never the worker's own token (from a flag, the environment or a
-    file), only the token the master issued for this attempt, and the CA to verify it with."""
-    env = {k: v for k, v in inherited.items() if k not in _WORKER_SECRETS}
-    if frame.get("task_token"):
-        env["AGENTFLOW_API_TOKEN"] = str(frame["task_token"])
-    if config.tls_ca:
-        env["AGENTFLOW_CA"] = str(config.tls_ca)
-    env.update(spec_env)  # what the submitter sets explicitly is its own choice
-    return env
 
 
 class Worker:
@@ -363,22 +343,7 @@ class Worker:
         except ValueError as exc:
             self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
             return
-        env = task_environment(os.environ, spec.get("env") or {}, frame, self.config)
-        env.update(
-            AGENTFLOW_URL=self.master_url,
-            AGENTFLOW_TASK_ID=task_id,
-            AGENTFLOW_ATTEMPT=str(frame.get("attempt", 1)),
-            AGENTFLOW_FENCING_TOKEN=str(token),
-            AGENTFLOW_WORKER_ID=self.config.worker_id,
-        )
-        if spec.get("agent"):  # the prompt for shell text: "$AGENTFLOW_PROMPT", never {prompt}
-            env["AGENTFLOW_PROMPT"] = agent_prompt(spec)
-        scratch = Path(tempfile.mkdtemp(prefix=f"agentflow-{task_id}-"))
-        env["AGENTFLOW_OUTPUT_FILE"] = str(scratch / "output")
-        if "parents" in frame:
-            parents = scratch / "parents.json"
-            parents.write_text(json.dumps(frame["parents"], indent=1))
-            env["AGENTFLOW_PARENTS_FILE"] = str(parents)
+        env, scratch = attempt_environment(frame, self.config, self.master_url)
         self._scratch[task_id] = scratch
         attempt: Attempt | FunctionAttempt
         if by_function:
@@ -413,7 +378,7 @@ class Worker:
 
     def _python_pool(self) -> PythonPool:
         if self._pool is None:
-            inherited = {k: v for k, v in os.environ.items() if k not in _WORKER_SECRETS}
+            inherited = {k: v for k, v in os.environ.items() if k not in WORKER_SECRETS}
             # Each call brings its own task's token; the pool never holds the worker's.
             self._pool = PythonPool(
                 self.slots,
