@@ -74,6 +74,7 @@ class Hello:
     gpus: tuple[dict[str, Any], ...]
     secret: str | None
     pickled_functions: bool = False  # started with --allow-pickled-functions
+    protocol: int = 1  # 2: takes many assignments in one ``assigns`` frame
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,6 +213,7 @@ def _hello(frame: dict[str, Any]) -> Hello:
         gpus=tuple(_gpu(g) for g in _list(frame.get("gpus", []), "gpus", MAX_GPUS)),
         secret=_optional(frame.get("secret"), lambda s: _text(s, "secret", MAX_SECRET_CHARS)),
         pickled_functions=_flag(frame.get("pickled_functions", False), "pickled_functions"),
+        protocol=_int(frame.get("protocol", 1), "protocol", 1, INT32_MAX),
     )
 
 

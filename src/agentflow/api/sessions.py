@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from agentflow import faults, wire
 from agentflow.api.identity import task_token
 from agentflow.errors import ConflictError
-from agentflow.state import StateMachine
+from agentflow.state import StateMachine, TaskRecord
 from agentflow.state.commands import ReportAttempts, TaskOutcome
 from agentflow.state.events import AttemptWithdrawn, CancelRequested, Event, TaskAssigned
 from agentflow.state.workers import admits
@@ -137,9 +137,10 @@ def held_report(
 
 
 class WorkerSession:
-    def __init__(self, worker_id: str, ws: WebSocket) -> None:
+    def __init__(self, worker_id: str, ws: WebSocket, *, batches: bool = False) -> None:
         self.worker_id = worker_id
         self.ws = ws
+        self.batches = batches  # it takes many assignments in one "assigns" frame
         self.outbound: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOUND_LIMIT)
         self.closed = False
         self.close_code = 1000
@@ -198,23 +199,38 @@ class SessionHub:
         return False
 
     def on_events(self, events: list[Event]) -> None:
+        """Push what the applied entries gave or took from each worker, in log order per
+        worker; a worker that speaks protocol 2 gets its assignments in one frame."""
+        pending: dict[str, list[dict[str, Any]]] = {}
         for event in events:
             if isinstance(event, TaskAssigned):
                 if faults.ARMED:
                     faults.reached("before_push")  # tests only: applied, not yet pushed
-                session = self.sessions.get(event.worker_id)
-                if session is not None:
-                    session.send(self.assign_frame(event.task_id))
+                task = self._machine.tasks.get(event.task_id)
+                if task is None or task.fencing_token != event.fencing_token:
+                    continue  # superseded within this batch: a later event says where it went
+                if event.worker_id in self.sessions:
+                    pending.setdefault(event.worker_id, []).append(self.assign_frame(task))
             elif isinstance(event, CancelRequested | AttemptWithdrawn):
                 session = self.sessions.get(event.worker_id)
                 if session is not None:
+                    self._flush(session, pending.pop(event.worker_id, []))
                     kind = "cancel" if isinstance(event, CancelRequested) else "withdraw"
                     session.send(
                         {"t": kind, "task_id": event.task_id, "token": event.fencing_token}
                     )
+        for worker_id, frames in pending.items():
+            self._flush(self.sessions[worker_id], frames)
 
-    def assign_frame(self, task_id: str) -> dict[str, Any]:
-        task = self._machine.tasks[task_id]
+    @staticmethod
+    def _flush(session: WorkerSession, frames: list[dict[str, Any]]) -> None:
+        if len(frames) > 1 and session.batches:
+            session.send({"t": "assigns", "frames": frames})
+        else:
+            for frame in frames:
+                session.send(frame)
+
+    def assign_frame(self, task: TaskRecord) -> dict[str, Any]:
         attempt = task.attempts[-1]
         frame: dict[str, Any] = {
             "t": "assign",

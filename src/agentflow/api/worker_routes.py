@@ -109,7 +109,7 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
         return
     except WebSocketDisconnect:
         return
-    session = WorkerSession(worker_id, ws)
+    session = WorkerSession(worker_id, ws, batches=hello.protocol >= 2)
     svc.hub.attach(session)
     svc.scheduler.touch(worker_id)
     session.send(

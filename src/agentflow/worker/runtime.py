@@ -289,6 +289,9 @@ class Worker:
             kind = frame["t"]
             if kind == "assign":
                 self._start(frame)
+            elif kind == "assigns":  # protocol 2: many in one frame, in the master's order
+                for one in frame["frames"]:
+                    self._start(one)
             elif kind in ("cancel", "withdraw"):
                 self._take_back(str(frame["task_id"]), int(frame["token"]), kind)
             elif kind == "ack":
