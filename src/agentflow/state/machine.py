@@ -221,7 +221,12 @@ class StateMachine:
         if self.settling:
             workflow_ops.settle(self, index, command.now_ms)
         if getattr(command, "place", False):
-            self.place(index, command.now_ms)
+            try:
+                self.place(index, command.now_ms)
+            except (AssertionError, MemoryError, RecursionError):
+                raise
+            except Exception as exc:  # as for a handler: the same on every replica, recorded
+                self.reject(index, f"placing inline: {type(exc).__name__}: {exc}")
         if self.locks.emitted:
             self.events.extend(
                 LockChanged(

@@ -233,8 +233,8 @@ def plan_withdrawal(sm: StateMachine, index: int) -> Swap | None:
             if len(worker.running) <= worker.slots:
                 continue  # nothing of it waits on the worker
             for held_id, token in worker.running.items():
-                held = sm.tasks[held_id]
-                if held.status is not TaskStatus.ASSIGNED or token == index:
+                held = sm.tasks.get(held_id)  # a cancelled one may be evicted before its kill
+                if held is None or held.status is not TaskStatus.ASSIGNED or token == index:
                     continue
                 held_key = policy.static_key(held.priority, held.enqueued_at, held.retries)
                 if held_key > key and (victim is None or held_key > victim[0]):
@@ -244,7 +244,7 @@ def plan_withdrawal(sm: StateMachine, index: int) -> Swap | None:
         _, held_id, worker = victim
         reserved = reserved_by(sm, worker)
         for name, amount in sm.tasks[held_id].resources.items():
-            reserved[name] -= amount
+            reserved[name] = reserved.get(name, 0.0) - amount
         if fits(Room(worker=worker, held=len(worker.running) - 1, reserved=reserved), task):
             return Swap(withdrawn=held_id, task_id=best, worker_id=worker.id)
     return None
