@@ -236,6 +236,8 @@ def plan_withdrawal(sm: StateMachine, index: int) -> Swap | None:
                 held = sm.tasks.get(held_id)  # a cancelled one may be evicted before its kill
                 if held is None or held.status is not TaskStatus.ASSIGNED or token == index:
                     continue
+                if held.fencing_token != token or held.worker_id != worker.id:
+                    continue  # not this worker's live attempt
                 held_key = policy.static_key(held.priority, held.enqueued_at, held.retries)
                 if held_key > key and (victim is None or held_key > victim[0]):
                     victim = (held_key, held_id, worker)
