@@ -255,7 +255,7 @@ class LocalCluster:
         *,
         workers: int = 0,
         slots: int = 1,
-        prefetch: int = 0,
+        prefetch: int = -1,  # the worker's default: a queue sized from measured duration
         masters: int = 1,
         profile_dir: Path | None = None,
         name: str = "bench",

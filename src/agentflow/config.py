@@ -183,7 +183,9 @@ class WorkerConfig:
     master_urls: tuple[str, ...] = ("http://127.0.0.1:6767",)
     group: str = "default"
     slots: int = 0  # 0: one per CPU
-    prefetch: int = 0  # attempts held queued beyond the slots (trades priority order for speed)
+    # Attempts held queued beyond the slots; -1 (AUTO_QUEUE): the master sizes the queue from
+    # measured task duration. Queued work more urgent than what waits is never kept behind it.
+    prefetch: int = -1
     api_token: str | None = None
     agents: dict[str, str] = field(default_factory=dict)
     heartbeat_interval_s: float = 10.0

@@ -238,7 +238,7 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
         "prefetch",
         "prefetch",
         "int",
-        "Tasks held queued beyond the slots (0: strict priority order).",
+        "Tasks held queued beyond the slots (-1: sized from measured task duration; 0: none).",
     ),
     _w("api-token", "api_token", "text", "Bearer token of the masters.", secret=True),
     _w("api-token-file", "api_token_file", "file", "Read --api-token from this file (not in ps)."),

@@ -207,7 +207,7 @@ class MasterService:
                 f"queue holds {queued} tasks; limit is {self.config.max_queued_tasks}"
             )
         result: list[tuple[str, bool]] = await self.log.propose(
-            SubmitTasks(now_ms=self.now_ms(), tasks=tasks)
+            SubmitTasks(now_ms=self.now_ms(), tasks=tasks, place=True)
         )
         return result
 
