@@ -17,6 +17,7 @@ ROUTE = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE|WS) (/[^`]*)` \|", re.MULTI
 SOCKETS = {
     ("WS", "/api/v1/workers/{worker_id}/session"),
     ("WS", "/api/v1/locks"),
+    ("WS", "/api/v1/submit"),
     ("WS", "/api/v1/agents/{agent_id}/stream"),
 }
 

@@ -189,6 +189,8 @@ def _task_may(identity: Identity, method: str, path: str, read: bool) -> bool:
         return not path.endswith("/force-release")  # the session is checked by the route
     if method == "POST" and (path in _TASK_SEND or path in _TASK_SUBMIT):
         return True  # a message's sender is set by the route
+    if method == "WS" and path == "/api/v1/submit":
+        return True  # the socket form of the submit routes above
     return read and path.startswith(("/api/v1/tasks", "/api/v1/workflows"))
 
 
