@@ -184,7 +184,12 @@ class TaskIn(_Strict):
         title = self.title or (
             self.function or self.command or self.description or " ".join(map(str, self.args or []))
         )
-        resources = {k: v for k, v in self.resources.model_dump().items() if v}
+        wanted = self.resources
+        resources = (  # most tasks ask for nothing: no serializer call for them
+            {k: v for k, v in wanted.model_dump().items() if v}
+            if wanted.model_fields_set or wanted.model_extra
+            else {}
+        )
         return NewTask(
             id=new_task_id(),
             title=title[:200],

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 
 MAX_RUNNING = 64  # frames of one socket in progress at once; reading waits beyond
+HELD_BODIES = 2  # and at most this many max_request_bytes of frames in progress
 _REF_CHARS_MAX = 200
 
 
@@ -83,7 +84,8 @@ async def submit_socket(ws: WebSocket) -> None:
     svc = await accept_on_leader(ws)
     if svc is None:
         return
-    running: set[asyncio.Task[None]] = set()
+    running: dict[asyncio.Task[None], int] = {}  # each frame in progress and its size
+    held_max = HELD_BODIES * svc.config.max_request_bytes
     try:
         while True:
             try:
@@ -92,11 +94,15 @@ async def submit_socket(ws: WebSocket) -> None:
                 if await refuse_frame(ws, exc):
                     break
                 continue
-            if len(running) >= MAX_RUNNING:  # hold the reading back: TCP slows the client
+            # Hold the reading back (TCP then slows the client) while too many frames, or too
+            # many bytes of them, are in progress: a socket holds what a few requests would.
+            while running and (
+                len(running) >= MAX_RUNNING or sum(running.values()) + len(text) > held_max
+            ):
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             task = asyncio.create_task(_answer(svc, ws, frame, text))
-            running.add(task)
-            task.add_done_callback(running.discard)
+            running[task] = len(text)
+            task.add_done_callback(running.pop)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
