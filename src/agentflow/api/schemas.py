@@ -49,9 +49,10 @@ class _Strict(BaseModel):
 
 
 class ResourcesIn(BaseModel):
-    """CPU, memory and GPUs, plus any custom resource a worker declares (``licence=2``)."""
+    """CPU, memory and GPUs, plus any custom resource a worker declares (``licence=2``).
+    Frozen, so that every task that asks for nothing shares :data:`NO_RESOURCES`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     cpu: float = Field(default=0, ge=0, le=4096)
     memory_mb: float = Field(default=0, ge=0, le=1 << 30)
@@ -69,6 +70,9 @@ class ResourcesIn(BaseModel):
             if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 64:
                 raise ValueError(f"invalid resource name {name!r}")
         return self
+
+
+NO_RESOURCES = ResourcesIn()
 
 
 class TaskIn(_Strict):
@@ -95,7 +99,7 @@ class TaskIn(_Strict):
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     max_retries: int = Field(default=0, ge=0, le=100)
     retry_backoff_s: float = Field(default=1.0, ge=0, le=3600)
-    resources: ResourcesIn = Field(default_factory=ResourcesIn)
+    resources: ResourcesIn = Field(default=NO_RESOURCES)  # not one model built per task
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
