@@ -31,6 +31,7 @@ __all__ = [
     "WorkflowIn",
     "WorkflowTaskIn",
     "new_task_id",
+    "new_task_ids",
 ]
 
 PriorityName = Literal["urgent", "high", "medium", "low"]
@@ -42,6 +43,12 @@ MAX_CUSTOM_RESOURCE = 1 << 40  # of any custom resource a task asks for
 
 def new_task_id() -> str:
     return "t-" + secrets.token_hex(8)
+
+
+def new_task_ids(n: int) -> list[str]:
+    """``n`` ids as :func:`new_task_id` makes them, from one read of the random source."""
+    digits = secrets.token_hex(8 * n)
+    return ["t-" + digits[i : i + 16] for i in range(0, 16 * n, 16)]
 
 
 class _Strict(BaseModel):
@@ -171,7 +178,7 @@ class TaskIn(_Strict):
             and (not self.description.strip())
         )
 
-    def to_new_task(self) -> NewTask:
+    def to_new_task(self, task_id: str | None = None) -> NewTask:
         spec: dict[str, Any] = {"env": dict(self.env), "cwd": self.cwd}
         if self.pickled is not None:
             spec["pickled"] = self.pickled
@@ -195,7 +202,7 @@ class TaskIn(_Strict):
             else {}
         )
         return NewTask(
-            id=new_task_id(),
+            id=task_id or new_task_id(),
             title=title[:200],
             description=self.description,
             spec=spec,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from agentflow.api.decoding import JSONResponse, read_model, read_no_body
-from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn
+from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn, new_task_ids
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import task_view
 from agentflow.errors import PayloadTooLargeError, ValidationError
@@ -56,7 +56,8 @@ async def accept_batch(svc: MasterService, body: TaskBatchIn) -> tuple[dict[str,
         raise PayloadTooLargeError(
             f"batch of {len(body.tasks)} tasks exceeds {svc.config.max_batch_tasks}"
         )
-    results = await svc.submit([t.to_new_task() for t in body.tasks])
+    ids = new_task_ids(len(body.tasks))
+    results = await svc.submit([t.to_new_task(i) for t, i in zip(body.tasks, ids, strict=True)])
     tasks = [{"id": tid, "created": created} for tid, created in results]
     return {"tasks": tasks, "count": len(tasks)}, 201
 
