@@ -27,6 +27,7 @@ from agentflow.api import (
     lock_routes,
     lock_stream,
     message_routes,
+    submit_stream,
     task_routes,
     token_routes,
     worker_routes,
@@ -86,6 +87,7 @@ def create_app(service: MasterService) -> FastAPI:
     # lock acquire's CPU in a profile). The path prefixes are already in each route.
     for module in (
         task_routes,
+        submit_stream,
         worker_routes,
         lock_routes,
         lock_stream,

@@ -192,6 +192,8 @@ def _task_may(identity: Identity, method: str, path: str, read: bool) -> bool:
         return True  # a message's sender is set by the route
     if path == EVENTS_PATH:
         return True  # its task and workflow events only (the route narrows the kinds)
+    if method == "WS" and path == "/api/v1/submit":
+        return True  # the socket form of the submit routes above
     return read and path.startswith(("/api/v1/tasks", "/api/v1/workflows"))
 
 

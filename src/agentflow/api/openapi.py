@@ -35,11 +35,12 @@ from agentflow.api.schemas import (
     WorkerPatchIn,
     WorkflowIn,
 )
+from agentflow.api.submit_stream import SubmitBatchFrame, SubmitTaskFrame
 from agentflow.api.token_routes import TokenIn
 from agentflow.cluster.status import LINK_STATES
 from agentflow.state.records import TaskStatus, WorkerState, WorkflowStatus
 
-__all__ = ["BODIES", "SOCKETS", "Problem", "install_openapi"]
+__all__ = ["BODIES", "SOCKETS", "SOCKET_FRAMES", "Problem", "install_openapi"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -58,6 +59,11 @@ class Problem(pydantic.BaseModel):
 
 
 NoBody = None
+# The sockets whose client frames are models (answers: ``{"ref", "status", "body"}`` with the
+# matching HTTP route's answer, or ``{"ref", "error": Problem}``); see docs/api.md.
+SOCKET_FRAMES: dict[str, tuple[type[pydantic.BaseModel], ...]] = {
+    "/api/v1/submit": (SubmitTaskFrame, SubmitBatchFrame),
+}
 # (method, OpenAPI path) -> (the body model, whether a body is required). A route taking no
 # body refuses one that is not an empty object; it is declared as an optional empty object.
 BODIES: dict[tuple[str, str], tuple[type[pydantic.BaseModel] | None, bool]] = {
@@ -196,6 +202,10 @@ SOCKETS: dict[str, dict[str, str]] = {
         "its log index: filtered (task ids, workflow, group, kinds), resumable from an index "
         "(from_index), served by any master; read-only tokens may follow it",
     },
+    "/api/v1/submit": {
+        "summary": "Single and batch submits over one socket, each answered by ref once "
+        "committed, with the HTTP routes' bodies, bounds and roles",
+    },
 }
 
 
@@ -218,7 +228,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     models: list[type[pydantic.BaseModel]] = sorted(
         {m for m, _ in BODIES.values() if m is not None}, key=lambda m: m.__name__
     )
-    models.append(Problem)
+    models += [Problem, *(m for frames in SOCKET_FRAMES.values() for m in frames)]
     _, defs = models_json_schema(
         [(m, "validation") for m in models],
         ref_template="#/components/schemas/{model}",
@@ -227,7 +237,17 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             _declare(operation, (method, path))
-    document["x-websockets"] = SOCKETS  # OpenAPI has no WebSocket operations: listed apart
+    document["x-websockets"] = {  # OpenAPI has no WebSocket operations: listed apart
+        path: {
+            **about,
+            **(
+                {"clientFrames": [{"$ref": f"#/components/schemas/{m.__name__}"} for m in frames]}
+                if (frames := SOCKET_FRAMES.get(path))
+                else {}
+            ),
+        }
+        for path, about in SOCKETS.items()
+    }
     return document
 
 

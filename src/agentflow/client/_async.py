@@ -24,6 +24,7 @@ from agentflow.client._calls import Call
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
+    SOCKET_FALLBACK,
     Deadline,
     Failover,
     TaskInfo,
@@ -70,6 +71,9 @@ class AsyncClient(AsyncWaits):
         self.verify = verify(ca)
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s, verify=self.verify)
         self._lock_socket: FrameSocket | None = None
+        self._submit_socket: FrameSocket | None = None
+        self._timeout_s = timeout_s
+        self._submits = 0  # the first submit goes by HTTP: a one-off does not open a socket
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -80,6 +84,8 @@ class AsyncClient(AsyncWaits):
     async def aclose(self) -> None:
         if self._lock_socket is not None:
             await self._lock_socket.close()
+        if self._submit_socket is not None:
+            await self._submit_socket.close()
         if self._end_socket is not None:
             await self._end_socket.close()
         await self._http.aclose()
@@ -90,6 +96,14 @@ class AsyncClient(AsyncWaits):
         if self._lock_socket is None:
             self._lock_socket = FrameSocket(self, "/api/v1/locks")
         return self._lock_socket
+
+    @property
+    def submit_socket(self) -> FrameSocket:
+        """The socket this client submits over from its second submit on
+        (``WS /api/v1/submit``); HTTP whenever it is down."""
+        if self._submit_socket is None:
+            self._submit_socket = FrameSocket(self, calls.SUBMIT_SOCKET)
+        return self._submit_socket
 
     # -- transport --------------------------------------------------------------------------
 
@@ -123,6 +137,15 @@ class AsyncClient(AsyncWaits):
         raise unreachable(self.urls, last)
 
     async def _send(self, call: Call[T]) -> T:
+        frame = calls.socket_frame(call)
+        if frame is not None:
+            self._submits += 1
+            if self._submits > 1:
+                try:
+                    reply = await self.submit_socket.call(frame, self._timeout_s)
+                    return call.parse(reply["body"])
+                except SOCKET_FALLBACK:
+                    pass  # by HTTP, with the same idempotency keys: no task is made twice
         answer = await self.request(
             call.method, call.path, params=call.params, json=call.json, timeout_s=call.timeout_s
         )

@@ -7,6 +7,7 @@ when it proposes; ``apply`` never reads a clock. The wire form is msgpack of
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -96,7 +97,13 @@ class NewTask:
 
 
 def _tasks_wire(tasks: list[NewTask]) -> list[dict[str, Any]]:
-    return [{f.name: getattr(t, f.name) for f in fields(t)} for t in tasks]
+    return [dict(zip(_NEW_TASK_FIELDS, _new_task_values(t), strict=True)) for t in tasks]
+
+
+# A batch entry holds thousands of tasks: their field names are read once, their values in one
+# C call each (``dataclasses.fields`` per task was a tenth of encoding a batch).
+_NEW_TASK_FIELDS = tuple(f.name for f in fields(NewTask))
+_new_task_values = operator.attrgetter(*_NEW_TASK_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
