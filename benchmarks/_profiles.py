@@ -1,0 +1,142 @@
+"""Profiles of running benchmark processes: py-spy attached to a pid, and a summary by self time.
+
+:class:`SpyRecorder` runs ``py-spy record --format speedscope`` on a live process (and its
+subprocesses, e.g. a worker's Python runners) until stopped, and :func:`speedscope_top` reads
+the file back: the functions that were on top of the stack most often (self time), as shares of
+all samples. py-spy samples only running threads by default, so the shares are of CPU time, not
+of waiting. Where py-spy is missing (or may not attach: it needs ptrace), the caller falls back
+to cProfile (``LocalCluster(profile_dir=...)``) and :func:`pstats_top`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pstats
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+SPY_RATE_HZ = 200
+STOP_TIMEOUT_S = 30.0
+TOP = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Hot:
+    """One function and its share of the samples (or of the profiled time) as self time."""
+
+    share: float
+    name: str
+    where: str
+
+
+def py_spy() -> str | None:
+    """The py-spy command: beside this Python (the virtualenv), else on the PATH."""
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+class SpyRecorder:
+    """``py-spy record`` of one pid into ``out`` (speedscope JSON), from start to stop."""
+
+    def __init__(self, spy: str, pid: int, out: Path, *, subprocesses: bool = False) -> None:
+        self.out = out
+        self.log = out.with_suffix(".log")
+        argv = [spy, "record", "--pid", str(pid), "--format", "speedscope", "-o", str(out)]
+        argv += ["--rate", str(SPY_RATE_HZ)]
+        if subprocesses:
+            argv.append("--subprocesses")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> bool:
+        """SIGINT (py-spy then writes its file); True if the file is there."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.out.exists() and self.out.stat().st_size > 0
+
+    def failure(self) -> str:
+        try:
+            return self.log.read_text(errors="replace").strip()[-300:]
+        except OSError:
+            return ""
+
+
+def wait_attached(recorders: list[SpyRecorder], settle_s: float = 1.0) -> None:
+    """Give py-spy time to attach (it has no ready signal); a recorder that exited meanwhile
+    could not attach, and is reported by its failure text."""
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and all(r.alive() for r in recorders):
+        time.sleep(0.05)
+    for r in recorders:
+        if not r.alive():
+            raise RuntimeError(f"py-spy exited at start: {r.failure()}")
+
+
+def speedscope_top(path: Path, top: int = TOP) -> tuple[int, list[Hot]]:
+    """Total samples and the ``top`` functions by self samples, over every thread and
+    process in the file."""
+    data = json.loads(path.read_text())
+    frames = data["shared"]["frames"]
+    self_weight: Counter[int] = Counter()
+    total = 0.0
+    for profile in data["profiles"]:
+        weights = profile.get("weights") or [1] * len(profile.get("samples", []))
+        for stack, weight in zip(profile.get("samples", []), weights, strict=False):
+            total += weight
+            if stack:
+                self_weight[stack[-1]] += weight  # py-spy lists a stack outermost first
+    hot = []
+    for index, weight in self_weight.most_common(top):
+        frame = frames[index]
+        where = f"{_short(frame.get('file', ''))}:{frame.get('line', '')}"
+        hot.append(Hot(weight / total if total else 0.0, str(frame.get("name", "?")), where))
+    return int(total), hot
+
+
+def pstats_top(path: Path, top: int = TOP) -> tuple[float, list[Hot]]:
+    """Total profiled seconds and the ``top`` functions by own time (cProfile's tottime)."""
+    stats = pstats.Stats(str(path))
+    table = stats.stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in table.values())
+    rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    hot = [
+        Hot(row[2] / total if total else 0.0, func[2], f"{_short(func[0])}:{func[1]}")
+        for func, row in rows
+    ]
+    return total, hot
+
+
+def _short(file: str) -> str:
+    """A path from its package on (``agentflow/...``, ``site-packages/...`` cut), for reading."""
+    for marker in ("site-packages" + os.sep, "src" + os.sep, "lib" + os.sep + "python"):
+        at = file.rfind(marker)
+        if at >= 0:
+            return file[at + len(marker) :]
+    return file
+
+
+def print_top(bench: str, who: str, total: str, hot: list[Hot]) -> None:
+    """One line per hot function: ``<bench> profile <who> self=12.3% name (file:line)``."""
+    print(f"{bench} profile {who} top {len(hot)} by self time of {total}:", flush=True)
+    for h in hot:
+        print(f"{bench} profile {who} self={h.share * 100:5.1f}% {h.name} ({h.where})", flush=True)
