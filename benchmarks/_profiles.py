@@ -1,11 +1,14 @@
 """Profiles of running benchmark processes: py-spy attached to a pid, and a summary by self time.
 
-:class:`SpyRecorder` runs ``py-spy record --format speedscope`` on a live process (and its
-subprocesses, e.g. a worker's Python runners) until stopped, and :func:`speedscope_top` reads
-the file back: the functions that were on top of the stack most often (self time), as shares of
-all samples. py-spy samples only running threads by default, so the shares are of CPU time, not
-of waiting. Where py-spy is missing (or may not attach: it needs ptrace), the caller falls back
-to cProfile (``LocalCluster(profile_dir=...)``) and :func:`pstats_top`.
+:class:`SpyRecorder` runs ``py-spy record --format speedscope --gil`` on a live process (and
+its subprocesses, e.g. a worker's Python runners) until stopped, and :func:`speedscope_top` reads
+the file back: the functions on top of the stack most often (self time) and the AgentFlow
+functions on the stack most often (inclusive time), as shares of the sampled time. With
+``--gil`` a thread is sampled only while it holds the GIL: the shares are of time spent running
+Python, not of waiting (py-spy's own idle detection misses threads blocked in epoll, a queue or
+a pipe read on this kind of VM), nor of C calls made without the GIL (an fsync). Where py-spy is
+missing (or may not attach: it needs ptrace), the caller falls back to cProfile
+(``LocalCluster(profile_dir=...)``) and :func:`pstats_top`.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ class SpyRecorder:
         self.out = out
         self.log = out.with_suffix(".log")
         argv = [spy, "record", "--pid", str(pid), "--format", "speedscope", "-o", str(out)]
-        argv += ["--rate", str(SPY_RATE_HZ)]
+        # --gil: only samples of a thread holding the GIL, i.e. running Python. Without it,
+        # threads blocked in a call (epoll, a queue, a pipe read) count as busy here: py-spy's
+        # idle detection does not see them in this kind of VM.
+        argv += ["--rate", str(SPY_RATE_HZ), "--gil"]
         if subprocesses:
             argv.append("--subprocesses")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,25 +98,49 @@ def wait_attached(recorders: list[SpyRecorder], settle_s: float = 1.0) -> None:
             raise RuntimeError(f"py-spy exited at start: {r.failure()}")
 
 
-def speedscope_top(path: Path, top: int = TOP) -> tuple[int, list[Hot]]:
-    """Total samples and the ``top`` functions by self samples, over every thread and
+def speedscope_top(path: Path, top: int = TOP) -> tuple[str, list[Hot], list[Hot]]:
+    """What the file covers (``"12.3 s sampled"``), the ``top`` functions by self time, and the
+    ``top`` AgentFlow functions by inclusive time (on the stack at all), over every thread and
     process in the file."""
     data = json.loads(path.read_text())
     frames = data["shared"]["frames"]
     self_weight: Counter[int] = Counter()
+    inclusive: Counter[int] = Counter()
+    ours = {i for i, f in enumerate(frames) if _ours(f)}
     total = 0.0
+    unit = "samples"
     for profile in data["profiles"]:
+        unit = str(profile.get("unit", unit))
         weights = profile.get("weights") or [1] * len(profile.get("samples", []))
         for stack, weight in zip(profile.get("samples", []), weights, strict=False):
             total += weight
             if stack:
                 self_weight[stack[-1]] += weight  # py-spy lists a stack outermost first
+            for index in set(stack) & ours:
+                inclusive[index] += weight
+    covered = f"{total:.2f} s sampled" if unit == "seconds" else f"{total:g} {unit}"
+    return covered, _hot(frames, self_weight, total, top), _hot(frames, inclusive, total, top)
+
+
+def _ours(frame: dict[str, object]) -> bool:
+    """An AgentFlow function below the command-line entry points (on every stack: no news)."""
+    file = str(frame.get("file", ""))
+    return (
+        "agentflow" in file
+        and f"agentflow{os.sep}cli{os.sep}" not in file
+        and (frame.get("name") != "<module>")
+    )
+
+
+def _hot(
+    frames: list[dict[str, object]], weights: Counter[int], total: float, top: int
+) -> list[Hot]:
     hot = []
-    for index, weight in self_weight.most_common(top):
+    for index, weight in weights.most_common(top):
         frame = frames[index]
-        where = f"{_short(frame.get('file', ''))}:{frame.get('line', '')}"
+        where = f"{_short(str(frame.get('file', '')))}:{frame.get('line', '')}"
         hot.append(Hot(weight / total if total else 0.0, str(frame.get("name", "?")), where))
-    return int(total), hot
+    return hot
 
 
 def pstats_top(path: Path, top: int = TOP) -> tuple[float, list[Hot]]:
@@ -135,8 +165,10 @@ def _short(file: str) -> str:
     return file
 
 
-def print_top(bench: str, who: str, total: str, hot: list[Hot]) -> None:
+def print_top(bench: str, who: str, total: str, hot: list[Hot], kind: str = "self") -> None:
     """One line per hot function: ``<bench> profile <who> self=12.3% name (file:line)``."""
-    print(f"{bench} profile {who} top {len(hot)} by self time of {total}:", flush=True)
+    print(f"{bench} profile {who} top {len(hot)} by {kind} time of {total}:", flush=True)
     for h in hot:
-        print(f"{bench} profile {who} self={h.share * 100:5.1f}% {h.name} ({h.where})", flush=True)
+        print(
+            f"{bench} profile {who} {kind}={h.share * 100:5.1f}% {h.name} ({h.where})", flush=True
+        )

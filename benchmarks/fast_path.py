@@ -344,8 +344,9 @@ def profile(args: argparse.Namespace, n: int) -> None:
         for who, recorder in recorders.items():
             if not written[who]:
                 raise RuntimeError(f"py-spy wrote no profile of {who}: {recorder.failure()}")
-            samples, hot = _profiles.speedscope_top(recorder.out)
-            _profiles.print_top(BENCH, who, f"{samples} samples", hot)
+            covered, hot, ours = _profiles.speedscope_top(recorder.out)
+            _profiles.print_top(BENCH, who, covered, hot)
+            _profiles.print_top(BENCH, who, covered, ours, kind="inclusive")
         print(f"{BENCH} profile files: {out}/*.speedscope.json (open in speedscope)", flush=True)
         return
     print(f"{BENCH} profile: py-spy not found, cProfile instead", flush=True)
