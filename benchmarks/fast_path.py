@@ -202,9 +202,22 @@ def w1(cluster: LocalCluster, n: int) -> dict[str, float]:
     }
 
 
+def http_floor_ms(client: Any, n: int = 50) -> float:
+    """Median of ``n`` ``GET /health`` through the SDK: the floor under every request. Far
+    above a millisecond on loopback means the transport is wrong (e.g. Nagle's algorithm left
+    on the server's sockets meets the client's delayed ACK: about 40 ms a response)."""
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        client.health()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
 def w2(cluster: LocalCluster, n: int) -> dict[str, float]:
     samples_ms = []
     with cluster.client() as client:
+        floor_ms = http_floor_ms(client)
         for i in range(WARMUP // 4 + n):
             start = time.perf_counter()
             value = client.submit(noop, i).result(timeout_s=WAIT_S)
@@ -219,6 +232,7 @@ def w2(cluster: LocalCluster, n: int) -> dict[str, float]:
         "w2_p99_ms": percentile(samples_ms, 99),
         "w2_mean_ms": statistics.fmean(samples_ms),
         "w2_max_ms": samples_ms[-1],
+        "w2_http_floor_ms": floor_ms,
     }
 
 
@@ -340,7 +354,9 @@ def profile(args: argparse.Namespace, n: int) -> None:
                 figures = w1(cluster, n)
             finally:
                 written = {who: r.stop() for who, r in recorders.items()}
-        print(f"{BENCH} profile w1 under py-spy: {figures['w1_tasks_per_s']:.1f} tasks/s")
+        print(
+            f"{BENCH} profile w1 under py-spy: {figures['w1_tasks_per_s']:.1f} tasks/s", flush=True
+        )
         for who, recorder in recorders.items():
             if not written[who]:
                 raise RuntimeError(f"py-spy wrote no profile of {who}: {recorder.failure()}")
