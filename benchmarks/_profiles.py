@@ -143,10 +143,23 @@ def _hot(
     return hot
 
 
+# cProfile's names of calls that wait (for a socket, a thread, a lock): not CPU time.
+WAITS = (
+    "<method 'poll' of 'select.epoll' objects>",
+    "<method 'acquire' of '_thread.lock' objects>",
+    "<method 'get' of '_queue.SimpleQueue' objects>",
+)
+
+
 def pstats_top(path: Path, top: int = TOP) -> tuple[float, list[Hot]]:
-    """Total profiled seconds and the ``top`` functions by own time (cProfile's tottime)."""
+    """Profiled seconds less the waits (:data:`WAITS`), and the ``top`` functions by own time
+    (cProfile's tottime) as shares of it."""
     stats = pstats.Stats(str(path))
-    table = stats.stats  # type: ignore[attr-defined]
+    table = {
+        func: row
+        for func, row in stats.stats.items()  # type: ignore[attr-defined]
+        if func[2] not in WAITS
+    }
     total = sum(row[2] for row in table.values())
     rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)[:top]
     hot = [

@@ -334,7 +334,9 @@ def profile(args: argparse.Namespace, n: int) -> None:
     """W1 once more with py-spy on the master and worker1 (and its runners); else cProfile."""
     out = args.profile_out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    spy = _profiles.py_spy()
+    spy = _profiles.py_spy() if args.profiler != "cprofile" else None
+    if spy is None and args.profiler == "py-spy":
+        raise RuntimeError("--profiler py-spy: py-spy not found (pip install py-spy)")
     if spy is not None:
         with _cluster(args, 1, "prof-spy") as cluster, deadline_guard(RUN_LIMIT_S, "profile"):
             assert cluster.master is not None
@@ -365,12 +367,12 @@ def profile(args: argparse.Namespace, n: int) -> None:
             _profiles.print_top(BENCH, who, covered, ours, kind="inclusive")
         print(f"{BENCH} profile files: {out}/*.speedscope.json (open in speedscope)", flush=True)
         return
-    print(f"{BENCH} profile: py-spy not found, cProfile instead", flush=True)
+    print(f"{BENCH} profile: cProfile (py-spy not found or not chosen)", flush=True)
     with _cluster(args, 1, "prof-cprofile", profile_dir=out) as cluster:
         w1(cluster, n)
     for name in ("master", "worker1"):
         seconds, hot = _profiles.pstats_top(out / f"{name}.prof")
-        _profiles.print_top(BENCH, name, f"{seconds:.2f} s", hot)
+        _profiles.print_top(BENCH, name, f"{seconds:.2f} s (waits left out)", hot)
     print(f"{BENCH} profile files: {out}/*.prof (python -m pstats)", flush=True)
 
 
@@ -462,6 +464,12 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         default=HERE.parent / ".bench" / "profiles",
         help="where the profile files go (default .bench/profiles)",
+    )
+    parser.add_argument(
+        "--profiler",
+        choices=("auto", "py-spy", "cprofile"),
+        default="auto",
+        help="what profiles W1: py-spy where found (auto), or cProfile",
     )
     parser.add_argument(
         "--count",
