@@ -101,12 +101,14 @@ def wait_attached(recorders: list[SpyRecorder], settle_s: float = 1.0) -> None:
 def speedscope_top(path: Path, top: int = TOP) -> tuple[str, list[Hot], list[Hot]]:
     """What the file covers (``"12.3 s sampled"``), the ``top`` functions by self time, and the
     ``top`` AgentFlow functions by inclusive time (on the stack at all), over every thread and
-    process in the file."""
+    process in the file. py-spy's frames are lines: they are added up by function here."""
     data = json.loads(path.read_text())
     frames = data["shared"]["frames"]
-    self_weight: Counter[int] = Counter()
-    inclusive: Counter[int] = Counter()
-    ours = {i for i, f in enumerate(frames) if _ours(f)}
+    # A function: its name and file (py-spy gives each line its own frame).
+    function = [(str(f.get("name", "?")), _short(str(f.get("file", "")))) for f in frames]
+    ours = {function[i] for i, f in enumerate(frames) if _ours(f)}
+    self_weight: Counter[tuple[str, str]] = Counter()
+    inclusive: Counter[tuple[str, str]] = Counter()
     total = 0.0
     unit = "samples"
     for profile in data["profiles"]:
@@ -115,11 +117,11 @@ def speedscope_top(path: Path, top: int = TOP) -> tuple[str, list[Hot], list[Hot
         for stack, weight in zip(profile.get("samples", []), weights, strict=False):
             total += weight
             if stack:
-                self_weight[stack[-1]] += weight  # py-spy lists a stack outermost first
-            for index in set(stack) & ours:
-                inclusive[index] += weight
+                self_weight[function[stack[-1]]] += weight  # outermost first: the top is last
+            for key in {function[i] for i in stack} & ours:
+                inclusive[key] += weight
     covered = f"{total:.2f} s sampled" if unit == "seconds" else f"{total:g} {unit}"
-    return covered, _hot(frames, self_weight, total, top), _hot(frames, inclusive, total, top)
+    return covered, _hot(self_weight, total, top), _hot(inclusive, total, top)
 
 
 def _ours(frame: dict[str, object]) -> bool:
@@ -132,15 +134,11 @@ def _ours(frame: dict[str, object]) -> bool:
     )
 
 
-def _hot(
-    frames: list[dict[str, object]], weights: Counter[int], total: float, top: int
-) -> list[Hot]:
-    hot = []
-    for index, weight in weights.most_common(top):
-        frame = frames[index]
-        where = f"{_short(str(frame.get('file', '')))}:{frame.get('line', '')}"
-        hot.append(Hot(weight / total if total else 0.0, str(frame.get("name", "?")), where))
-    return hot
+def _hot(weights: Counter[tuple[str, str]], total: float, top: int) -> list[Hot]:
+    return [
+        Hot(weight / total if total else 0.0, name, where)
+        for (name, where), weight in weights.most_common(top)
+    ]
 
 
 # cProfile's names of calls that wait (for a socket, a thread, a lock): not CPU time.
