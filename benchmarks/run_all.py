@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import fast_path  # noqa: E402 - a sibling module: its table of the peers' figures
+import _peers  # noqa: E402 - a sibling module: the issue 14 table of the peers' figures
 
 BENCHMARKS = (
     "shell_throughput",
@@ -193,7 +193,7 @@ def summary(outcomes: list[Outcome]) -> str:
         if (m := FIGURE.match(line)) and m["bench"] == "fast_path"
     }
     if fast:
-        out.append(fast_path.peers_table(fast))
+        out.append(_peers.peers_table(fast))
     out.append("")
     for outcome in outcomes:
         out.append(f"{outcome.name}: {outcome.status} in {outcome.seconds:.1f}s")

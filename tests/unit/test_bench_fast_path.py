@@ -11,6 +11,7 @@ from typing import Any
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import _peers  # noqa: E402
 import _profiles  # noqa: E402
 import fast_path  # noqa: E402
 
@@ -47,7 +48,7 @@ def test_medians_take_each_figure_across_runs() -> None:
 
 
 def test_peers_table_puts_our_figures_beside_the_peers() -> None:
-    table = fast_path.peers_table(
+    table = _peers.peers_table(
         {
             "w1_tasks_per_s": "4100.0",
             "w2_p50_ms": "1.10",
