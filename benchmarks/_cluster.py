@@ -255,10 +255,11 @@ class LocalCluster:
         *,
         workers: int = 0,
         slots: int = 1,
-        prefetch: int = 0,
+        prefetch: int = -1,  # the worker's default: a queue sized from measured duration
         masters: int = 1,
         profile_dir: Path | None = None,
         name: str = "bench",
+        worker_env: dict[str, str] | None = None,
     ) -> None:
         if masters < 1:
             raise ValueError("masters must be >= 1")
@@ -268,6 +269,9 @@ class LocalCluster:
         self.prefetch = prefetch
         self.profile_dir = profile_dir.resolve() if profile_dir else None
         self.name = name
+        # Added to the workers' environment (their Python runners inherit it): e.g. a
+        # PYTHONPATH naming the benchmarks' own modules of functions.
+        self.worker_env = dict(worker_env or {})
         self.ports = [free_port() for _ in range(masters)]
         self.raft_ports = [free_port() for _ in range(masters)]
         self.node_ids = [f"{name}-m{i + 1}" for i in range(masters)]
@@ -359,12 +363,15 @@ class LocalCluster:
                         "--log-level",
                         "warning",
                     ],
+                    self.worker_env,
                 )
             )
         if self.n_workers:
             self._wait_workers()
 
-    def _spawn(self, name: str, command: str, args: list[str]) -> _Child:
+    def _spawn(
+        self, name: str, command: str, args: list[str], extra_env: dict[str, str] | None = None
+    ) -> _Child:
         log_path = self.tmp / f"{name}.log"
         argv = [str(VENV_BIN / command), *args]
         if self.profile_dir is not None:
@@ -383,7 +390,7 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_clean_env(),
+                env=_clean_env() | (extra_env or {}),
                 cwd=self.tmp,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
             )

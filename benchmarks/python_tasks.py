@@ -3,11 +3,14 @@
 - throughput: 10,000 tasks f(x) = x (``operator:pos``, a stdlib no-op) through the batch
   endpoint on 2 worker slots, from first submit to last completion: tasks/s. Ray does 2,028/s
   on this machine, Dask 659/s, Celery 586/s. Target >= 4,000/s on one master.
+- map then gather (W1 of issue 14): ``client.map`` of the same 10,000 calls, then every value
+  gathered over the client's event socket, from first submit to last value: tasks/s.
 - round trip: 200 sequential submit-and-wait of f(x) = x: p50/p95/p99 ms. Target p50 <= 1.4 ms.
 """
 
 from __future__ import annotations
 
+import operator
 import sys
 import time
 from pathlib import Path
@@ -42,6 +45,12 @@ def main() -> int:
             if stats["failed"]:
                 raise RuntimeError(f"{stats['failed']} python task(s) failed")
             figure(BENCH, "tasks_per_s", n_tasks / elapsed, target=4000.0)
+            start = time.perf_counter()
+            values = client.gather(client.map(operator.pos, range(n_tasks)), timeout_s=300)
+            elapsed = time.perf_counter() - start
+            if values != list(range(n_tasks)):
+                raise RuntimeError("map then gather returned other values than it was given")
+            figure(BENCH, "map_gather_tasks_per_s", n_tasks / elapsed, target=4000.0)
             trips = []
             for i in range(n_trips):
                 t0 = time.perf_counter()

@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _peers  # noqa: E402 - a sibling module: the issue 14 table of the peers' figures
+
 BENCHMARKS = (
     "shell_throughput",
     "round_trip",
@@ -40,11 +44,16 @@ BENCHMARKS = (
     "write_throughput",
     "failover",
     "cluster_tasks",
+    # the issue's W1-W4 on 1 and 3 masters, the seed's shell rate, RSS, a profile (issue 14)
+    "fast_path",
 )
 # Figures without a target that the summary shows anyway (compared with other systems).
 HEADLINES = {"dag_layered": ("wall_s", "wall_s_prefetch8")}
-COLLEAGUE_BENCHMARKS = ("raft_throughput",)  # run when present; not ours to edit
+COLLEAGUE_BENCHMARKS = ("raft_throughput", "memory_100k")  # run when present
 TIME_LIMIT_S = {"quick": 150.0, "full": 480.0}
+# Benchmarks that need more: fast_path runs each workload 3 times (medians) on 1 and 3 masters.
+LONGER_LIMIT_S = {"fast_path": {"quick": 600.0, "full": 2400.0}}
+EXTRA_ARGS = {"fast_path": {"quick": (), "full": ("--runs", "3")}}
 STOP_GRACE_S = 15.0
 
 FIGURE = re.compile(
@@ -90,7 +99,9 @@ def _takes_quick(name: str, script: Path) -> bool:
 
 def run_one(name: str, script: Path, quick: bool, limit_s: float) -> Outcome:
     outcome = Outcome(name)
-    argv = [sys.executable, str(script)]
+    mode = "quick" if quick else "full"
+    argv = [sys.executable, str(script), *EXTRA_ARGS.get(name, {}).get(mode, ())]
+    limit_s = LONGER_LIMIT_S.get(name, {}).get(mode, limit_s)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if quick:
         env["AGENTFLOW_BENCH_QUICK"] = "1"  # for scripts that read it instead of a flag
@@ -174,6 +185,15 @@ def summary(outcomes: list[Outcome]) -> str:
         out.append("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
+    fast = {
+        m["metric"]: m["value"]
+        for outcome in outcomes
+        if outcome.name == "fast_path"
+        for line in outcome.lines
+        if (m := FIGURE.match(line)) and m["bench"] == "fast_path"
+    }
+    if fast:
+        out.append(_peers.peers_table(fast))
     out.append("")
     for outcome in outcomes:
         out.append(f"{outcome.name}: {outcome.status} in {outcome.seconds:.1f}s")

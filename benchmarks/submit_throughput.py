@@ -7,7 +7,9 @@ Every accepted batch is durable (group-committed and fsynced) before its answer.
 Also printed: ``raw_tasks_per_s``, the same batches pre-encoded and posted with plain httpx,
 which takes the SDK's per-task cost (idempotency keys, JSON encoding) out of the figure, and
 ``raw2_tasks_per_s`` with two such posters at once, which shows whether group commit merges
-concurrent batches.
+concurrent batches; ``master_cpu_us_per_task``, the master's CPU per task of the SDK's batches;
+``single_tasks_per_s`` and ``single_master_cpu_us_per_task``, the same for one ``submit`` at a
+time (over the SDK's submit socket after the first).
 """
 
 from __future__ import annotations
@@ -94,10 +96,36 @@ def via_raw(cluster: LocalCluster, n_tasks: int, posters: int) -> float:
     return share * posters / elapsed
 
 
+def one_by_one(cluster: LocalCluster, n_tasks: int) -> float:
+    """Tasks accepted per second through ``Client.submit``, one at a time (each answered once
+    durable): after the first, the SDK sends them over its submit socket."""
+    client = cluster.client()
+    try:
+        client.submit("true", title="warm-up")  # the first goes by HTTP
+        start = time.perf_counter()
+        for i in range(n_tasks):
+            client.submit("true", title=f"one{i}")
+        return n_tasks / (time.perf_counter() - start)
+    finally:
+        client.close()
+
+
+def _master_cpu_s(cluster: LocalCluster) -> float:
+    return cluster.stats()["master"].cpu_s
+
+
 def run(cluster: LocalCluster, n_tasks: int) -> dict[str, float]:
     via_raw(cluster, BATCH, 1)  # warm up: imports, first transaction, connection
-    return {
-        "tasks_per_s": via_sdk(cluster, n_tasks),
+    n_single = max(100, n_tasks // 20)
+    cpu_s = _master_cpu_s(cluster)
+    single_per_s = one_by_one(cluster, n_single)
+    single_cpu_s, cpu_s = _master_cpu_s(cluster) - cpu_s, _master_cpu_s(cluster)
+    figures = {"tasks_per_s": via_sdk(cluster, n_tasks)}
+    sdk_cpu_s = _master_cpu_s(cluster) - cpu_s
+    return figures | {
+        "master_cpu_us_per_task": sdk_cpu_s / n_tasks * 1e6,
+        "single_tasks_per_s": single_per_s,
+        "single_master_cpu_us_per_task": single_cpu_s / (n_single + 1) * 1e6,
         "raw_tasks_per_s": via_raw(cluster, n_tasks, 1),
         "raw2_tasks_per_s": via_raw(cluster, n_tasks, 2),
         "master_rss_mb": cluster.stats()["master"].rss_mb,

@@ -71,6 +71,10 @@ class MasterConfig:
     max_batch_tasks: int = 10_000
     output_tail_bytes: int = 512 << 10
     max_queued_tasks: int = 1_000_000
+    # -- the event stream (WS /api/v1/events) --
+    event_ring: int = 50_000  # recent events kept on every master, for a resume after a drop
+    event_queue_max: int = 50_000  # events waiting for one slow socket before it is closed
+    max_event_sockets: int = 1024  # event sockets served at once
     log_level: str = "info"
     raft_host: str | None = None  # default: the API host
     raft_port: int = 0  # 0: the API port + 1
@@ -80,7 +84,7 @@ class MasterConfig:
     advertise_url: str | None = None  # how peers and clients reach this API
     snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
     raft_heartbeat_s: float = 0.1
-    election_timeout_s: float = 0.7  # randomised up to twice this; see the README
+    election_timeout_s: float = 0.7  # randomised up to twice this; see docs/guide/cluster.md
     # -- bounds on memory (connections, retained output, inboxes) --
     max_connections: int = 2048  # open HTTP/WebSocket connections; beyond, requests get 503
     header_timeout_s: float = 10.0  # a request's line and headers must arrive within this
@@ -180,7 +184,9 @@ class WorkerConfig:
     master_urls: tuple[str, ...] = ("http://127.0.0.1:6767",)
     group: str = "default"
     slots: int = 0  # 0: one per CPU
-    prefetch: int = 0  # attempts held queued beyond the slots (trades priority order for speed)
+    # Attempts held queued beyond the slots; -1 (AUTO_QUEUE): the master sizes the queue from
+    # measured task duration. Queued work more urgent than what waits is never kept behind it.
+    prefetch: int = -1
     api_token: str | None = None
     agents: dict[str, str] = field(default_factory=dict)
     heartbeat_interval_s: float = 10.0

@@ -17,6 +17,7 @@ level::
     │   ├── ForbiddenError          403: the token's role or scope may not do this
     │   │   └── ForeignOriginError  403: a browser request from another site's page
     │   ├── TimeoutExpiredError     408: a bounded wait ran out (lock wait, request-reply)
+    │   ├── EventsLostError         410: an event stream resumed from before what a master holds
     │   ├── UnsupportedMediaTypeError 415: a state-changing request whose body is not JSON
     │   └── UnknownHostError        421: a Host header this master does not serve
     ├── ServiceError                the service cannot take it now; a retry may succeed
@@ -40,6 +41,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ConflictError",
+    "EventsLostError",
     "ForbiddenError",
     "ForeignOriginError",
     "LeaseLostError",
@@ -166,6 +168,15 @@ class TimeoutExpiredError(ClientError):
     exit_code = 6
 
 
+class EventsLostError(ClientError):
+    """An event stream asked to resume after an index whose events the master no longer holds
+    (its ring moved on, or it restarted or installed a snapshot since): re-read the state."""
+
+    status = 410
+    code = "events-lost"
+    title = "Events no longer held"
+
+
 class UnsupportedMediaTypeError(ClientError):
     status = 415
     code = "unsupported-media-type"
@@ -234,6 +245,7 @@ _BY_CODE: dict[str, type[AgentFlowError]] = {
         AuthError,
         ForbiddenError,
         TimeoutExpiredError,
+        EventsLostError,
         UnsupportedMediaTypeError,
         ForeignOriginError,
         UnknownHostError,

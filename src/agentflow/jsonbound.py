@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn
 
 from agentflow.errors import ClientError, ValidationError
@@ -44,22 +45,92 @@ def _refuse_constant(name: str) -> NoReturn:
 def _parse_int(text: str) -> int:
     if len(text.lstrip("-")) > _MAX_INT_CHARS - 1:
         raise ValidationError(f"integer {text[:24]}... is outside the 64-bit range")
-    return int(text)
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValidationError("integer outside the 64-bit range")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # "1e999" parses as inf
+        raise ValidationError(f"number {value} is not finite")
+    return value
+
+
+# A lone surrogate can only come from an escape (``"\\ud800"``) or, in bytes, from UTF-8 that
+# encodes one (json decodes bytes with "surrogatepass"). Either is rare: seeing one sends the
+# value through the full walk, which names it; otherwise no string is looked at again.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Outside strings, only brackets count for the depth: "[{" open, "]}" close, all else goes.
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[{]}")
 
 
 def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """The value of strict JSON text: no NaN/Infinity, finite floats, 64-bit integers,
-    valid UTF-8 text, at most ``max_depth`` containers deep."""
+    valid UTF-8 text, at most ``max_depth`` containers deep.
+
+    One pass of the C parser with hooks for the numbers (integers and floats are checked as
+    they are parsed), then checks on the text itself, at C speed, for what the hooks cannot
+    see: the nesting depth and lone surrogates. No walk over the decoded value."""
     try:
-        value = json.loads(data, parse_constant=_refuse_constant, parse_int=_parse_int)
+        text = data if isinstance(data, str) else _text_of(bytes(data))
+        value = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
     except ValidationError:
         raise
     except RecursionError:
         raise ValidationError(f"JSON nested deeper than {max_depth} levels") from None
     except (ValueError, TypeError) as exc:  # JSONDecodeError, bad UTF-8, not text at all
         raise ClientError(f"malformed JSON: {exc}") from None
-    check_value(value, max_depth=max_depth)
+    if not _depth_within(text, max_depth):
+        raise ValidationError(f"value nested deeper than {max_depth} levels")
+    if _may_hold_surrogates(text):
+        check_value(value, max_depth=max_depth)  # names the bad string, as it always did
     return value
+
+
+def _text_of(data: bytes) -> str:
+    """Bytes as the json module reads them (its encoding detection, surrogates passed)."""
+    return data.decode(json.detect_encoding(data), "surrogatepass")
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        return True
+    if text.isascii():  # O(1) in CPython: the string knows its kind
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _depth_within(text: str, max_depth: int) -> bool:
+    """Whether valid JSON ``text`` nests at most ``max_depth`` containers deep.
+
+    Strings are cut out (escaped backslashes, then escaped quotes, go first, so that every
+    quote left delimits a string), everything but the brackets is deleted, and each pass of
+    ``replace("()", "")`` removes the innermost containers: the depth is the number of passes
+    that empty it. Every step is a C loop over bytes."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return True  # the common small body: not enough containers to be too deep
+    raw = text.encode("utf-8", "surrogatepass")
+    if b'"' in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+        raw = b"".join(raw.split(b'"')[0::2])
+    skeleton = raw.translate(_BRACKETS, _NOT_BRACKETS)  # deletes first, then maps
+    for _ in range(max_depth):
+        skeleton = skeleton.replace(b"()", b"")
+        if not skeleton:
+            return True
+    return False
 
 
 def check_value(obj: Any, *, max_depth: int = MAX_DEPTH) -> None:

@@ -123,6 +123,9 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
     _m("max-request-bytes", "max_request_bytes", "size", "Largest request body."),
     _m("max-batch-tasks", "max_batch_tasks", "int", "Tasks in one batch submit."),
     _m("max-queued-tasks", "max_queued_tasks", "int", "Queued tasks; beyond, submits get 429."),
+    _m("event-ring", "event_ring", "int", "Recent events kept for resuming an event stream."),
+    _m("event-queue-max", "event_queue_max", "int", "Events waiting for one socket; beyond, 4429."),
+    _m("max-event-sockets", "max_event_sockets", "int", "Event sockets served at once."),
     _m("output-tail-bytes", "output_tail_bytes", "size", "Output kept per task and stream."),
     _m(
         "raft-port",
@@ -241,7 +244,7 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
         "prefetch",
         "prefetch",
         "int",
-        "Tasks held queued beyond the slots (0: strict priority order).",
+        "Tasks held queued beyond the slots (-1: sized from measured task duration; 0: none).",
     ),
     _w("api-token", "api_token", "text", "Bearer token of the masters.", secret=True),
     _w("api-token-file", "api_token_file", "file", "Read --api-token from this file (not in ps)."),

@@ -128,11 +128,13 @@ def read_config_file(path: str | os.PathLike[str] | None, role: Role) -> dict[st
     for name, value in data.items():
         if name not in ROLES:
             roles = [r for r in ROLES if _setting(name, r) is not None]
-            hint = (
-                f"; it goes under [{roles[0]}]"
-                if roles
-                else "; settings go under [master] or [worker]"
-            )
+            close = difflib.get_close_matches(name.lower(), list(ROLES), n=1, cutoff=0.6)
+            if roles:
+                hint = f"; it goes under [{roles[0]}]"
+            elif close and isinstance(value, dict):
+                hint = f" (did you mean [{close[0]}]?)"
+            else:
+                hint = "; settings go under [master] or [worker]"
             raise ConfigError(f"{where}: unknown top-level key {name!r}{hint}")
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {name} must be a table ([{name}])")

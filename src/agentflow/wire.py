@@ -28,7 +28,7 @@ __all__ = [
     "unpack",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: many assignments per frame (``assigns``)
 MAX_FRAME_BYTES = 16 << 20
 # Array items + map entries + containers in one frame from a worker: a report of 10,000
 # outcomes is 70,000; an empty map costs the master about 64 bytes, so this caps a frame's

@@ -74,6 +74,7 @@ class Hello:
     gpus: tuple[dict[str, Any], ...]
     secret: str | None
     pickled_functions: bool = False  # started with --allow-pickled-functions
+    protocol: int = 1  # 2: takes many assignments in one ``assigns`` frame
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,10 +208,12 @@ def _hello(frame: dict[str, Any]) -> Hello:
         labels=labels,
         hostname=_text(frame.get("hostname", ""), "hostname", MAX_HOSTNAME_CHARS, empty=True),
         running=_held(frame.get("running", []), "running", MAX_HELD),
-        prefetch=min(_int(frame.get("prefetch", 0), "prefetch", 0, INT32_MAX), 4 * slots),
+        # -1: the master sizes the queue (AUTO_QUEUE); an older worker sends 0 or more.
+        prefetch=min(_int(frame.get("prefetch", 0), "prefetch", -1, INT32_MAX), 4 * slots),
         gpus=tuple(_gpu(g) for g in _list(frame.get("gpus", []), "gpus", MAX_GPUS)),
         secret=_optional(frame.get("secret"), lambda s: _text(s, "secret", MAX_SECRET_CHARS)),
         pickled_functions=_flag(frame.get("pickled_functions", False), "pickled_functions"),
+        protocol=_int(frame.get("protocol", 1), "protocol", 1, INT32_MAX),
     )
 
 

@@ -22,7 +22,7 @@ __all__ = ["CLI_DOC", "MARKER", "generated", "write"]
 
 def generated() -> str:
     """The reference of every command, depth first, in the order ``--help`` lists them."""
-    root = click.Context(agentflow, info_name="agentflow")
+    root = click.Context(agentflow, info_name="agentflow", **agentflow.context_settings)
     sections: list[str] = []
     _walk(agentflow, root, sections)
     return "\n".join(sections)
@@ -45,13 +45,17 @@ def _section(command: click.Command, ctx: click.Context) -> str:
     pieces = command.collect_usage_pieces(ctx)
     usage = f"{path} {' '.join(pieces)}".rstrip()
     lines += [f"Usage: `{usage}`", ""]
+    # The help option is written from the context, not taken from the command: click caches
+    # each command's help option from the first context that asked, which a test may have
+    # made without the root's settings.
     options = [
-        p for p in command.get_params(ctx) if isinstance(p, click.Option) and p.name != "help"
+        p
+        for p in command.params
+        if isinstance(p, click.Option) and not set(p.opts) & {"--help", "-h"}
     ]
-    if options:
-        lines += ["| option | meaning |", "|---|---|"]
-        lines += [_option_row(option, ctx) for option in options]
-        lines.append("")
+    lines += ["| option | meaning |", "|---|---|"]
+    lines += [_option_row(option, ctx) for option in options]
+    lines += [f"| `{', '.join(ctx.help_option_names)}` | Show this message and exit. |", ""]
     return "\n".join(lines)
 
 

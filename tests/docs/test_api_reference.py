@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 
 from agentflow import errors
-from agentflow.api import MasterService, create_app
+from agentflow.api import MasterService, create_app, openapi
 from agentflow.config import MasterConfig
 from tests.docs.blocks import ROOT
 
 API_DOC = ROOT / "docs" / "api.md"
 ROUTE = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE|WS) (/[^`]*)` \|", re.MULTILINE)
-SOCKETS = {
-    ("WS", "/api/v1/workers/{worker_id}/session"),
-    ("WS", "/api/v1/locks"),
-    ("WS", "/api/v1/agents/{agent_id}/stream"),
-}
+SOCKETS = {("WS", path) for path in openapi.SOCKETS}  # listed apart in the document
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +34,14 @@ def test_every_documented_route_exists(served: set[tuple[str, str]]) -> None:
     documented = set(ROUTE.findall(API_DOC.read_text()))
     unknown = sorted(f"{m} {p}" for m, p in documented - served - SOCKETS)
     assert not unknown, f"docs/api.md lists routes the master does not serve: {unknown}"
+
+
+def test_every_socket_is_served_and_documented(tmp_path: Path) -> None:
+    documented = set(ROUTE.findall(API_DOC.read_text()))
+    assert documented >= SOCKETS
+    app = create_app(MasterService(MasterConfig(data_dir=tmp_path)))
+    paths = {getattr(r, "path", None) for r in app.router.routes}
+    assert paths >= {path for _, path in SOCKETS}
 
 
 def test_every_api_error_is_in_the_errors_table() -> None:

@@ -6,6 +6,8 @@ gets its own ports. A snippet that drifts from the code fails here, naming its f
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +25,19 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     root = tmp_path_factory.mktemp("docs")
     workdir = root / "work"
     workdir.mkdir()
-    (workdir / ".venv").symlink_to(Path(__import__("sys").executable).parent.parent)
+    (workdir / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    shutil.copytree(ROOT / "examples", workdir / "examples")  # `agentflow run examples/...`
     processes = Processes(root)
     try:
         _, url = processes.master("docs-master")
-        processes.worker("docs-worker", url, "--slots", "4", env={"PYTHONPATH": str(workdir)})
+        processes.worker(  # functions by value run here too (docs/guide/python.md)
+            "docs-worker",
+            url,
+            "--slots",
+            "4",
+            "--allow-pickled-functions",
+            env={"PYTHONPATH": str(workdir)},
+        )
         yield Session(workdir=workdir, master_url=url)
     finally:
         processes.close()

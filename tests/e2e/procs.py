@@ -92,6 +92,7 @@ class Processes:
         *extra: str,
         data_dir: Path | None = None,
         raft_port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> tuple[Proc, str]:
         port = port or free_port()
         data = data_dir or self.root / f"{name}-data"
@@ -109,7 +110,7 @@ class Processes:
             "warning",
             *extra,
         ]
-        proc = Proc(argv, self.root / f"{name}.log")
+        proc = Proc(argv, self.root / f"{name}.log", env=env)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _healthy(url, proc), STARTUP_TIMEOUT_S, f"master {name} at {url}")

@@ -184,12 +184,23 @@ class Network:
         node = self.nodes[node_id]
         if node_id in self.down or not node.has_ready():
             return False
-        rd = node.ready()
+        self.finish_ready(node_id, self.begin_ready(node_id))
+        return True
+
+    def begin_ready(self, node_id: str) -> Ready:
+        """Take a Ready and send its early messages, as a shell does before persisting it
+        (thesis §10.2.1); a test may then deliver them, and step replies, while the write is
+        still running, before :meth:`finish_ready`."""
+        rd = self.nodes[node_id].ready()
+        self.queue.extend(rd.early_messages)
+        return rd
+
+    def finish_ready(self, node_id: str, rd: Ready) -> None:
+        """The rest of the contract: persist, send the other messages, apply, advance."""
         self._persist(node_id, rd)
         self.queue.extend(rd.messages)
         self._apply(node_id, rd)
-        node.advance(rd)
-        return True
+        self.nodes[node_id].advance(rd)
 
     def process_all(self) -> None:
         busy = True

@@ -206,7 +206,8 @@ def test_a_bad_value_in_any_report_field_is_refused(
         ("running", [["t-1", 1 << 63]]),
         ("slots", 0),
         ("slots", 1 << 64 - 1),
-        ("prefetch", -1),
+        ("prefetch", -2),  # -1 is the automatic queue
+        ("protocol", 0),
         ("gpus", [{"index": 0, "name": "x", "memory_mb": math.nan}]),
         ("secret", 5),
         ("worker_id", "w" * 1000),

@@ -86,6 +86,8 @@ def test_settings_go_in_a_role_table(tmp_path: Path) -> None:
         read_config_file(_file(tmp_path, "port = 1\n"), "worker")
     with pytest.raises(ConfigError, match="master must be a table"):
         read_config_file(_file(tmp_path, "master = 1\n"), "master")
+    with pytest.raises(ConfigError, match=r"key 'mastr' \(did you mean \[master\]\?\)"):
+        read_config_file(_file(tmp_path, "[mastr]\nport = 1\n"), "worker")
 
 
 def test_durations_in_a_file_take_units_or_seconds() -> None:

@@ -18,9 +18,9 @@ from agentflow.byvalue import NOT_ALLOWED_REASON
 from agentflow.client._calls import batches
 from agentflow.client._core import BATCH_CHARS, TaskInfo
 from agentflow.client._functions import (
-    _value,
     function_body,
     importable_name,
+    value_of,
     workflow_tasks,
 )
 from agentflow.errors import ClientError
@@ -126,8 +126,8 @@ def test_a_pickled_result_comes_back_as_a_python_value() -> None:
     value = {"t": (1, 2), "s": {3}}
     raw = {"result": base64.b64encode(pickle.dumps(value)).decode(), "result_format": "pickle"}
     info = TaskInfo(id="t-1", status="completed", raw=raw)
-    assert _value(info, None) == value
-    assert _value(TaskInfo(id="t-2", status="completed", raw={"result": "[1]"}), None) == [1]
+    assert value_of(info, None) == value
+    assert value_of(TaskInfo(id="t-2", status="completed", raw={"result": "[1]"}), None) == [1]
 
 
 # -- what a runner does with it ----------------------------------------------------------------

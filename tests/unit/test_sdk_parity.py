@@ -22,8 +22,8 @@ from agentflow.client._core import renamed
 from agentflow.client._locks import AsyncLockContext, LockContext
 
 SYNC_TO_ASYNC = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
-NO_IO = {"agent", "lock", "lock_socket", "follow_leader", "ws_options", "ws_url"}
-ITERATORS = {"iter_tasks", "follow"}
+NO_IO = {"agent", "lock", "lock_socket", "submit_socket", "follow_leader", "ws_options", "ws_url"}
+ITERATORS = {"iter_tasks", "follow", "as_completed", "events"}
 DURATION_WORDS = {"timeout", "ttl", "wait", "idle_timeout", "delay", "interval", "deadline"}
 
 
@@ -44,6 +44,7 @@ def test_async_client_has_every_member_of_client() -> None:
     expected = {SYNC_TO_ASYNC.get(name, name) for name in public(Client)}
     assert public(AsyncClient) == expected
     assert {"cancel_workflow", "iter_tasks", "map", "set_priority"} <= expected  # sanity
+    assert {"as_completed", "events", "gather", "wait_many"} <= expected
 
 
 @pytest.mark.parametrize("name", sorted(public(Client)))
@@ -54,7 +55,7 @@ def test_same_parameters(name: str) -> None:
     assert parameters(sync) == parameters(other)
 
 
-@pytest.mark.parametrize("name", sorted(public(Client) - {"lock_socket"}))
+@pytest.mark.parametrize("name", sorted(public(Client) - {"lock_socket", "submit_socket"}))
 def test_async_where_the_sync_one_does_io(name: str) -> None:
     sync = getattr(Client, name)
     other = getattr(AsyncClient, SYNC_TO_ASYNC.get(name, name))

@@ -29,6 +29,7 @@ __all__ = [
     "read_model",
     "read_optional_model",
     "receive_frame",
+    "receive_frame_text",
     "refuse_frame",
     "send_frame",
 ]
@@ -116,6 +117,13 @@ class FrameError(Exception):
 async def receive_frame(ws: WebSocket) -> dict[str, Any]:
     """The next client frame: a JSON object, decoded strictly. Raises WebSocketDisconnect when
     the client has left and :class:`FrameError` for a frame that cannot be taken."""
+    frame, _ = await receive_frame_text(ws)
+    return frame
+
+
+async def receive_frame_text(ws: WebSocket, limit: int | None = None) -> tuple[dict[str, Any], str]:
+    """As :func:`receive_frame`, with the frame's text too (for a model that validates JSON
+    text, as the HTTP routes do); a frame over ``limit`` bytes is refused with 413."""
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
@@ -123,6 +131,17 @@ async def receive_frame(ws: WebSocket) -> dict[str, Any]:
     if text is None:
         error = ClientError("frames are JSON text, not binary")
         raise FrameError(error, close_code=CLOSE_BINARY)
+    if (
+        limit is not None
+        and len(text) > limit // 4
+        and len(text.encode("utf-8", "replace")) > limit
+    ):
+        too_large = PayloadTooLargeError(f"frame exceeds {limit} bytes")
+        raise FrameError(too_large, ref=_lenient_ref(text))
+    return _decoded_frame(text), text
+
+
+def _decoded_frame(text: str) -> dict[str, Any]:
     try:
         frame = jsonbound.loads(text)
     except ValidationError as exc:  # well-formed but out of bounds: answer its ref

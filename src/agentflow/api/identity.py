@@ -57,6 +57,7 @@ _WORKER_SESSION = re.compile(r"^/api/v1/workers/[^/]+/session$")
 _TASK_SUBMIT = frozenset(
     {"/api/v1/tasks", "/api/v1/tasks/batch", "/api/v1/workflows", "/api/v1/workflows/validate"}
 )
+EVENTS_PATH = "/api/v1/events"  # a socket that only reads: read-only and task tokens too
 _TASK_SEND = frozenset({"/api/v1/messages", "/api/v1/messages/batch", "/api/v1/messages/request"})
 
 
@@ -159,7 +160,7 @@ def authorize(identity: Identity, method: str, path: str) -> None:
     """Raise :class:`ForbiddenError` unless ``identity`` may ``method`` (``WS`` for a socket)
     on ``path``."""
     role = identity.role
-    read = method in ("GET", "HEAD")
+    read = method in ("GET", "HEAD") or (method == "WS" and path == EVENTS_PATH)
     if role is Role.ADMIN:
         allowed = True
     elif role is Role.READ_ONLY:
@@ -189,6 +190,10 @@ def _task_may(identity: Identity, method: str, path: str, read: bool) -> bool:
         return not path.endswith("/force-release")  # the session is checked by the route
     if method == "POST" and (path in _TASK_SEND or path in _TASK_SUBMIT):
         return True  # a message's sender is set by the route
+    if path == EVENTS_PATH:
+        return True  # its task and workflow events only (the route narrows the kinds)
+    if method == "WS" and path == "/api/v1/submit":
+        return True  # the socket form of the submit routes above
     return read and path.startswith(("/api/v1/tasks", "/api/v1/workflows"))
 
 

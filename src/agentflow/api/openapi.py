@@ -35,11 +35,12 @@ from agentflow.api.schemas import (
     WorkerPatchIn,
     WorkflowIn,
 )
+from agentflow.api.submit_stream import SubmitBatchFrame, SubmitTaskFrame
 from agentflow.api.token_routes import TokenIn
 from agentflow.cluster.status import LINK_STATES
 from agentflow.state.records import TaskStatus, WorkerState, WorkflowStatus
 
-__all__ = ["BODIES", "Problem", "install_openapi"]
+__all__ = ["BODIES", "SOCKETS", "SOCKET_FRAMES", "Problem", "install_openapi"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -58,6 +59,11 @@ class Problem(pydantic.BaseModel):
 
 
 NoBody = None
+# The sockets whose client frames are models (answers: ``{"ref", "status", "body"}`` with the
+# matching HTTP route's answer, or ``{"ref", "error": Problem}``); see docs/api.md.
+SOCKET_FRAMES: dict[str, tuple[type[pydantic.BaseModel], ...]] = {
+    "/api/v1/submit": (SubmitTaskFrame, SubmitBatchFrame),
+}
 # (method, OpenAPI path) -> (the body model, whether a body is required). A route taking no
 # body refuses one that is not an empty object; it is declared as an optional empty object.
 BODIES: dict[tuple[str, str], tuple[type[pydantic.BaseModel] | None, bool]] = {
@@ -180,6 +186,29 @@ TEXT_TOO = frozenset({("get", "/api/v1/tasks/{task_id}/output")})
 TEXT_ONLY = frozenset({("get", "/metrics")})
 
 
+# The WebSockets, which OpenAPI cannot describe as operations: their frames are in docs/api.md.
+SOCKETS: dict[str, dict[str, str]] = {
+    "/api/v1/workers/{worker_id}/session": {
+        "summary": "The worker protocol: msgpack frames (a worker token)",
+    },
+    "/api/v1/locks": {
+        "summary": "Many leases over one socket: acquire, renew and release frames, by ref",
+    },
+    "/api/v1/agents/{agent_id}/stream": {
+        "summary": "An agent's inbox as it fills; send and ack frames the other way",
+    },
+    "/api/v1/events": {
+        "summary": "Task, workflow, worker, lock and message events as they apply, each with "
+        "its log index: filtered (task ids, workflow, group, kinds), resumable from an index "
+        "(from_index), served by any master; read-only tokens may follow it",
+    },
+    "/api/v1/submit": {
+        "summary": "Single and batch submits over one socket, each answered by ref once "
+        "committed, with the HTTP routes' bodies, bounds and roles",
+    },
+}
+
+
 def install_openapi(app: FastAPI) -> None:
     """Serve the document built by :func:`build_openapi` (once, then cached)."""
 
@@ -199,7 +228,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     models: list[type[pydantic.BaseModel]] = sorted(
         {m for m, _ in BODIES.values() if m is not None}, key=lambda m: m.__name__
     )
-    models.append(Problem)
+    models += [Problem, *(m for frames in SOCKET_FRAMES.values() for m in frames)]
     _, defs = models_json_schema(
         [(m, "validation") for m in models],
         ref_template="#/components/schemas/{model}",
@@ -208,6 +237,17 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             _declare(operation, (method, path))
+    document["x-websockets"] = {  # OpenAPI has no WebSocket operations: listed apart
+        path: {
+            **about,
+            **(
+                {"clientFrames": [{"$ref": f"#/components/schemas/{m.__name__}"} for m in frames]}
+                if (frames := SOCKET_FRAMES.get(path))
+                else {}
+            ),
+        }
+        for path, about in SOCKETS.items()
+    }
     return document
 
 

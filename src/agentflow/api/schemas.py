@@ -31,6 +31,7 @@ __all__ = [
     "WorkflowIn",
     "WorkflowTaskIn",
     "new_task_id",
+    "new_task_ids",
 ]
 
 PriorityName = Literal["urgent", "high", "medium", "low"]
@@ -44,14 +45,21 @@ def new_task_id() -> str:
     return "t-" + secrets.token_hex(8)
 
 
+def new_task_ids(n: int) -> list[str]:
+    """``n`` ids as :func:`new_task_id` makes them, from one read of the random source."""
+    digits = secrets.token_hex(8 * n)
+    return ["t-" + digits[i : i + 16] for i in range(0, 16 * n, 16)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
 class ResourcesIn(BaseModel):
-    """CPU, memory and GPUs, plus any custom resource a worker declares (``licence=2``)."""
+    """CPU, memory and GPUs, plus any custom resource a worker declares (``licence=2``).
+    Frozen, so that every task that asks for nothing shares :data:`NO_RESOURCES`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     cpu: float = Field(default=0, ge=0, le=4096)
     memory_mb: float = Field(default=0, ge=0, le=1 << 30)
@@ -69,6 +77,9 @@ class ResourcesIn(BaseModel):
             if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 64:
                 raise ValueError(f"invalid resource name {name!r}")
         return self
+
+
+NO_RESOURCES = ResourcesIn()
 
 
 class TaskIn(_Strict):
@@ -95,7 +106,7 @@ class TaskIn(_Strict):
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     max_retries: int = Field(default=0, ge=0, le=100)
     retry_backoff_s: float = Field(default=1.0, ge=0, le=3600)
-    resources: ResourcesIn = Field(default_factory=ResourcesIn)
+    resources: ResourcesIn = Field(default=NO_RESOURCES)  # not one model built per task
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
 
@@ -167,7 +178,7 @@ class TaskIn(_Strict):
             and (not self.description.strip())
         )
 
-    def to_new_task(self) -> NewTask:
+    def to_new_task(self, task_id: str | None = None) -> NewTask:
         spec: dict[str, Any] = {"env": dict(self.env), "cwd": self.cwd}
         if self.pickled is not None:
             spec["pickled"] = self.pickled
@@ -184,9 +195,14 @@ class TaskIn(_Strict):
         title = self.title or (
             self.function or self.command or self.description or " ".join(map(str, self.args or []))
         )
-        resources = {k: v for k, v in self.resources.model_dump().items() if v}
+        wanted = self.resources
+        resources = (  # most tasks ask for nothing: no serializer call for them
+            {k: v for k, v in wanted.model_dump().items() if v}
+            if wanted.model_fields_set or wanted.model_extra
+            else {}
+        )
         return NewTask(
-            id=new_task_id(),
+            id=task_id or new_task_id(),
             title=title[:200],
             description=self.description,
             spec=spec,

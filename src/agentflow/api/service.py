@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
+from agentflow.api.event_hub import EventHub
 from agentflow.api.identity import TokenVerifier
 from agentflow.api.sessions import SessionHub
 from agentflow.api.waiters import KeyedWaiters, wait_for
@@ -107,6 +108,12 @@ class MasterService:
         if config.api_token:
             self.verifier = TokenVerifier(config.api_token, self.machine, clock_ms)
         self.hub = SessionHub(self.machine, self.verifier.task_key if self.verifier else None)
+        self.events = EventHub(
+            self.machine,
+            ring_size=config.event_ring,
+            queue_limit=config.event_queue_max,
+            max_subscriptions=config.max_event_sockets,
+        )
         self.started_at_ms = clock_ms()
         self._task_waiters = KeyedWaiters()  # by task id, set when it finishes
         self._workflow_waiters = KeyedWaiters()  # by workflow id, set when it ends
@@ -117,6 +124,7 @@ class MasterService:
         self._finish_times: deque[int] = deque(maxlen=100_000)
         self.log.subscribe(self.hub.on_events)
         self.log.subscribe(self._on_events)
+        self.log.subscribe(self.events.on_events)
         self.log.on_leadership(self._leadership_changed)
         self._group: asyncio.TaskGroup | None = None
         self._started = False
@@ -129,6 +137,7 @@ class MasterService:
             return
         self._started = True
         await self.log.start()
+        self.events.started()
 
     async def run(self) -> None:
         """Run the background loops until cancelled."""
@@ -140,6 +149,7 @@ class MasterService:
     async def stop(self) -> None:
         self.closing = True
         self.hub.close_all()
+        self.events.wake_all()
         await self.log.close()
 
     def _leadership_changed(self, is_leader: bool) -> None:
@@ -198,7 +208,7 @@ class MasterService:
                 f"queue holds {queued} tasks; limit is {self.config.max_queued_tasks}"
             )
         result: list[tuple[str, bool]] = await self.log.propose(
-            SubmitTasks(now_ms=self.now_ms(), tasks=tasks)
+            SubmitTasks(now_ms=self.now_ms(), tasks=tasks, place=True)
         )
         return result
 

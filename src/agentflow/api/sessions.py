@@ -1,7 +1,8 @@
 """Worker sessions: one WebSocket per worker, msgpack frames both ways.
 
 The hub keeps the current session of each worker and turns applied events into frames:
-``TaskAssigned`` becomes ``assign`` and ``CancelRequested`` becomes ``cancel``. A worker whose
+``TaskAssigned`` becomes ``assign``, ``CancelRequested`` becomes ``cancel`` and
+``AttemptWithdrawn`` becomes ``withdraw``. A worker whose
 outbound queue overflows is disconnected; on reconnect its hello reconciles what it runs.
 
 A worker id has one live instance: the first hello registers it and is given a session secret
@@ -23,12 +24,12 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agentflow import wire
+from agentflow import faults, wire
 from agentflow.api.identity import task_token
 from agentflow.errors import ConflictError
-from agentflow.state import StateMachine
+from agentflow.state import StateMachine, TaskRecord
 from agentflow.state.commands import ReportAttempts, TaskOutcome
-from agentflow.state.events import CancelRequested, Event, TaskAssigned
+from agentflow.state.events import AttemptWithdrawn, CancelRequested, Event, TaskAssigned
 from agentflow.state.workers import admits
 from agentflow.workerwire import Report
 
@@ -126,14 +127,20 @@ def held_report(
     if not (started or output or outcomes):
         return None
     return ReportAttempts(
-        now_ms=now_ms, worker_id=worker_id, started=started, output=output, outcomes=outcomes
+        now_ms=now_ms,
+        worker_id=worker_id,
+        started=started,
+        output=output,
+        outcomes=outcomes,
+        place=bool(outcomes),  # an outcome frees room: fill it in this same entry
     )
 
 
 class WorkerSession:
-    def __init__(self, worker_id: str, ws: WebSocket) -> None:
+    def __init__(self, worker_id: str, ws: WebSocket, *, batches: bool = False) -> None:
         self.worker_id = worker_id
         self.ws = ws
+        self.batches = batches  # it takes many assignments in one "assigns" frame
         self.outbound: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOUND_LIMIT)
         self.closed = False
         self.close_code = 1000
@@ -192,20 +199,38 @@ class SessionHub:
         return False
 
     def on_events(self, events: list[Event]) -> None:
+        """Push what the applied entries gave or took from each worker, in log order per
+        worker; a worker that speaks protocol 2 gets its assignments in one frame."""
+        pending: dict[str, list[dict[str, Any]]] = {}
         for event in events:
             if isinstance(event, TaskAssigned):
+                if faults.ARMED:
+                    faults.reached("before_push")  # tests only: applied, not yet pushed
+                task = self._machine.tasks.get(event.task_id)
+                if task is None or task.fencing_token != event.fencing_token:
+                    continue  # superseded within this batch: a later event says where it went
+                if event.worker_id in self.sessions:
+                    pending.setdefault(event.worker_id, []).append(self.assign_frame(task))
+            elif isinstance(event, CancelRequested | AttemptWithdrawn):
                 session = self.sessions.get(event.worker_id)
                 if session is not None:
-                    session.send(self.assign_frame(event.task_id))
-            elif isinstance(event, CancelRequested):
-                session = self.sessions.get(event.worker_id)
-                if session is not None:
+                    self._flush(session, pending.pop(event.worker_id, []))
+                    kind = "cancel" if isinstance(event, CancelRequested) else "withdraw"
                     session.send(
-                        {"t": "cancel", "task_id": event.task_id, "token": event.fencing_token}
+                        {"t": kind, "task_id": event.task_id, "token": event.fencing_token}
                     )
+        for worker_id, frames in pending.items():
+            self._flush(self.sessions[worker_id], frames)
 
-    def assign_frame(self, task_id: str) -> dict[str, Any]:
-        task = self._machine.tasks[task_id]
+    @staticmethod
+    def _flush(session: WorkerSession, frames: list[dict[str, Any]]) -> None:
+        if len(frames) > 1 and session.batches:
+            session.send({"t": "assigns", "frames": frames})
+        else:
+            for frame in frames:
+                session.send(frame)
+
+    def assign_frame(self, task: TaskRecord) -> dict[str, Any]:
         attempt = task.attempts[-1]
         frame: dict[str, Any] = {
             "t": "assign",
@@ -214,6 +239,9 @@ class SessionHub:
             "attempt": attempt.number,
             "spec": task.spec.to_wire(),
             "timeout_s": task.timeout_s,
+            # The worker starts what it holds queued in this order (smaller first), as the
+            # master would: the ready queue's static key.
+            "order": self._machine.policy.static_key(task.priority, task.enqueued_at, task.retries),
         }
         if self._task_key is not None:  # what the task authenticates with, instead of ours
             frame["task_token"] = task_token(self._task_key, task.id, attempt.fencing_token)

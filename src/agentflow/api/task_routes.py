@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from agentflow.api.decoding import JSONResponse, read_model, read_no_body
-from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn
-from agentflow.api.service import service
+from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn, new_task_ids
+from agentflow.api.service import MasterService, service
 from agentflow.api.views import task_view
 from agentflow.errors import PayloadTooLargeError, ValidationError
 from agentflow.jsonbound import INT64_MAX
@@ -17,7 +17,7 @@ from agentflow.state import TaskStatus
 from agentflow.state.commands import CancelTask, SetPriority
 from agentflow.state.records import TERMINAL_STATUSES
 
-__all__ = ["router"]
+__all__ = ["accept_batch", "accept_task", "router"]
 
 router = APIRouter(prefix="/api/v1")
 
@@ -29,23 +29,37 @@ MAX_PAGE = 1000
 async def create_task(request: Request) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, TaskIn, svc.config.max_request_bytes)
-    [(task_id, created)] = await svc.submit([body.to_new_task()])
-    view = task_view(svc.machine, svc.task(task_id), svc.now_ms())
-    view["created"] = created
-    return JSONResponse(view, status_code=201 if created else 200)
+    view, status = await accept_task(svc, body)
+    return JSONResponse(view, status_code=status)
 
 
 @router.post("/tasks/batch", status_code=201)
 async def create_tasks(request: Request) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, TaskBatchIn, svc.config.max_request_bytes)
+    answer, status = await accept_batch(svc, body)
+    return JSONResponse(answer, status_code=status)
+
+
+async def accept_task(svc: MasterService, body: TaskIn) -> tuple[dict[str, Any], int]:
+    """Submit one validated task; its view and status (201 new, 200 a repeated key) once the
+    entry is committed. The HTTP route and ``WS /api/v1/submit`` both answer with this."""
+    [(task_id, created)] = await svc.submit([body.to_new_task()])
+    view = task_view(svc.machine, svc.task(task_id), svc.now_ms())
+    view["created"] = created
+    return view, 201 if created else 200
+
+
+async def accept_batch(svc: MasterService, body: TaskBatchIn) -> tuple[dict[str, Any], int]:
+    """Submit a validated batch (413 over ``max_batch_tasks``); ids in order, once committed."""
     if len(body.tasks) > svc.config.max_batch_tasks:
         raise PayloadTooLargeError(
             f"batch of {len(body.tasks)} tasks exceeds {svc.config.max_batch_tasks}"
         )
-    results = await svc.submit([t.to_new_task() for t in body.tasks])
+    ids = new_task_ids(len(body.tasks))
+    results = await svc.submit([t.to_new_task(i) for t, i in zip(body.tasks, ids, strict=True)])
     tasks = [{"id": tid, "created": created} for tid, created in results]
-    return JSONResponse({"tasks": tasks, "count": len(tasks)}, status_code=201)
+    return {"tasks": tasks, "count": len(tasks)}, 201
 
 
 @router.get("/tasks")

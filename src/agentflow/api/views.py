@@ -103,7 +103,8 @@ def worker_view(
         "hostname": worker.hostname,
         "slots": worker.slots,
         "free_slots": worker.free_slots,
-        "prefetch": worker.prefetch,
+        "prefetch": worker.prefetch,  # as the worker asked: -1 lets the master size its queue
+        "queue_depth": worker.queue_depth,  # attempts it holds queued beyond its slots now
         "gpus": worker.gpus,
         "running": sorted(worker.running),
         "load": round(len(worker.running) / worker.capacity, 3) if worker.capacity else 1.0,

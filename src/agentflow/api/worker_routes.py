@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from agentflow import wire, workerwire
+from agentflow import faults, wire, workerwire
 from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import WorkerPatchIn
 from agentflow.api.service import MasterService, service
@@ -109,7 +109,7 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
         return
     except WebSocketDisconnect:
         return
-    session = WorkerSession(worker_id, ws)
+    session = WorkerSession(worker_id, ws, batches=hello.protocol >= 2)
     svc.hub.attach(session)
     svc.scheduler.touch(worker_id)
     session.send(
@@ -240,6 +240,8 @@ async def _receive(svc: MasterService, session: WorkerSession) -> bool:
 
 async def _report(svc: MasterService, session: WorkerSession, report: workerwire.Report) -> None:
     """Commit what the report says of attempts its worker holds, then acknowledge it."""
+    if faults.ARMED:
+        faults.reached("before_report")  # tests only: received, not yet proposed
     try:
         command = held_report(svc.machine, session.worker_id, report, svc.now_ms())
     except ConflictError as exc:

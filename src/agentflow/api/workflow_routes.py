@@ -102,6 +102,7 @@ async def submit_workflow(request: Request) -> JSONResponse:
             failure_policy=body.failure_policy,
             tasks=tasks,
             idempotency_key=body.idempotency_key,
+            place=True,
         )
     )
     wf = _workflow(svc, result["workflow_id"])

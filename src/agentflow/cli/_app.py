@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "logs": "agentflow.cli.tasks:logs",
     "tasks": "agentflow.cli.tasks:tasks",
     "cancel": "agentflow.cli.tasks:cancel",
+    "events": "agentflow.cli.events:events",
     "workers": "agentflow.cli.tasks:workers",
     "queue": "agentflow.cli.tasks:queue",
     "cluster": "agentflow.cli.cluster:cluster",

@@ -113,7 +113,7 @@ def status(master_url: str | None, api_token: str | None, local: bool, out: Outp
     "--force",
     is_flag=True,
     help="With --voter: add a voter that is not a member yet (it counts toward the quorum "
-    "before it has the log; see the README before using it).",
+    "before it has the log; see docs/guide/cluster.md#membership before using it).",
 )
 @client_options
 def add_member(

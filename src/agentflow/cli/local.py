@@ -183,8 +183,8 @@ def run(
 ) -> None:
     """Run the tasks or the workflow of FILE (YAML or JSON) and print their results.
 
-    A workflow is a mapping whose tasks have ``id`` and ``dependencies`` (and optionally
-    ``failure_policy`` and ``defaults``); anything else is a list of independent tasks.
+    A workflow is a mapping whose tasks have `id` and `dependencies` (and optionally
+    `failure_policy` and `defaults`); anything else is a list of independent tasks.
     """
     from agentflow.cli import workflow as wf
 

@@ -14,7 +14,7 @@ import click
 
 from agentflow.cli._app import fail
 from agentflow.cli.output import Cell, Output, output_options
-from agentflow.cli.params import DURATION
+from agentflow.cli.params import DAY, DURATION, Duration
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Lease
 from agentflow.errors import LeaseLostError
@@ -51,7 +51,10 @@ def _spec_options(fn: Any) -> Any:
     fn = click.option("--limit", type=int, default=1, help="A semaphore of N holders.")(fn)
     fn = click.option("--mode", type=click.Choice(["exclusive", "shared"]), default="exclusive")(fn)
     fn = click.option(
-        "--ttl", type=DURATION, default="30s", help="Lease length, renewed while held."
+        "--ttl",
+        type=Duration(at_most_s=DAY),
+        default="30s",
+        help="Lease length, renewed while held.",
     )(fn)
     fn = click.option(
         "--wait", type=DURATION, help="Wait this long for it, e.g. 10s (default: fail at once)."
@@ -105,7 +108,9 @@ def acquire(
 @lock.command("renew")
 @click.argument("name")
 @click.option("--token", type=int, required=True)
-@click.option("--ttl", type=DURATION, help="New lease length, e.g. 30s (default: the grant's).")
+@click.option(
+    "--ttl", type=Duration(at_most_s=DAY), help="New lease length, e.g. 30s (default: the grant's)."
+)
 @_holder_options
 @client_options
 def renew(

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from agentflow.cli.output import Output, output_options
-from agentflow.cli.params import DURATION
+from agentflow.cli.params import DAY, DURATION, Duration
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import Message
 from agentflow.client._agents import default_agent_id
@@ -56,6 +56,7 @@ def _sender_option(fn: Any) -> Any:
         "--from",
         "sender",
         envvar="AGENTFLOW_AGENT_ID",
+        show_envvar=True,
         help="Sending agent (default: this task; or $AGENTFLOW_AGENT_ID).",
     )(fn)
 
@@ -95,7 +96,9 @@ def _default_sender(sender: str | None) -> str:
 @click.argument("to")
 @click.argument("type_", metavar="TYPE")
 @click.argument("content", required=False)
-@click.option("--ttl", type=DURATION, help="Not delivered after this long, e.g. 30s.")
+@click.option(
+    "--ttl", type=Duration(at_most_s=30 * DAY), help="Not delivered after this long, e.g. 30s."
+)
 @click.option("--correlation-id", help="Ties a reply to its request.")
 @_sender_option
 @client_options
@@ -294,7 +297,10 @@ def agent() -> None:
 @agent.command("connect")
 @click.argument("name")
 @click.option(
-    "--ttl", type=DURATION, default="30s", help="Session length, renewed while connected."
+    "--ttl",
+    type=Duration(at_most_s=DAY),
+    default="30s",
+    help="Session length, renewed while connected.",
 )
 @client_options
 def connect(name: str, ttl: float, master_url: str | None, api_token: str | None) -> None:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agentflow.config import parse_size
-from agentflow.durations import parse_duration
+from agentflow.durations import format_duration, parse_duration
 from agentflow.errors import ConfigError
 
-__all__ = ["DURATION", "Duration", "parse_pairs", "parse_resources"]
+__all__ = ["DAY", "DURATION", "Duration", "parse_pairs", "parse_resources"]
 
 
 if TYPE_CHECKING:  # generic from click 8.4 on; the project runs on 8.1 too
@@ -31,16 +31,23 @@ class Duration(_FloatParam):
 
     name = "duration"
 
+    def __init__(self, at_most_s: float | None = None) -> None:
+        self.at_most_s = at_most_s  # the API's own bound, told before anything is sent
+
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ConfigError as exc:
             self.fail(exc.detail, param, ctx)
+        if self.at_most_s is not None and seconds > self.at_most_s:
+            self.fail(f"{value!r} is longer than {format_duration(self.at_most_s)}", param, ctx)
+        return seconds
 
 
 DURATION = Duration()
+DAY = 86_400.0
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:

@@ -89,13 +89,24 @@ async def run_master(config: MasterConfig) -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """The API's listening socket on ``host:port``; a failure is one line."""
+    """The API's listening socket on ``host:port``; a failure is one line.
+
+    Made with ``IPPROTO_TCP`` named (``socket.create_server`` leaves proto 0): asyncio sets
+    TCP_NODELAY on an accepted connection only when its socket says so, and without it every
+    kept-alive answer written in two parts (headers, body) waits ~40 ms for the client's
+    delayed ACK (Nagle).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
+        sock.close()
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         raise AgentFlowError(f"cannot listen for the API on {host}:{port}: {why}") from None
+    return sock
 
 
 def with_token_file(config: _C) -> _C:
@@ -116,7 +127,7 @@ def worker_command(ctx: click.Context, /, config_file: str | None, **flags: obje
     (worker-id = "w1", labels = {zone = "a"}), else its default. `agentflow config show
     --role worker` prints the result and where each value came from.
 
-    With a subcommand (``agentflow worker drain ID``), manage a worker instead.
+    With a subcommand (`agentflow worker drain ID`), manage a worker instead.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -167,8 +178,10 @@ def _worker_state(worker_id: str, drain: bool, master_url: str | None, token: st
 
 @worker_command.command("drain")
 @click.argument("worker_id")
-@click.option("--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated.")
-@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")
+@click.option(
+    "--master-url", envvar="AGENTFLOW_URL", show_envvar=True, help="Master URL(s), comma-separated."
+)
+@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", show_envvar=True, help="Bearer token.")
 def drain(worker_id: str, master_url: str | None, api_token: str | None) -> None:
     """Send WORKER_ID no new work; what it runs finishes."""
     _worker_state(worker_id, True, master_url, api_token)
@@ -176,8 +189,10 @@ def drain(worker_id: str, master_url: str | None, api_token: str | None) -> None
 
 @worker_command.command("activate")
 @click.argument("worker_id")
-@click.option("--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated.")
-@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")
+@click.option(
+    "--master-url", envvar="AGENTFLOW_URL", show_envvar=True, help="Master URL(s), comma-separated."
+)
+@click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", show_envvar=True, help="Bearer token.")
 def activate(worker_id: str, master_url: str | None, api_token: str | None) -> None:
     """Let a drained WORKER_ID take work again."""
     _worker_state(worker_id, False, master_url, api_token)

@@ -10,7 +10,7 @@ import click
 from rich.text import Text
 
 from agentflow.cli.output import Cell, Output, output_options
-from agentflow.cli.params import DURATION, parse_pairs, parse_resources
+from agentflow.cli.params import DAY, Duration, parse_pairs, parse_resources
 from agentflow.client import Client, TaskInfo
 from agentflow.config import read_token_file
 from agentflow.errors import ConfigError
@@ -27,12 +27,18 @@ def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 def client_options(fn: Any) -> Any:
     fn = click.option(
-        "--master-url", envvar="AGENTFLOW_URL", help="Master URL(s), comma-separated."
+        "--master-url",
+        envvar="AGENTFLOW_URL",
+        show_envvar=True,
+        help="Master URL(s), comma-separated.",
     )(fn)
-    fn = click.option("--api-token", envvar="AGENTFLOW_API_TOKEN", help="Bearer token.")(fn)
+    fn = click.option(
+        "--api-token", envvar="AGENTFLOW_API_TOKEN", show_envvar=True, help="Bearer token."
+    )(fn)
     fn = click.option(
         "--api-token-file",
         envvar="AGENTFLOW_API_TOKEN_FILE",
+        show_envvar=True,
         expose_value=False,
         callback=_remember,
         help="Read the bearer token from this file.",
@@ -40,6 +46,7 @@ def client_options(fn: Any) -> Any:
     fn = click.option(
         "--ca",
         envvar="AGENTFLOW_CA",
+        show_envvar=True,
         expose_value=False,
         callback=_remember,
         help="CA bundle that verifies the masters' certificates.",
@@ -73,11 +80,16 @@ def _needs(
     env: tuple[str, ...], label: tuple[str, ...], resources: tuple[str, ...]
 ) -> dict[str, Any]:
     """The ``env``, ``labels`` and ``resources`` of a task from their flags; a bad one is a
-    :class:`ConfigError` before anything is sent."""
+    usage error naming its flag, before anything is sent."""
+    pairs = parse_pairs(resources, "--resources")
+    try:
+        resources_needed = parse_resources(pairs)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.detail, param_hint="'--resources'") from None
     needs: dict[str, Any] = {
         "env": _kv(env, "--env"),
         "labels": _kv(label, "--label"),
-        "resources": parse_resources(parse_pairs(resources, "--resources")),
+        "resources": resources_needed,
     }
     return {name: value for name, value in needs.items() if value}
 
@@ -98,13 +110,16 @@ def _needs(
     "--group", default="default", show_default=True, help="Run on a worker of this group."
 )
 @click.option(
-    "--timeout", "timeout_s", type=DURATION, help="Kill an attempt that runs longer, e.g. 5m."
+    "--timeout",
+    "timeout_s",
+    type=Duration(at_most_s=7 * DAY),
+    help="Kill an attempt that runs longer, e.g. 5m.",
 )
 @click.option("--retries", "max_retries", type=int, default=0, show_default=True)
 @click.option(
     "--backoff",
     "retry_backoff_s",
-    type=DURATION,
+    type=Duration(at_most_s=3600),
     default="1s",
     show_default=True,
     help="Wait before a retry, e.g. 30s.",
@@ -161,7 +176,7 @@ def _watch(client: Client, task_id: str) -> NoReturn:
     try:
         click.echo(task_id, err=True)
         _follow(client, task_id)
-        done = client.wait(task_id)
+        done = client.wait_many([task_id])[0]  # its end, over the event socket
     except KeyboardInterrupt:
         click.echo(
             f"stopped watching: task {task_id} goes on (cancel it: agentflow cancel {task_id})",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from rich.text import Text
 from agentflow.cli.output import Cell, Format, Output, output_options
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import AsyncClient
-from agentflow.errors import ConfigError
+from agentflow.errors import ConfigError, ForbiddenError
 
 __all__ = [
     "is_workflow",
@@ -84,7 +87,8 @@ def load_workflow_file(path: Path, data: Any = None) -> dict[str, Any]:
 
 
 async def watch(client: AsyncClient, workflow_id: str, total: int) -> dict[str, Any]:
-    """A live progress bar until the workflow ends; returns its final view."""
+    """A live progress bar until the workflow ends; returns its final view. The bar moves
+    with the workflow's events (one socket); a master that refuses it is polled instead."""
     with Progress(
         TextColumn("[bold]{task.fields[name]}"),
         BarColumn(),
@@ -94,20 +98,48 @@ async def watch(client: AsyncClient, workflow_id: str, total: int) -> dict[str, 
         console=console,
     ) as progress:
         bar = progress.add_task("wf", total=total, name=workflow_id, running=0, failed=0)
-        while True:
-            view = await client.workflow(workflow_id, wait_s=0.5)
-            counts = view["counts"]
+
+        def show(counts: dict[str, int]) -> None:
             done = sum(counts.get(s, 0) for s in FINISHED)
             failed = sum(counts.get(s, 0) for s in FINISHED if s != "completed")
-            progress.update(
-                bar,
-                completed=done,
-                running=counts.get("running", 0),
-                failed=failed,
-                name=view["name"],
-            )
-            if view["status"] != "running":
-                return view
+            running = counts.get("running", 0)
+            progress.update(bar, completed=done, running=running, failed=failed)
+
+        try:
+            await _follow_events(client, workflow_id, show)
+        except ForbiddenError:
+            await _follow_polls(client, workflow_id, show)
+        view = await client.workflow(workflow_id)
+        show(view["counts"])
+        progress.update(bar, name=view["name"])
+        return view
+
+
+async def _follow_events(
+    client: AsyncClient, workflow_id: str, show: Callable[[dict[str, int]], None]
+) -> None:
+    """Until the workflow's end arrives: its tasks' states first, then each change."""
+    states: dict[str, str] = {}
+    stream = client.events(
+        workflow_id=workflow_id, kinds=["task", "workflow"], current=True, follow=True
+    )
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            if event["kind"] == "task":
+                states[event["task_id"]] = event["status"]
+                show(dict(collections.Counter(states.values())))
+            elif event["status"] != "running":
+                return
+
+
+async def _follow_polls(
+    client: AsyncClient, workflow_id: str, show: Callable[[dict[str, int]], None]
+) -> None:
+    while True:
+        view = await client.workflow(workflow_id, wait_s=0.5)
+        show(view["counts"])
+        if view["status"] != "running":
+            return
 
 
 def print_table(view: dict[str, Any]) -> None:

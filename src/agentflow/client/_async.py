@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -23,9 +24,9 @@ from agentflow.client._calls import Call
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
+    SOCKET_FALLBACK,
     Deadline,
     Failover,
-    SocketAccess,
     TaskInfo,
     api_token,
     master_urls,
@@ -37,13 +38,15 @@ from agentflow.client._core import (
 from agentflow.client._functions import AsyncTaskFuture
 from agentflow.client._locks import AsyncLockContext, Lease
 from agentflow.client._sockets import FrameSocket
+from agentflow.client._waits import AsyncWaits
+from agentflow.errors import ForbiddenError
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
 
-class AsyncClient(SocketAccess):
+class AsyncClient(AsyncWaits):
     """:class:`Client` for asyncio: the same methods and parameters, awaited.
 
     >>> async with AsyncClient("http://127.0.0.1:6767") as c:
@@ -68,6 +71,9 @@ class AsyncClient(SocketAccess):
         self.verify = verify(ca)
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s, verify=self.verify)
         self._lock_socket: FrameSocket | None = None
+        self._submit_socket: FrameSocket | None = None
+        self._timeout_s = timeout_s
+        self._submits = 0  # the first submit goes by HTTP: a one-off does not open a socket
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -78,6 +84,10 @@ class AsyncClient(SocketAccess):
     async def aclose(self) -> None:
         if self._lock_socket is not None:
             await self._lock_socket.close()
+        if self._submit_socket is not None:
+            await self._submit_socket.close()
+        if self._end_socket is not None:
+            await self._end_socket.close()
         await self._http.aclose()
 
     @property
@@ -86,6 +96,14 @@ class AsyncClient(SocketAccess):
         if self._lock_socket is None:
             self._lock_socket = FrameSocket(self, "/api/v1/locks")
         return self._lock_socket
+
+    @property
+    def submit_socket(self) -> FrameSocket:
+        """The socket this client submits over from its second submit on
+        (``WS /api/v1/submit``); HTTP whenever it is down."""
+        if self._submit_socket is None:
+            self._submit_socket = FrameSocket(self, calls.SUBMIT_SOCKET)
+        return self._submit_socket
 
     # -- transport --------------------------------------------------------------------------
 
@@ -119,6 +137,15 @@ class AsyncClient(SocketAccess):
         raise unreachable(self.urls, last)
 
     async def _send(self, call: Call[T]) -> T:
+        frame = calls.socket_frame(call)
+        if frame is not None:
+            self._submits += 1
+            if self._submits > 1:
+                try:
+                    reply = await self.submit_socket.call(frame, self._timeout_s)
+                    return call.parse(reply["body"])
+                except SOCKET_FALLBACK:
+                    pass  # by HTTP, with the same idempotency keys: no task is made twice
         answer = await self.request(
             call.method, call.path, params=call.params, json=call.json, timeout_s=call.timeout_s
         )
@@ -249,8 +276,14 @@ class AsyncClient(SocketAccess):
     async def wait_workflow(
         self, workflow_id: str, timeout_s: float | None = None
     ) -> dict[str, Any]:
-        """Until the workflow is no longer running (or ``timeout_s`` passes)."""
+        """Until the workflow is no longer running (or ``timeout_s`` passes), as
+        :meth:`Client.wait_workflow`."""
         deadline = Deadline(timeout_s)
+        view = await self.workflow(workflow_id)
+        if not calls.workflow_running(view):
+            return view
+        with contextlib.suppress(ForbiddenError):  # refused: the long polls below
+            await self._workflow_end(workflow_id, timeout_s)
         while True:
             view = await self.workflow(workflow_id, wait_s=deadline.wait_s())
             if not calls.workflow_running(view) or deadline.passed:

@@ -15,7 +15,7 @@ from agentflow.client._core import BATCH, BATCH_CHARS, TaskInfo, build_task, tok
 from agentflow.client._functions import function_body, workflow_tasks
 from agentflow.errors import ClientError
 
-__all__ = ["Call", "OutputCursor", "TaskPages"]
+__all__ = ["SUBMIT_SOCKET", "Call", "OutputCursor", "TaskPages", "socket_frame"]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -55,6 +55,17 @@ def _task_id(answer: Any) -> str:
 
 def _task_ids(answer: Any) -> list[str]:
     return [t["id"] for t in answer["tasks"]]
+
+
+SUBMIT_SOCKET = "/api/v1/submit"
+_SOCKET_OPS = {"/api/v1/tasks": "task", "/api/v1/tasks/batch": "batch"}
+
+
+def socket_frame(call: Call[Any]) -> dict[str, Any] | None:
+    """The frame of ``WS /api/v1/submit`` that carries ``call`` (the same body; the answer
+    frame's ``body`` is the HTTP answer), or None for a call the socket does not take."""
+    op = _SOCKET_OPS.get(call.path) if call.method == "POST" else None
+    return None if op is None else {"op": op, "body": call.json}
 
 
 def submit_command(

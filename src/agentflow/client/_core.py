@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
+from agentflow.client._sockets import SocketDownError
 from agentflow.config import read_token_file, tls_context
 from agentflow.errors import (
     AgentFlowError,
@@ -34,6 +35,7 @@ __all__ = [
     "LONG_POLL_S",
     "RETRYABLE",
     "RETRY_STATUSES",
+    "SOCKET_FALLBACK",
     "TERMINAL",
     "Deadline",
     "Failover",
@@ -53,6 +55,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 RETRYABLE = (NotLeaderError, UnavailableError, httpx.TransportError)
+# What sends a socket's call to HTTP instead: the socket is down, or the master answered with
+# an error that HTTP retries (no leader yet, unavailable). Submits carry idempotency keys.
+SOCKET_FALLBACK = (SocketDownError, NotLeaderError, UnavailableError)
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out", "upstream_failed"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_URL = "http://127.0.0.1:6767"
@@ -217,6 +222,10 @@ class Deadline:
     @property
     def passed(self) -> bool:
         return self._at is not None and time.monotonic() >= self._at
+
+    def left_s(self) -> float | None:
+        """Seconds left (never below 0); None when there is no deadline."""
+        return None if self._at is None else max(0.0, self._at - time.monotonic())
 
 
 class SocketAccess:

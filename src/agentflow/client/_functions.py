@@ -30,6 +30,7 @@ __all__ = [
     "function_body",
     "importable_name",
     "task",
+    "value_of",
     "workflow_tasks",
 ]
 
@@ -160,11 +161,13 @@ def workflow_tasks(tasks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 class TaskFuture:
     """A submitted call: ``.result()`` waits and returns the function's value (or raises
-    :class:`agentflow.TaskFailedError` carrying the traceback)."""
+    :class:`agentflow.TaskFailedError` carrying the traceback). Waits go over the client's
+    event socket, shared by every wait of the client."""
 
     def __init__(self, client: Client, task_id: str) -> None:
         self._client = client
         self.id = task_id
+        self._known: TaskInfo | None = None  # its end, once heard (as_completed sets it)
 
     def __repr__(self) -> str:
         return f"<TaskFuture {self.id}>"
@@ -173,20 +176,27 @@ class TaskFuture:
         return self._client.get(self.id)
 
     def done(self) -> bool:
-        return self.info().done
+        return self._known is not None or self.info().done
 
     def result(self, timeout_s: float | None = None) -> Any:
-        return _value(self._client.wait(self.id, timeout_s=timeout_s), timeout_s)
+        if self._known is None:
+            info = self._client.wait_many([self.id], timeout_s=timeout_s)[0]
+            if not info.done:
+                return value_of(info, timeout_s)  # raises: still running
+            self._known = info
+        return value_of(self._known, timeout_s)
 
 
 class AsyncTaskFuture:
     """A call submitted through :class:`AsyncClient`: ``await future`` (or ``await
     future.result(timeout_s=...)``) waits and returns the function's value, so
-    ``await asyncio.gather(*await client.map(fn, items))`` gathers every result."""
+    ``await client.gather(await client.map(fn, items))`` gathers every result (and so does
+    ``asyncio.gather(*futures)``, over the same socket)."""
 
     def __init__(self, client: AsyncClient, task_id: str) -> None:
         self._client = client
         self.id = task_id
+        self._known: TaskInfo | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncTaskFuture {self.id}>"
@@ -198,13 +208,18 @@ class AsyncTaskFuture:
         return await self._client.get(self.id)
 
     async def done(self) -> bool:
-        return (await self.info()).done
+        return self._known is not None or (await self.info()).done
 
     async def result(self, timeout_s: float | None = None) -> Any:
-        return _value(await self._client.wait(self.id, timeout_s=timeout_s), timeout_s)
+        if self._known is None:
+            info = (await self._client.wait_many([self.id], timeout_s=timeout_s))[0]
+            if not info.done:
+                return value_of(info, timeout_s)
+            self._known = info
+        return value_of(self._known, timeout_s)
 
 
-def _value(info: TaskInfo, timeout_s: float | None) -> Any:
+def value_of(info: TaskInfo, timeout_s: float | None = None) -> Any:
     """The function's value from its finished task, or the error that stands for it."""
     if not info.done:
         waiting = info.raw.get("unschedulable")  # e.g. no worker runs calls sent by value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -16,9 +17,9 @@ from agentflow.client._calls import Call
 from agentflow.client._core import (
     RETRY_STATUSES,
     RETRYABLE,
+    SOCKET_FALLBACK,
     Deadline,
     Failover,
-    SocketAccess,
     TaskInfo,
     api_token,
     master_urls,
@@ -30,13 +31,15 @@ from agentflow.client._core import (
 from agentflow.client._functions import TaskFuture
 from agentflow.client._locks import Lease, LockContext
 from agentflow.client._sockets import SyncFrameSocket
+from agentflow.client._waits import SyncWaits
+from agentflow.errors import ForbiddenError
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 
 
-class Client(SocketAccess):
+class Client(SyncWaits):
     """Talks to any master of a cluster; follows the leader and retries across failovers.
 
     >>> with Client("http://127.0.0.1:6767") as c:
@@ -61,6 +64,9 @@ class Client(SocketAccess):
         self.verify = verify(ca)
         self._http = httpx.Client(headers=headers, timeout=timeout_s, verify=self.verify)
         self._lock_socket: SyncFrameSocket | None = None
+        self._submit_socket: SyncFrameSocket | None = None
+        self._timeout_s = timeout_s
+        self._submits = 0  # the first submit goes by HTTP: a one-off does not open a socket
 
     def __enter__(self) -> Client:
         return self
@@ -71,6 +77,10 @@ class Client(SocketAccess):
     def close(self) -> None:
         if self._lock_socket is not None:
             self._lock_socket.close()
+        if self._submit_socket is not None:
+            self._submit_socket.close()
+        if self._end_socket is not None:
+            self._end_socket.close()
         self._http.close()
 
     @property
@@ -79,6 +89,14 @@ class Client(SocketAccess):
         if self._lock_socket is None:
             self._lock_socket = SyncFrameSocket(self, "/api/v1/locks")
         return self._lock_socket
+
+    @property
+    def submit_socket(self) -> SyncFrameSocket:
+        """The socket this client submits over from its second submit on
+        (``WS /api/v1/submit``); HTTP whenever it is down."""
+        if self._submit_socket is None:
+            self._submit_socket = SyncFrameSocket(self, calls.SUBMIT_SOCKET)
+        return self._submit_socket
 
     # -- transport --------------------------------------------------------------------------
 
@@ -112,6 +130,14 @@ class Client(SocketAccess):
         raise unreachable(self.urls, last)
 
     def _send(self, call: Call[T]) -> T:
+        frame = calls.socket_frame(call)
+        if frame is not None:
+            self._submits += 1
+            if self._submits > 1:
+                try:
+                    return call.parse(self.submit_socket.call(frame, self._timeout_s)["body"])
+                except SOCKET_FALLBACK:
+                    pass  # by HTTP, with the same idempotency keys: no task is made twice
         answer = self.request(
             call.method, call.path, params=call.params, json=call.json, timeout_s=call.timeout_s
         )
@@ -234,8 +260,14 @@ class Client(SocketAccess):
         return self._send(calls.get_workflow(workflow_id, wait_s))
 
     def wait_workflow(self, workflow_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        """Block until the workflow is no longer running (or ``timeout_s`` passes)."""
+        """Block until the workflow is no longer running (or ``timeout_s`` passes): its end
+        arrives over the event stream (long polls if the master refuses the socket)."""
         deadline = Deadline(timeout_s)
+        view = self.workflow(workflow_id)
+        if not calls.workflow_running(view):
+            return view
+        with contextlib.suppress(ForbiddenError):  # refused: the long polls below
+            self._workflow_end(workflow_id, timeout_s)
         while True:
             view = self.workflow(workflow_id, wait_s=deadline.wait_s())
             if not calls.workflow_running(view) or deadline.passed:

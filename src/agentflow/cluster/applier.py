@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from agentflow import faults
 from agentflow.cluster.membership import Membership
 from agentflow.cluster.transport import Transport
 from agentflow.raft import ConfChange, Entry, EntryType, MemoryStorage, RaftNode
@@ -44,6 +45,8 @@ class Applier:
         if entry.type is EntryType.CONF_CHANGE:
             return self._apply_conf_change(raft, entry)
         if entry.data:
+            if faults.ARMED and b"SubmitTasks" in entry.data[:16]:
+                faults.reached("before_apply")  # tests only: committed, not yet applied
             # Never raises on the entry's bytes: an undecodable or failing command is
             # rejected (recorded, and its proposer gets a 422) alike on every replica.
             return self._machine.apply_entry(entry.index, entry.data)

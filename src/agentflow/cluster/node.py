@@ -2,8 +2,9 @@
 
 Everything that reaches the core — peer messages, ticks, proposals, reads, membership
 changes — is queued and fed to it by one loop, only between Readies; each Ready is then handled
-in the order its type documents: persist (one SQLite transaction, one fsync for the whole
-batch), send, apply, serve reads, advance. A proposal resolves when its entry is applied with
+in the order its type documents: send the leader's early messages (its appends go out while its
+own write runs), persist (one SQLite transaction, one fsync for the whole batch), send the rest,
+apply, serve reads, advance. A proposal resolves when its entry is applied with
 the term it was proposed in; if another entry takes its index, it fails and the client's retry
 (with its idempotency key) decides.
 
@@ -63,6 +64,7 @@ from agentflow.raft import (
     Status,
 )
 from agentflow.state import Command, StateMachine, encode_command
+from agentflow.state.events import StateRestored
 
 __all__ = ["ClusterConfig", "RaftLog"]
 
@@ -477,6 +479,10 @@ class RaftLog:
             self._waiting.wait(index, raft.term, future)
 
     async def _handle_ready(self, raft: RaftNode, ready: Ready) -> None:
+        # The leader's appends go out first: the followers write while we do (thesis §10.2.1);
+        # the core counts our own copy only once advance() says it is durable.
+        for msg in ready.early_messages:
+            self.transport.send(msg)
         if ready.soft_state is not None:
             self._leadership(ready.soft_state.leader_id, ready.soft_state.role)
         if ready.snapshot is not None and ready.snapshot.metadata.index > self.applied:
@@ -532,6 +538,8 @@ class RaftLog:
         image = await self._snapshots.install(snapshot)
         self.members = dict(image.members)
         self.applied = image.index
+        for sink in self._sinks:  # what was skipped has no events: tell whoever keeps them
+            sink([StateRestored(index=image.index)])
         self._deferred = [e for e in self._deferred if e.index > image.index]
         self._sync_peers()
         self._waiting.superseded(image.index)

@@ -2,13 +2,16 @@
 
 One Ready is one transaction (hard state and entries together), so one fsync covers every
 entry of the batch, and nothing that depends on it is sent or acknowledged before the commit
-returns. The state image that doubles as the Raft snapshot lives in state.db
+returns. A Ready that only moves the commit index is written without fsync and not waited for:
+nothing depends on it (a lost commit index is learnt again), and the writes stay in order on
+the store's one thread. The state image that doubles as the Raft snapshot lives in state.db
 (:mod:`agentflow.cluster.statestore`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,8 @@ from agentflow.raft import Entry, EntryType, HardState
 
 __all__ = ["RaftStore"]
 
+log = logging.getLogger(__name__)
+
 _TYPES = {EntryType.NORMAL: 0, EntryType.CONF_CHANGE: 1}
 _TYPES_BACK = {v: k for k, v in _TYPES.items()}
 
@@ -32,6 +37,7 @@ class RaftStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raft-db")
         self._conn: sqlite3.Connection | None = None
         self._durable: HardState | None = None  # the last hard state written
+        self._queued: HardState | None = None  # the last one handed to the thread
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -64,7 +70,7 @@ class RaftStore:
         if row is not None:
             term, vote, commit = msgpack.unpackb(row[0])
             hard = HardState(term=term, vote=vote, commit=commit)
-        self._durable = hard
+        self._durable = self._queued = hard
         rows = self.conn.execute(
             "SELECT idx, term, type, data FROM entries WHERE idx > ? ORDER BY idx", (after,)
         )
@@ -77,6 +83,14 @@ class RaftStore:
         """Durably write a Ready's hard state and entries (truncating a conflicting suffix)."""
         if hard is None and not entries:
             return
+        queued, self._queued = self._queued, hard or self._queued
+        if not entries and hard is not None and queued is not None and _same_vote(hard, queued):
+            # Only the commit index moved: written lazily (see _save), and not waited for.
+            done = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._save, hard, entries
+            )
+            done.add_done_callback(_log_failure)
+            return
         await self._run(self._save, hard, entries)
 
     def _save(self, hard: HardState | None, entries: Sequence[Entry]) -> None:
@@ -88,7 +102,7 @@ class RaftStore:
             not entries
             and hard is not None
             and self._durable is not None
-            and (hard.term, hard.vote) == (self._durable.term, self._durable.vote)
+            and _same_vote(hard, self._durable)
         )
         if lazy:
             conn.execute("PRAGMA synchronous=OFF")
@@ -149,6 +163,16 @@ class RaftStore:
 
     async def close(self) -> None:
         if self._conn is not None:
+            await self._run(lambda: None)  # the lazy writes still queued go first
             conn, self._conn = self._conn, None
             await self._run(conn.close)
         self._executor.shutdown(wait=True)
+
+
+def _same_vote(a: HardState, b: HardState) -> bool:
+    return a.term == b.term and a.vote == b.vote
+
+
+def _log_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("writing the commit index failed", exc_info=done.exception())

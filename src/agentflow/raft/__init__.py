@@ -3,10 +3,11 @@
 It owns the replicated log's consensus (elections, replication, commit, ReadIndex, leadership
 transfer, membership changes, snapshots) and nothing else: it never touches a socket, a file or
 the time. Time arrives as :meth:`RaftNode.tick`, messages as :meth:`RaftNode.step`, and all the
-work for the shell comes out as a :class:`Ready` (persist, send, apply, serve reads, then
-:meth:`RaftNode.advance`). Entry point: :class:`RaftNode` over a :class:`Storage` such as
-:class:`MemoryStorage`; a fresh cluster's founding members first write their initial
-voters into the log with :func:`bootstrap`, a node that joins later starts from an empty storage.
+work for the shell comes out as a :class:`Ready` (send the leader's early messages, persist,
+send, apply, serve reads, then :meth:`RaftNode.advance`). Entry point: :class:`RaftNode` over
+a :class:`Storage` such as :class:`MemoryStorage`; a fresh cluster's founding members first
+write their initial voters into the log with :func:`bootstrap`, a node that joins later starts
+from an empty storage.
 """
 
 from agentflow.raft._bootstrap import bootstrap

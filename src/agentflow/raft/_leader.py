@@ -103,14 +103,22 @@ def append_entries(r: Raft, items: list[tuple[EntryType, bytes]]) -> int:
         raise ProposalDroppedError("too many uncommitted bytes")
     r.uncommitted_size += size
     last = log.append(entries)
-    own = r.tracker.progress.get(r.id)
-    if own is not None:
-        # The leader's copy counts toward the majority: it is persisted before the appends that
-        # carry these entries are sent (Ready order), so no follower can ack it earlier.
-        own.maybe_update(last)
-    maybe_commit(r)
+    # The leader's own copy is not counted yet: the appends that carry these entries may go
+    # out before it is on disk (thesis §10.2.1), and it counts toward the majority only once
+    # the shell reports it durable (see self_ack).
     r.needs_broadcast = True
     return last
+
+
+def self_ack(r: Raft) -> None:
+    """The shell reported the leader's log durable up to its stable index: count it now.
+
+    The leader's match index for itself is that durable index, never the last index of its
+    log, so an entry only the leader holds in memory never makes a majority.
+    """
+    own = r.tracker.progress.get(r.id)
+    if own is not None and own.maybe_update(r.log.stable_index()):
+        maybe_commit(r)
 
 
 def maybe_commit(r: Raft) -> bool:

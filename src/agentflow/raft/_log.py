@@ -248,6 +248,16 @@ class RaftLog:
         self.committed = snapshot.metadata.index
         self.unstable.restore(snapshot)
 
+    def stable_index(self) -> int:
+        """The last index of this log known durable: reported by the shell through advance.
+
+        Entries after it are unstable (handed out in a Ready, not yet advanced). While a
+        snapshot is pending the whole log is being replaced: none of it counts (0).
+        """
+        if self.unstable.snapshot is not None:
+            return 0
+        return min(self.unstable.offset - 1, self.last_index())
+
     def stable_to(self, index: int, term: int) -> None:
         self.unstable.stable_to(index, term)
 

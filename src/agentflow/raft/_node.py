@@ -122,11 +122,13 @@ class RaftNode:
         log = r.log
         hard_state = self._hard_state()
         soft_state = self._soft_state()
+        early, late = _split_early(r.msgs, self._prev_hard_state.term)
         rd = Ready(
             hard_state=hard_state if hard_state != self._prev_hard_state else None,
             entries=tuple(log.unstable.entries),
             snapshot=log.unstable.snapshot,
-            messages=tuple(r.msgs),
+            messages=late,
+            early_messages=early,
             committed_entries=tuple(log.next_committed()),
             read_states=tuple(r.read_states),
             soft_state=soft_state if soft_state != self._prev_soft_state else None,
@@ -147,6 +149,8 @@ class RaftNode:
         if ready.entries:
             last = ready.entries[-1]
             r.log.stable_to(last.index, last.term)
+            if r.role is StateRole.LEADER:
+                _leader.self_ack(r)  # our own copy is durable now: it counts
         if ready.snapshot is not None:
             r.log.stable_snap_to(ready.snapshot.metadata.index)
         if ready.committed_entries:
@@ -199,3 +203,28 @@ class RaftNode:
 
     def _soft_state(self) -> SoftState:
         return SoftState(leader_id=self._raft.leader_id, role=self._raft.role)
+
+
+# Only a leader sends these; none claims anything of its own log is durable (its commit index
+# counts its own copy only once durable, a snapshot comes from storage).
+_EARLY_TYPES = frozenset(
+    {MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT, MessageType.TIMEOUT_NOW}
+)
+
+
+def _split_early(
+    msgs: list[Message], durable_term: int
+) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
+    """(messages that may go out before this Ready is persisted, those that must wait).
+
+    Early: a leader's messages of a term already durable. One of a term this Ready makes
+    durable must wait: a leader that crashed before writing its new term could win that term
+    again and send different entries under it.
+    """
+    early = [m for m in msgs if m.type in _EARLY_TYPES and m.term == durable_term]
+    if not early:
+        return (), tuple(msgs)
+    if len(early) == len(msgs):
+        return tuple(early), ()
+    late = tuple(m for m in msgs if not (m.type in _EARLY_TYPES and m.term == durable_term))
+    return tuple(early), late

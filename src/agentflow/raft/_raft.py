@@ -120,9 +120,10 @@ class Raft:
         self.lead_transferee = None
         self.tracker.reset_votes()
         last = self.log.last_index()
+        stable = self.log.stable_index()
         for node_id, pr in self.tracker.progress.items():
             pr.become_probe()
-            pr.match = last if node_id == self.id else 0
+            pr.match = stable if node_id == self.id else 0  # our own copy counts once durable
             pr.next = last + 1
             pr.recent_active = False
         self.pending_conf_index = 0

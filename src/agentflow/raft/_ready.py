@@ -16,6 +16,14 @@ class Ready:
     the shell may keep calling ``step``/``tick``/``propose``; what they produce waits for the
     next Ready. For each Ready, in this order:
 
+    0. **Send** ``early_messages`` at once: they depend on nothing of this Ready being on disk,
+       so they may go out before or while step 1 runs (thesis §10.2.1: the leader replicates
+       in parallel with its own write). They are the leader's appends, heartbeats, snapshots
+       and transfer orders, in a term already durable. The leader counts its own copy of an
+       entry toward the majority only once it is durable, which the shell reports by
+       :meth:`RaftNode.advance`; so an entry only the leader holds in memory never commits,
+       and a leader that crashes before its write loses nothing a client was told of.
+
     1. **Persist**, durably (fsync), before anything of steps 2-4:
 
        - ``snapshot`` if not None (install it in storage; it replaces the log up to its index,
@@ -26,8 +34,9 @@ class Ready:
        - ``hard_state`` if not None (term, vote, commit).
 
     2. **Send** ``messages``. They may depend on step 1 (a granted vote must not be sent before
-       the vote is durable; an append acknowledgement claims the entries are on disk; the
-       leader's own appends count the leader's copy as durable), which is why they come second.
+       the vote is durable; an append acknowledgement claims the entries are on disk; a
+       message of a term that this Ready makes durable claims that term), which is why they
+       come second.
        A message may be lost; the core retries. When a SNAPSHOT message is sent (the shell may
        stream it in chunks), call :meth:`RaftNode.report_snapshot` when it is delivered or
        fails; when a peer cannot be reached, :meth:`RaftNode.report_unreachable` helps the
@@ -40,7 +49,15 @@ class Ready:
     4. **Serve** each of ``read_states`` once the state machine's applied index is at least
        ``read_state.index`` (for a leader, that is usually at once).
 
-    5. Call :meth:`RaftNode.advance` with this Ready.
+    5. Call :meth:`RaftNode.advance` with this Ready: the entries are durable now, and a
+       leader counts its own copy of them from here on.
+
+    ``committed_entries`` are always durable on this node by step 3: either they were in an
+    earlier Ready (advanced, hence persisted) or they are in ``entries`` here (step 1). A
+    committed entry is durable on a majority of voters, the leader's copy counted only once
+    durable; so with three voters an entry the two followers hold durably is committed even
+    while the leader's own write is still running, and the leader applies it (and answers its
+    client) only after its own write too (steps 1 then 3).
 
     ``soft_state`` (leader and role) is informational: it is set when either changed since the
     previous Ready, and needs no persistence.
@@ -50,6 +67,7 @@ class Ready:
     entries: tuple[Entry, ...]
     snapshot: Snapshot | None
     messages: tuple[Message, ...]
+    early_messages: tuple[Message, ...]
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
     soft_state: SoftState | None

@@ -1,10 +1,13 @@
 """The leader's control loop: turn state and the clock into commands.
 
 One coroutine, woken by applied events (new queued tasks, freed slots, workers joining) or a
-timer: it proposes ``AssignTasks`` from the placement policy, ``ReleaseDueTasks`` when a retry
-backoff has passed, and ``MarkWorkersLost`` for workers silent past the loss timeout. Worker
-liveness is tracked here, in memory, from session traffic; after a leader change every worker
-gets a full loss timeout again (never declared lost early).
+timer. Most work is placed inline, by the entry that submits it or frees its slot (see
+``StateMachine.place``); this loop catches the rest (a worker joining, a backoff ending, a
+task beyond the inline scan) and proposes ``AssignTasks`` from the same placement policy,
+``ReleaseDueTasks`` when a retry backoff has passed, and ``MarkWorkersLost`` for workers
+silent past the loss timeout. Worker liveness is tracked here, in memory, from session
+traffic; after a leader change every worker gets a full loss timeout again (never declared
+lost early).
 """
 
 from __future__ import annotations

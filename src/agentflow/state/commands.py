@@ -7,6 +7,7 @@ when it proposes; ``apply`` never reads a clock. The wire form is msgpack of
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -96,7 +97,13 @@ class NewTask:
 
 
 def _tasks_wire(tasks: list[NewTask]) -> list[dict[str, Any]]:
-    return [{f.name: getattr(t, f.name) for f in fields(t)} for t in tasks]
+    return [dict(zip(_NEW_TASK_FIELDS, _new_task_values(t), strict=True)) for t in tasks]
+
+
+# A batch entry holds thousands of tasks: their field names are read once, their values in one
+# C call each (``dataclasses.fields`` per task was a tenth of encoding a batch).
+_NEW_TASK_FIELDS = tuple(f.name for f in fields(NewTask))
+_new_task_values = operator.attrgetter(*_NEW_TASK_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +115,7 @@ class SubmitWorkflow(Command):
     failure_policy: str
     tasks: list[NewTask]
     idempotency_key: str | None = None
+    place: bool = False  # assign its ready tasks in this same entry (as SubmitTasks.place)
 
     def to_wire(self) -> dict[str, Any]:
         wire = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -135,16 +143,28 @@ class RetryWorkflow(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitTasks(Command):
-    """Accept tasks; a repeated idempotency key returns the first task instead."""
+    """Accept tasks; a repeated idempotency key returns the first task instead.
+
+    ``place``: assign what fits on free room in this same entry (see ``StateMachine.apply``).
+    It is part of the entry, so replaying an old log (without it) applies it as it was.
+    """
 
     tasks: list[NewTask]
+    place: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {"now_ms": self.now_ms, "tasks": _tasks_wire(self.tasks)}
+        wire: dict[str, Any] = {"now_ms": self.now_ms, "tasks": _tasks_wire(self.tasks)}
+        if self.place:
+            wire["place"] = True
+        return wire
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:
-        return cls(now_ms=data["now_ms"], tasks=[NewTask(**t) for t in data["tasks"]])
+        return cls(
+            now_ms=data["now_ms"],
+            tasks=[NewTask(**t) for t in data["tasks"]],
+            place=data.get("place", False),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +192,7 @@ class ReportAttempts(Command):
     started: list[tuple[str, int]] = field(default_factory=list)  # (task id, token)
     output: list[tuple[str, int, str, bytes]] = field(default_factory=list)  # id, token, stream
     outcomes: list[TaskOutcome] = field(default_factory=list)
+    place: bool = False  # assign freed room in this same entry (as SubmitTasks.place)
 
     def to_wire(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AttemptWithdrawn",
     "CancelRequested",
     "EntryRejected",
     "Event",
@@ -17,6 +18,7 @@ __all__ = [
     "MessageDelivered",
     "OutputAppended",
     "ReplyArrived",
+    "StateRestored",
     "TaskAssigned",
     "TaskChanged",
     "TasksQueued",
@@ -45,6 +47,16 @@ class TasksQueued(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskAssigned(Event):
+    task_id: str
+    worker_id: str
+    fencing_token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptWithdrawn(Event):
+    """A queued attempt the master took back from its worker (for more urgent work): the
+    worker drops it unstarted, or kills it if it had started; its task is queued again."""
+
     task_id: str
     worker_id: str
     fencing_token: int
@@ -107,3 +119,9 @@ class EntryRejected(Event):
     """The committed entry at ``index`` was skipped: it could not be decoded or applied."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateRestored(Event):
+    """Not from ``apply``: the shell installed a snapshot, so the state jumped to ``index``
+    without the events of the entries in between (a follower far behind its leader)."""

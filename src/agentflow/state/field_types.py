@@ -21,6 +21,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from agentflow.state._field_predicates import compile_predicate
+
 __all__ = ["FieldTypeError", "check_fields"]
 
 _DEPTH_MAX = 8  # annotations nest a few levels at most; deeper means a recursive type
@@ -43,10 +45,17 @@ class FieldTypeError(TypeError):
 
 # One entry per command class and per annotation: bounded by the code, not by the data.
 _FIELDS: dict[type, tuple[tuple[str, Checker], ...]] = {}
+_PREDICATES: dict[type, Callable[[Any], bool]] = {}
 
 
 def check_fields(obj: object) -> None:
-    """Raise :class:`FieldTypeError` unless every field of dataclass ``obj`` has its type."""
+    """Raise :class:`FieldTypeError` unless every field of dataclass ``obj`` has its type.
+
+    The class's generated predicate (one call, every check inline, exact types) clears what
+    decoding gives back; only a value it does not clear goes through the checkers below, which
+    decide and say where and why."""
+    if _predicate_of(type(obj))(obj):
+        return
     try:
         _check_dataclass(obj)
     except FieldTypeError as exc:
@@ -68,6 +77,14 @@ def _fields_of(cls: type, depth: int) -> tuple[tuple[str, Checker], ...]:
         fields = dataclasses.fields(cls)
         checkers = _FIELDS[cls] = tuple((f.name, _compile(hints[f.name], depth)) for f in fields)
     return checkers
+
+
+def _predicate_of(cls: type) -> Callable[[Any], bool]:
+    predicate = _PREDICATES.get(cls)
+    if predicate is None:
+        _fields_of(cls, 0)  # the same annotations, refused the same way if one is unknown
+        predicate = _PREDICATES[cls] = compile_predicate(cls)
+    return predicate
 
 
 def _compile(hint: Any, depth: int) -> Checker:

@@ -81,6 +81,7 @@ from agentflow.state.events import (
 from agentflow.state.locks import LockLimits, LockTable
 from agentflow.state.messages import MessageLimits, MessageTable
 from agentflow.state.output import OutputTable
+from agentflow.state.placement import INLINE_MAX_WITHDRAWALS, plan_inline, plan_withdrawal
 from agentflow.state.queue import PriorityPolicy, ReadyQueue
 from agentflow.state.records import (
     TERMINAL_STATUSES,
@@ -225,6 +226,13 @@ class StateMachine:
         self.command_counts[type(command).__name__, outcome] += 1
         if self.settling:
             workflow_ops.settle(self, index, command.now_ms)
+        if getattr(command, "place", False):
+            try:
+                self.place(index, command.now_ms)
+            except (AssertionError, MemoryError, RecursionError):
+                raise
+            except Exception as exc:  # as for a handler: the same on every replica, recorded
+                self.reject(index, f"placing inline: {type(exc).__name__}: {exc}")
         if self.locks.emitted:
             self.events.extend(
                 LockChanged(
@@ -240,6 +248,22 @@ class StateMachine:
             self.events.extend(ReplyArrived(index=index, correlation_id=c) for c in replied)
         self.tasks.compact()
         return result
+
+    def place(self, index: int, now_ms: int) -> list[str]:
+        """Placement inline with the entry at ``index``: what it queued or freed is assigned in
+        that same entry, by the same policy as the scheduler's pass (pure, so every replica
+        assigns alike). A waiting task more urgent than an attempt queued, unstarted, on a
+        worker then takes that attempt's place (``plan_withdrawal``). Runs after the command
+        and the workflow settling it caused, whether the command was refused or not (a
+        refusal may have changed state halfway; see above)."""
+        assigned = task_ops.assign_pairs(self, index, now_ms, plan_inline(self))
+        for _ in range(INLINE_MAX_WITHDRAWALS):
+            swap = plan_withdrawal(self, index)
+            if swap is None:
+                break
+            task_ops.withdraw(self, index, now_ms, swap.withdrawn)
+            assigned += task_ops.assign_pairs(self, index, now_ms, [(swap.task_id, swap.worker_id)])
+        return assigned
 
     def drain_events(self) -> list[Event]:
         events, self.events = self.events, []

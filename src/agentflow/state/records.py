@@ -11,6 +11,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
 __all__ = [
+    "AUTO_QUEUE",
+    "QUEUE_COVER_MS",
+    "QUEUE_PER_SLOT_MAX",
     "TERMINAL_STATUSES",
     "Attempt",
     "Drain",
@@ -196,6 +199,11 @@ class TaskRecord(_Wire):
         return cls(**data)
 
 
+AUTO_QUEUE = -1  # a worker's prefetch when the master chooses its queue depth
+QUEUE_COVER_MS = 50  # about a report's trip and commit on a loaded machine
+QUEUE_PER_SLOT_MAX = 4
+
+
 @dataclass(slots=True, kw_only=True)
 class WorkerRecord(_Wire):
     id: str
@@ -205,7 +213,7 @@ class WorkerRecord(_Wire):
     labels: dict[str, str]
     hostname: str
     registered_at: int
-    prefetch: int = 0  # attempts it may hold queued beyond its slots
+    prefetch: int = 0  # attempts it may hold queued beyond its slots; AUTO_QUEUE: measured
     gpus: list[dict[str, Any]] = field(default_factory=list)  # index, name, memory_mb
     state: WorkerState = WorkerState.ACTIVE
     drain: Drain = Drain.NONE
@@ -216,11 +224,26 @@ class WorkerRecord(_Wire):
     failed: int = 0
     secret_hash: str = ""  # SHA-256 (hex) of the live instance's session secret; never shown
     pickled_functions: bool = False  # started with --allow-pickled-functions
+    # Moving average of its attempts' run time (start to outcome, by the entries' stamps).
+    run_ms_avg: int | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Attempts it holds queued beyond its slots: ``prefetch`` as the worker set it, or,
+        with AUTO_QUEUE, enough per slot to cover QUEUE_COVER_MS of measured run time: short
+        tasks queue deeper (up to QUEUE_PER_SLOT_MAX), tasks of QUEUE_COVER_MS or more do not
+        queue at all (a queued long task would wait for its slot while another worker idles)."""
+        if self.prefetch != AUTO_QUEUE:
+            return self.prefetch
+        if self.run_ms_avg is None:
+            return self.slots  # one per slot until something is measured
+        per_slot = min(QUEUE_PER_SLOT_MAX, QUEUE_COVER_MS // max(1, self.run_ms_avg))
+        return self.slots * per_slot
 
     @property
     def capacity(self) -> int:
-        """Attempts it may hold: its slots run at once, the prefetched wait on the worker."""
-        return self.slots + self.prefetch
+        """Attempts it may hold: its slots run at once, the queued wait on the worker."""
+        return self.slots + self.queue_depth
 
     @property
     def free_capacity(self) -> int:

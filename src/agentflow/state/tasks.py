@@ -18,7 +18,13 @@ from agentflow.state.commands import (
     SubmitTasks,
     TaskOutcome,
 )
-from agentflow.state.events import CancelRequested, OutputAppended, TaskAssigned, TasksQueued
+from agentflow.state.events import (
+    AttemptWithdrawn,
+    CancelRequested,
+    OutputAppended,
+    TaskAssigned,
+    TasksQueued,
+)
 from agentflow.state.records import (
     TERMINAL_STATUSES,
     Attempt,
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "assign",
+    "assign_pairs",
     "cancel",
     "cancel_one",
     "has_room",
@@ -44,6 +51,7 @@ __all__ = [
     "set_priority",
     "set_unschedulable",
     "submit",
+    "withdraw",
 ]
 
 MAX_RESULT_CHARS = 64 * 1024
@@ -105,8 +113,21 @@ def new_record(new: NewTask, now_ms: int) -> TaskRecord:
 
 def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
     """Start an attempt for each still-valid pair; returns the task ids actually assigned."""
+    return assign_pairs(sm, index, cmd.now_ms, cmd.assignments)
+
+
+def assign_pairs(
+    sm: StateMachine, index: int, now_ms: int, pairs: list[tuple[str, str]]
+) -> list[str]:
+    """Start an attempt for each pair still valid now, in order; the ids actually assigned.
+
+    Every attempt started by the entry at ``index`` gets ``index`` as its fencing token, from
+    an ``AssignTasks`` or from placement inline with another command. A task gets at most one
+    attempt per entry (it leaves the ready queue here), so a task's tokens are unique and rise
+    with the log: comparing two of one task's tokens orders its attempts.
+    """
     assigned: list[str] = []
-    for task_id, worker_id in cmd.assignments:
+    for task_id, worker_id in pairs:
         task = sm.tasks.get(task_id)
         worker = sm.workers.get(worker_id)
         if task is None or worker is None or task.status is not TaskStatus.QUEUED:
@@ -115,12 +136,13 @@ def assign(sm: StateMachine, index: int, cmd: AssignTasks) -> list[str]:
             continue
         if worker.group != task.group or not has_room(sm, worker, task):
             continue
+        assert task.fencing_token is None or task.fencing_token < index, (task_id, index)
         sm.ready.remove(task.group, task.id)
         attempt = Attempt(
             number=len(task.attempts) + 1,
             fencing_token=index,
             worker_id=worker_id,
-            assigned_at=cmd.now_ms,
+            assigned_at=now_ms,
         )
         task.attempts.append(attempt)
         task.worker_id = worker_id
@@ -172,12 +194,14 @@ def finish_attempt(
     if outcome.status not in OUTCOME_STATUSES:
         return False  # refused at the session; an old log entry may still carry one
     worker = sm.workers.get(worker_id)
+    task = _current(sm, outcome.task_id, outcome.fencing_token, worker_id)
     if worker is not None and worker.running.get(outcome.task_id) == outcome.fencing_token:
         del worker.running[outcome.task_id]
         worker.completed += outcome.status == "completed"
         worker.failed += outcome.status != "completed"
+        if task is not None and task.attempts[-1].started_at is not None:
+            _measure(worker, now_ms - task.attempts[-1].started_at)
         sm.refresh_worker(worker, index)
-    task = _current(sm, outcome.task_id, outcome.fencing_token, worker_id)
     if task is None:
         return False
     lock_ops.attempt_ended(sm, index, now_ms, task.id, outcome.fencing_token, lost=False)
@@ -203,6 +227,44 @@ def finish_attempt(
     elif outcome.status in ("failed", "timed_out", "cancelled"):
         _failed_attempt(sm, index, now_ms, task, outcome.status)
     return True
+
+
+def _measure(worker: WorkerRecord, run_ms: int) -> None:
+    """Fold one attempt's run time into the worker's moving average (integers: exact alike on
+    every replica); it sets the depth of the worker's queue (``WorkerRecord.queue_depth``)."""
+    run_ms = max(0, run_ms)
+    last = worker.run_ms_avg
+    worker.run_ms_avg = run_ms if last is None else (last * 7 + run_ms) // 8
+
+
+def withdraw(sm: StateMachine, index: int, now_ms: int, task_id: str) -> None:
+    """Take a queued, unstarted attempt back from its worker; the task waits again with its
+    place in the queue (its age and priority), and no retry is spent. The worker drops the
+    attempt (:class:`AttemptWithdrawn`); its late start or outcome carries a superseded
+    token and is refused."""
+    task = sm.tasks[task_id]
+    assert task.status is TaskStatus.ASSIGNED and task.worker_id is not None, task_id
+    attempt = task.attempts[-1]
+    worker = sm.workers[task.worker_id]
+    del worker.running[task_id]
+    lock_ops.attempt_ended(sm, index, now_ms, task.id, attempt.fencing_token, lost=True)
+    attempt.finished_at = now_ms
+    attempt.status = "withdrawn"
+    attempt.reason = "withdrawn unstarted for more urgent work"
+    task.worker_id = None
+    sm.totals["withdrawn"] += 1
+    sm.set_status(task, TaskStatus.QUEUED, index)
+    key = sm.policy.static_key(task.priority, task.enqueued_at, task.retries)
+    sm.ready.push(task.group, task.id, key)
+    sm.refresh_worker(worker, index)
+    sm.events.append(
+        AttemptWithdrawn(
+            index=index,
+            task_id=task_id,
+            worker_id=worker.id,
+            fencing_token=attempt.fencing_token,
+        )
+    )
 
 
 def _failed_attempt(

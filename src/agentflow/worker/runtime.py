@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -25,10 +24,7 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import warnings
-from collections import deque
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,8 +35,10 @@ from websockets.exceptions import WebSocketException
 from agentflow import wire, workerwire
 from agentflow.config import WorkerConfig, tls_context
 from agentflow.errors import ConflictError
+from agentflow.worker.backlog import Backlog
 from agentflow.worker.claim import IdClaim, IdRefusedError
-from agentflow.worker.executor import Attempt, Finished, agent_prompt, build_argv
+from agentflow.worker.environment import WORKER_SECRETS, attempt_environment
+from agentflow.worker.executor import Attempt, Finished, build_argv
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool, function_request
 
 __all__ = ["Worker"]
@@ -51,24 +49,6 @@ CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 10.0
 MAX_BUFFERED_OUTPUT = workerwire.MAX_REPORT_OUTPUT_BYTES  # all of it travels in one report
 MAX_RESULT_BYTES = 64 * 1024
-_WORKER_SECRETS = ("AGENTFLOW_API_TOKEN", "AGENTFLOW_API_TOKEN_FILE")
-
-
-def task_environment(
-    inherited: Mapping[str, str],
-    spec_env: Mapping[str, str],
-    frame: Mapping[str, Any],
-    config: WorkerConfig,
-) -> dict[str, str]:
-    """A task's environment: never the worker's own token (from a flag, the environment or a
-    file), only the token the master issued for this attempt, and the CA to verify it with."""
-    env = {k: v for k, v in inherited.items() if k not in _WORKER_SECRETS}
-    if frame.get("task_token"):
-        env["AGENTFLOW_API_TOKEN"] = str(frame["task_token"])
-    if config.tls_ca:
-        env["AGENTFLOW_CA"] = str(config.tls_ca)
-    env.update(spec_env)  # what the submitter sets explicitly is its own choice
-    return env
 
 
 class Worker:
@@ -82,12 +62,13 @@ class Worker:
         self.gpus = gpus or []
         self.config = config
         self.slots = config.slots or max(1, int(resources.get("cpu", 1)))
-        self.prefetch = max(0, config.prefetch)
+        self.prefetch = max(-1, config.prefetch)  # -1: the master sizes the queue
         self.resources = resources
         self.labels = labels
         self._attempts: dict[str, Attempt | FunctionAttempt] = {}  # running or waiting
         self._scratch: dict[str, Path] = {}  # per attempt: parents file, output file
-        self._backlog: deque[Attempt | FunctionAttempt] = deque()
+        self._backlog: Backlog[Attempt | FunctionAttempt] = Backlog()
+        self._after: dict[str, dict[str, Any]] = {}  # assign frames waiting for a kill to end
         self._pool: PythonPool | None = None
         self._running = 0
         self._started: list[tuple[str, int]] = []
@@ -308,13 +289,11 @@ class Worker:
             kind = frame["t"]
             if kind == "assign":
                 self._start(frame)
-            elif kind == "cancel":
-                attempt = self._attempts.get(frame["task_id"])
-                if attempt is not None and attempt.token == frame["token"]:
-                    attempt.cancel()
-                    if attempt in self._backlog:  # never started: finish it at once
-                        self._backlog.remove(attempt)
-                        self._launch(attempt)
+            elif kind == "assigns":  # protocol 2: many in one frame, in the master's order
+                for one in frame["frames"]:
+                    self._start(one)
+            elif kind in ("cancel", "withdraw"):
+                self._take_back(str(frame["task_id"]), int(frame["token"]), kind)
             elif kind == "ack":
                 self._unacked.pop(int(frame["seq"]), None)
                 self._check_drained()
@@ -323,9 +302,34 @@ class Worker:
 
     # -- attempts ---------------------------------------------------------------------------
 
+    def _take_back(self, task_id: str, token: int, kind: str) -> None:
+        """Cancel an attempt, or drop one the master withdrew (for more urgent work).
+
+        A withdrawn attempt that has not started is forgotten without a report (the master
+        has already queued its task again); one that has started is killed, and what it
+        reports carries a superseded token, which the master refuses.
+        """
+        attempt = self._attempts.get(task_id)
+        if attempt is None or attempt.token != token:
+            return
+        waiting = self._backlog.remove(task_id)
+        if kind == "withdraw" and waiting:
+            del self._attempts[task_id]
+            scratch = self._scratch.pop(task_id, None)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self._check_drained()
+            return
+        attempt.cancel()
+        if waiting:  # never started: finish it (cancelled) at once
+            self._launch(attempt)
+
     def _start(self, frame: dict[str, Any]) -> None:
         task_id, token = str(frame["task_id"]), int(frame["token"])
-        if task_id in self._attempts:
+        held = self._attempts.get(task_id)
+        if held is not None:
+            if token > held.token:  # a newer attempt while the withdrawn one is being killed
+                self._after[task_id] = frame
             return
         if self._draining:
             self._finish(
@@ -335,28 +339,14 @@ class Worker:
             )
             return
         spec = frame["spec"]
+        order = float(frame.get("order", 0.0))
         by_function = bool(spec.get("function") or spec.get("pickled"))
         try:
             argv = [] if by_function else build_argv(spec, self.config.agents)
         except ValueError as exc:
             self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
             return
-        env = task_environment(os.environ, spec.get("env") or {}, frame, self.config)
-        env.update(
-            AGENTFLOW_URL=self.master_url,
-            AGENTFLOW_TASK_ID=task_id,
-            AGENTFLOW_ATTEMPT=str(frame.get("attempt", 1)),
-            AGENTFLOW_FENCING_TOKEN=str(token),
-            AGENTFLOW_WORKER_ID=self.config.worker_id,
-        )
-        if spec.get("agent"):  # the prompt for shell text: "$AGENTFLOW_PROMPT", never {prompt}
-            env["AGENTFLOW_PROMPT"] = agent_prompt(spec)
-        scratch = Path(tempfile.mkdtemp(prefix=f"agentflow-{task_id}-"))
-        env["AGENTFLOW_OUTPUT_FILE"] = str(scratch / "output")
-        if "parents" in frame:
-            parents = scratch / "parents.json"
-            parents.write_text(json.dumps(frame["parents"], indent=1))
-            env["AGENTFLOW_PARENTS_FILE"] = str(parents)
+        env, scratch = attempt_environment(frame, self.config, self.master_url)
         self._scratch[task_id] = scratch
         attempt: Attempt | FunctionAttempt
         if by_function:
@@ -369,7 +359,7 @@ class Worker:
                 on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
             )
             self._attempts[task_id] = attempt
-            self._dispatch(attempt)
+            self._dispatch(attempt, order)
             return
         attempt = Attempt(
             task_id=task_id,
@@ -381,17 +371,17 @@ class Worker:
             on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
         )
         self._attempts[task_id] = attempt
-        self._dispatch(attempt)
+        self._dispatch(attempt, order)
 
-    def _dispatch(self, attempt: Attempt | FunctionAttempt) -> None:
+    def _dispatch(self, attempt: Attempt | FunctionAttempt, order: float) -> None:
         if self._running < self.slots:
             self._launch(attempt)
         else:
-            self._backlog.append(attempt)  # prefetched: starts when a slot frees
+            self._backlog.push(attempt, order)  # queued: starts when a slot frees
 
     def _python_pool(self) -> PythonPool:
         if self._pool is None:
-            inherited = {k: v for k, v in os.environ.items() if k not in _WORKER_SECRETS}
+            inherited = {k: v for k, v in os.environ.items() if k not in WORKER_SECRETS}
             # Each call brings its own task's token; the pool never holds the worker's.
             self._pool = PythonPool(
                 self.slots,
@@ -421,8 +411,11 @@ class Worker:
         self._attempts.pop(attempt.task_id, None)
         written = self._collect(attempt.task_id)
         self._finish(attempt.task_id, attempt.token, finished, finished.result or written)
+        successor = self._after.pop(attempt.task_id, None)
+        if successor is not None:
+            self._start(successor)
         while self._backlog and self._running < self.slots:
-            self._launch(self._backlog.popleft())
+            self._launch(self._backlog.pop())
 
     def _collect(self, task_id: str) -> str | None:
         """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded); the scratch dir goes."""

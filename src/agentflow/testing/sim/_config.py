@@ -67,6 +67,7 @@ class FaultMix:
     delay_ms_max: int
     nemesis_every_ms: int
     weights: dict[str, int]
+    leader_write_ms_max: int = 0  # a leader's own write may take up to this long (0: instant)
 
     @staticmethod
     def draw(rng: random.Random, *, enabled: bool) -> FaultMix:
@@ -100,4 +101,5 @@ class FaultMix:
             delay_ms_max=rng.choice((4, 15, 40)),
             nemesis_every_ms=rng.choice((60, 150, 300)),
             weights=weights,
+            leader_write_ms_max=rng.choice((0, 2, 8, 25)),
         )

@@ -17,7 +17,10 @@ Properties (Raft paper, figure 3, plus the I/O ordering the Ready contract deman
 - state-machine safety: no two nodes apply different commands at one index;
 - durable term, vote and commit never go back, and a vote is never changed within a term;
 - nothing is sent before what it depends on is durable (granted votes, acknowledged appends,
-  the leader's own entries, the term of the sender).
+  the term of the sender); a leader's appends may go out before its own copy is durable
+  (thesis §10.2.1), but
+- a leader's commit index only ever covers an entry durable on a majority of its voters (its
+  own copy counted only once durable).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ class SafetyChecker:
         self._commit_in_term: dict[int, tuple[int, int]] = {}
         self.committed_index = 0
         self.committed_term = 0
+        self._storages: dict[str, MemoryStorage] = {}  # every node's durable storage
+
+    def register(self, node_id: str, storage: MemoryStorage) -> None:
+        """Know ``node_id``'s durable storage, to count who holds an entry a leader commits."""
+        self._storages[node_id] = storage
 
     def _node(self, node_id: str) -> _NodeRecord:
         record = self._nodes.get(node_id)
@@ -158,7 +166,13 @@ class SafetyChecker:
                 _fail(f"leader {node_id} of term {term} rewrites its entry {entry.index}")
 
     def on_hard_state(
-        self, node_id: str, hard_state: HardState, storage: MemoryStorage, *, leading: bool
+        self,
+        node_id: str,
+        hard_state: HardState,
+        storage: MemoryStorage,
+        *,
+        leading: bool,
+        voters: frozenset[str] = frozenset(),
     ) -> None:
         record = self._node(node_id)
         old = record.hard_state
@@ -180,6 +194,21 @@ class SafetyChecker:
                 except CompactedError:
                     entry_term = storage.snapshot().metadata.term
                 self._commit_in_term[hard_state.term] = (hard_state.commit, entry_term)
+                if entry_term == hard_state.term:  # counted by this leader, not inherited
+                    self._check_commit_durable(node_id, hard_state.commit, entry_term, voters)
+
+    def _check_commit_durable(
+        self, node_id: str, index: int, term: int, voters: frozenset[str]
+    ) -> None:
+        """A leader commits ``index`` only once a majority of ``voters`` holds it on disk."""
+        if not voters or not self._storages:
+            return
+        holders = sorted(v for v in voters if _durably_holds(self._storages.get(v), index, term))
+        if len(holders) <= len(voters) // 2:
+            _fail(
+                f"leader {node_id} commits ({index}, term {term}) durable only on {holders} "
+                f"of voters {sorted(voters)}"
+            )
 
     # -- roles --------------------------------------------------------------------------------
 
@@ -217,7 +246,8 @@ class SafetyChecker:
 
     # -- step 2: send ---------------------------------------------------------------------
 
-    def on_send(self, message: Message, storage: MemoryStorage) -> None:
+    def on_send(self, message: Message, storage: MemoryStorage, *, early: bool = False) -> None:
+        """``early``: sent before the sender persisted its Ready (a leader's, §10.2.1)."""
         record = self._node(message.from_)
         durable = record.hard_state
         kind = message.type
@@ -238,7 +268,7 @@ class SafetyChecker:
                     f"{message.from_} acknowledges {message.index} but only "
                     f"{storage.last_index()} is durable"
                 )
-        elif kind is MessageType.APPEND and message.entries:
+        elif kind is MessageType.APPEND and message.entries and not early:
             tail = message.entries[-1]
             try:
                 durable_term = storage.term(tail.index) if tail.index <= storage.last_index() else 0
@@ -286,3 +316,16 @@ class SafetyChecker:
                             f"log matching: {a_id} and {b_id} agree on the term at {top} but "
                             f"differ at {index}: {a_log.get(index)} vs {b_log.get(index)}"
                         )
+
+
+def _durably_holds(storage: MemoryStorage | None, index: int, term: int) -> bool:
+    if storage is None:
+        return False
+    if index <= storage.snapshot().metadata.index:
+        return True  # covered by its snapshot (one is only taken of what was applied)
+    if index > storage.last_index():
+        return False
+    try:
+        return storage.term(index) == term
+    except CompactedError:
+        return True

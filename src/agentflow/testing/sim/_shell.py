@@ -1,9 +1,11 @@
 """One simulated master: the Raft core, its durable storage and its volatile state machine.
 
 The shell is what a real master's driver loop does, minus the I/O: it takes each Ready and
-performs it in the contract's order — persist (snapshot, entries, hard state into the
-node's durable `MemoryStorage`), send, apply, serve reads, advance — calling the safety
-checker at each step. A crash throws away everything that is not in the durable storage:
+performs it in the contract's order — send the early messages, persist (snapshot, entries,
+hard state into the node's durable `MemoryStorage`), send the rest, apply, serve reads,
+advance — calling the safety checker at each step. A leader's write may be slow: its Ready
+then waits in `pending` while the core keeps stepping what arrives (thesis §10.2.1). A crash
+throws away everything that is not in the durable storage:
 the core (with its unstable log and any Ready not yet performed), the state machine and the
 reads and proposals waiting on it. A restart rebuilds the core from the durable storage and
 the state machine from the storage's snapshot, then replays the log from there.
@@ -68,9 +70,16 @@ class SimNode:
         self.role = StateRole.FOLLOWER
         self.leader_id: str | None = None
         self.removed = False  # applied a conf change that removed it
-        # Crash in the middle of the next Ready: 0 before persisting, 1 after persisting but
-        # before sending, 2 after sending but before applying. None: no crash planned.
+        # Crash in the middle of the next Ready: 0 before persisting (the early messages gone
+        # already), 1 after persisting but before sending, 2 after sending but before applying.
+        # None: no crash planned.
         self.crash_stage: int | None = None
+        # A leader's own write may be slow (thesis §10.2.1): its Ready waits in `pending`, its
+        # early messages already sent, while the core steps what arrives; `finish_write`
+        # completes it. `write_due` asks the simulation to schedule that.
+        self.slow_writes = False
+        self.pending: Ready | None = None
+        self.write_due = False
         # Work produced by the last `process()`, collected by the simulation.
         self.outbox: list[Message] = []
         self.applied_now: list[Applied] = []
@@ -108,6 +117,8 @@ class SimNode:
         """Lose everything not durable: the core, unperformed Readies, the state machine."""
         self.raft = None
         self.crash_stage = None
+        self.pending = None  # its write never finished: lost with the rest
+        self.write_due = False
         self.kv = KvStore()
         self._read_waiting.clear()
         self.role = StateRole.FOLLOWER
@@ -119,27 +130,48 @@ class SimNode:
         """Perform every pending Ready; False if a planned crash struck in the middle."""
         raft = self.raft
         assert raft is not None
-        while raft.has_ready():
+        while self.pending is None and raft.has_ready():
             ready = raft.ready()
+            # A leader's appends go out before its own write (thesis §10.2.1), so a crash
+            # before persisting may leave followers holding what the leader lost.
+            self._send(ready.early_messages, early=True)
             if self.crash_stage == 0:
                 self.crash()
                 return False
-            self._persist(ready)
-            if self.crash_stage == 1:
-                self.crash()
+            if self.slow_writes and ready.early_messages and ready.entries:
+                self.pending, self.write_due = ready, True
+                return True
+            if not self._finish(raft, ready):
                 return False
-            self.outbox.extend(ready.messages)
-            for message in ready.messages:
-                self._checker.on_send(message, self.storage)
-            if self.crash_stage == 2:
-                self.crash()
-                return False
-            self._apply(raft, ready)
-            for read_state in ready.read_states:
-                self._read_waiting.append((read_state.index, read_state.context))
-            self._serve_reads()
-            raft.advance(ready)
         return True
+
+    def finish_write(self) -> bool:
+        """The slow write of the pending Ready is durable: the rest of it, then the next."""
+        ready, self.pending = self.pending, None
+        assert ready is not None and self.raft is not None
+        return self._finish(self.raft, ready) and self.process()
+
+    def _finish(self, raft: RaftNode, ready: Ready) -> bool:
+        """Steps 1-5 of the contract; False if a planned crash struck in the middle."""
+        self._persist(ready)
+        if self.crash_stage == 1:
+            self.crash()
+            return False
+        self._send(ready.messages, early=False)
+        if self.crash_stage == 2:
+            self.crash()
+            return False
+        self._apply(raft, ready)
+        for read_state in ready.read_states:
+            self._read_waiting.append((read_state.index, read_state.context))
+        self._serve_reads()
+        raft.advance(ready)
+        return True
+
+    def _send(self, messages: tuple[Message, ...], *, early: bool) -> None:
+        self.outbox.extend(messages)
+        for message in messages:
+            self._checker.on_send(message, self.storage, early=early)
 
     def _persist(self, ready: Ready) -> None:
         checker = self._checker
@@ -156,7 +188,10 @@ class SimNode:
             storage.append(ready.entries)
         if ready.hard_state is not None:
             leading = self.role is StateRole.LEADER
-            checker.on_hard_state(self.id, ready.hard_state, storage, leading=leading)
+            voters = self.raft.status.conf_state.voters if leading and self.raft else frozenset()
+            checker.on_hard_state(
+                self.id, ready.hard_state, storage, leading=leading, voters=voters
+            )
             storage.set_hard_state(ready.hard_state)
         if ready.soft_state is not None and self.role is StateRole.LEADER:
             checker.on_leader(self.id, storage)

@@ -38,6 +38,7 @@ from agentflow.testing.sim._events import (
     EV_NEMESIS,
     EV_RETIRE,
     EV_TICK,
+    EV_WRITE,
 )
 from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
 from agentflow.testing.sim._kv import KvCommand
@@ -130,6 +131,8 @@ class Simulation:
             checker=self.checker,
             config=self.raft_config,
         )
+        self.checker.register(node_id, storage)
+        node.slow_writes = self.mix.leader_write_ms_max > 0
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
         self._tick_ms[node_id] = max(1, node_tick_ms)
@@ -161,11 +164,16 @@ class Simulation:
                     best, best_term = node, term
         return best
 
-    def after_io(self, node: SimNode) -> None:
-        """Perform the node's Readies, then route what they produced."""
-        if node.alive and not node.process():  # crashed in the middle of a Ready
-            self.clients.forget_node(node.id)
+    def after_io(self, node: SimNode, *, write_done: bool = False) -> None:
+        """Perform the node's Readies (``write_done``: first finish its slow write), then
+        route what they produced."""
+        if node.alive and not (node.finish_write() if write_done else node.process()):
+            self.clients.forget_node(node.id)  # crashed in the middle of a Ready
             self.trace(f"{self.now_ms} torn crash {node.id}")
+        if node.write_due:
+            node.write_due = False
+            delay = self.rng.randint(1, self.mix.leader_write_ms_max)
+            self.schedule(delay, EV_WRITE, node.id, node.incarnation)
         lost_snapshots: list[str] = []
         for message in node.outbox:
             delays = self.network.delays_ms(message.from_, message.to)
@@ -212,6 +220,8 @@ class Simulation:
             self.nemesis.strike()
         elif kind == EV_RETIRE:
             self.nemesis.retire(str(a))
+        elif kind == EV_WRITE:
+            self._write_done(str(a), b)
         self.steps += 1
         if self.steps % self.config.log_check_every == 0:
             self.check_logs()
@@ -226,6 +236,14 @@ class Simulation:
         node.raft.tick()
         self.schedule(self._tick_ms[node_id], EV_TICK, node_id, incarnation)
         self.after_io(node)
+
+    def _write_done(self, node_id: str, incarnation: object) -> None:
+        node = self.nodes[node_id]
+        if not node.alive or node.incarnation != incarnation or node.pending is None:
+            return  # the node crashed before its write finished: the write is lost
+        self.trace(f"{self.now_ms} w{node_id}")
+        self.count("slow_leader_write")
+        self.after_io(node, write_done=True)
 
     def _deliver(self, message: Message) -> None:
         sender = self.nodes.get(message.from_)
