@@ -88,7 +88,7 @@ class StreamEvent:
                 "workflow_id": self.workflow_id,
             }
             if self.state in _TASK_ENDS:
-                task = machine.tasks.get(self.key)
+                task = machine.tasks.peek(self.key)
                 if task is not None and task.status.value == self.state:
                     frame.update(outcome(task))
             return frame
@@ -289,7 +289,7 @@ class EventHub:
         tasks = self.machine.tasks
         for event in events:
             if isinstance(event, TaskChanged):
-                task = tasks.get(event.task_id)
+                task = tasks.peek(event.task_id)
                 yield StreamEvent(
                     index=event.index,
                     kind="task",
@@ -300,7 +300,7 @@ class EventHub:
                 )
             elif isinstance(event, TasksQueued):
                 for task_id in event.task_ids:
-                    task = tasks.get(task_id)
+                    task = tasks.peek(task_id)
                     yield StreamEvent(
                         index=event.index,
                         kind="task",
@@ -400,7 +400,7 @@ class EventHub:
             wf = sm.workflows.get(flt.workflow_id)
             if wf is not None:
                 for task_id in wf.task_ids:
-                    task = sm.tasks.get(task_id)
+                    task = sm.tasks.peek(task_id)
                     if task is not None:
                         found.append(task_event(index, task))
                 key, state = wf.id, wf.status.value
@@ -408,7 +408,7 @@ class EventHub:
                     StreamEvent(index=index, kind="workflow", key=key, state=state, workflow_id=key)
                 )
         for task_id in sorted(flt.task_ids or ()):
-            task = sm.tasks.get(task_id)
+            task = sm.tasks.peek(task_id)
             if task is not None:
                 found.append(task_event(index, task))
         return found
@@ -432,7 +432,7 @@ class EventHub:
         unknown: list[str] = []
         for task_id in task_ids:
             sub.filter.task_ids.add(task_id)  # unknown too: it may yet arrive (a lagging master)
-            task = sm.tasks.get(task_id)
+            task = sm.tasks.peek(task_id)
             if task is None:
                 unknown.append(task_id)
             else:

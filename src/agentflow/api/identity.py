@@ -148,7 +148,7 @@ class TokenVerifier:
         expected = task_token(self.task_key, task_id, int(fencing))
         if not hmac.compare_digest(expected.encode(), text.encode()):
             raise AuthError("wrong task token")
-        task = self._machine.tasks.get(task_id)
+        task = self._machine.tasks.peek(task_id)
         if task is None or task.fencing_token != int(fencing) or task.status not in _LIVE:
             raise AuthError(f"attempt {fencing} of task {task_id} has ended: its token with it")
         return Identity(

@@ -98,7 +98,7 @@ def held_report(
     def keep(task_id: str, token: int) -> bool:
         if running.get(task_id) == token:
             return True
-        task = machine.tasks.get(task_id)
+        task = machine.tasks.peek(task_id)
         if task is None or any(
             a.fencing_token == token and a.worker_id == worker_id for a in task.attempts
         ):
@@ -206,7 +206,7 @@ class SessionHub:
             if isinstance(event, TaskAssigned):
                 if faults.ARMED:
                     faults.reached("before_push")  # tests only: applied, not yet pushed
-                task = self._machine.tasks.get(event.task_id)
+                task = self._machine.tasks.peek(event.task_id)
                 if task is None or task.fencing_token != event.fencing_token:
                     continue  # superseded within this batch: a later event says where it went
                 if event.worker_id in self.sessions:
@@ -252,7 +252,7 @@ class SessionHub:
 
     def _parent(self, task_id: str) -> dict[str, Any]:
         """What a task may read of one parent: outcome, last lines of output, its result."""
-        parent = self._machine.tasks.get(task_id)
+        parent = self._machine.tasks.peek(task_id)
         if parent is None:
             return {"id": task_id, "status": "evicted"}
         stdout = self._machine.outputs.get(task_id, {}).get("stdout")

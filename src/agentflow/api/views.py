@@ -198,7 +198,7 @@ def message_view(message: Message, cursor: int | None = None) -> dict[str, Any]:
 
 
 def agent_view(sm: StateMachine, box: AgentBox, now_ms: int) -> dict[str, Any]:
-    task = sm.tasks.get(box.id)
+    task = sm.tasks.peek(box.id)
     return {
         "id": box.id,
         "kind": "task" if task is not None else "named",
