@@ -89,3 +89,23 @@ def test_an_assignment_superseded_before_it_is_pushed_is_not_pushed() -> None:
     tokens = [(g["task_id"], g["token"]) for f in pushed for g in f.get("frames", [f])]
     assert ("queued", log.sm.tasks["queued"].fencing_token) in tokens
     assert [t for t, _ in tokens].count("queued") == 1  # the withdrawn attempt never pushed
+
+
+def test_what_was_placed_before_the_session_attached_is_pushed_when_it_does() -> None:
+    """A worker re-registers (its hello held t9), then a submit places three tasks on it
+    before its session is attached: those pushes found no session; attaching catches up with
+    exactly those, once, and not with what the worker said it runs."""
+    log = Log()
+    log.worker("w1", slots=4, prefetch=0)
+    hub = SessionHub(log.sm)
+    _submit_three(log)
+    hub.on_events(log.sm.drain_events())  # no session: nothing is pushed anywhere
+    session = WorkerSession("w1", None, batches=True)  # type: ignore[arg-type]
+    hub.attach(session)
+    held = {"t1": log.index}  # the hello said t1 runs (say it started before a restart)
+    hub.catch_up(session, held)
+    [frame] = _frames(session)
+    assert frame["t"] == "assigns"
+    assert sorted(f["task_id"] for f in frame["frames"]) == ["t0", "t2"]
+    hub.catch_up(session, {"t0": log.index, "t1": log.index, "t2": log.index})
+    assert _frames(session) == []

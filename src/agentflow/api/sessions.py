@@ -190,6 +190,25 @@ class SessionHub:
             old.close(CLOSE_CONFLICT)
         self.sessions[session.worker_id] = session
 
+    def catch_up(self, session: WorkerSession, held: dict[str, int]) -> None:
+        """Push what the state gives the worker beyond ``held`` (what its hello said it runs).
+
+        Registering requeued everything else the worker had, so these are the attempts placed
+        on it after its registration applied and before this session was attached (a submit
+        placed inline, a scheduling pass): their pushes found no session. Called right after
+        :meth:`attach`, with no await between, so nothing is pushed twice."""
+        worker = self._machine.workers.get(session.worker_id)
+        if worker is None:
+            return
+        missed = [
+            task
+            for task_id, token in worker.running.items()
+            if held.get(task_id) != token
+            and (task := self._machine.tasks.peek(task_id)) is not None
+            and task.fencing_token == token
+        ]
+        self._flush(session, [self.assign_frame(task) for task in missed])
+
     def detach(self, session: WorkerSession) -> bool:
         """Forget the session; True if it was still the worker's current one."""
         session.close()

@@ -123,6 +123,8 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
     )
     for task_id, token in result["cancel"]:
         session.send({"t": "cancel", "task_id": task_id, "token": token})
+    # Placed on it between its registration and now (no await since attach): not yet pushed.
+    svc.hub.catch_up(session, dict(hello.running))
     log.info("worker %s connected (%s slots)", worker_id, register.slots)
     clean = False
     try:
