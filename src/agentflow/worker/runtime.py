@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from agentflow.config import WorkerConfig, tls_context
 from agentflow.errors import ConflictError
 from agentflow.worker.backlog import Backlog
 from agentflow.worker.claim import IdClaim, IdRefusedError
-from agentflow.worker.environment import WORKER_SECRETS, attempt_environment
+from agentflow.worker.environment import WORKER_SECRETS, AttemptFiles, attempt_environment
 from agentflow.worker.executor import Attempt, Finished, build_argv
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool, function_request
 
@@ -66,7 +67,10 @@ class Worker:
         self.resources = resources
         self.labels = labels
         self._attempts: dict[str, Attempt | FunctionAttempt] = {}  # running or waiting
-        self._scratch: dict[str, Path] = {}  # per attempt: parents file, output file
+        self._files: dict[str, AttemptFiles] = {}  # per attempt: parents file, output file
+        self._scratch: Path | None = (
+            None  # the attempts' files, made at the first; run() removes it
+        )
         self._backlog: Backlog[Attempt | FunctionAttempt] = Backlog()
         self._after: dict[str, dict[str, Any]] = {}  # assign frames waiting for a kill to end
         self._pool: PythonPool | None = None
@@ -110,6 +114,8 @@ class Worker:
         finally:
             if self._pool is not None:
                 await self._pool.aclose()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
         if self._fatal is not None:
             raise self._fatal
         log.info("worker %s stopped", self.config.worker_id)
@@ -315,9 +321,9 @@ class Worker:
         waiting = self._backlog.remove(task_id)
         if kind == "withdraw" and waiting:
             del self._attempts[task_id]
-            scratch = self._scratch.pop(task_id, None)
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+            files = self._files.pop(task_id, None)
+            if files is not None:
+                files.remove()
             self._check_drained()
             return
         attempt.cancel()
@@ -346,8 +352,10 @@ class Worker:
         except ValueError as exc:
             self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
             return
-        env, scratch = attempt_environment(frame, self.config, self.master_url)
-        self._scratch[task_id] = scratch
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="agentflow-worker-"))
+        env, files = attempt_environment(frame, self.config, self.master_url, self._scratch)
+        self._files[task_id] = files
         attempt: Attempt | FunctionAttempt
         if by_function:
             attempt = FunctionAttempt(
@@ -418,17 +426,17 @@ class Worker:
             self._launch(self._backlog.pop())
 
     def _collect(self, task_id: str) -> str | None:
-        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded); the scratch dir goes."""
-        scratch = self._scratch.pop(task_id, None)
-        if scratch is None:
+        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded); its files go."""
+        files = self._files.pop(task_id, None)
+        if files is None:
             return None
         try:
-            with open(scratch / "output", "rb") as fh:
+            with open(files.output, "rb") as fh:
                 return fh.read(MAX_RESULT_BYTES).decode("utf-8", "replace")
         except OSError:
             return None
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            files.remove()
 
     def _finish(
         self, task_id: str, token: int, finished: Finished, result: str | None = None
