@@ -34,6 +34,7 @@ __all__ = [
     "results_table",
     "seconds_between",
     "stdout_console",
+    "workflow_progress",
     "workflow_rows",
 ]
 
@@ -158,20 +159,25 @@ class LiveRun:
                 follower.cancel()
 
 
-async def follow_workflow(
-    client: AsyncClient, workflow_id: str, console: Console
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Show the workflow live until it ends; its final view and each task's last output line."""
-    view = await client.workflow(workflow_id)
-    live = LiveRun(client, view["tasks"], console)
-    with Progress(
+def workflow_progress(console: Console) -> Progress:
+    """The progress bar of a workflow: its name, done of total, running and failed, time."""
+    return Progress(
         TextColumn("[bold]{task.fields[name]}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"),
         TimeElapsedColumn(),
         console=console,
-    ) as progress:
+    )
+
+
+async def follow_workflow(
+    client: AsyncClient, workflow_id: str, console: Console
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Show the workflow live until it ends; its final view and each task's last output line."""
+    view = await client.workflow(workflow_id)
+    live = LiveRun(client, view["tasks"], console)
+    with workflow_progress(console) as progress:
         bar = progress.add_task("wf", total=view["total"], name=view["name"], running=0, failed=0)
         async with asyncio.TaskGroup() as group:
             while True:

@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from agentflow.cli.output import Cell, Format, Output, output_options
+from agentflow.cli.runview import workflow_progress
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.client import AsyncClient
 from agentflow.errors import ConfigError, ForbiddenError
@@ -89,14 +89,7 @@ def load_workflow_file(path: Path, data: Any = None) -> dict[str, Any]:
 async def watch(client: AsyncClient, workflow_id: str, total: int) -> dict[str, Any]:
     """A live progress bar until the workflow ends; returns its final view. The bar moves
     with the workflow's events (one socket); a master that refuses it is polled instead."""
-    with Progress(
-        TextColumn("[bold]{task.fields[name]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with workflow_progress(console) as progress:
         bar = progress.add_task("wf", total=total, name=workflow_id, running=0, failed=0)
 
         def show(counts: dict[str, int]) -> None:
