@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from agentflow.client._events import EndWatch, Sink, refused
@@ -33,6 +33,28 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/api/v1/events"
 OPEN_TIMEOUT_S = 5.0
 MAX_FRAME_BYTES = 16 << 20
+
+
+def _pause_after(
+    sock: SyncEndSocket | EndSocket, error: BaseException | None, retries: Iterator[float] | None
+) -> tuple[float | None, Iterator[float] | None]:
+    """After a connection ended with ``error``: how long to wait before the next (0: at once)
+    or None to stop (the waiters told why), and the retry budget left. Both sockets' rule."""
+    if error is None or sock._closed:
+        return 0.0, None  # it went well for a while (or is closing): a fresh budget
+    fatal = refused(error)
+    if fatal is not None:
+        sock.usable = False
+        sock._fail(fatal)
+        return None, retries
+    if isinstance(error, EventsLostError):
+        return 0.0, retries  # at once, from the current state
+    sock._client.follow_leader(None)
+    retries = retries or sock._client._failover.attempts()
+    delay = next(retries, None)
+    if delay is None:
+        sock._fail(UnavailableError(f"the event socket cannot be reopened: {error}"))
+    return delay, retries
 
 
 class SyncEndSocket:
@@ -79,26 +101,14 @@ class SyncEndSocket:
             log.debug("event socket: a send failed; the reconnect adds again", exc_info=True)
 
     def _run(self) -> None:
-        retries = None
+        retries: Iterator[float] | None = None
         while not self._closed:
             error = self._connection()
-            if error is None or self._closed:
-                retries = None  # it went well for a while: a fresh budget
-                continue
-            fatal = refused(error)
-            if fatal is not None:
-                self.usable = False
-                self._fail(fatal)
-                return
-            if isinstance(error, EventsLostError):
-                continue  # at once, from the current state
-            self._client.follow_leader(None)
-            retries = retries or self._client._failover.attempts()
-            delay = next(retries, None)
+            delay, retries = _pause_after(self, error, retries)
             if delay is None:
-                self._fail(UnavailableError(f"the event socket cannot be reopened: {error}"))
                 return
-            time.sleep(delay)
+            if delay:
+                time.sleep(delay)
 
     def _connection(self) -> BaseException | None:
         """One connection, read until it ends: the error it ended with (None: it had run
@@ -196,26 +206,14 @@ class EndSocket:
             log.debug("event socket: a send failed; the reconnect adds again", exc_info=True)
 
     async def _run(self) -> None:
-        retries = None
+        retries: Iterator[float] | None = None
         while not self._closed:
             error = await self._connection()
-            if error is None or self._closed:
-                retries = None
-                continue
-            fatal = refused(error)
-            if fatal is not None:
-                self.usable = False
-                self._fail(fatal)
-                return
-            if isinstance(error, EventsLostError):
-                continue
-            self._client.follow_leader(None)
-            retries = retries or self._client._failover.attempts()
-            delay = next(retries, None)
+            delay, retries = _pause_after(self, error, retries)
             if delay is None:
-                self._fail(UnavailableError(f"the event socket cannot be reopened: {error}"))
                 return
-            await asyncio.sleep(delay)
+            if delay:
+                await asyncio.sleep(delay)
 
     async def _connection(self) -> BaseException | None:
         from websockets.asyncio.client import connect
