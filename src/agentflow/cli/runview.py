@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentflow.client import AsyncClient
-from agentflow.errors import AgentFlowError
+from agentflow.errors import AgentFlowError, ForbiddenError
 
 __all__ = [
     "STREAMED_TASKS_MAX",
@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 STREAMED_TASKS_MAX = 24  # workflows with more tasks show the progress bar only
-POLL_S = 0.3  # the bar and the retries are refreshed this often (a long poll on the master)
+REFRESH_S = 0.1  # the view is read again at most this often as events announce changes
+POLL_S = 0.3  # without the event socket, the view is read again this often (a long poll)
 DRAIN_S = 5.0  # once the workflow is over, the last output it may still take to arrive
 FETCH_CONCURRENCY = 8  # outputs fetched at once for the table of a large workflow
 LAST_LINE_CHARS = 80
@@ -171,6 +172,69 @@ def workflow_progress(console: Console) -> Progress:
     )
 
 
+class WorkflowChanges:
+    """The workflow's view read again as its events announce changes: each task's state, then
+    every change (one socket; changes that come together cost one read). A master that refuses
+    the event socket leaves the view to long polls."""
+
+    def __init__(self, client: AsyncClient, workflow_id: str) -> None:
+        self.client = client
+        self.workflow_id = workflow_id
+        self._heard: asyncio.Queue[Exception | None] = asyncio.Queue()
+        self._ended = False  # the workflow's end was heard
+        self._polling = False  # the socket was refused (or its stream ended)
+        self._read_at = -REFRESH_S  # when the view was last read (the event loop's clock)
+        self._listener: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WorkflowChanges:
+        self._listener = asyncio.create_task(self._listen())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    async def _listen(self) -> None:
+        stream = self.client.events(
+            workflow_id=self.workflow_id, kinds=["task", "workflow"], current=True, follow=True
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if event["kind"] == "workflow" and event["status"] != "running":
+                        self._ended = True
+                    self._heard.put_nowait(None)
+        except ForbiddenError:
+            pass  # the socket was refused: long polls from now on
+        except Exception as exc:
+            self._heard.put_nowait(exc)  # raised by the reader
+            return
+        self._polling = True
+        self._heard.put_nowait(None)
+
+    async def next_view(self) -> dict[str, Any]:
+        """The view once something changed (or, polling, once :data:`POLL_S` has passed)."""
+        if self._listener is None or self._ended or self._polling:
+            return await self._polled()
+        heard = [await self._heard.get()]
+        loop = asyncio.get_running_loop()
+        early = self._read_at + REFRESH_S - loop.time()
+        if early > 0 and not self._ended:  # a busy workflow: changes taken together
+            await asyncio.sleep(early)
+        while not self._heard.empty():
+            heard.append(self._heard.get_nowait())
+        for error in heard:
+            if error is not None:
+                raise error
+        self._read_at = loop.time()
+        return await self.client.workflow(self.workflow_id)
+
+    async def _polled(self) -> dict[str, Any]:
+        return await self.client.workflow(self.workflow_id, wait_s=POLL_S)
+
+
 async def follow_workflow(
     client: AsyncClient, workflow_id: str, console: Console
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -179,7 +243,7 @@ async def follow_workflow(
     live = LiveRun(client, view["tasks"], console)
     with workflow_progress(console) as progress:
         bar = progress.add_task("wf", total=view["total"], name=view["name"], running=0, failed=0)
-        async with asyncio.TaskGroup() as group:
+        async with WorkflowChanges(client, workflow_id) as changes, asyncio.TaskGroup() as group:
             while True:
                 counts = view["counts"]
                 progress.update(
@@ -191,7 +255,7 @@ async def follow_workflow(
                 await live.update(view, group)
                 if view["status"] != "running":
                     break
-                view = await client.workflow(workflow_id, wait_s=POLL_S)
+                view = await changes.next_view()
             await live.drain()
     lines = live.last_lines if live.streamed else await _last_lines(client, view["tasks"])
     return view, lines

@@ -189,14 +189,6 @@ class AsyncClient(AsyncWaits):
     async def get(self, task_id: str) -> TaskInfo:
         return await self._send(calls.get_task(task_id))
 
-    async def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
-        """Until the task finishes (or ``timeout_s`` passes; then its current state)."""
-        deadline = Deadline(timeout_s)
-        while True:
-            info = await self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
-            if info.done or deadline.passed:
-                return info
-
     async def result(self, task_id: str, timeout_s: float | None = None) -> Any:
         """The value a function task returned, once it finishes (a workflow's task too);
         :class:`TaskFailedError` if it did not complete."""

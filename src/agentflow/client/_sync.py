@@ -179,14 +179,6 @@ class Client(SyncWaits):
     def get(self, task_id: str) -> TaskInfo:
         return self._send(calls.get_task(task_id))
 
-    def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
-        """Block until the task finishes (or ``timeout_s`` passes; then its current state)."""
-        deadline = Deadline(timeout_s)
-        while True:
-            info = self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
-            if info.done or deadline.passed:
-                return info
-
     def result(self, task_id: str, timeout_s: float | None = None) -> Any:
         """The value a function task returned, once it finishes (a workflow's task too);
         :class:`TaskFailedError` if it did not complete."""

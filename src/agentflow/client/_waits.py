@@ -15,62 +15,28 @@ import asyncio
 import queue
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from agentflow.client import _calls as calls
 from agentflow.client._core import Deadline, SocketAccess, TaskInfo
-from agentflow.client._events import WATCH_MAX, Ended, EventStream
+from agentflow.client._events import Ended, EventStream
 from agentflow.client._eventsocket import EVENTS_PATH, EndSocket, SyncEndSocket
-from agentflow.client._functions import AsyncTaskFuture, TaskFuture, value_of
-from agentflow.errors import ForbiddenError, TaskFailedError, TimeoutExpiredError
+from agentflow.client._functions import AsyncTaskFuture, TaskFuture
+from agentflow.client._waitcore import Fetch, TaskWait, gathered, outcome_only, whole
+from agentflow.errors import TimeoutExpiredError
 
 if TYPE_CHECKING:
     from agentflow.client._core import Failover
 
 __all__ = ["AsyncWaits", "SyncWaits", "task_ids"]
 
+T = TypeVar("T")
 Tasks = Iterable[TaskFuture | AsyncTaskFuture | str]
 
 
 def task_ids(tasks: Tasks) -> list[str]:
     """The ids of ``tasks`` (futures or ids), in order."""
     return [t if isinstance(t, str) else t.id for t in tasks]
-
-
-def _timed_out(left: int, timeout_s: float | None) -> TimeoutExpiredError:
-    return TimeoutExpiredError(f"{left} task(s) still running after {timeout_s}s")
-
-
-class _Window:
-    """The tasks of one wait: watched at most :data:`WATCH_MAX` at once, in order."""
-
-    def __init__(self, ids: list[str]) -> None:
-        self.ids = list(dict.fromkeys(ids))
-        self.next = 0
-        self.waiting: set[str] = set()
-
-    def more(self) -> list[str]:
-        """The tasks to start watching now."""
-        room = WATCH_MAX - len(self.waiting)
-        chunk = self.ids[self.next : self.next + max(0, room)]
-        self.next += len(chunk)
-        self.waiting.update(chunk)
-        return chunk
-
-    @property
-    def done(self) -> bool:
-        return not self.waiting and self.next >= len(self.ids)
-
-
-def _gathered(ids: list[str], infos: Iterable[TaskInfo], return_exceptions: bool) -> list[Any]:
-    values: dict[str, Any] = {}
-    for info in infos:
-        try:
-            values[info.id] = value_of(info)
-        except TaskFailedError as exc:
-            if not return_exceptions:
-                raise
-            values[info.id] = exc
-    return [values[i] for i in ids]
 
 
 class SyncWaits(SocketAccess):
@@ -83,7 +49,7 @@ class SyncWaits(SocketAccess):
     if TYPE_CHECKING:
 
         def get(self, task_id: str) -> TaskInfo: ...
-        def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo: ...
+        def _send(self, call: calls.Call[T]) -> T: ...
 
     def gather(
         self, tasks: Tasks, *, timeout_s: float | None = None, return_exceptions: bool = False
@@ -92,7 +58,7 @@ class SyncWaits(SocketAccess):
         first failure seen raises :class:`TaskFailedError` (or, with ``return_exceptions``,
         stands in the list for its task). :class:`TimeoutExpiredError` past ``timeout_s``."""
         ids = task_ids(tasks)
-        return _gathered(ids, self._ends(ids, timeout_s), return_exceptions)
+        return gathered(ids, self._ends(ids, timeout_s), return_exceptions)
 
     def as_completed(self, tasks: Tasks, *, timeout_s: float | None = None) -> Iterator[TaskFuture]:
         """Each task's future as the task finishes, first finished first (each task once);
@@ -120,6 +86,12 @@ class SyncWaits(SocketAccess):
             pass
         return [found[i] if i in found else self.get(i) for i in ids]
 
+    def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
+        """Block until the task finishes (or ``timeout_s`` passes; then its current state):
+        its end comes over the event socket, then its full record in one request."""
+        info = self.wait_many([task_id], timeout_s=timeout_s)[0]
+        return whole(info, self.get(task_id)) if outcome_only(info) else info
+
     def _socket(self) -> SyncEndSocket:
         if self._end_socket is None:
             self._end_socket = SyncEndSocket(self)  # type: ignore[arg-type]
@@ -127,52 +99,37 @@ class SyncWaits(SocketAccess):
 
     def _ends(self, ids: list[str], timeout_s: float | None) -> Iterator[TaskInfo]:
         """Each task's end as it arrives, first finished first."""
-        deadline, window = Deadline(timeout_s), _Window(ids)
+        deadline, wait = Deadline(timeout_s), TaskWait(ids, timeout_s)
         socket = self._socket()
         inbox: queue.SimpleQueue[Ended] = queue.SimpleQueue()
         sink = inbox.put
         try:
-            while not window.done:
-                if not socket.usable:
-                    yield from self._polled(window, deadline, timeout_s)
+            while not wait.done:
+                if not socket.usable:  # without the socket: one long poll per task, in order
+                    for task_id in wait.polls():
+                        yield wait.polled(self._long_poll(task_id, deadline.left_s()))
                     return
-                socket.watch(window.more(), sink)
+                socket.watch(wait.more(), sink)
                 try:
                     ended = inbox.get(timeout=deadline.left_s())
                 except queue.Empty:
-                    raise _timed_out(len(window.waiting), timeout_s) from None
-                info = self._ended(ended, window, socket.usable)
+                    raise wait.timed_out() from None
+                info = wait.heard(ended, socket.usable)
+                if isinstance(info, Fetch):  # a task the master did not know
+                    info = wait.fetched(self.get(info.task_id))
                 if info is not None:
                     yield info
         finally:
-            socket.unwatch(window.waiting, sink)
+            socket.unwatch(wait.waiting, sink)
 
-    def _ended(self, ended: Ended, window: _Window, usable: bool) -> TaskInfo | None:
-        """The task's end from what its sink heard; None while it has not ended (or is not
-        this wait's)."""
-        if ended.task_id not in window.waiting:
-            return None
-        if ended.error is not None:
-            if isinstance(ended.error, ForbiddenError) and not usable:
-                return None  # the socket was refused: the long polls take over
-            raise ended.error
-        info = ended.info or self.get(ended.task_id)  # a task the master did not know
-        if not info.done:
-            return None
-        window.waiting.discard(info.id)
-        return info
-
-    def _polled(
-        self, window: _Window, deadline: Deadline, timeout_s: float | None
-    ) -> Iterator[TaskInfo]:
-        """Without the socket: one long poll per task, in order."""
-        for task_id in sorted(window.waiting) + window.ids[window.next :]:
-            info = self.wait(task_id, timeout_s=deadline.left_s())
-            if not info.done:
-                raise _timed_out(1, timeout_s)
-            window.waiting.discard(task_id)
-            yield info
-        window.next = len(window.ids)
+    def _long_poll(self, task_id: str, timeout_s: float | None) -> TaskInfo:
+        """The task once it finishes (or ``timeout_s`` passes; then its current state), by
+        long polls of the master."""
+        deadline = Deadline(timeout_s)
+        while True:
+            info = self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
+            if info.done or deadline.passed:
+                return info
 
     def events(
         self,
@@ -247,7 +204,7 @@ class AsyncWaits(SocketAccess):
     if TYPE_CHECKING:
 
         async def get(self, task_id: str) -> TaskInfo: ...
-        async def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo: ...
+        async def _send(self, call: calls.Call[T]) -> T: ...
 
     async def gather(
         self, tasks: Tasks, *, timeout_s: float | None = None, return_exceptions: bool = False
@@ -255,7 +212,7 @@ class AsyncWaits(SocketAccess):
         """As :meth:`Client.gather`."""
         ids = task_ids(tasks)
         infos = [info async for info in self._ends(ids, timeout_s)]
-        return _gathered(ids, infos, return_exceptions)
+        return gathered(ids, infos, return_exceptions)
 
     async def as_completed(
         self, tasks: Tasks, *, timeout_s: float | None = None
@@ -281,56 +238,46 @@ class AsyncWaits(SocketAccess):
             pass
         return [found[i] if i in found else await self.get(i) for i in ids]
 
+    async def wait(self, task_id: str, timeout_s: float | None = None) -> TaskInfo:
+        """As :meth:`Client.wait`."""
+        info = (await self.wait_many([task_id], timeout_s=timeout_s))[0]
+        return whole(info, await self.get(task_id)) if outcome_only(info) else info
+
     def _socket(self) -> EndSocket:
         if self._end_socket is None:
             self._end_socket = EndSocket(self)  # type: ignore[arg-type]
         return self._end_socket
 
     async def _ends(self, ids: list[str], timeout_s: float | None) -> AsyncIterator[TaskInfo]:
-        deadline, window = Deadline(timeout_s), _Window(ids)
+        deadline, wait = Deadline(timeout_s), TaskWait(ids, timeout_s)
         socket = self._socket()
         inbox: asyncio.Queue[Ended] = asyncio.Queue()
         sink = inbox.put_nowait
         try:
-            while not window.done:
+            while not wait.done:
                 if not socket.usable:
-                    async for polled in self._polled(window, deadline, timeout_s):
-                        yield polled
+                    for task_id in wait.polls():
+                        yield wait.polled(await self._long_poll(task_id, deadline.left_s()))
                     return
-                socket.watch(window.more(), sink)
+                socket.watch(wait.more(), sink)
                 try:
                     ended = await asyncio.wait_for(inbox.get(), deadline.left_s())
                 except TimeoutError:
-                    raise _timed_out(len(window.waiting), timeout_s) from None
-                info = await self._ended(ended, window, socket.usable)
+                    raise wait.timed_out() from None
+                info = wait.heard(ended, socket.usable)
+                if isinstance(info, Fetch):
+                    info = wait.fetched(await self.get(info.task_id))
                 if info is not None:
                     yield info
         finally:
-            socket.unwatch(window.waiting, sink)
+            socket.unwatch(wait.waiting, sink)
 
-    async def _ended(self, ended: Ended, window: _Window, usable: bool) -> TaskInfo | None:
-        if ended.task_id not in window.waiting:
-            return None
-        if ended.error is not None:
-            if isinstance(ended.error, ForbiddenError) and not usable:
-                return None
-            raise ended.error
-        info = ended.info or await self.get(ended.task_id)
-        if not info.done:
-            return None
-        window.waiting.discard(info.id)
-        return info
-
-    async def _polled(
-        self, window: _Window, deadline: Deadline, timeout_s: float | None
-    ) -> AsyncIterator[TaskInfo]:
-        for task_id in sorted(window.waiting) + window.ids[window.next :]:
-            info = await self.wait(task_id, timeout_s=deadline.left_s())
-            if not info.done:
-                raise _timed_out(1, timeout_s)
-            window.waiting.discard(task_id)
-            yield info
-        window.next = len(window.ids)
+    async def _long_poll(self, task_id: str, timeout_s: float | None) -> TaskInfo:
+        deadline = Deadline(timeout_s)
+        while True:
+            info = await self._send(calls.get_task(task_id, wait_s=deadline.wait_s()))
+            if info.done or deadline.passed:
+                return info
 
     async def events(
         self,
