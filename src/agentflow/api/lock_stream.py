@@ -11,16 +11,13 @@ request per operation. Served by the leader; a follower answers with ``leader_ur
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
-from agentflow.api.decoding import FrameError, receive_frame, refuse_frame, send_frame
+from agentflow.api.frame_loop import FrameBounds, FrameLoop
 from agentflow.api.identity import Identity, holds_of, identity_of
 from agentflow.api.lock_routes import (
     LOCK_NAME,
@@ -32,11 +29,9 @@ from agentflow.api.lock_routes import (
 from agentflow.api.schemas import LockAcquireIn, LockReleaseIn, LockRenewIn
 from agentflow.api.service import MasterService, accept_on_leader
 from agentflow.api.views import grant_view
-from agentflow.errors import AgentFlowError, ValidationError
+from agentflow.errors import ValidationError
 
 __all__ = ["router"]
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -55,44 +50,18 @@ async def lock_socket(ws: WebSocket) -> None:
     svc = await accept_on_leader(ws)
     if svc is None:
         return
-    closed = asyncio.Event()
-    running: set[asyncio.Task[None]] = set()
+    frames = FrameLoop(
+        ws,
+        name="lock socket",
+        failure="the operation failed on the master",
+        bounds=FrameBounds(running_max=MAX_RUNNING),
+    )
 
-    async def gone() -> bool:
-        return closed.is_set()
+    async def run(frame: dict[str, Any], _text: str) -> dict[str, Any]:
+        # A blocking acquire sees the client leave within a second and cancels its wait.
+        return await _run(svc, frame, frames.gone, identity_of(ws.scope), holds_of(ws.scope))
 
-    try:
-        while True:
-            try:
-                frame = await receive_frame(ws)
-            except FrameError as exc:  # answered by its ref when it has one
-                if await refuse_frame(ws, exc):
-                    break
-                continue
-            if len(running) >= MAX_RUNNING:  # hold the reading back: TCP slows the client
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            task = asyncio.create_task(_answer(svc, ws, frame, gone))
-            running.add(task)
-            task.add_done_callback(running.discard)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        closed.set()  # blocking acquires see it within a second and cancel their waits
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
-
-
-async def _answer(svc: MasterService, ws: WebSocket, frame: dict[str, Any], gone: Gone) -> None:
-    ref = frame.get("ref")
-    try:
-        answer = await _run(svc, frame, gone, identity_of(ws.scope), holds_of(ws.scope))
-    except AgentFlowError as exc:
-        answer = {"error": exc.to_problem()}
-    except Exception:  # every frame is answered, even when its handling breaks
-        log.exception("lock socket: frame %r failed", ref)
-        answer = {"error": AgentFlowError("the operation failed on the master").to_problem()}
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await send_frame(ws, {"ref": ref} | answer)
+    await frames.serve(run)
 
 
 async def _run(

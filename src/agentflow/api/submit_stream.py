@@ -20,24 +20,19 @@ object), about half a millisecond of master CPU per request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from typing import Any, Literal
 
 import pydantic
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
-from agentflow.api.decoding import FrameError, receive_frame_text, refuse_frame, send_frame
+from agentflow.api.frame_loop import FrameBounds, FrameLoop
 from agentflow.api.problems import validation_error
 from agentflow.api.schemas import TaskBatchIn, TaskIn
 from agentflow.api.service import MasterService, accept_on_leader
 from agentflow.api.task_routes import accept_batch, accept_task
-from agentflow.errors import AgentFlowError, ValidationError
+from agentflow.errors import ValidationError
 
 __all__ = ["SubmitBatchFrame", "SubmitTaskFrame", "router"]
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -84,43 +79,19 @@ async def submit_socket(ws: WebSocket) -> None:
     svc = await accept_on_leader(ws)
     if svc is None:
         return
-    running: dict[asyncio.Task[None], int] = {}  # each frame in progress and its size
-    held_max = HELD_BODIES * svc.config.max_request_bytes
-    try:
-        while True:
-            try:
-                frame, text = await receive_frame_text(ws, svc.config.max_request_bytes)
-            except FrameError as exc:  # answered by its ref when it has one
-                if await refuse_frame(ws, exc):
-                    break
-                continue
-            # Hold the reading back (TCP then slows the client) while too many frames, or too
-            # many bytes of them, are in progress: a socket holds what a few requests would.
-            while running and (
-                len(running) >= MAX_RUNNING or sum(running.values()) + len(text) > held_max
-            ):
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            task = asyncio.create_task(_answer(svc, ws, frame, text))
-            running[task] = len(text)
-            task.add_done_callback(running.pop)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        if running:  # what was sent is submitted; only the answers have nowhere to go
-            await asyncio.gather(*running, return_exceptions=True)
-
-
-async def _answer(svc: MasterService, ws: WebSocket, frame: dict[str, Any], text: str) -> None:
-    ref = frame.get("ref")
-    try:
-        answer = await _run(svc, frame, text)
-    except AgentFlowError as exc:
-        answer = {"error": exc.to_problem()}
-    except Exception:  # every frame is answered, even when its handling breaks
-        log.exception("submit socket: frame %r failed", ref)
-        answer = {"error": AgentFlowError("the submit failed on the master").to_problem()}
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await send_frame(ws, {"ref": _ref_or_none(ref)} | answer)
+    limit = svc.config.max_request_bytes
+    # A socket holds what a few requests would: MAX_RUNNING frames, HELD_BODIES bodies' bytes.
+    bounds = FrameBounds(
+        running_max=MAX_RUNNING, frame_bytes_max=limit, held_bytes_max=HELD_BODIES * limit
+    )
+    frames = FrameLoop(
+        ws,
+        name="submit socket",
+        failure="the submit failed on the master",
+        bounds=bounds,
+        ref_of=_ref_or_none,
+    )
+    await frames.serve(lambda frame, text: _run(svc, frame, text))
 
 
 async def _run(svc: MasterService, frame: dict[str, Any], text: str) -> dict[str, Any]:

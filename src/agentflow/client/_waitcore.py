@@ -105,7 +105,6 @@ def gathered(ids: list[str], infos: Iterable[TaskInfo], return_exceptions: bool)
     return [values[i] for i in ids]
 
 
-
 def outcome_only(info: TaskInfo) -> bool:
     """Whether ``info`` is an end heard as an event, which carries the outcome only (status,
     exit code, reason, result), not the task's full record."""
