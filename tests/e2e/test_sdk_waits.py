@@ -8,6 +8,7 @@ import asyncio
 import io
 import operator
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -97,23 +98,37 @@ def test_a_refused_socket_leaves_the_waits_to_long_polls(
         assert all(i.ok for i in client.wait_many(more, timeout_s=60))
 
 
-def test_the_run_view_follows_events_instead_of_polling(url: str) -> None:
-    spec = {
-        "name": "steps",
-        "tasks": [
-            {"id": "a", "command": "sleep 0.2; echo one"},
-            {"id": "b", "command": "echo two", "dependencies": ["a"]},
-            {"id": "c", "command": "exit 3", "dependencies": ["a"]},
-        ],
-    }
+SPEC = {
+    "name": "steps",
+    "tasks": [
+        {"id": "a", "command": "sleep 0.2; echo one"},
+        {"id": "b", "command": "echo two", "dependencies": ["a"]},
+        {"id": "c", "command": "exit 3", "dependencies": ["a"]},
+    ],
+}
 
-    async def main() -> tuple[dict[str, object], list[httpx.URL]]:
+
+def _follow(url: str, refused: bool) -> tuple[dict[str, Any], list[httpx.URL]]:
+    async def main() -> tuple[dict[str, Any], list[httpx.URL]]:
         async with AsyncClient(url) as client:
-            wf = await client.submit_workflow(spec)
+            if refused:
+                nowhere = client.ws_url("/api/v1/none")
+                client.ws_url = lambda path: nowhere  # type: ignore[method-assign]
+            wf = await client.submit_workflow(SPEC)
             sent = _sent(client._http)
             view, _lines = await follow_workflow(client, wf["id"], Console(file=io.StringIO()))
             return view, sent
 
-    view, sent = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_the_run_view_follows_events_instead_of_polling(url: str) -> None:
+    view, sent = _follow(url, refused=False)
     assert view["status"] == "failed"
     assert _long_polls(sent) == []  # each read of the view followed an event
+
+
+def test_the_run_view_polls_where_the_socket_is_refused(url: str) -> None:
+    view, sent = _follow(url, refused=True)
+    assert view["status"] == "failed"
+    assert _long_polls(sent) != []

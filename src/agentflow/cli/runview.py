@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentflow.client import AsyncClient
-from agentflow.errors import AgentFlowError, ForbiddenError
+from agentflow.errors import AgentFlowError
 
 __all__ = [
     "STREAMED_TASKS_MAX",
@@ -175,12 +175,12 @@ def workflow_progress(console: Console) -> Progress:
 class WorkflowChanges:
     """The workflow's view read again as its events announce changes: each task's state, then
     every change (one socket; changes that come together cost one read). A master that refuses
-    the event socket leaves the view to long polls."""
+    the event socket (or a stream that cannot go on) leaves the view to long polls."""
 
     def __init__(self, client: AsyncClient, workflow_id: str) -> None:
         self.client = client
         self.workflow_id = workflow_id
-        self._heard: asyncio.Queue[Exception | None] = asyncio.Queue()
+        self._heard: asyncio.Queue[None] = asyncio.Queue()  # one item per change heard
         self._ended = False  # the workflow's end was heard
         self._polling = False  # the socket was refused (or its stream ended)
         self._read_at = -REFRESH_S  # when the view was last read (the event loop's clock)
@@ -200,17 +200,13 @@ class WorkflowChanges:
         stream = self.client.events(
             workflow_id=self.workflow_id, kinds=["task", "workflow"], current=True, follow=True
         )
-        try:
+        # Refused, events lost, no master left: the long polls go on (and raise what is wrong).
+        with contextlib.suppress(Exception):
             async with contextlib.aclosing(stream):
                 async for event in stream:
                     if event["kind"] == "workflow" and event["status"] != "running":
                         self._ended = True
                     self._heard.put_nowait(None)
-        except ForbiddenError:
-            pass  # the socket was refused: long polls from now on
-        except Exception as exc:
-            self._heard.put_nowait(exc)  # raised by the reader
-            return
         self._polling = True
         self._heard.put_nowait(None)
 
@@ -218,16 +214,13 @@ class WorkflowChanges:
         """The view once something changed (or, polling, once :data:`POLL_S` has passed)."""
         if self._listener is None or self._ended or self._polling:
             return await self._polled()
-        heard = [await self._heard.get()]
+        await self._heard.get()
         loop = asyncio.get_running_loop()
         early = self._read_at + REFRESH_S - loop.time()
         if early > 0 and not self._ended:  # a busy workflow: changes taken together
             await asyncio.sleep(early)
         while not self._heard.empty():
-            heard.append(self._heard.get_nowait())
-        for error in heard:
-            if error is not None:
-                raise error
+            self._heard.get_nowait()
         self._read_at = loop.time()
         return await self.client.workflow(self.workflow_id)
 
