@@ -29,6 +29,7 @@ The no-op is ``noop_tasks:noop`` (this folder, put on the workers' ``PYTHONPATH`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -36,6 +37,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -125,16 +128,39 @@ def _cpu_per_task(
     }
 
 
+def _runners_cpu_s(cluster: LocalCluster) -> dict[int, float]:
+    """CPU seconds of each worker's Python runners so far, by runner pid (they are the
+    workers' children, not waited for, so ``children_cpu_s`` does not count them)."""
+    cpu: dict[int, float] = {}
+    for worker in cluster.workers:
+        for child in worker.ps.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                cpu[child.pid] = times.user + times.system
+    return cpu
+
+
+def _runners_cpu_per_task(
+    before: dict[int, float], after: dict[int, float], n: int, prefix: str
+) -> dict[str, float]:
+    """The runners' CPU ms per task, all workers together (a runner replaced meanwhile
+    counts from zero)."""
+    spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    return {f"{prefix}_runners_cpu_ms_per_task": spent * 1000 / n}
+
+
 def w1(cluster: LocalCluster, n: int) -> dict[str, float]:
     with cluster.client() as client:
         gather(client, client.map(noop, range(WARMUP)))
         before = cluster.stats()
+        runners_before = _runners_cpu_s(cluster)
         start = time.perf_counter()
         futures = client.map(noop, range(n))
         mapped = time.perf_counter()
         values, how = gather(client, futures)
         elapsed = time.perf_counter() - start
         after = cluster.stats()
+        runners_after = _runners_cpu_s(cluster)
     if values != list(range(n)):
         raise RuntimeError("W1: the gathered values are not the inputs, in order")
     print(f"{BENCH} w1_waited_by={how}", flush=True)
@@ -143,6 +169,7 @@ def w1(cluster: LocalCluster, n: int) -> dict[str, float]:
         "w1_elapsed_s": elapsed,
         "w1_map_s": mapped - start,
         **_cpu_per_task(before, after, n, "w1"),
+        **_runners_cpu_per_task(runners_before, runners_after, n, "w1"),
         **_rss(cluster, "w1"),
     }
 
