@@ -16,7 +16,9 @@ Each run of each workload gets a fresh cluster; ``--runs N`` repeats it and prin
 - W4: 500 shell ``true`` tasks in one ``submit_many``, then every task waited for
   (``client.wait_many`` where the SDK has it, else ``client.wait`` each): tasks/s. Target >= 1,500.
 - seed (3 masters only): 2,000 ``true`` tasks as W4: the seed's > 1,000 tasks/s.
-- RSS of the master and of each worker (and its Python runner) after W1, ``w1_*_rss_mb``;
+- CPU ms per task under W1 of the master, each worker and (``w1_runners_cpu_ms_per_task``)
+  the workers' Python runners together; RSS of the master and of each worker (and its Python
+  runner) after W1, ``w1_*_rss_mb``;
   ``--rss-100k``: 100,000 no-op calls (10 rounds of 10,000, each waited for) on one master, then
   the master's RSS (target <= 150 MB) and the workers' (<= 60 MB).
 - profile (1 master): W1 once more with py-spy attached to the master and to one worker (and its

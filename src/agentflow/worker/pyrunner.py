@@ -13,8 +13,9 @@ values, by parent id: ``{"a": value_of_a}`` (None for a parent that did not comp
 
 Every call starts from the runner's own state, whatever the call before it changed: the
 environment (the worker's, plus the task's ``env``), the working directory (the task's ``cwd``,
-else the worker's), ``sys.path`` and the umask. Imported modules stay loaded (that is what
-reusing a runner buys), so a module's globals are shared by the calls this runner serves.
+else the worker's), ``sys.path`` and the umask. Only what differs is put back (the variables a
+call set, changed or removed through ``os.environ``). Imported modules stay loaded (that is
+what reusing a runner buys), so a module's globals are shared by the calls this runner serves.
 """
 
 from __future__ import annotations
