@@ -104,7 +104,7 @@ async def test_a_call_gets_the_attempts_variables_and_the_runners_inherited_ones
     modules: Path, tmp_path: Path
 ) -> None:
     frame = {"task_id": "t-9", "token": 7, "spec": {"function": "af_state:look"}}
-    config = WorkerConfig(master_urls=("http://127.0.0.1:1",), worker_id="w-1")
+    config = WorkerConfig(worker_id="w-1")
     env, files = attempt_environment(frame, config, "http://m", tmp_path, {})
     request = function_request(frame["spec"], env, None)
     assert "AGENTFLOW_EXTRA" not in request["env"]  # the runner has it: not sent again
@@ -143,3 +143,18 @@ def _umask() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
+
+
+def test_an_attempts_files_are_removed_with_or_without_parents(tmp_path: Path) -> None:
+    config = WorkerConfig(worker_id="w-1")
+    with_parents = {"task_id": "t-1", "token": 2, "spec": {"command": "true"}, "parents": []}
+    env, files = attempt_environment(with_parents, config, "http://m", tmp_path, {"A": "1"})
+    assert env["A"] == "1" and Path(env["AGENTFLOW_PARENTS_FILE"]).exists()
+    Path(env["AGENTFLOW_OUTPUT_FILE"]).write_text("written")
+    files.remove()
+    plain = {"task_id": "t-2", "token": 2, "spec": {"command": "true"}}
+    env, files = attempt_environment(plain, config, "http://m", tmp_path, {})
+    assert "AGENTFLOW_PARENTS_FILE" not in env
+    Path(env["AGENTFLOW_OUTPUT_FILE"]).write_text("written")
+    files.remove()
+    assert list(tmp_path.iterdir()) == []

@@ -58,9 +58,10 @@ class AttemptFiles:
 
     output: Path  # $AGENTFLOW_OUTPUT_FILE: what the attempt writes there becomes its result
     parents: Path  # $AGENTFLOW_PARENTS_FILE, for a workflow task
+    has_parents: bool = False  # the parents file was written
 
     def remove(self) -> None:
-        for path in (self.output, self.parents):
+        for path in (self.output, self.parents) if self.has_parents else (self.output,):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -97,9 +98,13 @@ def attempt_environment(
         env["AGENTFLOW_PROMPT"] = agent_prompt(spec)
     # One entry may assign several tasks (one token), but a task one attempt per token.
     stem = f"{_SAFE.sub('_', task_id)}-{token}"
-    files = AttemptFiles(output=scratch / f"{stem}.output", parents=scratch / f"{stem}.parents")
+    files = AttemptFiles(
+        output=scratch / f"{stem}.output",
+        parents=scratch / f"{stem}.parents",
+        has_parents="parents" in frame,
+    )
     env["AGENTFLOW_OUTPUT_FILE"] = str(files.output)
-    if "parents" in frame:
+    if files.has_parents:
         files.parents.write_text(json.dumps(frame["parents"], indent=1))
         env["AGENTFLOW_PARENTS_FILE"] = str(files.parents)
     return env, files

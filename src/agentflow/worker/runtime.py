@@ -397,7 +397,8 @@ class Worker:
             finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
         self._running -= 1
         self._attempts.pop(attempt.task_id, None)
-        written = self._collect(attempt.task_id)
+        # A call's own result wins over its file: then the file is not read, only removed.
+        written = self._collect(attempt.task_id, read=not finished.result)
         self._finish(attempt.task_id, attempt.token, finished, finished.result or written)
         successor = self._after.pop(attempt.task_id, None)
         if successor is not None:
@@ -405,10 +406,14 @@ class Worker:
         while self._backlog and self._running < self.slots:
             self._launch(self._backlog.pop())
 
-    def _collect(self, task_id: str) -> str | None:
-        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded); its files go."""
+    def _collect(self, task_id: str, *, read: bool) -> str | None:
+        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded) if ``read``; its files
+        go either way."""
         files = self._files.pop(task_id, None)
         if files is None:
+            return None
+        if not read:
+            files.remove()
             return None
         try:
             with open(files.output, "rb") as fh:
