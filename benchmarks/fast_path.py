@@ -16,7 +16,9 @@ Each run of each workload gets a fresh cluster; ``--runs N`` repeats it and prin
 - W4: 500 shell ``true`` tasks in one ``submit_many``, then every task waited for
   (``client.wait_many`` where the SDK has it, else ``client.wait`` each): tasks/s. Target >= 1,500.
 - seed (3 masters only): 2,000 ``true`` tasks as W4: the seed's > 1,000 tasks/s.
-- RSS of the master and of each worker (and its Python runner) after W1, ``w1_*_rss_mb``;
+- CPU ms per task under W1 of the master, each worker and (``w1_runners_cpu_ms_per_task``)
+  the workers' Python runners together; RSS of the master and of each worker (and its Python
+  runner) after W1, ``w1_*_rss_mb``;
   ``--rss-100k``: 100,000 no-op calls (10 rounds of 10,000, each waited for) on one master, then
   the master's RSS (target <= 150 MB) and the workers' (<= 60 MB).
 - profile (1 master): W1 once more with py-spy attached to the master and to one worker (and its
@@ -29,6 +31,7 @@ The no-op is ``noop_tasks:noop`` (this folder, put on the workers' ``PYTHONPATH`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -36,6 +39,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -125,16 +130,39 @@ def _cpu_per_task(
     }
 
 
+def _runners_cpu_s(cluster: LocalCluster) -> dict[int, float]:
+    """CPU seconds of each worker's Python runners so far, by runner pid (they are the
+    workers' children, not waited for, so ``children_cpu_s`` does not count them)."""
+    cpu: dict[int, float] = {}
+    for worker in cluster.workers:
+        for child in worker.ps.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                cpu[child.pid] = times.user + times.system
+    return cpu
+
+
+def _runners_cpu_per_task(
+    before: dict[int, float], after: dict[int, float], n: int, prefix: str
+) -> dict[str, float]:
+    """The runners' CPU ms per task, all workers together (a runner replaced meanwhile
+    counts from zero)."""
+    spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    return {f"{prefix}_runners_cpu_ms_per_task": spent * 1000 / n}
+
+
 def w1(cluster: LocalCluster, n: int) -> dict[str, float]:
     with cluster.client() as client:
         gather(client, client.map(noop, range(WARMUP)))
         before = cluster.stats()
+        runners_before = _runners_cpu_s(cluster)
         start = time.perf_counter()
         futures = client.map(noop, range(n))
         mapped = time.perf_counter()
         values, how = gather(client, futures)
         elapsed = time.perf_counter() - start
         after = cluster.stats()
+        runners_after = _runners_cpu_s(cluster)
     if values != list(range(n)):
         raise RuntimeError("W1: the gathered values are not the inputs, in order")
     print(f"{BENCH} w1_waited_by={how}", flush=True)
@@ -143,6 +171,7 @@ def w1(cluster: LocalCluster, n: int) -> dict[str, float]:
         "w1_elapsed_s": elapsed,
         "w1_map_s": mapped - start,
         **_cpu_per_task(before, after, n, "w1"),
+        **_runners_cpu_per_task(runners_before, runners_after, n, "w1"),
         **_rss(cluster, "w1"),
     }
 

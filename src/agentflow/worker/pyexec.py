@@ -169,7 +169,7 @@ class FunctionAttempt:
         self._timeout_s = timeout_s
         self._on_output = on_output
         self._stop_reason: str | None = None
-        self._cancelled = asyncio.Event()
+        self._reply: asyncio.Future[bytes] | None = None  # the runner's answer, while awaited
 
     @property
     def cancelled(self) -> bool:
@@ -178,7 +178,8 @@ class FunctionAttempt:
     def cancel(self) -> None:
         if self._stop_reason is None:
             self._stop_reason = "cancelled"
-        self._cancelled.set()
+        if self._reply is not None:
+            self._reply.cancel()  # run() then ends the call with its runner
 
     async def run(self) -> Finished:
         if self.cancelled:
@@ -189,16 +190,18 @@ class FunctionAttempt:
         self._request["allow_pickled"] = self._pool.allow_pickled  # for parents' results
         proc = await self._pool.acquire()
         assert proc.stdin is not None and proc.stdout is not None
+        if self._stop_reason == "cancelled":  # while a runner started: the call is never sent
+            self._pool.release(proc)
+            return Finished(status="cancelled", exit_code=None, reason="cancelled")
         proc.stdin.write((json.dumps(self._request) + "\n").encode())
-        reply = asyncio.ensure_future(proc.stdout.readline())
-        stop = asyncio.ensure_future(self._cancelled.wait())
+        # One future for the answer, which cancel() cancels (rather than a second task per
+        # call that waits for a cancel).
+        self._reply = reply = asyncio.ensure_future(proc.stdout.readline())
         try:
-            done, _ = await asyncio.wait(
-                {reply, stop}, timeout=self._timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait((reply,), timeout=self._timeout_s)
         finally:
-            stop.cancel()
-        if reply not in done:
+            self._reply = None
+        if not reply.done() or reply.cancelled():
             reply.cancel()
             kill_group(proc)  # the call may be stuck in a loop: end it with its runner
             await proc.wait()

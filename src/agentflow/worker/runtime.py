@@ -3,8 +3,8 @@
 Attempts belong to the worker, not to a session: when the master goes away they keep running,
 the worker reconnects (with backoff, rotating through the master URLs) and its hello names
 every attempt it still holds, finished-but-unacknowledged ones included, so the master neither
-loses nor re-runs them. Reports are batched over a short window; an outcome stays in
-``_unacked`` until the master acknowledges the report that carried it.
+loses nor re-runs them. Reports are batched over a short window (:mod:`.outbox`); an outcome
+stays there until the master acknowledges the report that carried it.
 
 SIGTERM (or SIGINT) drains: no new work, running attempts finish, then the worker says bye
 and exits. A second signal kills the running attempts and exits at once. That drain is this
@@ -33,13 +33,14 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from agentflow import wire, workerwire
+from agentflow import wire
 from agentflow.config import WorkerConfig, tls_context
 from agentflow.errors import ConflictError
 from agentflow.worker.backlog import Backlog
 from agentflow.worker.claim import IdClaim, IdRefusedError
-from agentflow.worker.environment import WORKER_SECRETS, AttemptFiles, attempt_environment
+from agentflow.worker.environment import AttemptFiles, attempt_environment, inherited_environment
 from agentflow.worker.executor import Attempt, Finished, build_argv
+from agentflow.worker.outbox import Outbox
 from agentflow.worker.pyexec import FunctionAttempt, PythonPool, function_request
 
 __all__ = ["Worker"]
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 10.0
-MAX_BUFFERED_OUTPUT = workerwire.MAX_REPORT_OUTPUT_BYTES  # all of it travels in one report
 MAX_RESULT_BYTES = 64 * 1024
 
 
@@ -74,19 +74,13 @@ class Worker:
         self._backlog: Backlog[Attempt | FunctionAttempt] = Backlog()
         self._after: dict[str, dict[str, Any]] = {}  # assign frames waiting for a kill to end
         self._pool: PythonPool | None = None
+        self._inherited = inherited_environment()  # what attempts get of the worker's env
         self._running = 0
-        self._started: list[tuple[str, int]] = []
-        self._output: list[tuple[str, int, str, bytes]] = []
-        self._output_bytes = 0
-        self._outcomes: list[dict[str, Any]] = []
-        self._unacked: dict[int, list[dict[str, Any]]] = {}
-        self._seq = 0
         # Given by the master at registration; proves a reconnect is this same instance.
         self._secret: str | None = None
         self._ws: ClientConnection | None = None
+        self._outbox = Outbox(config.report_interval_s, lambda: self._ws)
         self._url_index = 0
-        self._report_wake = asyncio.Event()
-        self._outcome_ready = asyncio.Event()
         self._draining = False
         self._claim = IdClaim(config.worker_id)
         self._fatal: ConflictError | None = None
@@ -108,7 +102,7 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as group:
                 self._attempt_group = group
-                reporter = group.create_task(self._report_loop(), name="reporter")
+                reporter = group.create_task(self._outbox.run(), name="reporter")
                 await self._connect_loop()
                 reporter.cancel()
         finally:
@@ -137,7 +131,7 @@ class Worker:
         self._check_drained()
 
     def _check_drained(self) -> None:
-        if self._draining and not self._attempts and not self._unacked and not self._outcomes:
+        if self._draining and not self._attempts and self._outbox.settled:
             self._stop.set()
 
     async def _connect_loop(self) -> None:
@@ -209,11 +203,7 @@ class Worker:
             log.info("connected to %s as %s", url, self.config.worker_id)
             self._claim.welcomed(welcome.get("drain"))
             self._ws = ws
-            await self._resend_unacked(ws)
-            if self._outcomes or self._started or self._output:
-                # Produced while no master was reachable: nothing else may wake the reporter.
-                self._report_wake.set()
-                self._outcome_ready.set()
+            self._outbox.reconnected()
             if self._draining:
                 await ws.send(wire.pack({"t": "drain"}))
             interval = float(welcome.get("heartbeat_interval_s", self.config.heartbeat_interval_s))
@@ -253,7 +243,7 @@ class Worker:
 
     def _hello(self) -> dict[str, Any]:
         held = [(a.task_id, a.token) for a in self._attempts.values()]
-        held += [(o["task_id"], o["token"]) for o in self._pending_outcomes()]
+        held += [(o["task_id"], o["token"]) for o in self._outbox.pending_outcomes()]
         return {
             "t": "hello",
             "worker_id": self.config.worker_id,
@@ -269,17 +259,6 @@ class Worker:
             "secret": self._secret,
             "pickled_functions": self.config.allow_pickled_functions,
         }
-
-    def _pending_outcomes(self) -> list[dict[str, Any]]:
-        pending = [o for batch in self._unacked.values() for o in batch]
-        return pending + self._outcomes
-
-    async def _resend_unacked(self, ws: ClientConnection) -> None:
-        outcomes = [o for batch in self._unacked.values() for o in batch]
-        self._unacked.clear()
-        if outcomes:
-            self._outcomes = outcomes + self._outcomes
-            self._report_wake.set()
 
     async def _heartbeats(self, ws: ClientConnection, interval: float) -> None:
         while True:
@@ -301,7 +280,7 @@ class Worker:
             elif kind in ("cancel", "withdraw"):
                 self._take_back(str(frame["task_id"]), int(frame["token"]), kind)
             elif kind == "ack":
-                self._unacked.pop(int(frame["seq"]), None)
+                self._outbox.acked(int(frame["seq"]))
                 self._check_drained()
             elif kind == "error":
                 log.warning("master says: %s", frame.get("detail"))
@@ -354,7 +333,10 @@ class Worker:
             return
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="agentflow-worker-"))
-        env, files = attempt_environment(frame, self.config, self.master_url, self._scratch)
+        inherited = {} if by_function else self._inherited  # a runner has it already
+        env, files = attempt_environment(
+            frame, self.config, self.master_url, self._scratch, inherited
+        )
         self._files[task_id] = files
         attempt: Attempt | FunctionAttempt
         if by_function:
@@ -364,7 +346,7 @@ class Worker:
                 pool=self._python_pool(),
                 request=function_request(spec, env, frame.get("parents")),
                 timeout_s=frame.get("timeout_s"),
-                on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
+                on_output=lambda stream, data: self._outbox.output(task_id, token, stream, data),
             )
             self._attempts[task_id] = attempt
             self._dispatch(attempt, order)
@@ -376,7 +358,7 @@ class Worker:
             env=env,
             cwd=spec.get("cwd"),
             timeout_s=frame.get("timeout_s"),
-            on_output=lambda stream, data: self._add_output(task_id, token, stream, data),
+            on_output=lambda stream, data: self._outbox.output(task_id, token, stream, data),
         )
         self._attempts[task_id] = attempt
         self._dispatch(attempt, order)
@@ -389,11 +371,10 @@ class Worker:
 
     def _python_pool(self) -> PythonPool:
         if self._pool is None:
-            inherited = {k: v for k, v in os.environ.items() if k not in WORKER_SECRETS}
             # Each call brings its own task's token; the pool never holds the worker's.
             self._pool = PythonPool(
                 self.slots,
-                inherited,
+                self._inherited,
                 self.config.function_modules,
                 allow_pickled=self.config.allow_pickled_functions,
             )
@@ -402,8 +383,7 @@ class Worker:
     def _launch(self, attempt: Attempt | FunctionAttempt) -> None:
         self._running += 1
         if not attempt.cancelled:
-            self._started.append((attempt.task_id, attempt.token))
-            self._report_wake.set()
+            self._outbox.started(attempt.task_id, attempt.token)
         assert self._attempt_group is not None
         self._attempt_group.create_task(
             self._run_attempt(attempt), name=f"attempt-{attempt.task_id}"
@@ -417,7 +397,8 @@ class Worker:
             finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
         self._running -= 1
         self._attempts.pop(attempt.task_id, None)
-        written = self._collect(attempt.task_id)
+        # A call's own result wins over its file: then the file is not read, only removed.
+        written = self._collect(attempt.task_id, read=not finished.result)
         self._finish(attempt.task_id, attempt.token, finished, finished.result or written)
         successor = self._after.pop(attempt.task_id, None)
         if successor is not None:
@@ -425,10 +406,14 @@ class Worker:
         while self._backlog and self._running < self.slots:
             self._launch(self._backlog.pop())
 
-    def _collect(self, task_id: str) -> str | None:
-        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded); its files go."""
+    def _collect(self, task_id: str, *, read: bool) -> str | None:
+        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded) if ``read``; its files
+        go either way."""
         files = self._files.pop(task_id, None)
         if files is None:
+            return None
+        if not read:
+            files.remove()
             return None
         try:
             with open(files.output, "rb") as fh:
@@ -441,28 +426,7 @@ class Worker:
     def _finish(
         self, task_id: str, token: int, finished: Finished, result: str | None = None
     ) -> None:
-        reason = finished.reason
-        self._outcomes.append(
-            {
-                "task_id": task_id,
-                "token": token,
-                "status": finished.status,
-                "exit_code": finished.exit_code,
-                "reason": None if reason is None else reason[: workerwire.MAX_REASON_CHARS],
-                "result": None if result is None else result[: workerwire.MAX_RESULT_CHARS],
-            }
-        )
-        self._report_wake.set()
-        self._outcome_ready.set()
-
-    def _add_output(self, task_id: str, token: int, stream: str, data: bytes) -> None:
-        if self._output_bytes + len(data) > MAX_BUFFERED_OUTPUT:
-            return  # the master is unreachable and the buffer is full: keep the newest later
-        step = workerwire.MAX_OUTPUT_CHUNK_BYTES
-        for start in range(0, len(data), step):
-            self._output.append((task_id, token, stream, data[start : start + step]))
-        self._output_bytes += len(data)
-        self._report_wake.set()
+        self._outbox.outcome(task_id, token, finished, result)
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -471,36 +435,6 @@ class Worker:
         if ws is not None:
             task = asyncio.get_running_loop().create_task(ws.send(wire.pack(frame)))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    async def _report_loop(self) -> None:
-        while True:
-            await self._report_wake.wait()
-            if not self._outcomes:
-                # Only starts or output: wait a little, so that a quick task's start travels
-                # in the same frame (and the same log entry) as its outcome.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._outcome_ready.wait(), self.config.report_interval_s
-                    )
-            self._report_wake.clear()
-            self._outcome_ready.clear()
-            ws = self._ws
-            if ws is None or not (self._started or self._output or self._outcomes):
-                continue
-            self._seq += 1
-            frame = {
-                "t": "report",
-                "seq": self._seq,
-                "started": self._started,
-                "output": self._output,
-                "outcomes": self._outcomes,
-            }
-            self._unacked[self._seq] = self._outcomes
-            self._started, self._output, self._outcomes = [], [], []
-            self._output_bytes = 0
-            # On failure the outcomes stay unacked and the next session resends them.
-            with contextlib.suppress(OSError, WebSocketException):
-                await ws.send(wire.pack(frame))
 
 
 async def _recv_bytes(ws: ClientConnection, timeout_s: float) -> bytes:
