@@ -76,6 +76,7 @@ from agentflow.state.events import (
     MessageDelivered,
     ReplyArrived,
     TaskChanged,
+    TaskEvicted,
     WorkerChanged,
 )
 from agentflow.state.locks import LockLimits, LockTable
@@ -321,6 +322,10 @@ class StateMachine:
         return None
 
     def _evict_finished(self) -> None:
+        """Drop the oldest finished tasks beyond ``max_finished_tasks``, each with a
+        :class:`TaskEvicted` event carrying its row (a master keeps those on disk). Its
+        idempotency key is forgotten with it. A task whose workflow is still open when its
+        turn comes is kept (the workflow reads it)."""
         while len(self.finished) > self.limits.max_finished_tasks:
             old = self.finished.popleft()
             task = self.tasks.peek(old)
@@ -328,7 +333,8 @@ class StateMachine:
                 continue
             if task.workflow_id is not None and self.workflow_open.get(task.workflow_id, 0) > 0:
                 continue  # its workflow still runs and reads it: not evicted
-            del self.tasks[old]
+            row = self.tasks.pop_row(old)
+            self.events.append(TaskEvicted(index=self.applied_index, task_id=old, row=row))
             self.outputs.remove(old)
             self.status_counts[task.status] -= 1
             if task.idempotency_key is not None:

@@ -200,9 +200,16 @@ class TaskTable(MutableMapping[str, TaskRecord]):
             self._recent[task_id] = None
 
     def __delitem__(self, task_id: str) -> None:
-        if isinstance(self._rows.pop(task_id), bytes):
-            self.frozen -= 1
+        self.pop_row(task_id)
+
+    def pop_row(self, task_id: str) -> bytes:
+        """Remove ``task_id``; its row, the bytes :meth:`rows` would give for it."""
+        row = self._rows.pop(task_id)
         self._recent.pop(task_id, None)
+        if isinstance(row, TaskRecord):
+            return pack_task(row)
+        self.frozen -= 1
+        return self._thaw(row)
 
     # -- reads that keep frozen tasks frozen ------------------------------------------------
 
