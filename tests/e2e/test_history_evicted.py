@@ -35,6 +35,7 @@ def _check_evicted(url: str, ids: list[str], fn_id: str) -> None:
         assert client.result(fn_id, timeout_s=5) == 3
         assert client.output(ids[0])["output_evicted"] is True
         assert "from_history" not in client.get(ids[-1]).raw  # the newest are still in memory
+        assert len(client.list(limit=10, history=True)) == 6
     listed = _listed(url, limit=2)
     assert [t["id"] for t in listed] == [*reversed(ids), fn_id]
     assert [t.get("from_history", False) for t in listed] == [False] * 2 + [True] * 4

@@ -10,7 +10,10 @@ evicted (``seq``, which is their finish order), so that a task read by id or lis
 Writing never runs on the driver's path: the sink only appends the rows to ``pending`` (read
 from there until written), and :meth:`run` writes everything pending in one transaction on its
 own thread. The database is in WAL mode with ``synchronous=NORMAL``: a write survives the
-master's process being killed, though not a power loss, and no write waits for an fsync.
+master's process being killed, though not a power loss, and no write waits for an fsync. An
+eviction not yet written when the process dies is evicted again when the entry is applied again
+after the restart, unless a snapshot taken in between already covers that entry (a window of the
+few milliseconds a batch takes, against a snapshot that takes longer to image and save).
 
 What a master's history holds: the tasks it evicted while applying the log itself. On restart
 it applies again the entries after its snapshot, and their evictions already written are not
