@@ -4,6 +4,7 @@ master restarts from a snapshot that no longer holds them."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,9 @@ def _check_evicted(url: str, ids: list[str], fn_id: str) -> None:
     listed = _listed(url, limit=2)
     assert [t["id"] for t in listed] == [*reversed(ids), fn_id]
     assert [t.get("from_history", False) for t in listed] == [False] * 2 + [True] * 4
+    cli = [AGENTFLOW, "tasks", "--master-url", url, "--history", "--json", "--limit", "10"]
+    done = subprocess.run(cli, check=True, capture_output=True, text=True, timeout=30)
+    assert [t["id"] for t in json.loads(done.stdout)] == [*reversed(ids), fn_id]
     only_evicted = httpx.get(url + "/api/v1/tasks", params={"limit": 10}).json()["tasks"]
     assert len(only_evicted) == 2  # without history=true: memory alone
 
