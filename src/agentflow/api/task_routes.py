@@ -107,13 +107,14 @@ def _history_page(
 ) -> JSONResponse:
     """``page`` (tasks from memory) filled up from the history, after ``cursor`` when it is a
     task of the history; the next cursor when more remain."""
-    if len(page) == limit:  # full from memory: whether the history has more is the next page's
-        return JSONResponse({"tasks": page, "next_cursor": cursor})
+    if len(page) == limit:  # full from memory: the history, if any, is the next page's
+        return JSONResponse({"tasks": page, "next_cursor": None if svc.history.empty else cursor})
     after = cursor if cursor is not None and cursor in svc.history else None
-    found = list(svc.history.page(keep, limit - len(page) + 1, after))
-    more = len(found) > limit - len(page)
+    room = limit - len(page)
+    found = list(svc.history.page(keep, room + 1, after))  # one more: whether more remain
+    more = len(found) > room
     now = svc.now_ms()
-    page.extend(_historic(task_view(svc.machine, t, now)) for t in found[: limit - len(page)])
+    page.extend(_historic(task_view(svc.machine, t, now)) for t in found[:room])
     return JSONResponse({"tasks": page, "next_cursor": page[-1]["id"] if more else None})
 
 

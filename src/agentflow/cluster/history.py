@@ -172,6 +172,11 @@ class TaskHistory:
         found = self._reader.execute("SELECT row FROM history WHERE id = ?", (task_id,)).fetchone()
         return None if found is None else unpack_task(found[0])
 
+    @property
+    def empty(self) -> bool:
+        """Nothing was ever evicted on this master."""
+        return self._seq == 0
+
     def __contains__(self, task_id: object) -> bool:
         if task_id in self._pending:
             return True
