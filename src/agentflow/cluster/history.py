@@ -126,17 +126,20 @@ class TaskHistory:
             self._written(batch)
 
     def close(self) -> None:
-        """Write what is still pending, then close (after the driver stopped)."""
+        """Write what is still pending, then close (after the driver stopped). A batch the
+        cancelled writer left on its thread finishes first (rows written twice are ignored)."""
         if self._closed:
             return
         self._closed = True
+        self._thread.shutdown(wait=True)
         batch = list(self._pending.values())
         try:
             if batch:
                 self._write(batch)
                 self._written(batch)
+        except sqlite3.Error:
+            log.exception("writing %d tasks to the history failed at shutdown", len(batch))
         finally:
-            self._thread.shutdown(wait=True)
             self._writer.close()
             self._reader.close()
 
