@@ -91,6 +91,9 @@ class MasterConfig:
     idle_timeout_s: float = 15.0  # a kept-alive connection idle, or a body stalled, this long
     output_retained_bytes: int = 256 << 20  # output tails of all tasks; oldest finished go first
     live_finished_tasks: int = 1_000  # newest finished tasks kept as records; older: compact rows
+    # Finished tasks kept in memory; older ones go to this master's history on disk. The same on
+    # every master of a cluster (eviction is part of the replicated state).
+    max_finished_tasks: int = 200_000
     inbox_total_bytes: int = 512 << 20  # contents waiting in all inboxes together
     # Peers: a cluster (--peers or --join) needs a token; a master without one opens no peer port.
     cluster_token: str | None = None

@@ -192,6 +192,13 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
         "Newest finished tasks kept as full records; older ones are kept as compact rows.",
     ),
     _m(
+        "max-finished-tasks",
+        "max_finished_tasks",
+        "int",
+        "Finished tasks kept in memory (the same on every master); older ones are read from"
+        " this master's history on disk.",
+    ),
+    _m(
         "inbox-total-bytes",
         "inbox_total_bytes",
         "size",

@@ -108,6 +108,10 @@ def _page(key: str, item: dict[str, Any]) -> dict[str, Any]:
 
 _STR = {"type": "string"}
 _TASK = _object({"id": _STR, "status": _enum(TaskStatus), "title": _STR})
+_TASK["properties"]["from_history"] = {
+    "type": "boolean",
+    "description": "true when read from the master's history on disk (evicted from memory)",
+}
 _WORKER = _object({"id": _STR, "state": _enum(WorkerState)})
 _MESSAGE = _object({"id": _STR, "type": _STR, "to": _STR})
 _AGENT = _object({"id": _STR, "live": {"type": "boolean"}})

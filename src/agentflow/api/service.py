@@ -22,6 +22,7 @@ from agentflow.api.event_hub import EventHub
 from agentflow.api.identity import TokenVerifier
 from agentflow.api.sessions import SessionHub
 from agentflow.api.waiters import KeyedWaiters, wait_for
+from agentflow.cluster.history import HISTORY_FILE, TaskHistory
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.config import MasterConfig
 from agentflow.errors import AgentFlowError, NotFoundError, OverloadedError
@@ -61,6 +62,7 @@ class MasterService:
                 output_tail_bytes=config.output_tail_bytes,
                 output_retained_bytes=config.output_retained_bytes,
                 live_finished_tasks=config.live_finished_tasks,
+                max_finished_tasks=config.max_finished_tasks,
             ),
             lock_limits=LockLimits(lock_delay_ms=int(config.lock_delay_s * 1000)),
             message_limits=MessageLimits(
@@ -122,6 +124,8 @@ class MasterService:
         self.reply_waiters = KeyedWaiters()  # by the request's correlation id
         self._followers: dict[str, set[asyncio.Queue[OutputAppended | None]]] = {}
         self._finish_times: deque[int] = deque(maxlen=100_000)
+        self.history = TaskHistory(config.data_dir / HISTORY_FILE)  # tasks evicted from memory
+        self.log.subscribe(self.history.on_events)  # first: a waiter woken below reads it
         self.log.subscribe(self.hub.on_events)
         self.log.subscribe(self._on_events)
         self.log.subscribe(self.events.on_events)
@@ -145,12 +149,14 @@ class MasterService:
             self._group = group
             group.create_task(self.scheduler.run(), name="scheduler")
             group.create_task(self.locks.run(), name="lock-keeper")
+            group.create_task(self.history.run(), name="history-writer")
 
     async def stop(self) -> None:
         self.closing = True
         self.hub.close_all()
         self.events.wake_all()
         await self.log.close()
+        self.history.close()
 
     def _leadership_changed(self, is_leader: bool) -> None:
         """A new leader re-arms worker liveness in full; a deposed one drops its sessions."""
@@ -218,14 +224,25 @@ class MasterService:
             raise NotFoundError(f"no task {task_id}", task_id=task_id)
         return task
 
-    async def wait_finished(self, task_id: str, timeout_s: float) -> TaskRecord:
-        """The task once terminal, or as it is when ``timeout_s`` runs out."""
+    def task_or_history(self, task_id: str) -> tuple[TaskRecord, bool]:
+        """The task, from the state or else from this master's history on disk (True)."""
+        task = self.machine.tasks.peek(task_id)
+        if task is not None:
+            return task, False
+        task = self.history.get(task_id)
+        if task is None:
+            raise NotFoundError(f"no task {task_id}", task_id=task_id)
+        return task, True
+
+    async def wait_finished(self, task_id: str, timeout_s: float) -> tuple[TaskRecord, bool]:
+        """The task once terminal, or as it is when ``timeout_s`` runs out; and whether it was
+        read from the history (evicted from memory, so long finished)."""
         with self._task_waiters.watch(task_id) as finished:
-            task = self.task(task_id)
+            task, old = self.task_or_history(task_id)
             if task.status in TERMINAL_STATUSES or timeout_s <= 0:
-                return task
+                return task, old
             await wait_for(finished, timeout_s)
-        return self.task(task_id)
+        return self.task_or_history(task_id)
 
     async def wait_workflow(self, workflow_id: str, timeout_s: float) -> WorkflowRecord:
         """The workflow once it has finished, or as it is when ``timeout_s`` runs out."""
@@ -242,7 +259,7 @@ class MasterService:
         """Everything held of stdout and stderr, then new chunks until the task ends. With
         ``stream``, only that stream, from its absolute byte ``offset`` on (what is still held
         of it): a client that lost its connection resumes where it was, on any master."""
-        task = self.task(task_id)
+        task, _ = self.task_or_history(task_id)
         queue: asyncio.Queue[OutputAppended | None] = asyncio.Queue(4096)
         self._followers.setdefault(task_id, set()).add(queue)
         try:
@@ -261,7 +278,7 @@ class MasterService:
                 try:
                     event = await asyncio.wait_for(queue.get(), timeout=15.0)
                 except TimeoutError:
-                    if self.task(task_id).status in TERMINAL_STATUSES:
+                    if self.task_or_history(task_id)[0].status in TERMINAL_STATUSES:
                         return
                     continue
                 if event is None:

@@ -11,6 +11,7 @@ from agentflow.api.decoding import JSONResponse, read_model, read_no_body
 from agentflow.api.schemas import TaskBatchIn, TaskIn, TaskPatchIn, new_task_ids
 from agentflow.api.service import MasterService, service
 from agentflow.api.views import task_view
+from agentflow.cluster.history import HistoryFilter
 from agentflow.errors import PayloadTooLargeError, ValidationError
 from agentflow.jsonbound import INT64_MAX
 from agentflow.state import TaskStatus
@@ -71,35 +72,55 @@ async def list_tasks(
     priority: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: str | None = None,
+    history: bool = False,
 ) -> JSONResponse:
-    """Newest first. ``cursor`` is the ``next_cursor`` of the previous page."""
+    """Newest first. ``cursor`` is the ``next_cursor`` of the previous page. With ``history``,
+    the listing goes on past the tasks in memory into this master's history on disk (tasks
+    evicted beyond --max-finished-tasks, the last evicted first, marked ``from_history``)."""
     svc = service(request)
-    statuses = _statuses(status)
+    keep = HistoryFilter(statuses=frozenset(_statuses(status)), group=group, priority=priority)
     ids = list(svc.machine.tasks)
     start = len(ids)
     if cursor:
         try:
             start = ids.index(cursor)
         except ValueError:
-            raise ValidationError(f"unknown cursor {cursor!r}") from None
+            if not history or cursor not in svc.history:
+                raise ValidationError(f"unknown cursor {cursor!r}") from None
+            return _history_page(svc, keep, limit, cursor, [])
     page: list[dict[str, Any]] = []
-    next_cursor = None
     now = svc.now_ms()
     for pos in range(start - 1, -1, -1):
         task = svc.machine.tasks.peek(ids[pos])  # read only: a frozen task stays frozen
-        if task is None:
-            continue
-        if statuses and task.status not in statuses:
-            continue
-        if group is not None and task.group != group:
-            continue
-        if priority is not None and task.priority.value != priority:
+        if task is None or not keep.keeps(task):
             continue
         if len(page) == limit:
-            next_cursor = ids[pos + 1] if pos + 1 < len(ids) else None
-            break
+            return JSONResponse({"tasks": page, "next_cursor": ids[pos + 1]})
         page.append(task_view(svc.machine, task, now))
-    return JSONResponse({"tasks": page, "next_cursor": next_cursor})
+    if history:
+        return _history_page(svc, keep, limit, ids[0] if ids else None, page)
+    return JSONResponse({"tasks": page, "next_cursor": None})
+
+
+def _history_page(
+    svc: MasterService, keep: HistoryFilter, limit: int, cursor: str | None, page: list[Any]
+) -> JSONResponse:
+    """``page`` (tasks from memory) filled up from the history, after ``cursor`` when it is a
+    task of the history; the next cursor when more remain."""
+    if len(page) == limit:  # full from memory: the history, if any, is the next page's
+        return JSONResponse({"tasks": page, "next_cursor": None if svc.history.empty else cursor})
+    after = cursor if cursor is not None and cursor in svc.history else None
+    room = limit - len(page)
+    found = list(svc.history.page(keep, room + 1, after))  # one more: whether more remain
+    more = len(found) > room
+    now = svc.now_ms()
+    page.extend(_historic(task_view(svc.machine, t, now)) for t in found[:room])
+    return JSONResponse({"tasks": page, "next_cursor": page[-1]["id"] if more else None})
+
+
+def _historic(view: dict[str, Any]) -> dict[str, Any]:
+    view["from_history"] = True
+    return view
 
 
 def _statuses(values: list[str] | None) -> set[TaskStatus]:
@@ -122,8 +143,9 @@ async def get_task(
 ) -> JSONResponse:
     """The task; with ``wait_s``, answered when it finishes or the wait runs out."""
     svc = service(request)
-    task = await svc.wait_finished(task_id, wait_s)
-    return JSONResponse(task_view(svc.machine, task, svc.now_ms()))
+    task, old = await svc.wait_finished(task_id, wait_s)
+    view = task_view(svc.machine, task, svc.now_ms())
+    return JSONResponse(_historic(view) if old else view)
 
 
 @router.get("/tasks/{task_id}/output", response_model=None)
@@ -137,7 +159,7 @@ async def get_output(
     """The held output as JSON; with ``follow``, streamed as text until the task ends: both
     streams, or ``stream`` alone from its absolute byte ``offset`` (to resume a follow)."""
     svc = service(request)
-    task = svc.task(task_id)
+    task, old = svc.task_or_history(task_id)  # an evicted task's output went with it
     if (stream or offset) and not follow:
         raise ValidationError("stream and offset apply only with follow=true")
     if offset and not stream:
@@ -153,7 +175,7 @@ async def get_output(
         body[f"{name}_truncated_bytes"] = tail.dropped if tail else 0
     body["finished"] = task.status in TERMINAL_STATUSES
     # Emptied to keep all tasks' output within --output-retained-bytes.
-    body["output_evicted"] = any(t.evicted for t in tails.values())
+    body["output_evicted"] = old or any(t.evicted for t in tails.values())
     return JSONResponse(body)
 
 

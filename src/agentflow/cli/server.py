@@ -57,6 +57,8 @@ def master_command(config_file: str | None, **flags: object) -> None:
         raise ConfigError(
             f"refusing to listen on {config.host} without --api-token (or pass --insecure)"
         )
+    if config.max_finished_tasks < 1:
+        raise ConfigError("--max-finished-tasks must be at least 1")
     config.peer_map()  # refuse a malformed --peers before binding anything
     config.peer_token()  # and a cluster without a token: there is no built-in one
     config.peer_tls()  # and peer TLS without --ca, or certificate files that do not load

@@ -301,6 +301,11 @@ def logs(master_url: str | None, api_token: str | None, task_id: str, follow: bo
 @click.option("--group")
 @click.option("--priority", type=click.Choice(["urgent", "high", "medium", "low"]))
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Go on into the master's history: tasks evicted beyond --max-finished-tasks.",
+)
 @output_options
 @client_options
 def tasks(
@@ -311,11 +316,13 @@ def tasks(
     group: str | None,
     priority: str | None,
     limit: int,
+    history: bool,
     out: Output,
 ) -> None:
     """List tasks, newest first."""
+    filters = {"status": status_, "group": group, "priority": priority}
     with make_client(master_url, api_token) as client:
-        found = client.list(status=status_, group=group, priority=priority, limit=limit)
+        found = client.list(**filters, limit=limit, history=history or None)
     if out.json:
         out.document([dict(t.raw) for t in found])
         return

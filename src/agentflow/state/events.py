@@ -21,6 +21,7 @@ __all__ = [
     "StateRestored",
     "TaskAssigned",
     "TaskChanged",
+    "TaskEvicted",
     "TasksQueued",
     "WorkerChanged",
     "WorkflowChanged",
@@ -36,6 +37,15 @@ class Event:
 class TaskChanged(Event):
     task_id: str
     status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEvicted(Event):
+    """A finished task left the state (beyond ``max_finished_tasks``): ``row`` is its packed
+    row, the bytes :meth:`TaskTable.rows` gave for it, for a master's history on disk."""
+
+    task_id: str
+    row: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

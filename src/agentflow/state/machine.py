@@ -76,6 +76,7 @@ from agentflow.state.events import (
     MessageDelivered,
     ReplyArrived,
     TaskChanged,
+    TaskEvicted,
     WorkerChanged,
 )
 from agentflow.state.locks import LockLimits, LockTable
@@ -92,7 +93,7 @@ from agentflow.state.records import (
     WorkflowRecord,
 )
 from agentflow.state.rejected import RejectedEntries
-from agentflow.state.tasktable import RowHead, TaskTable
+from agentflow.state.tasktable import RowHead, TaskTable, row_head
 from agentflow.state.tokens import TokenTable
 
 __all__ = ["SNAPSHOT_ZLIB_LEVEL", "StateLimits", "StateMachine"]
@@ -321,14 +322,22 @@ class StateMachine:
         return None
 
     def _evict_finished(self) -> None:
+        """Drop the oldest finished tasks beyond ``max_finished_tasks``, each with a
+        :class:`TaskEvicted` event carrying its row (a master keeps those on disk). Its
+        idempotency key is forgotten with it. A task whose workflow is still open when its
+        turn comes is kept (the workflow reads it)."""
         while len(self.finished) > self.limits.max_finished_tasks:
             old = self.finished.popleft()
-            task = self.tasks.peek(old)
-            if task is None or task.status not in TERMINAL_STATUSES:
+            row = self.tasks.row(old)
+            if row is None:
+                continue
+            task = row_head(row)  # decoded, not built: most evicted tasks are frozen rows
+            if task.status not in TERMINAL_STATUSES:
                 continue
             if task.workflow_id is not None and self.workflow_open.get(task.workflow_id, 0) > 0:
                 continue  # its workflow still runs and reads it: not evicted
             del self.tasks[old]
+            self.events.append(TaskEvicted(index=self.applied_index, task_id=old, row=row))
             self.outputs.remove(old)
             self.status_counts[task.status] -= 1
             if task.idempotency_key is not None:

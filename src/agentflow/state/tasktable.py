@@ -38,7 +38,7 @@ from agentflow.state.records import (
     TaskStatus,
 )
 
-__all__ = ["ROW_VERSION", "RowHead", "TaskTable", "pack_task", "unpack_task"]
+__all__ = ["ROW_VERSION", "RowHead", "TaskTable", "pack_task", "row_head", "unpack_task"]
 
 ROW_VERSION = 1  # the first element of every row: bump when the field order changes
 
@@ -85,6 +85,11 @@ class RowHead:
 
 def unpack_task(row: bytes) -> TaskRecord:
     return _record(_values(row))
+
+
+def row_head(row: bytes) -> RowHead:
+    """What the machine's indexes need of a task, read from its row without building it."""
+    return _head(_values(row))
 
 
 def _values(row: bytes) -> list[Any]:
@@ -212,6 +217,13 @@ class TaskTable(MutableMapping[str, TaskRecord]):
         if row is None or isinstance(row, TaskRecord):
             return row
         return unpack_task(self._thaw(row))
+
+    def row(self, task_id: str) -> bytes | None:
+        """The task's row, the bytes :meth:`rows` gives for it, without thawing it."""
+        row = self._rows.get(task_id)
+        if row is None or isinstance(row, bytes):
+            return row if row is None else self._thaw(row)
+        return pack_task(row)
 
     def live(self) -> Iterator[TaskRecord]:
         """Records not frozen: every unfinished task and the newest finished ones."""
