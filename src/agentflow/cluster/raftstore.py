@@ -11,15 +11,14 @@ per commit. The state image that doubles as the Raft snapshot lives in state.db
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
+from agentflow.cluster.diskthread import DiskThread
 from agentflow.cluster.sqlite import open_sqlite
 from agentflow.raft import Entry, EntryType, HardState
 
@@ -32,13 +31,13 @@ _TYPES_BACK = {v: k for k, v in _TYPES.items()}
 class RaftStore:
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raft-db")
+        self._thread = DiskThread("raft-db")
         self._conn: sqlite3.Connection | None = None
         self._queued: HardState | None = None  # the last one handed to the thread
         self._unwritten: HardState | None = None  # a newer commit index, for the next write
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -147,7 +146,7 @@ class RaftStore:
                 await self._run(self._save, hard, ())
             conn, self._conn = self._conn, None
             await self._run(conn.close)
-        self._executor.shutdown(wait=True)
+        self._thread.shutdown()
 
 
 def _same_vote(a: HardState, b: HardState) -> bool:
