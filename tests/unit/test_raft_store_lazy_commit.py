@@ -23,8 +23,7 @@ async def test_commit_only_write_is_not_waited_for_and_lands_in_order(tmp_path: 
     entries = [Entry(term=1, index=i, data=b"x") for i in (1, 2, 3)]
     await store.save(HardState(term=1, vote="a", commit=0), entries)
     gate = threading.Event()
-    loop = asyncio.get_running_loop()
-    blocked = loop.run_in_executor(store._executor, gate.wait, 10.0)  # the disk is busy
+    blocked = store._thread.run(gate.wait, 10.0)  # the disk is busy
     # Returns although the store's thread cannot run it yet: only the commit moved.
     await asyncio.wait_for(store.save(HardState(term=1, vote="a", commit=3), ()), 5.0)
     gate.set()
@@ -45,7 +44,7 @@ async def test_a_new_vote_is_waited_for(tmp_path: Path) -> None:
     await store.load(0)
     await store.save(HardState(term=1, vote="a", commit=0), ())
     gate = threading.Event()
-    blocked = asyncio.get_running_loop().run_in_executor(store._executor, gate.wait, 10.0)
+    blocked = store._thread.run(gate.wait, 10.0)
     saving = asyncio.ensure_future(store.save(HardState(term=2, vote="b", commit=0), ()))
     await asyncio.sleep(0)
     assert not saving.done()  # a vote is durable before anything that depends on it

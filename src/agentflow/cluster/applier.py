@@ -14,6 +14,7 @@ from typing import Any
 
 from agentflow import faults
 from agentflow.cluster.membership import Membership
+from agentflow.cluster.own_entries import OwnEntries
 from agentflow.cluster.transport import Transport
 from agentflow.raft import ConfChange, Entry, EntryType, MemoryStorage, RaftNode
 from agentflow.state import StateMachine
@@ -39,6 +40,7 @@ class Applier:
         self._membership = membership
         self._storage = storage
         self._transport = transport
+        self.own = OwnEntries()  # the leader's own entries, applied without decoding them
 
     def apply(self, raft: RaftNode, entry: Entry) -> Any:
         """Apply ``entry``; return the result its proposer gets."""
@@ -47,6 +49,9 @@ class Applier:
         if entry.data:
             if faults.ARMED and b"SubmitTasks" in entry.data[:16]:
                 faults.reached("before_apply")  # tests only: committed, not yet applied
+            command = self.own.take(entry.index, entry.data)
+            if command is not None:  # exactly what the followers decode from these bytes
+                return self._machine.apply(entry.index, command)
             # Never raises on the entry's bytes: an undecodable or failing command is
             # rejected (recorded, and its proposer gets a 422) alike on every replica.
             return self._machine.apply_entry(entry.index, entry.data)

@@ -119,7 +119,7 @@ class RaftLog:
         self._leader_watchers: list[Callable[[bool], None]] = []
         self._inbox: list[Message] = []
         self._ticks = 0
-        self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._proposals: list[tuple[bytes, asyncio.Future[Any], Command]] = []
         self._actions: list[tuple[Callable[[RaftNode], Any], asyncio.Future[Any]]] = []
         self._waiting = Proposals()
         self._reads = Reads(config.node_id)
@@ -200,7 +200,7 @@ class RaftLog:
         if len(self._waiting) + len(self._proposals) >= self.config.max_pending:
             raise OverloadedError("too many commands waiting for consensus; retry shortly")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._proposals.append((encode_command(command), future))
+        self._proposals.append((encode_command(command), future, command))
         self._wake.set()
         try:
             result = await asyncio.wait_for(future, self.config.propose_timeout_s)
@@ -468,7 +468,7 @@ class RaftLog:
                 if not future.done():
                     future.set_result(_refused(exc, self))
         proposals, self._proposals = self._proposals, []
-        for data, future in proposals:
+        for data, future, command in proposals:
             if future.done():
                 continue
             try:
@@ -477,6 +477,7 @@ class RaftLog:
                 future.set_exception(self.not_leader())
                 continue
             self._waiting.wait(index, raft.term, future)
+            self._applier.own.proposed(index, data, command)
 
     async def _handle_ready(self, raft: RaftNode, ready: Ready) -> None:
         # The leader's appends go out first: the followers write while we do (thesis §10.2.1);

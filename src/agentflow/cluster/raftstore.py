@@ -2,30 +2,27 @@
 
 One Ready is one transaction (hard state and entries together), so one fsync covers every
 entry of the batch, and nothing that depends on it is sent or acknowledged before the commit
-returns. A Ready that only moves the commit index is written without fsync and not waited for:
-nothing depends on it (a lost commit index is learnt again), and the writes stay in order on
-the store's one thread. The state image that doubles as the Raft snapshot lives in state.db
+returns. A Ready that only moves the commit index is not written on its own: nothing depends on
+it (a lost commit index is learnt again, and recovery raises it to the state image's index), so
+it rides along with the next durable write, or with close(), saving a hop to the store's thread
+per commit. The state image that doubles as the Raft snapshot lives in state.db
 (:mod:`agentflow.cluster.statestore`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
+from agentflow.cluster.diskthread import DiskThread
 from agentflow.cluster.sqlite import open_sqlite
 from agentflow.raft import Entry, EntryType, HardState
 
 __all__ = ["RaftStore"]
-
-log = logging.getLogger(__name__)
 
 _TYPES = {EntryType.NORMAL: 0, EntryType.CONF_CHANGE: 1}
 _TYPES_BACK = {v: k for k, v in _TYPES.items()}
@@ -34,13 +31,13 @@ _TYPES_BACK = {v: k for k, v in _TYPES.items()}
 class RaftStore:
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raft-db")
+        self._thread = DiskThread("raft-db")
         self._conn: sqlite3.Connection | None = None
-        self._durable: HardState | None = None  # the last hard state written
         self._queued: HardState | None = None  # the last one handed to the thread
+        self._unwritten: HardState | None = None  # a newer commit index, for the next write
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -70,7 +67,7 @@ class RaftStore:
         if row is not None:
             term, vote, commit = msgpack.unpackb(row[0])
             hard = HardState(term=term, vote=vote, commit=commit)
-        self._durable = self._queued = hard
+        self._queued = hard
         rows = self.conn.execute(
             "SELECT idx, term, type, data FROM entries WHERE idx > ? ORDER BY idx", (after,)
         )
@@ -85,34 +82,15 @@ class RaftStore:
             return
         queued, self._queued = self._queued, hard or self._queued
         if not entries and hard is not None and queued is not None and _same_vote(hard, queued):
-            # Only the commit index moved: written lazily (see _save), and not waited for.
-            done = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._save, hard, entries
-            )
-            done.add_done_callback(_log_failure)
+            self._unwritten = hard  # only the commit index moved: written with the next write
             return
+        if hard is None:
+            hard = self._unwritten  # the newest commit index goes along with these entries
+        self._unwritten = None
         await self._run(self._save, hard, entries)
 
     def _save(self, hard: HardState | None, entries: Sequence[Entry]) -> None:
-        conn = self.conn
-        # A Ready that only moves the commit index need not wait for the disk: a lost commit
-        # index is learnt again from the leader (etcd's mustSync makes the same call). Term,
-        # vote and entries are always fsynced before anything that depends on them is sent.
-        lazy = (
-            not entries
-            and hard is not None
-            and self._durable is not None
-            and _same_vote(hard, self._durable)
-        )
-        if lazy:
-            conn.execute("PRAGMA synchronous=OFF")
-        try:
-            self._write(conn, hard, entries)
-        finally:
-            if lazy:
-                conn.execute("PRAGMA synchronous=FULL")
-        if hard is not None:
-            self._durable = hard
+        self._write(self.conn, hard, entries)
 
     def _write(
         self, conn: sqlite3.Connection, hard: HardState | None, entries: Sequence[Entry]
@@ -163,16 +141,13 @@ class RaftStore:
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._run(lambda: None)  # the lazy writes still queued go first
+            if self._unwritten is not None:  # the last commit index, kept for the next write
+                hard, self._unwritten = self._unwritten, None
+                await self._run(self._save, hard, ())
             conn, self._conn = self._conn, None
             await self._run(conn.close)
-        self._executor.shutdown(wait=True)
+        self._thread.shutdown()
 
 
 def _same_vote(a: HardState, b: HardState) -> bool:
     return a.term == b.term and a.vote == b.vote
-
-
-def _log_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("writing the commit index failed", exc_info=done.exception())

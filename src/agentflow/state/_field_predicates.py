@@ -20,7 +20,7 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["compile_predicate"]
+__all__ = ["compile_predicate", "plain"]
 
 # Exact types: what msgpack gives back. A subclass (which the checkers accept) answers False
 # here and is then judged by the checkers: the predicate may say no too often, never yes.
@@ -33,19 +33,44 @@ _SCALARS: dict[Any, str] = {
     str: "type({v}) is str",
     bytes: "type({v}) is bytes",
 }
-_GLOBALS = {"_NUMBERS": frozenset({int, float}), "_SEQUENCES": frozenset({list, tuple})}
+_GLOBALS: dict[str, Any] = {
+    "_NUMBERS": frozenset({int, float}),
+    "_SEQUENCES": frozenset({list, tuple}),
+}
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+_PLAIN_DEPTH = 32
+
+
+def plain(v: Any, depth: int = 0) -> bool:
+    """Is ``v`` made only of what msgpack gives back (exact scalars, lists, dicts)?"""
+    t = type(v)
+    if t in _PLAIN:
+        return True
+    if depth >= _PLAIN_DEPTH:
+        return False
+    if t is list:
+        return all(plain(x, depth + 1) for x in v)
+    if t is dict:
+        return all(plain(k, depth + 1) and plain(x, depth + 1) for k, x in v.items())
+    return False
 
 
 class _Writer:
     """Writes the predicate of one class; nested dataclasses get their own, referenced."""
 
-    def __init__(self) -> None:
-        self.globals: dict[str, Any] = dict(_GLOBALS)
+    def __init__(self, strict: bool) -> None:
+        self.globals: dict[str, Any] = dict(_GLOBALS, _plain=plain)
         self._names: Iterator[int] = itertools.count()
+        self._strict = strict
+
+    def _sequence(self, origin: Any, v: str) -> str:
+        if not self._strict:
+            return f"type({v}) in _SEQUENCES"
+        return f"type({v}) is {'list' if origin is list else 'tuple'}"
 
     def expression(self, hint: Any, v: str) -> str:
         if hint is Any:
-            return "True"
+            return f"_plain({v})" if self._strict else "True"
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if origin in (typing.Union, types.UnionType):
             return "(" + " or ".join(self.expression(arg, v) for arg in args) + ")"
@@ -53,11 +78,11 @@ class _Writer:
             item = self._fresh("x")
             each = self.expression(args[0], item)
             every = "" if each == "True" else f" and (not {v} or all({each} for {item} in {v}))"
-            return f"(type({v}) in _SEQUENCES{every})"
+            return f"({self._sequence(origin, v)}{every})"
         if origin is tuple:
             parts = [self.expression(arg, f"{v}[{i}]") for i, arg in enumerate(args)]
             return (
-                f"(type({v}) in _SEQUENCES and len({v}) == {len(args)} and "
+                f"({self._sequence(origin, v)} and len({v}) == {len(args)} and "
                 + (" and ".join(parts) or "True")
                 + ")"
             )
@@ -72,7 +97,7 @@ class _Writer:
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             cls_name, check_name = self._fresh("C"), self._fresh("P")
             self.globals[cls_name] = hint
-            self.globals[check_name] = compile_predicate(hint)
+            self.globals[check_name] = compile_predicate(hint, strict=self._strict)
             return f"(type({v}) is {cls_name} and {check_name}({v}))"
         if hint in _SCALARS:
             return _SCALARS[hint].format(v=v)
@@ -82,11 +107,14 @@ class _Writer:
         return f"{prefix}{next(self._names)}"
 
 
-def compile_predicate(cls: type) -> Callable[[Any], bool]:
+def compile_predicate(cls: type, *, strict: bool = False) -> Callable[[Any], bool]:
     """``predicate(obj)``: True when every field of ``obj`` (an instance of dataclass ``cls``)
-    has the type its annotation declares, exactly; False may also mean "ask the checkers"."""
+    has the type its annotation declares, exactly; False may also mean "ask the checkers".
+
+    ``strict``: also a list where the annotation says list and a tuple where it says tuple (not
+    either), and only :func:`plain` values where it says ``Any``."""
     hints = typing.get_type_hints(cls)
-    writer = _Writer()
+    writer = _Writer(strict)
     lines = ["def predicate(o):"]
     for f in dataclasses.fields(cls):
         expression = writer.expression(hints[f.name], "v")
