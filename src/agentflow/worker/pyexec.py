@@ -300,6 +300,11 @@ class CallBatch:
         for attempt in calls:
             attempt.batch = self
 
+    @property
+    def sent(self) -> bool:
+        """Whether the calls are with the runner (and stop lines go to it as they come)."""
+        return self._stdin is not None
+
     def skip(self, attempt: FunctionAttempt, why: str) -> bool:
         """Stop a call that has not started (as far as the worker knows); False if it has,
         and the caller ends it as a running call. A withdrawal or cancel overrides a yield."""
