@@ -296,7 +296,7 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
         "runner_batch",
         "int",
         "Queued Python calls sent to a free runner in one message, run there in order "
-        "(1: one call per message).",
+        "(1, the default: one call per message).",
     ),
     _w("log-level", "log_level", "text", "debug, info, warning or error."),
     _w("ca", "tls_ca", "file", "CA bundle that verifies the masters' certificates."),

@@ -81,5 +81,6 @@ class Batches:
     def yield_to(self, order: float) -> None:
         """A new attempt with key ``order`` waits: no batch's call not started and less
         urgent may run before it."""
-        for batch in self._running:
-            batch.yield_to(order)
+        stopped = sum(batch.yield_to(order) for batch in self._running)
+        if stopped:
+            log.info("%d Python call(s) of a batch yield to a more urgent attempt", stopped)

@@ -321,12 +321,14 @@ class CallBatch:
             self._stdin.write(b'{"skip": [%d]}\n' % position)
         return True
 
-    def yield_to(self, order: float) -> None:
+    def yield_to(self, order: float) -> int:
         """Stop the calls not started whose key is less urgent than ``order``: they go back
-        to the worker's queue, behind the more urgent attempt that just arrived."""
-        for attempt in self._calls[self._current + 1 :]:
-            if attempt.order > order:
-                self.skip(attempt, "yield")
+        to the worker's queue, behind the more urgent attempt that just arrived. How many."""
+        stopped = 0
+        for position in range(self._current + 1, len(self._calls)):
+            if position not in self._stops and self._calls[position].order > order:
+                stopped += self.skip(self._calls[position], "yield")
+        return stopped
 
     async def run(self) -> None:
         for attempt in self._calls:
