@@ -70,8 +70,9 @@ def _queued_behind_a_blocker(
     blocker = _call(client, "wait_then_log", str(tmp_path / "go0"), log, "blocker")
     wait_until(lambda: client.get(blocker.id).status == "running", what="blocker running")
     queued = [_call(client, name, *args) for name, *args in calls]
-    for task in queued:
-        wait_until(lambda t=task: client.get(t.id).status == "assigned", what="queued on w1")
+    wait_until(
+        lambda: all(client.get(t.id).status == "assigned" for t in queued), what="queued on w1"
+    )
     return blocker, queued
 
 

@@ -255,17 +255,20 @@ async def test_calls_less_urgent_than_an_arrival_yield(pool: PythonPool, tmp_pat
         _call(pool, "a", "af_batch:wait_for", str(first), str(go)),
         _call(pool, "b", "af_batch:mark", str(tmp_path / "b")),
         _call(pool, "c", "af_batch:mark", str(tmp_path / "c")),
+        _call(pool, "d", "af_batch:mark", str(tmp_path / "d")),
     ]
-    calls[1].order, calls[2].order = 1.0, 5.0
+    calls[1].order, calls[2].order, calls[3].order = 1.0, 5.0, 5.0
     batch = _batch(pool, calls, events)
     running = asyncio.create_task(batch.run())
     await _until(first)
-    batch.yield_to(3.0)  # more urgent than "c", not than "b"
-    assert batch.skip(calls[2], "withdraw")  # then withdrawn: forgotten, not requeued
+    assert batch.yield_to(3.0) == 2  # more urgent than "c" and "d", not than "b"
+    assert batch.skip(calls[3], "withdraw")  # then "d" is withdrawn: forgotten, not requeued
     go.touch()
     await asyncio.wait_for(running, WAIT_S)
     assert events.of("b") == [("started", ""), ("settled", "completed:ran")]
-    assert events.of("c") == [("unstarted", "withdraw")]
+    assert events.of("c") == [("unstarted", "yield")]  # back to the worker's queue
+    assert events.of("d") == [("unstarted", "withdraw")]
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
 async def test_a_call_cancelled_in_its_batch_before_it_starts_is_settled_cancelled(
