@@ -10,15 +10,18 @@ process, goes on while the worker side cannot read its answers yet.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import pickle
 import time
 from pathlib import Path
 
 import pytest
 
+from agentflow.client._functions import function_body
 from agentflow.worker.executor import Finished
-from agentflow.worker.pyexec import CallBatch, FunctionAttempt, PythonPool
+from agentflow.worker.pyexec import CallBatch, FunctionAttempt, PythonPool, function_request
 
 MODULE = """
 import os, pathlib, time
@@ -44,6 +47,9 @@ def set_env(name):
 
 def get_env(name):
     return [os.environ.get(name), os.getcwd()]
+
+def parents_of(parents):
+    return parents
 """
 WAIT_S = 20.0
 
@@ -288,3 +294,29 @@ async def test_a_call_cancelled_in_its_batch_before_it_starts_is_settled_cancell
     assert events.of("a") == [("settled", "completed:went")]
     assert events.of("b") == [("unstarted", "cancel")]
     assert not (tmp_path / "b").exists()
+
+
+async def test_a_batch_carries_parents_values_and_calls_sent_by_value(tmp_path: Path) -> None:
+    root = tmp_path / "modules"
+    root.mkdir()
+    (root / "af_batch.py").write_text(MODULE)
+    pool = PythonPool(1, dict(os.environ) | {"PYTHONPATH": str(root)}, allow_pickled=True)
+    parents = [{"id": "p1", "status": "completed", "result": "42", "result_format": "json"}]
+    by_name = _call(pool, "a", "af_batch:parents_of")
+    by_name._request["parents"] = parents
+    by_value = _call(pool, "b", "unused:unused")
+    by_value._request = function_request(function_body(lambda x: x * 2, (21,), {}), {}, None)
+    finished: dict[str, Finished] = {}
+    batch = CallBatch(
+        pool,
+        [by_name, by_value],
+        started=lambda attempt: None,
+        settled=lambda attempt, done: finished.__setitem__(attempt.task_id, done),
+        unstarted=lambda attempt, why: None,
+    )
+    try:
+        await asyncio.wait_for(batch.run(), WAIT_S)
+    finally:
+        await pool.aclose()
+    assert json.loads(finished["a"].result or "") == {"p1": 42}
+    assert pickle.loads(base64.b64decode(finished["b"].result or "")) == 42
