@@ -200,6 +200,10 @@ class WorkerConfig:
     function_modules: tuple[str, ...] = ()  # modules function tasks may import ("pkg.*"); (): any
     # -- functions sent by value (issue 13) --
     allow_pickled_functions: bool = False  # unpickle and run calls sent by value (cloudpickle)
+    # -- the Python runner taking several calls per message (issue 14) --
+    # Queued Python calls sent to a runner in one message; 1 (off): one each. Off by default:
+    # W1 showed no gain (the queue is rarely full when a slot frees); see docs/benchmarks.md.
+    runner_batch: int = 1
     # -- tokens and API TLS (issue 12) --
     api_token_file: str | None = None  # the worker's token, read from a file
     tls_ca: str | None = None  # CA bundle that verifies the masters' certificates

@@ -291,6 +291,13 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
         "Run functions sent by value (pickled by the SDK: lambdas, closures, functions of a "
         "script or notebook). Unpickling runs the sender's code as this worker's user.",
     ),
+    _w(
+        "runner-batch",
+        "runner_batch",
+        "int",
+        "Queued Python calls sent to a free runner in one message, run there in order "
+        "(1, the default: one call per message).",
+    ),
     _w("log-level", "log_level", "text", "debug, info, warning or error."),
     _w("ca", "tls_ca", "file", "CA bundle that verifies the masters' certificates."),
 )

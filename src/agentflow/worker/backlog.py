@@ -46,6 +46,15 @@ class Backlog(Generic[A]):
         self._live[attempt.task_id] = self._seq
         heapq.heappush(self._heap, (order, self._seq, attempt))
 
+    def peek(self) -> A | None:
+        """The most urgent waiting attempt, left waiting; None when empty."""
+        while self._heap:
+            _, seq, attempt = self._heap[0]
+            if self._live.get(attempt.task_id) == seq:
+                return attempt
+            heapq.heappop(self._heap)  # a removed one: drop it now
+        return None
+
     def pop(self) -> A:
         """The most urgent waiting attempt (raises IndexError when empty)."""
         while True:

@@ -16,6 +16,12 @@ environment (the worker's, plus the task's ``env``), the working directory (the 
 else the worker's), ``sys.path`` and the umask. Only what differs is put back (the variables a
 call set, changed or removed through ``os.environ``). Imported modules stay loaded (that is
 what reusing a runner buys), so a module's globals are shared by the calls this runner serves.
+
+A batch (``{"calls": [...]}``, one line) runs its calls in order and answers once per call.
+Before each call after the first the runner reads, without waiting, any stop line the worker
+sent (``{"skip": [positions]}``); a named call that has not started is answered
+``{"skipped": true}`` and never runs. So the worker knows call i+1 started when it reads the
+answer to call i (unless that call is answered as skipped).
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ import io
 import json
 import os
 import pickle
+import select
 import sys
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 MAX_OUTPUT_CHARS = 512 * 1024
+READ_BYTES = 1 << 16
 
 
 def resolve(target: str) -> Any:
@@ -213,25 +222,75 @@ def call(request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+class Inbox:
+    """The worker's lines on fd 0, read raw: a batch's stop lines are looked for without
+    blocking (``select``), which a buffered ``sys.stdin`` would hide."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._partial = bytearray()
+        self._lines: deque[bytes] = deque()
+
+    def _fill(self) -> bool:
+        chunk = os.read(self._fd, READ_BYTES)
+        if not chunk:
+            return False
+        self._partial += chunk
+        if b"\n" in chunk:
+            *complete, rest = bytes(self._partial).split(b"\n")
+            self._lines.extend(complete)
+            self._partial = bytearray(rest)
+        return True
+
+    def next_line(self) -> bytes | None:
+        """The next line, waiting for it; None once the worker closed the pipe."""
+        while not self._lines:
+            if not self._fill():
+                return None
+        return self._lines.popleft()
+
+    def stops(self) -> set[int]:
+        """The batch positions named by the stop lines that have arrived, without waiting.
+        While a batch runs the worker sends nothing else."""
+        while select.select([self._fd], [], [], 0)[0] and self._fill():
+            pass
+        named: set[int] = set()
+        while self._lines:
+            named.update(json.loads(self._lines.popleft()).get("skip") or ())
+        return named
+
+
+def run_one(base: ProcessState, request: dict[str, Any]) -> dict[str, Any]:
+    try:
+        base.restore()
+        return call(request)
+    except BaseException as exc:  # SystemExit from the function, say: report, carry on
+        return {
+            "ok": False,
+            "kind": "exception",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+            "stdout": "",
+            "stderr": "",
+        }
+
+
 def main() -> None:
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray writes to fd 1 (C extensions) must not corrupt the channel
     base = ProcessState.capture()
-    for line in sys.stdin:
-        request = json.loads(line)
-        try:
-            base.restore()
-            answer = call(request)
-        except BaseException as exc:  # SystemExit from the function, say: report, carry on
-            answer = {
-                "ok": False,
-                "kind": "exception",
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-                "stdout": "",
-                "stderr": "",
-            }
-        channel.write(json.dumps(answer) + "\n")
+    inbox = Inbox(0)
+    while (line := inbox.next_line()) is not None:
+        message = json.loads(line)
+        if "skip" in message:
+            continue  # it came after its batch ended: every call of it had started
+        calls = message.get("calls", [message])
+        stopped: set[int] = set()
+        for position, request in enumerate(calls):
+            if position:  # answered the one before: look for stop lines, then start this
+                stopped |= inbox.stops()
+            answer = {"skipped": True} if position in stopped else run_one(base, request)
+            channel.write(json.dumps(answer) + "\n")
 
 
 if __name__ == "__main__":

@@ -37,11 +37,12 @@ from agentflow import wire
 from agentflow.config import WorkerConfig, tls_context
 from agentflow.errors import ConflictError
 from agentflow.worker.backlog import Backlog
+from agentflow.worker.batching import Batches
 from agentflow.worker.claim import IdClaim, IdRefusedError
 from agentflow.worker.environment import AttemptFiles, attempt_environment, inherited_environment
 from agentflow.worker.executor import Attempt, Finished, build_argv
 from agentflow.worker.outbox import Outbox
-from agentflow.worker.pyexec import FunctionAttempt, PythonPool, function_request
+from agentflow.worker.pyexec import CallBatch, FunctionAttempt, PythonPool, function_request
 
 __all__ = ["Worker"]
 
@@ -68,9 +69,7 @@ class Worker:
         self.labels = labels
         self._attempts: dict[str, Attempt | FunctionAttempt] = {}  # running or waiting
         self._files: dict[str, AttemptFiles] = {}  # per attempt: parents file, output file
-        self._scratch: Path | None = (
-            None  # the attempts' files, made at the first; run() removes it
-        )
+        self._scratch: Path | None = None  # the attempts' files, made at the first
         self._backlog: Backlog[Attempt | FunctionAttempt] = Backlog()
         self._after: dict[str, dict[str, Any]] = {}  # assign frames waiting for a kill to end
         self._pool: PythonPool | None = None
@@ -80,6 +79,14 @@ class Worker:
         self._secret: str | None = None
         self._ws: ClientConnection | None = None
         self._outbox = Outbox(config.report_interval_s, lambda: self._ws)
+        self._batches = Batches(  # Python calls sent to a runner together
+            limit=max(1, config.runner_batch),
+            slots=self.slots,
+            pool=self._python_pool,
+            started=self._outbox.started,
+            settled=self._done,
+            unstarted=self._unstarted,
+        )
         self._url_index = 0
         self._draining = False
         self._claim = IdClaim(config.worker_id)
@@ -299,12 +306,15 @@ class Worker:
             return
         waiting = self._backlog.remove(task_id)
         if kind == "withdraw" and waiting:
-            del self._attempts[task_id]
-            files = self._files.pop(task_id, None)
-            if files is not None:
-                files.remove()
-            self._check_drained()
+            self._forget(attempt)
             return
+        if (
+            kind == "withdraw"
+            and isinstance(attempt, FunctionAttempt)
+            and attempt.batch is not None
+            and attempt.batch.skip(attempt, kind)
+        ):
+            return  # the runner skips it, unless it started first (then fencing refuses it)
         attempt.cancel()
         if waiting:  # never started: finish it (cancelled) at once
             self._launch(attempt)
@@ -317,11 +327,8 @@ class Worker:
                 self._after[task_id] = frame
             return
         if self._draining:
-            self._finish(
-                task_id,
-                token,
-                Finished(status="rejected", exit_code=None, reason="worker is draining"),
-            )
+            rejected = Finished(status="rejected", exit_code=None, reason="worker is draining")
+            self._outbox.outcome(task_id, token, rejected, None)
             return
         spec = frame["spec"]
         order = float(frame.get("order", 0.0))
@@ -329,7 +336,8 @@ class Worker:
         try:
             argv = [] if by_function else build_argv(spec, self.config.agents)
         except ValueError as exc:
-            self._finish(task_id, token, Finished(status="failed", exit_code=None, reason=str(exc)))
+            failed = Finished(status="failed", exit_code=None, reason=str(exc))
+            self._outbox.outcome(task_id, token, failed, None)
             return
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="agentflow-worker-"))
@@ -348,6 +356,7 @@ class Worker:
                 timeout_s=frame.get("timeout_s"),
                 on_output=lambda stream, data: self._outbox.output(task_id, token, stream, data),
             )
+            attempt.order = order
             self._attempts[task_id] = attempt
             self._dispatch(attempt, order)
             return
@@ -368,6 +377,7 @@ class Worker:
             self._launch(attempt)
         else:
             self._backlog.push(attempt, order)  # queued: starts when a slot frees
+            self._batches.yield_to(order)  # nor behind a batch's less urgent calls
 
     def _python_pool(self) -> PythonPool:
         if self._pool is None:
@@ -385,9 +395,35 @@ class Worker:
         if not attempt.cancelled:
             self._outbox.started(attempt.task_id, attempt.token)
         assert self._attempt_group is not None
-        self._attempt_group.create_task(
-            self._run_attempt(attempt), name=f"attempt-{attempt.task_id}"
-        )
+        batch = self._batches.form(attempt, self._backlog)
+        work = self._run_attempt(attempt) if batch is None else self._run_batch(batch)
+        self._attempt_group.create_task(work, name=f"attempt-{attempt.task_id}")
+
+    async def _run_batch(self, batch: CallBatch) -> None:
+        await self._batches.run(batch)
+        self._running -= 1
+        self._refill()
+
+    def _unstarted(self, attempt: FunctionAttempt, why: str) -> None:
+        """A call of a batch that never started: forgotten (withdrawn), cancelled, or back
+        in the queue (a yield to more urgent work, or its runner was killed)."""
+        if why == "withdraw":
+            self._forget(attempt)
+        elif why == "cancel":
+            self._done(attempt, Finished(status="cancelled", exit_code=None, reason="cancelled"))
+        else:
+            self._backlog.push(attempt, attempt.order)
+
+    def _forget(self, attempt: Attempt | FunctionAttempt) -> None:
+        """Drop an attempt that never started, without a report (the master withdrew it)."""
+        del self._attempts[attempt.task_id]
+        files = self._files.pop(attempt.task_id, None)
+        if files is not None:
+            files.remove()
+        successor = self._after.pop(attempt.task_id, None)  # reassigned while it was stopped
+        if successor is not None:
+            self._start(successor)
+        self._check_drained()
 
     async def _run_attempt(self, attempt: Attempt | FunctionAttempt) -> None:
         try:
@@ -396,13 +432,19 @@ class Worker:
             log.exception("attempt %s crashed", attempt.task_id)
             finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
         self._running -= 1
+        self._done(attempt, finished)
+        self._refill()
+
+    def _done(self, attempt: Attempt | FunctionAttempt, finished: Finished) -> None:
         self._attempts.pop(attempt.task_id, None)
         # A call's own result wins over its file: then the file is not read, only removed.
         written = self._collect(attempt.task_id, read=not finished.result)
-        self._finish(attempt.task_id, attempt.token, finished, finished.result or written)
+        self._outbox.outcome(attempt.task_id, attempt.token, finished, finished.result or written)
         successor = self._after.pop(attempt.task_id, None)
         if successor is not None:
             self._start(successor)
+
+    def _refill(self) -> None:
         while self._backlog and self._running < self.slots:
             self._launch(self._backlog.pop())
 
@@ -422,11 +464,6 @@ class Worker:
             return None
         finally:
             files.remove()
-
-    def _finish(
-        self, task_id: str, token: int, finished: Finished, result: str | None = None
-    ) -> None:
-        self._outbox.outcome(task_id, token, finished, result)
 
     # -- reporting --------------------------------------------------------------------------
 
