@@ -14,9 +14,9 @@ from agentflow.api.event_hub import EventFilter, EventHub, EventRing, StreamEven
 from agentflow.api.event_routes import FRAME_EVENTS_MAX, _next_frame
 from agentflow.client._events import Ended, EndWatch
 from agentflow.errors import EventsLostError, OverloadedError
-from agentflow.state import StateMachine
-from agentflow.state.commands import NewTask, SubmitTasks
-from agentflow.state.events import StateRestored
+from agentflow.state import StateLimits, StateMachine
+from agentflow.state.commands import CancelTask, NewTask, SubmitTasks
+from agentflow.state.events import StateRestored, TaskEvicted
 
 
 def task(index: int, task_id: str, status: str, group: str = "default") -> StreamEvent:
@@ -186,3 +186,19 @@ def test_a_frame_cut_inside_one_entry_carries_the_index_before_that_entry() -> N
     second = json.loads(_next_frame(svc, sub))  # type: ignore[arg-type]
     assert len(second["events"]) == 2 and second["index"] == 7  # all applied so far
     assert sub.sent_index == 7
+
+
+def test_a_task_that_finishes_and_leaves_the_state_in_one_batch_keeps_its_group() -> None:
+    sm = StateMachine(limits=StateLimits(max_finished_tasks=0, live_finished_tasks=0))
+    hub = EventHub(sm, ring_size=100, queue_limit=10, max_subscriptions=1)
+    hub.started()
+    sub = hub.subscribe(EventFilter(group="gpu"), from_index=None, replay=False, current=False)
+    sub.pending.clear()
+    new = NewTask(id="g", title="g", description="", spec={"command": "true"}, group="gpu")
+    sm.apply(1, SubmitTasks(now_ms=1, tasks=[new]))
+    sm.apply(2, CancelTask(now_ms=2, task_id="g"))
+    events = sm.drain_events()
+    assert any(isinstance(e, TaskEvicted) for e in events) and sm.tasks.peek("g") is None
+    hub.on_events(events)
+    states = [e.state for e in sub.pending if isinstance(e, StreamEvent)]
+    assert states == ["queued", "cancelled"]  # the end reached the group's subscriber

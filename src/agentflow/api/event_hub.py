@@ -30,11 +30,13 @@ from agentflow.state.events import (
     MessageDelivered,
     StateRestored,
     TaskChanged,
+    TaskEvicted,
     TasksQueued,
     WorkerChanged,
     WorkflowChanged,
 )
 from agentflow.state.records import TERMINAL_STATUSES, TaskRecord
+from agentflow.state.tasktable import row_head
 
 __all__ = [
     "EVENT_KINDS",
@@ -287,27 +289,29 @@ class EventHub:
 
     def _stream(self, events: list[Event]) -> Iterator[StreamEvent]:
         tasks = self.machine.tasks
+        # A task may finish and leave the state in one batch: its row still names its group.
+        evicted = {e.task_id: e.row for e in events if isinstance(e, TaskEvicted)}
         for event in events:
             if isinstance(event, TaskChanged):
-                task = tasks.peek(event.task_id)
+                group, workflow_id = _task_keys(tasks.peek(event.task_id), evicted, event.task_id)
                 yield StreamEvent(
                     index=event.index,
                     kind="task",
                     key=event.task_id,
                     state=event.status,
-                    group=task.group if task else None,
-                    workflow_id=task.workflow_id if task else None,
+                    group=group,
+                    workflow_id=workflow_id,
                 )
             elif isinstance(event, TasksQueued):
                 for task_id in event.task_ids:
-                    task = tasks.peek(task_id)
+                    group, workflow_id = _task_keys(tasks.peek(task_id), evicted, task_id)
                     yield StreamEvent(
                         index=event.index,
                         kind="task",
                         key=task_id,
                         state="queued",
-                        group=task.group if task else None,
-                        workflow_id=task.workflow_id if task else None,
+                        group=group,
+                        workflow_id=workflow_id,
                     )
             elif isinstance(event, StateRestored):
                 self._restored(event.index)
@@ -439,3 +443,16 @@ class EventHub:
                 states.append(task_event(index, task))
         sub.offer(states)
         sub.push({"ref": ref, "index": index, "added": len(task_ids), "unknown": unknown})
+
+
+def _task_keys(
+    task: TaskRecord | None, evicted: dict[str, bytes], task_id: str
+) -> tuple[str | None, str | None]:
+    """The group and workflow a task event is filtered by, from the task or its evicted row."""
+    if task is not None:
+        return task.group, task.workflow_id
+    row = evicted.get(task_id)
+    if row is None:
+        return None, None
+    head = row_head(row)
+    return head.group, head.workflow_id

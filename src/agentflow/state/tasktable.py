@@ -53,6 +53,7 @@ _ID_AT = _TASK_FIELDS.index("id")
 _IDEMPOTENCY_AT = _TASK_FIELDS.index("idempotency_key")
 _DEPENDENCIES_AT = _TASK_FIELDS.index("dependencies")
 _WORKFLOW_AT = _TASK_FIELDS.index("workflow_id")
+_GROUP_AT = _TASK_FIELDS.index("group")
 # Short strings that repeat across tasks: one object each, whichever row they came from.
 _INTERNED_AT = tuple(_TASK_FIELDS.index(name) for name in ("group", "worker_id", "trigger"))
 
@@ -81,6 +82,7 @@ class RowHead:
     idempotency_key: str | None
     dependencies: list[str]
     workflow_id: str | None
+    group: str | None
 
 
 def unpack_task(row: bytes) -> TaskRecord:
@@ -107,6 +109,7 @@ def _head(values: list[Any]) -> RowHead:
         idempotency_key=values[_IDEMPOTENCY_AT],
         dependencies=values[_DEPENDENCIES_AT],
         workflow_id=values[_WORKFLOW_AT],
+        group=values[_GROUP_AT],
     )
 
 
