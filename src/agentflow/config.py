@@ -94,6 +94,7 @@ class MasterConfig:
     # Finished tasks kept in memory; older ones go to this master's history on disk. The same on
     # every master of a cluster (eviction is part of the replicated state).
     max_finished_tasks: int = 200_000
+    history_max_tasks: int = 10_000_000  # evicted tasks kept in history.db; the oldest go first
     inbox_total_bytes: int = 512 << 20  # contents waiting in all inboxes together
     # Peers: a cluster (--peers or --join) needs a token; a master without one opens no peer port.
     cluster_token: str | None = None

@@ -199,6 +199,12 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
         " this master's history on disk.",
     ),
     _m(
+        "history-max-tasks",
+        "history_max_tasks",
+        "int",
+        "Evicted tasks this master keeps in its history on disk; beyond it the oldest are deleted.",
+    ),
+    _m(
         "inbox-total-bytes",
         "inbox_total_bytes",
         "size",

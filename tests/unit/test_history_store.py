@@ -66,3 +66,16 @@ async def test_rows_read_before_and_after_written_and_after_reopen(tmp_path: Pat
     task = again.get("t0")
     assert task is not None and task.group == "default"
     again.close()
+
+
+async def test_beyond_its_bound_the_oldest_rows_are_deleted_from_disk(tmp_path: Path) -> None:
+    history = TaskHistory(tmp_path / HISTORY_FILE, keep=3)
+    history.on_events(evictions(6))  # t0..t4 evicted
+    writer = asyncio.create_task(history.run())
+    await wait_written(history, 5)
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    assert ids(history, HistoryFilter(), 10, None) == ["t4", "t3", "t2"]
+    assert history.get("t1") is None and history.get("t2") is not None
+    history.close()

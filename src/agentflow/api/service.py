@@ -124,7 +124,9 @@ class MasterService:
         self.reply_waiters = KeyedWaiters()  # by the request's correlation id
         self._followers: dict[str, set[asyncio.Queue[OutputAppended | None]]] = {}
         self._finish_times: deque[int] = deque(maxlen=100_000)
-        self.history = TaskHistory(config.data_dir / HISTORY_FILE)  # tasks evicted from memory
+        self.history = TaskHistory(
+            config.data_dir / HISTORY_FILE, keep=config.history_max_tasks
+        )  # tasks evicted from memory
         self.log.subscribe(self.history.on_events)  # first: a waiter woken below reads it
         self.log.subscribe(self.hub.on_events)
         self.log.subscribe(self._on_events)

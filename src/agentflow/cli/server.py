@@ -59,6 +59,8 @@ def master_command(config_file: str | None, **flags: object) -> None:
         )
     if config.max_finished_tasks < 1:
         raise ConfigError("--max-finished-tasks must be at least 1")
+    if config.history_max_tasks < 1:
+        raise ConfigError("--history-max-tasks must be at least 1")
     config.peer_map()  # refuse a malformed --peers before binding anything
     config.peer_token()  # and a cluster without a token: there is no built-in one
     config.peer_tls()  # and peer TLS without --ca, or certificate files that do not load

@@ -84,7 +84,8 @@ class _Evicted:
 class TaskHistory:
     """Evicted tasks by id and in eviction order: in memory until written, then on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keep: int = 10_000_000) -> None:
+        self._keep = keep  # rows on disk at most: the oldest are deleted past it
         self._writer = open_sqlite(path)
         self._writer.execute("PRAGMA synchronous=NORMAL")  # WAL: kill -9 safe, no fsync wait
         self._writer.execute(_SCHEMA)
@@ -144,6 +145,8 @@ class TaskHistory:
             self._reader.close()
 
     def _write(self, batch: list[_Evicted]) -> None:
+        if not batch:
+            return
         rows = []
         for item in batch:
             task = unpack_task(item.row)
@@ -153,6 +156,9 @@ class TaskHistory:
         try:
             self._writer.executemany(
                 "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            self._writer.execute(
+                "DELETE FROM history WHERE seq <= ?", (batch[-1].seq - self._keep,)
             )
             self._writer.execute("COMMIT")
         except BaseException:
