@@ -17,11 +17,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
+from agentflow.cluster.seam import CommandLog
 from agentflow.errors import AgentFlowError
 from agentflow.scheduler.placement import plan_pass
-from agentflow.state import Command, StateMachine
 from agentflow.state.commands import (
     AssignTasks,
     DeregisterWorker,
@@ -32,23 +31,9 @@ from agentflow.state.commands import (
 from agentflow.state.events import Event, TaskChanged, TasksQueued, WorkerChanged
 from agentflow.state.records import WorkerState
 
-__all__ = ["Proposer", "Scheduler", "SchedulerConfig"]
+__all__ = ["Scheduler", "SchedulerConfig"]
 
 log = logging.getLogger(__name__)
-
-
-class Proposer(Protocol):
-    """What the loop needs of the command log (structurally, the cluster's ``CommandLog``)."""
-
-    @property
-    def machine(self) -> StateMachine: ...
-
-    @property
-    def is_leader(self) -> bool: ...
-
-    async def propose(self, command: Command) -> Any: ...
-
-    def subscribe(self, sink: Callable[[list[Event]], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +46,7 @@ class SchedulerConfig:
 
 class Scheduler:
     def __init__(
-        self, log_: Proposer, clock_ms: Callable[[], int], config: SchedulerConfig
+        self, log_: CommandLog, clock_ms: Callable[[], int], config: SchedulerConfig
     ) -> None:
         self._log = log_
         self._now_ms = clock_ms
