@@ -87,8 +87,11 @@ class Scheduler:
     async def run(self) -> None:
         """Run until cancelled. Errors in one pass are logged; the loop goes on."""
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as
+            # the event is set, and the loop would never end (a master's shutdown hung).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._next_timeout_s())
+                async with asyncio.timeout(self._next_timeout_s()):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._pass()
