@@ -67,7 +67,9 @@ class Master:
             task_id=task_id, fencing_token=task.fencing_token, status=status, exit_code=exit_code
         )
         self.log.apply(
-            ReportAttempts(now_ms=self.clock(), worker_id=task.worker_id, outcomes=[outcome])
+            ReportAttempts(
+                now_ms=self.clock(), worker_id=task.worker_id, outcomes=[outcome], place=True
+            )
         )
 
 
