@@ -59,6 +59,20 @@ class Master:
             )
         )
 
+    def report_output(self, task_id: str, stream: str, data: bytes) -> None:
+        """What the worker running ``task_id`` reports as it starts and prints ``data``."""
+        task = self.machine.tasks[task_id]
+        assert task.worker_id is not None and task.fencing_token is not None
+        token = task.fencing_token
+        self.log.apply(
+            ReportAttempts(
+                now_ms=self.clock(),
+                worker_id=task.worker_id,
+                started=[(task_id, token)],
+                output=[(task_id, token, stream, data)],
+            )
+        )
+
     def finish(self, task_id: str, status: str = "completed", exit_code: int = 0) -> None:
         """What the worker running ``task_id`` reports when it ends."""
         task = self.machine.tasks[task_id]

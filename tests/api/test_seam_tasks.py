@@ -49,11 +49,19 @@ async def test_a_task_runs_to_completion_and_a_waiter_hears_it(master: Master) -
     master.register_worker("w1")
     created = ok(await master.client.post("/api/v1/tasks", json=TASK), 201)
     assert created["status"] == "assigned"  # placed inline by the entry that submitted it
+    master.report_output(created["id"], "stdout", b"Hello\n")
     master.finish(created["id"], exit_code=0)
     done = ok(await master.client.get(f"/api/v1/tasks/{created['id']}", params={"wait_s": 5}))
     assert done["status"] == "completed" and done["exit_code"] == 0
     output = ok(await master.client.get(f"/api/v1/tasks/{created['id']}/output"))
-    assert output["finished"] is True and output["stdout"] == ""
+    assert output["finished"] is True and output["stdout"] == "Hello\n"
+    path = f"/api/v1/tasks/{created['id']}/output"
+    followed = await master.client.get(path, params={"follow": "true"})
+    assert followed.status_code == 200 and followed.text == "Hello\n"
+    resumed = await master.client.get(
+        path, params={"follow": "true", "stream": "stdout", "offset": 2}
+    )
+    assert resumed.text == "llo\n"
     stats = ok(await master.client.get("/api/v1/queue/stats"))
     assert stats["totals"]["completed"] == 1 and stats["workers"]["live"] == 1
 
@@ -110,6 +118,7 @@ async def test_output_options_need_follow(master: Master) -> None:
 
 
 async def test_unknown_route_and_wrong_method(master: Master) -> None:
+    assert ok(await master.client.get("/api/v1"))
     problem(await master.client.get("/api/v1/nothing-here"), 404, "not-found")
     answer = await master.client.put("/api/v1/tasks", json=TASK)
     problem(answer, 405)
