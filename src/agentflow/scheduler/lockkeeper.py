@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from agentflow.cluster.seam import CommandLog
 from agentflow.errors import AgentFlowError
+from agentflow.scheduler.loop import cancel_requested
 from agentflow.state.commands import ExpireLocks, RearmLocks
 from agentflow.state.events import Event, LockChanged
 
@@ -47,11 +48,10 @@ class LockKeeper:
 
     async def run(self) -> None:
         while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as
-            # the event is set, and the loop would never end (a master's shutdown hung).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._timeout_s()):
-                    await self._wake.wait()
+                await asyncio.wait_for(self._wake.wait(), timeout=self._timeout_s())
+            if cancel_requested():
+                raise asyncio.CancelledError
             self._wake.clear()
             try:
                 await self._pass()

@@ -31,9 +31,16 @@ from agentflow.state.commands import (
 from agentflow.state.events import Event, TaskChanged, TasksQueued, WorkerChanged
 from agentflow.state.records import WorkerState
 
-__all__ = ["Scheduler", "SchedulerConfig"]
+__all__ = ["Scheduler", "SchedulerConfig", "cancel_requested"]
 
 log = logging.getLogger(__name__)
+
+
+def cancel_requested() -> bool:
+    """Whether this task was asked to end. On 3.11, ``wait_for`` returns normally when a cancel
+    lands as the awaited event is set, and the loop would go on for ever (a shutdown hung)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,11 +94,10 @@ class Scheduler:
     async def run(self) -> None:
         """Run until cancelled. Errors in one pass are logged; the loop goes on."""
         while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as
-            # the event is set, and the loop would never end (a master's shutdown hung).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._next_timeout_s()):
-                    await self._wake.wait()
+                await asyncio.wait_for(self._wake.wait(), timeout=self._next_timeout_s())
+            if cancel_requested():
+                raise asyncio.CancelledError
             self._wake.clear()
             try:
                 await self._pass()
