@@ -1,8 +1,10 @@
-"""A worker session in process over the in-memory log: starlette's TestClient carries the
-WebSocket (httpx's ASGI transport has none), on a loop of its own."""
+"""Sockets in process over the in-memory log (a worker session, an event subscription refused):
+starlette's TestClient carries the WebSocket (httpx's ASGI transport has none), on a loop of its
+own."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import msgpack
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
+from starlette.websockets import WebSocketDisconnect
 
 with warnings.catch_warnings():  # it asks for httpx2, which is not a dependency here
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -88,3 +91,16 @@ def test_a_bad_hello_is_refused_before_anything_is_committed(
         ws.send_bytes(wire.pack({"t": "hello", "worker_id": "w1", "slots": -1}))
         assert "slots" in receive(ws, "error")["detail"]
     assert log.entries == []
+
+
+EVENTS = "ws://127.0.0.1:6767/api/v1/events"
+
+
+def test_a_bad_subscription_is_closed_with_its_problem(app: tuple[TestClient, MemoryLog]) -> None:
+    client, _ = app
+    with client.websocket_connect(f"{EVENTS}?kind=weather") as ws:
+        frame = json.loads(ws.receive_text())
+        assert frame["error"]["status"] == 422
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+    assert closed.value.code == 4400
