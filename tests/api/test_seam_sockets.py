@@ -47,6 +47,15 @@ def receive(ws: WebSocketTestSession, kind: str) -> dict[str, Any]:
                 return one
 
 
+def until_closed(ws: WebSocketTestSession) -> int:
+    """Read until the master closes the socket; its close code. (The app has ended its
+    session before the test leaves the socket's block, which cancels what still runs.)"""
+    with pytest.raises(WebSocketDisconnect) as closed:
+        while True:
+            ws.receive_bytes()
+    return closed.value.code
+
+
 def hello(ws: WebSocketTestSession) -> dict[str, Any]:
     ws.send_bytes(wire.pack({"t": "hello", "worker_id": "w1", "slots": 1}))
     return receive(ws, "welcome")
@@ -68,6 +77,8 @@ def test_a_worker_session_runs_a_task(app: tuple[TestClient, MemoryLog]) -> None
         stale = outcome | {"token": token + 1, "status": "failed"}
         ws.send_bytes(wire.pack({"t": "report", "seq": 2, "outcomes": [stale]}))
         assert receive(ws, "error")["seq"] == 2  # a superseded attempt is refused
+        ws.send_bytes(wire.pack({"t": "bye"}))
+        until_closed(ws)
     done = client.get(f"/api/v1/tasks/{task['id']}").json()
     assert done["status"] == "completed" and done["attempts"] == 1
     assert log.machine.workers["w1"].state.value == "offline"  # the session ended
@@ -80,6 +91,7 @@ def test_a_follower_sends_a_worker_to_the_leader(app: tuple[TestClient, MemoryLo
         ws.send_bytes(wire.pack({"t": "hello", "worker_id": "w1", "slots": 1}))
         refused = receive(ws, "error")
         assert refused["leader_url"] == "http://127.0.0.1:6768"
+        assert until_closed(ws) == 4503
     assert log.machine.workers == {}
 
 
@@ -90,6 +102,7 @@ def test_a_bad_hello_is_refused_before_anything_is_committed(
     with client.websocket_connect(SESSION) as ws:
         ws.send_bytes(wire.pack({"t": "hello", "worker_id": "w1", "slots": -1}))
         assert "slots" in receive(ws, "error")["detail"]
+        assert until_closed(ws) == 4400
     assert log.entries == []
 
 
@@ -101,6 +114,4 @@ def test_a_bad_subscription_is_closed_with_its_problem(app: tuple[TestClient, Me
     with client.websocket_connect(f"{EVENTS}?kind=weather") as ws:
         frame = json.loads(ws.receive_text())
         assert frame["error"]["status"] == 422
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_text()
-    assert closed.value.code == 4400
+        assert until_closed(ws) == 4400
