@@ -104,7 +104,7 @@ class ForwardingMiddleware:
             for k, v in scope.get("headers", ())
             if k.decode() not in _HOP_HEADERS
         }
-        out_headers[FORWARDED] = log_.config.node_id
+        out_headers[FORWARDED] = self.service.config.node_id
         try:
             response = await self._http.request(
                 scope["method"], url, content=body, headers=out_headers

@@ -24,6 +24,7 @@ from agentflow.api.sessions import SessionHub
 from agentflow.api.waiters import KeyedWaiters, wait_for
 from agentflow.cluster.history import HISTORY_FILE, TaskHistory
 from agentflow.cluster.node import ClusterConfig, RaftLog
+from agentflow.cluster.seam import MasterLog
 from agentflow.config import MasterConfig
 from agentflow.errors import AgentFlowError, NotFoundError, OverloadedError
 from agentflow.scheduler import Scheduler, SchedulerConfig
@@ -43,7 +44,14 @@ from agentflow.state.locks import LockLimits
 from agentflow.state.messages import MessageLimits
 from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord, WorkflowStatus
 
-__all__ = ["MasterService", "accept_on_leader", "service", "wall_clock_ms"]
+__all__ = [
+    "MasterService",
+    "accept_on_leader",
+    "raft_log",
+    "service",
+    "state_machine",
+    "wall_clock_ms",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,51 +60,69 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def state_machine(config: MasterConfig) -> StateMachine:
+    """An empty state machine with the limits ``config`` sets."""
+    return StateMachine(
+        limits=StateLimits(
+            output_tail_bytes=config.output_tail_bytes,
+            output_retained_bytes=config.output_retained_bytes,
+            live_finished_tasks=config.live_finished_tasks,
+            max_finished_tasks=config.max_finished_tasks,
+        ),
+        lock_limits=LockLimits(lock_delay_ms=int(config.lock_delay_s * 1000)),
+        message_limits=MessageLimits(
+            history_max=config.message_history,
+            inbox_max=config.inbox_max,
+            inbox_bytes_max=config.inbox_max_bytes,
+            inbox_total_bytes_max=config.inbox_total_bytes,
+            history_bytes_max=config.message_history_bytes,
+            max_message_bytes=config.max_message_bytes,
+        ),
+    )
+
+
+def raft_log(config: MasterConfig, machine: StateMachine) -> RaftLog:
+    """The Raft log of the master ``config`` describes, applying to ``machine``."""
+    raft_host, raft_port = config.raft_address
+    return RaftLog(
+        ClusterConfig(
+            node_id=config.node_id,
+            data_dir=config.data_dir,
+            raft_host=raft_host,
+            raft_port=raft_port,
+            api_url=config.api_url,
+            cluster_id=config.cluster_id,
+            token=config.peer_token(),
+            tls=config.peer_tls(),
+            peers=config.peer_map(),
+            join=config.join,
+            snapshot_every=config.snapshot_every,
+            # Two ticks per heartbeat, so the election timeout has a finer grain.
+            tick_s=config.raft_heartbeat_s / 2,
+            heartbeat_tick=2,
+            election_tick=max(3, round(config.election_timeout_s / (config.raft_heartbeat_s / 2))),
+        ),
+        machine,
+    )
+
+
 class MasterService:
-    def __init__(self, config: MasterConfig, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(
+        self,
+        config: MasterConfig,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        *,
+        log: MasterLog | None = None,
+    ) -> None:
+        """A master over ``log`` (its state machine included); by default the Raft log that
+        ``config`` describes, over a state machine with ``config``'s limits."""
         self.config = config
         self.now_ms = clock_ms
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.machine = StateMachine(
-            limits=StateLimits(
-                output_tail_bytes=config.output_tail_bytes,
-                output_retained_bytes=config.output_retained_bytes,
-                live_finished_tasks=config.live_finished_tasks,
-                max_finished_tasks=config.max_finished_tasks,
-            ),
-            lock_limits=LockLimits(lock_delay_ms=int(config.lock_delay_s * 1000)),
-            message_limits=MessageLimits(
-                history_max=config.message_history,
-                inbox_max=config.inbox_max,
-                inbox_bytes_max=config.inbox_max_bytes,
-                inbox_total_bytes_max=config.inbox_total_bytes,
-                history_bytes_max=config.message_history_bytes,
-                max_message_bytes=config.max_message_bytes,
-            ),
-        )
-        raft_host, raft_port = config.raft_address
-        self.log = RaftLog(
-            ClusterConfig(
-                node_id=config.node_id,
-                data_dir=config.data_dir,
-                raft_host=raft_host,
-                raft_port=raft_port,
-                api_url=config.api_url,
-                cluster_id=config.cluster_id,
-                token=config.peer_token(),
-                tls=config.peer_tls(),
-                peers=config.peer_map(),
-                join=config.join,
-                snapshot_every=config.snapshot_every,
-                # Two ticks per heartbeat, so the election timeout has a finer grain.
-                tick_s=config.raft_heartbeat_s / 2,
-                heartbeat_tick=2,
-                election_tick=max(
-                    3, round(config.election_timeout_s / (config.raft_heartbeat_s / 2))
-                ),
-            ),
-            self.machine,
-        )
+        if log is None:
+            log = raft_log(config, state_machine(config))
+        self.log: MasterLog = log
+        self.machine = log.machine
         self.scheduler = Scheduler(
             self.log,
             clock_ms,

@@ -1,8 +1,15 @@
 """The command log seam: how the master changes state.
 
-``propose(command)`` returns the command's result once it is durable and applied; a refused
-command raises its typed error. The single-node log implements it now; the Raft node implements
-the same protocol, so nothing above this seam changes when masters replicate.
+:class:`CommandLog` is the seam itself: ``propose(command)`` returns the command's result once it
+is durable and applied (a refused command raises its typed error), ``subscribe`` hears the
+events of every applied batch in order. The leader's loops (``agentflow.scheduler``) need
+nothing more. Three logs implement it: the Raft node (:class:`agentflow.cluster.node.RaftLog`),
+the in-memory log (:class:`agentflow.cluster.memlog.MemoryLog`: one replica, no Raft, for tests)
+and the simulator's node.
+
+:class:`MasterLog` is what a master's API serves over: a command log plus its lifecycle, who
+leads, and the cluster's membership. ``RaftLog`` and ``MemoryLog`` implement it, so the API app
+is built over either (``MasterService(config, log=...)``).
 """
 
 from __future__ import annotations
@@ -10,12 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from agentflow.cluster.image import Member
+from agentflow.errors import NotLeaderError
+from agentflow.raft import ConfChangeType, StateRole, Status
 from agentflow.state import Command, StateMachine
 from agentflow.state.events import Event
 
-__all__ = ["CommandLog", "EventSink"]
+__all__ = ["CommandLog", "EventSink", "LeaderWatcher", "MasterLog"]
 
 EventSink = Callable[[list[Event]], None]
+LeaderWatcher = Callable[[bool], None]  # called with is_leader when leadership changes
 
 
 class CommandLog(Protocol):
@@ -38,3 +49,46 @@ class CommandLog(Protocol):
     def subscribe(self, sink: EventSink) -> None:
         """Call ``sink`` with the events of every applied batch, in order."""
         ...
+
+
+class MasterLog(CommandLog, Protocol):
+    """A command log as a master's API and services use it."""
+
+    @property
+    def role(self) -> StateRole: ...
+
+    @property
+    def leader_id(self) -> str | None: ...
+
+    @property
+    def leader_url(self) -> str | None:
+        """The leader's API URL, where a follower forwards writes (None: none known)."""
+        ...
+
+    @property
+    def members(self) -> dict[str, Member]: ...
+
+    @property
+    def raft_status(self) -> Status: ...
+
+    def not_leader(self) -> NotLeaderError:
+        """The error for a request only the leader serves, naming the leader if known."""
+        ...
+
+    def on_leadership(self, watcher: LeaderWatcher) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /api/v1/cluster`` shows (see :mod:`agentflow.cluster.status`)."""
+        ...
+
+    async def change_membership(
+        self, kind: ConfChangeType, node_id: str, raft_address: str = "", api_url: str = ""
+    ) -> dict[str, Any]: ...
+
+    async def add_voter(self, node_id: str, raft_address: str, api_url: str) -> dict[str, Any]: ...
+
+    async def transfer_leadership(self, to: str) -> None: ...

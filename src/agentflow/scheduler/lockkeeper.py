@@ -14,8 +14,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from agentflow.cluster.seam import CommandLog
 from agentflow.errors import AgentFlowError
-from agentflow.scheduler.loop import Proposer
+from agentflow.scheduler.loop import cancel_requested
 from agentflow.state.commands import ExpireLocks, RearmLocks
 from agentflow.state.events import Event, LockChanged
 
@@ -27,7 +28,7 @@ _NEW_DEADLINES = ("granted", "waiting")
 
 
 class LockKeeper:
-    def __init__(self, log_: Proposer, clock_ms: Callable[[], int], tick_s: float = 1.0) -> None:
+    def __init__(self, log_: CommandLog, clock_ms: Callable[[], int], tick_s: float = 1.0) -> None:
         self._log = log_
         self._now_ms = clock_ms
         self._tick_s = tick_s
@@ -49,6 +50,8 @@ class LockKeeper:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._timeout_s())
+            if cancel_requested():
+                raise asyncio.CancelledError
             self._wake.clear()
             try:
                 await self._pass()

@@ -17,11 +17,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
+from agentflow.cluster.seam import CommandLog
 from agentflow.errors import AgentFlowError
 from agentflow.scheduler.placement import plan_pass
-from agentflow.state import Command, StateMachine
 from agentflow.state.commands import (
     AssignTasks,
     DeregisterWorker,
@@ -32,23 +31,16 @@ from agentflow.state.commands import (
 from agentflow.state.events import Event, TaskChanged, TasksQueued, WorkerChanged
 from agentflow.state.records import WorkerState
 
-__all__ = ["Proposer", "Scheduler", "SchedulerConfig"]
+__all__ = ["Scheduler", "SchedulerConfig", "cancel_requested"]
 
 log = logging.getLogger(__name__)
 
 
-class Proposer(Protocol):
-    """What the loop needs of the command log (structurally, the cluster's ``CommandLog``)."""
-
-    @property
-    def machine(self) -> StateMachine: ...
-
-    @property
-    def is_leader(self) -> bool: ...
-
-    async def propose(self, command: Command) -> Any: ...
-
-    def subscribe(self, sink: Callable[[list[Event]], None]) -> None: ...
+def cancel_requested() -> bool:
+    """Whether this task was asked to end. On 3.11, ``wait_for`` returns normally when a cancel
+    lands as the awaited event is set, and the loop would go on for ever (a shutdown hung)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +53,7 @@ class SchedulerConfig:
 
 class Scheduler:
     def __init__(
-        self, log_: Proposer, clock_ms: Callable[[], int], config: SchedulerConfig
+        self, log_: CommandLog, clock_ms: Callable[[], int], config: SchedulerConfig
     ) -> None:
         self._log = log_
         self._now_ms = clock_ms
@@ -104,6 +96,8 @@ class Scheduler:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._next_timeout_s())
+            if cancel_requested():
+                raise asyncio.CancelledError
             self._wake.clear()
             try:
                 await self._pass()
