@@ -1,6 +1,7 @@
 """The command log seam: how the master changes state.
 
-:class:`CommandLog` is the seam itself: ``propose(command)`` returns the command's result once it
+:class:`CommandLog` (defined in :mod:`agentflow.state.commandlog`, so the scheduler needs only
+``state``) is the seam itself: ``propose(command)`` returns the command's result once it
 is durable and applied (a refused command raises its typed error), ``subscribe`` hears the
 events of every applied batch in order. The leader's loops (``agentflow.scheduler``) need
 nothing more. Three logs implement it: the Raft node (:class:`agentflow.cluster.node.RaftLog`),
@@ -20,35 +21,11 @@ from typing import Any, Protocol
 from agentflow.cluster.image import Member
 from agentflow.errors import NotLeaderError
 from agentflow.raft import ConfChangeType, StateRole, Status
-from agentflow.state import Command, StateMachine
-from agentflow.state.events import Event
+from agentflow.state.commandlog import CommandLog, EventSink
 
 __all__ = ["CommandLog", "EventSink", "LeaderWatcher", "MasterLog"]
 
-EventSink = Callable[[list[Event]], None]
 LeaderWatcher = Callable[[bool], None]  # called with is_leader when leadership changes
-
-
-class CommandLog(Protocol):
-    """Durable, ordered application of commands to one state machine."""
-
-    @property
-    def machine(self) -> StateMachine: ...
-
-    @property
-    def is_leader(self) -> bool: ...
-
-    async def propose(self, command: Command) -> Any:
-        """Resolve with ``apply``'s result once the command is durable and applied."""
-        ...
-
-    async def read_barrier(self) -> None:
-        """Return once local state reflects every command committed before the call."""
-        ...
-
-    def subscribe(self, sink: EventSink) -> None:
-        """Call ``sink`` with the events of every applied batch, in order."""
-        ...
 
 
 class MasterLog(CommandLog, Protocol):

@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from agentflow.cluster.seam import CommandLog
 from agentflow.errors import AgentFlowError
 from agentflow.scheduler.loop import cancel_requested
+from agentflow.state.commandlog import CommandLog
 from agentflow.state.commands import ExpireLocks, RearmLocks
 from agentflow.state.events import Event, LockChanged
 

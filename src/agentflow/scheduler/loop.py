@@ -18,9 +18,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentflow.cluster.seam import CommandLog
 from agentflow.errors import AgentFlowError
 from agentflow.scheduler.placement import plan_pass
+from agentflow.state.commandlog import CommandLog
 from agentflow.state.commands import (
     AssignTasks,
     DeregisterWorker,
