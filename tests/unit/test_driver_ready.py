@@ -96,7 +96,7 @@ class _Applier:
     def apply(self, raft: RaftNode, entry: Entry) -> Any:
         return self._shell.apply(raft, entry)
 
-    def applied(self, entries: tuple[Entry, ...]) -> None:
+    def after_apply(self, entries: tuple[Entry, ...]) -> None:
         self._shell.applied_batch(entries)
 
     def proposed(self, index: int, data: bytes, command: Any) -> None:

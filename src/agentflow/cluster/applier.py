@@ -65,7 +65,7 @@ class Applier:
         if command is not None:
             self.own.proposed(index, data, command)
 
-    def applied(self, entries: tuple[Entry, ...]) -> None:
+    def after_apply(self, entries: tuple[Entry, ...]) -> None:
         """A batch applied: hand its events (and the entries) to the node."""
         self._on_applied(entries, self.drain_events())
 

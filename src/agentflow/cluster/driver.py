@@ -111,7 +111,7 @@ class EntryApplier(Protocol):
     def apply(self, raft: RaftNode, entry: Entry) -> Any:
         """Apply one committed entry; return what its proposer gets."""
 
-    def applied(self, entries: tuple[Entry, ...]) -> None:
+    def after_apply(self, entries: tuple[Entry, ...]) -> None:
         """A batch was applied (``entries``, in order): publish what it caused."""
 
     def proposed(self, index: int, data: bytes, command: Any) -> None:
@@ -318,5 +318,5 @@ class ReadyDriver:
             self.waiting.applied(entry, result)
             done.append(entry)
         if done:
-            self._applier.applied(tuple(done))
+            self._applier.after_apply(tuple(done))
         self._reads.release(self.applied)

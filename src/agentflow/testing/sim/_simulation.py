@@ -232,8 +232,7 @@ class Simulation:
         if not node.alive or node.incarnation != incarnation:
             return  # a tick of a crashed incarnation
         self.trace(f"{self.now_ms} t{node_id}")
-        assert node.raft is not None
-        node.raft.tick()
+        node.tick()  # fed to the core by the node's driver, between Readies
         self.schedule(self._tick_ms[node_id], EV_TICK, node_id, incarnation)
         self.after_io(node)
 
@@ -265,7 +264,7 @@ class Simulation:
                 sender.raft.report_unreachable(message.to)
                 self.after_io(sender)
             return
-        receiver.raft.step(message)
+        receiver.step(message)
         self.after_io(receiver)
         if kind is MessageType.SNAPSHOT:
             self.count("snapshot_delivered")
@@ -384,12 +383,13 @@ class Simulation:
         self.check_logs()
         members = [n for n in self.nodes.values() if n.alive and n.id not in self.retired]
         top = max(n.applied for n in members)
-        states = {n.id: n.kv.data for n in members if n.applied == top}
+        states = {n.id: n.model for n in members if n.applied == top}
         first = next(iter(states.values()))
-        for node_id, data in states.items():
-            if data != first:
+        for node_id, model in states.items():
+            if model.digest() != first.digest():
                 raise InvariantViolationError(
-                    f"state machines differ at {top}: {node_id} {data} vs {first}"
+                    f"state machines differ at {top}: {node_id} {model.snapshot()!r} vs "
+                    f"{first.snapshot()!r}"
                 )
         self.clients.judge_acknowledged()
         self.clients.resolve_open_writes(self.final_term)
