@@ -38,8 +38,10 @@ from agentflow.raft import (
     RaftNode,
     ReadState,
     Ready,
+    Snapshot,
     StateRole,
 )
+from agentflow.testing.sim._disk import SimDisk
 from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
 from agentflow.testing.sim._kv import KvStore
 
@@ -106,6 +108,8 @@ class SimNode:
         self.slow_writes = False
         self.pending: Ready | None = None
         self.write_due = False
+        self.fsync_ms = 0  # how long the pending write's fsync takes (0: a leader's slow write)
+        self.disk = SimDisk()
         # Work produced by the last `process()`, collected by the simulation.
         self.outbox: list[Message] = []
         self.applied_now: list[Applied] = []
@@ -155,7 +159,8 @@ class SimNode:
             )
 
     def crash(self) -> None:
-        """Lose everything not durable: the driver and core, unperformed Readies, the model."""
+        """Lose everything not durable: the driver and core, unperformed Readies, the model,
+        the writes not synced (but what of them the disk kept, recovery finds)."""
         self.driver = None
         self.crash_stage = None
         self.pending = None  # its write never finished: lost with the rest
@@ -164,6 +169,8 @@ class SimNode:
         self._read_waiting.clear()
         self.role = StateRole.FOLLOWER
         self.leader_id = None
+        for write in self.disk.crash(self._rng):
+            self._store(write)
 
     # -- inputs (fed to the core by the driver, between Readies) ----------------------------
 
@@ -185,13 +192,17 @@ class SimNode:
             self._early = True
             write = driver.begin(ready)
             self._early = False
-            if self.crash_stage == 0:
+            if not write.empty:
+                self.disk.write(write)
+            if self.crash_stage == 0:  # written, not synced: the disk decides what is kept
                 self.crash()
                 return False
-            if self.slow_writes and ready.early_messages and ready.entries:
-                self.pending, self.write_due = ready, True
+            fsync_ms = self.disk.faults.fsync_ms(self._rng) if not write.empty else 0
+            leader_slow = self.slow_writes and bool(ready.early_messages and ready.entries)
+            if fsync_ms or leader_slow:
+                self.pending, self.write_due, self.fsync_ms = ready, True, fsync_ms
                 return True
-            self._persist(ready, write)
+            self._sync(ready, write.snapshot)
             if not self._finish(driver, ready):
                 return False
         return True
@@ -200,12 +211,10 @@ class SimNode:
         """The slow write of the pending Ready is durable: the rest of it, then the next."""
         ready, self.pending = self.pending, None
         assert ready is not None and self.driver is not None
-        write = Write(
-            snapshot=ready.snapshot if ready.snapshot is not None else None,
-            entries=ready.entries,
-            hard_state=ready.hard_state,
-        )
-        self._persist(ready, write)
+        snapshot = ready.snapshot
+        if snapshot is not None and snapshot.metadata.index <= self.driver.applied:
+            snapshot = None
+        self._sync(ready, snapshot)
         return self._finish(self.driver, ready) and self.process()
 
     def _finish(self, driver: ReadyDriver, ready: Ready) -> bool:
@@ -221,17 +230,26 @@ class SimNode:
         driver.complete(ready)
         return True
 
-    def _persist(self, ready: Ready, write: Write) -> None:
-        """Make the write of ``ready`` durable, each step shown to the safety checker."""
+    def _sync(self, ready: Ready, snapshot: Snapshot | None) -> None:
+        """fsync: the disk's unsynced writes become durable; the machine adopts ``snapshot``
+        (the one :meth:`ReadyDriver.begin` said to install)."""
+        for synced in self.disk.sync():
+            self._store(synced)
+        if snapshot is not None:
+            self._restore(snapshot.data, snapshot.metadata.conf_state)
+            assert self.driver is not None
+            self.driver.installed(snapshot.metadata.index)
+        if ready.soft_state is not None and self.role is StateRole.LEADER:
+            self._checker.on_leader(self.id, self.storage)
+
+    def _store(self, write: Write) -> None:
+        """Put one durable write into the durable storage, each step shown to the checker."""
         checker = self._checker
         storage = self.storage
         new_term = write.hard_state.term if write.hard_state else storage.initial_state()[0].term
         if write.snapshot is not None:
             checker.before_snapshot(self.id, write.snapshot, storage)
             storage.apply_snapshot(write.snapshot)
-            self._restore(write.snapshot.data, write.snapshot.metadata.conf_state)
-            assert self.driver is not None
-            self.driver.installed(write.snapshot.metadata.index)
         if write.entries:
             checker.before_append(self.id, write.entries, storage, new_term)
             storage.append(write.entries)
@@ -243,8 +261,6 @@ class SimNode:
                 self.id, write.hard_state, storage, leading=leading, voters=voters
             )
             storage.set_hard_state(write.hard_state)
-        if ready.soft_state is not None and self.role is StateRole.LEADER:
-            checker.on_leader(self.id, storage)
 
     def _restore(self, data: bytes, conf_state: ConfState) -> None:
         self.model.restore(data)

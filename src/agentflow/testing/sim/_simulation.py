@@ -31,6 +31,7 @@ from agentflow.raft import (
 from agentflow.testing.linearizability import History, Verdict, check_history
 from agentflow.testing.sim._clients import ClientDriver
 from agentflow.testing.sim._config import FaultMix, SimConfig
+from agentflow.testing.sim._disk import DiskFaults
 from agentflow.testing.sim._events import (
     EV_CLIENT,
     EV_CLIENT_TIMEOUT,
@@ -77,6 +78,7 @@ class Simulation:
         self.node_count = config.nodes if config.nodes is not None else rng.choice((3, 5))
         self.mix = FaultMix.draw(rng, enabled=config.faults)
         self.raft_config = draw_raft_config(rng, config)
+        self.disk_faults = DiskFaults.draw(rng, enabled=config.faults)
         self.network = SimNetwork(random.Random(rng.getrandbits(64)))
         self.checker = SafetyChecker()
         self.history = History()
@@ -133,6 +135,7 @@ class Simulation:
         )
         self.checker.register(node_id, storage)
         node.slow_writes = self.mix.leader_write_ms_max > 0
+        node.disk.faults = self.disk_faults
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
         self._tick_ms[node_id] = max(1, node_tick_ms)
@@ -172,7 +175,7 @@ class Simulation:
             self.trace(f"{self.now_ms} torn crash {node.id}")
         if node.write_due:
             node.write_due = False
-            delay = self.rng.randint(1, self.mix.leader_write_ms_max)
+            delay = node.fsync_ms or self.rng.randint(1, self.mix.leader_write_ms_max)
             self.schedule(delay, EV_WRITE, node.id, node.incarnation)
         lost_snapshots: list[str] = []
         for message in node.outbox:
@@ -380,6 +383,9 @@ class Simulation:
         return "\n".join(lines)
 
     def judge(self) -> None:
+        for node in self.nodes.values():
+            for name, n in sorted(node.disk.stats.items()):
+                self.stats[name] = self.stats.get(name, 0) + n
         self.check_logs()
         members = [n for n in self.nodes.values() if n.alive and n.id not in self.retired]
         top = max(n.applied for n in members)
