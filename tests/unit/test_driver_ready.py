@@ -18,6 +18,7 @@ from agentflow.raft import (
     EntryType,
     MemoryStorage,
     Message,
+    MessageType,
     RaftNode,
     ReadState,
     StateRole,
@@ -209,3 +210,42 @@ def test_a_snapshot_installed_by_the_shell_supersedes_what_waits_below_it() -> N
     driver.installed(driver.applied + 5)
     assert driver.deferred == [] and driver.applied > 0
     assert "superseded" in str(waiter.result)
+
+
+def test_an_acknowledgement_a_later_append_in_the_same_batch_undid_is_not_sent() -> None:
+    # A follower fed two leaders' appends between Readies (a master after a slow fsync): the
+    # first is acknowledged up to 6 in term 2, the second (term 3) replaces 5 and 6. The Ready
+    # writes up to 5 only, so the term-2 acknowledgement of 6 would be a lie.
+    storage = MemoryStorage()
+    bootstrap(storage, ["1", "2", "3"])
+    shell = _Shell()
+    driver = ReadyDriver(
+        outbox=shell,
+        store=MemoryLogStore(storage, on_entries=lambda entries: None),
+        applier=_Applier(shell),
+        reads=shell,
+        shell=shell,
+    )
+    raft = RaftNode(Config(id="3", election_tick=10, heartbeat_tick=1), storage, random.Random(1))
+    driver.start(raft, applied=0)
+    _run(driver)
+
+    def append(leader: str, term: int, after: tuple[int, int], entries: list[int]) -> Message:
+        return Message(
+            type=MessageType.APPEND,
+            from_=leader,
+            to="3",
+            term=term,
+            log_term=after[1],
+            index=after[0],
+            entries=tuple(Entry(term=term, index=i, data=b"x") for i in entries),
+            commit=3,
+        )
+
+    driver.step(append("1", 2, (3, 1), [4, 5, 6]))
+    driver.step(append("2", 3, (4, 2), [5]))
+    shell.sent.clear()
+    _run(driver)
+    assert storage.last_index() == 5
+    acks = [(m.to, m.term, m.index) for m in shell.sent if m.type is MessageType.APPEND_RESP]
+    assert acks == [("2", 3, 5)]

@@ -34,6 +34,7 @@ from agentflow.raft import (
     HardState,
     MemoryStorage,
     Message,
+    MessageType,
     ProposalDroppedError,
     RaftNode,
     ReadState,
@@ -287,7 +288,17 @@ class ReadyDriver:
         self._store.stored(ready)
 
     def send(self, ready: Ready) -> None:
+        """Send the messages that may depend on the write, less stale acknowledgements.
+
+        Fed a batch, the core may acknowledge a deposed leader's entries and then, stepping a
+        later leader's append, replace them: the Ready then acknowledges, in the old term,
+        entries its write no longer holds. The old leader must not count them; its term is
+        over for this node anyway, so such acknowledgements are dropped (as if lost).
+        """
+        term = ready.hard_state.term if ready.hard_state is not None else 0
         for msg in ready.messages:
+            if msg.type is MessageType.APPEND_RESP and not msg.reject and msg.term < term:
+                continue
             self._outbox.send(msg)
 
     def complete(self, ready: Ready) -> None:
