@@ -300,8 +300,10 @@ class Simulation:
         self.network.heal()
         self.network.faults = LinkFaults.calm()
         self.trace(f"{self.now_ms} heal")
+        self.disk_faults = DiskFaults()  # fsync back to instant (a write already stalled ends)
         for node in list(self.nodes.values()):
             node.crash_stage = None
+            node.disk.faults = self.disk_faults
             if not node.alive and node.id not in self.retired:
                 self.start_node(node)
         self._await_liveness()
