@@ -222,15 +222,23 @@ class ReadyDriver:
         """Hand the core everything queued: held-back entries first, then messages, ticks,
         actions and proposals, in that order."""
         raft = self.raft
-        self.apply_in_order()
-        inbox, self.inbox = self.inbox, []
-        for msg in inbox:
-            raft.step(msg)
-        ticks, self.ticks = self.ticks, 0
-        for _ in range(ticks):
-            raft.tick()
-        if ticks:
+        if self.deferred:
+            self.apply_in_order()
+        if self.inbox:
+            inbox, self.inbox = self.inbox, []
+            for msg in inbox:
+                raft.step(msg)
+        if self.ticks:
+            ticks, self.ticks = self.ticks, 0
+            for _ in range(ticks):
+                raft.tick()
             self._shell.ticked(raft, ticks)
+        if self.actions:
+            self._feed_actions(raft)
+        if self.proposals:
+            self._feed_proposals(raft)
+
+    def _feed_actions(self, raft: RaftNode) -> None:
         actions, self.actions = self.actions, []
         for action, waiter in actions:
             try:
@@ -238,7 +246,6 @@ class ReadyDriver:
             except (ProposalDroppedError, ValueError) as exc:
                 if not waiter.done():
                     waiter.set_result(self._shell.refused(exc))
-        self._feed_proposals(raft)
 
     def _feed_proposals(self, raft: RaftNode) -> None:
         proposals, self.proposals = self.proposals, []
