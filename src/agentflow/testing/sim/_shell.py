@@ -302,7 +302,10 @@ class SimNode:
         """A batch applied: the simulation collects ``applied_now`` after the step."""
 
     def proposed(self, index: int, data: bytes, command: Any) -> None:
-        """Proposals are made on the core directly by the simulated clients."""
+        """Tell a proposer that watches (``placed(index, term)``) where its entry went."""
+        placed = getattr(command, "placed", None)
+        if placed is not None:
+            placed(index, self.raft.term if self.raft is not None else 0)
 
     def park(self, read_states: Iterable[ReadState]) -> None:
         self._read_waiting.extend((state.index, state.context) for state in read_states)

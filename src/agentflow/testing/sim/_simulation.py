@@ -192,7 +192,6 @@ class Simulation:
                 node.raft.report_snapshot(peer, False)
             self.after_io(node)
         if node.applied_now:
-            self.clients.on_applied(node, node.applied_now)
             for applied in node.applied_now:
                 self.nemesis.on_applied(applied)
             node.applied_now.clear()
