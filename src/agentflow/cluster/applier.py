@@ -3,13 +3,15 @@
 Every replica applies the same entries in the same order, and an entry's bytes come from
 outside this node, so nothing here raises on them: a command that does not decode or fails is
 rejected by the state machine, a conf change that does not decode is rejected alike. The
-driver (:class:`agentflow.cluster.node.RaftLog`) decides when entries apply (in order, never
-while a snapshot is taken) and resolves the proposals with the results.
+driver (:class:`agentflow.cluster.driver.ReadyDriver`) decides when entries apply (in order,
+never while a snapshot is taken) and resolves the proposals with the results; this is its
+:class:`~agentflow.cluster.driver.EntryApplier` in the master.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from agentflow import faults
@@ -35,11 +37,13 @@ class Applier:
         membership: Membership,
         storage: MemoryStorage,
         transport: Transport,
+        on_applied: Callable[[tuple[Entry, ...], list[Event]], None],
     ) -> None:
         self._machine = machine
         self._membership = membership
         self._storage = storage
         self._transport = transport
+        self._on_applied = on_applied
         self.own = OwnEntries()  # the leader's own entries, applied without decoding them
 
     def apply(self, raft: RaftNode, entry: Entry) -> Any:
@@ -56,6 +60,14 @@ class Applier:
             # rejected (recorded, and its proposer gets a 422) alike on every replica.
             return self._machine.apply_entry(entry.index, entry.data)
         return None
+
+    def proposed(self, index: int, data: bytes, command: Any) -> None:
+        if command is not None:
+            self.own.proposed(index, data, command)
+
+    def after_apply(self, entries: tuple[Entry, ...]) -> None:
+        """A batch applied: hand its events (and the entries) to the node."""
+        self._on_applied(entries, self.drain_events())
 
     def drain_events(self) -> list[Event]:
         """The events of the entries applied since the last call (rejections logged)."""

@@ -8,20 +8,29 @@ decides. Futures are resolved with a result, never an exception: the proposer ra
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agentflow.errors import UnavailableError
 from agentflow.raft import Entry
 
-__all__ = ["Proposals"]
+__all__ = ["Proposals", "Waiter"]
+
+
+class Waiter(Protocol):
+    """Whoever waits for a result (an ``asyncio.Future`` in the master)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 @dataclass(slots=True)
 class _Waiting:
     term: int
-    future: asyncio.Future[Any]
+    future: Waiter
 
 
 class Proposals:
@@ -33,7 +42,7 @@ class Proposals:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def wait(self, index: int, term: int, future: asyncio.Future[Any]) -> None:
+    def wait(self, index: int, term: int, future: Waiter) -> None:
         """Resolve ``future`` when the entry at ``index`` applies (see :meth:`applied`)."""
         self._waiting[index] = _Waiting(term, future)
 

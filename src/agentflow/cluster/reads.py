@@ -2,8 +2,8 @@
 
 A read is registered under a context unique to this node, the core answers with the commit
 index at the time of the call (a ``ReadState`` in a Ready), and the read is released once the
-applied index reaches it. The driver (:class:`agentflow.cluster.node.RaftLog`) feeds the core
-and calls :meth:`Reads.park` and :meth:`Reads.release` between Readies.
+applied index reaches it. The driver (:class:`agentflow.cluster.driver.ReadyDriver`) calls
+:meth:`Reads.park` and :meth:`Reads.release` as it handles each Ready.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Simulated clients of the key-value store, and the history of what they saw.
 
 Each client has at most one operation outstanding. Writes (put, compare-and-set) are
-proposed on the node the client believes leads; the client is answered when that same node
-applies the index `propose` returned — with the outcome computed there — or learns that a
-different entry took the slot (the write then certainly did not happen). Reads go through
+proposed through the driver of the node the client believes leads, as the master proposes;
+the client is answered when that node's driver resolves it: its entry applied with the term it
+was proposed in — with the outcome computed there — or another entry took its index (the write
+then certainly did not happen), or the node does not lead. Reads go through
 ReadIndex and are answered once the node has applied the read index (or, in the deliberately
 broken modes, straight from some node's local state). A client that hears nothing for
 `client_timeout_ms` gives up: its operation stays in the history as "maybe happened".
@@ -15,6 +16,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agentflow.errors import UnavailableError
 from agentflow.raft import ProposalDroppedError, StateRole
 from agentflow.testing.linearizability import OpKind
 from agentflow.testing.sim._config import ReadMode
@@ -23,10 +25,37 @@ from agentflow.testing.sim._invariants import InvariantViolationError
 from agentflow.testing.sim._kv import KvCommand
 
 if TYPE_CHECKING:
-    from agentflow.testing.sim._shell import Applied, SimNode
+    from agentflow.testing.sim._shell import SimNode
     from agentflow.testing.sim._simulation import Simulation
 
 __all__ = ["ClientDriver"]
+
+
+SUPERSEDED = "superseded by a snapshot"  # how cluster.proposals says a snapshot covered it
+
+
+class _Answer:
+    """The waiter of one write in its node's driver (a Waiter, and told where it was put)."""
+
+    def __init__(self, clients: ClientDriver, pending: _Pending, node: SimNode) -> None:
+        self._clients = clients
+        self._pending = pending
+        self._node = node
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def placed(self, index: int, term: int) -> None:
+        self._pending.index, self._pending.term = index, term
+
+    def set_result(self, result: object, /) -> None:
+        self._done = True
+        self._clients.answered(self._pending, result, None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._done = True
+        self._clients.answered(self._pending, exception, self._node)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -49,7 +78,6 @@ class ClientDriver:
         self._rng = sim.rng
         self._busy: dict[int, _Pending] = {}
         self._seq = [0] * (sim.config.clients + 1)
-        self._writes: dict[tuple[str, int], _Pending] = {}
         self._reads: dict[bytes, _Pending] = {}
         self._open_writes: list[_Pending] = []
         self._acknowledged: list[tuple[int, bytes]] = []
@@ -120,19 +148,10 @@ class ClientDriver:
             now_ms=sim.now_ms,
         )
         node = self._target(client, 0.85)
-        if node is None or node.raft is None:
+        if node is None or node.driver is None:
             sim.history.fail(op_id)
             self._next(client)
             return
-        data = command.encode()
-        try:
-            index = node.raft.propose(data)
-        except ProposalDroppedError:
-            sim.history.fail(op_id)
-            self._redirect(client, node)
-            self._next(client)
-            return
-        term = node.storage.initial_state()[0].term
         pending = _Pending(
             client=client,
             op_id=op_id,
@@ -140,13 +159,14 @@ class ClientDriver:
             key=key,
             node_id=node.id,
             incarnation=node.incarnation,
-            data=data,
-            index=index,
-            term=term,
+            data=command.encode(),
         )
         self._wait(pending)
-        self._writes[(node.id, index)] = pending
-        sim.trace(f"{sim.now_ms} c{client} {kind.value} {key} @{node.id}:{index}")
+        sim.trace(f"{sim.now_ms} c{client} {kind.value} {key} @{node.id}")
+        # As the master does: queued in the node's driver, proposed between Readies, answered
+        # when its entry applies with the term it was proposed in (cluster.proposals).
+        answer = _Answer(self, pending, node)
+        node.driver.propose(pending.data, answer, answer)
         sim.after_io(node)
 
     def _read(self, client: int, key: str) -> None:
@@ -204,22 +224,26 @@ class ClientDriver:
 
     # -- answers ----------------------------------------------------------------------------
 
-    def on_applied(self, node: SimNode, applied: list[Applied]) -> None:
+    def answered(self, pending: _Pending, result: object, node: SimNode | None) -> None:
+        """The node's driver resolved the write: applied at its term, or not (see _Answer)."""
         sim = self._sim
-        for entry in applied:
-            pending = self._writes.pop((node.id, entry.index), None)
-            if pending is None or pending.incarnation != node.incarnation:
-                continue
-            if entry.data == pending.data:
-                result = entry.result if pending.kind is OpKind.CAS else None
-                sim.history.complete(pending.op_id, result=result, now_ms=sim.now_ms)
-                self._acknowledged.append((entry.index, entry.data))
-                command = KvCommand.decode(entry.data)
-                if pending.kind is OpKind.PUT or result:
-                    self._recent[command.key] = command.value
-            else:
-                sim.history.fail(pending.op_id)  # another leader's entry took the slot
-            self._next(pending.client)
+        if self._busy.get(pending.client) is not pending:
+            return  # the client gave up on it already
+        if node is not None:  # refused: the node does not lead
+            sim.history.fail(pending.op_id)
+            self._redirect(pending.client, node)
+        elif isinstance(result, UnavailableError):
+            if SUPERSEDED in str(result):
+                return  # it may be inside the snapshot: the client times out, "maybe"
+            sim.history.fail(pending.op_id)  # another leader's entry took its index
+        else:
+            outcome = bool(result) if pending.kind is OpKind.CAS else None
+            sim.history.complete(pending.op_id, result=outcome, now_ms=sim.now_ms)
+            self._acknowledged.append((pending.index, pending.data))
+            command = KvCommand.decode(pending.data)
+            if pending.kind is OpKind.PUT or outcome:
+                self._recent[command.key] = command.value
+        self._next(pending.client)
 
     def on_reads(self, node: SimNode, contexts: list[bytes]) -> None:
         sim = self._sim
@@ -237,7 +261,6 @@ class ClientDriver:
         pending = self._busy.get(client)
         if pending is None or pending.op_id != op_id:
             return
-        self._writes.pop((pending.node_id, pending.index), None)
         self._reads.pop(pending.context, None)
         self._redirect(client, self._sim.nodes.get(pending.node_id))
         if pending.kind is not OpKind.GET:
@@ -246,8 +269,6 @@ class ClientDriver:
 
     def forget_node(self, node_id: str) -> None:
         """The node crashed: its connections, and so its answers, are gone."""
-        for slot in [slot for slot in self._writes if slot[0] == node_id]:
-            del self._writes[slot]
         for context in [c for c, p in self._reads.items() if p.node_id == node_id]:
             del self._reads[context]
 

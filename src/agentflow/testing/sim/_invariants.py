@@ -257,7 +257,12 @@ class SafetyChecker:
                 f"that term (durable {durable.term})"
             )
         if kind is MessageType.VOTE_RESP and not message.reject:
-            if durable.term != message.term or durable.vote != message.to:
+            # A grant is safe once its term is durable with this vote, or a later term is
+            # durable (the node never acts in that term again). A driver that feeds many inputs
+            # between two Readies (a master after a slow fsync) may send the second kind.
+            if durable.term < message.term or (
+                durable.term == message.term and durable.vote != message.to
+            ):
                 _fail(
                     f"{message.from_} grants its vote to {message.to} in term {message.term} "
                     f"before persisting it (durable term {durable.term} vote {durable.vote})"

@@ -31,6 +31,7 @@ from agentflow.raft import (
 from agentflow.testing.linearizability import History, Verdict, check_history
 from agentflow.testing.sim._clients import ClientDriver
 from agentflow.testing.sim._config import FaultMix, SimConfig
+from agentflow.testing.sim._disk import DiskFaults
 from agentflow.testing.sim._events import (
     EV_CLIENT,
     EV_CLIENT_TIMEOUT,
@@ -77,6 +78,7 @@ class Simulation:
         self.node_count = config.nodes if config.nodes is not None else rng.choice((3, 5))
         self.mix = FaultMix.draw(rng, enabled=config.faults)
         self.raft_config = draw_raft_config(rng, config)
+        self.disk_faults = DiskFaults.draw(rng, enabled=config.faults)
         self.network = SimNetwork(random.Random(rng.getrandbits(64)))
         self.checker = SafetyChecker()
         self.history = History()
@@ -133,6 +135,7 @@ class Simulation:
         )
         self.checker.register(node_id, storage)
         node.slow_writes = self.mix.leader_write_ms_max > 0
+        node.disk.faults = self.disk_faults
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
         self._tick_ms[node_id] = max(1, node_tick_ms)
@@ -172,7 +175,7 @@ class Simulation:
             self.trace(f"{self.now_ms} torn crash {node.id}")
         if node.write_due:
             node.write_due = False
-            delay = self.rng.randint(1, self.mix.leader_write_ms_max)
+            delay = node.fsync_ms or self.rng.randint(1, self.mix.leader_write_ms_max)
             self.schedule(delay, EV_WRITE, node.id, node.incarnation)
         lost_snapshots: list[str] = []
         for message in node.outbox:
@@ -189,7 +192,6 @@ class Simulation:
                 node.raft.report_snapshot(peer, False)
             self.after_io(node)
         if node.applied_now:
-            self.clients.on_applied(node, node.applied_now)
             for applied in node.applied_now:
                 self.nemesis.on_applied(applied)
             node.applied_now.clear()
@@ -232,8 +234,7 @@ class Simulation:
         if not node.alive or node.incarnation != incarnation:
             return  # a tick of a crashed incarnation
         self.trace(f"{self.now_ms} t{node_id}")
-        assert node.raft is not None
-        node.raft.tick()
+        node.tick()  # fed to the core by the node's driver, between Readies
         self.schedule(self._tick_ms[node_id], EV_TICK, node_id, incarnation)
         self.after_io(node)
 
@@ -265,7 +266,7 @@ class Simulation:
                 sender.raft.report_unreachable(message.to)
                 self.after_io(sender)
             return
-        receiver.raft.step(message)
+        receiver.step(message)
         self.after_io(receiver)
         if kind is MessageType.SNAPSHOT:
             self.count("snapshot_delivered")
@@ -298,8 +299,10 @@ class Simulation:
         self.network.heal()
         self.network.faults = LinkFaults.calm()
         self.trace(f"{self.now_ms} heal")
+        self.disk_faults = DiskFaults()  # fsync back to instant (a write already stalled ends)
         for node in list(self.nodes.values()):
             node.crash_stage = None
+            node.disk.faults = self.disk_faults
             if not node.alive and node.id not in self.retired:
                 self.start_node(node)
         self._await_liveness()
@@ -381,15 +384,19 @@ class Simulation:
         return "\n".join(lines)
 
     def judge(self) -> None:
+        for node in self.nodes.values():
+            for name, n in sorted(node.disk.stats.items()):
+                self.stats[name] = self.stats.get(name, 0) + n
         self.check_logs()
         members = [n for n in self.nodes.values() if n.alive and n.id not in self.retired]
         top = max(n.applied for n in members)
-        states = {n.id: n.kv.data for n in members if n.applied == top}
+        states = {n.id: n.model for n in members if n.applied == top}
         first = next(iter(states.values()))
-        for node_id, data in states.items():
-            if data != first:
+        for node_id, model in states.items():
+            if model.digest() != first.digest():
                 raise InvariantViolationError(
-                    f"state machines differ at {top}: {node_id} {data} vs {first}"
+                    f"state machines differ at {top}: {node_id} {model.snapshot()!r} vs "
+                    f"{first.snapshot()!r}"
                 )
         self.clients.judge_acknowledged()
         self.clients.resolve_open_writes(self.final_term)
