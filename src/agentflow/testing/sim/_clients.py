@@ -212,6 +212,7 @@ class ClientDriver:
                 continue
             if entry.data == pending.data:
                 result = entry.result if pending.kind is OpKind.CAS else None
+                assert result is None or isinstance(result, bool), result
                 sim.history.complete(pending.op_id, result=result, now_ms=sim.now_ms)
                 self._acknowledged.append((entry.index, entry.data))
                 command = KvCommand.decode(entry.data)

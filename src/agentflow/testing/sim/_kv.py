@@ -8,6 +8,7 @@ The snapshot of the machine is its map, as JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -49,12 +50,12 @@ class KvCommand:
 
 
 class KvStore:
-    """The in-memory (volatile) state machine of one node."""
+    """The in-memory (volatile) state machine of one node (a `ReplicaModel`)."""
 
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
 
-    def apply(self, command: bytes) -> bool | None:
+    def apply(self, index: int, command: bytes) -> bool | None:
         """Apply one command; a compare-and-set answers whether it took effect."""
         kind = command[:1]
         parts = command.decode().split("|")
@@ -73,6 +74,9 @@ class KvStore:
 
     def snapshot(self) -> bytes:
         return json.dumps(self.data, sort_keys=True, separators=(",", ":")).encode()
+
+    def digest(self) -> bytes:
+        return hashlib.blake2b(self.snapshot(), digest_size=16).digest()
 
     def restore(self, data: bytes) -> None:
         loaded = json.loads(data) if data else {}

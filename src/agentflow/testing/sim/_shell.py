@@ -31,6 +31,7 @@ from agentflow.raft import (
 )
 from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
 from agentflow.testing.sim._kv import KvStore
+from agentflow.testing.sim._model import ModelFactory, ReplicaModel
 
 __all__ = ["Applied", "SimNode"]
 
@@ -43,7 +44,7 @@ class Applied:
     index: int
     term: int
     data: bytes
-    result: bool | None
+    result: object  # what the model's apply returned (a compare-and-set: whether it took)
     conf_change: ConfChange | None = None
 
 
@@ -56,6 +57,7 @@ class SimNode:
         rng: random.Random,
         checker: SafetyChecker,
         config: Config,
+        model: ModelFactory = KvStore,
     ) -> None:
         self.id = node_id
         self.storage = storage  # durable: survives crashes, written only from a Ready
@@ -64,7 +66,8 @@ class SimNode:
         self._config = dataclasses.replace(config, id=node_id)
         self.raft: RaftNode | None = None
         self.incarnation = 0
-        self.kv = KvStore()
+        self._model_factory = model
+        self.model: ReplicaModel = model()
         self.applied = 0
         self.conf_state = ConfState(voters=frozenset())
         self.role = StateRole.FOLLOWER
@@ -87,6 +90,12 @@ class SimNode:
         self._read_waiting: list[tuple[int, bytes]] = []
 
     @property
+    def kv(self) -> KvStore:
+        """The model, for the key-value clients (which run only over a `KvStore`)."""
+        assert isinstance(self.model, KvStore), type(self.model)
+        return self.model
+
+    @property
     def alive(self) -> bool:
         return self.raft is not None
 
@@ -96,7 +105,7 @@ class SimNode:
         assert self.raft is None, self.id
         snapshot = self.storage.snapshot()
         hard_state, conf_state = self.storage.initial_state()
-        self.kv.restore(snapshot.data)
+        self.model.restore(snapshot.data)
         self.applied = snapshot.metadata.index
         self.conf_state = (
             conf_state if snapshot.metadata.index == 0 else snapshot.metadata.conf_state
@@ -119,7 +128,7 @@ class SimNode:
         self.crash_stage = None
         self.pending = None  # its write never finished: lost with the rest
         self.write_due = False
-        self.kv = KvStore()
+        self.model = self._model_factory()
         self._read_waiting.clear()
         self.role = StateRole.FOLLOWER
         self.leader_id = None
@@ -200,7 +209,7 @@ class SimNode:
         if ready.snapshot is not None:
             meta = ready.snapshot.metadata
             if meta.index > self.applied:
-                self.kv.restore(ready.snapshot.data)
+                self.model.restore(ready.snapshot.data)
                 self.applied = meta.index
                 self.conf_state = meta.conf_state
         for entry in ready.committed_entries:
@@ -212,7 +221,7 @@ class SimNode:
                 )
             self._checker.on_apply(self.id, entry)
             self.applied = entry.index
-            result: bool | None = None
+            result: object = None
             change: ConfChange | None = None
             if entry.type is EntryType.CONF_CHANGE:
                 change = ConfChange.decode(entry.data)
@@ -220,7 +229,7 @@ class SimNode:
                 if change.type is ConfChangeType.REMOVE_NODE and change.node_id == self.id:
                     self.removed = True
             elif entry.data:
-                result = self.kv.apply(entry.data)
+                result = self.model.apply(entry.index, entry.data)
             self.applied_now.append(
                 Applied(
                     node_id=self.id,
@@ -251,7 +260,7 @@ class SimNode:
             return False
         if self.applied > self.storage.last_index():
             return False
-        self.storage.create_snapshot(self.applied, self.conf_state, self.kv.snapshot())
+        self.storage.create_snapshot(self.applied, self.conf_state, self.model.snapshot())
         # A restart replays the log from the snapshot, so the membership it starts from must
         # be the snapshot's, not the bootstrap one.
         self.storage.set_conf_state(self.conf_state)

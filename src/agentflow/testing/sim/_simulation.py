@@ -384,12 +384,12 @@ class Simulation:
         self.check_logs()
         members = [n for n in self.nodes.values() if n.alive and n.id not in self.retired]
         top = max(n.applied for n in members)
-        states = {n.id: n.kv.data for n in members if n.applied == top}
+        states = {n.id: n.model.digest() for n in members if n.applied == top}
         first = next(iter(states.values()))
         for node_id, data in states.items():
             if data != first:
                 raise InvariantViolationError(
-                    f"state machines differ at {top}: {node_id} {data} vs {first}"
+                    f"state machines differ at {top}: {node_id} {data.hex()} vs {first.hex()}"
                 )
         self.clients.judge_acknowledged()
         self.clients.resolve_open_writes(self.final_term)
