@@ -41,10 +41,11 @@ from agentflow.testing.sim._events import (
     EV_WRITE,
 )
 from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
-from agentflow.testing.sim._kv import KvCommand
+from agentflow.testing.sim._kv import KvCommand, KvStore
 from agentflow.testing.sim._nemesis import Nemesis
 from agentflow.testing.sim._network import LinkFaults, SimNetwork
 from agentflow.testing.sim._shell import SimNode
+from agentflow.testing.sim._system_driver import SystemDriver
 
 __all__ = ["LivenessViolationError", "SimResult", "Simulation", "run_seed"]
 
@@ -95,7 +96,9 @@ class Simulation:
         self._next_node = 1
         # Before any node starts: a founding member applies its bootstrap entries at once,
         # and applied entries are reported to both.
-        self.clients = ClientDriver(self)
+        self.clients: ClientDriver | SystemDriver = (
+            SystemDriver(self) if config.model == "system" else ClientDriver(self)
+        )
         self.nemesis = Nemesis(self)
         # Founding members are bootstrapped as a real cluster is: the voters are written
         # into each log as committed conf-change entries 1..n. Joiners start empty.
@@ -130,6 +133,7 @@ class Simulation:
             rng=random.Random(self.rng.getrandbits(64)),
             checker=self.checker,
             config=self.raft_config,
+            model=self.clients.model if isinstance(self.clients, SystemDriver) else KvStore,
         )
         self.checker.register(node_id, storage)
         node.slow_writes = self.mix.leader_write_ms_max > 0
