@@ -11,6 +11,8 @@ A violation raises `InvariantViolationError` out of `apply`, which fails the see
 
 from __future__ import annotations
 
+import hashlib
+
 from agentflow.errors import AgentFlowError
 from agentflow.state import StateMachine
 from agentflow.state.commands import ReportAttempts, decode_command
@@ -51,7 +53,7 @@ class DigestBook:
 
 
 class SystemModel:
-    def __init__(self, book: DigestBook | None = None, node: str = "?") -> None:
+    def __init__(self, book: DigestBook | None = None, node: str = "a replica") -> None:
         self.sm = StateMachine()
         self._book = book
         self._node = node
@@ -93,7 +95,10 @@ class SystemModel:
                 self._lock_tokens[name] = max(self._lock_tokens.get(name, 0), grant.token)
 
     def digest(self) -> bytes:
-        return bytes.fromhex(self.sm.digest())
+        """The state's digest and the ready queue's order (which it leaves out, yet placement
+        follows it among equal keys)."""
+        order = repr(self.sm.ready.order()).encode()
+        return hashlib.sha256(bytes.fromhex(self.sm.digest()) + order).digest()
 
     # -- per-replica invariants -------------------------------------------------------------
 
@@ -101,7 +106,7 @@ class SystemModel:
         last = self._task_tokens.get(task_id, 0)
         if token <= last:
             raise InvariantViolationError(
-                f"node {self._node} index {index}: task {task_id} got token {token} after {last}"
+                f"{self._node} at index {index}: task {task_id} got token {token} after {last}"
             )
         self._task_tokens[task_id] = token
 
@@ -130,7 +135,7 @@ class SystemModel:
         for (task_id, token), took in zip(live, accepted, strict=False):
             if took is True and live[(task_id, token)] != token:
                 raise InvariantViolationError(
-                    f"node {self._node} index {index}: a report for task {task_id} with token "
+                    f"{self._node} at index {index}: a report for task {task_id} with token "
                     f"{token} was accepted; the live attempt's token was {live[(task_id, token)]}"
                 )
 
@@ -144,7 +149,7 @@ class SystemModel:
             exclusive = [g for g in holders if g.mode is LockMode.EXCLUSIVE]
             if len(holders) > limit or (exclusive and len(holders) > 1):
                 raise InvariantViolationError(
-                    f"node {self._node} index {index}: lock {name} has holders "
+                    f"{self._node} at index {index}: lock {name} has holders "
                     f"{[(g.session, g.token, g.mode.value) for g in holders]}"
                 )
             top = self._lock_tokens.get(name, 0)
@@ -153,6 +158,6 @@ class SystemModel:
                     self._lock_tokens[name] = grant.token
                 elif grant.token < top and len(holders) == 1 and grant.mode is LockMode.EXCLUSIVE:
                     raise InvariantViolationError(
-                        f"node {self._node} index {index}: lock {name} granted token "
+                        f"{self._node} at index {index}: lock {name} granted token "
                         f"{grant.token} after {top}"
                     )

@@ -38,6 +38,7 @@ __all__ = ["SystemClient"]
 
 LOCKS = ("L1", "L2")
 _AGENT_TTL_MS = 10**9
+_TTLS_MS = (40, 100, 250, 600)
 
 
 def _task(rng: random.Random, task_id: str, key: str | None = None, **extra: object) -> NewTask:
@@ -77,11 +78,11 @@ class SystemClient:
         if not self._connected:
             return ConnectAgent(now_ms=now_ms, agent_id=self.agent, ttl_ms=_AGENT_TTL_MS)
         roll = self._rng.random()
-        if roll < 0.25:
+        if roll < 0.2:
             return self._submit(now_ms)
-        if roll < 0.32:
+        if roll < 0.26:
             return self._workflow(now_ms)
-        if roll < 0.37 and self._known:
+        if roll < 0.30 and self._known:
             task_id = self._rng.choice(self._known)
             self._driver.ledger.cancels.setdefault(task_id, now_ms)
             return CancelTask(now_ms=now_ms, task_id=task_id)
@@ -124,7 +125,7 @@ class SystemClient:
         session = f"s{self.number}"
         if self._lock is None:
             name = self._rng.choice(LOCKS)
-            ttl = self._rng.choice((100, 250, 600))
+            ttl = self._rng.choice(_TTLS_MS)
             return AcquireLock(now_ms=now_ms, name=name, session=session, ttl_ms=ttl)
         name, token, _ = self._lock
         roll = self._rng.random()
@@ -132,7 +133,7 @@ class SystemClient:
             self._driver.ledger.write(self.number, name, token, now_ms)
             return None
         if roll < 0.8:
-            ttl = self._rng.choice((100, 250, 600))
+            ttl = self._rng.choice(_TTLS_MS)
             # A renewal sets the expiry to now + ttl, shorter or longer: until it is answered
             # the client counts on the shorter of the two.
             self._lock = (name, token, min(self._lock[2], now_ms + ttl))

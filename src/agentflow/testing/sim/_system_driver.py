@@ -43,9 +43,11 @@ __all__ = ["SystemDriver"]
 
 _WORKER_BASE = 100
 _TIMERS = 999
-TIMER_TICK_MS = 50
+# A fault phase of 2,000 steps lasts one or two virtual seconds: the system's clocks are
+# scaled to it, so that workers are lost, and lost ones leave, within a run.
+TIMER_TICK_MS = 30
 SCHEDULER = SchedulerConfig(
-    worker_loss_timeout_s=0.8, lost_worker_retention_s=4.0, tick_s=TIMER_TICK_MS / 1000
+    worker_loss_timeout_s=0.3, lost_worker_retention_s=1.5, tick_s=TIMER_TICK_MS / 1000
 )
 SETTLE_MS = 20_000  # after healing: every acknowledged task has ended within this
 

@@ -5,8 +5,9 @@ A worker talks to the node it believes leads: its heartbeat reaches that node's 
 from that node's state, runs each attempt for a simulated time and reports starts and
 outcomes (retrying a report until its entry applies). Faults of its own: a crash (it forgets
 everything and comes back later as a new instance) and a pause (it goes silent past the loss
-timeout with its attempts still running, then reports them with their by-now stale tokens,
-then registers again listing what it still runs; the state must refuse the stale reports).
+timeout with its attempts still running, then registers again listing what it still runs,
+then reports what ended meanwhile with its by-now stale tokens; the state must refuse those).
+Reports are at least once: an old one may come again much later.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class SimWorker:
         self._attempts: dict[str, _Attempt] = {}
         self._done: list[TaskOutcome] = []
         self._finished: dict[tuple[str, int], None] = {}  # attempts it ended, by token
+        self._echoes: list[tuple[int, TaskOutcome]] = []  # (when, outcome) to report again
 
     @property
     def _secret_hash(self) -> str:
@@ -71,21 +73,22 @@ class SimWorker:
         record = sm.workers.get(self.id)
         if record is None or record.state in (WorkerState.LOST, WorkerState.OFFLINE):
             self.registered = False
-        if not self.registered and not self._done:
+        if not self.registered:
+            # Back from a pause: it registers again, listing what it still runs; the
+            # outcomes it holds go out after, by then stale if its attempts were requeued.
             return self._register(now_ms)
-        if self.registered:
-            self._follow(sm, record.running if record is not None else {}, now_ms)
+        self._follow(sm, record.running if record is not None else {}, now_ms)
         return self._report(now_ms)
 
     def _fault(self, now_ms: int) -> bool:
         roll = self._rng.random()
-        if roll < 0.004:
-            self.state, self._until = _DOWN, now_ms + self._rng.randint(100, 3000)
+        if roll < 0.01:
+            self.state, self._until = _DOWN, now_ms + self._rng.randint(50, 1000)
             self._driver.sim.trace(f"{now_ms} worker {self.id} crashes")
             self._driver.sim.count("worker_crash")
             return True
-        if roll < 0.008:
-            self.state, self._until = _PAUSED, now_ms + self._rng.randint(200, 2500)
+        if roll < 0.025:
+            self.state, self._until = _PAUSED, now_ms + self._rng.randint(50, 800)
             self._driver.sim.trace(f"{now_ms} worker {self.id} pauses")
             self._driver.sim.count("worker_pause")
             return True
@@ -97,6 +100,7 @@ class SimWorker:
             self.registered = False
             self._attempts.clear()
             self._done.clear()
+            self._echoes.clear()
         else:  # back from a pause: what finished meanwhile is reported, stale or not
             for task_id, attempt in list(self._attempts.items()):
                 if attempt.finish_at <= now_ms:
@@ -124,7 +128,7 @@ class SimWorker:
             mine = self._attempts.get(task_id)
             if (mine is None or mine.token < token) and (task_id, token) not in self._finished:
                 status = "completed" if self._rng.random() < 0.8 else "failed"
-                finish_at = now_ms + self._rng.randint(5, 250)
+                finish_at = now_ms + self._rng.randint(5, 120)
                 self._attempts[task_id] = _Attempt(token=token, finish_at=finish_at, status=status)
         for task_id, attempt in list(self._attempts.items()):
             task = sm.tasks.get(task_id)
@@ -156,13 +160,18 @@ class SimWorker:
 
     def _report(self, now_ms: int) -> Command | None:
         started = [(t, a.token) for t, a in self._attempts.items() if not a.started_sent]
-        if not started and not self._done:
+        outcomes = list(self._done)
+        # At least once: a report whose answer was lost is sent again, maybe much later
+        # (after its task was retried, even on this same worker): it must be refused.
+        outcomes += [outcome for at, outcome in self._echoes if at <= now_ms]
+        self._echoes = [(at, outcome) for at, outcome in self._echoes if at > now_ms]
+        if not started and not outcomes:
             return None
         return ReportAttempts(
             now_ms=now_ms,
             worker_id=self.id,
             started=started,
-            outcomes=list(self._done),
+            outcomes=outcomes,
             place=self._rng.random() < 0.5,
         )
 
@@ -181,6 +190,9 @@ class SimWorker:
                 if mine is not None and mine.token == token:
                     mine.started_sent = True
             reported = {(o.task_id, o.fencing_token) for o in command.outcomes}
+            for outcome in command.outcomes:
+                if self._rng.random() < 0.2:
+                    self._echoes.append((command.now_ms + self._rng.randint(20, 300), outcome))
             self._done = [o for o in self._done if (o.task_id, o.fencing_token) not in reported]
             refused = sum(1 for took in result if took is False)
             if refused:
