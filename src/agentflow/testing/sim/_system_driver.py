@@ -266,6 +266,7 @@ class SystemDriver:
                     f"tasks not ended {SETTLE_MS} ms after healing: {pending[:8]}"
                 )
         self.ledger.judge(self.machine(leader), sim.now_ms)
+        sim.trace(f"{sim.now_ms} settled {leader.applied} {leader.model.digest().hex()}")
         sim.stats["acked_tasks"] = len(self.ledger.tasks)
         sim.stats["resource_writes"] = self.ledger.writes
         sim.stats["digests_compared"] = self.book.compared
