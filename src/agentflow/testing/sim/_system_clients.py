@@ -19,6 +19,7 @@ from agentflow.state.commands import (
     AckMessages,
     AcquireLock,
     CancelTask,
+    CancelWorkflow,
     Command,
     ConnectAgent,
     NewTask,
@@ -63,6 +64,7 @@ class SystemClient:
         self._seq = 0
         self._keys: list[str] = []
         self._known: list[str] = []  # task ids it was answered with
+        self._workflows: list[str] = []  # workflow ids it was answered with
         self._lock: tuple[str, int, int] | None = None  # name, token, believed until
         self._connected = False
         self._cursor = 0  # the inbox cursor it read up to
@@ -82,6 +84,8 @@ class SystemClient:
             return self._submit(now_ms)
         if roll < 0.26:
             return self._workflow(now_ms)
+        if roll < 0.27 and self._workflows:
+            return CancelWorkflow(now_ms=now_ms, workflow_id=self._rng.choice(self._workflows))
         if roll < 0.30 and self._known:
             task_id = self._rng.choice(self._known)
             self._driver.ledger.cancels.setdefault(task_id, now_ms)
@@ -187,6 +191,7 @@ class SystemClient:
                 self._known.append(task_id)
         elif isinstance(command, SubmitWorkflow) and isinstance(result, dict):
             if result.get("created"):
+                self._workflows.append(command.workflow_id)
                 for new in command.tasks:
                     ledger.submitted(None, new.id, "workflow")
         elif isinstance(command, AcquireLock) and isinstance(result, Grant):

@@ -15,6 +15,7 @@ workers and timers running until every acknowledged task has ended, then judges 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from agentflow.scheduler.timers import (
     placement_commands,
 )
 from agentflow.state import StateMachine
-from agentflow.state.commands import Command, RearmLocks, encode_command
+from agentflow.state.commands import Command, RearmLocks, WorkerDisconnected, encode_command
 from agentflow.state.locks import Grant
 from agentflow.testing.sim._events import EV_CLIENT, EV_CLIENT_TIMEOUT
 from agentflow.testing.sim._system import DigestBook, SystemModel
@@ -106,6 +107,16 @@ class SystemDriver:
 
     def connected_agents(self) -> list[str]:
         return [c.agent for c in self.clients if c._connected]
+
+    def disconnected(self, worker_id: str) -> None:
+        """A worker's session ended uncleanly: the leader proposes it offline (no answer)."""
+        node = self.target()
+        if node is not None and node.raft is not None:
+            command = WorkerDisconnected(now_ms=self.sim.now_ms, worker_id=worker_id)
+            with contextlib.suppress(ProposalDroppedError):
+                node.raft.propose(encode_command(command))
+                self.sim.trace(f"{self.sim.now_ms} session {worker_id} closed @{node.id}")
+                self.sim.after_io(node)
 
     def touch(self, node: SimNode, worker_id: str) -> None:
         timers = self._timers.get(node.id)

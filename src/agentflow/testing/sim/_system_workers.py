@@ -84,6 +84,8 @@ class SimWorker:
         roll = self._rng.random()
         if roll < 0.01:
             self.state, self._until = _DOWN, now_ms + self._rng.randint(50, 1000)
+            if self.registered:  # its session's socket closes: the leader notes it offline
+                self._driver.disconnected(self.id)
             self._driver.sim.trace(f"{now_ms} worker {self.id} crashes")
             self._driver.sim.count("worker_crash")
             return True
