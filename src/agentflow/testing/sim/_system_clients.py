@@ -66,7 +66,7 @@ class SystemClient:
         self._known: list[str] = []  # task ids it was answered with
         self._workflows: list[str] = []  # workflow ids it was answered with
         self._lock: tuple[str, int, int] | None = None  # name, token, believed until
-        self._connected = False
+        self.connected = False
         self._cursor = 0  # the inbox cursor it read up to
         self._acked = 0
 
@@ -77,7 +77,7 @@ class SystemClient:
         self._seq += 1
         if self._lock is not None and now_ms >= self._lock[2]:
             self._drop_lock()  # its lease may have ended: it no longer counts on it
-        if not self._connected:
+        if not self.connected:
             return ConnectAgent(now_ms=now_ms, agent_id=self.agent, ttl_ms=_AGENT_TTL_MS)
         roll = self._rng.random()
         if roll < 0.2:
@@ -204,7 +204,7 @@ class SystemClient:
                 ledger.believe(self.number, command.name, command.token, until, now_ms)
                 self._lock = (command.name, command.token, until)
         elif isinstance(command, ConnectAgent) and isinstance(result, AgentBox):
-            self._connected = True
+            self.connected = True
         elif isinstance(command, SendMessage) and isinstance(result, Sent):
             ledger.sent.setdefault(command.to, []).append(command.id)
         elif isinstance(command, AckMessages) and isinstance(result, AgentBox):

@@ -106,7 +106,7 @@ class SystemDriver:
         return model.sm
 
     def connected_agents(self) -> list[str]:
-        return [c.agent for c in self.clients if c._connected]
+        return [c.agent for c in self.clients if c.connected]
 
     def disconnected(self, worker_id: str) -> None:
         """A worker's session ended uncleanly: the leader proposes it offline (no answer)."""
