@@ -198,6 +198,7 @@ class SystemClient:
             until = command.now_ms + command.ttl_ms
             ledger.believe(self.number, command.name, result.token, until, now_ms)
             self._lock = (command.name, result.token, until)
+            self._driver.sim.count("lease_granted")
         elif isinstance(command, RenewLock) and isinstance(result, Grant):
             if self._lock is not None and self._lock[1] == command.token:
                 until = command.now_ms + command.ttl_ms
@@ -207,7 +208,9 @@ class SystemClient:
             self.connected = True
         elif isinstance(command, SendMessage) and isinstance(result, Sent):
             ledger.sent.setdefault(command.to, []).append(command.id)
+            self._driver.sim.count("message_sent")
         elif isinstance(command, AckMessages) and isinstance(result, AgentBox):
             self._acked = max(self._acked, command.cursor)
+            self._driver.sim.count("inbox_acked")
         elif isinstance(result, AgentFlowError):
             self._driver.sim.count(f"refused_{type(command).__name__}")
