@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agentflow.state import StateMachine
-from agentflow.state.records import TERMINAL_STATUSES, TaskStatus
+from agentflow.state.records import TERMINAL_STATUSES, TaskRecord, TaskStatus
 from agentflow.testing.sim._invariants import InvariantViolationError
 
 __all__ = ["Ledger"]
@@ -101,6 +101,8 @@ class Ledger:
             last_index = index
 
     # -- after healing --------------------------------------------------------------------
+    # (a workflow's dependent ran only once its trigger held, and was skipped only when it
+    # could no longer hold: see `_judge_trigger`)
 
     def unsettled(self, sm: StateMachine) -> list[str]:
         """Acknowledged tasks not yet finished (or not yet applied) in ``sm``."""
@@ -135,6 +137,8 @@ class Ledger:
                 _fail(f"task {task_id} was cancelled, but no one asked")
             if status in (TaskStatus.TIMED_OUT, TaskStatus.UPSTREAM_FAILED) and how == "task":
                 _fail(f"lone task {task_id} ended {status.value}")
+            if task.dependencies:
+                _judge_trigger(sm, task)
         for agent, ids in self.sent.items():
             arrived = {message_id for _, message_id in self.seen.get(agent, {}).values()}
             box = sm.messages.agents.get(agent)
@@ -143,3 +147,15 @@ class Ledger:
             missing = [m for m in ids if m not in arrived]
             if missing:
                 _fail(f"messages {missing[:5]} acknowledged to their senders never reached {agent}")
+
+
+def _judge_trigger(sm: StateMachine, task: TaskRecord) -> None:
+    """A dependent ran only once its trigger held; it was skipped only when it never could."""
+    deps = [sm.tasks.get(d) for d in task.dependencies]
+    statuses = [d.status if d is not None else None for d in deps]
+    done = all(s in TERMINAL_STATUSES for s in statuses)
+    ok = all(s is TaskStatus.COMPLETED for s in statuses)
+    if task.attempts and not (done if task.trigger == "all_done" else ok):
+        _fail(f"workflow task {task.id} ({task.trigger}) ran after upstream {statuses}")
+    if task.status is TaskStatus.UPSTREAM_FAILED and (task.trigger == "all_done" or ok):
+        _fail(f"workflow task {task.id} ({task.trigger}) skipped after upstream {statuses}")
