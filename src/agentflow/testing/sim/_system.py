@@ -18,6 +18,7 @@ from agentflow.state import StateMachine
 from agentflow.state.commands import ReportAttempts, decode_command
 from agentflow.state.events import TaskAssigned
 from agentflow.state.locks import LockMode
+from agentflow.state.machine import StateLimits
 from agentflow.testing.sim._invariants import InvariantViolationError
 
 __all__ = ["DigestBook", "SystemModel", "describe"]
@@ -30,6 +31,12 @@ def describe(result: object) -> str:
     if isinstance(result, AgentFlowError):
         return f"{type(result).__name__}: {result}"
     return repr(result)
+
+
+def _machine() -> StateMachine:
+    """The real state machine with a short live window: most finished tasks are kept frozen
+    (as bytes), so freezing, thawing on reads and snapshots of frozen rows run too."""
+    return StateMachine(limits=StateLimits(live_finished_tasks=3))
 
 
 class DigestBook:
@@ -54,7 +61,7 @@ class DigestBook:
 
 class SystemModel:
     def __init__(self, book: DigestBook | None = None, node: str = "a replica") -> None:
-        self.sm = StateMachine()
+        self.sm = _machine()
         self._book = book
         self._node = node
         self._task_tokens: dict[str, int] = {}  # what this replica saw, since it started
@@ -81,7 +88,7 @@ class SystemModel:
         return self.sm.snapshot()
 
     def restore(self, data: bytes) -> None:
-        self.sm = StateMachine()
+        self.sm = _machine()
         if data:
             self.sm.restore(data)
         self._task_tokens = {
