@@ -107,6 +107,11 @@ class SystemModel:
         order = repr(self.sm.ready.order()).encode()
         return hashlib.sha256(bytes.fromhex(self.sm.digest()) + order).digest()
 
+    @property
+    def lock_tokens(self) -> dict[str, int]:
+        """Each lock's newest grant token this replica has seen."""
+        return self._lock_tokens
+
     # -- per-replica invariants -------------------------------------------------------------
 
     def _check_task_token(self, task_id: str, token: int, index: int) -> None:

@@ -29,7 +29,7 @@ from agentflow.state.commands import (
     SubmitTasks,
     SubmitWorkflow,
 )
-from agentflow.state.locks import Grant
+from agentflow.state.locks import Grant, Waiting
 from agentflow.state.messages import AgentBox, Sent
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ class SystemClient:
         self._known: list[str] = []  # task ids it was answered with
         self._workflows: list[str] = []  # workflow ids it was answered with
         self._lock: tuple[str, int, int] | None = None  # name, token, believed until
+        self._waiting: tuple[str, int] | None = None  # in a lock's queue: name, give up at
+        self._last_token = 0  # the newest grant it held (an older one is never taken again)
         self.connected = False
         self._cursor = 0  # the inbox cursor it read up to
         self._acked = 0
@@ -127,10 +129,20 @@ class SystemClient:
 
     def _locking(self, now_ms: int) -> Command | None:
         session = f"s{self.number}"
+        if self._waiting is not None:
+            return self._check_wait(session, now_ms)
         if self._lock is None:
             name = self._rng.choice(LOCKS)
             ttl = self._rng.choice(_TTLS_MS)
-            return AcquireLock(now_ms=now_ms, name=name, session=session, ttl_ms=ttl)
+            wait = self._rng.random() < 0.4
+            return AcquireLock(
+                now_ms=now_ms,
+                name=name,
+                session=session,
+                ttl_ms=ttl,
+                wait=wait,
+                wait_timeout_ms=self._rng.choice((50, 200, 600)) if wait else None,
+            )
         name, token, _ = self._lock
         roll = self._rng.random()
         if roll < 0.5:
@@ -145,6 +157,26 @@ class SystemClient:
             return RenewLock(now_ms=now_ms, name=name, session=session, token=token, ttl_ms=ttl)
         self._drop_lock()  # from the moment it asks to release, it counts on nothing
         return ReleaseLock(now_ms=now_ms, name=name, session=session, token=token)
+
+    def _check_wait(self, session: str, now_ms: int) -> Command | None:
+        """Waiting in a lock's queue: a grant shows in the leader's state (with the expiry it
+        was given when the queue woke it); past its deadline it stops looking."""
+        assert self._waiting is not None
+        name, give_up = self._waiting
+        node = self._driver.target()
+        grant = None
+        if node is not None:
+            holders = self._driver.machine(node).locks.holders(name)
+            grant = next((g for g in holders if g.session == session), None)
+        if grant is not None and grant.token > self._last_token and now_ms < grant.expiry_ms:
+            self._waiting = None
+            self._last_token = grant.token
+            self._lock = (name, grant.token, grant.expiry_ms)
+            self._driver.ledger.believe(self.number, name, grant.token, grant.expiry_ms, now_ms)
+            self._driver.sim.count("lease_woken")
+        elif now_ms >= give_up:
+            self._waiting = None
+        return None
 
     def _drop_lock(self) -> None:
         if self._lock is not None:
@@ -198,7 +230,11 @@ class SystemClient:
             until = command.now_ms + command.ttl_ms
             ledger.believe(self.number, command.name, result.token, until, now_ms)
             self._lock = (command.name, result.token, until)
+            self._last_token = max(self._last_token, result.token)
             self._driver.sim.count("lease_granted")
+        elif isinstance(command, AcquireLock) and isinstance(result, Waiting):
+            deadline = command.now_ms + (command.wait_timeout_ms or 0)
+            self._waiting = (command.name, deadline + 100)
         elif isinstance(command, RenewLock) and isinstance(result, Grant):
             if self._lock is not None and self._lock[1] == command.token:
                 until = command.now_ms + command.ttl_ms

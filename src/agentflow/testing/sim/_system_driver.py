@@ -29,7 +29,6 @@ from agentflow.scheduler.timers import (
 )
 from agentflow.state import StateMachine
 from agentflow.state.commands import Command, RearmLocks, WorkerDisconnected, encode_command
-from agentflow.state.locks import Grant
 from agentflow.testing.sim._events import EV_CLIENT, EV_CLIENT_TIMEOUT
 from agentflow.testing.sim._system import DigestBook, SystemModel
 from agentflow.testing.sim._system_clients import SystemClient
@@ -195,9 +194,11 @@ class SystemDriver:
     def on_applied(self, node: SimNode, applied: list[Applied]) -> None:
         """Answers for the requests proposed on ``node``; committed grants; armed timers."""
         timers = self._timers.get(node.id)
+        model = node.model
+        if applied and isinstance(model, SystemModel):  # grants by acquire or by a queue
+            for name, token in model.lock_tokens.items():
+                self.ledger.on_grant(name, token)
         for entry in applied:
-            if isinstance(entry.result, Grant):
-                self.ledger.on_grant(entry.result.name, entry.result.token)
             if timers is not None and timers.rearm == (entry.index, entry.data):
                 timers.locks_armed = True
             request = self._by_slot.pop((node.id, entry.index), None)
