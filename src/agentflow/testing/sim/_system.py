@@ -91,10 +91,10 @@ class SystemModel:
         self.sm = _machine()
         if data:
             self.sm.restore(data)
-        self._task_tokens = {
-            task_id: task.fencing_token
-            for task_id in self.sm.tasks
-            if (task := self.sm.tasks.get(task_id)) is not None and task.fencing_token is not None
+        self._task_tokens = {  # finished (frozen) tasks get no new attempt: live ones suffice
+            task.id: task.fencing_token
+            for task in self.sm.tasks.live()
+            if task.fencing_token is not None
         }
         self._lock_tokens = {}
         for name in self.sm.locks.names():
@@ -128,7 +128,7 @@ class SystemModel:
         assert isinstance(command, ReportAttempts), command
         live: dict[tuple[str, int], int | None] = {}
         for outcome in command.outcomes:
-            task = self.sm.tasks.get(outcome.task_id)
+            task = self.sm.tasks.peek(outcome.task_id)  # a check must not thaw what it reads
             worker = self.sm.workers.get(command.worker_id)
             current = None
             if (
