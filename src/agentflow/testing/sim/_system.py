@@ -54,7 +54,7 @@ class DigestBook:
             return
         what = "result" if first[0] != result else "state digest"
         raise InvariantViolationError(
-            f"replicas differ at index {index} ({what}): node {node} has {result!r} "
+            f"replicas differ at index {index} ({what}): {node} has {result!r} "
             f"{digest.hex()}, another had {first[0]!r} {first[1].hex()}"
         )
 
