@@ -64,12 +64,18 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-# Deterministic Raft simulation over any range of seeds; a failing seed prints itself.
+# Deterministic simulation over any range of seeds, the Raft core under key-value clients and
+# then the whole system (the real state machine, workers, the leader's timers); a failing seed
+# prints itself.
 sim: $(STAMP)
 	$(PY) -m agentflow.testing.sim --seeds $(SEEDS) --seed-base $(SEED_BASE) --steps $(STEPS) --jobs 0
+	$(PY) -m agentflow.testing.sim --seeds $(SEEDS) --seed-base $(SEED_BASE) --steps $(STEPS) --jobs 0 \
+		--model system
 
 soak: $(STAMP)
 	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 5000 --jobs 0
+	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 2000 --jobs 0 \
+		--model system
 
 # The HTTP API fuzzed against its OpenAPI document for long (the suite runs a bounded pass).
 FUZZ_EXAMPLES ?= 300

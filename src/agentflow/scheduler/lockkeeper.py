@@ -4,7 +4,8 @@ On taking leadership the keeper first commits ``RearmLocks`` (every grant gets i
 the new leader's clock, so no lease ends early because the old leader's clock ran ahead, or
 because renewals were lost in the failover); then it sleeps until the earliest expiry, wait
 deadline or lock-delay and commits ``ExpireLocks`` with the time it read. The state machine
-ends only what is due at that time, so expiry is never early.
+ends only what is due at that time, so expiry is never early. The decision is the pure
+:func:`agentflow.scheduler.timers.lock_commands` (the simulator runs it too).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import Callable
 
 from agentflow.errors import AgentFlowError
 from agentflow.scheduler.loop import cancel_requested
+from agentflow.scheduler.timers import lock_commands
 from agentflow.state.commandlog import CommandLog
-from agentflow.state.commands import ExpireLocks, RearmLocks
 from agentflow.state.events import Event, LockChanged
 
 __all__ = ["LockKeeper"]
@@ -70,9 +71,8 @@ class LockKeeper:
             self._armed = False
             return
         if not self._armed:
-            await self._log.propose(RearmLocks(now_ms=self._now_ms()))
+            for command in lock_commands(self._log.machine.locks, self._now_ms(), armed=False):
+                await self._log.propose(command)
             self._armed = True
-        now = self._now_ms()
-        due = self._log.machine.locks.next_deadline_ms()
-        if due is not None and due <= now:
-            await self._log.propose(ExpireLocks(now_ms=now))
+        for command in lock_commands(self._log.machine.locks, self._now_ms(), armed=True):
+            await self._log.propose(command)

@@ -1,7 +1,8 @@
 """The leader's control loop: turn state and the clock into commands.
 
 One coroutine, woken by applied events (new queued tasks, freed slots, workers joining) or a
-timer. Most work is placed inline, by the entry that submits it or frees its slot (see
+timer. The pass itself is pure (:mod:`agentflow.scheduler.timers`; the simulator runs it too).
+Most work is placed inline, by the entry that submits it or frees its slot (see
 ``StateMachine.place``); this loop catches the rest (a worker joining, a backoff ending, a
 task beyond the inline scan) and proposes ``AssignTasks`` from the same placement policy,
 ``ReleaseDueTasks`` when a retry backoff has passed, and ``MarkWorkersLost`` for workers
@@ -16,20 +17,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from agentflow.errors import AgentFlowError
-from agentflow.scheduler.placement import plan_pass
-from agentflow.state.commandlog import CommandLog
-from agentflow.state.commands import (
-    AssignTasks,
-    DeregisterWorker,
-    MarkWorkersLost,
-    ReleaseDueTasks,
-    SetUnschedulable,
+from agentflow.scheduler.timers import (
+    Liveness,
+    SchedulerConfig,
+    due_commands,
+    placement_commands,
 )
+from agentflow.state.commandlog import CommandLog
+from agentflow.state.commands import MarkWorkersLost
 from agentflow.state.events import Event, TaskChanged, TasksQueued, WorkerChanged
-from agentflow.state.records import WorkerState
 
 __all__ = ["Scheduler", "SchedulerConfig", "cancel_requested"]
 
@@ -41,14 +39,6 @@ def cancel_requested() -> bool:
     lands as the awaited event is set, and the loop would go on for ever (a shutdown hung)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerConfig:
-    worker_loss_timeout_s: float = 30.0
-    lost_worker_retention_s: float = 3600.0  # then a lost worker leaves the registry
-    tick_s: float = 1.0
-    max_assignments_per_pass: int = 4096
 
 
 class Scheduler:
@@ -114,42 +104,15 @@ class Scheduler:
     async def _pass(self) -> None:
         if not self._log.is_leader:
             return
-        sm = self._log.machine
         now = self._now_ms()
-        due = sm.next_due_ms()
-        if due is not None and due <= now:
-            await self._log.propose(ReleaseDueTasks(now_ms=now))
-        lost = self._silent_workers(now)
-        if lost:
-            log.warning("workers lost (silent > %ss): %s", self._config.worker_loss_timeout_s, lost)
-            await self._log.propose(MarkWorkersLost(now_ms=now, worker_ids=lost))
-        retention_ms = int(self._config.lost_worker_retention_s * 1000)
-        expired = [
-            w.id
-            for w in sm.workers.values()
-            if w.state is WorkerState.LOST
-            and w.lost_at is not None
-            and now - w.lost_at > retention_ms
-        ]
-        for worker_id in expired:  # lost long enough: leave the registry, history kept
-            await self._log.propose(DeregisterWorker(now_ms=now, worker_id=worker_id, force=True))
-        plan = plan_pass(sm, max_assignments=self._config.max_assignments_per_pass)
-        if plan.unschedulable:
-            await self._log.propose(
-                SetUnschedulable(now_ms=self._now_ms(), reasons=plan.unschedulable)
-            )
-        if plan.assignments:
-            await self._log.propose(
-                AssignTasks(now_ms=self._now_ms(), assignments=plan.assignments)
-            )
-
-    def _silent_workers(self, now: int) -> list[str]:
-        limit_ms = int(self._config.worker_loss_timeout_s * 1000)
-        silent = []
-        for worker in self._log.machine.workers.values():
-            if worker.state is WorkerState.LOST:
-                continue
-            heard = max(self._last_contact.get(worker.id, 0), self._armed_at)
-            if now - heard > limit_ms:
-                silent.append(worker.id)
-        return silent
+        liveness = Liveness(armed_at_ms=self._armed_at, last_contact_ms=self._last_contact)
+        for command in due_commands(self._log.machine, now, liveness, self._config):
+            if isinstance(command, MarkWorkersLost):
+                log.warning(
+                    "workers lost (silent > %ss): %s",
+                    self._config.worker_loss_timeout_s,
+                    command.worker_ids,
+                )
+            await self._log.propose(command)
+        for command in placement_commands(self._log.machine, self._now_ms(), self._config):
+            await self._log.propose(command)

@@ -350,9 +350,9 @@ class StateMachine:
 
         Task rows repeat most of their bytes from one task to the next, so the image that
         state.db, the Raft storage and a lagging follower hold is several times smaller."""
-        return zlib.compress(self._packed(), SNAPSHOT_ZLIB_LEVEL)
+        return zlib.compress(self._packed(ready_order=True), SNAPSHOT_ZLIB_LEVEL)
 
-    def _packed(self) -> bytes:
+    def _packed(self, *, ready_order: bool = False) -> bytes:
         body = {
             "applied_index": self.applied_index,
             "task_rows": self.tasks.rows(),
@@ -367,6 +367,8 @@ class StateMachine:
             "tokens": self.tokens.snapshot(),
             "rejected": self.rejected.to_wire(),
         }
+        if ready_order:  # in the snapshot, not the digest (kept as it was)
+            body["ready_order"] = self.ready.order()
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
 
@@ -391,6 +393,7 @@ class StateMachine:
             tasks = (self._load_wire(wire) for wire in body["tasks"])
         for task in tasks:
             self._index_restored(task)
+        self._restore_ready_order(body.get("ready_order", []))
         for wire in body["workers"]:
             worker = WorkerRecord.from_wire(wire)
             self.workers[worker.id] = worker
@@ -409,6 +412,17 @@ class StateMachine:
         if "rejected" in body:
             self.rejected.restore(body["rejected"])
         self.tasks.compact()
+
+    def _restore_ready_order(self, order: list[tuple[str, list[str]]]) -> None:
+        """Push the queued tasks again in the order the snapshot's queue had them: ties among
+        equal keys go by push order, so a restored replica places as the others do. (A
+        snapshot from before it carried the order keeps the table's order.)"""
+        for group, task_ids in order:
+            for task_id in task_ids:
+                task = self.tasks.get(task_id)
+                if task is not None and task.status is TaskStatus.QUEUED and not task.not_before:
+                    key = self.policy.static_key(task.priority, task.enqueued_at, task.retries)
+                    self.ready.push(group, task_id, key)
 
     def _load_wire(self, wire: dict[str, Any]) -> TaskRecord:
         task = TaskRecord.from_wire(wire)

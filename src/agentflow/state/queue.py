@@ -87,6 +87,15 @@ class ReadyQueue:
         g.live[task_id] = self._seq
         heapq.heappush(g.heap, (key, self._seq, task_id))
 
+    def order(self) -> list[tuple[str, list[str]]]:
+        """Each group's queued task ids in push order: how ties among equal keys are broken,
+        which a snapshot must carry (a restored queue pushes them again in this order)."""
+        return [
+            (name, sorted(g.live, key=g.live.__getitem__))
+            for name, g in self._groups.items()
+            if g.live
+        ]
+
     def remove(self, group: str, task_id: str) -> bool:
         g = self._groups.get(group)
         if g is None or g.live.pop(task_id, None) is None:

@@ -25,7 +25,7 @@ from agentflow.testing.sim._invariants import InvariantViolationError
 from agentflow.testing.sim._kv import KvCommand
 
 if TYPE_CHECKING:
-    from agentflow.testing.sim._shell import SimNode
+    from agentflow.testing.sim._shell import Applied, SimNode
     from agentflow.testing.sim._simulation import Simulation
 
 __all__ = ["ClientDriver"]
@@ -244,6 +244,9 @@ class ClientDriver:
             if pending.kind is OpKind.PUT or outcome:
                 self._recent[command.key] = command.value
         self._next(pending.client)
+
+    def on_applied(self, node: SimNode, applied: list[Applied]) -> None:
+        """Nothing to do: each write is answered by its node's driver (see `answered`)."""
 
     def on_reads(self, node: SimNode, contexts: list[bytes]) -> None:
         sim = self._sim

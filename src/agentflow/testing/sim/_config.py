@@ -38,9 +38,13 @@ class SimConfig:
     converge_ticks: int = 1000
     log_check_every: int = 500  # steps between whole-log cross-checks
     faults: bool = True
+    # What the nodes replicate: "kv", registers checked for linearizability; "system", the
+    # real StateMachine under a workload of clients, workers and the leader's timers.
+    model: str = "kv"
 
     def __post_init__(self) -> None:
         assert self.nodes in (None, 1, 3, 5), self.nodes
+        assert self.model in ("kv", "system"), self.model
         assert self.steps >= 0 and self.clients >= 0 and self.keys, self
 
     def replay_command(self) -> str:
@@ -54,6 +58,8 @@ class SimConfig:
             parts.append(f"--read-mode {self.read_mode.value}")
         if not self.faults:
             parts.append("--no-faults")
+        if self.model != "kv":
+            parts.append(f"--model {self.model}")
         return " ".join(parts)
 
 

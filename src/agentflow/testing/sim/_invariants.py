@@ -53,6 +53,11 @@ class InvariantViolationError(AssertionError):
 class _NodeRecord:
     hard_state: HardState = field(default_factory=HardState)
     led_terms: set[int] = field(default_factory=set)
+    # The voters this node counted when it last led, and the ones before the last change: a
+    # leader's configuration changes when it applies the change, so a commit it decided just
+    # before (and persists just after) was counted among the previous voters.
+    voters: frozenset[str] = frozenset()
+    prev_voters: frozenset[str] = frozenset()
 
 
 def _fail(message: str) -> None:
@@ -186,6 +191,8 @@ class SafetyChecker:
                 f"{old.vote} -> {hard_state.vote}"
             )
         record.hard_state = hard_state
+        if leading and voters != record.voters:
+            record.prev_voters, record.voters = record.voters, voters
         if leading and hard_state.commit:
             best = self._commit_in_term.get(hard_state.term, (0, 0))
             if hard_state.commit > best[0]:
@@ -195,16 +202,25 @@ class SafetyChecker:
                     entry_term = storage.snapshot().metadata.term
                 self._commit_in_term[hard_state.term] = (hard_state.commit, entry_term)
                 if entry_term == hard_state.term:  # counted by this leader, not inherited
-                    self._check_commit_durable(node_id, hard_state.commit, entry_term, voters)
+                    self._check_commit_durable(
+                        node_id, hard_state.commit, entry_term, voters, record.prev_voters
+                    )
 
     def _check_commit_durable(
-        self, node_id: str, index: int, term: int, voters: frozenset[str]
+        self,
+        node_id: str,
+        index: int,
+        term: int,
+        voters: frozenset[str],
+        prev_voters: frozenset[str] = frozenset(),
     ) -> None:
-        """A leader commits ``index`` only once a majority of ``voters`` holds it on disk."""
+        """A leader commits ``index`` only once a majority of ``voters`` holds it on disk (or
+        of ``prev_voters``: one change of a single voter ago, their majorities intersect)."""
         if not voters or not self._storages:
             return
         holders = sorted(v for v in voters if _durably_holds(self._storages.get(v), index, term))
-        if len(holders) <= len(voters) // 2:
+        before = [v for v in prev_voters if _durably_holds(self._storages.get(v), index, term)]
+        if len(holders) <= len(voters) // 2 and len(before) <= len(prev_voters) // 2:
             _fail(
                 f"leader {node_id} commits ({index}, term {term}) durable only on {holders} "
                 f"of voters {sorted(voters)}"

@@ -51,7 +51,7 @@ class KvCommand:
 
 
 class KvStore:
-    """The in-memory (volatile) state machine of one node."""
+    """The in-memory (volatile) state machine of one node (a `ReplicaModel`)."""
 
     def __init__(self) -> None:
         self.data: dict[str, str] = {}

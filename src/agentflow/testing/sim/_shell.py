@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from agentflow.cluster.driver import ReadyDriver, Write
 from agentflow.raft import (
@@ -44,22 +44,9 @@ from agentflow.raft import (
 from agentflow.testing.sim._disk import SimDisk
 from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
 from agentflow.testing.sim._kv import KvStore
+from agentflow.testing.sim._model import ModelFactory, ReplicaModel
 
 __all__ = ["Applied", "ReplicaModel", "SimNode"]
-
-
-class ReplicaModel(Protocol):
-    """The replicated state machine a simulated node applies committed commands to."""
-
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply the command at ``index``; return what its proposer is told."""
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, data: bytes) -> None: ...
-
-    def digest(self) -> bytes:
-        """Equal for replicas that applied the same commands."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +70,7 @@ class SimNode:
         rng: random.Random,
         checker: SafetyChecker,
         config: Config,
-        model: Callable[[], ReplicaModel] = KvStore,
+        model: ModelFactory = KvStore,
     ) -> None:
         self.id = node_id
         self.storage = storage  # durable: survives crashes, written only from a Ready

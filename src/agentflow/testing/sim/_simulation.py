@@ -42,10 +42,11 @@ from agentflow.testing.sim._events import (
     EV_WRITE,
 )
 from agentflow.testing.sim._invariants import InvariantViolationError, SafetyChecker
-from agentflow.testing.sim._kv import KvCommand
+from agentflow.testing.sim._kv import KvCommand, KvStore
 from agentflow.testing.sim._nemesis import Nemesis
 from agentflow.testing.sim._network import LinkFaults, SimNetwork
 from agentflow.testing.sim._shell import SimNode
+from agentflow.testing.sim._system_driver import SystemDriver
 
 __all__ = ["LivenessViolationError", "SimResult", "Simulation", "run_seed"]
 
@@ -97,7 +98,9 @@ class Simulation:
         self._next_node = 1
         # Before any node starts: a founding member applies its bootstrap entries at once,
         # and applied entries are reported to both.
-        self.clients = ClientDriver(self)
+        self.clients: ClientDriver | SystemDriver = (
+            SystemDriver(self) if config.model == "system" else ClientDriver(self)
+        )
         self.nemesis = Nemesis(self)
         # Founding members are bootstrapped as a real cluster is: the voters are written
         # into each log as committed conf-change entries 1..n. Joiners start empty.
@@ -132,6 +135,7 @@ class Simulation:
             rng=random.Random(self.rng.getrandbits(64)),
             checker=self.checker,
             config=self.raft_config,
+            model=self.clients.model if isinstance(self.clients, SystemDriver) else KvStore,
         )
         self.checker.register(node_id, storage)
         node.slow_writes = self.mix.leader_write_ms_max > 0
@@ -192,6 +196,7 @@ class Simulation:
                 node.raft.report_snapshot(peer, False)
             self.after_io(node)
         if node.applied_now:
+            self.clients.on_applied(node, node.applied_now)
             for applied in node.applied_now:
                 self.nemesis.on_applied(applied)
             node.applied_now.clear()
@@ -390,13 +395,12 @@ class Simulation:
         self.check_logs()
         members = [n for n in self.nodes.values() if n.alive and n.id not in self.retired]
         top = max(n.applied for n in members)
-        states = {n.id: n.model for n in members if n.applied == top}
+        states = {n.id: n.model.digest() for n in members if n.applied == top}
         first = next(iter(states.values()))
-        for node_id, model in states.items():
-            if model.digest() != first.digest():
+        for node_id, data in states.items():
+            if data != first:
                 raise InvariantViolationError(
-                    f"state machines differ at {top}: {node_id} {model.snapshot()!r} vs "
-                    f"{first.snapshot()!r}"
+                    f"state machines differ at {top}: {node_id} {data.hex()} vs {first.hex()}"
                 )
         self.clients.judge_acknowledged()
         self.clients.resolve_open_writes(self.final_term)

@@ -1,0 +1,175 @@
+"""The real `StateMachine` as a simulated node's `ReplicaModel`, with the checks each replica
+makes after every entry it applies.
+
+Per replica, after every applied entry: no lock has two exclusive holders (or more holders
+than its limit); a lock's grants carry rising tokens; a task's attempts carry rising fencing
+tokens; a worker's report is accepted only for the attempt that is the task's live one when
+it applies (never a superseded token). Across replicas (`DigestBook`): every replica that
+applies the entry at an index ends with the same state digest there, and the same result.
+A violation raises `InvariantViolationError` out of `apply`, which fails the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from agentflow.errors import AgentFlowError
+from agentflow.state import StateMachine
+from agentflow.state.commands import ReportAttempts, decode_command
+from agentflow.state.events import TaskAssigned
+from agentflow.state.locks import LockMode
+from agentflow.state.machine import StateLimits
+from agentflow.testing.sim._invariants import InvariantViolationError
+
+__all__ = ["DigestBook", "SystemModel", "describe"]
+
+_REPORT_TAG = b"ReportAttempts"
+
+
+def describe(result: object) -> str:
+    """A replica-independent spelling of an apply result (errors by kind and message)."""
+    if isinstance(result, AgentFlowError):
+        return f"{type(result).__name__}: {result}"
+    return repr(result)
+
+
+def _machine() -> StateMachine:
+    """The real state machine with a short live window: most finished tasks are kept frozen
+    (as bytes), so freezing, thawing on reads and snapshots of frozen rows run too."""
+    return StateMachine(limits=StateLimits(live_finished_tasks=3))
+
+
+class DigestBook:
+    """What the first replica to apply each index saw there; later ones must see the same."""
+
+    def __init__(self, *, every: int = 1) -> None:
+        self.every = every  # compare the whole state's digest at every n-th index
+        self._seen: dict[int, tuple[str, bytes]] = {}
+        self.compared = 0
+
+    def check(self, node: str, index: int, result: str, digest: bytes) -> None:
+        first = self._seen.setdefault(index, (result, digest))
+        if first == (result, digest):
+            self.compared += 1
+            return
+        what = "result" if first[0] != result else "state digest"
+        raise InvariantViolationError(
+            f"replicas differ at index {index} ({what}): {node} has {result!r} "
+            f"{digest.hex()}, another had {first[0]!r} {first[1].hex()}"
+        )
+
+
+class SystemModel:
+    def __init__(self, book: DigestBook | None = None, node: str = "a replica") -> None:
+        self.sm = _machine()
+        self._book = book
+        self._node = node
+        self._task_tokens: dict[str, int] = {}  # what this replica saw, since it started
+        self._lock_tokens: dict[str, int] = {}
+
+    # -- ReplicaModel ---------------------------------------------------------------------
+
+    def apply(self, index: int, data: bytes) -> object:
+        live = self._live_tokens(data) if _REPORT_TAG in data[:24] else None
+        result = self.sm.apply_entry(index, data)
+        events = self.sm.drain_events()
+        for event in events:
+            if isinstance(event, TaskAssigned):
+                self._check_task_token(event.task_id, event.fencing_token, index)
+        if live is not None and isinstance(result, list):
+            self._check_reports(live, result, index)
+        self._check_locks(index)
+        if self._book is not None:
+            digest = b"" if index % self._book.every else self.digest()
+            self._book.check(self._node, index, describe(result), digest)
+        return result
+
+    def snapshot(self) -> bytes:
+        return self.sm.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.sm = _machine()
+        if data:
+            self.sm.restore(data)
+        self._task_tokens = {  # finished (frozen) tasks get no new attempt: live ones suffice
+            task.id: task.fencing_token
+            for task in self.sm.tasks.live()
+            if task.fencing_token is not None
+        }
+        self._lock_tokens = {}
+        for name in self.sm.locks.names():
+            for grant in self.sm.locks.holders(name):
+                self._lock_tokens[name] = max(self._lock_tokens.get(name, 0), grant.token)
+
+    def digest(self) -> bytes:
+        """The state's digest and the ready queue's order (which it leaves out, yet placement
+        follows it among equal keys)."""
+        order = repr(self.sm.ready.order()).encode()
+        return hashlib.sha256(bytes.fromhex(self.sm.digest()) + order).digest()
+
+    @property
+    def lock_tokens(self) -> dict[str, int]:
+        """Each lock's newest grant token this replica has seen."""
+        return self._lock_tokens
+
+    # -- per-replica invariants -------------------------------------------------------------
+
+    def _check_task_token(self, task_id: str, token: int, index: int) -> None:
+        last = self._task_tokens.get(task_id, 0)
+        if token <= last:
+            raise InvariantViolationError(
+                f"{self._node} at index {index}: task {task_id} got token {token} after {last}"
+            )
+        self._task_tokens[task_id] = token
+
+    def _live_tokens(self, data: bytes) -> dict[tuple[str, int], int | None]:
+        """Before a report applies: each outcome's task's live token (None: none live)."""
+        command = decode_command(data)
+        assert isinstance(command, ReportAttempts), command
+        live: dict[tuple[str, int], int | None] = {}
+        for outcome in command.outcomes:
+            task = self.sm.tasks.peek(outcome.task_id)  # a check must not thaw what it reads
+            worker = self.sm.workers.get(command.worker_id)
+            current = None
+            if (
+                task is not None
+                and task.attempts
+                and task.attempts[-1].worker_id == command.worker_id
+                and worker is not None
+            ):
+                current = task.fencing_token
+            live[(outcome.task_id, outcome.fencing_token)] = current
+        return live
+
+    def _check_reports(
+        self, live: dict[tuple[str, int], int | None], accepted: list[object], index: int
+    ) -> None:
+        for (task_id, token), took in zip(live, accepted, strict=False):
+            if took is True and live[(task_id, token)] != token:
+                raise InvariantViolationError(
+                    f"{self._node} at index {index}: a report for task {task_id} with token "
+                    f"{token} was accepted; the live attempt's token was {live[(task_id, token)]}"
+                )
+
+    def _check_locks(self, index: int) -> None:
+        locks = self.sm.locks
+        for name in locks.names():
+            holders = locks.holders(name)
+            if not holders:
+                continue
+            limit = locks.limit(name) or 1
+            exclusive = [g for g in holders if g.mode is LockMode.EXCLUSIVE]
+            if len(holders) > limit or (exclusive and len(holders) > 1):
+                raise InvariantViolationError(
+                    f"{self._node} at index {index}: lock {name} has holders "
+                    f"{[(g.session, g.token, g.mode.value) for g in holders]}"
+                )
+            top = self._lock_tokens.get(name, 0)
+            for grant in holders:
+                if grant.token > top:
+                    self._lock_tokens[name] = grant.token
+                elif grant.token < top and len(holders) == 1 and grant.mode is LockMode.EXCLUSIVE:
+                    raise InvariantViolationError(
+                        f"{self._node} at index {index}: lock {name} granted token "
+                        f"{grant.token} after {top}"
+                    )
