@@ -13,6 +13,7 @@ from agentflow.errors import StaleTokenError, ValidationError
 from agentflow.state.commands import (
     AcquireLock,
     CancelLockWait,
+    Command,
     EndLockSession,
     ExpireLocks,
     ForceReleaseLock,
@@ -24,9 +25,11 @@ from agentflow.state.locks import Grant, LockChanges, Waiting
 from agentflow.state.records import TaskStatus
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
 __all__ = [
+    "HANDLERS",
     "TASK_SESSION_PREFIX",
     "acquire",
     "attempt_ended",
@@ -118,3 +121,15 @@ def attempt_ended(
     session = task_session(task_id, fencing_token)
     if sm.locks.held_by(session) or sm.locks.waiting_for(session) is not None:
         sm.locks.session_ended(session, index=index, now_ms=now_ms, lost=lost)
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    AcquireLock: acquire,
+    RenewLock: renew,
+    ReleaseLock: release,
+    ForceReleaseLock: force_release,
+    CancelLockWait: cancel_wait,
+    EndLockSession: end_session,
+    ExpireLocks: expire,
+    RearmLocks: rearm,
+}

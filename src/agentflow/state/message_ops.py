@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from agentflow.errors import AgentFlowError, ValidationError
 from agentflow.state.commands import (
     AckMessages,
+    Command,
     ConnectAgent,
     DisconnectAgent,
     SendMessage,
@@ -23,9 +24,11 @@ from agentflow.state.messages import AgentBox, Message, Sent
 from agentflow.state.records import TaskStatus
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
 __all__ = [
+    "HANDLERS",
     "ack",
     "connect",
     "disconnect",
@@ -97,3 +100,14 @@ def send_many(sm: StateMachine, index: int, cmd: SendMessages) -> list[Sent | Ag
 
 def ack(sm: StateMachine, index: int, cmd: AckMessages) -> AgentBox:
     return sm.messages.ack(cmd.agent_id, cmd.cursor, now_ms=cmd.now_ms)
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    ConnectAgent: connect,
+    DisconnectAgent: disconnect,
+    Subscribe: subscribe,
+    Unsubscribe: unsubscribe,
+    SendMessage: send,
+    SendMessages: send_many,
+    AckMessages: ack,
+}
