@@ -3,8 +3,12 @@ about, and the machine routes by that map alone."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import agentflow
 from agentflow.state import lock_ops, message_ops, token_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
@@ -39,3 +43,12 @@ def test_every_command_kind_has_exactly_one_handler() -> None:
 def test_a_kind_declared_twice_is_refused() -> None:
     with pytest.raises(TypeError, match="SubmitTasks has two handlers"):
         route(task_ops.HANDLERS, {SubmitTasks: worker_ops.register})
+
+
+def test_routes_read_through_the_tables_not_the_handler_modules() -> None:
+    handler_modules = {m.__name__ for m in _MODULES}
+    root = Path(agentflow.__file__).parent
+    for path in [*sorted((root / "api").glob("*.py")), root / "workerwire.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module not in handler_modules, (path.name, node.module)

@@ -21,7 +21,7 @@ from agentflow.state.commands import (
     ReleaseLock,
     RenewLock,
 )
-from agentflow.state.locks import Grant, LockChanges, Waiting
+from agentflow.state.locks import TASK_SESSION_PREFIX, Grant, LockChanges, Waiting, task_session
 from agentflow.state.records import TaskStatus
 
 if TYPE_CHECKING:
@@ -43,13 +43,7 @@ __all__ = [
     "task_session",
 ]
 
-TASK_SESSION_PREFIX = "task:"
 _LIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
-
-
-def task_session(task_id: str, fencing_token: int) -> str:
-    """The lock session of one task attempt."""
-    return f"{TASK_SESSION_PREFIX}{task_id}:{fencing_token}"
 
 
 def _check_task_session(sm: StateMachine, session: str) -> None:

@@ -133,6 +133,11 @@ class StateMachine:
     def departed(self) -> deque[dict[str, Any]]:
         return self.workers.departed
 
+    def agent_live(self, agent_id: str, now_ms: int) -> bool:
+        """Is the agent live: its named session lasts, or it is a task that runs? (It reads
+        the message and the task tables.)"""
+        return self.messages.session_live(agent_id, now_ms) or self.tasks.is_running(agent_id)
+
     def next_due_ms(self) -> int | None:
         """When the earliest backed-off task becomes due (for the scheduler's timer)."""
         return self.tasks.next_due_ms()

@@ -21,7 +21,6 @@ from agentflow.state.commands import (
     Unsubscribe,
 )
 from agentflow.state.messages import AgentBox, Message, Sent
-from agentflow.state.records import TaskStatus
 
 if TYPE_CHECKING:
     from agentflow.state.handlers import Handler
@@ -39,15 +38,10 @@ __all__ = [
     "unsubscribe",
 ]
 
-_RUNNING = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
-
 
 def is_live(sm: StateMachine, agent_id: str, now_ms: int) -> bool:
-    box = sm.messages.agents.get(agent_id)
-    if box is not None and box.session_until_ms > now_ms:
-        return True
-    task = sm.tasks.get(agent_id)
-    return task is not None and task.status in _RUNNING
+    """:meth:`StateMachine.agent_live`."""
+    return sm.agent_live(agent_id, now_ms)
 
 
 def connect(sm: StateMachine, index: int, cmd: ConnectAgent) -> AgentBox:

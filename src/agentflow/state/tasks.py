@@ -26,6 +26,7 @@ from agentflow.state.events import (
     TasksQueued,
 )
 from agentflow.state.records import (
+    OUTCOME_STATUSES,
     TERMINAL_STATUSES,
     Attempt,
     Priority,
@@ -57,8 +58,6 @@ __all__ = [
 ]
 
 MAX_RESULT_CHARS = 64 * 1024
-# What a worker may say of an attempt it finished ("rejected": refused unstarted, draining).
-OUTCOME_STATUSES = frozenset({"completed", "failed", "timed_out", "cancelled", "rejected"})
 
 _ACTIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 

@@ -31,6 +31,8 @@ from agentflow.state.taskrows import (
 
 __all__ = ["ROW_VERSION", "RowHead", "TaskTable", "pack_task", "row_head", "unpack_task"]
 
+_RUNNING = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
+
 
 class TaskTable(TaskRows):
     """Task id -> record (a mapping, see :class:`TaskRows`) with the indexes over tasks."""
@@ -66,6 +68,11 @@ class TaskTable(TaskRows):
                 for name, amount in held.resources.items():
                     reserved[name] = reserved.get(name, 0.0) + amount
         return reserved
+
+    def is_running(self, task_id: str) -> bool:
+        """Is ``task_id`` assigned or running? (A frozen task is finished: not thawed.)"""
+        task = self._rows.get(task_id)
+        return isinstance(task, TaskRecord) and task.status in _RUNNING
 
     def next_due_ms(self) -> int | None:
         """When the earliest backed-off task becomes due (for the scheduler's timer)."""
