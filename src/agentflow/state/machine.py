@@ -243,8 +243,10 @@ class StateMachine:
         """Drop the oldest finished tasks beyond ``max_finished_tasks``, each with a
         :class:`TaskEvicted` event carrying its row (a master keeps those on disk), and its
         output. A task whose workflow is still open when its turn comes is kept."""
-        evicted = self.tasks.evict(self.limits.max_finished_tasks, self.workflows.still_open)
-        for task_id, row in evicted:
+        keep = self.limits.max_finished_tasks
+        if len(self.tasks.finish_order) <= keep:
+            return
+        for task_id, row in self.tasks.evict(keep, self.workflows.still_open):
             self.events.append(TaskEvicted(index=self.applied_index, task_id=task_id, row=row))
             self.outputs.remove(task_id)
 
