@@ -87,7 +87,8 @@ class TaskTable(TaskRows):
     # -- changes ----------------------------------------------------------------------------
 
     def add(self, task: TaskRecord, *, keyed: bool) -> None:
-        """A new task, counted as submitted; ``keyed``: its idempotency key finds it again."""
+        """A new task, counted as submitted; ``keyed``: its idempotency key finds it again
+        (a plain submit's task, never a workflow's: see :meth:`_index`)."""
         self[task.id] = task
         self.status_counts[task.status] += 1
         if keyed and task.idempotency_key is not None:
@@ -162,8 +163,11 @@ class TaskTable(TaskRows):
             del self[old]
             yield old, row
             self.status_counts[task.status] -= 1
-            if task.idempotency_key is not None:
-                self.idempotency.pop(task.idempotency_key, None)
+            if (
+                task.idempotency_key is not None
+                and self.idempotency.get(task.idempotency_key) == old
+            ):
+                del self.idempotency[task.idempotency_key]  # a workflow task's key finds no task
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -188,8 +192,8 @@ class TaskTable(TaskRows):
 
     def _index(self, task: TaskRecord | RowHead) -> None:
         self.status_counts[task.status] += 1
-        if task.idempotency_key is not None:
-            self.idempotency[task.idempotency_key] = task.id
+        if task.idempotency_key is not None and task.workflow_id is None:
+            self.idempotency[task.idempotency_key] = task.id  # as add(keyed=...) did
         if isinstance(task, TaskRecord) and task.status is TaskStatus.QUEUED:
             if task.not_before:
                 heapq.heappush(self.delayed, (task.not_before, task.id))
