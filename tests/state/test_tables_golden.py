@@ -250,7 +250,7 @@ class _Workload:
                 deps = [t.id for t in tasks if rng.random() < 0.6]
                 tasks.append(
                     self._task(
-                        keyed=False,  # see test_restore_keeps_workflow_task_keys_unindexed
+                        keyed=False,  # the base diverged on these: see test_tables_workflow_keys.py
                         key=f"k{len(tasks)}",
                         dependencies=deps,
                         trigger=rng.choice(("all_success", "all_done", "one_success")),
