@@ -134,7 +134,7 @@ def assign_pairs(
         if worker.group != task.group or not has_room(sm, worker, task):
             continue
         assert task.fencing_token is None or task.fencing_token < index, (task_id, index)
-        sm.tasks.ready.remove(task.group, task.id)
+        sm.tasks.unqueue(task)
         attempt = Attempt(
             number=len(task.attempts) + 1,
             fencing_token=index,

@@ -118,9 +118,8 @@ def _upstream_reason(sm: StateMachine, task: TaskRecord) -> str:
 def settle(sm: StateMachine, index: int, now_ms: int) -> None:
     """Propagate every workflow task that finished during this command (cascading)."""
     queued: list[str] = []
-    settling = sm.workflows.settling
-    while settling:
-        task = sm.tasks.get(settling.popleft())
+    while (settled := sm.workflows.next_settled()) is not None:
+        task = sm.tasks.get(settled)
         if task is None or task.workflow_id is None:
             continue
         wf = sm.workflows.get(task.workflow_id)

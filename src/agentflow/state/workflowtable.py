@@ -67,6 +67,10 @@ class WorkflowTable(dict[str, WorkflowRecord]):
         if finished:
             self.settling.append(task.id)
 
+    def next_settled(self) -> str | None:
+        """The next task finished during this command whose dependents are still to settle."""
+        return self.settling.popleft() if self.settling else None
+
     def changed(self, wf: WorkflowRecord, index: int) -> None:
         """Record that ``wf``'s status changed (a :class:`WorkflowChanged`)."""
         self.events.append(WorkflowChanged(index=index, workflow_id=wf.id, status=wf.status.value))
