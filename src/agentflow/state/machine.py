@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +45,7 @@ from agentflow.state.locks import LockLimits, LockTable
 from agentflow.state.messages import MessageLimits, MessageTable
 from agentflow.state.output import OutputTable
 from agentflow.state.placement import INLINE_MAX_WITHDRAWALS, plan_inline, plan_withdrawal
-from agentflow.state.queue import PriorityPolicy, ReadyQueue
+from agentflow.state.queue import PriorityPolicy
 from agentflow.state.records import TERMINAL_STATUSES, TaskRecord, TaskStatus
 from agentflow.state.rejected import RejectedEntries
 from agentflow.state.tasktable import RowHead, TaskTable
@@ -115,23 +115,7 @@ class StateMachine:
         self.command_counts: Counter[tuple[str, str]] = Counter()
         self.rejected = RejectedEntries(self.limits.max_rejected_kept)
 
-    # -- views kept for readers from before the tables (the tables hold these) -------------
-
-    @property
-    def status_counts(self) -> Counter[str]:
-        return self.tasks.status_counts
-
-    @property
-    def totals(self) -> Counter[str]:
-        return self.tasks.totals
-
-    @property
-    def ready(self) -> ReadyQueue:
-        return self.tasks.ready
-
-    @property
-    def departed(self) -> deque[dict[str, Any]]:
-        return self.workers.departed
+    # -- reads that cross tables ----------------------------------------------------------
 
     def agent_live(self, agent_id: str, now_ms: int) -> bool:
         """Is the agent live: its named session lasts, or it is a task that runs? (It reads
