@@ -1,6 +1,5 @@
-"""Known bug, kept as a strict xfail until it is fixed (it needs a decision on the queue's tie
-order, see below): a replica that restored a snapshot can order tied queued tasks differently
-from one that applied the whole log, and then places them differently: replicas diverge.
+"""A replica that restored a snapshot orders tied queued tasks as one that applied the whole
+log does, and so places them alike. (It did not: replicas diverged.)
 
 Tasks with the same static key (priority, enqueue time in ms, retries) are ordered by when
 they were pushed onto the ready queue (``ReadyQueue``'s sequence number). A snapshot does not
@@ -11,13 +10,11 @@ with its old enqueue time), the restored replica's next placement picks another 
 
 Found by tests/state/test_tables_golden.py's sequence (restore halfway, then compare): 16 of
 seeds 100-399 diverge, e.g. seed 134 at entry 608, identically on the code before and after
-the split into tables. Fixing it changes either the snapshot (hold the queue order) or the tie
-order (derive it from what the snapshot holds, e.g. submission order) -- and so the digests.
+the split into tables. The snapshot now keeps each group's push order (``"ready"``), and
+restore pushes the queued tasks in that order; a snapshot without it restores as before.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from agentflow.state import StateMachine
 from agentflow.state.commands import (
@@ -48,7 +45,6 @@ def _task(task_id: str, group: str = "default") -> NewTask:
     return NewTask(id=task_id, title=task_id, description="", spec={"command": "true"}, group=group)
 
 
-@pytest.mark.xfail(strict=True, reason="restore does not keep the ready queue's tie order")
 def test_a_restored_replica_places_tied_tasks_as_the_others_do() -> None:
     steady = StateMachine()
     log: list[Command] = [

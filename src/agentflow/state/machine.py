@@ -257,6 +257,7 @@ class StateMachine:
             "messages": self.messages.snapshot(),
             "tokens": self.tokens.snapshot(),
             "rejected": self.rejected.to_wire(),
+            "ready": self.tasks.ready.pushed(),  # ties between equal keys go in this order
         }
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
@@ -272,7 +273,7 @@ class StateMachine:
         self.workflows.restore(body.get("workflows", []))
         tasks: Iterable[TaskRecord | RowHead]
         if "task_rows" in body:
-            tasks = self.tasks.load_rows(body["task_rows"])
+            tasks = self.tasks.load_rows(body["task_rows"], body.get("ready"))
         else:  # a snapshot from before finished tasks were kept as rows
             tasks = self.tasks.load_wires(body["tasks"])
         for task in tasks:

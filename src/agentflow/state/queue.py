@@ -94,6 +94,16 @@ class ReadyQueue:
         self._clean_top(g)
         return True
 
+    def pushed(self) -> dict[str, list[str]]:
+        """Each group's queued ids in the order they were pushed: what breaks ties between
+        equal keys (FIFO), and what a snapshot keeps so that a restored queue breaks them alike
+        (:meth:`restore_pushed`)."""
+        return {
+            name: sorted(g.live, key=g.live.__getitem__)
+            for name, g in self._groups.items()
+            if g.live
+        }
+
     def ordered(self, group: str) -> Iterator[str]:
         """Live task ids of a group, best first, without mutating the heap.
 

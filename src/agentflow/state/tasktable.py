@@ -171,12 +171,28 @@ class TaskTable(TaskRows):
 
     # -- snapshot ---------------------------------------------------------------------------
 
-    def load_rows(self, rows: Iterable[bytes]) -> Iterator[TaskRecord | RowHead]:
-        """Add the tasks of a snapshot's rows with their indexes, yielding each as read."""
+    def load_rows(
+        self, rows: Iterable[bytes], pushed: dict[str, list[str]] | None = None
+    ) -> Iterator[TaskRecord | RowHead]:
+        """Add the tasks of a snapshot's rows with their indexes, yielding each as read.
+        ``pushed``: the queue's push order (:meth:`ReadyQueue.pushed`), which the queued tasks
+        are pushed in again after the rows; without it (a snapshot from before it was kept),
+        they are pushed in row order."""
+        waiting: list[TaskRecord] = []
         for row in rows:
             task = self.load(row)
-            self._index(task)
+            self._index(task, waiting=None if pushed is None else waiting)
             yield task
+        if pushed is None:
+            return
+        for ids in pushed.values():
+            for task_id in ids:
+                queued = self.get(task_id)
+                if queued and queued.status is TaskStatus.QUEUED and not queued.not_before:
+                    self.requeue(queued)
+        for left in waiting:  # none, unless the snapshot's order missed a queued task
+            if left.id not in self.ready:
+                self.requeue(left)
 
     def load_wires(self, wires: Iterable[dict[str, Any]]) -> Iterator[TaskRecord]:
         """As :meth:`load_rows`, for a snapshot from before finished tasks were rows."""
@@ -190,12 +206,18 @@ class TaskTable(TaskRows):
         self.finish_order = deque(finish_order)
         self.totals = Counter(totals)
 
-    def _index(self, task: TaskRecord | RowHead) -> None:
+    def _index(
+        self, task: TaskRecord | RowHead, *, waiting: list[TaskRecord] | None = None
+    ) -> None:
+        """Count and index one task read back; a queued one is pushed onto the ready queue,
+        or, with ``waiting``, put there for the caller to push in the snapshot's order."""
         self.status_counts[task.status] += 1
         if task.idempotency_key is not None and task.workflow_id is None:
             self.idempotency[task.idempotency_key] = task.id  # as add(keyed=...) did
         if isinstance(task, TaskRecord) and task.status is TaskStatus.QUEUED:
             if task.not_before:
                 heapq.heappush(self.delayed, (task.not_before, task.id))
+            elif waiting is not None:
+                waiting.append(task)
             else:
                 self.requeue(task)
