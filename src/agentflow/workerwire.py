@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from agentflow.state.tasks import OUTCOME_STATUSES
+from agentflow.state.records import OUTCOME_STATUSES
 from agentflow.wire import FrameError, unpack
 
 __all__ = [

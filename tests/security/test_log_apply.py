@@ -26,7 +26,7 @@ from agentflow.state.commands import (
     decode_command,
 )
 from agentflow.state.events import EntryRejected
-from agentflow.state.machine import _HANDLERS
+from agentflow.state.machine import HANDLERS
 
 
 def _pack(value: object) -> bytes:
@@ -127,7 +127,7 @@ def test_a_handler_that_fails_on_data_rejects_the_entry_alike(
         raise KeyError(command.task_id)
 
     replicas = [StateMachine() for _ in range(3)]
-    monkeypatch.setitem(_HANDLERS, CancelTask, broken)
+    monkeypatch.setitem(HANDLERS, CancelTask, broken)
     cancel = encode_command(CancelTask(now_ms=5, task_id="t1"))
     for sm in replicas:
         sm.apply_entry(1, _submit(1, "t1"))
@@ -140,7 +140,7 @@ def test_a_handler_that_fails_on_data_rejects_the_entry_alike(
     def asserting(sm: StateMachine, index: int, command: CancelTask) -> None:
         raise AssertionError("an invariant broke")
 
-    monkeypatch.setitem(_HANDLERS, CancelTask, asserting)
+    monkeypatch.setitem(HANDLERS, CancelTask, asserting)
     with pytest.raises(AssertionError):
         replicas[0].apply_entry(3, cancel)
 

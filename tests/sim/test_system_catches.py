@@ -1,8 +1,8 @@
 """The system simulation's invariants are not vacuous: a planted state-machine bug fails a seed.
 
 Each test plants one bug in the real state machine (for this process only) and runs seeds until
-one fails (with today's workload one of the first fifty does; the range leaves room for workload changes); the mutation catalogue (`make
-mutants`) does the same over wider budgets.
+one fails (with today's workload one of the first fifty does; the range leaves room for changes
+to the workload); the mutation catalogue (`make mutants`) does the same over wider budgets.
 """
 
 from __future__ import annotations

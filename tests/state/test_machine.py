@@ -156,7 +156,7 @@ def test_snapshot_restore_gives_identical_state_and_queue() -> None:
     copy = StateMachine()
     copy.restore(log.sm.snapshot())
     assert copy.digest() == log.sm.digest()
-    assert list(copy.ready.ordered("default")) == list(log.sm.ready.ordered("default"))
+    assert list(copy.tasks.ready.ordered("default")) == list(log.sm.tasks.ready.ordered("default"))
     assert copy.applied_index == log.sm.applied_index
 
 
@@ -203,7 +203,7 @@ def test_deregistered_worker_leaves_history_and_gpus_are_recorded() -> None:
     log(MarkWorkersLost(now_ms=30_000, worker_ids=["g"]))
     log(DeregisterWorker(now_ms=99_000, worker_id="g", force=True))
     assert "g" not in log.sm.workers
-    assert [d["id"] for d in log.sm.departed] == ["g"]
+    assert [d["id"] for d in log.sm.workers.departed] == ["g"]
     copy = StateMachine()
     copy.restore(log.sm.snapshot())
-    assert list(copy.departed) == list(log.sm.departed)
+    assert list(copy.workers.departed) == list(log.sm.workers.departed)

@@ -138,7 +138,7 @@ def test_snapshot_restore_and_replay_agree() -> None:
     restored.restore(log.sm.snapshot())
     assert restored.digest() == log.sm.digest()
     assert restored.tasks.frozen == 5  # every finished task comes back frozen
-    assert restored.idempotency["k-t3"] == "t3"
+    assert restored.tasks.idempotency["k-t3"] == "t3"
     assert restored.tasks["t3"] == log.sm.tasks["t3"]
     # Both go on alike from there.
     follower = Replica(live=2)

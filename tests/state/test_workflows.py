@@ -189,7 +189,7 @@ def test_snapshot_restore_keeps_workflow_progress() -> None:
     copy = StateMachine()
     copy.restore(f.sm.snapshot())
     assert copy.digest() == f.sm.digest()
-    assert copy.workflow_open == {"wf": 3}
-    assert sorted(copy.dependents["t-a"]) == ["t-b", "t-c"]
+    assert copy.workflows.open == {"wf": 3}
+    assert sorted(copy.workflows.dependents["t-a"]) == ["t-b", "t-c"]
     assert copy.workflows["wf"].status is WorkflowStatus.RUNNING
     assert copy.tasks["t-d"].status is TaskStatus.PENDING

@@ -53,7 +53,7 @@ def test_oldest_finished_task_leaves_with_its_row() -> None:
     assert event.row == rows["t1"]  # the bytes a snapshot held for it (it was frozen)
     assert unpack_task(event.row).status is TaskStatus.CANCELLED
     assert list(log.sm.tasks) == ["t2", "t3"]
-    assert log.sm.status_counts[TaskStatus.CANCELLED] == 2
+    assert log.sm.tasks.status_counts[TaskStatus.CANCELLED] == 2
 
 
 def test_a_live_record_evicted_gives_the_row_a_snapshot_would() -> None:

@@ -101,6 +101,6 @@ def test_never_overcommits_a_slot(
     for task_id, worker_id in plan:
         assert c.sm.tasks[task_id].group == c.sm.workers[worker_id].group
     free = {g: sum(w.free_slots for w in c.sm.workers.values() if w.group == g) for g in "ab"}
-    waiting = {g: c.sm.ready.depth(g) for g in "ab"}
+    waiting = {g: c.sm.tasks.ready.depth(g) for g in "ab"}
     for g in "ab":
         assert free[g] == 0 or waiting[g] == 0  # work conserving: no idle slot beside a queue

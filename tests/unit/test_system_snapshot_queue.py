@@ -52,11 +52,11 @@ def _tied_queue() -> Log:
 
 def test_the_order_among_equal_keys_survives_a_snapshot() -> None:
     log = _tied_queue()
-    live = list(log.sm.ready.ordered("default"))
+    live = list(log.sm.tasks.ready.ordered("default"))
     assert live == ["b", "a"]
     restored = StateMachine()
     restored.restore(log.sm.snapshot())
-    assert list(restored.ready.ordered("default")) == live
+    assert list(restored.tasks.ready.ordered("default")) == live
 
 
 def test_a_restored_replica_places_like_the_others() -> None:

@@ -27,7 +27,7 @@ from starlette.types import Scope
 
 from agentflow.errors import AuthError, ForbiddenError
 from agentflow.state import StateMachine, TaskStatus
-from agentflow.state.lock_ops import task_session
+from agentflow.state.locks import task_session
 from agentflow.state.tokens import Role, TokenRecord
 
 __all__ = [

@@ -43,8 +43,7 @@ from agentflow.state.commands import (
     ReleaseLock,
     RenewLock,
 )
-from agentflow.state.lock_ops import task_session
-from agentflow.state.locks import Grant, LockChanges
+from agentflow.state.locks import Grant, LockChanges, task_session
 
 __all__ = [
     "LOCK_NAME",

@@ -10,7 +10,6 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from agentflow.api.service import MasterService
 from agentflow.state import StateMachine, TaskStatus
 from agentflow.state.locks import LockEventKind
-from agentflow.state.message_ops import is_live
 
 __all__ = ["make_registry"]
 
@@ -23,13 +22,13 @@ class _StateCollector(Collector):
         sm = self._svc.machine
         tasks = GaugeMetricFamily("agentflow_tasks", "Tasks by status", labels=["status"])
         for status in TaskStatus:
-            tasks.add_metric([status.value], sm.status_counts[status])
+            tasks.add_metric([status.value], sm.tasks.status_counts[status])
         yield tasks
         totals = CounterMetricFamily(
             "agentflow_tasks_events", "Task outcomes since the cluster began", labels=["event"]
         )
         for name in ("submitted", "completed", "failed", "retried", "timed_out", "cancelled"):
-            totals.add_metric([name], sm.totals[name])
+            totals.add_metric([name], sm.tasks.totals[name])
         yield totals
         workers = GaugeMetricFamily("agentflow_workers", "Workers by state", labels=["state"])
         counts: dict[str, int] = {}
@@ -41,7 +40,7 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "agentflow_free_slots",
             "Free task slots on live workers",
-            value=sum(w.free_slots for w in sm.workers.values() if w.live),
+            value=sm.workers.free_slots(),
         )
         yield GaugeMetricFamily(
             "agentflow_output_retained_bytes",
@@ -100,7 +99,7 @@ def _lock_metrics(sm: StateMachine) -> Iterator[Metric]:
 def _message_metrics(sm: StateMachine, now_ms: int) -> Iterator[Metric]:
     table = sm.messages
     agents = GaugeMetricFamily("agentflow_agents", "Agents known, by liveness", labels=["live"])
-    live = sum(1 for a in table.agents if is_live(sm, a, now_ms))
+    live = sum(1 for a in table.agents if sm.agent_live(a, now_ms))
     agents.add_metric(["true"], live)
     agents.add_metric(["false"], len(table.agents) - live)
     yield agents

@@ -236,7 +236,7 @@ class MasterService:
     # -- operations used by routes ------------------------------------------------------------
 
     async def submit(self, tasks: list[NewTask]) -> list[tuple[str, bool]]:
-        queued = self.machine.status_counts[TaskStatus.QUEUED]
+        queued = self.machine.tasks.status_counts[TaskStatus.QUEUED]
         if queued + len(tasks) > self.config.max_queued_tasks:
             raise OverloadedError(
                 f"queue holds {queued} tasks; limit is {self.config.max_queued_tasks}"
@@ -338,7 +338,7 @@ class MasterService:
         window_ms = 60_000
         recent = sum(1 for t in self._finish_times if now - t <= window_ms)
         span_s = min(window_ms, max(1, now - self.started_at_ms)) / 1000.0
-        counts = sm.status_counts
+        counts, totals = sm.tasks.status_counts, sm.tasks.totals
         return {
             "queued": sum(by_priority.values()),
             "by_priority": by_priority,
@@ -348,15 +348,15 @@ class MasterService:
             "assigned": counts[TaskStatus.ASSIGNED],
             "running": counts[TaskStatus.RUNNING],
             "totals": {
-                k: sm.totals[k]
+                k: totals[k]
                 for k in ("submitted", "completed", "failed", "retried", "timed_out", "cancelled")
             }
-            | {"requeued": sm.totals["requeued"]},
+            | {"requeued": totals["requeued"]},
             "finished_per_s_1m": round(recent / span_s, 2),
             "workers": {
                 "total": len(sm.workers),
-                "live": sum(1 for w in sm.workers.values() if w.live),
-                "free_slots": sum(w.free_slots for w in sm.workers.values() if w.live),
+                "live": sum(1 for _ in sm.workers.live()),
+                "free_slots": sm.workers.free_slots(),
             },
         }
 

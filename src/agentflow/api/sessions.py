@@ -8,7 +8,8 @@ outbound queue overflows is disconnected; on reconnect its hello reconciles what
 A worker id has one live instance: the first hello registers it and is given a session secret
 (only its hash is kept, in the replicated worker record, so a worker resumes on a new leader
 too). A later hello for that id must present the secret, unless the id holds nothing any more
-(see :func:`agentflow.state.workers.admits`). A report names only attempts its worker holds.
+(see :meth:`agentflow.state.workertable.WorkerTable.admits`). A report names only attempts
+its worker holds.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from agentflow.errors import ConflictError
 from agentflow.state import StateMachine, TaskRecord
 from agentflow.state.commands import ReportAttempts, TaskOutcome
 from agentflow.state.events import AttemptWithdrawn, CancelRequested, Event, TaskAssigned
-from agentflow.state.workers import admits
 from agentflow.workerwire import Report
 
 __all__ = [
@@ -72,7 +72,7 @@ def admit(machine: StateMachine, worker_id: str, presented: str | None) -> Admis
             return Admission(presented, digest)
     fresh = secrets.token_urlsafe(SECRET_BYTES)
     admission = Admission(fresh, secret_hash(fresh))
-    if not admits(worker, admission.secret_hash):
+    if not machine.workers.admits(worker_id, admission.secret_hash):
         raise ConflictError(
             f"worker id {worker_id} is held by another live instance; only that instance "
             "(with its session secret) may resume it, until it is declared lost",

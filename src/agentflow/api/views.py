@@ -7,7 +7,6 @@ from typing import Any
 
 from agentflow.state import StateMachine, TaskRecord, TaskStatus, WorkerRecord
 from agentflow.state.locks import Grant, Waiting
-from agentflow.state.message_ops import is_live
 from agentflow.state.messages import AgentBox, Message
 
 __all__ = [
@@ -202,7 +201,7 @@ def agent_view(sm: StateMachine, box: AgentBox, now_ms: int) -> dict[str, Any]:
     return {
         "id": box.id,
         "kind": "task" if task is not None else "named",
-        "live": is_live(sm, box.id, now_ms),
+        "live": sm.agent_live(box.id, now_ms),
         "session_expires_in_s": round(max(0, box.session_until_ms - now_ms) / 1000.0, 3),
         "subscriptions": list(box.subscriptions),
         "inbox_depth": len(box.inbox),  # unacknowledged (expired ones leave at the next ack)

@@ -29,7 +29,6 @@ from agentflow.state.commands import (
     SetWorkerDraining,
     WorkerDisconnected,
 )
-from agentflow.state.tasks import reserved_by
 
 __all__ = ["router"]
 
@@ -44,10 +43,10 @@ async def list_workers(request: Request) -> JSONResponse:
     svc = service(request)
     now = svc.now_ms()
     views = [
-        worker_view(w, now, svc.scheduler.last_contact_ms(w.id), reserved_by(svc.machine, w))
+        worker_view(w, now, svc.scheduler.last_contact_ms(w.id), svc.machine.tasks.reserved_by(w))
         for w in sorted(svc.machine.workers.values(), key=lambda w: w.id)
     ]
-    return JSONResponse({"workers": views, "departed": list(svc.machine.departed)[-100:]})
+    return JSONResponse({"workers": views, "departed": list(svc.machine.workers.departed)[-100:]})
 
 
 @router.get("/workers/{worker_id}")
@@ -61,7 +60,7 @@ async def get_worker(request: Request, worker_id: str) -> JSONResponse:
             worker,
             svc.now_ms(),
             svc.scheduler.last_contact_ms(worker_id),
-            reserved_by(svc.machine, worker),
+            svc.machine.tasks.reserved_by(worker),
         )
     )
 

@@ -13,6 +13,7 @@ from agentflow.errors import StaleTokenError, ValidationError
 from agentflow.state.commands import (
     AcquireLock,
     CancelLockWait,
+    Command,
     EndLockSession,
     ExpireLocks,
     ForceReleaseLock,
@@ -20,13 +21,15 @@ from agentflow.state.commands import (
     ReleaseLock,
     RenewLock,
 )
-from agentflow.state.locks import Grant, LockChanges, Waiting
+from agentflow.state.locks import TASK_SESSION_PREFIX, Grant, LockChanges, Waiting, task_session
 from agentflow.state.records import TaskStatus
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
 __all__ = [
+    "HANDLERS",
     "TASK_SESSION_PREFIX",
     "acquire",
     "attempt_ended",
@@ -40,13 +43,7 @@ __all__ = [
     "task_session",
 ]
 
-TASK_SESSION_PREFIX = "task:"
 _LIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
-
-
-def task_session(task_id: str, fencing_token: int) -> str:
-    """The lock session of one task attempt."""
-    return f"{TASK_SESSION_PREFIX}{task_id}:{fencing_token}"
 
 
 def _check_task_session(sm: StateMachine, session: str) -> None:
@@ -118,3 +115,15 @@ def attempt_ended(
     session = task_session(task_id, fencing_token)
     if sm.locks.held_by(session) or sm.locks.waiting_for(session) is not None:
         sm.locks.session_ended(session, index=index, now_ms=now_ms, lost=lost)
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    AcquireLock: acquire,
+    RenewLock: renew,
+    ReleaseLock: release,
+    ForceReleaseLock: force_release,
+    CancelLockWait: cancel_wait,
+    EndLockSession: end_session,
+    ExpireLocks: expire,
+    RearmLocks: rearm,
+}

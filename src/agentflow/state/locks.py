@@ -33,6 +33,7 @@ from agentflow.errors import (
 )
 
 __all__ = [
+    "TASK_SESSION_PREFIX",
     "Grant",
     "LockChanges",
     "LockEvent",
@@ -41,10 +42,18 @@ __all__ = [
     "LockMode",
     "LockTable",
     "Waiting",
+    "task_session",
 ]
 
 
 _AnswerT = TypeVar("_AnswerT", "Grant", "Waiting")
+
+TASK_SESSION_PREFIX = "task:"
+
+
+def task_session(task_id: str, fencing_token: int) -> str:
+    """The lock session of one task attempt: ``task:<task id>:<fencing token>``."""
+    return f"{TASK_SESSION_PREFIX}{task_id}:{fencing_token}"
 
 
 class LockMode(StrEnum):

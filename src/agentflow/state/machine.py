@@ -18,10 +18,9 @@ replica (it ran the same code on the same state), so replicas still agree. A fai
 from __future__ import annotations
 
 import hashlib
-import heapq
 import zlib
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,71 +31,29 @@ from agentflow.state import lock_ops, message_ops, token_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
 from agentflow.state import workflows as workflow_ops
-from agentflow.state.commands import (
-    AckMessages,
-    AcquireLock,
-    AssignTasks,
-    CancelLockWait,
-    CancelTask,
-    CancelWorkflow,
-    Command,
-    CommandDecodeError,
-    ConnectAgent,
-    CreateToken,
-    DeregisterWorker,
-    DisconnectAgent,
-    EndLockSession,
-    ExpireLocks,
-    ForceReleaseLock,
-    MarkWorkersLost,
-    RearmLocks,
-    RegisterWorker,
-    ReleaseDueTasks,
-    ReleaseLock,
-    RenewLock,
-    ReportAttempts,
-    RetryWorkflow,
-    RevokeToken,
-    SendMessage,
-    SendMessages,
-    SetPriority,
-    SetUnschedulable,
-    SetWorkerDraining,
-    SubmitTasks,
-    SubmitWorkflow,
-    Subscribe,
-    Unsubscribe,
-    WorkerDisconnected,
-    decode_command,
-)
+from agentflow.state.commands import Command, CommandDecodeError, decode_command
 from agentflow.state.events import (
     EntryRejected,
     Event,
     LockChanged,
     MessageDelivered,
     ReplyArrived,
-    TaskChanged,
     TaskEvicted,
-    WorkerChanged,
 )
+from agentflow.state.handlers import Handler, route
 from agentflow.state.locks import LockLimits, LockTable
 from agentflow.state.messages import MessageLimits, MessageTable
 from agentflow.state.output import OutputTable
 from agentflow.state.placement import INLINE_MAX_WITHDRAWALS, plan_inline, plan_withdrawal
-from agentflow.state.queue import PriorityPolicy, ReadyQueue
-from agentflow.state.records import (
-    TERMINAL_STATUSES,
-    TaskRecord,
-    TaskStatus,
-    WorkerRecord,
-    WorkerState,
-    WorkflowRecord,
-)
+from agentflow.state.queue import PriorityPolicy
+from agentflow.state.records import TERMINAL_STATUSES, TaskRecord, TaskStatus
 from agentflow.state.rejected import RejectedEntries
-from agentflow.state.tasktable import RowHead, TaskTable, row_head
+from agentflow.state.tasktable import RowHead, TaskTable
 from agentflow.state.tokens import TokenTable
+from agentflow.state.workertable import WorkerTable
+from agentflow.state.workflowtable import WorkflowTable
 
-__all__ = ["SNAPSHOT_ZLIB_LEVEL", "StateLimits", "StateMachine"]
+__all__ = ["HANDLERS", "SNAPSHOT_ZLIB_LEVEL", "StateLimits", "StateMachine"]
 
 SNAPSHOT_ZLIB_LEVEL = 1  # fastest: most of the gain (rows of similar tasks) comes at level 1
 _ZLIB_FIRST_BYTE = b"\x78"  # a zlib stream's CMF byte (deflate, 32 KiB window)
@@ -115,46 +72,26 @@ class StateLimits:
     max_rejected_kept: int = 20  # rejected log entries listed for operators (all are counted)
 
 
-_Handler = Callable[["StateMachine", int, Any], Any]
-
-_HANDLERS: dict[type[Command], _Handler] = {
-    SubmitTasks: task_ops.submit,
-    AssignTasks: task_ops.assign,
-    ReportAttempts: task_ops.report,
-    CancelTask: task_ops.cancel,
-    SetPriority: task_ops.set_priority,
-    SetUnschedulable: task_ops.set_unschedulable,
-    ReleaseDueTasks: task_ops.release_due,
-    RegisterWorker: worker_ops.register,
-    WorkerDisconnected: worker_ops.disconnected,
-    MarkWorkersLost: worker_ops.mark_lost,
-    SetWorkerDraining: worker_ops.set_draining,
-    DeregisterWorker: worker_ops.deregister,
-    SubmitWorkflow: workflow_ops.submit_workflow,
-    CancelWorkflow: workflow_ops.cancel_workflow,
-    RetryWorkflow: workflow_ops.retry_workflow,
-    AcquireLock: lock_ops.acquire,
-    RenewLock: lock_ops.renew,
-    ReleaseLock: lock_ops.release,
-    ForceReleaseLock: lock_ops.force_release,
-    CancelLockWait: lock_ops.cancel_wait,
-    EndLockSession: lock_ops.end_session,
-    ExpireLocks: lock_ops.expire,
-    RearmLocks: lock_ops.rearm,
-    ConnectAgent: message_ops.connect,
-    DisconnectAgent: message_ops.disconnect,
-    Subscribe: message_ops.subscribe,
-    Unsubscribe: message_ops.unsubscribe,
-    SendMessage: message_ops.send,
-    SendMessages: message_ops.send_many,
-    AckMessages: message_ops.ack,
-    CreateToken: token_ops.create,
-    RevokeToken: token_ops.revoke,
-}
+# Every command kind to its one handler, declared by the module of the table it is about.
+HANDLERS: dict[type[Command], Handler] = route(
+    task_ops.HANDLERS,
+    worker_ops.HANDLERS,
+    workflow_ops.HANDLERS,
+    lock_ops.HANDLERS,
+    message_ops.HANDLERS,
+    token_ops.HANDLERS,
+)
 
 
 class StateMachine:
-    """Tasks, workers and their indexes, changed only by ``apply``."""
+    """The replicated state as tables, changed only by ``apply``.
+
+    Each table is self-contained (:class:`TaskTable`, :class:`WorkflowTable`,
+    :class:`WorkerTable`, :class:`LockTable`, :class:`MessageTable`, :class:`TokenTable`,
+    :class:`OutputTable`); the machine routes each command to its handler (:data:`HANDLERS`)
+    and carries the few effects that cross tables: a task's change of status (its workflow,
+    its output, eviction), placement inline with an entry, and the tables' events.
+    """
 
     def __init__(
         self,
@@ -165,29 +102,29 @@ class StateMachine:
     ) -> None:
         self.policy = policy or PriorityPolicy()
         self.limits = limits or StateLimits()
+        self.applied_index = 0
+        self.events: list[Event] = []  # every table records into this one list, in order
+        self.tasks = TaskTable(self.limits.live_finished_tasks, self.policy, self.events)
+        self.workflows = WorkflowTable(self.events)
+        self.workers = WorkerTable(self.limits.max_departed_workers, self.events)
         self.locks = LockTable(lock_limits)
         self.messages = MessageTable(message_limits)
         self.tokens = TokenTable()
-        self.applied_index = 0
-        self.tasks = TaskTable(self.limits.live_finished_tasks)
-        self.idempotency: dict[str, str] = {}
-        self.workers: dict[str, WorkerRecord] = {}
         self.outputs = OutputTable(self.limits.output_tail_bytes, self.limits.output_retained_bytes)
-        self.ready = ReadyQueue()
-        self.delayed: list[tuple[int, str]] = []  # (not_before ms, task id), lazily cleaned
-        self.finished: deque[str] = deque()
-        self.status_counts: Counter[str] = Counter()
-        self.totals: Counter[str] = Counter()  # submitted, completed, failed, retried, ...
         # (command kind, "applied" | "refused"): what this replica applied since it started.
         self.command_counts: Counter[tuple[str, str]] = Counter()
-        self.events: list[Event] = []
-        self.workflows: dict[str, WorkflowRecord] = {}
-        self.workflow_keys: dict[str, str] = {}  # idempotency key -> workflow id
-        self.workflow_open: dict[str, int] = {}  # workflow id -> tasks not yet finished
-        self.dependents: dict[str, list[str]] = {}  # task id -> tasks waiting on it
-        self.settling: deque[str] = deque()  # workflow tasks finished during this command
-        self.departed: deque[dict[str, Any]] = deque(maxlen=self.limits.max_departed_workers)
         self.rejected = RejectedEntries(self.limits.max_rejected_kept)
+
+    # -- reads that cross tables ----------------------------------------------------------
+
+    def agent_live(self, agent_id: str, now_ms: int) -> bool:
+        """Is the agent live: its named session lasts, or it is a task that runs? (It reads
+        the message and the task tables.)"""
+        return self.messages.session_live(agent_id, now_ms) or self.tasks.is_running(agent_id)
+
+    def next_due_ms(self) -> int | None:
+        """When the earliest backed-off task becomes due (for the scheduler's timer)."""
+        return self.tasks.next_due_ms()
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -212,7 +149,7 @@ class StateMachine:
     def apply(self, index: int, command: Command) -> Any:
         """Apply one committed command; return its result (or the error it was refused with)."""
         assert index > self.applied_index, (index, self.applied_index)
-        handler = _HANDLERS.get(type(command))
+        handler = HANDLERS.get(type(command))
         assert handler is not None, type(command)  # decode_command only makes known commands
         self.applied_index = index
         try:
@@ -225,7 +162,7 @@ class StateMachine:
             result = self.reject(index, f"{type(command).__name__}: {type(exc).__name__}: {exc}")
         outcome = "refused" if isinstance(result, AgentFlowError) else "applied"
         self.command_counts[type(command).__name__, outcome] += 1
-        if self.settling:
+        if self.workflows.settling:
             workflow_ops.settle(self, index, command.now_ms)
         if getattr(command, "place", False):
             try:
@@ -267,81 +204,35 @@ class StateMachine:
         return assigned
 
     def drain_events(self) -> list[Event]:
-        events, self.events = self.events, []
+        events = self.events[:]  # the tables hold this very list: emptied, not replaced
+        self.events.clear()
         return events
 
-    # -- shared helpers for the handlers ----------------------------------------------------
+    # -- effects that cross tables ---------------------------------------------------------
 
     def set_status(self, task: TaskRecord, status: TaskStatus, index: int) -> None:
-        was_terminal = task.status in TERMINAL_STATUSES
-        self.status_counts[task.status] -= 1
-        self.status_counts[status] += 1
-        task.status = status
-        self.events.append(TaskChanged(index=index, task_id=task.id, status=status.value))
+        """Move ``task`` to ``status``; a task that finishes (or is reopened) counts for its
+        workflow and its output tail, and may evict the oldest finished tasks."""
+        was_terminal = self.tasks.set_status(task, status, index)
         terminal = status in TERMINAL_STATUSES
         if task.workflow_id is not None and terminal != was_terminal:
-            self.workflow_open[task.workflow_id] += -1 if terminal else 1
-            if terminal:
-                self.settling.append(task.id)
+            self.workflows.task_finished(task, terminal)
         if terminal:
-            self.finished.append(task.id)
-            self.tasks.finished(task.id)
             self.outputs.finished(task.id)
             self._evict_finished()
         elif was_terminal:
-            self.tasks.reopened(task.id)
             self.outputs.reopened(task.id)
-
-    def refresh_worker(self, worker: WorkerRecord, index: int) -> None:
-        """Recompute a live worker's active/busy state from its free slots."""
-        if worker.state in (WorkerState.ACTIVE, WorkerState.BUSY):
-            state = WorkerState.BUSY if worker.free_capacity <= 0 else WorkerState.ACTIVE
-            if state is not worker.state:
-                worker.state = state
-                self.events.append(
-                    WorkerChanged(index=index, worker_id=worker.id, state=state.value)
-                )
-
-    def enqueue(self, task: TaskRecord, now_ms: int) -> None:
-        task.enqueued_at = now_ms
-        key = self.policy.static_key(task.priority, now_ms, task.retries)
-        self.ready.push(task.group, task.id, key)
-
-    def delay(self, task: TaskRecord, not_before_ms: int) -> None:
-        task.not_before = not_before_ms
-        heapq.heappush(self.delayed, (not_before_ms, task.id))
-
-    def next_due_ms(self) -> int | None:
-        """When the earliest backed-off task becomes due (for the scheduler's timer)."""
-        while self.delayed:
-            not_before, task_id = self.delayed[0]
-            task = self.tasks.get(task_id)
-            if task and task.status is TaskStatus.QUEUED and task.not_before == not_before:
-                return not_before
-            heapq.heappop(self.delayed)
-        return None
 
     def _evict_finished(self) -> None:
         """Drop the oldest finished tasks beyond ``max_finished_tasks``, each with a
-        :class:`TaskEvicted` event carrying its row (a master keeps those on disk). Its
-        idempotency key is forgotten with it. A task whose workflow is still open when its
-        turn comes is kept (the workflow reads it)."""
-        while len(self.finished) > self.limits.max_finished_tasks:
-            old = self.finished.popleft()
-            row = self.tasks.row(old)
-            if row is None:
-                continue
-            task = row_head(row)  # decoded, not built: most evicted tasks are frozen rows
-            if task.status not in TERMINAL_STATUSES:
-                continue
-            if task.workflow_id is not None and self.workflow_open.get(task.workflow_id, 0) > 0:
-                continue  # its workflow still runs and reads it: not evicted
-            del self.tasks[old]
-            self.events.append(TaskEvicted(index=self.applied_index, task_id=old, row=row))
-            self.outputs.remove(old)
-            self.status_counts[task.status] -= 1
-            if task.idempotency_key is not None:
-                self.idempotency.pop(task.idempotency_key, None)
+        :class:`TaskEvicted` event carrying its row (a master keeps those on disk), and its
+        output. A task whose workflow is still open when its turn comes is kept."""
+        keep = self.limits.max_finished_tasks
+        if len(self.tasks.finish_order) <= keep:
+            return
+        for task_id, row in self.tasks.evict(keep, self.workflows.still_open):
+            self.events.append(TaskEvicted(index=self.applied_index, task_id=task_id, row=row))
+            self.outputs.remove(task_id)
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -350,25 +241,24 @@ class StateMachine:
 
         Task rows repeat most of their bytes from one task to the next, so the image that
         state.db, the Raft storage and a lagging follower hold is several times smaller."""
-        return zlib.compress(self._packed(ready_order=True), SNAPSHOT_ZLIB_LEVEL)
+        return zlib.compress(self._packed(), SNAPSHOT_ZLIB_LEVEL)
 
-    def _packed(self, *, ready_order: bool = False) -> bytes:
+    def _packed(self) -> bytes:
         body = {
             "applied_index": self.applied_index,
             "task_rows": self.tasks.rows(),
-            "workers": [w.to_wire() for w in self.workers.values()],
+            "workers": self.workers.to_wire(),
             "output_table": self.outputs.snapshot(),
-            "finished": list(self.finished),
-            "totals": dict(self.totals),
-            "workflows": [w.to_wire() for w in self.workflows.values()],
-            "departed": list(self.departed),
+            "finished": list(self.tasks.finish_order),
+            "totals": dict(self.tasks.totals),
+            "workflows": self.workflows.to_wire(),
+            "departed": list(self.workers.departed),
             "locks": self.locks.snapshot(),
             "messages": self.messages.snapshot(),
             "tokens": self.tokens.snapshot(),
             "rejected": self.rejected.to_wire(),
+            "ready": self.tasks.ready.pushed(),  # ties between equal keys go in this order
         }
-        if ready_order:  # in the snapshot, not the digest (kept as it was)
-            body["ready_order"] = self.ready.order()
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
 
@@ -380,30 +270,20 @@ class StateMachine:
             self.policy, self.limits, self.locks.limits, self.messages.limits
         )
         self.applied_index = body["applied_index"]
-        for wire in body.get("workflows", []):
-            wf = WorkflowRecord.from_wire(wire)
-            self.workflows[wf.id] = wf
-            if wf.idempotency_key is not None:
-                self.workflow_keys[wf.idempotency_key] = wf.id
-            self.workflow_open[wf.id] = 0
+        self.workflows.restore(body.get("workflows", []))
         tasks: Iterable[TaskRecord | RowHead]
         if "task_rows" in body:
-            tasks = (self.tasks.load(row) for row in body["task_rows"])
+            tasks = self.tasks.load_rows(body["task_rows"], body.get("ready"))
         else:  # a snapshot from before finished tasks were kept as rows
-            tasks = (self._load_wire(wire) for wire in body["tasks"])
+            tasks = self.tasks.load_wires(body["tasks"])
         for task in tasks:
-            self._index_restored(task)
-        self._restore_ready_order(body.get("ready_order", []))
-        for wire in body["workers"]:
-            worker = WorkerRecord.from_wire(wire)
-            self.workers[worker.id] = worker
+            self.workflows.restored_task(task)
+        self.workers.restore(body["workers"], body.get("departed", []))
         if "output_table" in body:
             self.outputs.restore(body["output_table"])
         else:  # a snapshot from before the overall budget: no task's output was evicted
             self.outputs.restore({"tails": body["outputs"], "finished": body["finished"]})
-        self.finished = deque(body["finished"])
-        self.totals = Counter(body["totals"])
-        self.departed.extend(body.get("departed", []))
+        self.tasks.load_history(body["finished"], body["totals"])
         if "locks" in body:
             self.locks.restore(body["locks"])
         if "messages" in body:
@@ -412,38 +292,6 @@ class StateMachine:
         if "rejected" in body:
             self.rejected.restore(body["rejected"])
         self.tasks.compact()
-
-    def _restore_ready_order(self, order: list[tuple[str, list[str]]]) -> None:
-        """Push the queued tasks again in the order the snapshot's queue had them: ties among
-        equal keys go by push order, so a restored replica places as the others do. (A
-        snapshot from before it carried the order keeps the table's order.)"""
-        for group, task_ids in order:
-            for task_id in task_ids:
-                task = self.tasks.get(task_id)
-                if task is not None and task.status is TaskStatus.QUEUED and not task.not_before:
-                    key = self.policy.static_key(task.priority, task.enqueued_at, task.retries)
-                    self.ready.push(group, task_id, key)
-
-    def _load_wire(self, wire: dict[str, Any]) -> TaskRecord:
-        task = TaskRecord.from_wire(wire)
-        self.tasks[task.id] = task
-        return task
-
-    def _index_restored(self, task: TaskRecord | RowHead) -> None:
-        """Rebuild the derived indexes for one task read back from a snapshot."""
-        self.status_counts[task.status] += 1
-        if task.idempotency_key is not None:
-            self.idempotency[task.idempotency_key] = task.id
-        if isinstance(task, TaskRecord) and task.status is TaskStatus.QUEUED:
-            if task.not_before:
-                heapq.heappush(self.delayed, (task.not_before, task.id))
-            else:
-                key = self.policy.static_key(task.priority, task.enqueued_at, task.retries)
-                self.ready.push(task.group, task.id, key)
-        for dep in task.dependencies:
-            self.dependents.setdefault(dep, []).append(task.id)
-        if task.workflow_id in self.workflow_open and task.status not in TERMINAL_STATUSES:
-            self.workflow_open[task.workflow_id] += 1
 
     def digest(self) -> str:
         """A hash of the replicated state, equal on replicas that applied the same log."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from agentflow.errors import AgentFlowError, ValidationError
 from agentflow.state.commands import (
     AckMessages,
+    Command,
     ConnectAgent,
     DisconnectAgent,
     SendMessage,
@@ -20,12 +21,13 @@ from agentflow.state.commands import (
     Unsubscribe,
 )
 from agentflow.state.messages import AgentBox, Message, Sent
-from agentflow.state.records import TaskStatus
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
 __all__ = [
+    "HANDLERS",
     "ack",
     "connect",
     "disconnect",
@@ -36,15 +38,10 @@ __all__ = [
     "unsubscribe",
 ]
 
-_RUNNING = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
-
 
 def is_live(sm: StateMachine, agent_id: str, now_ms: int) -> bool:
-    box = sm.messages.agents.get(agent_id)
-    if box is not None and box.session_until_ms > now_ms:
-        return True
-    task = sm.tasks.get(agent_id)
-    return task is not None and task.status in _RUNNING
+    """:meth:`StateMachine.agent_live`."""
+    return sm.agent_live(agent_id, now_ms)
 
 
 def connect(sm: StateMachine, index: int, cmd: ConnectAgent) -> AgentBox:
@@ -97,3 +94,14 @@ def send_many(sm: StateMachine, index: int, cmd: SendMessages) -> list[Sent | Ag
 
 def ack(sm: StateMachine, index: int, cmd: AckMessages) -> AgentBox:
     return sm.messages.ack(cmd.agent_id, cmd.cursor, now_ms=cmd.now_ms)
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    ConnectAgent: connect,
+    DisconnectAgent: disconnect,
+    Subscribe: subscribe,
+    Unsubscribe: unsubscribe,
+    SendMessage: send,
+    SendMessages: send_many,
+    AckMessages: ack,
+}

@@ -184,6 +184,11 @@ class MessageTable:
         box.session_until_ms = max(box.session_until_ms, now_ms + ttl_ms)
         return box
 
+    def session_live(self, agent_id: str, now_ms: int) -> bool:
+        """Does the agent's named session last at ``now_ms``?"""
+        box = self.agents.get(agent_id)
+        return box is not None and box.session_until_ms > now_ms
+
     def disconnect(self, agent_id: str) -> AgentBox:
         box = self.agent(agent_id)
         box.session_until_ms = 0

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from agentflow.byvalue import NEEDS_WORKER_REASON
 from agentflow.state.records import TaskRecord, TaskStatus, WorkerRecord, WorkerState
-from agentflow.state.tasks import reserved_by
 
 if TYPE_CHECKING:
     from agentflow.state.machine import StateMachine
@@ -125,15 +124,15 @@ class Plan:
 def plan_pass(sm: StateMachine, *, max_assignments: int = 4096, max_scan: int = MAX_SCAN) -> Plan:
     """One scheduling pass: assignments best task first, and unschedulable reasons to change."""
     plan = Plan()
-    if not len(sm.ready):
+    if not len(sm.tasks.ready):
         return plan
     rooms: dict[str, list[Room]] = {}
     for worker in sm.workers.values():
         if worker.live and not worker.draining and worker.free_capacity > 0:
             rooms.setdefault(worker.group, []).append(
-                Room(worker=worker, held=len(worker.running), reserved=reserved_by(sm, worker))
+                Room(worker=worker, held=len(worker.running), reserved=sm.tasks.reserved_by(worker))
             )
-    for group in sm.ready.groups():
+    for group in sm.tasks.ready.groups():
         if group in rooms:
             _plan_group(
                 sm, group, rooms[group], plan, max_assignments=max_assignments, max_scan=max_scan
@@ -162,7 +161,7 @@ def _plan_group(
     heapq.heapify(heap)
     # Tasks mostly share a few requirement sets: judge each set once per pass.
     reasons: dict[_Needs, str | None] = {}
-    for scanned, task_id in enumerate(sm.ready.ordered(group)):
+    for scanned, task_id in enumerate(sm.tasks.ready.ordered(group)):
         if scanned >= max_scan or len(plan.assignments) >= max_assignments or not heap:
             # No worker has room: the rest of the queue waits (and is judged) for a later pass.
             return
@@ -219,9 +218,9 @@ def plan_withdrawal(sm: StateMachine, index: int) -> Swap | None:
     strictly better and it fits on that worker once the attempt is gone. Running attempts are
     never taken back.
     """
-    policy = sm.policy
-    for group in sm.ready.groups():
-        best = next(iter(sm.ready.ordered(group)), None)
+    policy = sm.tasks.policy
+    for group in sm.tasks.ready.groups():
+        best = next(iter(sm.tasks.ready.ordered(group)), None)
         if best is None:
             continue
         task = sm.tasks[best]
@@ -244,7 +243,7 @@ def plan_withdrawal(sm: StateMachine, index: int) -> Swap | None:
         if victim is None:
             continue
         _, held_id, worker = victim
-        reserved = reserved_by(sm, worker)
+        reserved = sm.tasks.reserved_by(worker)
         for name, amount in sm.tasks[held_id].resources.items():
             reserved[name] = reserved.get(name, 0.0) - amount
         if fits(Room(worker=worker, held=len(worker.running) - 1, reserved=reserved), task):

@@ -87,21 +87,22 @@ class ReadyQueue:
         g.live[task_id] = self._seq
         heapq.heappush(g.heap, (key, self._seq, task_id))
 
-    def order(self) -> list[tuple[str, list[str]]]:
-        """Each group's queued task ids in push order: how ties among equal keys are broken,
-        which a snapshot must carry (a restored queue pushes them again in this order)."""
-        return [
-            (name, sorted(g.live, key=g.live.__getitem__))
-            for name, g in self._groups.items()
-            if g.live
-        ]
-
     def remove(self, group: str, task_id: str) -> bool:
         g = self._groups.get(group)
         if g is None or g.live.pop(task_id, None) is None:
             return False
         self._clean_top(g)
         return True
+
+    def pushed(self) -> dict[str, list[str]]:
+        """Each group's queued ids in the order they were pushed: what breaks ties between
+        equal keys (FIFO), and what a snapshot keeps so that a restored queue breaks them alike
+        (:meth:`restore_pushed`)."""
+        return {
+            name: sorted(g.live, key=g.live.__getitem__)
+            for name, g in self._groups.items()
+            if g.live
+        }
 
     def ordered(self, group: str) -> Iterator[str]:
         """Live task ids of a group, best first, without mutating the heap.

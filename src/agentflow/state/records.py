@@ -12,6 +12,7 @@ from typing import Any, Self
 
 __all__ = [
     "AUTO_QUEUE",
+    "OUTCOME_STATUSES",
     "QUEUE_COVER_MS",
     "QUEUE_PER_SLOT_MAX",
     "TERMINAL_STATUSES",
@@ -56,6 +57,8 @@ TERMINAL_STATUSES = frozenset(
         TaskStatus.UPSTREAM_FAILED,
     }
 )
+# What a worker may say of an attempt it finished ("rejected": refused unstarted, draining).
+OUTCOME_STATUSES = frozenset({"completed", "failed", "timed_out", "cancelled", "rejected"})
 
 
 class WorkflowStatus(enum.StrEnum):

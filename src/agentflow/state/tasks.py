@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from typing import TYPE_CHECKING
 
 from agentflow.errors import ConflictError, NotFoundError
@@ -10,6 +9,7 @@ from agentflow.state import lock_ops
 from agentflow.state.commands import (
     AssignTasks,
     CancelTask,
+    Command,
     NewTask,
     ReleaseDueTasks,
     ReportAttempts,
@@ -26,6 +26,7 @@ from agentflow.state.events import (
     TasksQueued,
 )
 from agentflow.state.records import (
+    OUTCOME_STATUSES,
     TERMINAL_STATUSES,
     Attempt,
     Priority,
@@ -36,9 +37,11 @@ from agentflow.state.records import (
 )
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
 __all__ = [
+    "HANDLERS",
     "assign",
     "assign_pairs",
     "cancel",
@@ -55,8 +58,6 @@ __all__ = [
 ]
 
 MAX_RESULT_CHARS = 64 * 1024
-# What a worker may say of an attempt it finished ("rejected": refused unstarted, draining).
-OUTCOME_STATUSES = frozenset({"completed", "failed", "timed_out", "cancelled", "rejected"})
 
 _ACTIVE = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 
@@ -65,21 +66,17 @@ def submit(sm: StateMachine, index: int, cmd: SubmitTasks) -> list[tuple[str, bo
     """Returns ``(task id, created)`` per submitted task, in order."""
     results: list[tuple[str, bool]] = []
     queued: list[str] = []
+    tasks = sm.tasks
     for new in cmd.tasks:
-        if new.idempotency_key is not None:
-            existing = sm.idempotency.get(new.idempotency_key)
-            if existing is not None:
-                results.append((existing, False))
-                continue
-        if new.id in sm.tasks:
+        existing = tasks.existing(new.idempotency_key)
+        if existing is not None:
+            results.append((existing, False))
+            continue
+        if new.id in tasks:
             raise ConflictError(f"task id {new.id} already exists")
         task = new_record(new, cmd.now_ms)
-        sm.tasks[task.id] = task
-        sm.status_counts[TaskStatus.QUEUED] += 1
-        if task.idempotency_key is not None:
-            sm.idempotency[task.idempotency_key] = task.id
-        sm.enqueue(task, cmd.now_ms)
-        sm.totals["submitted"] += 1
+        tasks.add(task, keyed=True)
+        tasks.enqueue(task, cmd.now_ms)
         results.append((task.id, True))
         queued.append(task.id)
     if queued:
@@ -137,7 +134,7 @@ def assign_pairs(
         if worker.group != task.group or not has_room(sm, worker, task):
             continue
         assert task.fencing_token is None or task.fencing_token < index, (task_id, index)
-        sm.ready.remove(task.group, task.id)
+        sm.tasks.unqueue(task)
         attempt = Attempt(
             number=len(task.attempts) + 1,
             fencing_token=index,
@@ -149,7 +146,7 @@ def assign_pairs(
         task.fencing_token = index
         worker.running[task_id] = index
         sm.set_status(task, TaskStatus.ASSIGNED, index)
-        sm.refresh_worker(worker, index)
+        sm.workers.refresh(worker, index)
         sm.events.append(
             TaskAssigned(index=index, task_id=task_id, worker_id=worker_id, fencing_token=index)
         )
@@ -201,7 +198,7 @@ def finish_attempt(
         worker.failed += outcome.status != "completed"
         if task is not None and task.attempts[-1].started_at is not None:
             _measure(worker, now_ms - task.attempts[-1].started_at)
-        sm.refresh_worker(worker, index)
+        sm.workers.refresh(worker, index)
     if task is None:
         return False
     lock_ops.attempt_ended(sm, index, now_ms, task.id, outcome.fencing_token, lost=False)
@@ -219,7 +216,7 @@ def finish_attempt(
         task.result = outcome.result[:MAX_RESULT_CHARS]
     task.finished_at = now_ms
     if outcome.status == "completed":
-        sm.totals["completed"] += 1
+        sm.tasks.totals["completed"] += 1
         sm.set_status(task, TaskStatus.COMPLETED, index)
     elif outcome.status == "rejected":  # the worker refused it unstarted (draining)
         task.finished_at = None
@@ -252,11 +249,10 @@ def withdraw(sm: StateMachine, index: int, now_ms: int, task_id: str) -> None:
     attempt.status = "withdrawn"
     attempt.reason = "withdrawn unstarted for more urgent work"
     task.worker_id = None
-    sm.totals["withdrawn"] += 1
+    sm.tasks.totals["withdrawn"] += 1
     sm.set_status(task, TaskStatus.QUEUED, index)
-    key = sm.policy.static_key(task.priority, task.enqueued_at, task.retries)
-    sm.ready.push(task.group, task.id, key)
-    sm.refresh_worker(worker, index)
+    sm.tasks.requeue(task)
+    sm.workers.refresh(worker, index)
     sm.events.append(
         AttemptWithdrawn(
             index=index,
@@ -270,21 +266,22 @@ def withdraw(sm: StateMachine, index: int, now_ms: int, task_id: str) -> None:
 def _failed_attempt(
     sm: StateMachine, index: int, now_ms: int, task: TaskRecord, status: str
 ) -> None:
+    totals = sm.tasks.totals
     if status == "timed_out":
-        sm.totals["timed_out"] += 1
+        totals["timed_out"] += 1
     if task.retries < task.max_retries:
         task.retries += 1
-        sm.totals["retried"] += 1
+        totals["retried"] += 1
         backoff_s = min(task.retry_backoff_s * 2 ** (task.retries - 1), sm.limits.max_backoff_s)
         task.worker_id = None
         task.finished_at = None
         sm.set_status(task, TaskStatus.QUEUED, index)
         if backoff_s > 0:
-            sm.delay(task, now_ms + int(backoff_s * 1000))
+            sm.tasks.delay(task, now_ms + int(backoff_s * 1000))
         else:
-            sm.enqueue(task, now_ms)
+            sm.tasks.enqueue(task, now_ms)
         return
-    sm.totals["failed"] += 1
+    totals["failed"] += 1
     final = TaskStatus.TIMED_OUT if status == "timed_out" else TaskStatus.FAILED
     sm.set_status(task, final, index)
 
@@ -299,9 +296,9 @@ def requeue_lost(sm: StateMachine, index: int, now_ms: int, task: TaskRecord) ->
     if task.cancel_requested:
         return
     task.worker_id = None
-    sm.totals["requeued"] += 1
+    sm.tasks.totals["requeued"] += 1
     sm.set_status(task, TaskStatus.QUEUED, index)
-    sm.enqueue(task, now_ms)
+    sm.tasks.enqueue(task, now_ms)
 
 
 def cancel(sm: StateMachine, index: int, cmd: CancelTask) -> str:
@@ -331,11 +328,10 @@ def cancel_one(sm: StateMachine, index: int, now_ms: int, task: TaskRecord, reas
             )
         )
     else:
-        sm.ready.remove(task.group, task.id)
-        task.not_before = 0
+        sm.tasks.unqueue(task)
     task.finished_at = now_ms
     task.reason = reason
-    sm.totals["cancelled"] += 1
+    sm.tasks.totals["cancelled"] += 1
     sm.set_status(task, TaskStatus.CANCELLED, index)
 
 
@@ -350,33 +346,17 @@ def set_priority(sm: StateMachine, index: int, cmd: SetPriority) -> str:
         )
     task.priority = Priority(cmd.priority)
     if task.status is TaskStatus.QUEUED and not task.not_before:
-        key = sm.policy.static_key(task.priority, task.enqueued_at, task.retries)
-        sm.ready.push(task.group, task.id, key)
+        sm.tasks.requeue(task)
     return task.id
 
 
 def release_due(sm: StateMachine, index: int, cmd: ReleaseDueTasks) -> int:
-    released = 0
-    while sm.delayed and sm.delayed[0][0] <= cmd.now_ms:
-        not_before, task_id = heapq.heappop(sm.delayed)
-        task = sm.tasks.get(task_id)
-        if task is None or task.status is not TaskStatus.QUEUED or task.not_before != not_before:
-            continue
-        task.not_before = 0
-        sm.enqueue(task, cmd.now_ms)
-        released += 1
-    return released
+    return sm.tasks.release_due(cmd.now_ms)
 
 
 def reserved_by(sm: StateMachine, worker: WorkerRecord) -> dict[str, float]:
-    """Resources reserved by the attempts a worker holds (derived, so always exact)."""
-    reserved: dict[str, float] = {}
-    for task_id in worker.running:
-        held = sm.tasks.get(task_id)
-        if held is not None:
-            for name, amount in held.resources.items():
-                reserved[name] = reserved.get(name, 0.0) + amount
-    return reserved
+    """Resources reserved by the attempts a worker holds (:meth:`TaskTable.reserved_by`)."""
+    return sm.tasks.reserved_by(worker)
 
 
 def has_room(sm: StateMachine, worker: WorkerRecord, task: TaskRecord) -> bool:
@@ -388,7 +368,7 @@ def has_room(sm: StateMachine, worker: WorkerRecord, task: TaskRecord) -> bool:
         return False
     if not task.resources:
         return True
-    reserved = reserved_by(sm, worker)
+    reserved = sm.tasks.reserved_by(worker)
     return all(
         amount <= worker.resources.get(name, 0.0) - reserved.get(name, 0.0) + 1e-9
         for name, amount in task.resources.items()
@@ -403,3 +383,14 @@ def set_unschedulable(sm: StateMachine, index: int, cmd: SetUnschedulable) -> in
             task.unschedulable = reason
             changed += 1
     return changed
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    SubmitTasks: submit,
+    AssignTasks: assign,
+    ReportAttempts: report,
+    CancelTask: cancel,
+    SetPriority: set_priority,
+    SetUnschedulable: set_unschedulable,
+    ReleaseDueTasks: release_due,
+}

@@ -1,276 +1,223 @@
-"""Every task of the state machine, the finished ones held compactly.
+"""The task table: every task (:class:`TaskRows`, finished ones frozen) and what is derived
+from tasks alone: counts by status, idempotency keys, the ready queue, the backed-off tasks,
+the order in which tasks finished (for eviction) and the running totals.
 
-A finished task is read far more often than it changes, and there are many of them: a
-:class:`TaskRecord` with its spec, attempts and small dicts costs over a kilobyte of objects.
-Past the newest ``recent`` finished tasks, a finished task is *frozen*: kept as one ``bytes``
-row (msgpack, positional, field order fixed by :data:`ROW_VERSION`), deflated in memory against
-the table's first frozen row (rows of similar tasks repeat most of their bytes): some 70 bytes
-for a shell task. Snapshots carry rows as they are packed, never deflated.
+Like :class:`~agentflow.state.locks.LockTable`, it is pure and self-contained: it reads no
+clock (time is ``now_ms``, order is the log ``index``) and changes no other table. What one
+task change does to a workflow, a worker or an output tail is the machine's (see
+``StateMachine.set_status``) or a command handler's (:mod:`agentflow.state.tasks`).
 
-Reading a frozen task through the mapping (``table[id]``, ``table.get(id)``) *thaws* it back into
-a live record, so a handler that changes it (a workflow retry, a late report of a cancelled
-attempt) changes the one record the table holds. :meth:`peek` reads without thawing (the API's
-listings). Freezing happens only in :meth:`compact`, which the machine calls after each command
-is applied, never while a handler holds records.
-
-Which tasks are frozen may differ between replicas (a read thaws on one master only); nothing
-else does: a row and a live record of the same task read alike, and :meth:`rows` packs a live
-record into the very bytes its frozen row would be, so snapshots and digests agree.
+The events it records go to the list it was given, the machine's, in the order they happen.
 """
 
 from __future__ import annotations
 
-import operator
-import sys
-import zlib
-from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+import heapq
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-import msgpack
-
-from agentflow.state.records import (
-    TERMINAL_STATUSES,
-    Attempt,
-    Priority,
-    TaskRecord,
-    TaskSpec,
-    TaskStatus,
+from agentflow.state.events import Event, TaskChanged
+from agentflow.state.queue import PriorityPolicy, ReadyQueue
+from agentflow.state.records import TERMINAL_STATUSES, TaskRecord, TaskStatus, WorkerRecord
+from agentflow.state.taskrows import (
+    ROW_VERSION,
+    RowHead,
+    TaskRows,
+    pack_task,
+    row_head,
+    unpack_task,
 )
 
 __all__ = ["ROW_VERSION", "RowHead", "TaskTable", "pack_task", "row_head", "unpack_task"]
 
-ROW_VERSION = 1  # the first element of every row: bump when the field order changes
-
-_TASK_FIELDS = tuple(f for f in TaskRecord.__slots__ if not f.startswith("__"))  # type: ignore[attr-defined]
-_SPEC_FIELDS = tuple(f for f in TaskSpec.__slots__ if not f.startswith("__"))  # type: ignore[attr-defined]
-_ATTEMPT_FIELDS = tuple(f for f in Attempt.__slots__ if not f.startswith("__"))  # type: ignore[attr-defined]
-_SPEC_AT = _TASK_FIELDS.index("spec")
-_ATTEMPTS_AT = _TASK_FIELDS.index("attempts")
-_PRIORITY_AT = _TASK_FIELDS.index("priority")
-_STATUS_AT = _TASK_FIELDS.index("status")
-_ID_AT = _TASK_FIELDS.index("id")
-_IDEMPOTENCY_AT = _TASK_FIELDS.index("idempotency_key")
-_DEPENDENCIES_AT = _TASK_FIELDS.index("dependencies")
-_WORKFLOW_AT = _TASK_FIELDS.index("workflow_id")
-_GROUP_AT = _TASK_FIELDS.index("group")
-# Short strings that repeat across tasks: one object each, whichever row they came from.
-_INTERNED_AT = tuple(_TASK_FIELDS.index(name) for name in ("group", "worker_id", "trigger"))
+_RUNNING = (TaskStatus.ASSIGNED, TaskStatus.RUNNING)
 
 
-_task_values = operator.attrgetter(*_TASK_FIELDS)
-_spec_values = operator.attrgetter(*_SPEC_FIELDS)
-_attempt_values = operator.attrgetter(*_ATTEMPT_FIELDS)
-_PACKER = msgpack.Packer(use_bin_type=True)  # for the event loop's thread only
+class TaskTable(TaskRows):
+    """Task id -> record (a mapping, see :class:`TaskRows`) with the indexes over tasks."""
 
+    def __init__(
+        self,
+        recent: int,
+        policy: PriorityPolicy | None = None,
+        events: list[Event] | None = None,
+    ) -> None:
+        super().__init__(recent)
+        self.policy = policy or PriorityPolicy()
+        self.events: list[Event] = [] if events is None else events
+        self.status_counts: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()  # submitted, completed, failed, retried, ...
+        self.idempotency: dict[str, str] = {}  # idempotency key -> task id
+        self.ready = ReadyQueue()
+        self.delayed: list[tuple[int, str]] = []  # (not_before ms, task id), lazily cleaned
+        self.finish_order: deque[str] = deque()  # ids as they finished (eviction's order)
 
-def pack_task(task: TaskRecord, packer: msgpack.Packer | None = None) -> bytes:
-    """The task as one row: ``[ROW_VERSION, field, ...]`` in :class:`TaskRecord` order."""
-    row: list[Any] = [ROW_VERSION, *_task_values(task)]
-    row[_SPEC_AT + 1] = _spec_values(task.spec)
-    row[_ATTEMPTS_AT + 1] = [_attempt_values(a) for a in task.attempts]
-    packed: bytes = (packer or _PACKER).pack(row)
-    return packed
+    # -- reads ------------------------------------------------------------------------------
 
+    def existing(self, idempotency_key: str | None) -> str | None:
+        """The task a submit with ``idempotency_key`` already made, if any."""
+        return None if idempotency_key is None else self.idempotency.get(idempotency_key)
 
-@dataclass(frozen=True, slots=True)
-class RowHead:
-    """What the machine's indexes need of a finished task read back frozen from a snapshot."""
+    def reserved_by(self, worker: WorkerRecord) -> dict[str, float]:
+        """Resources reserved by the attempts a worker holds (derived, so always exact)."""
+        reserved: dict[str, float] = {}
+        for task_id in worker.running:
+            held = self.get(task_id)
+            if held is not None:
+                for name, amount in held.resources.items():
+                    reserved[name] = reserved.get(name, 0.0) + amount
+        return reserved
 
-    id: str
-    status: TaskStatus
-    idempotency_key: str | None
-    dependencies: list[str]
-    workflow_id: str | None
-    group: str | None
+    def is_running(self, task_id: str) -> bool:
+        """Is ``task_id`` assigned or running? (A frozen task is finished: not thawed.)"""
+        task = self._rows.get(task_id)
+        return isinstance(task, TaskRecord) and task.status in _RUNNING
 
+    def next_due_ms(self) -> int | None:
+        """When the earliest backed-off task becomes due (for the scheduler's timer)."""
+        while self.delayed:
+            not_before, task_id = self.delayed[0]
+            task = self.get(task_id)
+            if task and task.status is TaskStatus.QUEUED and task.not_before == not_before:
+                return not_before
+            heapq.heappop(self.delayed)
+        return None
 
-def unpack_task(row: bytes) -> TaskRecord:
-    return _record(_values(row))
+    # -- changes ----------------------------------------------------------------------------
 
+    def add(self, task: TaskRecord, *, keyed: bool) -> None:
+        """A new task, counted as submitted; ``keyed``: its idempotency key finds it again
+        (a plain submit's task, never a workflow's: see :meth:`_index`)."""
+        self[task.id] = task
+        self.status_counts[task.status] += 1
+        if keyed and task.idempotency_key is not None:
+            self.idempotency[task.idempotency_key] = task.id
+        self.totals["submitted"] += 1
 
-def row_head(row: bytes) -> RowHead:
-    """What the machine's indexes need of a task, read from its row without building it."""
-    return _head(_values(row))
+    def set_status(self, task: TaskRecord, status: TaskStatus, index: int) -> bool:
+        """Move ``task`` to ``status`` (a :class:`TaskChanged`); returns whether it was
+        finished before. A task that finishes joins the eviction order."""
+        was_terminal = task.status in TERMINAL_STATUSES
+        self.status_counts[task.status] -= 1
+        self.status_counts[status] += 1
+        task.status = status
+        self.events.append(TaskChanged(index=index, task_id=task.id, status=status.value))
+        if status in TERMINAL_STATUSES:
+            self.finish_order.append(task.id)
+            self.finished(task.id)
+        elif was_terminal:
+            self.reopened(task.id)
+        return was_terminal
 
+    def enqueue(self, task: TaskRecord, now_ms: int) -> None:
+        """Queue ``task`` as of ``now_ms`` (its age counts from then)."""
+        task.enqueued_at = now_ms
+        key = self.policy.static_key(task.priority, now_ms, task.retries)
+        self.ready.push(task.group, task.id, key)
 
-def _values(row: bytes) -> list[Any]:
-    values = msgpack.unpackb(row, raw=False, strict_map_key=False)
-    if not isinstance(values, list) or not values or values[0] != ROW_VERSION:
-        raise ValueError(f"not a task row of version {ROW_VERSION}")
-    del values[0]
-    return values
+    def requeue(self, task: TaskRecord) -> None:
+        """Put ``task`` (back) in the queue at the place its age and priority give it."""
+        key = self.policy.static_key(task.priority, task.enqueued_at, task.retries)
+        self.ready.push(task.group, task.id, key)
 
+    def unqueue(self, task: TaskRecord) -> None:
+        """Take ``task`` out of the ready queue (and of backing off)."""
+        self.ready.remove(task.group, task.id)
+        task.not_before = 0
 
-def _head(values: list[Any]) -> RowHead:
-    return RowHead(
-        id=values[_ID_AT],
-        status=TaskStatus(values[_STATUS_AT]),
-        idempotency_key=values[_IDEMPOTENCY_AT],
-        dependencies=values[_DEPENDENCIES_AT],
-        workflow_id=values[_WORKFLOW_AT],
-        group=values[_GROUP_AT],
-    )
+    def delay(self, task: TaskRecord, not_before_ms: int) -> None:
+        """``task`` waits, backing off, until ``not_before_ms``."""
+        task.not_before = not_before_ms
+        heapq.heappush(self.delayed, (not_before_ms, task.id))
 
+    def release_due(self, now_ms: int) -> int:
+        """Queue every backed-off task due by ``now_ms``; how many were."""
+        released = 0
+        while self.delayed and self.delayed[0][0] <= now_ms:
+            not_before, task_id = heapq.heappop(self.delayed)
+            task = self.get(task_id)
+            if task is None or task.status is not TaskStatus.QUEUED:
+                continue
+            if task.not_before != not_before:
+                continue
+            task.not_before = 0
+            self.enqueue(task, now_ms)
+            released += 1
+        return released
 
-def _record(values: list[Any]) -> TaskRecord:
-    values[_SPEC_AT] = _build(TaskSpec, _SPEC_FIELDS, values[_SPEC_AT])
-    values[_ATTEMPTS_AT] = [_build(Attempt, _ATTEMPT_FIELDS, a) for a in values[_ATTEMPTS_AT]]
-    values[_PRIORITY_AT] = Priority(values[_PRIORITY_AT])
-    values[_STATUS_AT] = TaskStatus(values[_STATUS_AT])
-    for at in _INTERNED_AT:
-        if values[at] is not None:
-            values[at] = sys.intern(values[at])
-    for attempt in values[_ATTEMPTS_AT]:
-        attempt.worker_id = sys.intern(attempt.worker_id)
-    return _build(TaskRecord, _TASK_FIELDS, values)
-
-
-_T = TypeVar("_T")
-
-
-def _build(cls: type[_T], names: tuple[str, ...], values: list[Any]) -> _T:
-    """An instance of the slotted dataclass ``cls`` from its field values in order, without
-    running ``__init__`` (every field is given; a frozen class is filled the same way)."""
-    if len(values) != len(names):
-        raise ValueError(f"{cls.__name__} row has {len(values)} fields, expected {len(names)}")
-    obj = object.__new__(cls)
-    for name, value in zip(names, values, strict=True):
-        object.__setattr__(obj, name, value)
-    return obj
-
-
-# The preset dictionary's size: a row beyond it is a large one (a long result), not a pattern, and
-# every deflate and inflate first reads the whole dictionary.
-_ZDICT_MAX = 1024
-
-
-class TaskTable(MutableMapping[str, TaskRecord]):
-    """Task id -> record, in submission order; finished tasks beyond ``recent`` frozen."""
-
-    def __init__(self, recent: int) -> None:
-        self.recent_max = max(0, recent)
-        self._rows: dict[str, TaskRecord | bytes] = {}  # insertion order = submission order
-        self._recent: dict[str, None] = {}  # live finished tasks, the first finished first
-        self.frozen = 0  # how many rows are frozen (for metrics and tests)
-        self._zdict: bytes | None = None  # the first row frozen: what later rows resemble
-
-    # -- rows in memory: deflated against the first row, which they mostly repeat -----------
-
-    def _freeze(self, row: bytes) -> bytes:
-        if self._zdict is None:
-            self._zdict = row[:_ZDICT_MAX]
-        deflate = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, self._zdict)
-        return deflate.compress(row) + deflate.flush()
-
-    def _thaw(self, frozen: bytes) -> bytes:
-        assert self._zdict is not None  # set by the first _freeze
-        inflate = zlib.decompressobj(-15, self._zdict)
-        return inflate.decompress(frozen) + inflate.flush()
-
-    # -- Mapping ----------------------------------------------------------------------------
-
-    def __getitem__(self, task_id: str) -> TaskRecord:
-        row = self._rows[task_id]
-        if isinstance(row, TaskRecord):
-            return row
-        task = unpack_task(self._thaw(row))
-        self._rows[task_id] = task
-        self.frozen -= 1
-        self._recent[task_id] = None
-        return task
-
-    @overload
-    def get(self, task_id: str, /) -> TaskRecord | None: ...
-    @overload
-    def get(self, task_id: str, /, default: TaskRecord | _T) -> TaskRecord | _T: ...
-    def get(self, task_id: str, /, default: object = None) -> object:
-        """The task (thawed if frozen), or ``default``."""
-        row = self._rows.get(task_id)
-        if row is None:
-            return default
-        return row if isinstance(row, TaskRecord) else self[task_id]
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __setitem__(self, task_id: str, task: TaskRecord) -> None:
-        if isinstance(self._rows.get(task_id), bytes):
-            self.frozen -= 1
-        self._rows[task_id] = task
-        if task.status in TERMINAL_STATUSES:
-            self._recent[task_id] = None
-
-    def __delitem__(self, task_id: str) -> None:
-        if isinstance(self._rows.pop(task_id), bytes):
-            self.frozen -= 1
-        self._recent.pop(task_id, None)
-
-    # -- reads that keep frozen tasks frozen ------------------------------------------------
-
-    def peek(self, task_id: str) -> TaskRecord | None:
-        """The task as it is, without thawing it (a frozen one is decoded anew: read only)."""
-        row = self._rows.get(task_id)
-        if row is None or isinstance(row, TaskRecord):
-            return row
-        return unpack_task(self._thaw(row))
-
-    def row(self, task_id: str) -> bytes | None:
-        """The task's row, the bytes :meth:`rows` gives for it, without thawing it."""
-        row = self._rows.get(task_id)
-        if row is None or isinstance(row, bytes):
-            return row if row is None else self._thaw(row)
-        return pack_task(row)
-
-    def live(self) -> Iterator[TaskRecord]:
-        """Records not frozen: every unfinished task and the newest finished ones."""
-        return (row for row in self._rows.values() if isinstance(row, TaskRecord))
-
-    # -- finishing and freezing -------------------------------------------------------------
-
-    def finished(self, task_id: str) -> None:
-        """``task_id`` became terminal: frozen once ``recent`` newer tasks finished."""
-        self._recent.pop(task_id, None)
-        self._recent[task_id] = None
-
-    def reopened(self, task_id: str) -> None:
-        self._recent.pop(task_id, None)
-
-    def compact(self) -> None:
-        """Freeze the finished tasks beyond the newest ``recent`` (call between commands)."""
-        while len(self._recent) > self.recent_max:
-            task_id = next(iter(self._recent))
-            del self._recent[task_id]
-            task = self._rows.get(task_id)
-            if isinstance(task, TaskRecord) and task.status in TERMINAL_STATUSES:
-                self._rows[task_id] = self._freeze(pack_task(task))
-                self.frozen += 1
+    def evict(self, keep: int, still_read: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+        """Drop the oldest finished tasks beyond ``keep``, yielding each one's id and row as it
+        goes. Its idempotency key is forgotten with it. A task whose workflow is still open
+        (``still_read(workflow id)``) is kept: the workflow reads it."""
+        while len(self.finish_order) > keep:
+            old = self.finish_order.popleft()
+            row = self.row(old)
+            if row is None:
+                continue
+            task = row_head(row)  # decoded, not built: most evicted tasks are frozen rows
+            if task.status not in TERMINAL_STATUSES:
+                continue
+            if task.workflow_id is not None and still_read(task.workflow_id):
+                continue
+            del self[old]
+            yield old, row
+            self.status_counts[task.status] -= 1
+            if (
+                task.idempotency_key is not None
+                and self.idempotency.get(task.idempotency_key) == old
+            ):
+                del self.idempotency[task.idempotency_key]  # a workflow task's key finds no task
 
     # -- snapshot ---------------------------------------------------------------------------
 
-    def load(self, row: bytes) -> TaskRecord | RowHead:
-        """Add a task from a snapshot's row: a finished one stays frozen as that row (and only
-        its :class:`RowHead` is decoded, for the caller's indexes)."""
-        values = _values(row)
-        if values[_STATUS_AT] in TERMINAL_STATUSES:
-            head = _head(values)
-            self._rows[head.id] = self._freeze(row)
-            self.frozen += 1
-            return head
-        task = _record(values)
-        self._rows[task.id] = task
-        return task
+    def load_rows(
+        self, rows: Iterable[bytes], pushed: dict[str, list[str]] | None = None
+    ) -> Iterator[TaskRecord | RowHead]:
+        """Add the tasks of a snapshot's rows with their indexes, yielding each as read.
+        ``pushed``: the queue's push order (:meth:`ReadyQueue.pushed`), which the queued tasks
+        are pushed in again after the rows; without it (a snapshot from before it was kept),
+        they are pushed in row order."""
+        waiting: list[TaskRecord] = []
+        for row in rows:
+            task = self.load(row)
+            self._index(task, waiting=None if pushed is None else waiting)
+            yield task
+        if pushed is None:
+            return
+        for ids in pushed.values():
+            for task_id in ids:
+                queued = self.get(task_id)
+                if queued and queued.status is TaskStatus.QUEUED and not queued.not_before:
+                    self.requeue(queued)
+        for left in waiting:  # none, unless the snapshot's order missed a queued task
+            if left.id not in self.ready:
+                self.requeue(left)
 
-    def rows(self) -> list[bytes]:
-        """Every task as its row, in submission order: the same bytes whether frozen or not."""
-        packer = msgpack.Packer(use_bin_type=True)  # snapshots are taken on another thread
-        return [
-            self._thaw(row) if isinstance(row, bytes) else pack_task(row, packer)
-            for row in self._rows.values()
-        ]
+    def load_wires(self, wires: Iterable[dict[str, Any]]) -> Iterator[TaskRecord]:
+        """As :meth:`load_rows`, for a snapshot from before finished tasks were rows."""
+        for wire in wires:
+            task = TaskRecord.from_wire(wire)
+            self[task.id] = task
+            self._index(task)
+            yield task
+
+    def load_history(self, finish_order: Iterable[str], totals: dict[str, int]) -> None:
+        self.finish_order = deque(finish_order)
+        self.totals = Counter(totals)
+
+    def _index(
+        self, task: TaskRecord | RowHead, *, waiting: list[TaskRecord] | None = None
+    ) -> None:
+        """Count and index one task read back; a queued one is pushed onto the ready queue,
+        or, with ``waiting``, put there for the caller to push in the snapshot's order."""
+        self.status_counts[task.status] += 1
+        if task.idempotency_key is not None and task.workflow_id is None:
+            self.idempotency[task.idempotency_key] = task.id  # as add(keyed=...) did
+        if isinstance(task, TaskRecord) and task.status is TaskStatus.QUEUED:
+            if task.not_before:
+                heapq.heappush(self.delayed, (task.not_before, task.id))
+            elif waiting is not None:
+                waiting.append(task)
+            else:
+                self.requeue(task)

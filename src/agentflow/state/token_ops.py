@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentflow.errors import ValidationError
-from agentflow.state.commands import CreateToken, RevokeToken
+from agentflow.state.commands import Command, CreateToken, RevokeToken
 from agentflow.state.tokens import Role, TokenRecord
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
-__all__ = ["create", "revoke"]
+__all__ = ["HANDLERS", "create", "revoke"]
 
 
 def create(sm: StateMachine, index: int, cmd: CreateToken) -> TokenRecord:
@@ -32,3 +33,9 @@ def create(sm: StateMachine, index: int, cmd: CreateToken) -> TokenRecord:
 
 def revoke(sm: StateMachine, index: int, cmd: RevokeToken) -> TokenRecord:
     return sm.tokens.revoke(cmd.id)
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    CreateToken: create,
+    RevokeToken: revoke,
+}

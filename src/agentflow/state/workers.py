@@ -1,4 +1,9 @@
-"""Worker commands: register (and reconcile), disconnect, loss, drain, deregister."""
+"""Worker commands: register (and reconcile), disconnect, loss, drain, deregister.
+
+The workers themselves are the :class:`~agentflow.state.workertable.WorkerTable`'s; what these
+commands do beyond it is to the tasks a worker held (requeued when it is lost or no longer runs
+them).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,23 @@ from typing import TYPE_CHECKING, Any
 
 from agentflow.errors import ConflictError, NotFoundError
 from agentflow.state.commands import (
+    Command,
     DeregisterWorker,
     MarkWorkersLost,
     RegisterWorker,
     SetWorkerDraining,
     WorkerDisconnected,
 )
-from agentflow.state.events import WorkerChanged
-from agentflow.state.records import Drain, TaskStatus, WorkerRecord, WorkerState
+from agentflow.state.records import TaskStatus, WorkerState
 from agentflow.state.tasks import requeue_lost
+from agentflow.state.workertable import admits
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
 __all__ = [
+    "HANDLERS",
     "admits",
     "deregister",
     "disconnected",
@@ -27,20 +35,6 @@ __all__ = [
     "register",
     "set_draining",
 ]
-
-
-def admits(worker: WorkerRecord | None, secret_hash: str) -> bool:
-    """May a session holding ``secret_hash`` register as ``worker``?
-
-    The instance that holds the worker's secret always may (it resumes). Anyone else only once
-    the id holds nothing: unknown, declared lost (its attempts were requeued), offline with no
-    attempt, or registered before session secrets existed.
-    """
-    if worker is None or not worker.secret_hash or secret_hash == worker.secret_hash:
-        return True
-    if worker.state is WorkerState.LOST:
-        return True
-    return worker.state is WorkerState.OFFLINE and not worker.running
 
 
 def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any]:
@@ -52,39 +46,12 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
     operator's drain stays, and ``"drain"`` tells the shell which one holds.
     A session that may not take the worker's id (see :func:`admits`) changes nothing.
     """
-    worker = sm.workers.get(cmd.worker_id)
-    if not admits(worker, cmd.secret_hash):
+    if not sm.workers.admits(cmd.worker_id, cmd.secret_hash):
         raise ConflictError(
             f"worker id {cmd.worker_id} is held by another live instance",
             worker_id=cmd.worker_id,
         )
-    if worker is None:
-        worker = WorkerRecord(
-            id=cmd.worker_id,
-            group=cmd.group,
-            slots=cmd.slots,
-            resources=dict(cmd.resources),
-            labels=dict(cmd.labels),
-            hostname=cmd.hostname,
-            registered_at=cmd.now_ms,
-            prefetch=cmd.prefetch,
-            gpus=list(cmd.gpus),
-            secret_hash=cmd.secret_hash,
-            pickled_functions=cmd.pickled_functions,
-        )
-        sm.workers[worker.id] = worker
-    else:
-        if cmd.secret_hash != worker.secret_hash and worker.drain is Drain.WORKER:
-            worker.drain = Drain.NONE  # the instance that asked for it has ended
-        worker.group = cmd.group
-        worker.slots = cmd.slots
-        worker.resources = dict(cmd.resources)
-        worker.labels = dict(cmd.labels)
-        worker.hostname = cmd.hostname
-        worker.prefetch = cmd.prefetch
-        worker.gpus = list(cmd.gpus)
-        worker.secret_hash = cmd.secret_hash
-        worker.pickled_functions = cmd.pickled_functions
+    worker = sm.workers.register(cmd)
     reported = dict(cmd.running)
     for task_id, token in list(worker.running.items()):
         if reported.get(task_id) != token:
@@ -97,8 +64,9 @@ def register(sm: StateMachine, index: int, cmd: RegisterWorker) -> dict[str, Any
     ]
     worker.last_seen_at = cmd.now_ms
     worker.lost_at = None
-    _set_state(sm, worker, WorkerState.DRAINING if worker.draining else WorkerState.ACTIVE, index)
-    sm.refresh_worker(worker, index)
+    state = WorkerState.DRAINING if worker.draining else WorkerState.ACTIVE
+    sm.workers.set_state(worker, state, index)
+    sm.workers.refresh(worker, index)
     return {"worker_id": worker.id, "cancel": cancel, "drain": worker.drain.value}
 
 
@@ -109,17 +77,11 @@ def _lose_attempt(sm: StateMachine, index: int, now_ms: int, task_id: str) -> No
         task.cancel_requested = False
 
 
-def _set_state(sm: StateMachine, worker: WorkerRecord, state: WorkerState, index: int) -> None:
-    if worker.state is not state:
-        worker.state = state
-        sm.events.append(WorkerChanged(index=index, worker_id=worker.id, state=state.value))
-
-
 def disconnected(sm: StateMachine, index: int, cmd: WorkerDisconnected) -> None:
     worker = sm.workers.get(cmd.worker_id)
     if worker is not None and worker.state is not WorkerState.LOST:
         worker.last_seen_at = cmd.now_ms
-        _set_state(sm, worker, WorkerState.OFFLINE, index)
+        sm.workers.set_state(worker, WorkerState.OFFLINE, index)
 
 
 def mark_lost(sm: StateMachine, index: int, cmd: MarkWorkersLost) -> list[str]:
@@ -134,28 +96,15 @@ def mark_lost(sm: StateMachine, index: int, cmd: MarkWorkersLost) -> list[str]:
             if task is not None and task.fencing_token == token:
                 _lose_attempt(sm, index, cmd.now_ms, task_id)
                 requeued.append(task_id)
-        worker.running.clear()
-        worker.lost_at = cmd.now_ms
-        _set_state(sm, worker, WorkerState.LOST, index)
+        sm.workers.lost(worker, cmd.now_ms, index)
     return requeued
 
 
 def set_draining(sm: StateMachine, index: int, cmd: SetWorkerDraining) -> str:
     """Drain or activate a worker. A worker's own drain never weakens an operator's."""
-    worker = sm.workers.get(cmd.worker_id)
-    if worker is None:
-        raise NotFoundError(f"no worker {cmd.worker_id}", worker_id=cmd.worker_id)
-    if not cmd.draining:
-        worker.drain = Drain.NONE
-    elif not cmd.by_worker:
-        worker.drain = Drain.OPERATOR
-    elif worker.drain is Drain.NONE:
-        worker.drain = Drain.WORKER
-    if worker.state in (WorkerState.ACTIVE, WorkerState.BUSY, WorkerState.DRAINING):
-        state = WorkerState.DRAINING if worker.draining else WorkerState.ACTIVE
-        _set_state(sm, worker, state, index)
-        sm.refresh_worker(worker, index)
-    return worker.state.value
+    return sm.workers.drain(
+        cmd.worker_id, draining=cmd.draining, by_worker=cmd.by_worker, index=index
+    )
 
 
 def deregister(sm: StateMachine, index: int, cmd: DeregisterWorker) -> str:
@@ -168,17 +117,13 @@ def deregister(sm: StateMachine, index: int, cmd: DeregisterWorker) -> str:
             worker_id=worker.id,
         )
     mark_lost(sm, index, MarkWorkersLost(now_ms=cmd.now_ms, worker_ids=[worker.id]))
-    del sm.workers[worker.id]
-    sm.departed.append(
-        {
-            "id": worker.id,
-            "group": worker.group,
-            "hostname": worker.hostname,
-            "registered_at": worker.registered_at,
-            "lost_at": worker.lost_at,
-            "departed_at": cmd.now_ms,
-            "completed": worker.completed,
-            "failed": worker.failed,
-        }
-    )
-    return worker.id
+    return sm.workers.depart(worker.id, cmd.now_ms).id
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    RegisterWorker: register,
+    WorkerDisconnected: disconnected,
+    MarkWorkersLost: mark_lost,
+    SetWorkerDraining: set_draining,
+    DeregisterWorker: deregister,
+}

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agentflow.errors import ConflictError, NotFoundError
-from agentflow.state.commands import CancelWorkflow, RetryWorkflow, SubmitWorkflow
-from agentflow.state.events import TasksQueued, WorkflowChanged
+from agentflow.state.commands import CancelWorkflow, Command, RetryWorkflow, SubmitWorkflow
+from agentflow.state.events import TasksQueued
 from agentflow.state.records import (
     TERMINAL_STATUSES,
     TaskRecord,
@@ -24,9 +24,10 @@ from agentflow.state.records import (
 from agentflow.state.tasks import cancel_one, new_record
 
 if TYPE_CHECKING:
+    from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
-__all__ = ["cancel_workflow", "retry_workflow", "settle", "submit_workflow"]
+__all__ = ["HANDLERS", "cancel_workflow", "retry_workflow", "settle", "submit_workflow"]
 
 _RERUN = frozenset(
     {TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED, TaskStatus.UPSTREAM_FAILED}
@@ -34,10 +35,9 @@ _RERUN = frozenset(
 
 
 def submit_workflow(sm: StateMachine, index: int, cmd: SubmitWorkflow) -> dict[str, Any]:
-    if cmd.idempotency_key is not None:
-        existing = sm.workflow_keys.get(cmd.idempotency_key)
-        if existing is not None:
-            return {"workflow_id": existing, "created": False}
+    existing = sm.workflows.existing(cmd.idempotency_key)
+    if existing is not None:
+        return {"workflow_id": existing, "created": False}
     if cmd.workflow_id in sm.workflows:
         raise ConflictError(f"workflow {cmd.workflow_id} already exists")
     wf = WorkflowRecord(
@@ -48,19 +48,13 @@ def submit_workflow(sm: StateMachine, index: int, cmd: SubmitWorkflow) -> dict[s
         created_at=cmd.now_ms,
         idempotency_key=cmd.idempotency_key,
     )
-    sm.workflows[wf.id] = wf
-    sm.workflow_open[wf.id] = len(cmd.tasks)
-    if cmd.idempotency_key is not None:
-        sm.workflow_keys[cmd.idempotency_key] = wf.id
+    sm.workflows.add(wf, len(cmd.tasks))
     for new in cmd.tasks:
         task = new_record(new, cmd.now_ms)
         task.workflow_id = wf.id
         task.status = TaskStatus.PENDING
-        sm.tasks[task.id] = task
-        sm.status_counts[TaskStatus.PENDING] += 1
-        sm.totals["submitted"] += 1
-        for dep in task.dependencies:
-            sm.dependents.setdefault(dep, []).append(task.id)
+        sm.tasks.add(task, keyed=False)
+        sm.workflows.link(task)
     queued: list[str] = []
     for task_id in wf.task_ids:
         task = sm.tasks[task_id]
@@ -68,7 +62,7 @@ def submit_workflow(sm: StateMachine, index: int, cmd: SubmitWorkflow) -> dict[s
             _make_ready(sm, index, cmd.now_ms, task, queued)
     if queued:
         sm.events.append(TasksQueued(index=index, task_ids=tuple(queued)))
-    sm.events.append(WorkflowChanged(index=index, workflow_id=wf.id, status=wf.status.value))
+    sm.workflows.changed(wf, index)
     return {"workflow_id": wf.id, "created": True}
 
 
@@ -78,11 +72,11 @@ def _make_ready(
     if task.noop:  # nothing to run: done as soon as it may start
         task.started_at = task.finished_at = now_ms
         task.exit_code = 0
-        sm.totals["completed"] += 1
+        sm.tasks.totals["completed"] += 1
         sm.set_status(task, TaskStatus.COMPLETED, index)
         return
     sm.set_status(task, TaskStatus.QUEUED, index)
-    sm.enqueue(task, now_ms)
+    sm.tasks.enqueue(task, now_ms)
     queued.append(task.id)
 
 
@@ -124,14 +118,14 @@ def _upstream_reason(sm: StateMachine, task: TaskRecord) -> str:
 def settle(sm: StateMachine, index: int, now_ms: int) -> None:
     """Propagate every workflow task that finished during this command (cascading)."""
     queued: list[str] = []
-    while sm.settling:
-        task = sm.tasks.get(sm.settling.popleft())
+    while (settled := sm.workflows.next_settled()) is not None:
+        task = sm.tasks.get(settled)
         if task is None or task.workflow_id is None:
             continue
         wf = sm.workflows.get(task.workflow_id)
         if wf is None:
             continue
-        for dep_id in sm.dependents.get(task.id, ()):
+        for dep_id in sm.workflows.waiting_on(task.id):
             dependent = sm.tasks.get(dep_id)
             if dependent is None or dependent.status is not TaskStatus.PENDING:
                 continue
@@ -165,12 +159,12 @@ def _cancel_open(
 
 
 def _maybe_finish(sm: StateMachine, index: int, now_ms: int, wf: WorkflowRecord) -> None:
-    if sm.workflow_open.get(wf.id, 0) > 0 or wf.status is not WorkflowStatus.RUNNING:
+    if sm.workflows.still_open(wf.id) or wf.status is not WorkflowStatus.RUNNING:
         return
     tasks = [sm.tasks.get(t) for t in wf.task_ids]
     wf.status = WorkflowStatus.COMPLETED if all(_ok(t) for t in tasks) else WorkflowStatus.FAILED
     wf.finished_at = now_ms
-    sm.events.append(WorkflowChanged(index=index, workflow_id=wf.id, status=wf.status.value))
+    sm.workflows.changed(wf, index)
 
 
 def _workflow(sm: StateMachine, workflow_id: str) -> WorkflowRecord:
@@ -187,7 +181,7 @@ def cancel_workflow(sm: StateMachine, index: int, cmd: CancelWorkflow) -> str:
     wf.status = WorkflowStatus.CANCELLED
     wf.finished_at = cmd.now_ms
     _cancel_open(sm, index, cmd.now_ms, wf, "workflow cancelled")
-    sm.events.append(WorkflowChanged(index=index, workflow_id=wf.id, status=wf.status.value))
+    sm.workflows.changed(wf, index)
     return wf.id
 
 
@@ -214,5 +208,12 @@ def retry_workflow(sm: StateMachine, index: int, cmd: RetryWorkflow) -> int:
             _make_ready(sm, index, cmd.now_ms, task, queued)
     if queued:
         sm.events.append(TasksQueued(index=index, task_ids=tuple(queued)))
-    sm.events.append(WorkflowChanged(index=index, workflow_id=wf.id, status=wf.status.value))
+    sm.workflows.changed(wf, index)
     return len(reset)
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    SubmitWorkflow: submit_workflow,
+    CancelWorkflow: cancel_workflow,
+    RetryWorkflow: retry_workflow,
+}

@@ -11,8 +11,6 @@ A violation raises `InvariantViolationError` out of `apply`, which fails the see
 
 from __future__ import annotations
 
-import hashlib
-
 from agentflow.errors import AgentFlowError
 from agentflow.state import StateMachine
 from agentflow.state.commands import ReportAttempts, decode_command
@@ -102,10 +100,9 @@ class SystemModel:
                 self._lock_tokens[name] = max(self._lock_tokens.get(name, 0), grant.token)
 
     def digest(self) -> bytes:
-        """The state's digest and the ready queue's order (which it leaves out, yet placement
-        follows it among equal keys)."""
-        order = repr(self.sm.ready.order()).encode()
-        return hashlib.sha256(bytes.fromhex(self.sm.digest()) + order).digest()
+        """The state's digest (which covers the ready queue's push order: placement follows it
+        among equal keys)."""
+        return bytes.fromhex(self.sm.digest())
 
     @property
     def lock_tokens(self) -> dict[str, int]:
