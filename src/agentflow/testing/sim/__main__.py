@@ -28,6 +28,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--read-mode", choices=[m.value for m in ReadMode], default=ReadMode.READ_INDEX.value
     )
     parser.add_argument("--no-faults", action="store_true", help="a calm network, no nemesis")
+    parser.add_argument(
+        "--no-buggify", action="store_true", help="the unbiased fault schedule, no aimed faults"
+    )
     # Joiners always start from an empty storage now (founding members are bootstrapped into
     # the log); the flag is still accepted so that older replay commands run unchanged.
     parser.add_argument("--join-empty", action="store_true", help=argparse.SUPPRESS)
@@ -46,6 +49,7 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
             nodes=args.nodes,
             read_mode=ReadMode(args.read_mode),
             faults=not args.no_faults,
+            buggify=not args.no_buggify,
         )
         for seed in range(args.seed_base, args.seed_base + args.seeds)
     ]

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import enum
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["FaultMix", "ReadMode", "SimConfig"]
+__all__ = ["BUGGIFY_SITES", "FaultMix", "ReadMode", "SimConfig"]
+
+# Each BUGGIFY site and the odds a seed may give it (0: off for that seed). A site fires at
+# its moment with the seed's odds; see `Nemesis` for what each one does.
+BUGGIFY_SITES: dict[str, tuple[float, ...]] = {
+    "mute_new_leader": (0.0, 0.2, 0.5),  # a new leader crashes before its first appends
+    "crash_fresh_tail": (0.0, 0.02, 0.1),  # a leader crashes with a proposal on its disk only
+    "crash_partial": (0.0, 0.02, 0.1),  # a leader crashes while its tail is partly replicated
+    # ... right after an acknowledgement of an entry of an earlier term (Figure 8 (c))
+    "crash_old_term_ack": (0.0, 0.3, 0.7),
+    "unclog_on_election": (0.0, 0.5, 1.0),  # clogged links flush just as a leader is elected
+    "restart_oldest": (0.0, 0.5, 1.0),  # the node down longest restarts first (Figure 8 (d))
+}
 
 
 class ReadMode(enum.Enum):
@@ -38,6 +50,9 @@ class SimConfig:
     converge_ticks: int = 1000
     log_check_every: int = 500  # steps between whole-log cross-checks
     faults: bool = True
+    # BUGGIFY: bias the fault schedule toward the moments where consensus bugs hide (see
+    # `FaultMix.buggify`); False replays the unbiased schedule of earlier versions exactly.
+    buggify: bool = True
 
     def __post_init__(self) -> None:
         assert self.nodes in (None, 1, 3, 5), self.nodes
@@ -54,6 +69,8 @@ class SimConfig:
             parts.append(f"--read-mode {self.read_mode.value}")
         if not self.faults:
             parts.append("--no-faults")
+        if not self.buggify:
+            parts.append("--no-buggify")
         return " ".join(parts)
 
 
@@ -68,9 +85,12 @@ class FaultMix:
     nemesis_every_ms: int
     weights: dict[str, int]
     leader_write_ms_max: int = 0  # a leader's own write may take up to this long (0: instant)
+    # BUGGIFY sites (FoundationDB's term): each seed enables some, each with its own odds of
+    # firing whenever its moment comes (see `Nemesis`): empty when the seed is not biased.
+    buggify: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
-    def draw(rng: random.Random, *, enabled: bool) -> FaultMix:
+    def draw(rng: random.Random, *, enabled: bool, buggify: bool = False) -> FaultMix:
         if not enabled:
             return FaultMix(
                 drop_rate=0.0,
@@ -95,11 +115,21 @@ class FaultMix:
             "transfer": rng.choice((0, 1, 3)),
             "compact": rng.choice((1, 3, 6)),
         }
+        drop_rate = rng.choice((0.0, 0.02, 0.1, 0.25))
+        duplicate_rate = rng.choice((0.0, 0.05, 0.2))
+        delay_ms_max = rng.choice((4, 15, 40))
+        nemesis_every_ms = rng.choice((60, 150, 300))
+        leader_write_ms_max = rng.choice((0, 2, 8, 25))
+        sites: dict[str, float] = {}
+        if buggify:  # drawn last: an unbiased seed consumes exactly what it always did
+            weights["clog"] = rng.choice((0, 2, 4))
+            sites = {site: rng.choice(odds) for site, odds in BUGGIFY_SITES.items()}
         return FaultMix(
-            drop_rate=rng.choice((0.0, 0.02, 0.1, 0.25)),
-            duplicate_rate=rng.choice((0.0, 0.05, 0.2)),
-            delay_ms_max=rng.choice((4, 15, 40)),
-            nemesis_every_ms=rng.choice((60, 150, 300)),
+            drop_rate=drop_rate,
+            duplicate_rate=duplicate_rate,
+            delay_ms_max=delay_ms_max,
+            nemesis_every_ms=nemesis_every_ms,
             weights=weights,
-            leader_write_ms_max=rng.choice((0, 2, 8, 25)),
+            leader_write_ms_max=leader_write_ms_max,
+            buggify=sites,
         )

@@ -75,7 +75,7 @@ class Simulation:
         self.rng = random.Random(config.seed)
         rng = self.rng
         self.node_count = config.nodes if config.nodes is not None else rng.choice((3, 5))
-        self.mix = FaultMix.draw(rng, enabled=config.faults)
+        self.mix = FaultMix.draw(rng, enabled=config.faults, buggify=config.buggify)
         self.raft_config = draw_raft_config(rng, config)
         self.network = SimNetwork(random.Random(rng.getrandbits(64)))
         self.checker = SafetyChecker()
@@ -88,10 +88,12 @@ class Simulation:
         self.stats: dict[str, int] = {}
         self._heap: list[tuple[int, int, int, object, object]] = []
         self._seq = 0
+        self._stepped: Message | None = None  # the message whose Readies are being performed
         self._digest = hashlib.blake2b(digest_size=16)
         self.nodes: dict[str, SimNode] = {}
         self._tick_ms: dict[str, int] = {}  # each node's tick period: clocks drift apart
         self.retired: set[str] = set()
+        self.crashed_at: dict[str, int] = {}  # when each node last went down
         self._next_node = 1
         # Before any node starts: a founding member applies its bootstrap entries at once,
         # and applied entries are reported to both.
@@ -151,6 +153,7 @@ class Simulation:
     def crash_node(self, node: SimNode) -> None:
         node.crash()
         self.clients.forget_node(node.id)
+        self.crashed_at[node.id] = self.now_ms
         self.trace(f"{self.now_ms} crash {node.id}")
 
     def leader(self) -> SimNode | None:
@@ -167,8 +170,12 @@ class Simulation:
     def after_io(self, node: SimNode, *, write_done: bool = False) -> None:
         """Perform the node's Readies (``write_done``: first finish its slow write), then
         route what they produced."""
+        if node.alive and not write_done and not self.quiet and self.mix.buggify:
+            stepped = self._stepped
+            self.nemesis.before_io(node, stepped if stepped and stepped.to == node.id else None)
         if node.alive and not (node.finish_write() if write_done else node.process()):
             self.clients.forget_node(node.id)  # crashed in the middle of a Ready
+            self.crashed_at[node.id] = self.now_ms
             self.trace(f"{self.now_ms} torn crash {node.id}")
         if node.write_due:
             node.write_due = False
@@ -246,6 +253,13 @@ class Simulation:
         self.after_io(node, write_done=True)
 
     def _deliver(self, message: Message) -> None:
+        if (
+            self.network.clogged(message.from_, message.to)
+            and message.type is not MessageType.SNAPSHOT  # its sender awaits a report
+            and not self.quiet
+        ):
+            self.network.hold(message)  # BUGGIFY: held back until the link unclogs
+            return
         sender = self.nodes.get(message.from_)
         receiver = self.nodes.get(message.to)
         lost = (
@@ -266,7 +280,10 @@ class Simulation:
                 self.after_io(sender)
             return
         receiver.raft.step(message)
+        self._stepped = message
         self.after_io(receiver)
+        self._stepped = None
+        self.nemesis.after_delivery(receiver, message)
         if kind is MessageType.SNAPSHOT:
             self.count("snapshot_delivered")
         if kind is MessageType.SNAPSHOT and sender is not None and sender.raft is not None:
@@ -296,6 +313,8 @@ class Simulation:
     def heal_and_converge(self) -> None:
         self.quiet = True
         self.network.heal()
+        for held in self.network.unclog():
+            self.schedule(1, EV_DELIVER, held)
         self.network.faults = LinkFaults.calm()
         self.trace(f"{self.now_ms} heal")
         for node in list(self.nodes.values()):
@@ -419,7 +438,8 @@ def draw_raft_config(rng: random.Random, config: SimConfig) -> Config:
         heartbeat_tick=config.heartbeat_tick,
         pre_vote=rng.random() < 0.75,
         check_quorum=rng.random() < 0.75,
-        max_size_per_msg=rng.choice((1, 64, 1 << 20)),
+        # BUGGIFY: one-entry messages twice as often, where commit rules are tested.
+        max_size_per_msg=rng.choice((1, 1, 64, 1 << 20) if config.buggify else (1, 64, 1 << 20)),
         max_inflight_msgs=rng.choice((1, 4, 256)),
     )
 
