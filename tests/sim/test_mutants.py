@@ -55,7 +55,7 @@ def test_a_snippet_that_moved_is_refused() -> None:
 
 
 def test_a_module_already_imported_is_refused() -> None:
-    import agentflow.raft._log  # noqa: F401 - the point: it is loaded already
+    import agentflow.raft._log  # noqa: F401  (the point: it is loaded already)
 
     with pytest.raises(MutantRefusedError, match="already imported"):
         install(CATALOGUE[0])

@@ -44,6 +44,15 @@ class Verdict:
     failure: str = ""
     ran: int = 0  # seeds actually run
     _found_chunk: int | None = field(default=None, repr=False)
+    _done: set[int] = field(default_factory=set, repr=False)  # chunks finished or skipped
+    _printed: bool = field(default=False, repr=False)
+
+    def settled(self, chunks: int) -> bool:
+        """Nothing left to run could change the verdict."""
+        if self.status in ("pending", "refused"):
+            return True
+        last = chunks if self._found_chunk is None else self._found_chunk + 1
+        return all(k in self._done for k in range(last))
 
     def line(self) -> str:
         if self.status == "found":
@@ -95,6 +104,7 @@ def run_mutants(mutants: Sequence[Mutant], args: argparse.Namespace) -> list[Ver
         for verdict in verdicts
     ]
     lock = threading.Lock()
+    total = (args.seeds + args.chunk - 1) // args.chunk
 
     def work(k: int, verdict: Verdict) -> None:
         with lock:
@@ -106,6 +116,10 @@ def run_mutants(mutants: Sequence[Mutant], args: argparse.Namespace) -> list[Ver
         outcome = _run_chunk(verdict.mutant.name, base, count, args, verdict.model)
         with lock:
             _record(verdict, k, base, count, outcome)
+            verdict._done.add(k)
+            if not verdict._printed and verdict.settled(total):
+                verdict._printed = True
+                print(verdict.line(), flush=True)  # as soon as it is known, in any order
 
     jobs = args.jobs or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -158,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     verdicts = run_mutants(mutants, args)
+    print("--", flush=True)
     for verdict in verdicts:
         print(verdict.line(), flush=True)
     print(

@@ -60,7 +60,7 @@ CATALOGUE: tuple[Mutant, ...] = (
         why="§5.3: a follower commits past the last entry the leader vouched for",
     ),
     Mutant(
-        name="apply-before-persist",
+        name="commit-before-own-persist",
         file="raft/_leader.py",
         old="    r.needs_broadcast = True\n    return last\n",
         new=(
@@ -71,8 +71,8 @@ CATALOGUE: tuple[Mutant, ...] = (
             "    return last\n"
         ),
         why=(
-            "thesis §10.2.1: the leader counts its own copy before it is on disk, so it "
-            "commits (and applies) what a majority does not durably hold"
+            "apply before persist (thesis §10.2.1): the leader counts its own copy before it "
+            "is on disk, so it commits and applies what a majority may not durably hold"
         ),
     ),
     Mutant(

@@ -13,7 +13,9 @@ election crashes after persisting, before its first appends go out (a leader who
 of the new term exist on its disk only); a leader crashes right after an acknowledgement
 that leaves its tail replicated on some followers but not all (Figure 8's partial
 replication); clogged links hold their messages back and flush them just as a new leader is
-elected. Together with one-entry messages (`max_size_per_msg=1`, drawn per seed) these
+elected; a leader's own write stalls, and the leader may crash before it completes; a
+client is left talking to a leader that is cut off, to read what it should no longer serve.
+Together with one-entry messages (`max_size_per_msg=1`, drawn per seed) these
 reach in a few hundred seeds the interleavings random faults reach once in thousands.
 """
 
@@ -112,6 +114,11 @@ class Nemesis:
             return ""
         others = [i for i in self._in_play() if i != leader.id]
         self._sim.network.partition([[leader.id], others])
+        clients = self._sim.config.clients
+        if clients and self._fires("stick_to_isolated"):
+            client = self._rng.randint(1, clients)  # it keeps reading from the old leader
+            self._sim.clients.stick(client, leader.id)
+            self._strike("stick_to_isolated", f"client {client}")
         return self._sim.network.description
 
     def _do_crash_leader(self) -> str:
@@ -154,7 +161,8 @@ class Nemesis:
 
     def before_io(self, node: SimNode, message: Message | None) -> None:
         """The node's Readies are about to be performed (``message``: the one it just stepped).
-        Aim a crash after they are persisted, with nothing they send going out, at a node
+        If it has just won an election, clogged links may flush now, the worst moment. Aim a
+        crash after they are persisted, with nothing they send going out, at a node
         that has just won an election (its first entry on its disk only), at a leader that
         has just appended a proposal (its uncommitted tail on its disk only), or at a leader
         that an acknowledgement leaves with its tail replicated on some followers but not
@@ -162,7 +170,9 @@ class Nemesis:
         raft = node.raft
         if raft is None or raft.role is not StateRole.LEADER or node.crash_stage is not None:
             return
-        if node.role is not StateRole.LEADER:
+        if node.role is not StateRole.LEADER:  # it has just won an election
+            if self._sim.network.has_clogs and self._fires("unclog_on_election"):
+                self._strike("unclog_on_election", f"{self._unclog()} held")
             site = "mute_new_leader"
         elif message is None:
             if raft.status.last_index <= node.storage.last_index():
@@ -184,14 +194,21 @@ class Nemesis:
             node.crash_stage = 1
             self._strike(site, node.id)
 
-    def after_delivery(self, node: SimNode, message: Message) -> None:
-        """The receiver performed what ``message`` caused: if that made it leader, clogged
-        links may flush now, the worst moment."""
-        if node.raft is None or node.role is not StateRole.LEADER:
-            return
-        elected = message.type is MessageType.VOTE_RESP and self._sim.network.has_clogs
-        if elected and self._fires("unclog_on_election"):
-            self._strike("unclog_on_election", f"{self._unclog()} held")
+    def write_delay_ms(self) -> int:
+        """How long a leader's own write takes: up to the mix's bound, or (BUGGIFY) stalled
+        long enough for its appends to be acknowledged and its commit index to go out."""
+        if self._fires("stall_write"):
+            self._sim.count("stall_write")
+            return self._rng.randint(20, 150)
+        return self._rng.randint(1, max(1, self._sim.mix.leader_write_ms_max))
+
+    def crash_in_write(self, node: SimNode) -> bool:
+        """BUGGIFY: the node crashes just before its slow write completes (the write lost)."""
+        if not self._fires("crash_in_write"):
+            return False
+        self._sim.crash_node(node)
+        self._strike("crash_in_write", node.id)
+        return True
 
     def _strike(self, site: str, done: str) -> None:
         self._sim.count(site)
@@ -240,6 +257,7 @@ class Nemesis:
             return ""
         if self._fires("restart_oldest"):
             node = min(down, key=lambda n: self._sim.crashed_at.get(n.id, 0))  # Figure 8 (d)
+            self._sim.count("restart_oldest")
         else:
             node = self._rng.choice(down)
         if node.id in self._silenced:

@@ -134,7 +134,7 @@ class Simulation:
             config=self.raft_config,
         )
         self.checker.register(node_id, storage)
-        node.slow_writes = self.mix.leader_write_ms_max > 0
+        node.slow_writes = self.mix.leader_write_ms_max > 0 or "stall_write" in self.mix.buggify
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
         self._tick_ms[node_id] = max(1, node_tick_ms)
@@ -179,7 +179,7 @@ class Simulation:
             self.trace(f"{self.now_ms} torn crash {node.id}")
         if node.write_due:
             node.write_due = False
-            delay = self.rng.randint(1, self.mix.leader_write_ms_max)
+            delay = self.nemesis.write_delay_ms()
             self.schedule(delay, EV_WRITE, node.id, node.incarnation)
         lost_snapshots: list[str] = []
         for message in node.outbox:
@@ -248,6 +248,8 @@ class Simulation:
         node = self.nodes[node_id]
         if not node.alive or node.incarnation != incarnation or node.pending is None:
             return  # the node crashed before its write finished: the write is lost
+        if self.nemesis.crash_in_write(node):
+            return
         self.trace(f"{self.now_ms} w{node_id}")
         self.count("slow_leader_write")
         self.after_io(node, write_done=True)
@@ -283,7 +285,6 @@ class Simulation:
         self._stepped = message
         self.after_io(receiver)
         self._stepped = None
-        self.nemesis.after_delivery(receiver, message)
         if kind is MessageType.SNAPSHOT:
             self.count("snapshot_delivered")
         if kind is MessageType.SNAPSHOT and sender is not None and sender.raft is not None:
@@ -437,7 +438,8 @@ def draw_raft_config(rng: random.Random, config: SimConfig) -> Config:
         election_tick=config.election_tick,
         heartbeat_tick=config.heartbeat_tick,
         pre_vote=rng.random() < 0.75,
-        check_quorum=rng.random() < 0.75,
+        # BUGGIFY: deposed leaders that never step down (no check-quorum) half the time.
+        check_quorum=rng.random() < (0.5 if config.buggify else 0.75),
         # BUGGIFY: one-entry messages twice as often, where commit rules are tested.
         max_size_per_msg=rng.choice((1, 1, 64, 1 << 20) if config.buggify else (1, 64, 1 << 20)),
         max_inflight_msgs=rng.choice((1, 4, 256)),
