@@ -55,6 +55,10 @@ class Verdict:
         return all(k in self._done for k in range(last))
 
     def line(self) -> str:
+        if self.mutant is NO_MUTANT and self.status in ("found", "survived"):
+            if self.status == "survived":
+                return f"none (the code as written): all {self.seeds} seeds pass"
+            return f"none (the code as written): FAILS at seed {self.seed} ({self.failure})"
         if self.status == "found":
             return f"{self.mutant.name}: found by seed {self.seed} ({self.failure})"
         if self.status == "survived":
@@ -175,8 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("--", flush=True)
     for verdict in verdicts:
         print(verdict.line(), flush=True)
+    pending = sum(v.status == "pending" for v in verdicts)
     print(
-        f"{sum(v.status == 'found' for v in verdicts)}/{len(verdicts)} mutants found "
+        f"{sum(v.status == 'found' for v in verdicts)}/{len(verdicts)} mutants found"
+        f"{f', {pending} pending' if pending else ''} "
         f"({args.seeds} seeds x {args.steps} steps, {time.perf_counter() - started:.1f} s)",
         flush=True,
     )
