@@ -53,11 +53,14 @@ CATALOGUE: tuple[Mutant, ...] = (
         why="§5.3: a follower keeps its conflicting entries instead of truncating them",
     ),
     Mutant(
-        name="follower-commits-unvouched-tail",
-        file="raft/_log.py",
-        old="        self.commit_to(min(committed, last_new))\n",
-        new="        self.commit_to(min(committed, self.last_index()))\n",
-        why="§5.3: a follower commits past the last entry the leader vouched for",
+        name="heartbeat-commit-past-match",
+        file="raft/_leader.py",
+        old="            commit = min(pr.match, committed)\n",
+        new="            commit = committed\n",
+        why=(
+            "§5.3: a heartbeat tells a follower to commit past what it is known to hold, "
+            "where its log may be shorter or still diverge"
+        ),
     ),
     Mutant(
         name="commit-before-own-persist",
