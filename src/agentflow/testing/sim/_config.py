@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 
 __all__ = ["BUGGIFY_SITES", "FaultMix", "ReadMode", "SimConfig"]
 
-BUGGIFY_SEEDS = 0.6  # the share of seeds with BUGGIFY on
+BUGGIFY_SEEDS = 0.75  # the share of seeds with BUGGIFY on
 # Each BUGGIFY site and the odds a seed may give it (0: off for that seed). A site fires at
 # its moment with the seed's odds; see `Nemesis` for what each one does.
 BUGGIFY_SITES: dict[str, tuple[float, ...]] = {
     "mute_new_leader": (0.0, 0.15, 0.4),  # a new leader crashes before its first appends
-    "crash_fresh_tail": (0.0, 0.02, 0.1),  # a leader crashes with a proposal on its disk only
+    "crash_fresh_tail": (0.0, 0.05, 0.15),  # a leader crashes with a proposal on its disk only
     "crash_partial": (0.0, 0.02, 0.1),  # a leader crashes while its tail is partly replicated
     # ... right after an acknowledgement of an entry of an earlier term (Figure 8 (c))
-    "crash_old_term_ack": (0.0, 0.3, 0.7),
+    "crash_old_term_ack": (0.0, 0.5, 1.0),
     "unclog_on_election": (0.0, 0.5, 1.0),  # clogged links flush just as a leader is elected
     "restart_oldest": (0.0, 0.5, 1.0),  # the node down longest restarts first (Figure 8 (d))
     "stick_to_isolated": (0.0, 0.5, 1.0),  # a client keeps talking to an isolated leader
@@ -131,6 +131,8 @@ class FaultMix:
         if buggify and rng.random() < BUGGIFY_SEEDS:
             weights["clog"] = rng.choice((0, 2, 4))
             sites = {site: rng.choice(odds) for site, odds in BUGGIFY_SITES.items()}
+            if sites["stick_to_isolated"]:  # a site needs its moment to come
+                weights["isolate_leader"] = max(weights["isolate_leader"], 3)
         return FaultMix(
             drop_rate=drop_rate,
             duplicate_rate=duplicate_rate,

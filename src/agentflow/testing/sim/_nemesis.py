@@ -14,7 +14,8 @@ of the new term exist on its disk only); a leader crashes right after an acknowl
 that leaves its tail replicated on some followers but not all (Figure 8's partial
 replication); clogged links hold their messages back and flush them just as a new leader is
 elected; a leader's own write stalls, and the leader may crash before it completes; a
-client is left talking to a leader that is cut off, to read what it should no longer serve.
+client is left talking to a leader that is cut off, to read what it should no longer serve,
+and the partition then holds long enough for the others to elect a leader and write.
 Together with one-entry messages (`max_size_per_msg=1`, drawn per seed) these
 reach in a few hundred seeds the interleavings random faults reach once in thousands.
 """
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Nemesis"]
 
+# The actions that reshape or heal the network's partitions.
+_RESHAPES = frozenset({"partition", "one_way", "bridge", "isolate_leader", "heal"})
+
 
 class Nemesis:
     def __init__(self, sim: Simulation) -> None:
@@ -52,6 +56,7 @@ class Nemesis:
         self._weights = [sim.mix.weights[name] for name in self._actions]
         self._max_members = sim.node_count + 2
         self._silenced: set[str] = set()  # silenced by a BUGGIFY crash until they restart
+        self._hold_until_ms = 0  # no partition change before then (BUGGIFY)
 
     def begin(self) -> None:
         if self._actions:
@@ -66,6 +71,9 @@ class Nemesis:
         if sim.quiet:
             return
         action = self._rng.choices(self._actions, self._weights)[0]
+        if action in _RESHAPES and sim.now_ms < self._hold_until_ms:
+            sim.schedule(self._interval(), EV_NEMESIS)  # BUGGIFY: the partition holds
+            return
         done = getattr(self, f"_do_{action}")()
         if done:
             sim.count(action)
@@ -115,10 +123,17 @@ class Nemesis:
         others = [i for i in self._in_play() if i != leader.id]
         self._sim.network.partition([[leader.id], others])
         clients = self._sim.config.clients
-        if clients and self._fires("stick_to_isolated"):
-            client = self._rng.randint(1, clients)  # it keeps reading from the old leader
-            self._sim.clients.stick(client, leader.id)
-            self._strike("stick_to_isolated", f"client {client}")
+        voters = leader.conf_state.voters
+        up = [n.id for n in self._alive() if n.id in voters and n.id != leader.id]
+        electable = 2 * len(up) > len(voters)  # the others can elect a leader and write
+        if clients > 1 and electable and self._fires("stick_to_isolated"):
+            writer = self._rng.randint(1, clients)  # the others keep reading the old leader
+            for client in range(1, clients + 1):
+                node_id = self._rng.choice(up) if client == writer else leader.id
+                self._sim.clients.stick(client, node_id)
+            # ... for long enough that the others elect a leader and write past it.
+            self._hold_until_ms = self._sim.now_ms + self._rng.randint(500, 1500)
+            self._strike("stick_to_isolated", f"all clients but {writer}")
         return self._sim.network.description
 
     def _do_crash_leader(self) -> str:
