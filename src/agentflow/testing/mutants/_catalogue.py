@@ -79,6 +79,22 @@ CATALOGUE: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        name="ack-before-persist",
+        file="raft/_node.py",
+        old=(
+            "    {MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT, "
+            "MessageType.TIMEOUT_NOW}\n"
+        ),
+        new=(
+            "    {MessageType.APPEND, MessageType.APPEND_RESP, MessageType.HEARTBEAT, "
+            "MessageType.SNAPSHOT, MessageType.TIMEOUT_NOW}\n"
+        ),
+        why=(
+            "persist before send (Ready contract): a follower acknowledges entries before "
+            "they are on its disk, so a leader may count a copy a crash then loses"
+        ),
+    ),
+    Mutant(
         name="read-index-without-heartbeat",
         file="raft/_leader.py",
         old=(
