@@ -12,7 +12,7 @@ BUGGIFY_SEEDS = 0.75  # the share of seeds with BUGGIFY on
 # Each BUGGIFY site and the odds a seed may give it (0: off for that seed). A site fires at
 # its moment with the seed's odds; see `Nemesis` for what each one does.
 BUGGIFY_SITES: dict[str, tuple[float, ...]] = {
-    "mute_new_leader": (0.0, 0.15, 0.4),  # a new leader crashes before its first appends
+    "mute_new_leader": (0.0, 0.05, 0.2),  # a new leader crashes before its first appends
     "crash_fresh_tail": (0.0, 0.05, 0.15),  # a leader crashes with a proposal on its disk only
     "crash_partial": (0.0, 0.02, 0.1),  # a leader crashes while its tail is partly replicated
     # ... right after an acknowledgement of an entry of an earlier term (Figure 8 (c))
