@@ -8,7 +8,7 @@ SEEDS ?= 500
 SEED_BASE ?= 0
 STEPS ?= 2000
 
-.PHONY: demo test sysdeps check lint typecheck unit sim soak bench fuzz clean install uninstall
+.PHONY: demo test sysdeps check lint typecheck unit sim soak mutants bench fuzz clean install uninstall
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ soak: $(STAMP)
 	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 5000 --jobs 0
 	$(PY) -m agentflow.testing.sim --seeds 20000 --seed-base $(SEED_BASE) --steps 2000 --jobs 0 \
 		--model system
+
+# Deliberate bugs (agentflow/testing/mutants), each applied in turn in fresh processes and run
+# against the same seed budget: prints the first failing seed of each, or "not found in N".
+MUTANTS ?=
+mutants: $(STAMP)
+	$(PY) -m agentflow.testing.mutants --seeds $(SEEDS) --seed-base $(SEED_BASE) --steps $(STEPS) --jobs 0 $(MUTANTS)
 
 # The HTTP API fuzzed against its OpenAPI document for long (the suite runs a bounded pass).
 FUZZ_EXAMPLES ?= 300

@@ -52,12 +52,12 @@ def test_replay_does_not_depend_on_the_process_hash_seed() -> None:
 def test_failure_prints_seed_and_a_replay_command_that_reproduces_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Reads from any node's local state fail every seed: a stand-in for any failing seed.
-    config = SimConfig(seed=1, steps=2000, read_mode=ReadMode.FOLLOWER_LOCAL)
-    result = run_seed(config)
-    assert not result.ok
+    # Reads from any node's local state fail nearly every seed (a BUGGIFY seed may crash its
+    # way around them): the first that fails stands in for any failing seed.
+    configs = (SimConfig(seed=s, steps=2000, read_mode=ReadMode.FOLLOWER_LOCAL) for s in range(20))
+    config, result = next((c, r) for c in configs if not (r := run_seed(c)).ok)
     report = result.report()
-    assert "seed 1: FAILED" in report
+    assert f"seed {config.seed}: FAILED" in report
     command = config.replay_command()
     assert command in report
     args = command.split("agentflow.testing.sim", 1)[1].split()

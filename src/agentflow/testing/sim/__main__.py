@@ -31,6 +31,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model", choices=("kv", "system"), default="kv", help="what the nodes replicate"
     )
+    parser.add_argument(
+        "--no-buggify", action="store_true", help="the unbiased fault schedule, no aimed faults"
+    )
     # Joiners always start from an empty storage now (founding members are bootstrapped into
     # the log); the flag is still accepted so that older replay commands run unchanged.
     parser.add_argument("--join-empty", action="store_true", help=argparse.SUPPRESS)
@@ -50,6 +53,7 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
             read_mode=ReadMode(args.read_mode),
             faults=not args.no_faults,
             model=args.model,
+            buggify=not args.no_buggify,
         )
         for seed in range(args.seed_base, args.seed_base + args.seeds)
     ]

@@ -122,6 +122,11 @@ class ClientDriver:
             self._sticky[client] = node.id
         return node
 
+    def stick(self, client: int, node_id: str) -> None:
+        """From its next operation, ``client`` talks to ``node_id`` (BUGGIFY: a client left
+        talking to a leader that is about to be deposed)."""
+        self._sticky[client] = node_id
+
     def _redirect(self, client: int, node: SimNode | None) -> None:
         """After a refusal or a silence: follow the node's leader hint, or start afresh."""
         hint = node.leader_id if node is not None and node.alive else None

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import enum
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["FaultMix", "ReadMode", "SimConfig"]
+__all__ = ["BUGGIFY_SITES", "FaultMix", "ReadMode", "SimConfig"]
+
+BUGGIFY_SEEDS = 0.75  # the share of seeds with BUGGIFY on
+# Each BUGGIFY site and the odds a seed may give it (0: off for that seed). A site fires at
+# its moment with the seed's odds; see `Nemesis` for what each one does.
+BUGGIFY_SITES: dict[str, tuple[float, ...]] = {
+    "mute_new_leader": (0.0, 0.05, 0.2),  # a new leader crashes before its first appends
+    "crash_fresh_tail": (0.0, 0.05, 0.15),  # a leader crashes with a proposal on its disk only
+    "crash_partial": (0.0, 0.02, 0.1),  # a leader crashes while its tail is partly replicated
+    # ... right after an acknowledgement of an entry of an earlier term (Figure 8 (c))
+    "crash_old_term_ack": (0.0, 0.5, 1.0),
+    "unclog_on_election": (0.0, 0.5, 1.0),  # clogged links flush just as a leader is elected
+    "restart_oldest": (0.0, 0.5, 1.0),  # the node down longest restarts first (Figure 8 (d))
+    "stick_to_isolated": (0.0, 0.5, 1.0),  # a client keeps talking to an isolated leader
+    "stall_write": (0.0, 0.1, 0.3),  # a leader's own write stalls while its appends go out
+    "crash_in_write": (0.0, 0.1, 0.3),  # a leader crashes before its slow write completes
+}
 
 
 class ReadMode(enum.Enum):
@@ -41,6 +57,9 @@ class SimConfig:
     # What the nodes replicate: "kv", registers checked for linearizability; "system", the
     # real StateMachine under a workload of clients, workers and the leader's timers.
     model: str = "kv"
+    # BUGGIFY: bias the fault schedule toward the moments where consensus bugs hide (see
+    # `FaultMix.buggify`); False replays the unbiased schedule of earlier versions exactly.
+    buggify: bool = True
 
     def __post_init__(self) -> None:
         assert self.nodes in (None, 1, 3, 5), self.nodes
@@ -60,6 +79,8 @@ class SimConfig:
             parts.append("--no-faults")
         if self.model != "kv":
             parts.append(f"--model {self.model}")
+        if not self.buggify:
+            parts.append("--no-buggify")
         return " ".join(parts)
 
 
@@ -74,9 +95,12 @@ class FaultMix:
     nemesis_every_ms: int
     weights: dict[str, int]
     leader_write_ms_max: int = 0  # a leader's own write may take up to this long (0: instant)
+    # BUGGIFY sites (FoundationDB's term): each seed enables some, each with its own odds of
+    # firing whenever its moment comes (see `Nemesis`): empty when the seed is not biased.
+    buggify: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
-    def draw(rng: random.Random, *, enabled: bool) -> FaultMix:
+    def draw(rng: random.Random, *, enabled: bool, buggify: bool = False) -> FaultMix:
         if not enabled:
             return FaultMix(
                 drop_rate=0.0,
@@ -101,11 +125,26 @@ class FaultMix:
             "transfer": rng.choice((0, 1, 3)),
             "compact": rng.choice((1, 3, 6)),
         }
+        drop_rate = rng.choice((0.0, 0.02, 0.1, 0.25))
+        duplicate_rate = rng.choice((0.0, 0.05, 0.2))
+        delay_ms_max = rng.choice((4, 15, 40))
+        nemesis_every_ms = rng.choice((60, 150, 300))
+        leader_write_ms_max = rng.choice((0, 2, 8, 25))
+        sites: dict[str, float] = {}
+        # Drawn last, so that an unbiased seed consumes exactly what it always did. As in
+        # FoundationDB, BUGGIFY is itself on for only some seeds: aimed faults also prevent
+        # some schedules (a leader crashed early cannot linger deposed), which the others keep.
+        if buggify and rng.random() < BUGGIFY_SEEDS:
+            weights["clog"] = rng.choice((0, 2, 4))
+            sites = {site: rng.choice(odds) for site, odds in BUGGIFY_SITES.items()}
+            if sites["stick_to_isolated"]:  # a site needs its moment to come
+                weights["isolate_leader"] = max(weights["isolate_leader"], 3)
         return FaultMix(
-            drop_rate=rng.choice((0.0, 0.02, 0.1, 0.25)),
-            duplicate_rate=rng.choice((0.0, 0.05, 0.2)),
-            delay_ms_max=rng.choice((4, 15, 40)),
-            nemesis_every_ms=rng.choice((60, 150, 300)),
+            drop_rate=drop_rate,
+            duplicate_rate=duplicate_rate,
+            delay_ms_max=delay_ms_max,
+            nemesis_every_ms=nemesis_every_ms,
             weights=weights,
-            leader_write_ms_max=rng.choice((0, 2, 8, 25)),
+            leader_write_ms_max=leader_write_ms_max,
+            buggify=sites,
         )

@@ -6,6 +6,18 @@ applying); restarts from durable storage; lossy, duplicating, slow links; member
 changes (add a learner, promote it, remove a voter — the leader too); leadership transfers;
 log compaction at a node's applied index. A node whose removal was applied is retired
 (stopped for good) a little later, as an operator would.
+
+BUGGIFY (each site enabled per seed with its own odds, see `BUGGIFY_SITES`): random faults
+rarely land where consensus bugs hide, so some faults are aimed. A node that has just won an
+election crashes after persisting, before its first appends go out (a leader whose entries
+of the new term exist on its disk only); a leader crashes right after an acknowledgement
+that leaves its tail replicated on some followers but not all (Figure 8's partial
+replication); clogged links hold their messages back and flush them just as a new leader is
+elected; a leader's own write stalls, and the leader may crash before it completes; a
+client is left talking to a leader that is cut off, to read what it should no longer serve,
+and the partition then holds long enough for the others to elect a leader and write.
+Together with one-entry messages (`max_size_per_msg=1`, drawn per seed) these
+reach in a few hundred seeds the interleavings random faults reach once in thousands.
 """
 
 from __future__ import annotations
@@ -13,12 +25,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentflow.raft import (
+    CompactedError,
     ConfChange,
     ConfChangeType,
     MemoryStorage,
+    Message,
+    MessageType,
     ProposalDroppedError,
+    StateRole,
+    UnavailableError,
 )
-from agentflow.testing.sim._events import EV_NEMESIS, EV_RETIRE
+from agentflow.testing.sim._clients import ClientDriver
+from agentflow.testing.sim._events import EV_DELIVER, EV_NEMESIS, EV_RETIRE
 from agentflow.testing.sim._network import LinkFaults
 
 if TYPE_CHECKING:
@@ -26,6 +44,9 @@ if TYPE_CHECKING:
     from agentflow.testing.sim._simulation import Simulation
 
 __all__ = ["Nemesis"]
+
+# The actions that reshape or heal the network's partitions.
+_RESHAPES = frozenset({"partition", "one_way", "bridge", "isolate_leader", "heal"})
 
 
 class Nemesis:
@@ -35,6 +56,8 @@ class Nemesis:
         self._actions = [name for name, weight in sim.mix.weights.items() if weight > 0]
         self._weights = [sim.mix.weights[name] for name in self._actions]
         self._max_members = sim.node_count + 2
+        self._silenced: set[str] = set()  # silenced by a BUGGIFY crash until they restart
+        self._hold_until_ms = 0  # no partition change before then (BUGGIFY)
 
     def begin(self) -> None:
         if self._actions:
@@ -49,6 +72,9 @@ class Nemesis:
         if sim.quiet:
             return
         action = self._rng.choices(self._actions, self._weights)[0]
+        if action in _RESHAPES and sim.now_ms < self._hold_until_ms:
+            sim.schedule(self._interval(), EV_NEMESIS)  # BUGGIFY: the partition holds
+            return
         done = getattr(self, f"_do_{action}")()
         if done:
             sim.count(action)
@@ -97,6 +123,24 @@ class Nemesis:
             return ""
         others = [i for i in self._in_play() if i != leader.id]
         self._sim.network.partition([[leader.id], others])
+        clients = self._sim.config.clients
+        voters = leader.conf_state.voters
+        up = [n.id for n in self._alive() if n.id in voters and n.id != leader.id]
+        electable = 2 * len(up) > len(voters)  # the others can elect a leader and write
+        drivers = self._sim.clients  # the key-value clients only: they read through a node
+        if (
+            isinstance(drivers, ClientDriver)
+            and clients > 1
+            and electable
+            and self._fires("stick_to_isolated")
+        ):
+            writer = self._rng.randint(1, clients)  # the others keep reading the old leader
+            for client in range(1, clients + 1):
+                node_id = self._rng.choice(up) if client == writer else leader.id
+                drivers.stick(client, node_id)
+            # ... for long enough that the others elect a leader and write past it.
+            self._hold_until_ms = self._sim.now_ms + self._rng.randint(500, 1500)
+            self._strike("stick_to_isolated", f"all clients but {writer}")
         return self._sim.network.description
 
     def _do_crash_leader(self) -> str:
@@ -111,7 +155,86 @@ class Nemesis:
 
     def _do_heal(self) -> str:
         self._sim.network.heal()
+        self._unclog()
         return "healed"
+
+    def _do_clog(self) -> str:
+        """Clog a node's links, in or out or both: its messages wait instead of going."""
+        ids = self._in_play()
+        node = self._rng.choice(ids)
+        way = self._rng.choice(("in", "out", "both"))
+        others = [i for i in ids if i != node]
+        links = [(i, node) for i in others] if way != "out" else []
+        links += [(node, i) for i in others] if way != "in" else []
+        self._sim.network.clog(links)
+        return f"{node} {way}"
+
+    def _unclog(self) -> int:
+        held = self._sim.network.unclog()
+        for message in held:
+            self._sim.schedule(self._rng.randint(1, 3), EV_DELIVER, message)
+        return len(held)
+
+    # -- BUGGIFY sites: faults aimed at a moment ----------------------------------------------
+
+    def _fires(self, site: str) -> bool:
+        odds = self._sim.mix.buggify.get(site, 0.0)
+        return odds > 0.0 and not self._sim.quiet and self._rng.random() < odds
+
+    def before_io(self, node: SimNode, message: Message | None) -> None:
+        """The node's Readies are about to be performed (``message``: the one it just stepped).
+        If it has just won an election, clogged links may flush now, the worst moment. Aim a
+        crash after they are persisted, with nothing they send going out, at a node
+        that has just won an election (its first entry on its disk only), at a leader that
+        has just appended a proposal (its uncommitted tail on its disk only), or at a leader
+        that an acknowledgement leaves with its tail replicated on some followers but not
+        all (Figure 8's partial replication)."""
+        raft = node.raft
+        if raft is None or raft.role is not StateRole.LEADER or node.crash_stage is not None:
+            return
+        if node.role is not StateRole.LEADER:  # it has just won an election
+            if self._sim.network.has_clogs and self._fires("unclog_on_election"):
+                self._strike("unclog_on_election", f"{self._unclog()} held")
+            site = "mute_new_leader"
+        elif message is None:
+            if raft.status.last_index <= node.storage.last_index():
+                return
+            site = "crash_fresh_tail"
+        elif message.type is MessageType.APPEND_RESP and not message.reject:
+            status = raft.status
+            if message.index >= status.last_index or status.commit >= status.last_index:
+                return
+            # Acknowledged up to an entry of an earlier term: the moment §5.4.2 decides.
+            old = _durable_term(node, message.index) < status.term
+            site = "crash_old_term_ack" if old else "crash_partial"
+        else:
+            return
+        if self._fires(site):
+            # Its appends may leave before its write (thesis §10.2.1): silence it first.
+            self._sim.network.silence(node.id, [i for i in self._in_play() if i != node.id])
+            self._silenced.add(node.id)
+            node.crash_stage = 1
+            self._strike(site, node.id)
+
+    def write_delay_ms(self) -> int:
+        """How long a leader's own write takes: up to the mix's bound, or (BUGGIFY) stalled
+        long enough for its appends to be acknowledged and its commit index to go out."""
+        if self._fires("stall_write"):
+            self._sim.count("stall_write")
+            return self._rng.randint(20, 150)
+        return self._rng.randint(1, max(1, self._sim.mix.leader_write_ms_max))
+
+    def crash_in_write(self, node: SimNode) -> bool:
+        """BUGGIFY: the node crashes just before its slow write completes (the write lost)."""
+        if not self._fires("crash_in_write"):
+            return False
+        self._sim.crash_node(node)
+        self._strike("crash_in_write", node.id)
+        return True
+
+    def _strike(self, site: str, done: str) -> None:
+        self._sim.count(site)
+        self._sim.trace(f"{self._sim.now_ms} buggify {site} {done}")
 
     def _do_lossy(self) -> str:
         rng = self._rng
@@ -154,7 +277,14 @@ class Nemesis:
         down = [n for i, n in self._sim.nodes.items() if not n.alive and i not in self._sim.retired]
         if not down:
             return ""
-        node = self._rng.choice(down)
+        if self._fires("restart_oldest"):
+            node = min(down, key=lambda n: self._sim.crashed_at.get(n.id, 0))  # Figure 8 (d)
+            self._sim.count("restart_oldest")
+        else:
+            node = self._rng.choice(down)
+        if node.id in self._silenced:
+            self._silenced.discard(node.id)
+            self._sim.network.unsilence(node.id)
         self._sim.start_node(node)
         return node.id
 
@@ -238,3 +368,11 @@ class Nemesis:
         if node.alive:
             sim.crash_node(node)
         sim.trace(f"{sim.now_ms} retire {node_id}")
+
+
+def _durable_term(node: SimNode, index: int) -> int:
+    """The term of ``index`` in the node's durable log; 0 if compacted or not there yet."""
+    try:
+        return node.storage.term(index)
+    except (CompactedError, UnavailableError):
+        return 0

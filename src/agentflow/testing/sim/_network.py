@@ -5,6 +5,10 @@ duplicated, each copy with its own delay, which is also how messages get reorder
 again when a copy is due (a partition that appeared meanwhile swallows it). It keeps no
 queue of its own: the simulation's single event heap carries copies in flight, so one
 ordering of events — the seed's — governs everything.
+
+A clogged link (BUGGIFY) neither drops nor delivers: copies due on it are held back, and
+released all at once when the link is unclogged — ideally at the worst moment, so that a
+burst of messages from an older term meets a freshly elected leader.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class SimNetwork:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
         self._cut: set[tuple[str, str]] = set()
+        self._clogged: set[tuple[str, str]] = set()
+        self._held: list[object] = []  # copies that came due on a clogged link, in order
         self.faults = LinkFaults.calm()
         self.description = "healed"
 
@@ -77,6 +83,38 @@ class SimNetwork:
                 self._cut.add((a, b))
                 self._cut.add((b, a))
         self.description = f"bridge {','.join(lhs)} <{bridge}> {','.join(rhs)}"
+
+    # -- clogs ------------------------------------------------------------------------------
+
+    def clog(self, links: Iterable[tuple[str, str]]) -> None:
+        self._clogged.update(links)
+
+    def clogged(self, sender: str, receiver: str) -> bool:
+        return bool(self._clogged) and (sender, receiver) in self._clogged
+
+    def hold(self, message: object) -> None:
+        """Keep a copy that came due on a clogged link until the link is unclogged."""
+        self._held.append(message)
+
+    def unclog(self) -> list[object]:
+        """Open every clogged link; the copies held back, oldest first, to deliver now."""
+        held, self._held = self._held, []
+        self._clogged.clear()
+        return held
+
+    @property
+    def has_clogs(self) -> bool:
+        return bool(self._clogged)
+
+    def silence(self, node: str, others: Iterable[str]) -> None:
+        """Cut ``node``'s outbound links on top of whatever else is cut (BUGGIFY: what it sends
+        next is lost) until the next partition or heal."""
+        self._cut.update((node, other) for other in sorted(others))
+        self.description += f" +{node} silenced"
+
+    def unsilence(self, node: str) -> None:
+        """Reopen every outbound link of ``node`` (it restarted)."""
+        self._cut = {(a, b) for a, b in self._cut if a != node}
 
     def connected(self, sender: str, receiver: str) -> bool:
         return (sender, receiver) not in self._cut

@@ -77,7 +77,10 @@ class Simulation:
         self.rng = random.Random(config.seed)
         rng = self.rng
         self.node_count = config.nodes if config.nodes is not None else rng.choice((3, 5))
-        self.mix = FaultMix.draw(rng, enabled=config.faults)
+        # The aimed faults are tuned for the Raft core under the key-value model; under the
+        # system model they crash leaders so often that its workload hardly commits.
+        aimed = config.buggify and config.model == "kv"
+        self.mix = FaultMix.draw(rng, enabled=config.faults, buggify=aimed)
         self.raft_config = draw_raft_config(rng, config)
         self.disk_faults = DiskFaults.draw(rng, enabled=config.faults)
         self.network = SimNetwork(random.Random(rng.getrandbits(64)))
@@ -91,10 +94,12 @@ class Simulation:
         self.stats: dict[str, int] = {}
         self._heap: list[tuple[int, int, int, object, object]] = []
         self._seq = 0
+        self._stepped: Message | None = None  # the message whose Readies are being performed
         self._digest = hashlib.blake2b(digest_size=16)
         self.nodes: dict[str, SimNode] = {}
         self._tick_ms: dict[str, int] = {}  # each node's tick period: clocks drift apart
         self.retired: set[str] = set()
+        self.crashed_at: dict[str, int] = {}  # when each node last went down
         self._next_node = 1
         # Before any node starts: a founding member applies its bootstrap entries at once,
         # and applied entries are reported to both.
@@ -138,7 +143,7 @@ class Simulation:
             model=self.clients.model if isinstance(self.clients, SystemDriver) else KvStore,
         )
         self.checker.register(node_id, storage)
-        node.slow_writes = self.mix.leader_write_ms_max > 0
+        node.slow_writes = self.mix.leader_write_ms_max > 0 or "stall_write" in self.mix.buggify
         node.disk.faults = self.disk_faults
         # Each node's clock runs a little fast or slow: ticks are not in lockstep.
         node_tick_ms = self.config.tick_ms + self.rng.randint(-1, 1)
@@ -158,6 +163,7 @@ class Simulation:
     def crash_node(self, node: SimNode) -> None:
         node.crash()
         self.clients.forget_node(node.id)
+        self.crashed_at[node.id] = self.now_ms
         self.trace(f"{self.now_ms} crash {node.id}")
 
     def leader(self) -> SimNode | None:
@@ -174,12 +180,18 @@ class Simulation:
     def after_io(self, node: SimNode, *, write_done: bool = False) -> None:
         """Perform the node's Readies (``write_done``: first finish its slow write), then
         route what they produced."""
+        if node.alive and not write_done and not self.quiet and self.mix.buggify:
+            if node.pending is None and node.driver is not None:
+                node.driver.feed()  # what it was sent reaches the core: the nemesis sees its role
+            stepped = self._stepped
+            self.nemesis.before_io(node, stepped if stepped and stepped.to == node.id else None)
         if node.alive and not (node.finish_write() if write_done else node.process()):
             self.clients.forget_node(node.id)  # crashed in the middle of a Ready
+            self.crashed_at[node.id] = self.now_ms
             self.trace(f"{self.now_ms} torn crash {node.id}")
         if node.write_due:
             node.write_due = False
-            delay = node.fsync_ms or self.rng.randint(1, self.mix.leader_write_ms_max)
+            delay = node.fsync_ms or self.nemesis.write_delay_ms()
             self.schedule(delay, EV_WRITE, node.id, node.incarnation)
         lost_snapshots: list[str] = []
         for message in node.outbox:
@@ -247,11 +259,20 @@ class Simulation:
         node = self.nodes[node_id]
         if not node.alive or node.incarnation != incarnation or node.pending is None:
             return  # the node crashed before its write finished: the write is lost
+        if self.nemesis.crash_in_write(node):
+            return
         self.trace(f"{self.now_ms} w{node_id}")
         self.count("slow_leader_write")
         self.after_io(node, write_done=True)
 
     def _deliver(self, message: Message) -> None:
+        if (
+            self.network.clogged(message.from_, message.to)
+            and message.type is not MessageType.SNAPSHOT  # its sender awaits a report
+            and not self.quiet
+        ):
+            self.network.hold(message)  # BUGGIFY: held back until the link unclogs
+            return
         sender = self.nodes.get(message.from_)
         receiver = self.nodes.get(message.to)
         lost = (
@@ -272,7 +293,9 @@ class Simulation:
                 self.after_io(sender)
             return
         receiver.step(message)
+        self._stepped = message
         self.after_io(receiver)
+        self._stepped = None
         if kind is MessageType.SNAPSHOT:
             self.count("snapshot_delivered")
         if kind is MessageType.SNAPSHOT and sender is not None and sender.raft is not None:
@@ -302,6 +325,8 @@ class Simulation:
     def heal_and_converge(self) -> None:
         self.quiet = True
         self.network.heal()
+        for held in self.network.unclog():
+            self.schedule(1, EV_DELIVER, held)
         self.network.faults = LinkFaults.calm()
         self.trace(f"{self.now_ms} heal")
         self.disk_faults = DiskFaults()  # fsync back to instant (a write already stalled ends)
@@ -429,8 +454,10 @@ def draw_raft_config(rng: random.Random, config: SimConfig) -> Config:
         election_tick=config.election_tick,
         heartbeat_tick=config.heartbeat_tick,
         pre_vote=rng.random() < 0.75,
-        check_quorum=rng.random() < 0.75,
-        max_size_per_msg=rng.choice((1, 64, 1 << 20)),
+        # BUGGIFY: deposed leaders that never step down (no check-quorum) half the time.
+        check_quorum=rng.random() < (0.5 if config.buggify else 0.75),
+        # BUGGIFY: one-entry messages twice as often, where commit rules are tested.
+        max_size_per_msg=rng.choice((1, 1, 64, 1 << 20) if config.buggify else (1, 64, 1 << 20)),
         max_inflight_msgs=rng.choice((1, 4, 256)),
     )
 
