@@ -18,7 +18,6 @@ from agentflow.testing.mutants import (
     mutated_source,
 )
 from agentflow.testing.mutants._hook import source_path
-from agentflow.testing.sim import SimConfig
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -98,12 +97,12 @@ def test_the_code_as_written_passes_through_the_same_path() -> None:
     assert "none (the code as written): all 3 seeds pass" in done.stdout
 
 
-@pytest.mark.skipif(
-    "model" in SimConfig.__dataclass_fields__, reason="the system model exists: run it for real"
-)
-def test_state_machine_mutants_are_pending_without_the_system_model() -> None:
-    done = _runner("task-stale-token-accepted", "lock-limit-off-by-one", "--seeds", "2")
+def test_state_machine_mutants_are_found_by_the_system_model() -> None:
+    done = _runner(
+        "task-stale-token-accepted", "lock-limit-off-by-one", "--seeds", "20", "--jobs", "1"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     table = done.stdout.split("--\n", 1)[1]  # after the lines printed as verdicts came in
-    assert table.count(': pending: the simulator has no model="system" yet') == 2
-    assert "0/2 mutants found, 2 pending" in table
+    assert "task-stale-token-accepted: found by seed" in table
+    assert "lock-limit-off-by-one: found by seed" in table
+    assert "2/2 mutants found" in table
