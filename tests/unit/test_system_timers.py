@@ -60,6 +60,16 @@ def test_a_silent_worker_is_lost_only_a_full_timeout_after_the_leader_armed() ->
     assert due_commands(log.sm, 2_000, heard, CONFIG) == []
 
 
+def test_a_worker_registering_after_the_loss_clock_ran_out_is_not_lost_at_once() -> None:
+    log = Log()
+    _worker(log, "late", 60_000)  # an heir registering long after the leader armed at 0
+    armed = Liveness(armed_at_ms=0, last_contact_ms={})
+    assert due_commands(log.sm, 60_500, armed, CONFIG) == []
+    assert due_commands(log.sm, 61_001, armed, CONFIG) == [
+        MarkWorkersLost(now_ms=61_001, worker_ids=["late"])
+    ]
+
+
 def test_a_lost_worker_leaves_the_registry_after_the_retention() -> None:
     log = Log()
     _worker(log, "w1", 0)

@@ -68,7 +68,9 @@ class Scheduler:
 
     def lost_in_ms(self, worker_id: str) -> int:
         """How long until a silent worker is declared lost (0: at the next pass)."""
-        heard = max(self._last_contact.get(worker_id, 0), self._armed_at)
+        worker = self._log.machine.workers.get(worker_id)
+        seen = worker.last_seen_at if worker is not None else 0
+        heard = max(self._last_contact.get(worker_id, 0), self._armed_at, seen)
         limit_ms = int(self._config.worker_loss_timeout_s * 1000)
         return max(0, heard + limit_ms - self._now_ms())
 

@@ -62,7 +62,11 @@ def silent_workers(
     for worker in sm.workers.values():
         if worker.state is WorkerState.LOST:
             continue
-        heard = max(liveness.last_contact_ms.get(worker.id, 0), liveness.armed_at_ms)
+        # Its registration (or last session) counts as contact: a worker that registers
+        # after the loss clock ran out is not declared lost before its session says a word.
+        heard = max(
+            liveness.last_contact_ms.get(worker.id, 0), liveness.armed_at_ms, worker.last_seen_at
+        )
         if now_ms - heard > limit_ms:
             silent.append(worker.id)
     return silent
