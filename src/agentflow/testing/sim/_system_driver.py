@@ -37,6 +37,7 @@ from agentflow.scheduler.timers import (
 )
 from agentflow.state import StateMachine
 from agentflow.state.commands import Command, WorkerDisconnected
+from agentflow.state.events import Event, LockChanged
 from agentflow.testing.sim._events import EV_CLIENT, EV_CLIENT_TIMEOUT
 from agentflow.testing.sim._simlog import SimLog
 from agentflow.testing.sim._simloop import SimFuture, SimLoop, SimTask
@@ -53,6 +54,7 @@ __all__ = ["SystemDriver"]
 
 _WORKER_BASE = 100
 _TIMERS = 999
+_KEEPER = 998  # the lock keeper woken at the next lease deadline, as the master's is
 # A fault phase of 2,000 steps lasts one or two virtual seconds: the system's clocks are
 # scaled to it, so that workers are lost, and lost ones leave, within a run.
 TIMER_TICK_MS = 30
@@ -102,6 +104,7 @@ class SystemDriver:
         self._ops = 0
         self._busy: dict[int, _Request] = {}
         self._timers: dict[str, _LeaderTimers] = {}
+        self._keeper_wake: int | None = None  # when the lock keeper is woken next
 
     def model(self) -> SystemModel:
         """The factory the nodes make their replica from."""
@@ -120,6 +123,7 @@ class SystemDriver:
         log = self._logs.get(node.id)
         if log is None:
             log = self._logs[node.id] = SimLog(node, loop=self.loop, io=self.sim.after_io)
+            log.subscribe(lambda events: self._lock_events(node, events))
         return log
 
     def connected_agents(self) -> list[str]:
@@ -154,6 +158,11 @@ class SystemDriver:
         if actor == _TIMERS:
             self._timer_pass()
             sim.schedule(TIMER_TICK_MS, EV_CLIENT, _TIMERS)
+            return
+        if actor == _KEEPER:
+            if self._keeper_wake is not None and self._keeper_wake <= now:
+                self._keeper_wake = None
+            self._timer_pass(keeper_only=True)
             return
         if actor >= _WORKER_BASE:
             worker = self.workers[actor - _WORKER_BASE]
@@ -245,7 +254,7 @@ class SystemDriver:
 
     # -- the leader's timers --------------------------------------------------------------
 
-    def _timer_pass(self) -> None:
+    def _timer_pass(self, *, keeper_only: bool = False) -> None:
         """Start the lock keeper's and the scheduler's pass on every node that believes it
         leads, unless the previous one still waits for its commands to apply."""
         now = self.sim.now_ms
@@ -264,7 +273,7 @@ class SystemDriver:
                 self._timers[node.id] = timers
             if timers.idle(timers.keeper):
                 timers.keeper = self._start(node, self._keep_locks(log, timers), "keeper")
-            if timers.idle(timers.scheduler):
+            if timers.idle(timers.scheduler) and not keeper_only:
                 timers.scheduler = self._start(node, self._schedule(log, timers), "scheduler")
         self.loop.run()
 
@@ -278,7 +287,29 @@ class SystemDriver:
             for command in lock_commands(log.machine.locks, self.sim.now_ms, armed=True):
                 await self._timer_propose(log, command)
         except AgentFlowError:
-            return  # refused, deposed, or lost its place: the next pass tries again
+            return  # refused, deposed, or lost its place: the next tick tries again
+        self._wake_keeper(log)
+
+    def _lock_events(self, node: SimNode, events: list[Event]) -> None:
+        """A grant or a wait may bring the next deadline forward (as the master's keeper
+        hears through ``subscribe``)."""
+        timers = self._timers.get(node.id)
+        if timers is None or not timers.locks_armed or timers.incarnation != node.incarnation:
+            return
+        if any(isinstance(e, LockChanged) and e.kind in ("granted", "waiting") for e in events):
+            self._wake_keeper(self.log(node))
+
+    def _wake_keeper(self, log: SimLog) -> None:
+        """Wake the lock keeper at the next deadline, not at the next tick."""
+        due = log.machine.locks.next_deadline_ms() if log.is_leader else None
+        if due is None:
+            return
+        now = self.sim.now_ms
+        at = max(due, now + 1)
+        if self._keeper_wake is not None and now < self._keeper_wake <= at:
+            return  # woken by then anyway
+        self._keeper_wake = at
+        self.sim.schedule(at - now, EV_CLIENT, _KEEPER)
 
     async def _schedule(self, log: SimLog, timers: _LeaderTimers) -> None:
         """The scheduler's pass (as `agentflow.scheduler.loop` runs it)."""
