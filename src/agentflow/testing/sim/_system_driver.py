@@ -15,7 +15,9 @@ The timers are the master's two loops, fed by the scheduler's pure functions
 the lock keeper (re-arm every grant once per term, then expire what is due) and the
 scheduler (due backoffs, workers silent too long by the in-memory liveness the workers'
 heartbeats feed, lost workers kept long enough, then placement). Each pass proposes its
-commands one after the other, each once the previous one applied, as the master's do.
+commands one after the other, each once the previous one applied, as the master's do; the
+lock keeper is also woken at the next lease deadline (and when a grant or a wait, heard
+through the log's ``subscribe``, brings it forward), not only on the scheduler's tick.
 
 After the faults heal and the Raft cluster is live again, `judge_acknowledged` keeps the
 workers and timers running until every acknowledged task has ended, then judges the ledger.
