@@ -6,7 +6,7 @@ is durable and applied (a refused command raises its typed error), ``subscribe``
 events of every applied batch in order. The leader's loops (``agentflow.scheduler``) need
 nothing more. Three logs implement it: the Raft node (:class:`agentflow.cluster.node.RaftLog`),
 the in-memory log (:class:`agentflow.cluster.memlog.MemoryLog`: one replica, no Raft, for tests)
-and the simulator's node.
+and the simulator's node (``agentflow.testing.sim._simlog.SimLog``).
 
 :class:`MasterLog` is what a master's API serves over: a command log plus its lifecycle, who
 leads, and the cluster's membership. ``RaftLog`` and ``MemoryLog`` implement it, so the API app

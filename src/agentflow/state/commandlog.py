@@ -5,7 +5,8 @@ command raises its typed error); ``subscribe`` hears the events of every applied
 order. The leader's loops (``agentflow.scheduler``) need nothing more, so the protocol lives
 here, beside the machine it feeds, and the scheduler depends on ``state`` only. Three logs
 implement it: the Raft node (``agentflow.cluster.node.RaftLog``), the in-memory log
-(``agentflow.cluster.memlog.MemoryLog``) and the simulator's node; ``agentflow.cluster.seam``
+(``agentflow.cluster.memlog.MemoryLog``) and the simulator's node
+(``agentflow.testing.sim._simlog.SimLog``); ``agentflow.cluster.seam``
 adds what a master's API needs on top (``MasterLog``).
 """
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflow.cluster.driver import ReadyDriver, Write
+from agentflow.errors import NotLeaderError
 from agentflow.raft import (
     ConfChange,
     ConfChangeType,
@@ -319,7 +320,7 @@ class SimNode:
         return exc
 
     def not_leader(self) -> Exception:
-        return RuntimeError(f"node {self.id} is not the leader")
+        return NotLeaderError(f"master {self.id} is not the leader")
 
     # -- maintenance ----------------------------------------------------------------------
 

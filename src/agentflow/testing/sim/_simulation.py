@@ -215,6 +215,8 @@ class Simulation:
         if node.reads_ready:
             self.clients.on_reads(node, node.reads_ready)
             node.reads_ready.clear()
+        if isinstance(self.clients, SystemDriver):
+            self.clients.loop.run()  # resume whoever awaits what this I/O resolved
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from agentflow.errors import AgentFlowError
 from agentflow.state import StateMachine
 from agentflow.state.commands import ReportAttempts, decode_command
-from agentflow.state.events import TaskAssigned
+from agentflow.state.events import Event, TaskAssigned
 from agentflow.state.locks import LockMode
 from agentflow.state.machine import StateLimits
 from agentflow.testing.sim._invariants import InvariantViolationError
@@ -64,6 +64,7 @@ class SystemModel:
         self._node = node
         self._task_tokens: dict[str, int] = {}  # what this replica saw, since it started
         self._lock_tokens: dict[str, int] = {}
+        self._events: list[Event] = []  # applied since the last take_events (for SimLog)
 
     # -- ReplicaModel ---------------------------------------------------------------------
 
@@ -71,6 +72,7 @@ class SystemModel:
         live = self._live_tokens(data) if _REPORT_TAG in data[:24] else None
         result = self.sm.apply_entry(index, data)
         events = self.sm.drain_events()
+        self._events.extend(events)
         for event in events:
             if isinstance(event, TaskAssigned):
                 self._check_task_token(event.task_id, event.fencing_token, index)
@@ -98,6 +100,11 @@ class SystemModel:
         for name in self.sm.locks.names():
             for grant in self.sm.locks.holders(name):
                 self._lock_tokens[name] = max(self._lock_tokens.get(name, 0), grant.token)
+
+    def take_events(self) -> list[Event]:
+        """The events of the entries applied since the last call, in order."""
+        events, self._events = self._events, []
+        return events
 
     def digest(self) -> bytes:
         """The state's digest (which covers the ready queue's push order: placement follows it
