@@ -98,11 +98,10 @@ def test_the_code_as_written_passes_through_the_same_path() -> None:
 
 
 def test_state_machine_mutants_are_found_by_the_system_model() -> None:
-    done = _runner(
-        "task-stale-token-accepted", "lock-limit-off-by-one", "--seeds", "20", "--jobs", "1"
-    )
+    names = ("task-stale-token-accepted", "lock-limit-off-by-one", "lock-renew-after-expiry")
+    done = _runner(*names, "--seeds", "20", "--jobs", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     table = done.stdout.split("--\n", 1)[1]  # after the lines printed as verdicts came in
-    assert "task-stale-token-accepted: found by seed" in table
-    assert "lock-limit-off-by-one: found by seed" in table
-    assert "2/2 mutants found" in table
+    for name in names:
+        assert f"{name}: found by seed" in table
+    assert "3/3 mutants found" in table

@@ -58,4 +58,7 @@ def test_a_stale_report_accepted_is_caught() -> None:
 @pytest.mark.usefixtures("leases_end_early")
 def test_a_lease_ended_early_is_caught() -> None:
     failure = _first_failure(range(1000, 1150))
-    assert failure is not None and "believes it holds it" in failure
+    # the replicas' check that the expiry pass never ends a grant early sees it first, the
+    # clients' overlapping beliefs later
+    assert failure is not None
+    assert "which ran until" in failure or "believes it holds it" in failure

@@ -68,14 +68,15 @@ CATALOGUE: tuple[Mutant, ...] = (
         old="    r.needs_broadcast = True\n    return last\n",
         new=(
             "    own = r.tracker.progress.get(r.id)\n"
-            "    if own is not None:\n"
-            "        own.maybe_update(last)\n"
+            "    if own is not None and own.maybe_update(last):\n"
+            "        maybe_commit(r)\n"
             "    r.needs_broadcast = True\n"
             "    return last\n"
         ),
         why=(
             "apply before persist (thesis §10.2.1): the leader counts its own copy before it "
-            "is on disk, so it commits and applies what a majority may not durably hold"
+            "is on disk, so it commits and applies what a majority may not durably hold "
+            "(visible only where the leader alone is a majority: one voter, with learners)"
         ),
     ),
     Mutant(

@@ -3,7 +3,8 @@
 Faults: symmetric, one-way (asymmetric) and bridge partitions and their healing; crashes
 between Readies and in the middle of one (before persisting, before sending, before
 applying); restarts from durable storage; lossy, duplicating, slow links; membership
-changes (add a learner, promote it, remove a voter — the leader too); leadership transfers;
+changes (add a learner, promote it, remove a voter — the leader too — down to one voter);
+leadership transfers;
 log compaction at a node's applied index. A node whose removal was applied is retired
 (stopped for good) a little later, as an operator would.
 
@@ -15,13 +16,17 @@ that leaves its tail replicated on some followers but not all (Figure 8's partia
 replication); clogged links hold their messages back and flush them just as a new leader is
 elected; a leader's own write stalls, and the leader may crash before it completes; a
 client is left talking to a leader that is cut off, to read what it should no longer serve,
-and the partition then holds long enough for the others to elect a leader and write.
+and the partition then holds long enough for the others to elect a leader and write. Some
+seeds (on a stream of their own) steer membership to a lone voter with a learner and stall
+and crash its writes: the one configuration where a leader that counted its own unpersisted
+copy would commit, and send the learner, an entry its crash then loses.
 Together with one-entry messages (`max_size_per_msg=1`, drawn per seed) these
 reach in a few hundred seeds the interleavings random faults reach once in thousands.
 """
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 from agentflow.raft import (
@@ -47,14 +52,25 @@ __all__ = ["Nemesis"]
 
 # The actions that reshape or heal the network's partitions.
 _RESHAPES = frozenset({"partition", "one_way", "bridge", "isolate_leader", "heal"})
+_SHRINK_ODDS = (0.0, 0.5, 1.0)  # a seed's odds that a membership change steers to one voter
 
 
 class Nemesis:
     def __init__(self, sim: Simulation) -> None:
         self._sim = sim
         self._rng = sim.rng
-        self._actions = [name for name, weight in sim.mix.weights.items() if weight > 0]
-        self._weights = [sim.mix.weights[name] for name in self._actions]
+        # BUGGIFY (swarm): some seeds steer membership toward one voter with learners, the
+        # configuration where a leader's own unpersisted copy alone is a majority. Drawn from
+        # a stream of its own, so that the other seeds' schedules are what they always were.
+        self._shrink = random.Random(f"shrink.{sim.config.seed}")
+        self._shrink_odds = self._shrink.choice(_SHRINK_ODDS) if sim.mix.buggify else 0.0
+        weights = dict(sim.mix.weights)
+        if self._shrink_odds:  # ... where the leader's slow writes stall, and crash in them
+            weights["membership"] = max(weights.get("membership", 0), 6)
+            for site in ("stall_write", "crash_in_write"):
+                sim.mix.buggify[site] = max(sim.mix.buggify.get(site, 0.0), 0.3)
+        self._actions = [name for name, weight in weights.items() if weight > 0]
+        self._weights = [weights[name] for name in self._actions]
         self._max_members = sim.node_count + 2
         self._silenced: set[str] = set()  # silenced by a BUGGIFY crash until they restart
         self._hold_until_ms = 0  # no partition change before then (BUGGIFY)
@@ -323,33 +339,53 @@ class Nemesis:
             options.append("promote")
         if len(conf.voters) >= 3:
             options.append("remove")
+        elif len(conf.voters) == 2 and leader.id in conf.voters:
+            options.append("shrink")  # down to the leader alone (with its learners, if any)
         if not options:
             return ""
-        option = self._rng.choice(options)
-        if option == "add":
+        option = self._steer(conf.voters, conf.learners, leader.id)
+        option = option or self._rng.choice(options)
+        if option == "hold":
+            return ""
+        if option in ("add", "learner"):
             # A joiner starts from an empty storage, knowing no configuration: it learns
             # the membership from the leader, by replaying the log from the bootstrap
             # entries at index 1, or from a snapshot.
             node = sim.add_node(MemoryStorage())
-            as_voter = self._rng.random() < 0.2
+            as_voter = option != "learner" and self._rng.random() < 0.2
             kind = ConfChangeType.ADD_VOTER if as_voter else ConfChangeType.ADD_LEARNER
             change = ConfChange(type=kind, node_id=node.id)
         elif option == "promote":
             target = self._rng.choice(sorted(conf.learners))
             change = ConfChange(type=ConfChangeType.ADD_VOTER, node_id=target)
+        elif option == "shrink":
+            target = self._shrink.choice(sorted(conf.voters - {leader.id}))
+            change = ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=target)
         else:
             target = self._rng.choice(sorted(members))
             change = ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=target)
         try:
             leader.raft.propose_conf_change(change)
         except ProposalDroppedError:
-            if option == "add":
+            if option in ("add", "learner"):
                 self.retire(node.id)  # never became a member: stop it
             return ""
         sim.after_io(leader)
         if change.type is ConfChangeType.REMOVE_NODE and change.node_id == leader.id:
             sim.count("remove_leader")
+        if option == "shrink":
+            sim.count("shrink_voters")
         return f"{change.type.name} {change.node_id} via {leader.id}"
+
+    def _steer(self, voters: frozenset[str], learners: frozenset[str], leader: str) -> str:
+        """BUGGIFY: the change that leads to one voter (the leader) with a learner, or ""."""
+        if not self._shrink_odds or self._shrink.random() >= self._shrink_odds:
+            return ""
+        if len(voters) >= 2 and leader in voters:
+            return "shrink"
+        if len(voters) == 1:
+            return "hold" if learners else "learner"  # and there it stays
+        return ""
 
     def on_applied(self, applied: Applied) -> None:
         change = applied.conf_change

@@ -4,8 +4,11 @@ makes after every entry it applies.
 Per replica, after every applied entry: no lock has two exclusive holders (or more holders
 than its limit); a lock's grants carry rising tokens; a task's attempts carry rising fencing
 tokens; a worker's report is accepted only for the attempt that is the task's live one when
-it applies (never a superseded token). Across replicas (`DigestBook`): every replica that
-applies the entry at an index ends with the same state digest there, and the same result.
+it applies (never a superseded token); a lock renewal is granted only while the grant it
+renews has not expired (the renewal's time is before the expiry in force), and the expiry
+pass ends only grants whose expiry passed (a lease never ends early). Across replicas
+(`DigestBook`): every replica that applies the entry at an index ends with the same state
+digest there, and the same result.
 A violation raises `InvariantViolationError` out of `apply`, which fails the seed.
 """
 
@@ -13,15 +16,17 @@ from __future__ import annotations
 
 from agentflow.errors import AgentFlowError
 from agentflow.state import StateMachine
-from agentflow.state.commands import ReportAttempts, decode_command
+from agentflow.state.commands import ExpireLocks, RenewLock, ReportAttempts, decode_command
 from agentflow.state.events import Event, TaskAssigned
-from agentflow.state.locks import LockMode
+from agentflow.state.locks import Grant, LockMode
 from agentflow.state.machine import StateLimits
 from agentflow.testing.sim._invariants import InvariantViolationError
 
 __all__ = ["DigestBook", "SystemModel", "describe"]
 
 _REPORT_TAG = b"ReportAttempts"
+_RENEW_TAG = b"RenewLock"
+_EXPIRE_TAG = b"ExpireLocks"
 
 
 def describe(result: object) -> str:
@@ -70,7 +75,13 @@ class SystemModel:
 
     def apply(self, index: int, data: bytes) -> object:
         live = self._live_tokens(data) if _REPORT_TAG in data[:24] else None
+        renewing = self._renewing(data) if _RENEW_TAG in data[:24] else None
+        held = self._grants() if _EXPIRE_TAG in data[:24] else None
         result = self.sm.apply_entry(index, data)
+        if held is not None:
+            self._check_expired(held, decode_command(data), index)
+        if renewing is not None and isinstance(result, Grant):
+            self._check_renewal(renewing, index)
         events = self.sm.drain_events()
         self._events.extend(events)
         for event in events:
@@ -144,6 +155,45 @@ class SystemModel:
                 current = task.fencing_token
             live[(outcome.task_id, outcome.fencing_token)] = current
         return live
+
+    def _renewing(self, data: bytes) -> tuple[RenewLock, int | None]:
+        """Before a renewal applies: the expiry in force of the grant it renews (None: none)."""
+        command = decode_command(data)
+        assert isinstance(command, RenewLock), command
+        grant = next(
+            (g for g in self.sm.locks.holders(command.name) if g.session == command.session),
+            None,
+        )
+        held = grant is not None and grant.token == command.token
+        return command, grant.expiry_ms if held and grant is not None else None
+
+    def _check_renewal(self, renewing: tuple[RenewLock, int | None], index: int) -> None:
+        command, expiry = renewing
+        if expiry is None or command.now_ms >= expiry:
+            raise InvariantViolationError(
+                f"{self._node} at index {index}: lock {command.name}'s grant {command.token} "
+                f"was renewed at {command.now_ms} ms, its expiry in force being {expiry}"
+            )
+
+    def _grants(self) -> dict[tuple[str, str, int], int]:
+        """Every grant held now, by (lock, session, token): its expiry."""
+        return {
+            (g.name, g.session, g.token): g.expiry_ms
+            for name in self.sm.locks.names()
+            for g in self.sm.locks.holders(name)
+        }
+
+    def _check_expired(
+        self, held: dict[tuple[str, str, int], int], command: object, index: int
+    ) -> None:
+        assert isinstance(command, ExpireLocks), command
+        now = self._grants()
+        for (name, session, token), expiry in held.items():
+            if (name, session, token) not in now and command.now_ms < expiry:
+                raise InvariantViolationError(
+                    f"{self._node} at index {index}: the expiry pass at {command.now_ms} ms "
+                    f"ended {session}'s grant {token} of lock {name}, which ran until {expiry}"
+                )
 
     def _check_reports(
         self, live: dict[tuple[str, int], int | None], accepted: list[object], index: int

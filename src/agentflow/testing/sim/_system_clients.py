@@ -40,6 +40,7 @@ __all__ = ["SystemClient"]
 LOCKS = ("L1", "L2")
 _AGENT_TTL_MS = 10**9
 _TTLS_MS = (40, 100, 250, 600)
+_LATE_RENEW = 0.3  # how often a client whose lease passed renews it anyway
 
 
 def _task(rng: random.Random, task_id: str, key: str | None = None, **extra: object) -> NewTask:
@@ -61,6 +62,9 @@ class SystemClient:
         self.agent = f"a{number}"
         self._driver = driver
         self._rng = driver.rng
+        # Late renewals draw from their own stream, so the rest of the schedule is the same
+        # with or without them.
+        self._late_rng = random.Random(f"late.{driver.sim.config.seed}.{number}")
         self._seq = 0
         self._keys: list[str] = []
         self._known: list[str] = []  # task ids it was answered with
@@ -78,7 +82,15 @@ class SystemClient:
         """The next request to send, or None (nothing to send now)."""
         self._seq += 1
         if self._lock is not None and now_ms >= self._lock[2]:
+            name, token, _ = self._lock
             self._drop_lock()  # its lease may have ended: it no longer counts on it
+            if self._late_rng.random() < _LATE_RENEW:
+                # A late client (paused past its lease) still asks to renew: the lock must
+                # refuse it once the grant's expiry passed (checked by every replica); granted
+                # (its own belief was conservative), the lease runs again from now.
+                ttl = self._late_rng.choice(_TTLS_MS)
+                session = f"s{self.number}"
+                return RenewLock(now_ms=now_ms, name=name, session=session, token=token, ttl_ms=ttl)
         if not self.connected:
             return ConnectAgent(now_ms=now_ms, agent_id=self.agent, ttl_ms=_AGENT_TTL_MS)
         roll = self._rng.random()
@@ -236,7 +248,8 @@ class SystemClient:
             deadline = command.now_ms + (command.wait_timeout_ms or 0)
             self._waiting = (command.name, deadline + 100)
         elif isinstance(command, RenewLock) and isinstance(result, Grant):
-            if self._lock is not None and self._lock[1] == command.token:
+            late = self._lock is None and self._waiting is None
+            if late or (self._lock is not None and self._lock[1] == command.token):
                 until = command.now_ms + command.ttl_ms
                 ledger.believe(self.number, command.name, command.token, until, now_ms)
                 self._lock = (command.name, command.token, until)
