@@ -99,7 +99,7 @@ def test_the_code_as_written_passes_through_the_same_path() -> None:
 
 def test_state_machine_mutants_are_found_by_the_system_model() -> None:
     names = ("task-stale-token-accepted", "lock-limit-off-by-one", "lock-renew-after-expiry")
-    done = _runner(*names, "--seeds", "20", "--jobs", "1")
+    done = _runner(*names, "--seeds", "80", "--jobs", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     table = done.stdout.split("--\n", 1)[1]  # after the lines printed as verdicts came in
     for name in names:
