@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from network import Network, cluster, elect
 
-from agentflow.raft import Message, MessageType
+from agentflow.raft import ConfChange, ConfChangeType, Message, MessageType
 
 MT = MessageType
 
@@ -168,4 +168,32 @@ def test_messages_of_a_term_not_yet_durable_wait_for_the_write() -> None:
     net.stabilize()
     index = net.nodes["1"].propose(b"x")
     rd = net.begin_ready("1")  # now the term is durable: the append goes early
+    assert appends(rd.early_messages)["2"].entries[-1].index == index
+
+
+def test_a_committed_membership_change_is_told_only_once_the_commit_index_is_durable() -> None:
+    """The leader may not tell a member that its removal committed before the leader's own
+    commit index says so on disk: the member would stop campaigning, and a leader that lost
+    that commit index in a crash would come back under the old configuration, needing the
+    vote of a member that has left (kv seed 2009168: two voters shrunk to one)."""
+    net = cluster(3)
+    elect(net, "1")
+    leader = net.nodes["1"]
+    leader.propose_conf_change(ConfChange(type=ConfChangeType.REMOVE_NODE, node_id="3"))
+    index = leader.status.last_index
+    net.process_ready("1")
+    route(net, to={"2", "3"})
+    net.process_ready("2")
+    net.process_ready("3")
+    route(net, to={"1"})  # the acks commit the removal, in the leader's memory only
+    assert leader.status.commit == index
+    leader.propose(b"x")  # appends that would carry the new commit index
+    rd = net.begin_ready("1")
+    assert rd.hard_state is not None and rd.hard_state.commit == index
+    assert all(m.commit < index for m in rd.early_messages)
+    told = {m.to for m in rd.messages if m.commit >= index}
+    assert told == {"2", "3"}  # sent once the write holding the commit index is done
+    net.finish_ready("1", rd)
+    index = leader.propose(b"y")
+    rd = net.begin_ready("1")  # the change's commit is durable: appends go early again
     assert appends(rd.early_messages)["2"].entries[-1].index == index

@@ -52,3 +52,22 @@ async def test_a_new_vote_is_waited_for(tmp_path: Path) -> None:
     await blocked
     await saving
     await store.close()
+
+
+async def test_a_commit_index_covering_a_membership_change_is_waited_for(tmp_path: Path) -> None:
+    """``sync``: the Ready's ``sync_commit``; the followers are told only once it is on disk."""
+    store = RaftStore(tmp_path / "raft.db")
+    await store.open()
+    await store.load(0)
+    await store.save(HardState(term=1, vote="a", commit=0), ())
+    gate = threading.Event()
+    blocked = store._thread.run(gate.wait, 10.0)
+    saving = asyncio.ensure_future(store.save(HardState(term=1, vote="a", commit=2), (), sync=True))
+    await asyncio.sleep(0)
+    assert not saving.done()
+    gate.set()
+    await blocked
+    await saving
+    hard, _ = await store.load(0)  # written at once, not held for the next write
+    await store.close()
+    assert hard == HardState(term=1, vote="a", commit=2)

@@ -70,6 +70,7 @@ class Write:
     snapshot: Snapshot | None  # to install (only one ahead of what is applied)
     entries: tuple[Entry, ...]
     hard_state: HardState | None
+    sync_commit: bool = False  # write the hard state now even if only its commit index moved
 
     @property
     def empty(self) -> bool:
@@ -276,7 +277,12 @@ class ReadyDriver:
         snapshot = ready.snapshot
         if snapshot is not None and snapshot.metadata.index <= self.applied:
             snapshot = None
-        return Write(snapshot=snapshot, entries=ready.entries, hard_state=ready.hard_state)
+        return Write(
+            snapshot=snapshot,
+            entries=ready.entries,
+            hard_state=ready.hard_state,
+            sync_commit=ready.sync_commit,
+        )
 
     def installed(self, index: int) -> None:
         """The shell restored its machine from a snapshot at ``index`` (from :meth:`begin`):

@@ -328,7 +328,7 @@ class RaftLog:
         write = driver.begin(ready)
         if write.snapshot is not None:
             await self._install_snapshot(write.snapshot)
-        await self._raftstore.save(write.hard_state, write.entries)
+        await self._raftstore.save(write.hard_state, write.entries, sync=write.sync_commit)
         driver.finish(ready)
         self._taker.maybe_take()
 

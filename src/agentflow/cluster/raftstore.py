@@ -2,11 +2,10 @@
 
 One Ready is one transaction (hard state and entries together), so one fsync covers every
 entry of the batch, and nothing that depends on it is sent or acknowledged before the commit
-returns. A Ready that only moves the commit index is not written on its own: nothing depends on
-it (a lost commit index is learnt again, and recovery raises it to the state image's index), so
-it rides along with the next durable write, or with close(), saving a hop to the store's thread
-per commit. The state image that doubles as the Raft snapshot lives in state.db
-(:mod:`agentflow.cluster.statestore`).
+returns. A Ready that only moves the commit index is not written on its own
+(:mod:`agentflow.cluster.hardstate`): it rides along with the next durable write, or with
+close(), saving a hop to the store's thread per commit. The state image that doubles as the
+Raft snapshot lives in state.db (:mod:`agentflow.cluster.statestore`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Any
 import msgpack
 
 from agentflow.cluster.diskthread import DiskThread
+from agentflow.cluster.hardstate import CommitDeferral
 from agentflow.cluster.sqlite import open_sqlite
 from agentflow.raft import Entry, EntryType, HardState
 
@@ -33,8 +33,7 @@ class RaftStore:
         self._path = path
         self._thread = DiskThread("raft-db")
         self._conn: sqlite3.Connection | None = None
-        self._queued: HardState | None = None  # the last one handed to the thread
-        self._unwritten: HardState | None = None  # a newer commit index, for the next write
+        self._deferral = CommitDeferral()  # a commit index alone waits for the next write
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await self._thread.run(fn, *args)
@@ -76,18 +75,16 @@ class RaftStore:
         ]
         return hard, entries
 
-    async def save(self, hard: HardState | None, entries: Sequence[Entry]) -> None:
-        """Durably write a Ready's hard state and entries (truncating a conflicting suffix)."""
-        if hard is None and not entries:
-            return
-        queued, self._queued = self._queued, hard or self._queued
-        if not entries and hard is not None and queued is not None and _same_vote(hard, queued):
-            self._unwritten = hard  # only the commit index moved: written with the next write
-            return
-        if hard is None:
-            hard = self._unwritten  # the newest commit index goes along with these entries
-        self._unwritten = None
-        await self._run(self._save, hard, entries)
+    async def save(
+        self, hard: HardState | None, entries: Sequence[Entry], *, sync: bool = False
+    ) -> None:
+        """Durably write a Ready's hard state and entries (truncating a conflicting suffix).
+
+        ``sync``: the Ready's ``sync_commit`` (see :mod:`agentflow.cluster.hardstate`).
+        """
+        write, hard = self._deferral.plan(hard, other=bool(entries), sync=sync)
+        if write:
+            await self._run(self._save, hard, entries)
 
     def _save(self, hard: HardState | None, entries: Sequence[Entry]) -> None:
         self._write(self.conn, hard, entries)
@@ -141,13 +138,10 @@ class RaftStore:
 
     async def close(self) -> None:
         if self._conn is not None:
-            if self._unwritten is not None:  # the last commit index, kept for the next write
-                hard, self._unwritten = self._unwritten, None
+            hard = self._deferral.take_unwritten()
+            if hard is not None:  # the last commit index, kept for the next write
                 await self._run(self._save, hard, ())
             conn, self._conn = self._conn, None
             await self._run(conn.close)
         self._thread.shutdown()
 
-
-def _same_vote(a: HardState, b: HardState) -> bool:
-    return a.term == b.term and a.vote == b.vote

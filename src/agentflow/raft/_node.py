@@ -122,7 +122,7 @@ class RaftNode:
         log = r.log
         hard_state = self._hard_state()
         soft_state = self._soft_state()
-        early, late = _split_early(r.msgs, self._prev_hard_state.term)
+        early, late = _split_early(r.msgs, self._prev_hard_state, r.pending_conf_index)
         rd = Ready(
             hard_state=hard_state if hard_state != self._prev_hard_state else None,
             entries=tuple(log.unstable.entries),
@@ -132,6 +132,7 @@ class RaftNode:
             committed_entries=tuple(log.next_committed()),
             read_states=tuple(r.read_states),
             soft_state=soft_state if soft_state != self._prev_soft_state else None,
+            sync_commit=self._prev_hard_state.commit < r.pending_conf_index <= hard_state.commit,
         )
         r.msgs = []
         r.read_states = []
@@ -213,18 +214,31 @@ _EARLY_TYPES = frozenset(
 
 
 def _split_early(
-    msgs: list[Message], durable_term: int
+    msgs: list[Message], durable: HardState, conf_index: int
 ) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
     """(messages that may go out before this Ready is persisted, those that must wait).
 
     Early: a leader's messages of a term already durable. One of a term this Ready makes
     durable must wait: a leader that crashed before writing its new term could win that term
     again and send different entries under it.
+
+    So must one that tells a follower a membership change committed before the leader's own
+    commit index says so on disk. Configurations take effect when applied: a follower told
+    that the change removing it committed stops campaigning; were the leader to lose that
+    commit index in a crash, it would come back under the old configuration, needing the
+    vote of a member that has left (kv seed 2009168: two voters shrunk to one).
     """
-    early = [m for m in msgs if m.type in _EARLY_TYPES and m.term == durable_term]
+    crosses = conf_index > durable.commit
+
+    def is_early(m: Message) -> bool:
+        if m.type not in _EARLY_TYPES or m.term != durable.term:
+            return False
+        return not (crosses and m.commit >= conf_index)
+
+    early = [m for m in msgs if is_early(m)]
     if not early:
         return (), tuple(msgs)
     if len(early) == len(msgs):
         return tuple(early), ()
-    late = tuple(m for m in msgs if not (m.type in _EARLY_TYPES and m.term == durable_term))
+    late = tuple(m for m in msgs if not is_early(m))
     return tuple(early), late

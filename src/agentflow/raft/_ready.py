@@ -19,10 +19,12 @@ class Ready:
     0. **Send** ``early_messages`` at once: they depend on nothing of this Ready being on disk,
        so they may go out before or while step 1 runs (thesis §10.2.1: the leader replicates
        in parallel with its own write). They are the leader's appends, heartbeats, snapshots
-       and transfer orders, in a term already durable. The leader counts its own copy of an
-       entry toward the majority only once it is durable, which the shell reports by
-       :meth:`RaftNode.advance`; so an entry only the leader holds in memory never commits,
-       and a leader that crashes before its write loses nothing a client was told of.
+       and transfer orders, in a term already durable, and none tells a follower that a
+       membership change committed before the leader's durable commit index does. The
+       leader counts its own copy of an entry toward the majority only once it is durable,
+       which the shell reports by :meth:`RaftNode.advance`; so an entry only the leader
+       holds in memory never commits, and a leader that crashes before its write loses
+       nothing a client was told of.
 
     1. **Persist**, durably (fsync), before anything of steps 2-4:
 
@@ -59,6 +61,11 @@ class Ready:
     while the leader's own write is still running, and the leader applies it (and answers its
     client) only after its own write too (steps 1 then 3).
 
+    ``sync_commit``: the hard state records, for the first time, that a membership change
+    committed. A shell that defers writing a hard state in which only the commit index moved
+    (its commit index is learnt again after a crash) must write this one in step 1: the
+    messages telling the followers wait for it (see ``early_messages``).
+
     ``soft_state`` (leader and role) is informational: it is set when either changed since the
     previous Ready, and needs no persistence.
     """
@@ -71,3 +78,4 @@ class Ready:
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
     soft_state: SoftState | None
+    sync_commit: bool = False

@@ -74,6 +74,9 @@ class Nemesis:
         self._max_members = sim.node_count + 2
         self._silenced: set[str] = set()  # silenced by a BUGGIFY crash until they restart
         self._hold_until_ms = 0  # no partition change before then (BUGGIFY)
+        # Removed members not yet shut down: node id -> (index of its removal, the voters
+        # of the configuration that removal made).
+        self._removals: dict[str, tuple[int, frozenset[str]]] = {}
 
     def begin(self) -> None:
         if self._actions:
@@ -388,12 +391,29 @@ class Nemesis:
         return ""
 
     def on_applied(self, applied: Applied) -> None:
+        """Shut a removed member down once every remaining voter has applied its removal.
+
+        This is the operator's rule (docs/guide/cluster.md): with configurations taking
+        effect on apply, destroying a removed member before the others learned what it
+        knows committed can leave them with a configuration naming members that are gone,
+        and no quorum to learn anything more (seeds 2009859 and 2009168 of the kv model).
+        """
+        sim = self._sim
         change = applied.conf_change
-        if change is None or change.type is not ConfChangeType.REMOVE_NODE:
-            return
-        if change.node_id in self._sim.retired or change.node_id not in self._sim.nodes:
-            return
-        self._sim.schedule(self._rng.randint(0, 200), EV_RETIRE, change.node_id)
+        if change is not None and change.type is ConfChangeType.REMOVE_NODE:
+            target = change.node_id
+            if target not in sim.retired and target in sim.nodes and target not in self._removals:
+                voters = sim.nodes[applied.node_id].conf_state.voters
+                self._removals[target] = (applied.index, voters)
+        for target, (index, voters) in list(self._removals.items()):
+            # Nor may it take with it the only knowledge that later entries committed (a
+            # removed leader that went on appending, or a member told of a commit the
+            # others have not heard of): it leaves once they applied all it knows.
+            known = max(index, _known_commit(sim.nodes[target]))
+            remaining = [sim.nodes[v] for v in voters if v not in sim.retired and v in sim.nodes]
+            if all(node.applied >= known for node in remaining):
+                del self._removals[target]
+                sim.schedule(self._rng.randint(0, 200), EV_RETIRE, target)
 
     def retire(self, node_id: str) -> None:
         sim = self._sim
@@ -404,6 +424,14 @@ class Nemesis:
         if node.alive:
             sim.crash_node(node)
         sim.trace(f"{sim.now_ms} retire {node_id}")
+
+
+def _known_commit(node: SimNode) -> int:
+    """The highest index ``node`` knows committed: its core's, or its durable hard state's."""
+    raft = node.raft
+    if raft is not None:
+        return raft.status.commit
+    return node.storage.initial_state()[0].commit
 
 
 def _durable_term(node: SimNode, index: int) -> int:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflow.cluster.driver import ReadyDriver, Write
+from agentflow.cluster.hardstate import CommitDeferral
 from agentflow.errors import NotLeaderError
 from agentflow.raft import (
     ConfChange,
@@ -98,6 +99,7 @@ class SimNode:
         self.write_due = False
         self.fsync_ms = 0  # how long the pending write's fsync takes (0: a leader's slow write)
         self.disk = SimDisk()
+        self._deferral = CommitDeferral()
         # Work produced by the last `process()`, collected by the simulation.
         self.outbox: list[Message] = []
         self.applied_now: list[Applied] = []
@@ -135,6 +137,7 @@ class SimNode:
         config = dataclasses.replace(self._config, applied=applied)
         raft = RaftNode(config, self.storage, random.Random(self._rng.getrandbits(64)))
         self.driver = ReadyDriver(outbox=self, store=self, applier=self, reads=self, shell=self)
+        self._deferral = CommitDeferral()  # a new process: raft.db opened afresh
         self.driver.start(raft, applied=applied)
         self.incarnation += 1
         self.role = StateRole.FOLLOWER
@@ -178,7 +181,7 @@ class SimNode:
         assert driver is not None
         while self.pending is None and (ready := driver.next_ready()) is not None:
             self._early = True
-            write = driver.begin(ready)
+            write = self._deferred(driver.begin(ready))
             self._early = False
             if not write.empty:
                 self.disk.write(write)
@@ -194,6 +197,16 @@ class SimNode:
             if not self._finish(driver, ready):
                 return False
         return True
+
+    def _deferred(self, write: Write) -> Write:
+        """The write raft.db would make: a hard state that only moves the commit index waits
+        for the next write (:mod:`agentflow.cluster.hardstate`)."""
+        now, hard = self._deferral.plan(
+            write.hard_state, other=bool(write.entries or write.snapshot), sync=write.sync_commit
+        )
+        if not now:
+            return Write(snapshot=None, entries=(), hard_state=None)
+        return dataclasses.replace(write, hard_state=hard)
 
     def finish_write(self) -> bool:
         """The slow write of the pending Ready is durable: the rest of it, then the next."""
