@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import agentflow
-from agentflow.state import lock_ops, message_ops, token_ops
+from agentflow.state import lock_ops, message_ops, schedule_ops, token_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
 from agentflow.state import workflows as workflow_ops
@@ -17,7 +17,7 @@ from agentflow.state.commands import _REGISTRY, Command, SubmitTasks
 from agentflow.state.handlers import route
 from agentflow.state.machine import HANDLERS
 
-_MODULES = (task_ops, worker_ops, workflow_ops, lock_ops, message_ops, token_ops)
+_MODULES = (task_ops, worker_ops, workflow_ops, lock_ops, message_ops, token_ops, schedule_ops)
 
 
 def _kind_names(cls: type[Command]) -> set[str]:

@@ -25,11 +25,14 @@ __all__ = [
     "Command",
     "CommandDecodeError",
     "ConnectAgent",
+    "CreateSchedule",
     "CreateToken",
+    "DeleteSchedule",
     "DeregisterWorker",
     "DisconnectAgent",
     "EndLockSession",
     "ExpireLocks",
+    "FireSchedule",
     "ForceReleaseLock",
     "MarkWorkersLost",
     "NewTask",
@@ -51,6 +54,7 @@ __all__ = [
     "Subscribe",
     "TaskOutcome",
     "Unsubscribe",
+    "UpdateSchedule",
     "WorkerDisconnected",
     "decode_command",
     "encode_command",
@@ -436,6 +440,57 @@ class RevokeToken(Command):
     id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateSchedule(Command):
+    """Add a schedule (see :mod:`agentflow.state.schedules`): a ``cron`` expression in
+    ``timezone`` or an ``every_ms`` period, and what each run submits: ``template``, the
+    validated task (``kind`` task) or workflow (``kind`` workflow) in its ``NewTask`` wire form."""
+
+    name: str
+    cron: str | None = None
+    every_ms: int | None = None
+    timezone: str = "UTC"
+    kind: str = "task"
+    template: dict[str, Any] = field(default_factory=dict)
+    overlap: str = "skip"
+    catchup: str = "none"
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateSchedule(Command):
+    """Change what is given (None: unchanged). A new spec (``cron`` or ``every_ms``, with
+    ``timezone``) counts from ``now_ms``; resuming does not run what fell due while paused."""
+
+    name: str
+    paused: bool | None = None
+    overlap: str | None = None
+    catchup: str | None = None
+    cron: str | None = None
+    every_ms: int | None = None
+    timezone: str | None = None
+    kind: str | None = None
+    template: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteSchedule(Command):
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FireSchedule(Command):
+    """The leader saw the fire time ``fire_ms`` of schedule ``name`` pass: submit its run (with
+    ``run``; without, the time is only recorded as passed, as catchup ``none`` does for a fire
+    time too late). Refused unless ``fire_ms`` is later than the schedule's last fire time, so
+    one fire time never fires twice, whoever proposes it."""
+
+    name: str
+    fire_ms: int
+    run: bool = True
+    place: bool = True  # assign the run's ready tasks in this same entry (as SubmitTasks.place)
+
+
 def _fix_tuples(cls: type[Command], data: dict[str, Any]) -> dict[str, Any]:
     if cls is AssignTasks:
         data = dict(data)
@@ -478,6 +533,10 @@ _REGISTRY: dict[str, type[Command]] = {
         AckMessages,
         CreateToken,
         RevokeToken,
+        CreateSchedule,
+        UpdateSchedule,
+        DeleteSchedule,
+        FireSchedule,
     )
 }
 

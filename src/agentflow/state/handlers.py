@@ -2,7 +2,8 @@
 of the table the command is about (``HANDLERS`` in :mod:`~agentflow.state.tasks`,
 :mod:`~agentflow.state.workers`, :mod:`~agentflow.state.workflows`,
 :mod:`~agentflow.state.lock_ops`, :mod:`~agentflow.state.message_ops`,
-:mod:`~agentflow.state.token_ops`). The machine routes by this map and nothing else.
+:mod:`~agentflow.state.token_ops`, :mod:`~agentflow.state.schedule_ops`). The machine routes
+by this map and nothing else.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any
 import msgpack
 
 from agentflow.errors import AgentFlowError, ValidationError
-from agentflow.state import lock_ops, message_ops, token_ops
+from agentflow.state import lock_ops, message_ops, schedule_ops, token_ops
 from agentflow.state import tasks as task_ops
 from agentflow.state import workers as worker_ops
 from agentflow.state import workflows as workflow_ops
@@ -48,6 +48,7 @@ from agentflow.state.placement import INLINE_MAX_WITHDRAWALS, plan_inline, plan_
 from agentflow.state.queue import PriorityPolicy
 from agentflow.state.records import TERMINAL_STATUSES, TaskRecord, TaskStatus
 from agentflow.state.rejected import RejectedEntries
+from agentflow.state.schedules import ScheduleLimits, ScheduleTable
 from agentflow.state.tasktable import RowHead, TaskTable
 from agentflow.state.tokens import TokenTable
 from agentflow.state.workertable import WorkerTable
@@ -80,6 +81,7 @@ HANDLERS: dict[type[Command], Handler] = route(
     lock_ops.HANDLERS,
     message_ops.HANDLERS,
     token_ops.HANDLERS,
+    schedule_ops.HANDLERS,
 )
 
 
@@ -88,9 +90,10 @@ class StateMachine:
 
     Each table is self-contained (:class:`TaskTable`, :class:`WorkflowTable`,
     :class:`WorkerTable`, :class:`LockTable`, :class:`MessageTable`, :class:`TokenTable`,
-    :class:`OutputTable`); the machine routes each command to its handler (:data:`HANDLERS`)
-    and carries the few effects that cross tables: a task's change of status (its workflow,
-    its output, eviction), placement inline with an entry, and the tables' events.
+    :class:`ScheduleTable`, :class:`OutputTable`); the machine routes each command to its
+    handler (:data:`HANDLERS`) and carries the few effects that cross tables: a task's change
+    of status (its workflow, its output, eviction), placement inline with an entry, and the
+    tables' events.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class StateMachine:
         limits: StateLimits | None = None,
         lock_limits: LockLimits | None = None,
         message_limits: MessageLimits | None = None,
+        schedule_limits: ScheduleLimits | None = None,
     ) -> None:
         self.policy = policy or PriorityPolicy()
         self.limits = limits or StateLimits()
@@ -110,6 +114,7 @@ class StateMachine:
         self.locks = LockTable(lock_limits)
         self.messages = MessageTable(message_limits)
         self.tokens = TokenTable()
+        self.schedules = ScheduleTable(schedule_limits)
         self.outputs = OutputTable(self.limits.output_tail_bytes, self.limits.output_retained_bytes)
         # (command kind, "applied" | "refused"): what this replica applied since it started.
         self.command_counts: Counter[tuple[str, str]] = Counter()
@@ -259,6 +264,8 @@ class StateMachine:
             "rejected": self.rejected.to_wire(),
             "ready": self.tasks.ready.pushed(),  # ties between equal keys go in this order
         }
+        if self.schedules:  # absent when there are none: the image of a state without is as it was
+            body["schedules"] = self.schedules.snapshot()
         packed: bytes = msgpack.packb(body, use_bin_type=True)
         return packed
 
@@ -267,7 +274,7 @@ class StateMachine:
             data = zlib.decompress(data)
         body = msgpack.unpackb(data, raw=False, strict_map_key=False)
         self.__init__(  # type: ignore[misc]
-            self.policy, self.limits, self.locks.limits, self.messages.limits
+            self.policy, self.limits, self.locks.limits, self.messages.limits, self.schedules.limits
         )
         self.applied_index = body["applied_index"]
         self.workflows.restore(body.get("workflows", []))
@@ -291,6 +298,7 @@ class StateMachine:
         self.tokens.restore(body.get("tokens", []))
         if "rejected" in body:
             self.rejected.restore(body["rejected"])
+        self.schedules.restore(body.get("schedules", []))
         self.tasks.compact()
 
     def digest(self) -> str:
