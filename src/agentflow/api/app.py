@@ -27,6 +27,7 @@ from agentflow.api import (
     lock_routes,
     lock_stream,
     message_routes,
+    schedule_routes,
     submit_stream,
     task_routes,
     token_routes,
@@ -98,6 +99,7 @@ def create_app(service: MasterService) -> FastAPI:
         workflow_routes,
         cluster_routes,
         token_routes,
+        schedule_routes,
         index_routes,
     ):
         app.router.routes.extend(module.router.routes)

@@ -39,6 +39,7 @@ COLLECTIONS = {
     "agents": "/api/v1/agents",
     "cluster": "/api/v1/cluster",
     "tokens": "/api/v1/tokens",
+    "schedules": "/api/v1/schedules",
     "health": "/api/v1/health",
 }
 PUBLIC_PATHS = frozenset(

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from agentflow.api.cluster_routes import MemberIn, TransferIn
 from agentflow.api.index_routes import COLLECTIONS, LINKS
+from agentflow.api.schedule_routes import ScheduleIn, SchedulePatchIn
 from agentflow.api.schemas import (
     AckIn,
     ConnectIn,
@@ -90,6 +91,8 @@ BODIES: dict[tuple[str, str], tuple[type[pydantic.BaseModel] | None, bool]] = {
     ("post", "/api/v1/cluster/members"): (MemberIn, True),
     ("post", "/api/v1/tokens"): (TokenIn, True),
     ("post", "/api/v1/cluster/transfer-leadership"): (TransferIn, True),
+    ("post", "/api/v1/schedules"): (ScheduleIn, True),
+    ("patch", "/api/v1/schedules/{name}"): (SchedulePatchIn, True),
 }
 
 
@@ -119,6 +122,17 @@ _LOCK = _object({"name": _STR, "held": {"type": "boolean"}})
 _GRANT = _object({"name": _STR, "token": {"type": "integer"}})
 _WORKFLOW = _object({"id": _STR, "status": _enum(WorkflowStatus)})
 _TOKEN = _object({"id": _STR, "role": _STR})
+_SCHEDULE = _object(
+    {
+        "name": _STR,
+        "timezone": _STR,
+        "paused": {"type": "boolean"},
+        "overlap": {"type": "string", "enum": ["skip", "allow", "cancel_previous"]},
+        "catchup": {"type": "string", "enum": ["none", "last", "all"]},
+        "next_run": {"type": ["string", "null"]},
+        "last_run": {"type": ["string", "null"]},
+    }
+)
 _MEMBER = _object(
     {
         "id": _STR,
@@ -183,6 +197,13 @@ ANSWERS: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
     ("get", "/api/v1/tokens"): {200: _page("tokens", _TOKEN)},
     ("get", "/api/v1/cluster"): {200: _CLUSTER},
     ("delete", "/api/v1/tokens/{token_id}"): {200: _TOKEN},
+    ("post", "/api/v1/schedules"): {201: _SCHEDULE},
+    ("get", "/api/v1/schedules"): {200: _page("schedules", _SCHEDULE)},
+    ("get", "/api/v1/schedules/{name}"): {200: _SCHEDULE},
+    ("patch", "/api/v1/schedules/{name}"): {200: _SCHEDULE},
+    ("delete", "/api/v1/schedules/{name}"): {
+        200: _object({"name": _STR, "deleted": {"type": "boolean"}})
+    },
 }
 NO_CONTENT = frozenset({("delete", "/api/v1/agents/{agent_id}/subscriptions/{pattern}")})
 # ?follow=true streams text (both streams, or ?stream=stdout|stderr from its byte ?offset=N)

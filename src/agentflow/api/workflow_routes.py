@@ -22,7 +22,7 @@ from agentflow.scheduler.dag import (
 from agentflow.state.commands import CancelWorkflow, NewTask, RetryWorkflow, SubmitWorkflow
 from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord
 
-__all__ = ["router"]
+__all__ = ["checked_dag", "dag_tasks", "router"]
 
 router = APIRouter(prefix="/api/v1/workflows")
 
@@ -30,7 +30,7 @@ MAX_WAIT_S = 300.0
 MAX_WORKFLOW_TASKS = 100_000
 
 
-def _checked(body: WorkflowIn) -> Analysis:
+def checked_dag(body: WorkflowIn) -> Analysis:
     """The DAG's analysis, or one 422 naming every problem found."""
     dag = [
         DagTask(id=t.id, dependencies=tuple(t.dependencies), estimate_s=t.estimate_s)
@@ -68,31 +68,15 @@ async def validate_workflow(request: Request) -> JSONResponse:
     """A dry run: 200 with the analysis, or 422 with every problem. Nothing is created."""
     svc = service(request)
     body = await read_model(request, WorkflowIn, svc.config.max_request_bytes)
-    return JSONResponse({"valid": True, "analysis": _analysis_view(_checked(body))})
+    return JSONResponse({"valid": True, "analysis": _analysis_view(checked_dag(body))})
 
 
 @router.post("", status_code=201)
 async def submit_workflow(request: Request) -> JSONResponse:
     svc = service(request)
     body = await read_model(request, WorkflowIn, svc.config.max_request_bytes)
-    analysis = _checked(body)
-    by_key = {t.id: t.with_defaults(body.defaults) for t in body.tasks}
-    ids = {key: new_task_id() for key in by_key}
-    tasks = []
-    for key in analysis.topological_order:
-        spec = by_key[key]
-        new = spec.to_new_task()
-        tasks.append(
-            NewTask(
-                **{**_fields(new), "id": ids[key], "title": spec.name or new.title or key},
-                key=key,
-                dependencies=[ids[d] for d in dict.fromkeys(spec.dependencies)],
-                trigger=spec.trigger,
-                allow_failure=spec.allow_failure,
-                estimate_s=spec.estimate_s,
-                noop=spec.runs_nothing,
-            )
-        )
+    analysis = checked_dag(body)
+    tasks = dag_tasks(body, analysis, {t.id: new_task_id() for t in body.tasks})
     workflow_id = "wf-" + secrets.token_hex(8)
     result = await svc.log.propose(
         SubmitWorkflow(
@@ -110,6 +94,27 @@ async def submit_workflow(request: Request) -> JSONResponse:
     view["created"] = result["created"]
     view["analysis"] = _analysis_view(analysis)
     return JSONResponse(view, status_code=201 if result["created"] else 200)
+
+
+def dag_tasks(body: WorkflowIn, analysis: Analysis, ids: dict[str, str]) -> list[NewTask]:
+    """The workflow's tasks in topological order, each task id ``ids[its key]``."""
+    by_key = {t.id: t.with_defaults(body.defaults) for t in body.tasks}
+    tasks = []
+    for key in analysis.topological_order:
+        spec = by_key[key]
+        new = spec.to_new_task()
+        tasks.append(
+            NewTask(
+                **{**_fields(new), "id": ids[key], "title": spec.name or new.title or key},
+                key=key,
+                dependencies=[ids[d] for d in dict.fromkeys(spec.dependencies)],
+                trigger=spec.trigger,
+                allow_failure=spec.allow_failure,
+                estimate_s=spec.estimate_s,
+                noop=spec.runs_nothing,
+            )
+        )
+    return tasks
 
 
 def _fields(new: NewTask) -> dict[str, Any]:

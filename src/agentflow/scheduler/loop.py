@@ -6,7 +6,8 @@ Most work is placed inline, by the entry that submits it or frees its slot (see
 ``StateMachine.place``); this loop catches the rest (a worker joining, a backoff ending, a
 task beyond the inline scan) and proposes ``AssignTasks`` from the same placement policy,
 ``ReleaseDueTasks`` when a retry backoff has passed, and ``MarkWorkersLost`` for workers
-silent past the loss timeout. Worker liveness is tracked here, in memory, from session
+silent past the loss timeout, and ``FireSchedule`` for each schedule's fire time that passed
+(:mod:`agentflow.scheduler.firing`). Worker liveness is tracked here, in memory, from session
 traffic; after a leader change every worker gets a full loss timeout again (never declared
 lost early).
 """
@@ -19,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 from agentflow.errors import AgentFlowError
+from agentflow.scheduler.firing import firing_commands, next_wake_ms
 from agentflow.scheduler.timers import (
     Liveness,
     SchedulerConfig,
@@ -51,6 +53,10 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._last_contact: dict[str, int] = {}
         self._armed_at = clock_ms()
+        # The earliest next fire time of the schedules, worked out again only when the table
+        # changed (its version), so a pass woken by task traffic costs nothing for them.
+        self._schedules_seen = -1
+        self._schedules_wake_ms: int | None = None
         log_.subscribe(self._on_events)
 
     def rearm(self) -> None:
@@ -98,10 +104,27 @@ class Scheduler:
 
     def _next_timeout_s(self) -> float:
         timeout = self._config.tick_s
-        due = self._log.machine.next_due_ms()
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self._now_ms()) / 1000.0))
+        for due in (self._log.machine.next_due_ms(), self._schedule_wake_ms()):
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - self._now_ms()) / 1000.0))
         return timeout
+
+    def _schedule_wake_ms(self) -> int | None:
+        table = self._log.machine.schedules
+        if table.version != self._schedules_seen:
+            self._schedules_seen = table.version
+            self._schedules_wake_ms = next_wake_ms(table.values())
+        return self._schedules_wake_ms
+
+    async def fire_schedules(self) -> None:
+        """Propose the fire times that passed, in order; each commits before the next."""
+        wake = self._schedule_wake_ms()
+        now = self._now_ms()
+        if wake is None or wake > now:
+            return
+        table = self._log.machine.schedules
+        for command in firing_commands(table.values(), now, table.limits):
+            await self._log.propose(command)
 
     async def _pass(self) -> None:
         if not self._log.is_leader:
@@ -116,5 +139,6 @@ class Scheduler:
                     command.worker_ids,
                 )
             await self._log.propose(command)
+        await self.fire_schedules()
         for command in placement_commands(self._log.machine, self._now_ms(), self._config):
             await self._log.propose(command)

@@ -10,6 +10,7 @@ replica makes the same run and a fire time proposed twice finds the first run.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentflow.errors import ConflictError, ValidationError
@@ -197,17 +198,11 @@ def _submit_run(sm: StateMachine, index: int, cmd: FireSchedule, record: Schedul
         [(task_id, _)] = task_ops.submit(sm, index, SubmitTasks(now_ms=cmd.now_ms, tasks=[new]))
         return task_id
     template = record.template
-    ids = {t["id"]: _run_id("t-", record, cmd.fire_ms, t["id"]) for t in template["tasks"]}
+    keyed = [NewTask(**t) for t in template["tasks"]]  # ids are the workflow's task keys
+    ids = {t.id: _run_id("t-", record, cmd.fire_ms, t.id) for t in keyed}
     tasks = [
-        NewTask(
-            **t
-            | {
-                "id": ids[t["id"]],
-                "key": t["id"],
-                "dependencies": [ids[d] for d in t["dependencies"]],
-            }
-        )
-        for t in template["tasks"]
+        replace(t, id=ids[t.id], key=t.id, dependencies=[ids[d] for d in t.dependencies])
+        for t in keyed
     ]
     made = workflow_ops.submit_workflow(
         sm,
