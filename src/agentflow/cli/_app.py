@@ -40,6 +40,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "lock": "agentflow.cli.lock:lock",
     "msg": "agentflow.cli.msg:msg",
     "token": "agentflow.cli.token:token",
+    "schedule": "agentflow.cli.schedule:schedule",
     "agent": "agentflow.cli.msg:agent",
     "config": "agentflow.cli.config:config",
 }
