@@ -3,6 +3,7 @@ refused with problem+json before anything reaches the log; runs made on the mast
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -159,3 +160,15 @@ async def test_a_read_only_token_reads_schedules_but_changes_none(guarded: Maste
     )
     problem(await client.delete("/api/v1/schedules/tick", headers=as_reader), 403)
     assert ADMIN_TOKEN not in str(ok(await client.get("/api/v1/schedules/tick")))
+
+
+async def test_the_leaders_timer_loop_fires_on_the_masters_clock(master: Master) -> None:
+    """No test hook: the scheduler loop the master runs sees the clock pass a fire time."""
+    await _create(master, every="1m", overlap="allow")
+    master.clock.now += 60_000
+    master.service.scheduler.poke()
+    deadline = asyncio.get_running_loop().time() + 10
+    while master.machine.schedules.schedules["tick"].runs == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the loop never fired"
+        await asyncio.sleep(0.01)
+    assert len(master.machine.tasks) == 1
