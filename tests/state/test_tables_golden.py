@@ -75,16 +75,16 @@ STEPS = 1000
 # them left out, the values before matched unchanged.
 GOLDEN = {
     1: (
-        "e907f6ac31e71dc743759c71ea972cac6a3850cd77ddd3b01b90b81e859d54d5",
-        "12c6b0ce332b43e03262c6a68d203bff1a54cc79256537f07bf8137b510f9828",
+        "d62eed55b57ddfd774022da1f90c1ba4000c1e3d5d20f9781cf9cf675f3ee6ea",
+        "25e2af6b5af79f3a2c749de1fc8ca21c06794223b450a6f3e0b0b5eeea40e606",
     ),
     2: (
         "5153ecb9beaedd87c79353de0c6fa8fce4374ddc49b572c91002412c57a2bf0a",
         "23dc083400f4e6aa323bf895a305f1d96ea693a071f9cbfced18825c75b6272d",
     ),
     3: (
-        "fd497f2836c3793d64dc4c0a025469bc3acee9c71de46a6c9e975c05f4abb9cc",
-        "22b64c0374a7ca2e258db7ec24914d1d9245bdf99dac09fb93ef908ca1a522e4",
+        "43e12ca7940c295855ae3cae76bf33be0f7691aefbbcb931513a11fa60496b17",
+        "19067e12bc55574b167f010cfa0e576cfc343d5c666b300bab114d945c7556f1",
     ),
 }
 

@@ -24,12 +24,12 @@ from agentflow.durations import format_duration, parse_duration
 from agentflow.errors import ConfigError, ConflictError, ValidationError
 from agentflow.scheduler.firing import check_cron, check_timezone, next_run_ms
 from agentflow.state.commands import CreateSchedule, DeleteSchedule, UpdateSchedule
-from agentflow.state.schedule_ops import run_key
 from agentflow.state.schedules import (
     SCHEDULE_NAME_PATTERN,
     RunKind,
     ScheduleLimits,
     ScheduleRecord,
+    run_key,
 )
 
 __all__ = ["ScheduleIn", "SchedulePatchIn", "router", "schedule_view"]

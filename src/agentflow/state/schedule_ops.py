@@ -36,20 +36,16 @@ from agentflow.state.schedules import (
     parse_catchup,
     parse_kind,
     parse_overlap,
+    run_key,
 )
 
 if TYPE_CHECKING:
     from agentflow.state.handlers import Handler
     from agentflow.state.machine import StateMachine
 
-__all__ = ["HANDLERS", "create", "delete", "fire", "run_key", "update"]
+__all__ = ["HANDLERS", "create", "delete", "fire", "update"]
 
 WORKFLOW_TEMPLATE_KEYS = frozenset({"name", "failure_policy", "tasks"})
-
-
-def run_key(name: str, fire_ms: int) -> str:
-    """The idempotency key of the run of schedule ``name`` at ``fire_ms``."""
-    return f"schedule:{name}:{fire_ms}"
 
 
 def _template_tasks(kind: RunKind, template: dict[str, Any]) -> list[NewTask]:

@@ -30,10 +30,16 @@ __all__ = [
     "ScheduleLimits",
     "ScheduleRecord",
     "ScheduleTable",
+    "run_key",
 ]
 
 SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 _NAME = re.compile(SCHEDULE_NAME_PATTERN)
+
+
+def run_key(name: str, fire_ms: int) -> str:
+    """The idempotency key of the run of schedule ``name`` at ``fire_ms``."""
+    return f"schedule:{name}:{fire_ms}"
 
 
 class Overlap(StrEnum):
