@@ -153,9 +153,14 @@ def next_run_ms(record: ScheduleRecord) -> int | None:
     if record.paused:
         return None
     try:
-        return next_fire_ms(spec_of(record), _after_ms(record))
+        return _next_fire_memo(spec_of(record), _after_ms(record))
     except (ValidationError, CronSimError, ZoneInfoNotFoundError, ValueError):
         return None  # only an entry that bypassed the API's checks can get here
+
+
+# The leader's loop asks again for every schedule whenever one of them changed (each firing):
+# remembered, a cron expression is evaluated once per fire time, not once per schedule per firing.
+_next_fire_memo = functools.lru_cache(maxsize=4096)(next_fire_ms)
 
 
 def next_wake_ms(records: Iterable[ScheduleRecord]) -> int | None:
