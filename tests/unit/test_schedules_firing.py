@@ -306,3 +306,35 @@ def test_malformed_entries_are_refused_by_the_handler() -> None:
     assert isinstance(
         c.apply(CreateSchedule(now_ms=c.now, name="s", every_ms=S, template=TASK)), ConflictError
     )
+
+
+def test_cancel_previous_cancels_a_live_workflow_in_the_same_entry() -> None:
+    c = Cluster()
+    template = {"name": "wf", "failure_policy": "continue", "tasks": [TASK | {"id": "a"}]}
+    c.create(kind="workflow", template=template, overlap="cancel_previous")
+    c.now += S
+    c.leader_pass()
+    record = c.sm.schedules.get("s")
+    assert record is not None and record.last_run_id is not None
+    first = record.last_run_id
+    c.now += S
+    [fired] = c.leader_pass()
+    assert c.sm.workflows[first].status.value == "cancelled"
+    assert (
+        record.last_run_id != first and c.sm.workflows[record.last_run_id].status.value == "running"
+    )
+    assert fired.fire_ms == T0 + 2 * S
+
+
+def test_a_new_timing_counts_from_the_change_and_a_paused_schedule_refuses_a_firing() -> None:
+    c = Cluster()
+    c.create(catchup="all", overlap="allow")
+    c.now += 10 * S + 300
+    c.apply(UpdateSchedule(now_ms=c.now, name="s", every_ms=4 * S))
+    assert c.leader_pass() == []  # the ten seconds before the change do not run
+    c.now += 4 * S
+    assert [f.fire_ms for f in c.leader_pass()] == [T0 + 14 * S + 300]
+    c.apply(UpdateSchedule(now_ms=c.now, name="s", paused=True))
+    c.now += 4 * S
+    refused = c.apply(FireSchedule(now_ms=c.now, name="s", fire_ms=c.now))
+    assert isinstance(refused, ConflictError)
