@@ -42,6 +42,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "token": "agentflow.cli.token:token",
     "agent": "agentflow.cli.msg:agent",
     "config": "agentflow.cli.config:config",
+    "top": "agentflow.cli.top:top",
 }
 
 
