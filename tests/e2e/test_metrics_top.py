@@ -13,6 +13,7 @@ from tests.e2e.procs import BIN, Processes, live_workers, wait_until
 def _top(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "agentflow"), "top", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
