@@ -121,6 +121,9 @@ def test_promtool_accepts_master_and_worker_expositions(scraped: tuple[str, str,
         'agentflow_task_run_seconds_count{group="default",kind="command",status="completed"}'
         in (master_text)
     )
+    assert 'agentflow_task_queue_wait_seconds_count{group="default",kind="command"} 1.0' in (
+        master_text
+    )
     for name in ("agentflow_raft_fsync_seconds_bucket", "process_cpu_seconds_total"):
         assert name in names
     assert "agentflow_worker_attempts_finished_total" in _names(worker_text)

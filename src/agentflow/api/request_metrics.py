@@ -80,8 +80,10 @@ class RequestTimer:
 
 
 def frame_histogram(ws: WebSocket) -> Histogram | None:
-    """The socket-frame histogram of ``ws``'s route, or None in an app without timings."""
-    timings: Any = getattr(ws.app.state, "request_timings", None)
+    """The socket-frame histogram of ``ws``'s route, or None outside an app with timings (a
+    test's stand-in socket)."""
+    state = getattr(getattr(ws, "app", None), "state", None)
+    timings: Any = getattr(state, "request_timings", None)
     if not isinstance(timings, RequestTimings):
         return None
     route = ws.scope.get("route")
