@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from fastapi import FastAPI
-import httpx
 
 from agentflow.api.request_metrics import RequestTimer, RequestTimings
 from agentflow.histograms import OVERFLOW_LABEL, Histogram, HistogramVec
