@@ -3,6 +3,7 @@ queue, the workers and the task that runs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import httpx
@@ -17,7 +18,7 @@ def _top(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "COLUMNS": "200"},
     )
 
 
@@ -51,6 +52,8 @@ def test_top_refuses_bad_options_in_one_line():
     done = _top("--once", "--tasks", "100000", "--master-url", "http://127.0.0.1:9")
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "--tasks" in done.stderr and "top --help" in done.stderr
     done = _top("--once", "--master-url", "http://127.0.0.1:9")  # nothing listens there
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no master reachable" in done.stderr
