@@ -100,7 +100,7 @@ def raft_metrics(log: MasterLog) -> Iterator[Metric]:
     for name, doc, hist in (
         ("commit", "A command from proposal until committed and applied (leader)", timings.commit),
         ("fsync", "One write of raft.db: entries and hard state, fsynced", timings.fsync),
-        ("apply", "One batch of committed entries applied to the state machine", timings.apply),
+        ("apply", "One batch of committed entries applied, its events delivered", timings.apply),
         ("snapshot_take", "A state snapshot taken and written", timings.snapshot_take),
         ("snapshot_install", "A leader's snapshot installed", timings.snapshot_install),
     ):

@@ -28,7 +28,9 @@ class RaftTimings:
     def __init__(self) -> None:
         self.commit = Histogram()  # a proposal until its command is committed and applied
         self.fsync = Histogram()  # one raft.db transaction: entries and hard state, fsynced
-        self.apply = Histogram()  # one batch of committed entries applied to the machine
+        # One batch of committed entries applied to the machine, its events handed to the
+        # master's services (waiters, sessions, the event stream) included.
+        self.apply = Histogram()
         self.snapshot_take = Histogram(SLOW_BUCKETS_S)  # an image taken and written
         self.snapshot_install = Histogram(SLOW_BUCKETS_S)  # the leader's image restored
         self.elections = 0  # campaigns this node started (it became a candidate)
