@@ -42,10 +42,11 @@ uninstall:
 	rm -rf $(PREFIX)/share/agentflow
 
 # System tools the tests use that a bare machine may lack: openssl makes their certificates,
-# curl runs the docs' examples (tests/docs).
+# curl runs the docs' examples (tests/docs), promtool checks /metrics and the alert rules.
 sysdeps:
 	@command -v openssl >/dev/null || { apt-get update -q && apt-get install -y -q openssl; }
 	@command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
+	@command -v promtool >/dev/null || { apt-get update -q && apt-get install -y -q prometheus; }
 
 # Lint, types and every test: the one command CI runs.
 test: $(STAMP) sysdeps

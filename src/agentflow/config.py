@@ -76,6 +76,7 @@ class MasterConfig:
     event_queue_max: int = 50_000  # events waiting for one slow socket before it is closed
     max_event_sockets: int = 1024  # event sockets served at once
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one object per line, for log aggregation)
     raft_host: str | None = None  # default: the API host
     raft_port: int = 0  # 0: the API port + 1
     peers: str = ""  # "m2=host:port,m3=host:port" (their Raft addresses)
@@ -197,6 +198,9 @@ class WorkerConfig:
     report_interval_s: float = 0.02  # starts and output wait this long to share a frame
     output_chunk_bytes: int = 64 << 10
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one object per line, for log aggregation)
+    metrics_port: int = 0  # serve /metrics on this port (0: no metrics endpoint)
+    metrics_host: str = "127.0.0.1"
     # -- execution hygiene --
     function_modules: tuple[str, ...] = ()  # modules function tasks may import ("pkg.*"); (): any
     # -- functions sent by value (issue 13) --

@@ -212,6 +212,12 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
     ),
     _m("log-level", "log_level", "text", "debug, info, warning or error."),
     _m(
+        "log-format",
+        "log_format",
+        "text",
+        "text, or json: one JSON object per line (time, level, logger, message, node id, ...).",
+    ),
+    _m(
         "public-host",
         "public_hosts",
         "list",
@@ -305,5 +311,13 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
         "(1, the default: one call per message).",
     ),
     _w("log-level", "log_level", "text", "debug, info, warning or error."),
+    _w(
+        "log-format",
+        "log_format",
+        "text",
+        "text, or json: one JSON object per line (time, level, logger, message, worker id, ...).",
+    ),
+    _w("metrics-port", "metrics_port", "int", "Serve Prometheus /metrics on this port (0: off)."),
+    _w("metrics-host", "metrics_host", "text", "Address the /metrics port listens on."),
     _w("ca", "tls_ca", "file", "CA bundle that verifies the masters' certificates."),
 )

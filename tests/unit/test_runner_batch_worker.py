@@ -57,7 +57,7 @@ async def _until(predicate: Any, what: str) -> None:
 
 
 def _reported(worker: Worker) -> dict[tuple[str, int], str]:
-    outbox = worker._outbox
+    outbox = worker.outbox
     return {(o["task_id"], o["token"]): o["status"] for o in outbox.pending_outcomes()}
 
 
@@ -86,7 +86,7 @@ async def test_a_withdrawn_call_of_a_batch_is_dropped_unreported_and_its_new_att
         ("d", 4): "completed",
         ("c", 5): "completed",
     }
-    started = worker._outbox._started
+    started = worker.outbox._started
     assert ("c", 3) not in started and ("c", 5) in started
     assert started.index(("d", 4)) < started.index(("c", 5))  # c's new attempt came after
     assert not worker._attempts

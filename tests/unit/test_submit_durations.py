@@ -163,13 +163,14 @@ def test_master_and_worker_flags_take_durations(monkeypatch: pytest.MonkeyPatch)
 
     class Worker:
         def __init__(self, config: WorkerConfig, *_: object) -> None:
+            self.config = config
             seen.append(config)
 
         async def run(self) -> None:
             return None
 
     monkeypatch.setattr(server, "run_master", run_master)
-    monkeypatch.setattr(server, "_setup_logging", lambda level: None)
+    monkeypatch.setattr(server, "setup_logging", lambda *args, **kwargs: None)
     monkeypatch.setattr(agentflow.worker, "Worker", Worker)
     runner = CliRunner()
     master = runner.invoke(

@@ -41,6 +41,7 @@ from agentflow.api.index_routes import DOCS_URL, OPENAPI_URL, install_doc_aliase
 from agentflow.api.metrics import make_registry
 from agentflow.api.openapi import install_openapi
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
+from agentflow.api.request_metrics import RequestTimer
 from agentflow.api.service import MasterService
 from agentflow.errors import (
     AgentFlowError,
@@ -80,7 +81,10 @@ def create_app(service: MasterService) -> FastAPI:
     app.state.service = service
     app.add_middleware(ForwardingMiddleware, service=service)
     app.add_middleware(AuthMiddleware, verifier=service.verifier, catch_up=service.catch_up)
-    app.add_middleware(BrowserGuard, config=service.config)  # outermost: runs first
+    app.add_middleware(BrowserGuard, config=service.config)
+    app.state.request_timings = service.request_timings  # socket frames read it (FrameLoop)
+    # Outermost: every request is timed, refused ones too.
+    app.add_middleware(RequestTimer, timings=service.request_timings, routes=app.router.routes)
     _install_error_handlers(app)
     install_openapi(app)
     # The routes go straight into the app's router: include_router() nests each router, and

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from agentflow.api.decoding import FrameError, receive_frame_text, refuse_frame, send_frame
+from agentflow.api.request_metrics import frame_histogram
 from agentflow.errors import AgentFlowError
 
 __all__ = ["FrameBounds", "FrameLoop", "Run"]
@@ -66,6 +68,7 @@ class FrameLoop:
         self.bounds = bounds
         self.ref_of = ref_of
         self.closed = asyncio.Event()
+        self._timing = frame_histogram(ws)  # each frame's seconds, for /metrics
 
     async def gone(self) -> bool:
         """Whether the client has left (for frames that wait, to stop waiting)."""
@@ -102,6 +105,7 @@ class FrameLoop:
 
     async def _answer(self, run: Run, frame: dict[str, Any], text: str) -> None:
         ref = frame.get("ref")
+        started = time.perf_counter()
         try:
             answer = await run(frame, text)
         except AgentFlowError as exc:
@@ -109,5 +113,7 @@ class FrameLoop:
         except Exception:  # every frame is answered, even when its handling breaks
             log.exception("%s: frame %r failed", self.name, ref)
             answer = {"error": AgentFlowError(self.failure).to_problem()}
+        if self._timing is not None:
+            self._timing.observe(time.perf_counter() - started)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await send_frame(self.ws, {"ref": self.ref_of(ref)} | answer)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from agentflow.api.raft_metrics import latency_metrics, raft_metrics
 from agentflow.api.service import MasterService
+from agentflow.histograms import OVERFLOW_LABEL
 from agentflow.state import StateMachine, TaskStatus
 from agentflow.state.locks import LockEventKind
+from agentflow.state.records import WorkerState
 
-__all__ = ["make_registry"]
+__all__ = ["MAX_GROUP_SERIES", "make_registry"]
+
+MAX_GROUP_SERIES = 64  # groups shown by queue depth (the deepest); the rest sum to "_other"
 
 
 class _StateCollector(Collector):
@@ -31,12 +37,13 @@ class _StateCollector(Collector):
             totals.add_metric([name], sm.tasks.totals[name])
         yield totals
         workers = GaugeMetricFamily("agentflow_workers", "Workers by state", labels=["state"])
-        counts: dict[str, int] = {}
+        counts = dict.fromkeys(WorkerState, 0)
         for worker in sm.workers.values():
-            counts[worker.state.value] = counts.get(worker.state.value, 0) + 1
-        for state, n in sorted(counts.items()):
-            workers.add_metric([state], n)
+            counts[worker.state] += 1
+        for state, n in counts.items():
+            workers.add_metric([state.value], n)
         yield workers
+        yield from _queue_metrics(self._svc)
         yield GaugeMetricFamily(
             "agentflow_free_slots",
             "Free task slots on live workers",
@@ -70,6 +77,43 @@ class _StateCollector(Collector):
         for (kind, outcome), n in sorted(sm.command_counts.items()):
             commands.add_metric([kind, outcome], n)
         yield commands
+
+
+class _OpsCollector(Collector):
+    """Raft status, what the shell timed, and task and request latencies."""
+
+    def __init__(self, svc: MasterService) -> None:
+        self._svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        yield from raft_metrics(self._svc.log)
+        yield from latency_metrics(self._svc.request_timings, self._svc.task_timings)
+
+
+def _queue_metrics(svc: MasterService) -> Iterator[Metric]:
+    stats = svc.queue_stats()
+    depth = GaugeMetricFamily(
+        "agentflow_queue_depth", "Queued tasks by priority", labels=["priority"]
+    )
+    for priority, n in stats["by_priority"].items():
+        depth.add_metric([priority], n)
+    yield depth
+    groups = GaugeMetricFamily(
+        "agentflow_queue_group_depth",
+        f"Queued tasks by group (the {MAX_GROUP_SERIES} deepest; the rest as {OVERFLOW_LABEL})",
+        labels=["group"],
+    )
+    ranked = sorted(stats["by_group"].items(), key=lambda kv: (-kv[1], kv[0]))
+    for group, n in ranked[:MAX_GROUP_SERIES]:
+        groups.add_metric([group], n)
+    if len(ranked) > MAX_GROUP_SERIES:
+        groups.add_metric([OVERFLOW_LABEL], sum(n for _, n in ranked[MAX_GROUP_SERIES:]))
+    yield groups
+    yield GaugeMetricFamily(
+        "agentflow_queue_oldest_wait_seconds",
+        "How long the oldest queued task has waited",
+        value=stats["oldest_wait_s"],
+    )
 
 
 def _lock_metrics(sm: StateMachine) -> Iterator[Metric]:
@@ -129,4 +173,8 @@ def _message_metrics(sm: StateMachine, now_ms: int) -> Iterator[Metric]:
 def make_registry(svc: MasterService) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(_StateCollector(svc))
+    registry.register(_OpsCollector(svc))
+    ProcessCollector(registry=registry)  # process_* (CPU, memory, open files), Linux only
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return registry

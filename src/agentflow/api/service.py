@@ -20,7 +20,9 @@ from starlette.websockets import WebSocket
 
 from agentflow.api.event_hub import EventHub
 from agentflow.api.identity import TokenVerifier
+from agentflow.api.request_metrics import RequestTimings
 from agentflow.api.sessions import SessionHub
+from agentflow.api.task_metrics import TaskTimings
 from agentflow.api.waiters import KeyedWaiters, wait_for
 from agentflow.cluster.history import HISTORY_FILE, TaskHistory
 from agentflow.cluster.node import ClusterConfig, RaftLog
@@ -157,6 +159,9 @@ class MasterService:
         self.log.subscribe(self.hub.on_events)
         self.log.subscribe(self._on_events)
         self.log.subscribe(self.events.on_events)
+        self.task_timings = TaskTimings(self.machine, lambda: self.log.is_leader)
+        self.log.subscribe(self.task_timings.on_events)
+        self.request_timings = RequestTimings()  # observed by the app (api/request_metrics)
         self.log.on_leadership(self._leadership_changed)
         self._group: asyncio.TaskGroup | None = None
         self._started = False

@@ -25,6 +25,7 @@ import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from agentflow import wire
@@ -60,6 +61,8 @@ def uvicorn_config(app: Any, config: MasterConfig) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         log_level=config.log_level.lower(),
+        # JSON logs: uvicorn's loggers go through the root logger's JSON handler.
+        log_config=None if config.log_format == "json" else LOGGING_CONFIG,
         access_log=False,
         http=_Protocol,
         ws="websockets-sansio",

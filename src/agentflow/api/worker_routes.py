@@ -23,6 +23,7 @@ from agentflow.api.sessions import (
 )
 from agentflow.api.views import worker_view
 from agentflow.errors import AgentFlowError, ConflictError, NotFoundError
+from agentflow.logformat import bind
 from agentflow.state.commands import (
     DeregisterWorker,
     RegisterWorker,
@@ -86,6 +87,7 @@ async def delete_worker(request: Request, worker_id: str, force: bool = False) -
 @router.websocket("/workers/{worker_id}/session")
 async def worker_session(ws: WebSocket, worker_id: str) -> None:
     svc: MasterService = ws.app.state.service
+    bind(worker_id=worker_id)  # what this session logs names its worker (JSON logs)
     await ws.accept()
     try:
         hello = await _hello(ws, worker_id)

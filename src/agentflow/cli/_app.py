@@ -43,6 +43,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "schedule": "agentflow.cli.schedule:schedule",
     "agent": "agentflow.cli.msg:agent",
     "config": "agentflow.cli.config:config",
+    "top": "agentflow.cli.top:top",
 }
 
 

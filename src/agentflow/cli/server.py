@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -17,17 +17,24 @@ from agentflow.cli.config import load_settings, setting_options
 from agentflow.cli.params import parse_resources
 from agentflow.config import MasterConfig, WorkerConfig, read_token_file
 from agentflow.errors import AgentFlowError, ConfigError
+from agentflow.logformat import json_formatter, setup_logging
+
+if TYPE_CHECKING:
+    from agentflow.worker import Worker
 
 __all__ = ["master_command", "run_master", "with_token_file", "worker_command"]
 
 _C = TypeVar("_C", MasterConfig, WorkerConfig)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _current_term(log: object) -> Callable[[], int | None]:
+    def term() -> int | None:
+        try:
+            return int(log.raft_status.term)  # type: ignore[attr-defined]
+        except Exception:  # not started yet, or closed: the line goes out without it
+            return None
+
+    return term
 
 
 def is_loopback(host: str) -> bool:
@@ -64,7 +71,7 @@ def master_command(config_file: str | None, **flags: object) -> None:
     config.peer_map()  # refuse a malformed --peers before binding anything
     config.peer_token()  # and a cluster without a token: there is no built-in one
     config.peer_tls()  # and peer TLS without --ca, or certificate files that do not load
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format, {"node_id": config.node_id})
     asyncio.run(run_master(config))
 
 
@@ -78,6 +85,9 @@ async def run_master(config: MasterConfig) -> None:
     # not uvicorn's startup traceback.
     api = _listen(config.host, config.port)
     service = MasterService(config)
+    formatter = json_formatter()
+    if formatter is not None:
+        formatter.set_field("term", _current_term(service.log))
     try:
         await service.start()
     except OSError as exc:
@@ -145,14 +155,25 @@ def worker_command(ctx: click.Context, /, config_file: str | None, **flags: obje
     _check_worker_config(config)
     detected, gpus = probe_resources()
     detected.update(parse_resources(config.resources))
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format, {"worker_id": config.worker_id})
     worker = Worker(
         config,
         detected,
         dict(config.labels),
         [{"index": g.index, "name": g.name, "memory_mb": g.memory_mb} for g in gpus],
     )
-    asyncio.run(worker.run())
+    asyncio.run(_run_worker(worker))
+
+
+async def _run_worker(worker: Worker) -> None:
+    """The worker, with its /metrics endpoint while it runs (where --metrics-port is set)."""
+    from agentflow.worker.metrics import make_worker_registry, serve_metrics
+
+    config = worker.config
+    async with serve_metrics(
+        make_worker_registry(worker), config.metrics_host, config.metrics_port
+    ):
+        await worker.run()
 
 
 def _check_worker_config(config: WorkerConfig) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from agentflow.cluster.image import Member
 from agentflow.cluster.seam import EventSink, LeaderWatcher, MasterLog
+from agentflow.cluster.timings import RaftTimings
 from agentflow.errors import (
     AgentFlowError,
     ConflictError,
@@ -56,6 +57,7 @@ class MemoryLog:
         self._watchers: list[LeaderWatcher] = []
         self._failures: deque[AgentFlowError] = deque()
         self._closed = False
+        self.timings = RaftTimings()  # nothing is timed: there is no disk nor consensus
 
     # -- the command log --------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from agentflow.cluster.snapshots import Snapshots, snapshot_usable
 from agentflow.cluster.snapshotting import SnapshotTaker
 from agentflow.cluster.statestore import StateStore
 from agentflow.cluster.status import cluster_status
+from agentflow.cluster.timings import RaftTimings
 from agentflow.cluster.transport import Transport
 from agentflow.errors import (
     AgentFlowError,
@@ -67,7 +68,8 @@ class RaftLog:
     def __init__(self, config: ClusterConfig, machine: StateMachine) -> None:
         self.config = config
         self._machine = machine
-        self._raftstore = RaftStore(config.data_dir / "raft.db")
+        self.timings = RaftTimings()  # read by /metrics
+        self._raftstore = RaftStore(config.data_dir / "raft.db", fsync=self.timings.fsync)
         self._statestore = StateStore(config.data_dir / "state.db")
         self._storage = MemoryStorage()
         self._snapshots = Snapshots(
@@ -115,7 +117,11 @@ class RaftLog:
             shell=self,
         )
         self._taker = SnapshotTaker(
-            self._snapshots, self._driver, members=lambda: self.members, wake=self.wake
+            self._snapshots,
+            self._driver,
+            members=lambda: self.members,
+            wake=self.wake,
+            timings=self.timings,
         )
         self._promotions = Promotions(
             LearnerPromoter(after_ticks=config.promote_after_ticks, lag_max=config.promote_lag_max)
@@ -180,6 +186,7 @@ class RaftLog:
         if self._driver.queued >= self.config.max_pending:
             raise OverloadedError("too many commands waiting for consensus; retry shortly")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
         self._driver.propose(encode_command(command), future, command)
         self._wake.set()
         try:
@@ -189,6 +196,7 @@ class RaftLog:
                 "the command was not committed in time (no quorum?); retry",
                 **leader_hint(self),
             ) from None
+        self.timings.commit.observe(time.perf_counter() - started)
         if isinstance(result, AgentFlowError):
             raise result
         return result
@@ -329,7 +337,12 @@ class RaftLog:
         if write.snapshot is not None:
             await self._install_snapshot(write.snapshot)
         await self._raftstore.save(write.hard_state, write.entries, sync=write.sync_commit)
-        driver.finish(ready)
+        if ready.committed_entries:
+            started = time.perf_counter()
+            driver.finish(ready)  # sends, then applies what committed
+            self.timings.apply.observe(time.perf_counter() - started)
+        else:
+            driver.finish(ready)
         self._taker.maybe_take()
 
     # -- what the driver tells this shell (agentflow.cluster.driver.DriverShell) -------------
@@ -343,6 +356,10 @@ class RaftLog:
 
     def leadership(self, leader_id: str | None, role: StateRole) -> None:
         was_leader = self.is_leader
+        if role is StateRole.CANDIDATE and self.role is not StateRole.CANDIDATE:
+            self.timings.elections += 1
+        if leader_id is not None and leader_id != self.last_leader_id:
+            self.timings.leader_changes += 1
         self.leader_id, self.role = leader_id, role
         if leader_id is not None:
             self.last_leader_id = leader_id

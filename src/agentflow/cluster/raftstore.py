@@ -11,6 +11,7 @@ Raft snapshot lives in state.db (:mod:`agentflow.cluster.statestore`).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import msgpack
 from agentflow.cluster.diskthread import DiskThread
 from agentflow.cluster.hardstate import CommitDeferral
 from agentflow.cluster.sqlite import open_sqlite
+from agentflow.histograms import Histogram
 from agentflow.raft import Entry, EntryType, HardState
 
 __all__ = ["RaftStore"]
@@ -29,8 +31,9 @@ _TYPES_BACK = {v: k for k, v in _TYPES.items()}
 
 
 class RaftStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fsync: Histogram | None = None) -> None:
         self._path = path
+        self._fsync = fsync  # each write's seconds, observed on the disk thread
         self._thread = DiskThread("raft-db")
         self._conn: sqlite3.Connection | None = None
         self._deferral = CommitDeferral()  # a commit index alone waits for the next write
@@ -87,7 +90,10 @@ class RaftStore:
             await self._run(self._save, hard, entries)
 
     def _save(self, hard: HardState | None, entries: Sequence[Entry]) -> None:
+        started = time.perf_counter()
         self._write(self.conn, hard, entries)
+        if self._fsync is not None:
+            self._fsync.observe(time.perf_counter() - started)
 
     def _write(
         self, conn: sqlite3.Connection, hard: HardState | None, entries: Sequence[Entry]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agentflow.cluster.image import Member
+from agentflow.cluster.timings import RaftTimings
 from agentflow.errors import NotLeaderError
 from agentflow.raft import ConfChangeType, StateRole, Status
 from agentflow.state.commandlog import CommandLog, EventSink
@@ -47,6 +48,11 @@ class MasterLog(CommandLog, Protocol):
 
     @property
     def raft_status(self) -> Status: ...
+
+    @property
+    def timings(self) -> RaftTimings:
+        """Latencies and counts the log measured (for ``/metrics``)."""
+        ...
 
     def not_leader(self) -> NotLeaderError:
         """The error for a request only the leader serves, naming the leader if known."""

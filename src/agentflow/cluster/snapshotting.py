@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from agentflow.cluster.driver import ReadyDriver
 from agentflow.cluster.image import Image, Member
 from agentflow.cluster.snapshots import Snapshots
+from agentflow.cluster.timings import RaftTimings
 from agentflow.raft import Snapshot
 
 __all__ = ["SnapshotTaker"]
@@ -30,8 +32,10 @@ class SnapshotTaker:
         *,
         members: Callable[[], dict[str, Member]],
         wake: Callable[[], None],
+        timings: RaftTimings | None = None,
     ) -> None:
         self._snapshots = snapshots
+        self._timings = timings or RaftTimings()
         self._driver = driver
         self._members = members
         self._wake = wake
@@ -52,14 +56,18 @@ class SnapshotTaker:
     async def install(self, snapshot: Snapshot) -> Image:
         """Restore the leader's snapshot once no thread reads the machine; return its image."""
         await self.wait()
+        started = time.perf_counter()
         image = await self._snapshots.install(snapshot)
+        self._timings.snapshot_install.observe(time.perf_counter() - started)
         self._driver.installed(image.index)
         return image
 
     async def _take(self) -> None:
         applied = self._driver.applied
+        started = time.perf_counter()
         try:
             await self._snapshots.take(self._driver.raft, applied, dict(self._members()))
+            self._timings.snapshot_take.observe(time.perf_counter() - started)
         except Exception:
             log.exception("taking a snapshot failed; the log is kept and it is tried again later")
             self._snapshots.index = applied

@@ -38,6 +38,14 @@ class Outbox:
         self._seq = 0
         self._wake = asyncio.Event()
         self._outcome_ready = asyncio.Event()
+        # Counts for the worker's /metrics (agentflow.worker.metrics).
+        self.started_total = 0
+        self.outcomes_total: dict[str, int] = {}  # by status
+        self.sessions_total = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connection() is not None
 
     @property
     def settled(self) -> bool:
@@ -50,6 +58,7 @@ class Outbox:
 
     def started(self, task_id: str, token: int) -> None:
         self._started.append((task_id, token))
+        self.started_total += 1
         self._wake.set()
 
     def output(self, task_id: str, token: int, stream: str, data: bytes) -> None:
@@ -63,6 +72,7 @@ class Outbox:
 
     def outcome(self, task_id: str, token: int, finished: Finished, result: str | None) -> None:
         reason = finished.reason
+        self.outcomes_total[finished.status] = self.outcomes_total.get(finished.status, 0) + 1
         self._outcomes.append(
             {
                 "task_id": task_id,
@@ -82,6 +92,7 @@ class Outbox:
     def reconnected(self) -> None:
         """A new session: every unacknowledged outcome goes again, and what piled up while no
         master was reachable goes now (nothing else may wake the reporter)."""
+        self.sessions_total += 1
         outcomes = [o for batch in self._unacked.values() for o in batch]
         self._unacked.clear()
         self._outcomes = outcomes + self._outcomes

@@ -36,6 +36,7 @@ from websockets.exceptions import WebSocketException
 from agentflow import wire
 from agentflow.config import WorkerConfig, tls_context
 from agentflow.errors import ConflictError
+from agentflow.logformat import bind
 from agentflow.worker.backlog import Backlog
 from agentflow.worker.batching import Batches
 from agentflow.worker.claim import IdClaim, IdRefusedError
@@ -74,16 +75,16 @@ class Worker:
         self._after: dict[str, dict[str, Any]] = {}  # assign frames waiting for a kill to end
         self._pool: PythonPool | None = None
         self._inherited = inherited_environment()  # what attempts get of the worker's env
-        self._running = 0
+        self.running = 0  # attempts on a slot (read by /metrics too)
         # Given by the master at registration; proves a reconnect is this same instance.
         self._secret: str | None = None
         self._ws: ClientConnection | None = None
-        self._outbox = Outbox(config.report_interval_s, lambda: self._ws)
+        self.outbox = Outbox(config.report_interval_s, lambda: self._ws)
         self._batches = Batches(  # Python calls sent to a runner together
             limit=max(1, config.runner_batch),
             slots=self.slots,
             pool=self._python_pool,
-            started=self._outbox.started,
+            started=self.outbox.started,
             settled=self._done,
             unstarted=self._unstarted,
         )
@@ -109,7 +110,7 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as group:
                 self._attempt_group = group
-                reporter = group.create_task(self._outbox.run(), name="reporter")
+                reporter = group.create_task(self.outbox.run(), name="reporter")
                 await self._connect_loop()
                 reporter.cancel()
         finally:
@@ -138,7 +139,7 @@ class Worker:
         self._check_drained()
 
     def _check_drained(self) -> None:
-        if self._draining and not self._attempts and self._outbox.settled:
+        if self._draining and not self._attempts and self.outbox.settled:
             self._stop.set()
 
     async def _connect_loop(self) -> None:
@@ -210,7 +211,7 @@ class Worker:
             log.info("connected to %s as %s", url, self.config.worker_id)
             self._claim.welcomed(welcome.get("drain"))
             self._ws = ws
-            self._outbox.reconnected()
+            self.outbox.reconnected()
             if self._draining:
                 await ws.send(wire.pack({"t": "drain"}))
             interval = float(welcome.get("heartbeat_interval_s", self.config.heartbeat_interval_s))
@@ -250,7 +251,7 @@ class Worker:
 
     def _hello(self) -> dict[str, Any]:
         held = [(a.task_id, a.token) for a in self._attempts.values()]
-        held += [(o["task_id"], o["token"]) for o in self._outbox.pending_outcomes()]
+        held += [(o["task_id"], o["token"]) for o in self.outbox.pending_outcomes()]
         return {
             "t": "hello",
             "worker_id": self.config.worker_id,
@@ -287,7 +288,7 @@ class Worker:
             elif kind in ("cancel", "withdraw"):
                 self._take_back(str(frame["task_id"]), int(frame["token"]), kind)
             elif kind == "ack":
-                self._outbox.acked(int(frame["seq"]))
+                self.outbox.acked(int(frame["seq"]))
                 self._check_drained()
             elif kind == "error":
                 log.warning("master says: %s", frame.get("detail"))
@@ -328,7 +329,7 @@ class Worker:
             return
         if self._draining:
             rejected = Finished(status="rejected", exit_code=None, reason="worker is draining")
-            self._outbox.outcome(task_id, token, rejected, None)
+            self.outbox.outcome(task_id, token, rejected, None)
             return
         spec = frame["spec"]
         order = float(frame.get("order", 0.0))
@@ -337,7 +338,7 @@ class Worker:
             argv = [] if by_function else build_argv(spec, self.config.agents)
         except ValueError as exc:
             failed = Finished(status="failed", exit_code=None, reason=str(exc))
-            self._outbox.outcome(task_id, token, failed, None)
+            self.outbox.outcome(task_id, token, failed, None)
             return
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="agentflow-worker-"))
@@ -354,7 +355,7 @@ class Worker:
                 pool=self._python_pool(),
                 request=function_request(spec, env, frame.get("parents")),
                 timeout_s=frame.get("timeout_s"),
-                on_output=lambda stream, data: self._outbox.output(task_id, token, stream, data),
+                on_output=lambda stream, data: self.outbox.output(task_id, token, stream, data),
             )
             attempt.order = order
             self._attempts[task_id] = attempt
@@ -367,13 +368,13 @@ class Worker:
             env=env,
             cwd=spec.get("cwd"),
             timeout_s=frame.get("timeout_s"),
-            on_output=lambda stream, data: self._outbox.output(task_id, token, stream, data),
+            on_output=lambda stream, data: self.outbox.output(task_id, token, stream, data),
         )
         self._attempts[task_id] = attempt
         self._dispatch(attempt, order)
 
     def _dispatch(self, attempt: Attempt | FunctionAttempt, order: float) -> None:
-        if self._running < self.slots:
+        if self.running < self.slots:
             self._launch(attempt)
         else:
             self._backlog.push(attempt, order)  # queued: starts when a slot frees
@@ -391,9 +392,9 @@ class Worker:
         return self._pool
 
     def _launch(self, attempt: Attempt | FunctionAttempt) -> None:
-        self._running += 1
+        self.running += 1
         if not attempt.cancelled:
-            self._outbox.started(attempt.task_id, attempt.token)
+            self.outbox.started(attempt.task_id, attempt.token)
         assert self._attempt_group is not None
         batch = self._batches.form(attempt, self._backlog)
         work = self._run_attempt(attempt) if batch is None else self._run_batch(batch)
@@ -401,7 +402,7 @@ class Worker:
 
     async def _run_batch(self, batch: CallBatch) -> None:
         await self._batches.run(batch)
-        self._running -= 1
+        self.running -= 1
         self._refill()
 
     def _unstarted(self, attempt: FunctionAttempt, why: str) -> None:
@@ -426,12 +427,13 @@ class Worker:
         self._check_drained()
 
     async def _run_attempt(self, attempt: Attempt | FunctionAttempt) -> None:
+        bind(task_id=attempt.task_id)  # this attempt's task: its log lines carry the task id
         try:
             finished = await attempt.run()
         except Exception as exc:  # a bug here must not take the whole worker down
             log.exception("attempt %s crashed", attempt.task_id)
             finished = Finished(status="failed", exit_code=None, reason=f"worker error: {exc}")
-        self._running -= 1
+        self.running -= 1
         self._done(attempt, finished)
         self._refill()
 
@@ -439,13 +441,13 @@ class Worker:
         self._attempts.pop(attempt.task_id, None)
         # A call's own result wins over its file: then the file is not read, only removed.
         written = self._collect(attempt.task_id, read=not finished.result)
-        self._outbox.outcome(attempt.task_id, attempt.token, finished, finished.result or written)
+        self.outbox.outcome(attempt.task_id, attempt.token, finished, finished.result or written)
         successor = self._after.pop(attempt.task_id, None)
         if successor is not None:
             self._start(successor)
 
     def _refill(self) -> None:
-        while self._backlog and self._running < self.slots:
+        while self._backlog and self.running < self.slots:
             self._launch(self._backlog.pop())
 
     def _collect(self, task_id: str, *, read: bool) -> str | None:
