@@ -126,3 +126,25 @@ def test_the_drain_button_drains_and_activate_undoes_it(cluster: str, tab: Tab) 
     page.click('button[data-action="activate"][data-worker="w1"]')
     wait_until(lambda: state() in ("active", "busy"), 15, "w1 active again")
     page.locator('button[data-action="drain"][data-worker="w1"]').wait_for()
+
+
+def test_a_waiting_task_says_why_and_takes_a_priority_change_then_a_cancel(
+    cluster: str, tab: Tab
+) -> None:
+    submitted = run("submit", "--master-url", cluster, "--resources", "gpu=8", "--", "true")
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = re.findall(r"t-[0-9a-f]+", submitted.stdout)[0]
+    page = _open(tab, cluster, f"tasks/{task_id}")
+    page.locator("#unschedulable", has_text="gpu").wait_for()
+    tab.shot("task-unschedulable")
+
+    def task() -> dict[str, Any]:
+        found: dict[str, Any] = httpx.get(f"{cluster}/api/v1/tasks/{task_id}", timeout=5).json()
+        return found
+
+    page.select_option("#priority", "urgent")
+    page.click("#set-priority")
+    wait_until(lambda: task()["priority"] == "urgent", 15, "priority urgent")
+    page.click("#cancel")
+    wait_until(lambda: task()["status"] == "cancelled", 15, "task cancelled")
+    page.locator("h1 .badge", has_text="cancelled").wait_for()  # the page follows, no reload

@@ -143,7 +143,9 @@ async function refresh() {
 function tick() {
   if (state.leaving) return;
   const due = Date.now() - state.lastRefresh;
-  if ((state.dirty && due >= REFRESH_MS) || due >= IDLE_REFRESH_MS) refresh();
+  // A page may ask for a faster pace while it has something moving (a task's output).
+  const idle = state.view && state.view.busy && state.view.busy() ? REFRESH_MS : IDLE_REFRESH_MS;
+  if ((state.dirty && due >= REFRESH_MS) || due >= idle) refresh();
 }
 
 function onEvents(events) {

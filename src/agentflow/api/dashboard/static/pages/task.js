@@ -34,8 +34,10 @@ function mount(ctx, root, id) {
   const output = h('pre', { class: 'output', id: 'output' }, '');
   const attempts = h('div');
   root.append(h('p', null, link('#/tasks', '← Tasks')), head, h('h2', null, 'Attempts'), attempts, h('h2', null, 'Output'), output);
+  let running = false;
   async function refresh() {
     const [t, out] = await Promise.all([get(`/api/v1/tasks/${enc(id)}`), get(`/api/v1/tasks/${enc(id)}/output`)]);
+    running = !FINISHED.has(t.status);
     fill(head,
       h('h1', null, `Task ${t.id} `, badge(t.status)),
       t.unschedulable ? h('p', { class: 'cutoff', id: 'unschedulable' }, `Unschedulable: ${t.unschedulable}`) : null,
@@ -50,7 +52,8 @@ function mount(ctx, root, id) {
     const note = out.output_evicted ? '(output evicted)' : '(no output yet)';
     output.textContent = text || note;
   }
-  return { root, refresh };
+  // The output is no event: re-read it every second while the task runs.
+  return { root, refresh, busy: () => running };
 }
 
 export default { kinds: ['task'], mount };
