@@ -117,6 +117,7 @@ async function show() {
   const params = match.slice(1).map(decodeURIComponent);
   state.page = page;
   state.view = page.mount(ctx, root, ...params);
+  live.subscribe(page.watch(...params));
   await refresh();
 }
 
@@ -150,7 +151,7 @@ function tick() {
 
 function onEvents(events) {
   if (!state.page) return;
-  if (events.some((e) => state.page.kinds.includes(e.kind))) state.dirty = true;
+  state.dirty = true; // the socket carries only what this page watches
 }
 
 function onLive(text) {
@@ -164,15 +165,15 @@ async function watchCluster() {
   try { noteCluster(await get('/api/v1/cluster')); } catch { /* the page shows its own error */ }
 }
 
-let live = null;
+const live = new Live(onEvents, onLive); // subscribed by each page as it opens
+let started = false;
 
 async function start() {
   state.session = await get('/ui/session');
   setCsrf(state.session.csrf);
   renderNav();
-  if (state.session.logged_in && !live) {
-    live = new Live(onEvents, onLive);
-    live.start();
+  if (state.session.logged_in && !started) {
+    started = true;
     watchCluster();
     setInterval(watchCluster, IDLE_REFRESH_MS);
   }

@@ -37,4 +37,6 @@ function mount(ctx, root) {
   return { root, refresh };
 }
 
-export default { kinds: ['message'], mount };
+const watch = () => ({ kind: 'message' });
+
+export default { watch, mount };

@@ -46,4 +46,7 @@ function mount(ctx, root) {
   return { root, refresh };
 }
 
-export default { kinds: ['worker'], mount };
+// Workers joining or lost change the live count; the rest is re-read every few seconds.
+const watch = () => ({ kind: 'worker' });
+
+export default { watch, mount };

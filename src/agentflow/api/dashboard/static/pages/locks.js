@@ -34,4 +34,6 @@ function mount(ctx, root, name) {
   return { root, refresh };
 }
 
-export default { kinds: ['lock'], mount };
+const watch = () => ({ kind: 'lock' });
+
+export default { watch, mount };

@@ -55,4 +55,8 @@ function mount(ctx, root) {
   return { root, refresh };
 }
 
-export default { kinds: ['task', 'worker'], mount };
+// Tasks' ends (not every step of each) and workers' changes: under load that is a re-read a
+// second anyway, and each submission shows within the idle refresh.
+const watch = () => ({ kind: ['task', 'worker'], ends_only: true });
+
+export default { watch, mount };

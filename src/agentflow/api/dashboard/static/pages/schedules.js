@@ -41,4 +41,7 @@ function mount(ctx, root) {
   return { root, refresh };
 }
 
-export default { kinds: [], mount };
+// No schedule events: the page re-reads every few seconds; workers' events keep the socket.
+const watch = () => ({ kind: 'worker' });
+
+export default { watch, mount };

@@ -56,4 +56,6 @@ function mount(ctx, root, id) {
   return { root, refresh, busy: () => running };
 }
 
-export default { kinds: ['task'], mount };
+const watch = (id) => ({ task_id: id });
+
+export default { watch, mount };

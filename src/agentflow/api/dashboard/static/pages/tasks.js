@@ -4,6 +4,7 @@ import { get, q } from '../api.js';
 import { ago, badge, h, link, table, fill } from '../dom.js';
 
 const STATUSES = ['', 'pending', 'queued', 'assigned', 'running', 'completed', 'failed', 'cancelled', 'timed_out'];
+const FINISHED = new Set(['completed', 'failed', 'cancelled', 'timed_out']);
 const PRIORITIES = ['', 'urgent', 'high', 'medium', 'low'];
 
 function select(name, options) {
@@ -21,9 +22,11 @@ function mount(ctx, root) {
       status, priority, group, limit, h('button', { type: 'submit', class: 'small' }, 'Filter')),
     body);
   for (const el of [status, priority, limit]) el.addEventListener('change', () => refresh());
+  let moving = false; // some task shown has not finished
   async function refresh() {
     const params = { status: status.value, priority: priority.value, group: group.value.trim(), limit: limit.value };
     const page = await get(`/api/v1/tasks${q(params)}`);
+    moving = page.tasks.some((t) => !FINISHED.has(t.status));
     fill(body, table([
       ['Task', (t) => link(`#/tasks/${encodeURIComponent(t.id)}`, t.id)],
       ['Title', (t) => h('span', { class: 'clip', title: t.title }, t.title)],
@@ -37,7 +40,10 @@ function mount(ctx, root) {
       ['Created', (t) => ago(t.created_at)],
     ], page.tasks, 'no tasks match'));
   }
-  return { root, refresh };
+  return { root, refresh, busy: () => moving };
 }
 
-export default { kinds: ['task'], mount };
+// Tasks' ends; while the list shows unfinished tasks the page re-reads every second anyway.
+const watch = () => ({ kind: 'task', ends_only: true });
+
+export default { watch, mount };

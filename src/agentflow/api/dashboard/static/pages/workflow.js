@@ -50,4 +50,7 @@ function mount(ctx, root, id) {
   return { root, refresh };
 }
 
-export default { kinds: ['task', 'workflow'], mount };
+// The workflow's own events and its tasks'.
+const watch = (id) => ({ workflow_id: id });
+
+export default { watch, mount };

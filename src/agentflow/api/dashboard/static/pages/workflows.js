@@ -43,4 +43,6 @@ function mount(ctx, root) {
   return { root, refresh };
 }
 
-export default { kinds: ['workflow'], mount };
+const watch = () => ({ kind: 'workflow' });
+
+export default { watch, mount };
