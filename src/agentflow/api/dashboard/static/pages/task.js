@@ -31,6 +31,10 @@ function facts(t) {
 
 function mount(ctx, root, id) {
   const head = h('div');
+  const buttons = h('div'); // rebuilt only when the task's state or priority changes
+  const body = h('div');
+  head.append(buttons, body);
+  let shown = null;
   const output = h('pre', { class: 'output', id: 'output' }, '');
   const attempts = h('div');
   root.append(h('p', null, link('#/tasks', '← Tasks')), head, h('h2', null, 'Attempts'), attempts, h('h2', null, 'Output'), output);
@@ -38,10 +42,14 @@ function mount(ctx, root, id) {
   async function refresh() {
     const [t, out] = await Promise.all([get(`/api/v1/tasks/${enc(id)}`), get(`/api/v1/tasks/${enc(id)}/output`)]);
     running = !FINISHED.has(t.status);
-    fill(head,
-      h('h1', null, `Task ${t.id} `, badge(t.status)),
+    const state = `${t.status}/${t.priority}`;
+    if (state !== shown) {
+      shown = state; // so a choice being made in the priority list is not reset under it
+      fill(buttons, h('h1', null, `Task ${t.id} `, badge(t.status)), actions(ctx, t));
+    }
+    fill(body,
       t.unschedulable ? h('p', { class: 'cutoff', id: 'unschedulable' }, `Unschedulable: ${t.unschedulable}`) : null,
-      actions(ctx, t), facts(t),
+      facts(t),
       t.result ? [h('h2', null, `Result (${t.result_format})`), h('pre', { class: 'output' }, t.result)] : null);
     fill(attempts, table([
       ['#', (a) => a.attempt], ['Worker', (a) => a.worker_id], ['Token', (a) => a.fencing_token],
