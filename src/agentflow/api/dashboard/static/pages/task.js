@@ -18,7 +18,7 @@ function actions(ctx, t) {
 
 function facts(t) {
   const rows = [
-    ['Title', t.title], ['Command', t.command || t.function || t.agent || (t.pickled_chars ? `(a function by value, ${t.pickled_chars} chars)` : '–')],
+    ['Title', t.title], ['Command', t.command || (t.args && t.args.join(' ')) || t.function || t.agent || (t.pickled_chars ? `(a function by value, ${t.pickled_chars} chars)` : '–')],
     ['Priority', t.effective_priority !== undefined ? `${t.priority} (effective ${t.effective_priority})` : t.priority],
     ['Group', t.group], ['Worker', t.worker_id || '–'], ['Fencing token', t.fencing_token ?? '–'],
     ['Retries', `${t.retries} of ${t.max_retries}`], ['Exit code', t.exit_code ?? '–'], ['Reason', t.reason || '–'],
