@@ -18,16 +18,22 @@ function mount(ctx, root) {
   const limit = select('limit', ['50', '100', '200']);
   const body = h('div');
   root.append(h('h1', null, 'Tasks'),
-    h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); refresh(); } },
+    h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); newest(); } },
       status, priority, group, limit, h('button', { type: 'submit', class: 'small' }, 'Filter')),
     body);
-  for (const el of [status, priority, limit]) el.addEventListener('change', () => refresh());
   let moving = false; // some task shown has not finished
+  let cursors = []; // the cursors of the pages before this one; [] is the newest page
+  const newest = () => { cursors = []; refresh(); };
+  for (const el of [status, priority, limit]) el.addEventListener('change', newest);
   async function refresh() {
     const params = { status: status.value, priority: priority.value, group: group.value.trim(), limit: limit.value };
+    params.cursor = cursors.length ? cursors[cursors.length - 1] : '';
     const page = await get(`/api/v1/tasks${q(params)}`);
     moving = page.tasks.some((t) => !FINISHED.has(t.status));
-    fill(body, table([
+    const paging = h('div', { class: 'actions' },
+      cursors.length ? h('button', { class: 'small', id: 'newer', onclick: () => { cursors.pop(); refresh(); } }, '← Newer') : null,
+      page.next_cursor ? h('button', { class: 'small', id: 'older', onclick: () => { cursors.push(page.next_cursor); refresh(); } }, 'Older →') : null);
+    fill(body, paging, table([
       ['Task', (t) => link(`#/tasks/${encodeURIComponent(t.id)}`, t.id)],
       ['Title', (t) => h('span', { class: 'clip', title: t.title }, t.title)],
       ['Status', (t) => badge(t.status)],
