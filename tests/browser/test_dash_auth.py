@@ -63,6 +63,9 @@ def test_login_sets_an_httponly_strict_cookie_and_logout_ends_it(
     guarded: tuple[str, str], tab: Tab
 ) -> None:
     url, _ = guarded
+    tab.page.goto(url + "/")
+    tab.page.wait_for_selector("form#login")
+    tab.shot("login")
     page = _login(tab, url, ADMIN)
     (cookie,) = [c for c in tab.context.cookies() if c["name"] == "agentflow_session"]
     assert cookie["httpOnly"] is True
