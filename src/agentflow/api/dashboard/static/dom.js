@@ -39,7 +39,7 @@ export function s(tag, attrs, ...children) {
 
 export function badge(status) {
   const text = status === null || status === undefined ? '–' : String(status);
-  return h('span', { class: `badge st-${text.replace(/[^a-z-]/g, '')}` }, text);
+  return h('span', { class: `badge st-${text.replace(/[^a-z_-]/g, '')}` }, text);
 }
 
 export function table(columns, rows, empty = 'nothing here') {
