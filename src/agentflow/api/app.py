@@ -35,6 +35,7 @@ from agentflow.api import (
     workflow_routes,
 )
 from agentflow.api.browser import BrowserGuard
+from agentflow.api.dashboard import DashboardMiddleware
 from agentflow.api.decoding import JSONResponse
 from agentflow.api.forwarding import ForwardingMiddleware
 from agentflow.api.index_routes import DOCS_URL, OPENAPI_URL, install_doc_aliases
@@ -81,6 +82,8 @@ def create_app(service: MasterService) -> FastAPI:
     app.state.service = service
     app.add_middleware(ForwardingMiddleware, service=service)
     app.add_middleware(AuthMiddleware, verifier=service.verifier, catch_up=service.catch_up)
+    # The dashboard's page and login; its session cookie stands for a bearer token (CSRF-checked).
+    app.add_middleware(DashboardMiddleware, verifier=service.verifier, catch_up=service.catch_up)
     app.add_middleware(BrowserGuard, config=service.config)
     app.state.request_timings = service.request_timings  # socket frames read it (FrameLoop)
     # Outermost: every request is timed, refused ones too.
