@@ -144,4 +144,3 @@ class RaftStore:
             conn, self._conn = self._conn, None
             await self._run(conn.close)
         self._thread.shutdown()
-
