@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 from network import Network, cluster, elect, sent
 
@@ -209,3 +211,49 @@ def test_joiner_with_empty_storage_replays_the_leaders_membership() -> None:
         net.stabilize()
     leaders = {i for i in ("2", "4") if net.nodes[i].role is StateRole.LEADER}
     assert len(leaders) == 1
+
+
+def _run_without(net: Network, cut: str, rounds: int = 10) -> None:
+    """Process and deliver everything, but messages to or from ``cut`` are lost."""
+    for _ in range(rounds):
+        for node_id in net.nodes:
+            if node_id != cut:
+                net.process_ready(node_id)
+        batch, net.queue = list(net.queue), deque()
+        for m in batch:
+            if cut not in (m.to, m.from_):
+                net.deliver(m)
+
+
+def test_removed_leader_hands_over_once_the_remaining_voters_hold_its_log() -> None:
+    """Configurations take effect when applied: a removed leader that stepped down while a
+    remaining voter lacked part of its log would leave that voter unable to win the vote of
+    a member it still counts (simulator, kv seed 126). It refuses proposals and waits."""
+    net = cluster(3)
+    elect(net, "1")
+    leader = net.nodes["1"]
+    leader.propose_conf_change(add(ConfChangeType.REMOVE_NODE, "1"))
+    _run_without(net, cut="3")  # 1 and 2 commit and apply the removal; 3 hears nothing
+    assert leader.status.conf_state.voters == {"2", "3"}
+    assert leader.role is StateRole.LEADER
+    with pytest.raises(ProposalDroppedError):
+        leader.propose(b"x")
+    net.tick("1", times=2)  # a heartbeat reaches 3 now, which catches up:
+    net.stabilize()  # the removed leader steps down
+    assert leader.role is StateRole.FOLLOWER
+    for _ in range(30):
+        for node_id in ("1", "2", "3"):
+            net.tick(node_id)
+        net.stabilize()
+    assert net.leader() in {"2", "3"}
+
+
+def test_removed_leader_steps_down_after_an_election_timeout_anyway() -> None:
+    net = cluster(3)
+    elect(net, "1")
+    leader = net.nodes["1"]
+    leader.propose_conf_change(add(ConfChangeType.REMOVE_NODE, "1"))
+    _run_without(net, cut="3")
+    assert leader.role is StateRole.LEADER
+    net.tick("1", times=20)  # an election timeout is 10 ticks here
+    assert leader.role is StateRole.FOLLOWER

@@ -44,6 +44,8 @@ def tick_heartbeat(r: Raft) -> None:
             return
         if r.lead_transferee is not None:
             r.lead_transferee = None  # the target did not take over within an election timeout
+            if r.role is StateRole.LEADER and r.id not in r.tracker.voters:
+                r.become_follower(r.term, None)  # removed: the hand-over failed, step down
     if r.role is not StateRole.LEADER:
         return
     if r.heartbeat_elapsed >= r.heartbeat_timeout:
@@ -241,7 +243,9 @@ def _handle_append_resp(r: Raft, m: Message) -> None:
         maybe_send_append(r, m.from_, send_if_empty=True)
     while maybe_send_append(r, m.from_, send_if_empty=False):
         pass
-    if m.from_ == r.lead_transferee and pr.match == r.log.last_index():
+    if r.id not in r.tracker.voters:
+        maybe_hand_over(r)  # removed: waiting for the others to hold its log
+    elif m.from_ == r.lead_transferee and pr.match == r.log.last_index():
         r.send(MessageType.TIMEOUT_NOW, m.from_)
 
 
@@ -319,10 +323,25 @@ def transfer_leadership(r: Raft, to: NodeId) -> None:
 def after_conf_change(r: Raft) -> None:
     """The leader's part of applying a committed membership change."""
     if r.id not in r.tracker.voters:
-        # §6: a leader removed from the configuration steps down once the change commits. The
-        # commit index that covers the change already went out with the Ready that carried
-        # the entry to apply, so the others can apply it and elect a successor.
-        r.become_follower(r.term, None)
+        # §4.2.2: a leader removed from the configuration steps down once the change commits;
+        # but first it hands over. The commit index covering the change may not have reached
+        # the others (a lost or rejected append), and configurations take effect when
+        # applied: stepping down at once can leave a voter that still counts this member,
+        # behind its log, and so never granted the vote it needs. So it refuses proposals
+        # and steps down once every remaining voter holds its whole log (then any of them
+        # wins its vote), asking the most caught-up one to campaign at once; or after an
+        # election timeout whatever happened (see `tick_heartbeat`).
+        successor = _successor(r)
+        if successor is None:
+            r.become_follower(r.term, None)
+        else:
+            r.lead_transferee = successor
+            r.election_elapsed = 0
+            last = r.log.last_index()
+            for voter in sorted(r.tracker.voters):
+                if r.tracker.progress[voter].match < last:
+                    maybe_send_append(r, voter, send_if_empty=True)
+            maybe_hand_over(r)
         return
     maybe_commit(r)  # the quorum may have shrunk
     for peer in r.tracker.peers():
@@ -331,6 +350,23 @@ def after_conf_change(r: Raft) -> None:
             maybe_send_append(r, peer, send_if_empty=True)  # first probe of a new member
     if r.lead_transferee is not None and r.lead_transferee not in r.tracker.voters:
         r.lead_transferee = None
+
+
+def maybe_hand_over(r: Raft) -> None:
+    """A removed leader steps down once every voter left holds its whole log."""
+    last = r.log.last_index()
+    if all(r.tracker.progress[v].match >= last for v in r.tracker.voters):
+        if r.lead_transferee is not None:
+            r.send(MessageType.TIMEOUT_NOW, r.lead_transferee)
+        r.become_follower(r.term, None)
+
+
+def _successor(r: Raft) -> NodeId | None:
+    """The voter a removed leader hands over to: the most caught-up one."""
+    voters = sorted(r.tracker.voters)
+    if not voters:
+        return None
+    return max(voters, key=lambda v: r.tracker.progress[v].match)
 
 
 def report_unreachable(r: Raft, peer: NodeId) -> None:

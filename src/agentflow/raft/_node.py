@@ -122,7 +122,8 @@ class RaftNode:
         log = r.log
         hard_state = self._hard_state()
         soft_state = self._soft_state()
-        early, late = _split_early(r.msgs, self._prev_hard_state, r.pending_conf_index)
+        sync_commit = self._commits_conf_change(self._prev_hard_state.commit, hard_state.commit)
+        early, late = _split_early(r.msgs, self._prev_hard_state, sync_commit)
         rd = Ready(
             hard_state=hard_state if hard_state != self._prev_hard_state else None,
             entries=tuple(log.unstable.entries),
@@ -132,7 +133,7 @@ class RaftNode:
             committed_entries=tuple(log.next_committed()),
             read_states=tuple(r.read_states),
             soft_state=soft_state if soft_state != self._prev_soft_state else None,
-            sync_commit=self._prev_hard_state.commit < r.pending_conf_index <= hard_state.commit,
+            sync_commit=sync_commit,
         )
         r.msgs = []
         r.read_states = []
@@ -198,6 +199,15 @@ class RaftNode:
             progress=progress,
         )
 
+    def _commits_conf_change(self, durable: int, commit: int) -> bool:
+        """Do the entries after ``durable`` up to ``commit`` hold a membership change?"""
+        r = self._raft
+        if commit <= durable or r.pending_conf_index <= durable:
+            return False  # nothing newly committed, or no change in the log past it
+        lo = max(durable + 1, r.log.first_index())
+        entries = r.log.slice(lo, commit + 1, None)
+        return any(e.type is EntryType.CONF_CHANGE for e in entries)
+
     def _hard_state(self) -> HardState:
         r = self._raft
         return HardState(term=r.term, vote=r.vote, commit=r.log.committed)
@@ -214,7 +224,7 @@ _EARLY_TYPES = frozenset(
 
 
 def _split_early(
-    msgs: list[Message], durable: HardState, conf_index: int
+    msgs: list[Message], durable: HardState, sync_commit: bool
 ) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
     """(messages that may go out before this Ready is persisted, those that must wait).
 
@@ -228,12 +238,11 @@ def _split_early(
     commit index in a crash, it would come back under the old configuration, needing the
     vote of a member that has left (kv seed 2009168: two voters shrunk to one).
     """
-    crosses = conf_index > durable.commit
 
     def is_early(m: Message) -> bool:
         if m.type not in _EARLY_TYPES or m.term != durable.term:
             return False
-        return not (crosses and m.commit >= conf_index)
+        return not (sync_commit and m.commit > durable.commit)
 
     early = [m for m in msgs if is_early(m)]
     if not early:

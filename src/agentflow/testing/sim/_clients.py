@@ -83,6 +83,8 @@ class ClientDriver:
         self._acknowledged: list[tuple[int, bytes]] = []
         self._recent: dict[str, str | None] = {}
         self._sticky: dict[int, str] = {}
+        self._pinned_until: dict[int, int] = {}
+        self._read_next: set[int] = set()  # clients whose next operation is a read (BUGGIFY)
 
     def begin(self) -> None:
         for client in range(1, self._sim.config.clients + 1):
@@ -96,6 +98,10 @@ class ClientDriver:
             return
         self._seq[client] += 1
         key = self._rng.choice(sim.config.keys)
+        if client in self._read_next:
+            self._read_next.discard(client)
+            self._read(client, key)
+            return
         roll = self._rng.random()
         if roll < 0.45:
             self._write(client, key, is_cas=False)
@@ -122,13 +128,28 @@ class ClientDriver:
             self._sticky[client] = node.id
         return node
 
-    def stick(self, client: int, node_id: str) -> None:
+    def stick(self, client: int, node_id: str, *, until_ms: int = 0) -> None:
         """From its next operation, ``client`` talks to ``node_id`` (BUGGIFY: a client left
-        talking to a leader that is about to be deposed)."""
+        talking to a leader that is about to be deposed), and keeps to it until ``until_ms``
+        even when an operation there times out (as a client retrying its endpoint does)."""
         self._sticky[client] = node_id
+        self._pinned_until[client] = until_ms
+
+    def read_at_once(self, node_id: str) -> None:
+        """BUGGIFY: every client gives up what it waits for and reads at ``node_id`` now
+        (a new leader, before it has committed anything of its term)."""
+        for client in range(1, self._sim.config.clients + 1):
+            pending = self._busy.get(client)
+            if pending is not None:
+                self.time_out(client, pending.op_id)
+            self._sticky[client] = node_id
+            self._read_next.add(client)
+            self._sim.schedule(0, EV_CLIENT, client)
 
     def _redirect(self, client: int, node: SimNode | None) -> None:
         """After a refusal or a silence: follow the node's leader hint, or start afresh."""
+        if self._pinned_until.get(client, 0) > self._sim.now_ms:
+            return
         hint = node.leader_id if node is not None and node.alive else None
         if hint is not None and hint != self._sticky.get(client):
             self._sticky[client] = hint

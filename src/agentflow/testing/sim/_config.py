@@ -20,6 +20,8 @@ BUGGIFY_SITES: dict[str, tuple[float, ...]] = {
     "unclog_on_election": (0.0, 0.5, 1.0),  # clogged links flush just as a leader is elected
     "restart_oldest": (0.0, 0.5, 1.0),  # the node down longest restarts first (Figure 8 (d))
     "stick_to_isolated": (0.0, 0.5, 1.0),  # a client keeps talking to an isolated leader
+    # ... or a leader cut off just as an acknowledgement commits, clients reading at the next
+    "hush_commit": (0.0, 0.05, 0.2),
     "stall_write": (0.0, 0.1, 0.3),  # a leader's own write stalls while its appends go out
     "crash_in_write": (0.0, 0.1, 0.3),  # a leader crashes before its slow write completes
 }

@@ -41,7 +41,7 @@ from agentflow.raft import (
     UnavailableError,
 )
 from agentflow.testing.sim._clients import ClientDriver
-from agentflow.testing.sim._events import EV_DELIVER, EV_NEMESIS, EV_RETIRE
+from agentflow.testing.sim._events import EV_CAMPAIGN, EV_DELIVER, EV_NEMESIS, EV_RETIRE
 from agentflow.testing.sim._network import LinkFaults
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class Nemesis:
         self._max_members = sim.node_count + 2
         self._silenced: set[str] = set()  # silenced by a BUGGIFY crash until they restart
         self._hold_until_ms = 0  # no partition change before then (BUGGIFY)
+        self._read_new_leader = False  # the clients move to the next leader elected (BUGGIFY)
         # Removed members not yet shut down: node id -> (index of its removal, the voters
         # of the configuration that removal made).
         self._removals: dict[str, tuple[int, frozenset[str]]] = {}
@@ -153,13 +154,17 @@ class Nemesis:
             and electable
             and self._fires("stick_to_isolated")
         ):
+            self._read_new_leader = False  # the clients stay with the old leader this time
             writer = self._rng.randint(1, clients)  # the others keep reading the old leader
-            for client in range(1, clients + 1):
-                node_id = self._rng.choice(up) if client == writer else leader.id
-                drivers.stick(client, node_id)
             # ... for long enough that the others elect a leader and write past it.
             self._hold_until_ms = self._sim.now_ms + self._rng.randint(500, 1500)
-            self._strike("stick_to_isolated", f"all clients but {writer}")
+            for client in range(1, clients + 1):
+                node_id = self._rng.choice(up) if client == writer else leader.id
+                drivers.stick(client, node_id, until_ms=self._hold_until_ms)
+            paused = self._rng.random() < 0.8
+            if paused:  # its clock stalls: check-quorum cannot depose it in that window
+                self._sim.freeze_clock(leader.id, self._hold_until_ms)
+            self._strike("stick_to_isolated", f"all clients but {writer}{' paused' * paused}")
         return self._sim.network.description
 
     def _do_crash_leader(self) -> str:
@@ -214,6 +219,9 @@ class Nemesis:
         if node.role is not StateRole.LEADER:  # it has just won an election
             if self._sim.network.has_clogs and self._fires("unclog_on_election"):
                 self._strike("unclog_on_election", f"{self._unclog()} held")
+            if self._read_new_leader:
+                self._read_new_leader = False
+                self._read_at_once(node.id)
             site = "mute_new_leader"
         elif message is None:
             if raft.status.last_index <= node.storage.last_index():
@@ -221,19 +229,95 @@ class Nemesis:
             site = "crash_fresh_tail"
         elif message.type is MessageType.APPEND_RESP and not message.reject:
             status = raft.status
+            if status.commit > node.applied and self._hush_commit(node):
+                return
             if message.index >= status.last_index or status.commit >= status.last_index:
                 return
             # Acknowledged up to an entry of an earlier term: the moment §5.4.2 decides.
             old = _durable_term(node, message.index) < status.term
             site = "crash_old_term_ack" if old else "crash_partial"
+            if old and self._overwriter(node, message.index) and self._sim.mix.buggify.get(site):
+                site = "crash_old_term_ack!"  # Figure 8 (c): another log holds a later term
         else:
             return
-        if self._fires(site):
+        if site.endswith("!"):
+            site = site[:-1]  # its moment: fires whenever the seed enables it
+        elif not self._fires(site):
+            return
+        if site == "crash_old_term_ack":
+            # Figure 8 (c)-(d): it crashes once its messages went out (a commit index that a
+            # broken §5.4.2 rule advanced would reach the followers), and a log of a later
+            # term campaigns first.
+            node.crash_stage = 2
+            self._strike(site, node.id)
+            delay = self._sim.config.election_tick * self._sim.config.tick_ms
+            self._sim.schedule(delay + self._rng.randint(0, 20), EV_CAMPAIGN, node.id)
+        else:
             # Its appends may leave before its write (thesis §10.2.1): silence it first.
             self._sim.network.silence(node.id, [i for i in self._in_play() if i != node.id])
             self._silenced.add(node.id)
             node.crash_stage = 1
             self._strike(site, node.id)
+
+    def _overwriter(self, leader: SimNode, index: int) -> bool:
+        """Does another voter's log hold, at ``index``, an entry of a later term than the
+        leader's (Figure 8's S5)? Then it may win the next election and overwrite it."""
+        term = _durable_term(leader, index)
+        return any(
+            _durable_term(node, index) > term
+            for node_id, node in self._sim.nodes.items()
+            if node_id != leader.id and node_id not in self._sim.retired
+        )
+
+    def _hush_commit(self, node: SimNode) -> bool:
+        """BUGGIFY: an acknowledgement has just committed entries on the leader, which will
+        apply them and answer their clients; cut it off before its commit index goes out.
+        The others elect a leader whose commit index lags what clients were told, and the
+        clients read there at once: what a new leader may answer before it commits an
+        entry of its own term (thesis §6.4)."""
+        drivers = self._sim.clients
+        if self._sim.now_ms < self._hold_until_ms:
+            return False  # another aimed partition holds: leave it be
+        if not isinstance(drivers, ClientDriver) or not self._fires("hush_commit"):
+            return False
+        others = [i for i in self._in_play() if i != node.id]
+        self._sim.network.partition([[node.id], others])
+        self._hold_until_ms = self._sim.now_ms + self._rng.randint(300, 1000)
+        self._read_new_leader = True
+        self._strike("hush_commit", node.id)
+        return True
+
+    def _read_at_once(self, node_id: str) -> None:
+        drivers = self._sim.clients
+        if isinstance(drivers, ClientDriver):
+            drivers.read_at_once(node_id)
+            self._sim.trace(f"{self._sim.now_ms} clients read at new leader {node_id}")
+
+    def campaign_longest_term(self, crashed: str) -> None:
+        """BUGGIFY, after a leader crashed on an acknowledgement of an earlier term's entry:
+        the voter whose log ends in the latest term (restarted if down) campaigns first, the
+        one that overwrites that entry if a broken commit rule had counted it committed."""
+        sim = self._sim
+        candidates = [
+            node
+            for node_id, node in sim.nodes.items()
+            if node_id != crashed
+            and node_id not in sim.retired
+            and node_id in node.conf_state.voters
+        ]
+        if not candidates:
+            return
+        best = max(candidates, key=lambda n: (_last_term(n), n.storage.last_index(), n.id))
+        if not best.alive:
+            if best.id in self._silenced:
+                self._silenced.discard(best.id)
+                sim.network.unsilence(best.id)
+            sim.start_node(best)
+        raft = best.raft
+        if raft is not None:
+            raft.campaign()
+            sim.after_io(best)
+            self._strike("campaign_longest_term", best.id)
 
     def write_delay_ms(self) -> int:
         """How long a leader's own write takes: up to the mix's bound, or (BUGGIFY) stalled
@@ -432,6 +516,10 @@ def _known_commit(node: SimNode) -> int:
     if raft is not None:
         return raft.status.commit
     return node.storage.initial_state()[0].commit
+
+
+def _last_term(node: SimNode) -> int:
+    return _durable_term(node, node.storage.last_index())
 
 
 def _durable_term(node: SimNode, index: int) -> int:

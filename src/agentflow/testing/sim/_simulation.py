@@ -33,6 +33,7 @@ from agentflow.testing.sim._clients import ClientDriver
 from agentflow.testing.sim._config import FaultMix, SimConfig
 from agentflow.testing.sim._disk import DiskFaults
 from agentflow.testing.sim._events import (
+    EV_CAMPAIGN,
     EV_CLIENT,
     EV_CLIENT_TIMEOUT,
     EV_DELIVER,
@@ -98,6 +99,7 @@ class Simulation:
         self._digest = hashlib.blake2b(digest_size=16)
         self.nodes: dict[str, SimNode] = {}
         self._tick_ms: dict[str, int] = {}  # each node's tick period: clocks drift apart
+        self._frozen_until: dict[str, int] = {}  # a node's clock stalls until then (a pause)
         self.retired: set[str] = set()
         self.crashed_at: dict[str, int] = {}  # when each node last went down
         self._next_node = 1
@@ -120,6 +122,11 @@ class Simulation:
     def schedule(self, delay_ms: int, kind: int, a: object = None, b: object = None) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (self.now_ms + delay_ms, self._seq, kind, a, b))
+
+    def freeze_clock(self, node_id: str, until_ms: int) -> None:
+        """The node's ticks stop until ``until_ms`` (a process or VM pause of its timer, a
+        clock running slow); it still steps every message it receives."""
+        self._frozen_until[node_id] = until_ms
 
     def trace(self, line: str) -> None:
         self._digest.update(line.encode())
@@ -241,6 +248,8 @@ class Simulation:
             self.nemesis.strike()
         elif kind == EV_RETIRE:
             self.nemesis.retire(str(a))
+        elif kind == EV_CAMPAIGN:
+            self.nemesis.campaign_longest_term(str(a))
         elif kind == EV_WRITE:
             self._write_done(str(a), b)
         self.steps += 1
@@ -253,6 +262,10 @@ class Simulation:
         if not node.alive or node.incarnation != incarnation:
             return  # a tick of a crashed incarnation
         self.trace(f"{self.now_ms} t{node_id}")
+        frozen = self._frozen_until.get(node_id, 0) - self.now_ms
+        if frozen > 0:  # its clock stands still: no tick until it runs again
+            self.schedule(frozen, EV_TICK, node_id, incarnation)
+            return
         node.tick()  # fed to the core by the node's driver, between Readies
         self.schedule(self._tick_ms[node_id], EV_TICK, node_id, incarnation)
         self.after_io(node)
