@@ -56,6 +56,9 @@ def cluster(module_procs: Processes, tmp_path_factory: pytest.TempPathFactory) -
         client.put(f"{api}/agents/reviewer/subscriptions/builds.*").raise_for_status()
         note = {"from": "planner", "to": "reviewer", "type": "review", "content": {"pr": 7}}
         client.post(f"{api}/messages", json=note).raise_for_status()
+        nightly = {"name": "nightly-report", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+        nightly["task"] = {"command": "echo report"}
+        client.post(f"{api}/schedules", json=nightly).raise_for_status()
     yield url
 
 
@@ -148,3 +151,14 @@ def test_a_waiting_task_says_why_and_takes_a_priority_change_then_a_cancel(
     page.click("#cancel")
     wait_until(lambda: task()["status"] == "cancelled", 15, "task cancelled")
     page.locator("h1 .badge", has_text="cancelled").wait_for()  # the page follows, no reload
+
+
+def test_the_schedules_page_lists_a_schedule_with_its_next_run(cluster: str, tab: Tab) -> None:
+    page = _open(tab, cluster, "schedules")
+    row = page.locator("tr", has_text="nightly-report")
+    row.wait_for()
+    assert "cron 30 2 * * * (Europe/Berlin)" in row.inner_text()
+    next_run = httpx.get(cluster + "/api/v1/schedules").json()["schedules"][0]["next_run"]
+    assert next_run is not None
+    shown = row.locator("td").nth(3).inner_text()
+    assert any(ch.isdigit() for ch in shown), shown  # its next run, as a date and time

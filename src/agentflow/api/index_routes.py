@@ -1,6 +1,7 @@
-"""What a person finds by opening a master's address: ``GET /`` (a JSON index of links, until
-a dashboard exists), ``GET /api/v1`` (the resource collections), and the API documentation at
-the conventional ``/docs`` and ``/openapi.json`` as well as under ``/api/``.
+"""What a person finds by opening a master's address: ``GET /`` (a JSON index of links; a
+browser asking for HTML gets the dashboard there instead), ``GET /api/v1`` (the resource
+collections), and the API documentation at the conventional ``/docs`` and ``/openapi.json``
+as well as under ``/api/``.
 
 These answers are the same on every master of a version and reveal no state, so
 :data:`PUBLIC_PATHS` need no token even with ``--api-token`` (as the health probes): a browser

@@ -72,15 +72,8 @@ class RaftLog:
         self._raftstore = RaftStore(config.data_dir / "raft.db", fsync=self.timings.fsync)
         self._statestore = StateStore(config.data_dir / "state.db")
         self._storage = MemoryStorage()
-        self._snapshots = Snapshots(
-            machine=machine,
-            storage=self._storage,
-            raftstore=self._raftstore,
-            statestore=self._statestore,
-            every=config.snapshot_every,
-            bytes_max=config.snapshot_bytes,
-            keep_after=config.keep_after_snapshot,
-        )
+        stores = (self._storage, self._raftstore, self._statestore)
+        self._snapshots = Snapshots.for_config(config, machine, *stores)
         self.transport = Transport(
             node_id=config.node_id,
             cluster_id=config.cluster_id,
@@ -245,13 +238,8 @@ class RaftLog:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self._raftstore.open()
         await self._statestore.open()
-        image, n_entries = await recover(
-            self.config,
-            machine=self._machine,
-            storage=self._storage,
-            raftstore=self._raftstore,
-            statestore=self._statestore,
-        )
+        stores = (self._storage, self._raftstore, self._statestore)
+        image, n_entries = await recover(self.config, self._machine, *stores)
         self.members = dict(image.members)
         self._snapshots.index = image.index
         self._driver.start(make_core(self.config, image, self._storage), applied=image.index)
@@ -261,13 +249,8 @@ class RaftLog:
         if self.config.token is not None:
             await self.transport.start()
         self._sync_peers()
-        log.info(
-            "raft node %s: image at %d, %d log entries, members %s",
-            self.config.node_id,
-            image.index,
-            n_entries,
-            sorted(self.members),
-        )
+        info = (self.config.node_id, image.index, n_entries, sorted(self.members))
+        log.info("raft node %s: image at %d, %d entries after it, members %s", *info)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._ticker(), name="raft-ticker"),
@@ -337,12 +320,10 @@ class RaftLog:
         if write.snapshot is not None:
             await self._install_snapshot(write.snapshot)
         await self._raftstore.save(write.hard_state, write.entries, sync=write.sync_commit)
+        started = time.perf_counter()
+        driver.finish(ready)  # sends, then applies what committed
         if ready.committed_entries:
-            started = time.perf_counter()
-            driver.finish(ready)  # sends, then applies what committed
             self.timings.apply.observe(time.perf_counter() - started)
-        else:
-            driver.finish(ready)
         self._taker.maybe_take()
 
     # -- what the driver tells this shell (agentflow.cluster.driver.DriverShell) -------------
@@ -358,8 +339,9 @@ class RaftLog:
         was_leader = self.is_leader
         if role is StateRole.CANDIDATE and self.role is not StateRole.CANDIDATE:
             self.timings.elections += 1
-        if leader_id is not None and leader_id != self.last_leader_id:
-            self.timings.leader_changes += 1
+        if leader_id is not None:
+            term = self._driver.raft.status.term
+            self.timings.note_leader(leader_id, term, changed=leader_id != self.last_leader_id)
         self.leader_id, self.role = leader_id, role
         if leader_id is not None:
             self.last_leader_id = leader_id

@@ -27,7 +27,6 @@ __all__ = ["recover"]
 
 async def recover(
     config: ClusterConfig,
-    *,
     machine: StateMachine,
     storage: MemoryStorage,
     raftstore: RaftStore,

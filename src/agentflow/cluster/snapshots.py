@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from agentflow.cluster.config import ClusterConfig
 from agentflow.cluster.heap import trim_heap
 from agentflow.cluster.image import Image, Member, restore_error
 from agentflow.cluster.raftstore import RaftStore
@@ -38,6 +39,26 @@ def snapshot_usable(snapshot: Snapshot, machine: StateMachine) -> bool:
 
 class Snapshots:
     """This node's snapshots over its storage, its two SQLite stores and its state machine."""
+
+    @classmethod
+    def for_config(
+        cls,
+        config: ClusterConfig,
+        machine: StateMachine,
+        storage: MemoryStorage,
+        raftstore: RaftStore,
+        statestore: StateStore,
+    ) -> Snapshots:
+        """The snapshots of a master, with the limits of its configuration."""
+        return cls(
+            machine=machine,
+            storage=storage,
+            raftstore=raftstore,
+            statestore=statestore,
+            every=config.snapshot_every,
+            bytes_max=config.snapshot_bytes,
+            keep_after=config.keep_after_snapshot,
+        )
 
     def __init__(
         self,

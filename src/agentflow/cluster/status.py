@@ -58,6 +58,8 @@ def cluster_status(node: RaftLog) -> dict[str, Any]:
         "members": members,
         "link_timeout_s": round(link_timeout_s, 3),
         "rejected_entries": node.machine.rejected.view(),
+        # Leaders this master learnt of, newest first: the last elections as it saw them.
+        "recent_leaders": [dict(seen) for seen in reversed(node.timings.leaders)],
     }
 
 

@@ -29,11 +29,8 @@ const ROUTES = [
 ];
 const REFRESH_MS = 1000; // at most one re-read per second while events arrive
 const IDLE_REFRESH_MS = 5000; // and one every few seconds anyway (ages, rates)
-const ELECTIONS_KEPT = 20;
 
 const state = { session: null, page: null, view: null, dirty: false, lastRefresh: 0, busy: false, leaving: false };
-const elections = []; // leader changes this page saw: {term, leader, at}
-let lastSeen = null;
 
 function toast(text, bad = false) {
   const el = document.getElementById('toast');
@@ -55,12 +52,6 @@ async function act(what, fn) {
 }
 
 function noteCluster(view) {
-  const seen = `${view.term}/${view.leader_id}`;
-  if (seen !== lastSeen) {
-    lastSeen = seen;
-    elections.unshift({ term: view.term, leader: view.leader_id, at: new Date().toISOString() });
-    elections.length = Math.min(elections.length, ELECTIONS_KEPT);
-  }
   const where = document.getElementById('where');
   where.textContent = `${view.node_id} · ${view.role} · term ${view.term}`;
   const banner = document.getElementById('banner');
@@ -75,7 +66,6 @@ const ctx = {
   get role() { return state.session ? state.session.role : null; },
   get canWrite() { return state.session !== null && state.session.role !== 'read-only'; },
   get isAdmin() { return state.session !== null && state.session.role === 'admin'; },
-  elections,
   noteCluster,
   act,
   toast,

@@ -32,13 +32,13 @@ function mount(ctx, root) {
         ['Raft address', (m) => m.raft_address],
       ], view.members, 'no members'),
       h('p', { class: 'muted' }, `Link "down": not heard from within ${view.link_timeout_s} s; "unknown": a follower rarely hears other followers.`),
-      h('h2', null, 'Leader changes seen'),
+      h('h2', null, 'Recent elections'),
       table([
         ['Term', (e) => e.term],
-        ['Leader', (e) => e.leader || 'none'],
-        ['Seen at', (e) => new Date(e.at).toLocaleTimeString()],
-      ], ctx.elections, 'none yet'),
-      h('p', { class: 'muted' }, 'Terms and leaders as this page polled them since it opened.'),
+        ['Leader', (e) => e.leader_id],
+        ['Learnt at', (e) => new Date(e.at * 1000).toLocaleString()],
+      ], view.recent_leaders, 'none yet'),
+      h('p', { class: 'muted' }, `Leaders this master (${view.node_id}) learnt of since it started, newest first.`),
       h('h2', null, 'Rejected entries'),
       h('p', null, `${view.rejected_entries.total} in all`),
     );

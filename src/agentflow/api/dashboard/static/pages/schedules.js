@@ -1,18 +1,7 @@
-// Schedules: each with its cron expression or interval, next and last runs. A master without
-// the schedules API (GET /api/v1/schedules answers 404) has none.
+// Schedules: each with its cron expression or interval, next and last runs.
 
-import { ApiError, get } from '../api.js';
+import { get } from '../api.js';
 import { badge, h, table, fill } from '../dom.js';
-
-let served = null; // whether the master's OpenAPI document has the route (read once)
-
-async function hasSchedules() {
-  if (served === null) {
-    const doc = await get('/openapi.json');
-    served = Object.prototype.hasOwnProperty.call(doc.paths || {}, '/api/v1/schedules');
-  }
-  return served;
-}
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : '–';
@@ -22,12 +11,7 @@ function mount(ctx, root) {
   const body = h('div');
   root.append(h('h1', null, 'Schedules'), body);
   async function refresh() {
-    let list = [];
-    try {
-      if (await hasSchedules()) list = (await get('/api/v1/schedules')).schedules || [];
-    } catch (error) {
-      if (!(error instanceof ApiError && error.status === 404)) throw error;
-    }
+    const list = (await get('/api/v1/schedules')).schedules;
     fill(body, table([
       ['Schedule', (x) => h('strong', null, x.name)],
       ['When', (x) => x.cron ? `cron ${x.cron} (${x.timezone || 'UTC'})` : `every ${x.every}`],
