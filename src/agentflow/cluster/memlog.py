@@ -204,6 +204,7 @@ class MemoryLog:
             "members": [me],
             "link_timeout_s": 0.0,
             "rejected_entries": self._machine.rejected.view(),
+            "recent_leaders": [],  # one member, leading from the start: no election
         }
 
     async def change_membership(
