@@ -20,19 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fast_path
 from _cluster import figure, run_main
+from agentflow.testing.chromium import CHROMIUM, CHROMIUM_FLAGS
 
 BENCH = "dashboard_cost"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = list(CHROMIUM_FLAGS)
 KEYS = ("w1_master_cpu_ms_per_task", "w1_master_rss_mb", "w1_tasks_per_s")
 
 
@@ -56,7 +47,7 @@ def body(args: argparse.Namespace) -> None:
 
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
             for _ in range(args.runs):
                 runs["off"].append(one_run(args, None))

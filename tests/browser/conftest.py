@@ -12,20 +12,11 @@ from typing import Any
 
 import pytest
 
+from agentflow.testing.chromium import CHROMIUM, CHROMIUM_FLAGS
 from tests.e2e.procs import Processes
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = list(CHROMIUM_FLAGS)
 VIEWPORT = {"width": 1366, "height": 800}  # a laptop screen
 WAIT_MS = 15_000  # any wait for what a page shows
 
