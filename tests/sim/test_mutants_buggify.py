@@ -9,6 +9,8 @@ import pytest
 from agentflow.testing.sim import SimConfig, run_seed
 from agentflow.testing.sim.__main__ import _parse, configs
 from agentflow.testing.sim._config import BUGGIFY_SITES, FaultMix
+from agentflow.testing.sim._figure8 import figure8_for
+from agentflow.testing.sim._simulation import Simulation
 
 SEEDS = range(60)
 STEPS = 1500
@@ -55,3 +57,28 @@ def test_without_buggify_no_site_fires() -> None:
         result = run_seed(SimConfig(seed=seed, steps=STEPS, buggify=False))
         assert result.ok, result.report()
         assert not set(result.stats) & {*BUGGIFY_SITES, "clog"}, result.stats
+
+
+@pytest.mark.sim
+def test_the_figure8_director_walks_every_step_and_the_code_as_written_survives() -> None:
+    directed = [seed for seed in range(200) if Simulation(SimConfig(seed=seed)).nemesis.directed]
+    assert all(figure8_for(seed) is not None for seed in directed)
+    assert len(directed) >= 20, directed
+    results = [run_seed(SimConfig(seed=seed, steps=2000)) for seed in directed]
+    failures = [r.report() for r in results if not r.ok]
+    assert not failures, "\n\n".join(failures[:3])
+    steps = ("figure8_tail", "figure8_second", "figure8_old_ack")
+    walked = {step: sum(r.stats.get(step, 0) for r in results) for step in steps}
+    assert all(walked.values()), walked
+
+
+@pytest.mark.sim
+def test_a_lone_seed_founds_one_voter_which_gains_a_learner() -> None:
+    lone = [seed for seed in range(60) if Simulation(SimConfig(seed=seed)).lone]
+    assert lone, "no lone seed in the first 60"
+    sim = Simulation(SimConfig(seed=lone[0], steps=STEPS))
+    sim.run()
+    leader = sim.leader()
+    assert sim.node_count == 1 and leader is not None
+    assert leader.conf_state.voters == {"1"} and leader.conf_state.learners
+    assert not Simulation(SimConfig(seed=lone[0], nodes=3)).lone  # a fixed size wins

@@ -84,7 +84,11 @@ class ClientDriver:
         self._recent: dict[str, str | None] = {}
         self._sticky: dict[int, str] = {}
         self._pinned_until: dict[int, int] = {}
-        self._read_next: set[int] = set()  # clients whose next operation is a read (BUGGIFY)
+        # BUGGIFY: clients whose next operation is a read (of this key, or any).
+        self._read_next: dict[int, str | None] = {}
+        # BUGGIFY: (an isolated leader, the one client writing elsewhere, until when): once
+        # that client's write is acknowledged, the others read its key at the old leader.
+        self._stale_watch: tuple[str, int, int] | None = None
 
     def begin(self) -> None:
         for client in range(1, self._sim.config.clients + 1):
@@ -99,8 +103,10 @@ class ClientDriver:
         self._seq[client] += 1
         key = self._rng.choice(sim.config.keys)
         if client in self._read_next:
-            self._read_next.discard(client)
-            self._read(client, key)
+            self._read(client, self._read_next.pop(client) or key)
+            return
+        if self._stale_watch is not None and self._stale_watch[1] == client:
+            self._write(client, key, is_cas=False)  # the watched writer writes
             return
         roll = self._rng.random()
         if roll < 0.45:
@@ -139,12 +145,36 @@ class ClientDriver:
         """BUGGIFY: every client gives up what it waits for and reads at ``node_id`` now
         (a new leader, before it has committed anything of its term)."""
         for client in range(1, self._sim.config.clients + 1):
-            pending = self._busy.get(client)
-            if pending is not None:
-                self.time_out(client, pending.op_id)
-            self._sticky[client] = node_id
-            self._read_next.add(client)
-            self._sim.schedule(0, EV_CLIENT, client)
+            self._read_now(client, node_id, None)
+
+    def _read_now(self, client: int, node_id: str, key: str | None) -> None:
+        pending = self._busy.get(client)
+        if pending is not None:
+            self.time_out(client, pending.op_id)
+        self._sticky[client] = node_id
+        self._read_next[client] = key
+        self._sim.schedule(0, EV_CLIENT, client)
+
+    def watch_stale(self, node_id: str, writer: int, until_ms: int) -> None:
+        """BUGGIFY: when ``writer``'s next write is acknowledged before ``until_ms``, every
+        other client reads that key at ``node_id`` (a leader cut off from the one that
+        acknowledged it) at once: a read it must not answer from its own state."""
+        self._stale_watch = (node_id, writer, until_ms)
+        pending, target = self._busy.get(writer), self._sticky.get(writer)
+        if pending is not None:
+            self.time_out(writer, pending.op_id)
+        if target is not None:
+            self._sticky[writer] = target
+
+    def _after_write(self, client: int, key: str) -> None:
+        watch = self._stale_watch
+        if watch is None or watch[1] != client or watch[2] < self._sim.now_ms:
+            return
+        self._stale_watch = None
+        self._sim.trace(f"{self._sim.now_ms} clients read {key} at old leader {watch[0]}")
+        for other in range(1, self._sim.config.clients + 1):
+            if other != client:
+                self._read_now(other, watch[0], key)
 
     def _redirect(self, client: int, node: SimNode | None) -> None:
         """After a refusal or a silence: follow the node's leader hint, or start afresh."""
@@ -269,6 +299,7 @@ class ClientDriver:
             command = KvCommand.decode(pending.data)
             if pending.kind is OpKind.PUT or outcome:
                 self._recent[command.key] = command.value
+            self._after_write(pending.client, command.key)
         self._next(pending.client)
 
     def on_applied(self, node: SimNode, applied: list[Applied]) -> None:

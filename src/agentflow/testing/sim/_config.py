@@ -6,9 +6,12 @@ import enum
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["BUGGIFY_SITES", "FaultMix", "ReadMode", "SimConfig"]
+from agentflow.raft import Config
+
+__all__ = ["BUGGIFY_SITES", "FaultMix", "ReadMode", "SimConfig", "draw_raft_config", "lone_for"]
 
 BUGGIFY_SEEDS = 0.75  # the share of seeds with BUGGIFY on
+LONE_SEEDS = 0.15  # the share of biased key-value seeds that start with one voter
 # Each BUGGIFY site and the odds a seed may give it (0: off for that seed). A site fires at
 # its moment with the seed's odds; see `Nemesis` for what each one does.
 BUGGIFY_SITES: dict[str, tuple[float, ...]] = {
@@ -150,3 +153,31 @@ class FaultMix:
             leader_write_ms_max=leader_write_ms_max,
             buggify=sites,
         )
+
+
+def lone_for(seed: int) -> bool:
+    """BUGGIFY (swarm, on a stream of its own): does a biased seed found a cluster of one
+    voter, which the nemesis gives a learner and slow, crashing writes?"""
+    return random.Random(f"lone.{seed}").random() < LONE_SEEDS
+
+
+def draw_raft_config(rng: random.Random, config: SimConfig) -> Config:
+    """The core's settings vary by seed too: tiny message and in-flight limits split the
+    log into many appends and partial acknowledgements (where commit rules are tested);
+    runs without pre-vote or check-quorum see disruptive candidates and deposed leaders
+    that linger."""
+    if not config.faults:
+        return Config(
+            id="template", election_tick=config.election_tick, heartbeat_tick=config.heartbeat_tick
+        )
+    return Config(
+        id="template",
+        election_tick=config.election_tick,
+        heartbeat_tick=config.heartbeat_tick,
+        pre_vote=rng.random() < 0.75,
+        # BUGGIFY: deposed leaders that never step down (no check-quorum) half the time.
+        check_quorum=rng.random() < (0.5 if config.buggify else 0.75),
+        # BUGGIFY: one-entry messages twice as often, where commit rules are tested.
+        max_size_per_msg=rng.choice((1, 1, 64, 1 << 20) if config.buggify else (1, 64, 1 << 20)),
+        max_inflight_msgs=rng.choice((1, 4, 256)),
+    )

@@ -30,22 +30,18 @@ import random
 from typing import TYPE_CHECKING
 
 from agentflow.raft import (
-    CompactedError,
-    ConfChange,
-    ConfChangeType,
-    MemoryStorage,
     Message,
     MessageType,
-    ProposalDroppedError,
     StateRole,
-    UnavailableError,
 )
 from agentflow.testing.sim._clients import ClientDriver
-from agentflow.testing.sim._events import EV_CAMPAIGN, EV_DELIVER, EV_NEMESIS, EV_RETIRE
+from agentflow.testing.sim._events import EV_CAMPAIGN, EV_DELIVER, EV_NEMESIS
+from agentflow.testing.sim._figure8 import Figure8, durable_term, figure8_for
+from agentflow.testing.sim._membership_faults import MembershipFaults
 from agentflow.testing.sim._network import LinkFaults
 
 if TYPE_CHECKING:
-    from agentflow.testing.sim._shell import Applied, SimNode
+    from agentflow.testing.sim._shell import SimNode
     from agentflow.testing.sim._simulation import Simulation
 
 __all__ = ["Nemesis"]
@@ -55,7 +51,7 @@ _RESHAPES = frozenset({"partition", "one_way", "bridge", "isolate_leader", "heal
 _SHRINK_ODDS = (0.0, 0.5, 1.0)  # a seed's odds that a membership change steers to one voter
 
 
-class Nemesis:
+class Nemesis(MembershipFaults):
     def __init__(self, sim: Simulation) -> None:
         self._sim = sim
         self._rng = sim.rng
@@ -64,6 +60,8 @@ class Nemesis:
         # a stream of its own, so that the other seeds' schedules are what they always were.
         self._shrink = random.Random(f"shrink.{sim.config.seed}")
         self._shrink_odds = self._shrink.choice(_SHRINK_ODDS) if sim.mix.buggify else 0.0
+        if sim.lone:
+            self._shrink_odds = 1.0  # it starts there
         weights = dict(sim.mix.weights)
         if self._shrink_odds:  # ... where the leader's slow writes stall, and crash in them
             weights["membership"] = max(weights.get("membership", 0), 6)
@@ -74,10 +72,18 @@ class Nemesis:
         self._max_members = sim.node_count + 2
         self._silenced: set[str] = set()  # silenced by a BUGGIFY crash until they restart
         self._hold_until_ms = 0  # no partition change before then (BUGGIFY)
+        self._calm_until_ms = 0  # no fault at all before then (BUGGIFY)
         self._read_new_leader = False  # the clients move to the next leader elected (BUGGIFY)
         # Removed members not yet shut down: node id -> (index of its removal, the voters
         # of the configuration that removal made).
         self._removals: dict[str, tuple[int, frozenset[str]]] = {}
+        director = figure8_for(sim.config.seed) if sim.mix.buggify and not sim.lone else None
+        self._figure8 = Figure8(sim, director) if director is not None else None
+
+    @property
+    def directed(self) -> bool:
+        """Does the Figure 8 director walk this seed?"""
+        return self._figure8 is not None
 
     def begin(self) -> None:
         if self._actions:
@@ -92,6 +98,9 @@ class Nemesis:
         if sim.quiet:
             return
         action = self._rng.choices(self._actions, self._weights)[0]
+        if (self._figure8 is not None and self._figure8.busy) or sim.now_ms < self._calm_until_ms:
+            sim.schedule(self._interval(), EV_NEMESIS)  # an aimed walk is not disturbed
+            return
         if action in _RESHAPES and sim.now_ms < self._hold_until_ms:
             sim.schedule(self._interval(), EV_NEMESIS)  # BUGGIFY: the partition holds
             return
@@ -159,8 +168,14 @@ class Nemesis:
             # ... for long enough that the others elect a leader and write past it.
             self._hold_until_ms = self._sim.now_ms + self._rng.randint(500, 1500)
             for client in range(1, clients + 1):
+                # The writer follows leader hints from a node of the majority side.
                 node_id = self._rng.choice(up) if client == writer else leader.id
-                drivers.stick(client, node_id, until_ms=self._hold_until_ms)
+                until = 0 if client == writer else self._hold_until_ms
+                drivers.stick(client, node_id, until_ms=until)
+            drivers.watch_stale(leader.id, writer, self._hold_until_ms)
+            self._calm_until_ms = self._hold_until_ms  # nothing else strikes meanwhile
+            self._unclog()  # ... and the others can reach each other to elect and write
+            self._do_calm()
             paused = self._rng.random() < 0.8
             if paused:  # its clock stalls: check-quorum cannot depose it in that window
                 self._sim.freeze_clock(leader.id, self._hold_until_ms)
@@ -176,6 +191,16 @@ class Nemesis:
             return leader.id
         leader.crash_stage = self._rng.randint(0, 2)
         return f"{leader.id} at stage {leader.crash_stage}"
+
+    def settle(self) -> None:
+        """Heal every link and restart every member that is down (the director's start)."""
+        self._sim.network.heal()
+        self._unclog()
+        for node_id, node in self._sim.nodes.items():
+            if not node.alive and node_id not in self._sim.retired:
+                self._silenced.discard(node_id)
+                self._sim.start_node(node)
+        self._sim.trace(f"{self._sim.now_ms} settled")
 
     def _do_heal(self) -> str:
         self._sim.network.heal()
@@ -216,6 +241,10 @@ class Nemesis:
         raft = node.raft
         if raft is None or raft.role is not StateRole.LEADER or node.crash_stage is not None:
             return
+        if self._figure8 is not None and (self._figure8.aim(node, message) or self._figure8.busy):
+            return  # while the director walks to Figure 8, the other sites hold off
+        if self._sim.now_ms < self._calm_until_ms:
+            return  # ... and while an aimed partition waits for its moment
         if node.role is not StateRole.LEADER:  # it has just won an election
             if self._sim.network.has_clogs and self._fires("unclog_on_election"):
                 self._strike("unclog_on_election", f"{self._unclog()} held")
@@ -234,7 +263,7 @@ class Nemesis:
             if message.index >= status.last_index or status.commit >= status.last_index:
                 return
             # Acknowledged up to an entry of an earlier term: the moment §5.4.2 decides.
-            old = _durable_term(node, message.index) < status.term
+            old = durable_term(node, message.index) < status.term
             site = "crash_old_term_ack" if old else "crash_partial"
             if old and self._overwriter(node, message.index) and self._sim.mix.buggify.get(site):
                 site = "crash_old_term_ack!"  # Figure 8 (c): another log holds a later term
@@ -253,18 +282,23 @@ class Nemesis:
             delay = self._sim.config.election_tick * self._sim.config.tick_ms
             self._sim.schedule(delay + self._rng.randint(0, 20), EV_CAMPAIGN, node.id)
         else:
-            # Its appends may leave before its write (thesis §10.2.1): silence it first.
-            self._sim.network.silence(node.id, [i for i in self._in_play() if i != node.id])
-            self._silenced.add(node.id)
-            node.crash_stage = 1
-            self._strike(site, node.id)
+            self.crash_silent(node, 1, site)
+
+    def crash_silent(self, node: SimNode, stage: int, site: str) -> None:
+        """Crash ``node`` at ``stage`` of the Readies it is about to perform (1: persisted,
+        nothing sent; 3: persisted and applied, nothing sent). A leader's appends may leave
+        before its write (thesis §10.2.1): it is silenced first, until it restarts."""
+        self._sim.network.silence(node.id, [i for i in self._in_play() if i != node.id])
+        self._silenced.add(node.id)
+        node.crash_stage = stage
+        self._strike(site, node.id)
 
     def _overwriter(self, leader: SimNode, index: int) -> bool:
         """Does another voter's log hold, at ``index``, an entry of a later term than the
         leader's (Figure 8's S5)? Then it may win the next election and overwrite it."""
-        term = _durable_term(leader, index)
+        term = durable_term(leader, index)
         return any(
-            _durable_term(node, index) > term
+            durable_term(node, index) > term
             for node_id, node in self._sim.nodes.items()
             if node_id != leader.id and node_id not in self._sim.retired
         )
@@ -293,6 +327,14 @@ class Nemesis:
             drivers.read_at_once(node_id)
             self._sim.trace(f"{self._sim.now_ms} clients read at new leader {node_id}")
 
+    def campaign(self, node_id: str, *, own: bool) -> None:
+        """EV_CAMPAIGN: ``node_id`` itself campaigns (``own``), or the voter whose log ends in
+        the latest term after ``node_id`` crashed."""
+        if not own:
+            self.campaign_longest_term(node_id)
+        elif node_id not in self._sim.retired:
+            self._campaign_now(self._sim.nodes[node_id], "campaign")
+
     def campaign_longest_term(self, crashed: str) -> None:
         """BUGGIFY, after a leader crashed on an acknowledgement of an earlier term's entry:
         the voter whose log ends in the latest term (restarted if down) campaigns first, the
@@ -308,16 +350,21 @@ class Nemesis:
         if not candidates:
             return
         best = max(candidates, key=lambda n: (_last_term(n), n.storage.last_index(), n.id))
-        if not best.alive:
-            if best.id in self._silenced:
-                self._silenced.discard(best.id)
-                sim.network.unsilence(best.id)
-            sim.start_node(best)
-        raft = best.raft
-        if raft is not None:
+        self._campaign_now(best, "campaign_longest_term")
+
+    def _campaign_now(self, node: SimNode, site: str) -> None:
+        """``node`` (restarted if down) campaigns at once."""
+        sim = self._sim
+        if not node.alive:
+            if node.id in self._silenced:
+                self._silenced.discard(node.id)
+                sim.network.unsilence(node.id)
+            sim.start_node(node)
+        raft = node.raft
+        if raft is not None and raft.role is not StateRole.LEADER:
             raft.campaign()
-            sim.after_io(best)
-            self._strike("campaign_longest_term", best.id)
+            sim.after_io(node)
+            self._strike(site, node.id)
 
     def write_delay_ms(self) -> int:
         """How long a leader's own write takes: up to the mix's bound, or (BUGGIFY) stalled
@@ -412,119 +459,6 @@ class Nemesis:
         self._sim.after_io(leader)
         return f"{leader.id} -> {target}"
 
-    def _do_membership(self) -> str:
-        sim = self._sim
-        leader = sim.leader()
-        if leader is None or leader.raft is None:
-            return ""
-        conf = leader.conf_state
-        members = conf.voters | conf.learners
-        options: list[str] = []
-        if len(members) < self._max_members:
-            options.append("add")
-        if conf.learners:
-            options.append("promote")
-        if len(conf.voters) >= 3:
-            options.append("remove")
-        elif len(conf.voters) == 2 and leader.id in conf.voters:
-            options.append("shrink")  # down to the leader alone (with its learners, if any)
-        if not options:
-            return ""
-        option = self._steer(conf.voters, conf.learners, leader.id)
-        option = option or self._rng.choice(options)
-        if option == "hold":
-            return ""
-        if option in ("add", "learner"):
-            # A joiner starts from an empty storage, knowing no configuration: it learns
-            # the membership from the leader, by replaying the log from the bootstrap
-            # entries at index 1, or from a snapshot.
-            node = sim.add_node(MemoryStorage())
-            as_voter = option != "learner" and self._rng.random() < 0.2
-            kind = ConfChangeType.ADD_VOTER if as_voter else ConfChangeType.ADD_LEARNER
-            change = ConfChange(type=kind, node_id=node.id)
-        elif option == "promote":
-            target = self._rng.choice(sorted(conf.learners))
-            change = ConfChange(type=ConfChangeType.ADD_VOTER, node_id=target)
-        elif option == "shrink":
-            target = self._shrink.choice(sorted(conf.voters - {leader.id}))
-            change = ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=target)
-        else:
-            target = self._rng.choice(sorted(members))
-            change = ConfChange(type=ConfChangeType.REMOVE_NODE, node_id=target)
-        try:
-            leader.raft.propose_conf_change(change)
-        except ProposalDroppedError:
-            if option in ("add", "learner"):
-                self.retire(node.id)  # never became a member: stop it
-            return ""
-        sim.after_io(leader)
-        if change.type is ConfChangeType.REMOVE_NODE and change.node_id == leader.id:
-            sim.count("remove_leader")
-        if option == "shrink":
-            sim.count("shrink_voters")
-        return f"{change.type.name} {change.node_id} via {leader.id}"
-
-    def _steer(self, voters: frozenset[str], learners: frozenset[str], leader: str) -> str:
-        """BUGGIFY: the change that leads to one voter (the leader) with a learner, or ""."""
-        if not self._shrink_odds or self._shrink.random() >= self._shrink_odds:
-            return ""
-        if len(voters) >= 2 and leader in voters:
-            return "shrink"
-        if len(voters) == 1:
-            return "hold" if learners else "learner"  # and there it stays
-        return ""
-
-    def on_applied(self, applied: Applied) -> None:
-        """Shut a removed member down once every remaining voter has applied its removal.
-
-        This is the operator's rule (docs/guide/cluster.md): with configurations taking
-        effect on apply, destroying a removed member before the others learned what it
-        knows committed can leave them with a configuration naming members that are gone,
-        and no quorum to learn anything more (seeds 2009859 and 2009168 of the kv model).
-        """
-        sim = self._sim
-        change = applied.conf_change
-        if change is not None and change.type is ConfChangeType.REMOVE_NODE:
-            target = change.node_id
-            if target not in sim.retired and target in sim.nodes and target not in self._removals:
-                voters = sim.nodes[applied.node_id].conf_state.voters
-                self._removals[target] = (applied.index, voters)
-        for target, (index, voters) in list(self._removals.items()):
-            # Nor may it take with it the only knowledge that later entries committed (a
-            # removed leader that went on appending, or a member told of a commit the
-            # others have not heard of): it leaves once they applied all it knows.
-            known = max(index, _known_commit(sim.nodes[target]))
-            remaining = [sim.nodes[v] for v in voters if v not in sim.retired and v in sim.nodes]
-            if all(node.applied >= known for node in remaining):
-                del self._removals[target]
-                sim.schedule(self._rng.randint(0, 200), EV_RETIRE, target)
-
-    def retire(self, node_id: str) -> None:
-        sim = self._sim
-        if node_id in sim.retired:
-            return
-        sim.retired.add(node_id)
-        node = sim.nodes[node_id]
-        if node.alive:
-            sim.crash_node(node)
-        sim.trace(f"{sim.now_ms} retire {node_id}")
-
-
-def _known_commit(node: SimNode) -> int:
-    """The highest index ``node`` knows committed: its core's, or its durable hard state's."""
-    raft = node.raft
-    if raft is not None:
-        return raft.status.commit
-    return node.storage.initial_state()[0].commit
-
 
 def _last_term(node: SimNode) -> int:
-    return _durable_term(node, node.storage.last_index())
-
-
-def _durable_term(node: SimNode, index: int) -> int:
-    """The term of ``index`` in the node's durable log; 0 if compacted or not there yet."""
-    try:
-        return node.storage.term(index)
-    except (CompactedError, UnavailableError):
-        return 0
+    return durable_term(node, node.storage.last_index())

@@ -229,6 +229,9 @@ class SimNode:
             self.crash()
             return False
         driver.complete(ready)
+        if self.crash_stage == 3:  # applied, and its messages lost (BUGGIFY silenced it)
+            self.crash()
+            return False
         return True
 
     def _sync(self, ready: Ready, snapshot: Snapshot | None) -> None:
