@@ -42,6 +42,7 @@ from agentflow.api.index_routes import DOCS_URL, OPENAPI_URL, install_doc_aliase
 from agentflow.api.metrics import make_registry
 from agentflow.api.openapi import install_openapi
 from agentflow.api.problems import AuthMiddleware, problem_response, validation_error
+from agentflow.api.readiness import readiness
 from agentflow.api.request_metrics import RequestTimer
 from agentflow.api.service import MasterService
 from agentflow.errors import (
@@ -115,8 +116,13 @@ def create_app(service: MasterService) -> FastAPI:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(_health(service))
 
+    async def ready(request: Request) -> JSONResponse:
+        return JSONResponse(await readiness(service))
+
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/api/v1/health", health, methods=["GET"])
+    app.add_api_route("/health/ready", ready, methods=["GET"])
+    app.add_api_route("/api/v1/health/ready", ready, methods=["GET"])
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -68,7 +68,9 @@ class AuthMiddleware:
     token resolves to an identity (401 when unknown, expired or revoked), whose role must allow
     the route (403). With no verifier (a master without ``--api-token``) everything is open."""
 
-    OPEN_PATHS = frozenset({"/health", "/api/v1/health", *PUBLIC_PATHS})
+    OPEN_PATHS = frozenset(
+        {"/health", "/api/v1/health", "/health/ready", "/api/v1/health/ready", *PUBLIC_PATHS}
+    )
 
     def __init__(
         self,
