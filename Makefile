@@ -43,12 +43,15 @@ uninstall:
 
 # System tools the tests use that a bare machine may lack: openssl makes their certificates,
 # curl runs the docs' examples (tests/docs), promtool checks /metrics and the alert rules,
-# chromium (Debian's, driven by Playwright) runs the dashboard's browser tests (tests/browser).
+# chromium (Debian's, driven by Playwright) runs the dashboard's browser tests (tests/browser),
+# systemd-analyze verifies deploy/systemd/ (tests/deploy; hadolint and kubernetes-validate come
+# with the [dev] extra).
 sysdeps:
 	@command -v openssl >/dev/null || { apt-get update -q && apt-get install -y -q openssl; }
 	@command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
 	@command -v promtool >/dev/null || { apt-get update -q && apt-get install -y -q prometheus; }
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+	@command -v systemd-analyze >/dev/null || { apt-get update -q && apt-get install -y -q systemd; }
 
 # Lint, types and every test: the one command CI runs.
 test: $(STAMP) sysdeps
