@@ -60,8 +60,13 @@ def test_the_compose_services_form_a_cluster_and_run_a_task(
     local = localise(compose, tmp_path / "compose")
     masters = [c for c in local.containers if c.argv[1:] == ["master"]]
     workers = [c for c in local.containers if c.argv[1:] == ["worker"]]
-    started = {c.name: _start(procs, c) for c in masters}
     urls = [f"http://127.0.0.1:{port}" for c in masters for port in local.published[c.service]]
+    # One master of three: alive, but not ready (no quorum, so no leader).
+    started = {masters[0].name: _start(procs, masters[0])}
+    wait_until(lambda: _answers(urls[0] + "/health", started), CLUSTER_TIMEOUT_S)
+    alone = httpx.get(urls[0] + "/health/ready", timeout=5)
+    assert alone.status_code == 503 and "no leader" in alone.json()["detail"], alone.text
+    started.update({c.name: _start(procs, c) for c in masters[1:]})
     for url in urls:
         wait_until(lambda u=url: _ready(u, started), CLUSTER_TIMEOUT_S, f"{url} ready")
     headers = {"Authorization": f"Bearer {local.secret_files['api_token'].read_text().strip()}"}
@@ -92,10 +97,14 @@ def _start(procs: Processes, container: Container) -> Proc:
 
 
 def _ready(url: str, started: dict[str, Proc]) -> bool:
+    return _answers(url + "/health/ready", started)
+
+
+def _answers(url: str, started: dict[str, Proc]) -> bool:
     for name, proc in started.items():
         assert proc.alive(), f"{name} exited:\n{proc.log()}"
     try:
-        return httpx.get(url + "/health/ready", timeout=5).status_code == 200
+        return httpx.get(url, timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
 

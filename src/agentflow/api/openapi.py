@@ -149,6 +149,15 @@ _CLUSTER = _object(
         "link_timeout_s": {"type": "number"},
     }
 )
+# The readiness probe's answer; a member that is not ready answers 503 with a problem document.
+_READY = _object(
+    {
+        "status": {"type": "string", "enum": ["ready"]},
+        "node_id": _STR,
+        "leader_id": _STR,
+        "applied_index": {"type": "integer"},
+    }
+)
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 _NO_FIELDS: dict[str, Any] = {
     "description": "This route takes no body: none, or an empty object",
@@ -196,6 +205,8 @@ ANSWERS: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
     ("post", "/api/v1/tokens"): {201: _object({"id": _STR, "role": _STR, "token": _STR})},
     ("get", "/api/v1/tokens"): {200: _page("tokens", _TOKEN)},
     ("get", "/api/v1/cluster"): {200: _CLUSTER},
+    ("get", "/health/ready"): {200: _READY},
+    ("get", "/api/v1/health/ready"): {200: _READY},
     ("delete", "/api/v1/tokens/{token_id}"): {200: _TOKEN},
     ("post", "/api/v1/schedules"): {201: _SCHEDULE},
     ("get", "/api/v1/schedules"): {200: _page("schedules", _SCHEDULE)},
