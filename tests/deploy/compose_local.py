@@ -33,7 +33,7 @@ _ADDRESS = re.compile(r"(?<![\w.-])([A-Za-z0-9][\w.-]*):(\d+)\b")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Container:
-    """One replica of one service, as a local process would run it."""
+    """One replica of one service (or one pod), as a local process would run it."""
 
     name: str
     service: str
@@ -43,10 +43,50 @@ class Container:
 
 @dataclass(kw_only=True)
 class Localised:
-    containers: list[Container]
-    secret_files: dict[str, Path]
+    """Containers on one machine: their ports, secret files and data directories."""
+
+    root: Path
+    containers: list[Container] = field(default_factory=list)
+    secret_files: dict[str, Path] = field(default_factory=dict)
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
     published: dict[str, list[int]] = field(default_factory=dict)  # service -> local ports
+
+    def port(self, container: str, port: int) -> int:
+        """The free local port that stands for ``container``'s ``port``."""
+        return self.ports.setdefault((container, port), free_port())
+
+    def secret(self, name: str) -> Path:
+        """A file holding a fresh token for the secret ``name``."""
+        if name not in self.secret_files:
+            path = self.root / "secrets" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+            self.secret_files[name] = path
+        return self.secret_files[name]
+
+    def directory(self, container: str, volume: str) -> Path:
+        path = self.root / container / volume
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def addresses(self, value: str, me: str, hosts: dict[str, str]) -> str:
+        """``value`` with each ``HOST:PORT`` of a known host (``hosts``: host name -> the
+        container it names) or of ``me`` moved to its local port."""
+
+        def move(match: re.Match[str]) -> str:
+            host, port = match.group(1), int(match.group(2))
+            owner = me if host in SELF_HOSTS else hosts.get(host)
+            return match.group(0) if owner is None else f"127.0.0.1:{self.port(owner, port)}"
+
+        return _ADDRESS.sub(move, value)
+
+    def setting(self, var: str, value: str, me: str, hosts: dict[str, str]) -> str:
+        """An environment variable's value on this machine (addresses only)."""
+        if var in LISTEN_VARS and value.isdigit():
+            return str(self.port(me, int(value)))
+        if value in SELF_HOSTS:
+            return "127.0.0.1"
+        return self.addresses(value, me, hosts)
 
 
 def load_compose(path: Path) -> dict[str, Any]:
@@ -56,27 +96,22 @@ def load_compose(path: Path) -> dict[str, Any]:
 
 def localise(compose: dict[str, Any], root: Path) -> Localised:
     """Every container of ``compose``, its secrets written and its volumes made under ``root``."""
-    secret_files = {}
-    for name in compose.get("secrets", {}):
-        secret_files[name] = root / "secrets" / name
-        secret_files[name].parent.mkdir(parents=True, exist_ok=True)
-        secret_files[name].write_text(secrets.token_urlsafe(32) + "\n")
-    out = Localised(containers=[], secret_files=secret_files)
+    out = Localised(root=root)
     services: dict[str, Any] = compose["services"]
+    hosts = {name: name for name in services}  # compose's DNS: a service's name
     for service, spec in services.items():
         replicas = int(spec.get("deploy", {}).get("replicas", 1))
         for i in range(1, replicas + 1):
             name = service if replicas == 1 else f"{service}-{i}"
             env = {
-                k: _localise(name, k, str(v), spec, root, out, services)
-                for k, v in _environment(spec).items()
+                var: _mounts(out, name, spec, out.setting(var, str(value), name, hosts))
+                for var, value in _environment(spec).items()
             }
-            out.containers.append(
-                Container(name=name, service=service, argv=list(spec["command"]), env=env)
-            )
+            argv = list(spec["command"])
+            out.containers.append(Container(name=name, service=service, argv=argv, env=env))
         for mapping in spec.get("ports", []):
             container_port = int(str(mapping).rsplit(":", 1)[1])
-            out.published.setdefault(service, []).append(_port(out, service, container_port))
+            out.published.setdefault(service, []).append(out.port(service, container_port))
     return out
 
 
@@ -87,39 +122,12 @@ def _environment(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(env)
 
 
-def _port(out: Localised, container: str, port: int) -> int:
-    return out.ports.setdefault((container, port), free_port())
-
-
-def _localise(
-    name: str,
-    var: str,
-    value: str,
-    spec: dict[str, Any],
-    root: Path,
-    out: Localised,
-    services: dict[str, Any],
-) -> str:
-    if var in LISTEN_VARS and value.isdigit():
-        return str(_port(out, name, int(value)))
-    if value in SELF_HOSTS:
-        return "127.0.0.1"
-
-    def address(match: re.Match[str]) -> str:
-        host, port = match.group(1), int(match.group(2))
-        if host in SELF_HOSTS:
-            return f"127.0.0.1:{_port(out, name, port)}"
-        if host in services:
-            return f"127.0.0.1:{_port(out, host, port)}"
-        return match.group(0)
-
-    value = _ADDRESS.sub(address, value)
+def _mounts(out: Localised, name: str, spec: dict[str, Any], value: str) -> str:
+    """``value`` with a mounted secret's path or a named volume's mount point moved."""
     for secret in spec.get("secrets", []):
-        value = value.replace(SECRETS_DIR + secret, str(out.secret_files[secret]))
+        value = value.replace(SECRETS_DIR + secret, str(out.secret(secret)))
     for volume in spec.get("volumes", []):
         source, target = str(volume).split(":")[:2]
         if value == target or value.startswith(target + "/"):
-            local = root / name / source
-            local.mkdir(parents=True, exist_ok=True)
-            value = str(local) + value[len(target) :]
+            value = str(out.directory(name, source)) + value[len(target) :]
     return value

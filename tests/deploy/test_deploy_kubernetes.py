@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.kube_local import localise_kube
+from tests.deploy.local_cluster import clean_environment, form_and_run, start
 from tests.deploy.manifests import container_env, unknown_settings
 from tests.docs.blocks import ROOT
+from tests.e2e.procs import Processes
 
 KUBE_DIR = ROOT / "deploy" / "kubernetes"
 K8S_VERSION = "1.37.0"  # a version kubernetes-validate==1.37.0 ships schemas for
@@ -129,3 +132,20 @@ def test_compose_uses_only_real_settings() -> None:
     for spec in compose["services"].values():
         role = spec["command"][1]
         assert not unknown_settings(role, spec["environment"]), spec["command"]
+
+
+@pytest.mark.slow
+def test_the_pods_form_a_cluster_and_run_a_task(
+    procs: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The StatefulSet's and the Deployment's pods, run as local processes with only their
+    addresses moved (tests/deploy/kube_local.py): the same peer list in every master (each
+    skips itself), node ids and advertised URLs from the pod name, tokens from the Secret."""
+    for var in clean_environment():
+        monkeypatch.delenv(var)
+    local, urls = localise_kube([doc for _path, doc in _documents()], tmp_path / "kube")
+    masters = [c for c in local.containers if c.argv[1:] == ["master"]]
+    workers = [c for c in local.containers if c.argv[1:] == ["worker"]]
+    assert {c.env["AGENTFLOW_NODE_ID"] for c in masters} == {c.name for c in masters}
+    started = {c.name: start(procs, c) for c in masters}
+    form_and_run(procs, started, urls, workers, str(local.secret_files["api-token"]))
