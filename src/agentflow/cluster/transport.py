@@ -48,6 +48,7 @@ from agentflow.cluster.peerwire import (
     message_count,
     session_key,
 )
+from agentflow.cluster.versions import advertised_formats, peer_version_refusal
 from agentflow.raft import Message
 
 __all__ = ["PeerAddress", "Transport"]
@@ -130,7 +131,7 @@ class Transport:
         self._admit = admit or (lambda _peer: True)  # is this id in the configuration?
         self._tls = tls
         self._handshaking = 0
-        self.advertise = advertise or {}
+        self.advertise = {**(advertise or {}), **advertised_formats()}
         self.peer_info: dict[str, dict[str, str]] = {}  # what peers advertised (API URL, ...)
         self._peers: dict[str, _Peer] = {}
         self._server: asyncio.Server | None = None
@@ -297,8 +298,8 @@ class Transport:
         await writer.drain()
         challenge = await _read_raw(reader, HANDSHAKE_MAX_BYTES)
         version, _nonce = decode_challenge(challenge)
-        if version != VERSION:
-            raise FrameError(f"peer {peer_id} speaks protocol {version}, this node {VERSION}")
+        if (why := peer_version_refusal(version)) is not None:
+            raise FrameError(f"peer {peer_id} {why}")
         key = session_key(self._token, hello[LEN.size :], challenge)
         sealer, unsealer = Sealer(key, CLIENT), Unsealer(key, SERVER)
         writer.write(sealer.seal({"k": "auth"}))
@@ -428,8 +429,8 @@ class Transport:
 
     def _refusal(self, hello: Hello) -> str | None:
         """Why an authenticated caller may not link to this node, or None."""
-        if hello.version != VERSION:
-            return f"speaks protocol version {hello.version}, this node {VERSION}"
+        if (why := peer_version_refusal(hello.version)) is not None:
+            return why
         if hello.cluster != self.cluster_id:
             return f"belongs to cluster {hello.cluster!r}, not {self.cluster_id!r}"
         if hello.to != self.node_id:

@@ -1,0 +1,96 @@
+"""Which format versions each master reads, and the one the cluster writes (etcd's cluster
+version).
+
+A master advertises the log entry formats it reads in its peer hello (``info["formats"]``,
+``"oldest-newest"``); a master of a release before format versions advertises nothing and reads
+format 1 only. The leader writes every entry in the highest format that it and every voter and
+learner of the configuration read, so during a rolling upgrade (members of version N and N+1
+side by side) no member is ever sent an entry it cannot decode. A member the leader has not
+heard a hello from counts as reading format 1: the leader writes the newer format only once it
+knows every member reads it. Peer link versions (``VERSION`` of the hello) are a range too:
+a listener admits a dialer whose version it speaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agentflow import wire
+from agentflow.cluster.image import IMAGE_FORMAT
+from agentflow.state.envelope import LOG_FORMAT_LEGACY, LOG_FORMATS_READ
+
+__all__ = [
+    "FORMATS_KEY",
+    "PEER_VERSIONS",
+    "advertised_formats",
+    "cluster_format",
+    "format_status",
+    "peer_version_refusal",
+    "reads",
+]
+
+FORMATS_KEY = "formats"  # the hello's info key that lists the log formats a master reads
+PEER_VERSIONS = (2, 2)  # the oldest and newest peer hello versions this master speaks
+
+
+def advertised_formats() -> dict[str, str]:
+    """What this master adds to its hello's info: the log formats it reads."""
+    oldest, newest = LOG_FORMATS_READ
+    return {FORMATS_KEY: f"{oldest}-{newest}"}
+
+
+def reads(info: Mapping[str, str] | None) -> tuple[int, int]:
+    """The (oldest, newest) log formats a peer that advertised ``info`` reads; (1, 1) for a
+    peer that advertised none (a release before format versions) or not read yet."""
+    text = (info or {}).get(FORMATS_KEY, "")
+    oldest, sep, newest = text.partition("-")
+    if not sep or not oldest.isdigit() or not newest.isdigit() or len(text) > 16:
+        return LOG_FORMAT_LEGACY, LOG_FORMAT_LEGACY
+    low, high = int(oldest), int(newest)
+    if not LOG_FORMAT_LEGACY <= low <= high:
+        return LOG_FORMAT_LEGACY, LOG_FORMAT_LEGACY
+    return low, high
+
+
+def cluster_format(
+    node_id: str, members: Iterable[str], peer_info: Mapping[str, Mapping[str, str]]
+) -> int:
+    """The log format the leader ``node_id`` writes: the highest every one of ``members``
+    (voters and learners) reads, and never above its own newest."""
+    newest = LOG_FORMATS_READ[1]
+    for member in members:
+        if member != node_id:
+            newest = min(newest, reads(peer_info.get(member))[1])
+    return newest
+
+
+def peer_version_refusal(version: int) -> str | None:
+    """Why a peer hello of ``version`` is refused, or None when this master speaks it."""
+    oldest, newest = PEER_VERSIONS
+    if oldest <= version <= newest:
+        return None
+    return f"speaks peer protocol version {version}, this node {oldest}..{newest}"
+
+
+def format_status(
+    node_id: str, members: Iterable[str], peer_info: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
+    """The ``formats`` of the cluster status: what this master reads and speaks, what it would
+    write as leader, and the log formats each member advertised (None: not heard from yet;
+    a member that advertised none reads format 1)."""
+    members = list(members)
+    known: dict[str, list[int] | None] = {
+        nid: list(LOG_FORMATS_READ if nid == node_id else reads(peer_info[nid]))
+        if nid == node_id or nid in peer_info
+        else None
+        for nid in sorted(members)
+    }
+    return {
+        "log": list(LOG_FORMATS_READ),
+        "log_written": cluster_format(node_id, members, peer_info),
+        "image": IMAGE_FORMAT,
+        "peer_protocol": list(PEER_VERSIONS),
+        "worker_protocol": [wire.MIN_PROTOCOL_VERSION, wire.PROTOCOL_VERSION],
+        "members": known,
+    }
