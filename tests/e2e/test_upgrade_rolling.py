@@ -142,7 +142,7 @@ def test_rolling_upgrade_under_load_loses_nothing(
         for name in order:
             if cluster.leader() == name:
                 _cli("cluster", "transfer-leader", order[0], "--master-url", cluster.url(name))
-                wait_until(lambda: cluster.leader() != name, 30, f"leadership away from {name}")
+                wait_until(lambda n=name: cluster.leader() != n, 30, f"leadership away from {name}")
                 if old is not None:
                     # Led by N+1 with the old leader still of version N: format 1 it reads.
                     formats = _leader_status(cluster)["formats"]
