@@ -165,4 +165,6 @@ def test_rolling_upgrade_under_load_loses_nothing(
         status = cluster.status(name)
         assert status is not None and status["rejected_entries"]["total"] == 0
     _cli("cluster", "status", "--master-url", cluster.urls)
+    metrics = httpx.get(cluster.url(cluster.leader()) + "/metrics", timeout=5).text
+    assert "agentflow_log_format_written 2.0" in metrics
     assert httpx.get(cluster.url(order[0]) + "/health", timeout=5).status_code == 200
