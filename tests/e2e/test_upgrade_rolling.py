@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -26,41 +25,8 @@ import httpx
 import pytest
 
 from agentflow import Client
+from tests.e2e.previous_release import previous_release
 from tests.e2e.procs import BIN, Cluster, Processes, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-FORMAT_CHANGE = "src/agentflow/state/envelope.py"  # added by the commit that versioned formats
-
-
-def _previous_release(tmp: Path) -> Path | None:
-    """The source tree of the commit before format versions, or None without git history."""
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        return None
-    found = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", FORMAT_CHANGE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    commits = found.stdout.split()
-    if found.returncode != 0 or not commits:
-        return None
-    parent = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{commits[-1]}^"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if parent.returncode != 0:
-        return None  # a shallow clone: the commit before is not here
-    archive = subprocess.run(
-        ["git", "archive", parent.stdout.strip(), "src"], cwd=ROOT, capture_output=True, check=True
-    )
-    tmp.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
-    return tmp / "src"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -126,7 +92,7 @@ def _restart(cluster: Cluster, name: str, monkeypatch: pytest.MonkeyPatch) -> No
 def test_rolling_upgrade_under_load_loses_nothing(
     procs: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = _previous_release(tmp_path / "previous")
+    old = previous_release(tmp_path / "previous")
     if old is not None:
         monkeypatch.setenv("PYTHONPATH", str(old))  # version N: the release before formats
     cluster = procs.cluster(3)
