@@ -40,6 +40,9 @@ def advertised_formats() -> dict[str, str]:
     return {FORMATS_KEY: f"{oldest}-{newest}"}
 
 
+_OWN_FORMATS = advertised_formats()[FORMATS_KEY]
+
+
 def reads(info: Mapping[str, str] | None) -> tuple[int, int]:
     """The (oldest, newest) log formats a peer that advertised ``info`` reads; (1, 1) for a
     peer that advertised none (a release before format versions) or not read yet."""
@@ -61,7 +64,9 @@ def cluster_format(
     newest = LOG_FORMATS_READ[1]
     for member in members:
         if member != node_id:
-            newest = min(newest, reads(peer_info.get(member))[1])
+            info = peer_info.get(member)
+            if info is None or info.get(FORMATS_KEY) != _OWN_FORMATS:  # (it runs per proposal)
+                newest = min(newest, reads(info)[1])
     return newest
 
 
