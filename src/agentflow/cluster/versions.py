@@ -9,6 +9,11 @@ side by side) no member is ever sent an entry it cannot decode. A member the lea
 heard a hello from counts as reading format 1: the leader writes the newer format only once it
 knows every member reads it. Peer link versions (``VERSION`` of the hello) are a range too:
 a listener admits a dialer whose version it speaks.
+
+Going back is refused: once this master applied an entry of format F (``format_floor`` of its
+transport), it links to no peer that reads only older formats, either way (a member restarted
+on the previous release after the cluster moved on would skip the entries it cannot read). The
+floor is what this master applied since it started, so the check is best effort after a restart.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agentflow import wire
+from agentflow.cluster.codec import FrameError
 from agentflow.cluster.image import IMAGE_FORMAT
 from agentflow.state.envelope import LOG_FORMAT_LEGACY, LOG_FORMATS_READ
 
@@ -24,8 +30,10 @@ __all__ = [
     "FORMATS_KEY",
     "PEER_VERSIONS",
     "advertised_formats",
+    "checked_reader",
     "cluster_format",
     "format_status",
+    "peer_refusal",
     "peer_version_refusal",
     "reads",
 ]
@@ -70,12 +78,36 @@ def cluster_format(
     return newest
 
 
+def peer_refusal(version: int, info: Mapping[str, str], floor: int) -> str | None:
+    """Why a peer whose hello says ``version`` and ``info`` is refused by a master that applied
+    log format ``floor``, or None: a peer protocol it does not speak, or a downgrade."""
+    return peer_version_refusal(version) or _reader_refusal(info, floor)
+
+
 def peer_version_refusal(version: int) -> str | None:
-    """Why a peer hello of ``version`` is refused, or None when this master speaks it."""
+    """Why a peer speaking hello ``version`` is refused, or None when this master speaks it."""
     oldest, newest = PEER_VERSIONS
     if oldest <= version <= newest:
         return None
     return f"speaks peer protocol version {version}, this node {oldest}..{newest}"
+
+
+def checked_reader(peer_id: str, info: dict[str, str], floor: int) -> dict[str, str]:
+    """The ``info`` a dialed peer answered, once it reads log format ``floor``."""
+    why = _reader_refusal(info, floor)
+    if why is not None:
+        raise FrameError(f"peer {peer_id} {why}")
+    return info
+
+
+def _reader_refusal(info: Mapping[str, str], floor: int) -> str | None:
+    newest = reads(info)[1]
+    if newest >= floor:
+        return None
+    return (
+        f"reads log formats up to {newest}, but this cluster writes {floor}:"
+        " a master cannot go back to an older release"
+    )
 
 
 def format_status(

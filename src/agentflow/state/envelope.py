@@ -17,6 +17,7 @@ __all__ = [
     "LOG_FORMATS_READ",
     "LOG_FORMAT_LEGACY",
     "FormatError",
+    "entry_format",
     "unwrap",
     "wrap",
 ]
@@ -56,3 +57,12 @@ def unwrap(value: Any) -> tuple[int, Any, Any]:
     if fmt <= LOG_FORMAT_LEGACY:
         raise FormatError(f"entry format {fmt} has no envelope")
     return fmt, value[1], value[2]
+
+
+def entry_format(data: bytes) -> int:
+    """The format of the entry ``data`` as far as this code reads formats, from its first two
+    bytes (a msgpack array of 3 whose first item is a small integer), without decoding it: an
+    entry of a newer format counts as the newest this code knows."""
+    if len(data) > 1 and data[0] == 0x93 and LOG_FORMAT_LEGACY < data[1] < 0x80:
+        return min(data[1], LOG_FORMAT)
+    return LOG_FORMAT_LEGACY
