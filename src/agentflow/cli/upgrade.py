@@ -147,7 +147,7 @@ def wait_caught_up(
             if member is None:
                 raise click.ClickException(f"no member {node_id} in the cluster")
             match = member.get("match_index") or 0
-            if member.get("link") == "up" and match >= target:
+            if member.get("link") in ("up", "self") and match >= target:
                 click.echo(f"{node_id} caught up: match {match}, leader {status['leader_id']}")
                 return
             last = f"link {member.get('link')}, match {match} of {target}"
