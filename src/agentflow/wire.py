@@ -22,6 +22,7 @@ import msgpack
 __all__ = [
     "MAX_FRAME_BYTES",
     "MAX_FRAME_ENTRIES",
+    "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
     "FrameError",
     "pack",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 2  # 2: many assignments per frame (``assigns``)
+# The oldest worker protocol a master serves: a worker's hello names its version, the master
+# answers in the lower of the two (a worker of the next release still gets frames it reads).
+MIN_PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 << 20
 # Array items + map entries + containers in one frame from a worker: a report of 10,000
 # outcomes is 70,000; an empty map costs the master about 64 bytes, so this caps a frame's

@@ -25,6 +25,7 @@ from typing import Any
 from agentflow.errors import ClientError, EventsLostError, OverloadedError
 from agentflow.state import StateMachine
 from agentflow.state.events import (
+    EntryRejected,
     Event,
     LockChanged,
     MessageDelivered,
@@ -49,7 +50,7 @@ __all__ = [
     "Subscription",
 ]
 
-EVENT_KINDS = ("task", "workflow", "worker", "lock", "message")
+EVENT_KINDS = ("task", "workflow", "worker", "lock", "message", "entry")
 WATCHED_TASKS_MAX = 100_000  # task ids one subscription names at once
 _TASK_ENDS = frozenset(s.value for s in TERMINAL_STATUSES)
 
@@ -68,6 +69,7 @@ class StreamEvent:
     workflow_id: str | None = None
     session: str | None = None  # a lock event's session
     number: int | None = None  # a lock grant's token, a message's inbox cursor
+    reason: str | None = None  # why a log entry was rejected
 
     @property
     def ends(self) -> bool:
@@ -118,6 +120,8 @@ class StreamEvent:
                 "session": self.session,
                 "token": self.number,
             }
+        if kind == "entry":
+            return {"index": self.index, "kind": kind, "state": self.state, "reason": self.reason}
         return {"index": self.index, "kind": kind, "agent_id": self.key, "cursor": self.number}
 
 
@@ -341,6 +345,10 @@ class EventHub:
                 state=event.kind,
                 session=event.session,
                 number=event.token,
+            )
+        if isinstance(event, EntryRejected):  # skipped on every replica: operators must know
+            return StreamEvent(
+                index=index, kind="entry", key=str(index), state="rejected", reason=event.reason
             )
         if isinstance(event, MessageDelivered):
             return StreamEvent(index=index, kind="message", key=event.agent_id, number=event.cursor)

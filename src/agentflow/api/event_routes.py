@@ -81,7 +81,7 @@ _TASK_KINDS = frozenset({"task", "workflow"})  # what a task's own token may fol
 
 _CLOSE_CODES = {EventsLostError: CLOSE_LOST, UnavailableError: CLOSE_BEHIND}
 
-Kind = Literal["task", "workflow", "worker", "lock", "message"]
+Kind = Literal["task", "workflow", "worker", "lock", "message", "entry"]
 Key = Annotated[str, Field(min_length=1, max_length=200)]
 
 

@@ -67,6 +67,11 @@ def raft_metrics(log: MasterLog) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "agentflow_raft_members", "Members of the configuration", value=len(status["members"])
     )
+    yield GaugeMetricFamily(
+        "agentflow_log_format_written",
+        "Log entry format this master writes as leader: the highest every member reads",
+        value=status["formats"]["log_written"],
+    )
     lag = GaugeMetricFamily(
         "agentflow_raft_follower_lag_entries",
         "Entries a follower's log is behind the leader's (on the leader only)",

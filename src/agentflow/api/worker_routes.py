@@ -110,14 +110,15 @@ async def worker_session(ws: WebSocket, worker_id: str) -> None:
         return
     except WebSocketDisconnect:
         return
-    session = WorkerSession(worker_id, ws, batches=hello.protocol >= 2)
+    protocol = min(hello.protocol, wire.PROTOCOL_VERSION)  # the lower of the two versions
+    session = WorkerSession(worker_id, ws, batches=protocol >= 2)
     svc.hub.attach(session)
     svc.scheduler.touch(worker_id)
     session.send(
         {
             "t": "welcome",
             "heartbeat_interval_s": svc.config.heartbeat_interval_s,
-            "protocol": wire.PROTOCOL_VERSION,
+            "protocol": protocol,
             "secret": admission.secret,
             "drain": result["drain"],
         }
@@ -149,6 +150,11 @@ async def _hello(ws: WebSocket, worker_id: str) -> workerwire.Hello:
         raise wire.FrameError("first frame must be hello")
     if frame.worker_id != worker_id:
         raise wire.FrameError("hello worker_id does not match the session path")
+    if frame.protocol < wire.MIN_PROTOCOL_VERSION:
+        raise wire.FrameError(
+            f"worker protocol {frame.protocol} is older than this master serves"
+            f" ({wire.MIN_PROTOCOL_VERSION}..{wire.PROTOCOL_VERSION}): upgrade the worker"
+        )
     return frame
 
 

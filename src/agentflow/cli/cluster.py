@@ -177,3 +177,13 @@ def transfer_leader(master_url: str | None, api_token: str | None, node_id: str 
     """Move leadership to NODE_ID (default: the most caught-up voter), e.g. before a restart."""
     with make_client(master_url, api_token) as client:
         _show(client.request("POST", "/api/v1/cluster/transfer-leadership", json={"to": node_id}))
+
+
+def _register_upgrade() -> None:
+    from agentflow.cli.upgrade import upgrade_plan, wait_caught_up
+
+    cluster.add_command(upgrade_plan)
+    cluster.add_command(wait_caught_up)
+
+
+_register_upgrade()

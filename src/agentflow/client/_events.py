@@ -42,7 +42,7 @@ __all__ = [
     "task_info",
 ]
 
-EVENT_KINDS = ("task", "workflow", "worker", "lock", "message")
+EVENT_KINDS = ("task", "workflow", "worker", "lock", "message", "entry")
 ADD_MAX = 10_000  # task ids in one add frame (the master's bound)
 WATCH_MAX = 50_000  # tasks one wait watches at once; more are added as these end
 

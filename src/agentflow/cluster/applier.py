@@ -20,6 +20,7 @@ from agentflow.cluster.own_entries import OwnEntries
 from agentflow.cluster.transport import Transport
 from agentflow.raft import ConfChange, Entry, EntryType, MemoryStorage, RaftNode
 from agentflow.state import StateMachine
+from agentflow.state.envelope import entry_format
 from agentflow.state.events import EntryRejected, Event
 
 __all__ = ["Applier"]
@@ -51,6 +52,9 @@ class Applier:
         if entry.type is EntryType.CONF_CHANGE:
             return self._apply_conf_change(raft, entry)
         if entry.data:
+            # Applied here: no going back to a release that cannot read it (cluster.versions).
+            transport = self._transport
+            transport.format_floor = max(transport.format_floor, entry_format(entry.data))
             if faults.ARMED and b"SubmitTasks" in entry.data[:16]:
                 faults.reached("before_apply")  # tests only: committed, not yet applied
             command = self.own.take(entry.index, entry.data)

@@ -2,6 +2,11 @@
 
 The same bytes are state.db's image and the Raft snapshot sent to lagging followers, so a
 node restored from either knows the configuration and the member addresses at that index.
+
+The image is a msgpack map. Its ``format`` key is the image's format version: absent in images
+written before format versions (format 1), 2 since. A reader takes the keys it knows by name
+and ignores others, so a format-1 reader reads a format-2 image; an image of a format newer
+than :data:`IMAGE_FORMAT` is refused (a snapshot this master cannot read is never installed).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import msgpack
 from agentflow.raft import ConfState
 from agentflow.state import StateMachine
 
-__all__ = ["Image", "Member", "member_context", "restore_error"]
+__all__ = ["IMAGE_FORMAT", "Image", "Member", "image_format", "member_context", "restore_error"]
+
+IMAGE_FORMAT = 2  # the newest image format this code writes and reads
+_IMAGE_FORMAT_LEGACY = 1  # images without a ``format`` key
 
 
 @dataclass(slots=True, kw_only=True)
@@ -38,6 +46,7 @@ class Image:
 
     def pack(self) -> bytes:
         body: dict[str, Any] = {
+            "format": IMAGE_FORMAT,
             "index": self.index,
             "term": self.term,
             "voters": sorted(self.conf_state.voters),
@@ -59,6 +68,7 @@ class Image:
     @classmethod
     def unpack(cls, data: bytes) -> Image:
         body = msgpack.unpackb(data, raw=False)
+        image_format(body)
         members = {
             nid: Member(node_id=nid, raft_address=raft, api_url=api)
             for nid, raft, api in body["members"]
@@ -72,6 +82,20 @@ class Image:
             members=members,
             machine=body["machine"],
         )
+
+
+def image_format(body: Any) -> int:
+    """The format of the unpacked image ``body``; ValueError for one this code cannot read."""
+    if not isinstance(body, dict):
+        raise ValueError("an image is a map")
+    fmt = body.get("format", _IMAGE_FORMAT_LEGACY)
+    if type(fmt) is not int or fmt < _IMAGE_FORMAT_LEGACY:
+        raise ValueError(f"image format {fmt!r:.20} is not a format version")
+    if fmt > IMAGE_FORMAT:
+        raise ValueError(
+            f"image format {fmt} is newer than this master reads (up to {IMAGE_FORMAT}): upgrade it"
+        )
+    return fmt
 
 
 def member_context(raw: bytes) -> dict[str, str]:

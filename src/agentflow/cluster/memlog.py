@@ -20,6 +20,7 @@ from typing import Any
 from agentflow.cluster.image import Member
 from agentflow.cluster.seam import EventSink, LeaderWatcher, MasterLog
 from agentflow.cluster.timings import RaftTimings
+from agentflow.cluster.versions import format_status
 from agentflow.errors import (
     AgentFlowError,
     ConflictError,
@@ -204,6 +205,7 @@ class MemoryLog:
             "members": [me],
             "link_timeout_s": 0.0,
             "rejected_entries": self._machine.rejected.view(),
+            "formats": format_status(self.node_id, [self.node_id], {}),
             "recent_leaders": [],  # one member, leading from the start: no election
         }
 

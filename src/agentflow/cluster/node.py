@@ -37,6 +37,7 @@ from agentflow.cluster.statestore import StateStore
 from agentflow.cluster.status import cluster_status
 from agentflow.cluster.timings import RaftTimings
 from agentflow.cluster.transport import Transport
+from agentflow.cluster.versions import cluster_format
 from agentflow.errors import (
     AgentFlowError,
     NotLeaderError,
@@ -180,7 +181,8 @@ class RaftLog:
             raise OverloadedError("too many commands waiting for consensus; retry shortly")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
-        self._driver.propose(encode_command(command), future, command)
+        fmt = cluster_format(self.config.node_id, self.members, self.transport.peer_info)
+        self._driver.propose(encode_command(command, fmt), future, command)
         self._wake.set()
         try:
             result = await asyncio.wait_for(future, self.config.propose_timeout_s)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from agentflow.cluster.versions import format_status
+
 if TYPE_CHECKING:
     from agentflow.cluster.node import RaftLog
 
@@ -58,6 +60,7 @@ def cluster_status(node: RaftLog) -> dict[str, Any]:
         "members": members,
         "link_timeout_s": round(link_timeout_s, 3),
         "rejected_entries": node.machine.rejected.view(),
+        "formats": format_status(node.config.node_id, node.members, node.transport.peer_info),
         # Leaders this master learnt of, newest first: the last elections as it saw them.
         "recent_leaders": [dict(seen) for seen in reversed(node.timings.leaders)],
     }

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentflow.cluster import versions
 from agentflow.cluster.codec import encode_message
 from agentflow.cluster.peertls import PeerTLS
 from agentflow.cluster.peerwire import (
@@ -130,7 +131,8 @@ class Transport:
         self._admit = admit or (lambda _peer: True)  # is this id in the configuration?
         self._tls = tls
         self._handshaking = 0
-        self.advertise = advertise or {}
+        self.format_floor = 1  # the newest log format applied here: peers must read it
+        self.advertise = {**(advertise or {}), **versions.advertised_formats()}
         self.peer_info: dict[str, dict[str, str]] = {}  # what peers advertised (API URL, ...)
         self._peers: dict[str, _Peer] = {}
         self._server: asyncio.Server | None = None
@@ -297,8 +299,8 @@ class Transport:
         await writer.drain()
         challenge = await _read_raw(reader, HANDSHAKE_MAX_BYTES)
         version, _nonce = decode_challenge(challenge)
-        if version != VERSION:
-            raise FrameError(f"peer {peer_id} speaks protocol {version}, this node {VERSION}")
+        if (why := versions.peer_version_refusal(version)) is not None:
+            raise FrameError(f"peer {peer_id} {why}")
         key = session_key(self._token, hello[LEN.size :], challenge)
         sealer, unsealer = Sealer(key, CLIENT), Unsealer(key, SERVER)
         writer.write(sealer.seal({"k": "auth"}))
@@ -319,7 +321,7 @@ class Transport:
             raise FrameError(f"peer {peer_id} refused us: {reply['why']}")
         if reply["k"] != "welcome":
             raise FrameError(f"peer {peer_id} answered {reply['k']} to the handshake")
-        self.peer_info[peer_id] = reply["info"]
+        self.peer_info[peer_id] = versions.checked_reader(peer_id, reply["info"], self.format_floor)
         return sealer
 
     async def _pump(self, peer: _Peer, writer: asyncio.StreamWriter, sealer: Sealer) -> None:
@@ -428,8 +430,8 @@ class Transport:
 
     def _refusal(self, hello: Hello) -> str | None:
         """Why an authenticated caller may not link to this node, or None."""
-        if hello.version != VERSION:
-            return f"speaks protocol version {hello.version}, this node {VERSION}"
+        if (why := versions.peer_refusal(hello.version, hello.info, self.format_floor)) is not None:
+            return why
         if hello.cluster != self.cluster_id:
             return f"belongs to cluster {hello.cluster!r}, not {self.cluster_id!r}"
         if hello.to != self.node_id:

@@ -2,7 +2,8 @@
 
 Commands are imperative, frozen value types. Time enters as ``now_ms``, stamped by the leader
 when it proposes; ``apply`` never reads a clock. The wire form is msgpack of
-``[name, {field: value}]``; nothing is ever unpickled.
+``[name, {field: value}]`` in the envelope of a format version (:mod:`agentflow.state.envelope`);
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from agentflow.state.envelope import LOG_FORMAT, unwrap, wrap
 from agentflow.state.field_types import check_fields
 
 __all__ = [
@@ -541,8 +543,10 @@ _REGISTRY: dict[str, type[Command]] = {
 }
 
 
-def encode_command(command: Command) -> bytes:
-    packed: bytes = msgpack.packb([type(command).__name__, command.to_wire()], use_bin_type=True)
+def encode_command(command: Command, fmt: int = LOG_FORMAT) -> bytes:
+    """``command`` as log entry bytes of format ``fmt`` (what every member reads)."""
+    entry = wrap(fmt, type(command).__name__, command.to_wire())
+    packed: bytes = msgpack.packb(entry, use_bin_type=True)
     return packed
 
 
@@ -556,7 +560,7 @@ def decode_command(data: bytes) -> Command:
     Decoding has no side effects, so whatever the bytes make it raise is theirs, not ours.
     """
     try:
-        name, body = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        _fmt, name, body = unwrap(msgpack.unpackb(data, raw=False, strict_map_key=False))
         cls = _REGISTRY.get(name) if isinstance(name, str) else None
         if cls is None:
             raise CommandDecodeError(f"unknown command {name!r:.60}")
