@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.text import Text
 
+from agentflow.cli.backup import backup, restore
 from agentflow.cli.output import Cell, Format, Output, output_options
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.errors import AgentFlowError
@@ -177,3 +178,7 @@ def transfer_leader(master_url: str | None, api_token: str | None, node_id: str 
     """Move leadership to NODE_ID (default: the most caught-up voter), e.g. before a restart."""
     with make_client(master_url, api_token) as client:
         _show(client.request("POST", "/api/v1/cluster/transfer-leadership", json={"to": node_id}))
+
+
+cluster.add_command(backup)
+cluster.add_command(restore)
