@@ -35,6 +35,8 @@ __all__ = ["force_new_cluster", "prepare_identity", "seed_from_backup"]
 
 log = logging.getLogger(__name__)
 
+RESTORED_META = "restored_from"  # [index, digest] of the backup, until the first start checks
+
 
 async def prepare_identity(
     config: ClusterConfig,
@@ -47,8 +49,28 @@ async def prepare_identity(
     dir's uid and a way to keep the one an empty joiner learns."""
     if config.force_new_cluster:
         await force_new_cluster(config, machine, raftstore, statestore)
+    restored = await raftstore.get_meta(RESTORED_META)
+    if restored:
+        await _check_restored(machine, statestore, restored)
+        await raftstore.set_meta(RESTORED_META, None)
     transport.uid.set(await settle_uid(config, raftstore, statestore))
     transport.uid.keep = lambda uid: raftstore.set_meta(UID_META, uid)
+
+
+async def _check_restored(
+    machine: StateMachine, statestore: StateStore, restored: list[Any]
+) -> None:
+    """The first start on a restored data dir: the state it recovers is the backup's (the
+    digest at the backup's index, before this master proposes anything)."""
+    index, digest = restored
+    saved = await statestore.load()
+    assert saved is not None, "a restored data dir has its image"
+    machine.restore(Image.unpack(saved[1]).machine)
+    mine = machine.digest()
+    if mine == digest:
+        log.info("restored state at index %d: digest %s, the backup's", index, mine)
+    else:  # other limits than the ones restore checked with (a finished-task cap, say)
+        log.warning("restored state at index %d: digest %s, the backup's %s", index, mine, digest)
 
 
 def _alone(node_id: str, raft_address: str, api_url: str) -> tuple[ConfState, dict[str, Member]]:
@@ -143,20 +165,23 @@ def seed_from_backup(
     if scratch.digest() != header.state_digest or image.index != header.index:
         raise ValidationError("the backup's image is not the state its header describes")
     conf, members = _alone(node_id, raft_address, api_url)
+    restored = [header.index, header.state_digest]
     seeded = Image(
         index=image.index, term=image.term, conf_state=conf, members=members, machine=image.machine
     )
     data_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_seed(data_dir, seeded, scratch.locks.snapshot()))
+    return asyncio.run(_seed(data_dir, seeded, scratch.locks.snapshot(), restored))
 
 
-async def _seed(data_dir: Path, image: Image, locks: dict[str, Any]) -> str:
+async def _seed(data_dir: Path, image: Image, locks: dict[str, Any], restored: list[Any]) -> str:
     raftstore = RaftStore(data_dir / "raft.db")
     statestore = StateStore(data_dir / "state.db")
     await raftstore.open()
     await statestore.open()
     try:
-        return await _write(raftstore, statestore, image, locks)
+        uid = await _write(raftstore, statestore, image, locks)
+        await raftstore.set_meta(RESTORED_META, restored)
+        return uid
     finally:
         await raftstore.close()
         await statestore.close()
