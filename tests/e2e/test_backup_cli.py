@@ -4,6 +4,7 @@ refused in one line before anything is written, and a data dir from before clust
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -14,9 +15,9 @@ from tests.e2e.test_backup_restore import agentflow
 ADMIN = "e2e-admin-token"
 
 
-def one_line_refusal(result: object, *words: str) -> None:
-    assert getattr(result, "returncode") != 0
-    err = getattr(result, "stderr").strip()
+def one_line_refusal(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    err = result.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     for word in words:
         assert word in err, err
@@ -25,7 +26,7 @@ def one_line_refusal(result: object, *words: str) -> None:
 def test_backup_needs_the_admin_token_and_damaged_files_are_refused(
     procs: Processes, tmp_path: Path
 ) -> None:
-    proc, url = procs.master("m1", None, "--api-token", ADMIN)
+    _proc, url = procs.master("m1", None, "--api-token", ADMIN)
     auth = {"Authorization": f"Bearer {ADMIN}"}
     for _ in range(5):
         made = httpx.post(f"{url}/api/v1/tasks", json={"command": "true"}, headers=auth, timeout=10)
