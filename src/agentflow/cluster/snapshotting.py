@@ -72,7 +72,9 @@ class SnapshotTaker:
         self.task = asyncio.get_running_loop().create_task(
             self._capture(raft, members, out), name="raft-backup"
         )
-        await self.task
+        # A request that goes away does not cut the capture short: its thread reads the machine
+        # until it is done, and applying resumes only then.
+        await asyncio.shield(self.task)
         return out[0]
 
     async def _capture(
