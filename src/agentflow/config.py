@@ -82,6 +82,7 @@ class MasterConfig:
     peers: str = ""  # "m2=host:port,m3=host:port" (their Raft addresses)
     cluster_id: str = "agentflow"
     join: bool = False  # start empty and wait to be added to an existing cluster
+    force_new_cluster: bool = False  # make this member's data a cluster of itself alone
     advertise_url: str | None = None  # how peers and clients reach this API
     snapshot_every: int = 10_000  # applied entries between state snapshots (log compaction)
     raft_heartbeat_s: float = 0.1

@@ -152,6 +152,12 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
     ),
     _m("join", "join", "bool", "Start empty; wait to be added."),
     _m(
+        "force-new-cluster",
+        "force_new_cluster",
+        "bool",
+        "Lost quorum: restart this member alone, data kept, as a new one-member cluster.",
+    ),
+    _m(
         "advertise-url",
         "advertise_url",
         "text",

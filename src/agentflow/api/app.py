@@ -21,6 +21,7 @@ from agentflow._version import __version__
 from agentflow.api import (
     agent_routes,
     agent_stream,
+    backup_routes,
     cluster_routes,
     event_routes,
     index_routes,
@@ -105,6 +106,7 @@ def create_app(service: MasterService) -> FastAPI:
         agent_stream,
         event_routes,
         workflow_routes,
+        backup_routes,
         cluster_routes,
         token_routes,
         schedule_routes,

@@ -156,6 +156,9 @@ class TokenVerifier:
         )
 
 
+BACKUP_PATH = "/api/v1/cluster/backup"  # the whole state: admin only
+
+
 def authorize(identity: Identity, method: str, path: str) -> None:
     """Raise :class:`ForbiddenError` unless ``identity`` may ``method`` (``WS`` for a socket)
     on ``path``."""
@@ -164,7 +167,8 @@ def authorize(identity: Identity, method: str, path: str) -> None:
     if role is Role.ADMIN:
         allowed = True
     elif role is Role.READ_ONLY:
-        allowed = read and not path.startswith("/api/v1/tokens")  # who holds what: admin only
+        # who holds what, and a backup (every task's body): admin only
+        allowed = read and not path.startswith(("/api/v1/tokens", BACKUP_PATH))
     elif role is Role.WORKER:
         allowed = method == "WS" and _WORKER_SESSION.match(path) is not None
     elif role is Role.CLIENT:
@@ -176,7 +180,7 @@ def authorize(identity: Identity, method: str, path: str) -> None:
 
 
 def _admin_only(method: str, path: str, read: bool) -> bool:
-    if path.startswith("/api/v1/tokens") or _WORKER_SESSION.match(path):
+    if path.startswith(("/api/v1/tokens", BACKUP_PATH)) or _WORKER_SESSION.match(path):
         return True
     return not read and path.startswith(("/api/v1/workers", "/api/v1/cluster"))
 

@@ -220,6 +220,8 @@ NO_CONTENT = frozenset({("delete", "/api/v1/agents/{agent_id}/subscriptions/{pat
 # ?follow=true streams text (both streams, or ?stream=stdout|stderr from its byte ?offset=N)
 TEXT_TOO = frozenset({("get", "/api/v1/tasks/{task_id}/output")})
 TEXT_ONLY = frozenset({("get", "/metrics")})
+# A backup file (agentflow.cluster.backup): a magic line, a JSON header line, the image's bytes
+BINARY_ONLY = frozenset({("get", "/api/v1/cluster/backup")})
 
 
 # The WebSockets, which OpenAPI cannot describe as operations: their frames are in docs/api.md.
@@ -301,6 +303,12 @@ def _declare(operation: dict[str, Any], key: tuple[str, str]) -> None:
         responses["204"] = {"description": "Done"}
     elif key in TEXT_ONLY:
         responses["200"] = {"description": "OK", "content": {"text/plain": {"schema": _STR}}}
+    elif key in BINARY_ONLY:
+        binary = {"type": "string", "format": "binary"}
+        responses["200"] = {
+            "description": "A backup file",
+            "content": {"application/octet-stream": {"schema": binary}},
+        }
     else:
         for status, schema in ANSWERS.get(key, {200: _ANY_OBJECT}).items():
             content: dict[str, Any] = {"application/json": {"schema": schema}}

@@ -98,6 +98,7 @@ def raft_log(config: MasterConfig, machine: StateMachine) -> RaftLog:
             tls=config.peer_tls(),
             peers=config.peer_map(),
             join=config.join,
+            force_new_cluster=config.force_new_cluster,
             snapshot_every=config.snapshot_every,
             # Two ticks per heartbeat, so the election timeout has a finer grain.
             tick_s=config.raft_heartbeat_s / 2,

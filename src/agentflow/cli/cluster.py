@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.text import Text
 
+from agentflow.cli.backup import backup, restore
 from agentflow.cli.output import Cell, Format, Output, output_options
 from agentflow.cli.tasks import client_options, make_client
 from agentflow.errors import AgentFlowError
@@ -187,3 +188,5 @@ def _register_upgrade() -> None:
 
 
 _register_upgrade()
+cluster.add_command(backup)
+cluster.add_command(restore)

@@ -22,6 +22,7 @@ class ClusterConfig:
     tls: PeerTLS | None = None  # mutual TLS on the peer port; None: the token and MACs only
     peers: dict[str, str] = field(default_factory=dict)  # node id -> "host:port" (raft)
     join: bool = False
+    force_new_cluster: bool = False  # rewrite the data into a cluster of this node alone
     tick_s: float = 0.05
     election_tick: int = 14  # 0.7 s; randomised up to twice that
     heartbeat_tick: int = 2  # 100 ms

@@ -23,13 +23,14 @@ from agentflow.cluster.boot import check_peers, make_core
 from agentflow.cluster.changes import MemberChanges
 from agentflow.cluster.config import ClusterConfig
 from agentflow.cluster.driver import MemoryLogStore, ReadyDriver
-from agentflow.cluster.image import Member
+from agentflow.cluster.image import Image, Member
 from agentflow.cluster.leaderhint import leader_hint, not_leader, refused, url_of
 from agentflow.cluster.membership import Membership, Promotions
 from agentflow.cluster.promotion import LearnerPromoter
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.reads import Reads
 from agentflow.cluster.recovery import recover
+from agentflow.cluster.restore import prepare_identity
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.snapshots import Snapshots, snapshot_usable
 from agentflow.cluster.snapshotting import SnapshotTaker
@@ -234,13 +235,17 @@ class RaftLog:
     def wake(self) -> None:
         self._wake.set()
 
+    async def backup(self) -> tuple[Image, str]:  # the image at the applied index, its digest
+        return await self._taker.capture(self._driver.raft, dict(self.members))
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        stores = (self._storage, self._raftstore, self._statestore)
         await self._raftstore.open()
         await self._statestore.open()
-        stores = (self._storage, self._raftstore, self._statestore)
+        await prepare_identity(self.config, self._machine, self.transport, *stores[1:])
         image, n_entries = await recover(self.config, self._machine, *stores)
         self.members = dict(image.members)
         self._snapshots.index = image.index
@@ -250,7 +255,7 @@ class RaftLog:
         check_peers(self.config, self.members)
         if self.config.token is not None:
             await self.transport.start()
-        self._sync_peers()
+        self._membership.sync_peers(self.transport)
         info = (self.config.node_id, image.index, n_entries, sorted(self.members))
         log.info("raft node %s: image at %d, %d entries after it, members %s", *info)
         loop = asyncio.get_running_loop()
@@ -260,9 +265,6 @@ class RaftLog:
         ]
         for task in self._tasks:
             task.add_done_callback(_crash_if_failed)
-
-    def _sync_peers(self) -> None:
-        self._membership.sync_peers(self.transport)
 
     async def close(self) -> None:
         if self._closed:
@@ -369,7 +371,7 @@ class RaftLog:
         self.members = dict(image.members)
         for sink in self._sinks:  # what was skipped has no events: tell whoever keeps them
             sink([StateRestored(index=image.index)])
-        self._sync_peers()
+        self._membership.sync_peers(self.transport)
 
     # -- observation ------------------------------------------------------------------------
 

@@ -111,6 +111,22 @@ class Snapshots:
         # without holding back applying (trim_heap never raises).
         loop.run_in_executor(None, trim_heap)
 
+    async def capture(
+        self, raft: RaftNode, index: int, members: dict[str, Member]
+    ) -> tuple[Image, str]:
+        """The image at the applied ``index`` and the machine's digest there, for a backup;
+        nothing saved. The caller holds back applying until this returns."""
+        image = Image(
+            index=index,
+            term=self._storage.term(index),
+            conf_state=raft.status.conf_state,
+            members=members,
+        )
+        loop = asyncio.get_running_loop()
+        image.machine = await loop.run_in_executor(None, self._machine.snapshot)
+        digest = await loop.run_in_executor(None, self._machine.digest)
+        return image, digest
+
     async def install(self, snapshot: Snapshot) -> Image:
         """Restore the leader's snapshot into the machine, the stores and the Raft storage;
         return its image, whose members and index the caller adopts."""

@@ -17,7 +17,7 @@ from agentflow.cluster.driver import ReadyDriver
 from agentflow.cluster.image import Image, Member
 from agentflow.cluster.snapshots import Snapshots
 from agentflow.cluster.timings import RaftTimings
-from agentflow.raft import Snapshot
+from agentflow.raft import RaftNode, Snapshot
 
 __all__ = ["SnapshotTaker"]
 
@@ -61,6 +61,31 @@ class SnapshotTaker:
         self._timings.snapshot_install.observe(time.perf_counter() - started)
         self._driver.installed(image.index)
         return image
+
+    async def capture(self, raft: RaftNode, members: dict[str, Member]) -> tuple[Image, str]:
+        """The image at the applied index and the machine's digest there (for a backup),
+        taken as a snapshot is, and never beside one: it holds the snapshot's place."""
+        while self.task is not None:
+            await self.wait()
+        out: list[tuple[Image, str]] = []
+        self._driver.holding = True
+        self.task = asyncio.get_running_loop().create_task(
+            self._capture(raft, members, out), name="raft-backup"
+        )
+        # A request that goes away does not cut the capture short: its thread reads the machine
+        # until it is done, and applying resumes only then.
+        await asyncio.shield(self.task)
+        return out[0]
+
+    async def _capture(
+        self, raft: RaftNode, members: dict[str, Member], out: list[tuple[Image, str]]
+    ) -> None:
+        try:
+            out.append(await self._snapshots.capture(raft, self._driver.applied, members))
+        finally:
+            self.task = None
+            self._driver.holding = False
+            self._wake()
 
     async def _take(self) -> None:
         applied = self._driver.applied

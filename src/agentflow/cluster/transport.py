@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentflow.cluster import versions
+from agentflow.cluster.clusteruid import UidGate
 from agentflow.cluster.codec import encode_message
 from agentflow.cluster.peertls import PeerTLS
 from agentflow.cluster.peerwire import (
@@ -138,6 +139,7 @@ class Transport:
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.Task[None]] = set()
         self.blocked: set[str] = set()  # test hook: peers whose traffic is dropped both ways
+        self.uid = UidGate(self.advertise)  # which cluster's data this node holds
 
     async def start(self) -> None:
         if not self._token:
@@ -417,7 +419,7 @@ class Transport:
             raise
         if auth["k"] != "auth":
             raise FrameError(f"expected auth, got {auth['k']}")
-        why = self._refusal(hello)
+        why = self._refusal(hello) or await self.uid.admit(hello.info, hello.from_)
         if why is not None:
             log.warning("refused peer %s from %s: %s", hello.from_, where, why)
             writer.write(sealer.seal({"k": "refuse", "why": why}))
