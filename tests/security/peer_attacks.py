@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import msgpack
 
-from agentflow.cluster import peerwire
+from agentflow.cluster import peerwire, versions
 from agentflow.cluster.codec import encode_message
 from agentflow.raft import Entry, Message, MessageType
 from agentflow.state import encode_command
@@ -125,7 +125,8 @@ class PeerClient:
     ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         hello = {"k": "hello", "v": peerwire.VERSION, "cluster": cluster, "from": from_, "to": to}
-        raw_hello = peerwire.encode_frame(hello | {"nonce": b"\1" * 16, "info": {}})
+        info = versions.advertised_formats()  # a member of today's release
+        raw_hello = peerwire.encode_frame(hello | {"nonce": b"\1" * 16, "info": info})
         self.sock.sendall(raw_hello)
         challenge = _recv_frame(self.sock)
         self.challenge = challenge
