@@ -88,14 +88,8 @@ class Snapshots:
     async def take(self, raft: RaftNode, index: int, members: dict[str, Member]) -> None:
         """Image the state at the applied ``index`` on a thread, then compact the log behind
         it. The caller holds back applying until this returns."""
-        image = Image(
-            index=index,
-            term=self._storage.term(index),
-            conf_state=raft.status.conf_state,
-            members=members,
-        )
+        image = await self._image(raft, index, members)
         loop = asyncio.get_running_loop()
-        image.machine = await loop.run_in_executor(None, self._machine.snapshot)
         locks = await loop.run_in_executor(None, self._machine.locks.snapshot)
         data = await loop.run_in_executor(None, image.pack)
         await self._statestore.save(index, data, locks)
@@ -116,16 +110,22 @@ class Snapshots:
     ) -> tuple[Image, str]:
         """The image at the applied ``index`` and the machine's digest there, for a backup;
         nothing saved. The caller holds back applying until this returns."""
+        image = await self._image(raft, index, members)
+        digest = await asyncio.get_running_loop().run_in_executor(None, self._machine.digest)
+        return image, digest
+
+    async def _image(self, raft: RaftNode, index: int, members: dict[str, Member]) -> Image:
+        """The image of the state at the applied ``index`` (the machine packed on a thread)."""
         image = Image(
             index=index,
             term=self._storage.term(index),
             conf_state=raft.status.conf_state,
             members=members,
         )
-        loop = asyncio.get_running_loop()
-        image.machine = await loop.run_in_executor(None, self._machine.snapshot)
-        digest = await loop.run_in_executor(None, self._machine.digest)
-        return image, digest
+        image.machine = await asyncio.get_running_loop().run_in_executor(
+            None, self._machine.snapshot
+        )
+        return image
 
     async def install(self, snapshot: Snapshot) -> Image:
         """Restore the leader's snapshot into the machine, the stores and the Raft storage;
