@@ -1,15 +1,5 @@
-from collections.abc import Iterator
-from pathlib import Path
+"""The deploy tests start real masters and workers: the e2e fixture that cleans them up."""
 
-import pytest
+from tests.e2e.conftest import procs
 
-from tests.e2e.procs import Processes
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.close()
+__all__ = ["procs"]
