@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentflow.state.records import TERMINAL_STATUSES
-from agentflow.testing.chaos.history import OK, Op, StorageRecord
+from agentflow.testing.chaos.history import FAIL, OK, Op, StorageRecord
 
 __all__ = [
     "PARKED_GROUP",
@@ -107,10 +107,12 @@ def is_parked(op: Op) -> bool:
 @dataclass(frozen=True, slots=True)
 class FinalReads:
     """The `final-task` reads after healing: per task id, the last ``ok`` read (else the last
-    read, a ``fail``: the task is unknown), and which task id a read by idempotency key found."""
+    read, a ``fail``: the task is unknown), which task id a read by idempotency key found, and
+    the first read that failed (a task once acknowledged must never read as unknown)."""
 
     by_task: Mapping[str, Op]
     task_of_key: Mapping[str, str]
+    failed: Mapping[str, Op]  # per task id, a final read that failed (404), if any
 
     def status(self, task_id: str) -> str | None:
         op = self.by_task.get(task_id)
@@ -127,6 +129,7 @@ class FinalReads:
 def final_reads(ops: Iterable[Op]) -> FinalReads:
     by_task: dict[str, Op] = {}
     task_of_key: dict[str, str] = {}
+    failed: dict[str, Op] = {}
     for op in ops:
         if op.f != "final-task":
             continue
@@ -137,10 +140,12 @@ def final_reads(ops: Iterable[Op]) -> FinalReads:
         key = op.args.get("key")
         if key is not None and op.ok:
             task_of_key[str(key)] = task_id
+        if op.type == FAIL:
+            failed.setdefault(task_id, op)
         seen = by_task.get(task_id)
         if seen is None or _better(op, seen):
             by_task[task_id] = op
-    return FinalReads(by_task=by_task, task_of_key=task_of_key)
+    return FinalReads(by_task=by_task, task_of_key=task_of_key, failed=failed)
 
 
 def _better(op: Op, seen: Op) -> bool:

@@ -111,7 +111,7 @@ class _StreamIndex:
             self.by_write[(rec.event, rec.token)].append(rec)
             if rec.accepted:
                 self.accepted_at.append(rec.at_ns)
-                self.top_token.append(max(rec.token, *self.top_token[-1:]))
+                self.top_token.append(max([rec.token, *self.top_token[-1:]]))
 
     def top_until(self, at_ns: int) -> int | None:
         n = bisect.bisect_right(self.accepted_at, at_ns)

@@ -117,8 +117,10 @@ def _judge(
     read = finals.by_task.get(exp.task_id)
     if read is None:
         return f"{what}: no final-task read (the history cannot say how it ended)"
-    if read.type == FAIL:
-        return f"{what} vanished: its final read failed, {op_line(read)}"
+    lost = finals.failed.get(exp.task_id)
+    if lost is not None:
+        also = "" if read.type == FAIL else f" (another read found it: {op_line(read)})"
+        return f"{what} vanished: its final read failed, {op_line(lost)}{also}"
     allowed = {RULE_STATUS.get(exp.rule, "completed")}
     if exp.rule == "parked":
         allowed.add("pending")
