@@ -77,6 +77,15 @@ def test_a_parked_task_read_as_unknown_is_not_linearizable() -> None:
     assert "get(p1) = None" in line
 
 
+def test_a_replayed_submit_writes_nothing() -> None:
+    """A submit retried with its key after a set-priority answers the same task and does not
+    set the priority back: modelled as a second write, the read after it would fail."""
+    h = good()
+    parked(h, "p1", 200)
+    h.op("task-read", 300, process="c2", task_id="p1", result={"priority": "urgent"})
+    assert check_reads(h.ops).ok, check_reads(h.ops).anomalies
+
+
 def test_times_closer_than_a_millisecond_keep_their_order() -> None:
     """A write that returned 0.3 ms before a read began must be seen by it: flooring to
     milliseconds would make the two concurrent and pass this history."""

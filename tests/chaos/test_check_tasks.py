@@ -103,6 +103,20 @@ def test_one_idempotency_key_two_tasks_is_an_anomaly() -> None:
     assert "idempotency key 'k-t1' made 2 tasks" in line and "t1-bis" in line
 
 
+def test_one_idempotency_key_two_workflows_is_an_anomaly() -> None:
+    h = good()
+    h.op(
+        "workflow",
+        200,
+        key="w1",
+        names=["a", "b"],
+        rules={"a": "fail-always"},
+        result={"workflow_id": "w1-bis", "task_ids": {"a": "wa", "b": "wb"}},
+    )
+    (line,) = check_tasks(h.ops).anomalies
+    assert "idempotency key 'w1' made 2 workflows: w1 by workflow by c1" in line
+
+
 def test_an_info_submit_found_later_obeys_its_rule() -> None:
     h = Hist()
     h.op("submit", 0, type="info", key="k-x", rule="ok")

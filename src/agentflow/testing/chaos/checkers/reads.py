@@ -4,7 +4,8 @@
 priority *level*, the ``priority`` field of ``GET /api/v1/tasks/{id}`` ("urgent", "high",
 "medium", "low"). Aging never shows there: it moves only ``effective_priority``, which a read
 shows for queued tasks and which changes with the reader's clock, so the check never reads it.
-Its submit is the first write (``args.priority``, "medium" if absent), `set-priority` a write,
+Its submit is the first write (``args.priority``, "medium" if absent; one write for every
+submit that named the task, since a replayed submit writes nothing), `set-priority` a write,
 `task-read` (and a `final-task` read that reports ``priority``) a read; a read answered 404
 (``fail``) reads the register as absent. ``info`` writes may have happened at any moment after
 their invocation, or never (`agentflow.testing.linearizability`: ``return_ms`` None); ``info``
@@ -25,6 +26,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from agentflow.testing.chaos.checkers.common import (
     TERMINAL,
@@ -81,14 +83,17 @@ def check_reads(
 def register_operations(ops: Sequence[Op]) -> dict[str, list[Operation]]:
     """Each parked task's operations for `check_history`, times ranked (see the module doc)."""
     finals = final_reads(ops)
-    parked: dict[str, list[tuple[Op, OpKind, str | None]]] = defaultdict(list)
+    submits: dict[str, list[Op]] = defaultdict(list)
     for op in ops:
         if op.f != "submit" or not is_parked(op) or op.type == FAIL:
             continue
         task_id = op.result.get("task_id") or finals.task_of_key.get(str(op.args.get("key")))
         if task_id is not None:
-            value = str(op.args.get("priority", DEFAULT_PRIORITY))
-            parked[str(task_id)].append((op, OpKind.PUT, value))
+            submits[str(task_id)].append(op)
+    parked: dict[str, list[tuple[Op, OpKind, str | None]]] = {
+        task_id: [(_creation(made), OpKind.PUT, _initial(made))]
+        for task_id, made in submits.items()
+    }
     for op in ops:
         task_id = str(op.args.get("task_id"))
         if task_id not in parked:
@@ -113,6 +118,22 @@ def register_operations(ops: Sequence[Op]) -> dict[str, list[Operation]]:
             for op, kind, value in entries
         ]
     return out
+
+
+def _creation(submits: Sequence[Op]) -> Op:
+    """The one write that made a parked task, from every submit that named it (a retried or
+    replayed submit with its key writes nothing again): somewhere between the first
+    invocation and the first acknowledgement, or after the first invocation if none was."""
+    first = min(submits, key=lambda o: o.invoke_ns)
+    acked = [o.complete_ns for o in submits if o.type == OK]
+    if acked:
+        return replace(first, complete_ns=min(acked), type=OK)
+    return replace(first, complete_ns=max(o.complete_ns for o in submits), type=INFO)
+
+
+def _initial(submits: Sequence[Op]) -> str:
+    first = min(submits, key=lambda o: o.invoke_ns)
+    return str(first.args.get("priority", DEFAULT_PRIORITY))
 
 
 def _register_op(op: Op) -> tuple[OpKind, str | None] | None:

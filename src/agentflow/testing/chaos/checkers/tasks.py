@@ -135,9 +135,18 @@ def _judge(
 
 def _key_anomalies(ops: Sequence[Op], finals: FinalReads) -> Iterator[str]:
     by_key: dict[str, dict[str, Op]] = defaultdict(dict)
+    workflows: dict[str, dict[str, Op]] = defaultdict(dict)
     for op in ops:
-        if op.f == "submit" and op.type == OK and op.args.get("key") is not None:
+        if op.type != OK or op.args.get("key") is None:
+            continue
+        if op.f == "submit":
             by_key[str(op.args["key"])].setdefault(str(op.result["task_id"]), op)
+        elif op.f == "workflow":
+            workflows[str(op.args["key"])].setdefault(str(op.result.get("workflow_id")), op)
+    for key, made_by in sorted(workflows.items()):
+        if len(made_by) > 1:
+            made = "; ".join(f"{w} by {op_line(op)}" for w, op in sorted(made_by.items()))
+            yield f"idempotency key {key!r} made {len(made_by)} workflows: {made}"
     for key, made_by in sorted(by_key.items()):
         found = finals.task_of_key.get(key)
         tasks = dict(made_by)
