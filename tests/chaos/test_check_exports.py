@@ -1,0 +1,31 @@
+"""The checkers' and the report's public surface: __all__ sorted as isort sorts it (constants,
+then classes, then functions), every name importable."""
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "agentflow.testing.chaos.checkers",
+    "agentflow.testing.chaos.checkers.attempts",
+    "agentflow.testing.chaos.checkers.common",
+    "agentflow.testing.chaos.checkers.convergence",
+    "agentflow.testing.chaos.checkers.locks",
+    "agentflow.testing.chaos.checkers.messages",
+    "agentflow.testing.chaos.checkers.reads",
+    "agentflow.testing.chaos.checkers.tasks",
+    "agentflow.testing.chaos.report",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_sorted_and_importable(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported, key=_isort)
+    for item in exported:
+        assert hasattr(module, item), f"{name}.{item}"
+
+
+def _isort(name: str) -> tuple[int, str]:
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2), name
