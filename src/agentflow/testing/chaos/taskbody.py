@@ -26,6 +26,7 @@ import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import httpx
 
@@ -57,19 +58,30 @@ class _UnansweredError(Exception):
     pass
 
 
-def _write(storage: StorageClient, stream: str, writer: str, token: int, event: str) -> bool:
-    """Whether the host accepted the write; retried while unanswered, up to the deadline."""
-    deadline = time.monotonic() + WRITE_DEADLINE_S
-    while True:
-        try:
-            return bool(storage.write(stream, writer, token, event)["accepted"])
-        except httpx.TransportError as exc:  # no answer; a 4xx is a bug: it propagates
-            if time.monotonic() + RETRY_PAUSE_S >= deadline:
-                raise _UnansweredError(str(exc)) from exc
-            time.sleep(RETRY_PAUSE_S)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Attempt:
+    storage: StorageClient
+    stream: str
+    writer: str
+    token: int
+    deadline_s: float
+
+    def write(self, event: str) -> bool:
+        """Whether the host accepted ``event``; retried while unanswered, up to the deadline."""
+        deadline = time.monotonic() + self.deadline_s
+        while True:
+            try:
+                answer = self.storage.write(self.stream, self.writer, self.token, event)
+                return bool(answer["accepted"])
+            except httpx.TransportError as exc:  # no answer; a 4xx is a bug: it propagates
+                if time.monotonic() + RETRY_PAUSE_S >= deadline:
+                    raise _UnansweredError(str(exc)) from exc
+                time.sleep(RETRY_PAUSE_S)
 
 
-def run(storage_url: str, rule: str, env: Mapping[str, str]) -> int:
+def run(
+    storage_url: str, rule: str, env: Mapping[str, str], deadline_s: float = WRITE_DEADLINE_S
+) -> int:
     """One attempt by ``rule``, given the task's environment; the exit code."""
     task_id = env.get("AGENTFLOW_TASK_ID", "")
     attempt = env.get("AGENTFLOW_ATTEMPT", "")
@@ -77,17 +89,23 @@ def run(storage_url: str, rule: str, env: Mapping[str, str]) -> int:
     if not task_id or not attempt.isdigit() or not token.isdigit():
         print("taskbody: no task environment (AGENTFLOW_TASK_ID, ...)", file=sys.stderr)
         return EXIT_USAGE
-    stream, writer = f"task:{task_id}", f"{task_id}/{attempt}"
     rng = random.Random(f"{task_id}/{attempt}")
     pause = SLOW_SLEEP_S if rule == "slow" else SHORT_SLEEP_S
     with StorageClient(storage_url) as storage:
+        me = _Attempt(
+            storage=storage,
+            stream=f"task:{task_id}",
+            writer=f"{task_id}/{attempt}",
+            token=int(token),
+            deadline_s=deadline_s,
+        )
         try:
-            if not _write(storage, stream, writer, int(token), "start"):
+            if not me.write("start"):
                 return EXIT_FENCED
             time.sleep(rng.uniform(*pause))
             if rule == "fail-always" or (rule == "fail-once" and attempt == "1"):
                 return EXIT_RULE
-            if not _write(storage, stream, writer, int(token), "end"):
+            if not me.write("end"):
                 return EXIT_FENCED
         except _UnansweredError as exc:
             print(f"taskbody: storage host did not answer: {exc}", file=sys.stderr)
@@ -99,8 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agentflow.testing.chaos.taskbody")
     parser.add_argument("--storage", required=True, help="the storage host's URL")
     parser.add_argument("--rule", choices=RULES, default="ok")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=WRITE_DEADLINE_S,
+        help="how long one write is retried while the storage host does not answer",
+    )
     args = parser.parse_args(argv)
-    return run(args.storage, args.rule, os.environ)
+    return run(args.storage, args.rule, os.environ, args.deadline_s)
 
 
 if __name__ == "__main__":
