@@ -67,7 +67,7 @@ __all__ = [
 REQUEST_TIMEOUT_S = 2.0  # one HTTP request of a client
 RETRY_FOR_S = 3.0  # how long the SDK retries across masters before an op ends as info
 MAX_RETRIES = 8  # per task, so that lost workers rarely exhaust one
-RETRY_BACKOFF_S = 0.2
+RETRY_BACKOFF_S = 0.01  # doubled per retry: a fail-always task spends 2.5 s waiting in all
 LOCK_TTL_S = 3.0  # short, so that a paused or cut-off holder loses its lock
 LOCK_WAIT_S = 1.0
 LOCKS = 2
@@ -350,8 +350,9 @@ class ClientThread:
 
     def parked_submit(self) -> None:
         with self.shared.mutex:
-            if len(self.shared.parked) >= PARKED_TASKS:
-                return self.parked_read()
+            full = len(self.shared.parked) >= PARKED_TASKS
+        if full:
+            return self.parked_read()
         key, priority = self._name("p"), self.rng.choice(PRIORITIES)
         fields = {
             "args": task_argv(self.shared.python, self.shared.storage_url, "ok"),
