@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agentflow.testing.chaos.checkers import check_all
 from agentflow.testing.chaos.history import (
     FAIL,
     INFO,
@@ -32,6 +33,7 @@ KILL_AFTER_S = 3.0
 DOWN_S = 2.0
 STOP_TIMEOUT_S = 15.0
 FINAL_TIMEOUT_S = 40.0
+CHECKERS = ("tasks", "attempts", "locks", "messages", "reads")
 KINDS = {
     "submit",
     "workflow",
@@ -126,3 +128,7 @@ def test_a_workload_through_a_leader_kill_records_every_kind_and_reads_every_tas
     path = tmp_path / "history.jsonl"
     write_jsonl(path, ops)
     assert read_ops(path) == ops
+    # And the checkers, over the whole history, find nothing and decide everything.
+    results = check_all(ops, records)
+    assert [line for r in results for line in r.anomalies] == []
+    assert {r.name: r.verdict for r in results} == dict.fromkeys(CHECKERS, "PASS")

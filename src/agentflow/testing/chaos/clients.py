@@ -300,7 +300,10 @@ class ClientThread:
         key = self.rng.choice(sorted(self._bodies))
         fields = self._bodies[key]
         rule = fields["args"][-1]
-        self._submit(key, fields, {"key": key, "rule": rule, "again": True})
+        args: dict[str, Any] = {"key": key, "rule": rule, "again": True}
+        if fields.get("group") == PARKED_GROUP:  # the register's submit, replayed
+            args.update(group=PARKED_GROUP, priority=fields["priority"])
+        self._submit(key, fields, args)
         return None
 
     def workflow(self) -> None:
