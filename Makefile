@@ -8,7 +8,7 @@ SEEDS ?= 500
 SEED_BASE ?= 0
 STEPS ?= 2000
 
-.PHONY: demo test sysdeps check lint typecheck unit sim soak mutants bench fuzz clean install uninstall
+.PHONY: demo test sysdeps check lint typecheck unit sim soak mutants bench fuzz chaos clean install uninstall
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,16 @@ FUZZ_EXAMPLES ?= 300
 fuzz: $(STAMP)
 	AGENTFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -s -p no:cacheprovider \
 		tests/security/test_fuzz_api.py
+
+# Jepsen-style chaos on real processes (agentflow/testing/chaos): RUNS schedules from SEED (by
+# default drawn from the clock and printed), each CHAOS_DURATION seconds of faults on masters and
+# workers in network namespaces; a report per run under chaos-runs/seed-N/ and a summary table.
+# Needs root (namespaces, nft, tmpfs). `make chaos RUNS=1 SEED=S` repeats run S.
+RUNS ?= 3
+SEED ?=
+CHAOS_DURATION ?= 60
+chaos: $(STAMP) sysdeps
+	$(PY) -m agentflow.testing.chaos --runs $(RUNS) --duration $(CHAOS_DURATION) $(if $(SEED),--seed $(SEED))
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
