@@ -27,7 +27,6 @@ def abc(lab: Lab) -> Lab:
     return lab
 
 
-
 def test_hosts_reach_each_other_over_the_bridge(abc: Lab) -> None:
     assert send_through(abc, "a", "b", PACKETS, heal=lambda: None) == PACKETS
     assert len({h.ip for h in abc.hosts.values()}) == 3
