@@ -52,6 +52,7 @@ HEAL_AFTER_S = (2.0, 8.0)  # how long a fault lasts
 LOSS_PERCENTS = (10, 20, 30, 50)
 DELAY_MS = (50, 100, 200)
 DRAWS_PER_FAULT = 8  # kinds tried at one moment before the moment is skipped
+LEADER_WAIT_S = 10.0  # a fault on the leader waits this long for one (after an election)
 LEADER = "<leader>"  # a target resolved when the fault applies
 
 
@@ -215,7 +216,7 @@ class AppliedFault:
         what = f"{self.fault.kind} {','.join(self.targets) or '-'}"
         if self.error is not None:
             return f"{self.started_s:7.2f}s {what}: not applied ({self.error})"
-        healed = "never healed" if self.healed_s is None else f"healed at {self.healed_s:.2f}s"
+        healed = "not healed (yet)" if self.healed_s is None else f"healed at {self.healed_s:.2f}s"
         if self.fault.kind in INSTANT:
             healed = "instant"
         extra = f" ({self.detail})" if self.detail else ""
@@ -280,7 +281,7 @@ class Nemesis:
             if fault.kind not in INSTANT:
                 self._heals[len(self.applied)] = heal
         self.applied.append(applied)
-        self.log(f"{started_s:7.2f}s apply {applied.describe()}")
+        self.log(f"apply {applied.describe()}")
         return len(self.applied) - 1
 
     def _heal(self, index: int) -> None:
@@ -296,7 +297,7 @@ class Nemesis:
             detail = f"{applied.detail}; {note}" if note else applied.detail
             applied = replace(applied, healed_s=self._now(), detail=detail)
         self.applied[index] = applied
-        self.log(f"{self._now():7.2f}s heal  {applied.describe()}")
+        self.log(f"heal  {applied.describe()}")
 
     def heal_all(self) -> None:
         """Heal everything still in force: each fault's own heal, then a sweep (every network
@@ -383,10 +384,10 @@ class Nemesis:
         return "; ".join(f.description for f in faults), heal
 
     def _leader(self) -> str:
-        leader = self.cluster.leader()
-        if leader is None:
-            raise NotAppliedError("no leader at this moment")
-        return leader
+        try:
+            return self.cluster.wait_leader(LEADER_WAIT_S)
+        except TimeoutError:
+            raise NotAppliedError(f"no leader within {LEADER_WAIT_S}s") from None
 
     def _restart(self, name: str) -> str:
         self.cluster.restart(name)
