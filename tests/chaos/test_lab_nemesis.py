@@ -34,7 +34,7 @@ FAULTS = [
         at_s=7.0,
         kind="partition-majority",
         targets=("m1",),
-        params={"workers_with_minority": ["w1"]},
+        params={"with_minority": ["w1"], "with_majority": ["w2"]},
         heal_after_s=1.0,
     ),
     Fault(

@@ -60,3 +60,15 @@ def test_a_single_master_gets_no_fault_that_needs_a_quorum() -> None:
     for seed in SEEDS:
         kinds = {f.kind for f in schedule(seed, duration_s=DURATION_S, masters=1, workers=1)}
         assert not kinds & (MASTER_IMPAIRING | SPLITS | {"transfer-leader"})
+
+
+def test_a_majority_partition_puts_every_bystander_on_one_side() -> None:
+    sides = []
+    for seed in SEEDS:
+        faults = schedule(seed, duration_s=DURATION_S, masters=3, workers=2, bystanders=["storage"])
+        for f in faults:
+            if f.kind == "partition-majority":
+                hosts = [*f.params["with_minority"], *f.params["with_majority"]]
+                assert sorted(hosts) == ["storage", "w1", "w2"], f.describe()
+                sides.append("storage" in f.params["with_minority"])
+    assert set(sides) == {True, False}  # the storage host is cut off from the majority too

@@ -91,14 +91,17 @@ def schedule(
     workers: int | Sequence[str],
     kinds: Sequence[str] | None = None,
     disk_master: str | None = "m3",
+    bystanders: Sequence[str] = (),
 ) -> list[Fault]:
     """The faults of a run of ``duration_s`` seconds, drawn from ``seed`` alone.
 
     ``masters``/``workers``: their names, or their numbers (m1..mN, w1..wK). A fault heals
     before ``duration_s``; ``disk-full`` needs ``disk_master`` (the master on a small disk).
+    ``bystanders``: other hosts a majority/minority partition puts on one side or the other
+    (the storage host; never the host the clients and the nemesis run on).
     """
     rng = random.Random(seed)
-    ms, ws = _names(masters, "m"), _names(workers, "w")
+    ms, ws, by = _names(masters, "m"), _names(workers, "w"), list(bystanders)
     chosen = [k for k in (kinds or KINDS) if _possible(k, ms, ws, disk_master)]
     unknown = set(kinds or ()) - set(KINDS)
     assert not unknown, f"unknown fault kinds: {sorted(unknown)}"
@@ -114,6 +117,7 @@ def schedule(
                 kind,
                 ms=ms,
                 ws=ws,
+                by=by,
                 disk_master=disk_master,
                 at_s=round(at_s, 2),
                 heal_after_s=heal_after_s,
@@ -144,6 +148,7 @@ def _draw(
     *,
     ms: list[str],
     ws: list[str],
+    by: list[str],
     disk_master: str | None,
     at_s: float,
     heal_after_s: float,
@@ -162,7 +167,9 @@ def _draw(
         shuffled = rng.sample(ms, len(ms))
         minority = sorted(shuffled[: (len(ms) - 1) // 2])
         targets = tuple(minority)
-        params["workers_with_minority"] = sorted(w for w in ws if rng.random() < 0.5)
+        with_minority = sorted(h for h in [*ws, *by] if rng.random() < 0.5)
+        params["with_minority"] = with_minority
+        params["with_majority"] = sorted(h for h in [*ws, *by] if h not in with_minority)
     elif kind in ("isolate-leader", "transfer-leader"):
         targets = (LEADER,)
         if kind == "transfer-leader":
@@ -175,7 +182,7 @@ def _draw(
     elif kind == "one-way":
         targets = (rng.choice([LEADER, *ms]),)  # its packets to the other masters are dropped
     elif kind == "loss":
-        targets = (rng.choice([*ms, *ws]),)
+        targets = (rng.choice([*ms, *ws, *by]),)
         params["percent"] = rng.choice(LOSS_PERCENTS)
     if kind == "delay":
         params["ms"] = rng.choice(DELAY_MS)
@@ -362,9 +369,9 @@ class Nemesis:
         lab, kind = self.lab, fault.kind
         masters = [n for n, m in self.cluster.masters.items() if not m.removed]
         if kind == "partition-majority":
-            minority = [*fault.targets, *fault.params.get("workers_with_minority", [])]
-            rest = [n for n in [*masters, *self.cluster.workers] if n not in minority]
-            return fault.targets, *self._net(lab.partition(minority, rest))
+            minority = [*fault.targets, *fault.params["with_minority"]]
+            majority = [*[n for n in masters if n not in minority], *fault.params["with_majority"]]
+            return fault.targets, *self._net(lab.partition(minority, majority))
         if kind == "bridge":
             halves = fault.params["halves"]
             return fault.targets, *self._net(lab.partition(halves[0], halves[1]))
