@@ -27,7 +27,7 @@ import httpx
 from agentflow.testing.chaos.disk import DEFAULT_SIZE_MIB, SmallDisk
 from agentflow.testing.chaos.netns import Host, HostProc, Lab
 
-__all__ = ["ChaosCluster", "ConvergenceError"]
+__all__ = ["ChaosCluster", "ConvergenceError", "Member", "wait_for"]
 
 BIN = Path(sys.executable).parent
 API_PORT = 6767

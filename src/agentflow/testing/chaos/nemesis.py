@@ -26,7 +26,17 @@ from typing import Any
 from agentflow.testing.chaos.cluster import ChaosCluster
 from agentflow.testing.chaos.netns import Lab, NetFault
 
-__all__ = ["KINDS", "AppliedFault", "Fault", "Nemesis", "schedule"]
+__all__ = [
+    "KINDS",
+    "LEADER",
+    "MASTER_IMPAIRING",
+    "SPLITS",
+    "AppliedFault",
+    "Fault",
+    "Nemesis",
+    "NotAppliedError",
+    "schedule",
+]
 
 KINDS = (
     "kill-master",

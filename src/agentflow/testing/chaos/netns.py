@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["Host", "HostProc", "Lab", "NetFault", "unavailable"]
+__all__ = ["NS_PREFIX", "Host", "HostProc", "Lab", "NetFault", "remove_stale", "unavailable"]
 
 NS_PREFIX = "afchaos-"  # every namespace a lab makes starts with this
 RUN_NETNS = Path("/run/netns")
