@@ -51,6 +51,8 @@ def test_a_majority_of_masters_stays_up_and_splits_do_not_overlap() -> None:
                 impaired = [f for f in active if f.kind in MASTER_IMPAIRING]
                 assert len(impaired) <= (masters - 1) // 2, (seed, [f.describe() for f in active])
                 assert sum(f.kind == "membership" for f in active) <= 1
+                changes = any(f.kind == "membership" for f in active)
+                assert not (changes and any(f.kind in SPLITS for f in active)), (seed, active)
                 assert sum(f.kind in SPLITS for f in active) <= 1, (seed, active)
             assert all(f.at_s + f.heal_after_s <= DURATION_S for f in faults)
             assert faults == sorted(faults, key=lambda f: f.at_s)

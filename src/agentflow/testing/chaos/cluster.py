@@ -370,11 +370,18 @@ class ChaosCluster:
         assert master.removed, f"{name} is a member: remove it first"
         master.generation += 1
         master.removed = False
-        self._start_master(master, join=True)
-        wait_for(lambda: self._healthy(master), STARTUP_TIMEOUT_S, f"{name} up")
-        body = {"id": name, "raft_address": master.raft_address, "api_url": master.url}
-        # 409 "already a voter": the leader promoted it after an earlier try went through.
-        self._change("POST", "/members", body, lambda r: r.status_code in (200, 409))
+        try:
+            self._start_master(master, join=True)
+            wait_for(lambda: self._healthy(master), STARTUP_TIMEOUT_S, f"{name} up")
+            body = {"id": name, "raft_address": master.raft_address, "api_url": master.url}
+            # 409 "already a voter": the leader promoted it after an earlier try went through.
+            self._change("POST", "/members", body, lambda r: r.status_code in (200, 409))
+        except BaseException:
+            # Not added (no quorum, say): still removed, so that a later rejoin starts over.
+            if master.proc is not None:
+                master.proc.stop()
+            master.removed = True
+            raise
 
     def voters(self) -> set[str]:
         """The voters as the leader sees them (itself included)."""

@@ -4,13 +4,16 @@
 seed gives the same list, printed one `Fault.describe()` line each so that a run can be
 repeated. Faults overlap in time, within two rules that keep the cluster able to recover:
 at most a minority of the masters is impaired at once (killed, paused, removed, or on a full
-disk), never two membership changes at once, and at most one network split at a time (the
-nft tables of two splits would cut more than either says).
+disk), never two membership changes at once nor one during a network split (the change needs
+a quorum of the members left), and at most one network split at a time (the nft tables of two
+splits would cut more than either says).
 
 `Nemesis.run(stop)` applies each fault at its time and heals it ``heal_after_s`` later;
 targets that depend on the moment (the current leader) are resolved when it applies. Each
 action is logged with its time and kept in `applied`, with what really happened (a fault
-that could not apply, say there was no leader to isolate, is kept with the reason).
+that could not apply, say there was no leader to isolate, is kept with the reason). An
+action that waits (a membership change until the leader commits it, a transfer until the new
+leader is agreed) holds back the faults after it: `applied` has the real times.
 """
 
 from __future__ import annotations
@@ -204,7 +207,11 @@ def _allowed(fault: Fault, active: list[Fault], masters: int) -> bool:
     """Whether ``fault`` may start while ``active`` are in force."""
     if fault.kind in SPLITS and any(f.kind in SPLITS for f in active):
         return False
-    if fault.kind == "membership" and any(f.kind == "membership" for f in active):
+    if fault.kind == "membership" and any(
+        f.kind in SPLITS or f.kind == "membership" for f in active
+    ):
+        return False  # a membership change needs a quorum of what is left: no split meanwhile
+    if fault.kind in SPLITS and any(f.kind == "membership" for f in active):
         return False
     if fault.kind == "delay" and any(f.kind == "delay" for f in active):
         return False  # two delays would share one root qdisc
