@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agentflow.testing.chaos.disk import MOUNT_SOURCE_PREFIX
 from agentflow.testing.chaos.netns import NS_PREFIX, Lab, unavailable
 from tests.chaos.labtools import make_lab, send_through
 
@@ -114,6 +115,11 @@ def test_a_new_lab_removes_what_a_dead_one_left(tmp_path: Path) -> None:
     dead.wait()
     left = f"{NS_PREFIX}dead.{dead.pid}.m1"
     subprocess.run(["ip", "netns", "add", left], check=True)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    source = f"{MOUNT_SOURCE_PREFIX}{dead.pid}"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", source, str(disk)], check=True)
     with Lab(tmp_path / "lab") as lab:
-        assert left in lab.stale_removed
+        assert left in lab.stale_removed and str(disk) in lab.stale_removed
         assert left not in _lab_namespaces()
+        assert str(disk) not in Path("/proc/mounts").read_text()

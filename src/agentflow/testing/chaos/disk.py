@@ -11,11 +11,15 @@ import contextlib
 import errno
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["SmallDisk"]
+__all__ = ["MOUNT_SOURCE_PREFIX", "SmallDisk", "stale_mounts", "unmount"]
 
 DEFAULT_SIZE_MIB = 128
+# The mount's source names its owner, so that a later lab unmounts what a crashed one left
+# (`agentflow.testing.chaos.netns.remove_stale`).
+MOUNT_SOURCE_PREFIX = "afchaos-disk."
 FILL_CHUNK_BYTES = 1 << 20  # written at a time while filling, then smaller down to one byte
 MOUNT_TIMEOUT_S = 15.0
 FILLER = ".chaos-filler"
@@ -27,10 +31,11 @@ class SmallDisk:
     def __init__(self, mountpoint: Path, size_mib: int = DEFAULT_SIZE_MIB) -> None:
         self.mountpoint = mountpoint
         self.size_mib = size_mib
+        self.source = f"{MOUNT_SOURCE_PREFIX}{os.getpid()}"
         mountpoint.mkdir(parents=True, exist_ok=True)
         options = f"size={size_mib}m,mode=0755"
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountpoint)],
+            ["mount", "-t", "tmpfs", "-o", options, self.source, str(mountpoint)],
             check=True,
             capture_output=True,
             timeout=MOUNT_TIMEOUT_S,
@@ -69,10 +74,23 @@ class SmallDisk:
     def close(self) -> None:
         if not self.mounted:
             return
-        subprocess.run(
-            ["umount", "-l", str(self.mountpoint)],
-            check=False,
-            capture_output=True,
-            timeout=MOUNT_TIMEOUT_S,
-        )
+        unmount(str(self.mountpoint))
         self.mounted = False
+
+
+def stale_mounts(alive: Callable[[int], bool]) -> list[str]:
+    """Mount points of small disks whose owner pid is not ``alive``."""
+    stale = []
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            source, mountpoint = line.split()[:2]
+            owner = source.removeprefix(MOUNT_SOURCE_PREFIX)
+            if source.startswith(MOUNT_SOURCE_PREFIX) and owner.isdigit() and not alive(int(owner)):
+                stale.append(mountpoint.replace("\\040", " "))
+    return stale
+
+
+def unmount(mountpoint: str) -> None:
+    subprocess.run(
+        ["umount", "-l", mountpoint], check=False, capture_output=True, timeout=MOUNT_TIMEOUT_S
+    )

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from agentflow.testing.chaos.disk import stale_mounts, unmount
+
 __all__ = ["NS_PREFIX", "Host", "HostProc", "Lab", "NetFault", "remove_stale", "unavailable"]
 
 NS_PREFIX = "afchaos-"  # every namespace a lab makes starts with this
@@ -90,7 +92,16 @@ def _kill_ns_pids(netns: str) -> None:
 
 
 def remove_stale() -> list[str]:
-    """Delete the namespaces of labs whose owner process is dead; their names."""
+    """Delete the namespaces of labs whose owner process is dead, and unmount their small
+    disks; the namespaces' names and the mount points."""
+    removed = []
+    for mountpoint in stale_mounts(_pid_alive):
+        unmount(mountpoint)
+        removed.append(mountpoint)
+    return removed + _remove_stale_namespaces()
+
+
+def _remove_stale_namespaces() -> list[str]:
     done = _run(["ip", "netns", "list"], check=False)
     removed = []
     for line in done.stdout.splitlines():
