@@ -28,6 +28,7 @@ class _Cluster:
     calls: list[str] = field(default_factory=list)
     current_leader: str = "m2"
     disk: None = None
+    failing_restarts: int = 0  # the next restarts that raise
 
     def __post_init__(self) -> None:
         self.masters = {n: _Member(n) for n in ("m1", "m2", "m3")}
@@ -42,6 +43,9 @@ class _Cluster:
 
     def restart(self, name: str) -> None:
         self.calls.append(f"restart {name}")
+        if self.failing_restarts:
+            self.failing_restarts -= 1
+            raise RuntimeError(f"{name} did not come up")
         self._member(name).up = True
 
     def pause(self, name: str) -> None:
@@ -133,3 +137,15 @@ def test_stop_leaves_what_is_in_force_to_heal_all() -> None:
     assert not cluster.down() and not cluster.masters["m2"].paused and not lab.faults
     assert all(a.healed_s is not None and a.heal_error is None for a in nemesis.applied)
     assert "kill9 m3" not in cluster.calls
+
+
+def test_heal_all_sweeps_what_a_failed_heal_left() -> None:
+    fault = Fault(at_s=0.0, kind="kill-master", targets=("m1",), heal_after_s=0.0)
+    nemesis, cluster, _, _ = _nemesis([fault])
+    cluster.failing_restarts = 1
+    nemesis.run(threading.Event())
+    [applied] = nemesis.applied
+    assert applied.heal_error is not None and "did not come up" in applied.heal_error
+    assert cluster.down() == ["m1"]
+    nemesis.heal_all()
+    assert not cluster.down()
