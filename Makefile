@@ -45,13 +45,15 @@ uninstall:
 # curl runs the docs' examples (tests/docs), promtool checks /metrics and the alert rules,
 # chromium (Debian's, driven by Playwright) runs the dashboard's browser tests (tests/browser),
 # systemd-analyze verifies deploy/systemd/ (tests/deploy; hadolint and kubernetes-validate come
-# with the [dev] extra).
+# with the [dev] extra), ip/tc (iproute2) and nft (nftables) make the chaos suite's hosts and
+# network faults (tests/chaos).
 sysdeps:
 	@command -v openssl >/dev/null || { apt-get update -q && apt-get install -y -q openssl; }
 	@command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
 	@command -v promtool >/dev/null || { apt-get update -q && apt-get install -y -q prometheus; }
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 	@command -v systemd-analyze >/dev/null || { apt-get update -q && apt-get install -y -q systemd; }
+	@command -v nft >/dev/null && command -v ip >/dev/null && command -v tc >/dev/null || { apt-get update -q && apt-get install -y -q nftables iproute2; }
 
 # Lint, types and every test: the one command CI runs.
 test: $(STAMP) sysdeps
