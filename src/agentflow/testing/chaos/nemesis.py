@@ -357,7 +357,11 @@ class Nemesis:
         if kind == "transfer-leader":
             old = self._leader()
             to = fault.params.get("to")
-            new = cluster.transfer_leadership(None if to in (None, "best") else str(to))
+            # "best", the leader itself (drawn before the leader was known), or a master that
+            # cannot take over now (down, paused, removed): the leader's own pick.
+            member = cluster.masters.get(str(to))
+            able = member is not None and member.alive() and not member.paused
+            new = cluster.transfer_leadership(str(to) if able and to != old else None)
             return (old,), f"{old} -> {new}", lambda: ""
         if kind == "loss":
             (target,) = fault.targets
