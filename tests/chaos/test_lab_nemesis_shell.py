@@ -11,6 +11,8 @@ from agentflow.testing.chaos.cluster import ChaosCluster
 from agentflow.testing.chaos.nemesis import LEADER, Fault, Nemesis
 from agentflow.testing.chaos.netns import Lab, NetFault
 
+WAIT_S = 10.0  # a stand-in restart that waits gives up after this
+
 
 @dataclass
 class _Member:
@@ -29,6 +31,7 @@ class _Cluster:
     current_leader: str = "m2"
     disk: None = None
     failing_restarts: int = 0  # the next restarts that raise
+    restart_waits_for: threading.Event | None = None  # a restart that needs something first
 
     def __post_init__(self) -> None:
         self.masters = {n: _Member(n) for n in ("m1", "m2", "m3")}
@@ -43,6 +46,8 @@ class _Cluster:
 
     def restart(self, name: str) -> None:
         self.calls.append(f"restart {name}")
+        if self.restart_waits_for is not None and not self.restart_waits_for.wait(WAIT_S):
+            raise RuntimeError(f"{name} waited in vain")
         if self.failing_restarts:
             self.failing_restarts -= 1
             raise RuntimeError(f"{name} did not come up")
@@ -103,16 +108,31 @@ def test_the_leader_is_resolved_when_the_fault_applies() -> None:
     assert [line.split()[0] for line in lines] == ["apply", "heal"]
 
 
+def _stopping(nemesis: Nemesis, lines: list[str], after: int) -> threading.Event:
+    """A stop event set once ``after`` lines were logged."""
+    stop = threading.Event()
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if len(lines) == after:
+            stop.set()
+
+    nemesis.log = log
+    return stop
+
+
 def test_a_fault_on_a_target_already_down_is_kept_as_not_applied() -> None:
     faults = [
-        Fault(at_s=0.0, kind="kill-master", targets=("m1",), heal_after_s=0.0),
-        Fault(at_s=0.0, kind="pause-master", targets=("m1",), heal_after_s=0.0),
+        Fault(at_s=0.0, kind="kill-master", targets=("m1",), heal_after_s=600.0),
+        Fault(at_s=0.0, kind="pause-master", targets=("m1",), heal_after_s=600.0),
     ]
-    nemesis, cluster, _, _ = _nemesis(faults)
-    nemesis.run(threading.Event())
+    nemesis, cluster, _, lines = _nemesis(faults)
+    nemesis.run(_stopping(nemesis, lines, 2))
     kill, pause = nemesis.applied
     assert kill.error is None and pause.error is not None and "already down" in pause.error
-    assert cluster.calls == ["kill9 m1", "restart m1"]  # the pause did nothing
+    assert cluster.calls == ["kill9 m1"]  # the pause did nothing
+    nemesis.heal_all()
+    assert cluster.calls == ["kill9 m1", "restart m1"]
 
 
 def test_stop_leaves_what_is_in_force_to_heal_all() -> None:
@@ -122,15 +142,7 @@ def test_stop_leaves_what_is_in_force_to_heal_all() -> None:
         Fault(at_s=600.0, kind="kill-master", targets=("m3",), heal_after_s=1.0),
     ]
     nemesis, cluster, lab, lines = _nemesis(faults)
-    stop = threading.Event()
-
-    def log(line: str) -> None:  # stop once the first two are in force
-        lines.append(line)
-        if len(lines) == 2:
-            stop.set()
-
-    nemesis.log = log
-    nemesis.run(stop)
+    nemesis.run(_stopping(nemesis, lines, 2))  # once the first two are in force
     assert [a.fault for a in nemesis.applied] == faults[:2]
     assert cluster.down() == ["w1"] and cluster.masters["m2"].paused
     nemesis.heal_all()
@@ -149,3 +161,25 @@ def test_heal_all_sweeps_what_a_failed_heal_left() -> None:
     assert cluster.down() == ["m1"]
     nemesis.heal_all()
     assert not cluster.down()
+
+
+def test_a_heal_that_waits_does_not_hold_back_the_heal_it_waits_for() -> None:
+    # The restart of m1 can only succeed once the partition is gone (as a rejoin needs the
+    # quorum that a partition cuts): it must heal on its own time meanwhile.
+    faults = [
+        Fault(at_s=0.0, kind="kill-master", targets=("m1",), heal_after_s=0.0),
+        Fault(at_s=0.0, kind="isolate-leader", targets=(LEADER,), heal_after_s=0.0),
+    ]
+    nemesis, cluster, lab, _ = _nemesis(faults)
+    healed = threading.Event()
+    cluster.restart_waits_for = healed
+    heal = lab.heal
+
+    def heal_and_tell(fault: NetFault | None = None) -> None:
+        heal(fault)
+        healed.set()
+
+    lab.heal = heal_and_tell  # type: ignore[method-assign]
+    nemesis.run(threading.Event())
+    assert all(a.error is None and a.heal_error is None for a in nemesis.applied)
+    assert not cluster.down() and not lab.faults

@@ -176,7 +176,9 @@ class ChaosCluster:
     def kill9(self, name: str) -> None:
         member = self._member(name)
         if member.proc is not None:
-            member.proc.resume()  # a paused process dies all the same; resume its group first
+            # SIGKILL ends a stopped process too, but the children stopped with it would stay
+            # frozen: a crash leaves them running, so resume the group first.
+            member.proc.resume()
             member.proc.kill9()
         member.paused = False
 

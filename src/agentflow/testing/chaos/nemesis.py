@@ -18,7 +18,6 @@ leader is agreed) holds back the faults after it: `applied` has the real times.
 
 from __future__ import annotations
 
-import heapq
 import random
 import threading
 import time
@@ -67,6 +66,7 @@ DELAY_MS = (50, 100, 200)
 DRAWS_PER_FAULT = 8  # kinds tried at one moment before the moment is skipped
 LEADER_WAIT_S = 10.0  # a fault on the leader waits this long for one (after an election)
 LEADER = "<leader>"  # a target resolved when the fault applies
+TURN_POLL_S = 0.1  # a fault waiting for the one before it to apply looks at stop this often
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,30 +267,52 @@ class Nemesis:
         self.log = log
         self.applied: list[AppliedFault] = []
         self._heals: dict[int, Heal] = {}  # index in `applied` -> its heal, while in force
+        self._lock = threading.Lock()  # `applied` and `_heals`, shared by the faults' threads
         self._t0 = time.monotonic()
 
     def _now(self) -> float:
         return time.monotonic() - self._t0
 
     def run(self, stop: threading.Event) -> None:
-        """Apply and heal in time order until the schedule is done or ``stop`` is set (what
-        is still in force then is for `heal_all`)."""
+        """Apply and heal on time until the schedule is done or ``stop`` is set (what is
+        still in force then is for `heal_all`).
+
+        Each fault has a thread of its own. Faults apply one after the other in schedule
+        order (a fault that waits, a membership change, holds back the next ones); each heals
+        on its own time, so a heal that waits (a rejoin needing a quorum) never holds back the
+        heal of a partition or a loss that the quorum is waiting for.
+        """
         self._t0 = time.monotonic()
-        events: list[tuple[float, int, Fault | None, int]] = []
-        for order, fault in enumerate(self.faults):
-            heapq.heappush(events, (fault.at_s, order, fault, -1))
-        order = len(self.faults)
-        while events:
-            at_s, _, due, index = heapq.heappop(events)
-            if stop.wait(max(0.0, at_s - self._now())):
+        turns = [threading.Event() for _ in self.faults]
+        threads = [
+            threading.Thread(
+                target=self._fault_life, args=(i, stop, turns), name=f"nemesis-{i}", daemon=True
+            )
+            for i in range(len(self.faults))
+        ]
+        if turns:
+            turns[0].set()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _fault_life(self, i: int, stop: threading.Event, turns: list[threading.Event]) -> None:
+        """Fault ``i``: wait for its turn and time, apply, wait ``heal_after_s``, heal."""
+        fault = self.faults[i]
+        index = -1
+        try:
+            while not turns[i].wait(TURN_POLL_S):
+                if stop.is_set():
+                    return
+            if stop.wait(max(0.0, fault.at_s - self._now())):
                 return
-            if due is None:
-                self._heal(index)
-                continue
-            index = self._apply(due)
-            if index in self._heals:
-                order += 1
-                heapq.heappush(events, (self._now() + due.heal_after_s, order, None, index))
+            index = self._apply(fault)
+        finally:
+            if i + 1 < len(turns):
+                turns[i + 1].set()
+        if index in self._heals and not stop.wait(fault.heal_after_s):
+            self._heal(index)
 
     def _apply(self, fault: Fault) -> int:
         started_s = self._now()
@@ -300,27 +322,32 @@ class Nemesis:
             applied = AppliedFault(
                 fault=fault, started_s=started_s, targets=fault.targets, error=_why(exc)
             )
+            heal = None
         else:
             applied = AppliedFault(fault=fault, started_s=started_s, targets=targets, detail=detail)
-            if fault.kind not in INSTANT:
-                self._heals[len(self.applied)] = heal
-        self.applied.append(applied)
+        with self._lock:
+            index = len(self.applied)
+            self.applied.append(applied)
+            if heal is not None and fault.kind not in INSTANT:
+                self._heals[index] = heal
         self.log(f"apply {applied.describe()}")
-        return len(self.applied) - 1
+        return index
 
     def _heal(self, index: int) -> None:
-        heal = self._heals.pop(index, None)
+        with self._lock:
+            heal = self._heals.pop(index, None)
         if heal is None:
             return
-        applied = self.applied[index]
+        note, error = "", None
         try:
             note = heal()
         except Exception as exc:  # recorded; heal_all sweeps what is left
-            applied = replace(applied, healed_s=self._now(), heal_error=_why(exc))
-        else:
+            error = _why(exc)
+        with self._lock:
+            applied = self.applied[index]
             detail = f"{applied.detail}; {note}" if note else applied.detail
-            applied = replace(applied, healed_s=self._now(), detail=detail)
-        self.applied[index] = applied
+            applied = replace(applied, healed_s=self._now(), detail=detail, heal_error=error)
+            self.applied[index] = applied
         self.log(f"heal  {applied.describe()}")
 
     def heal_all(self) -> None:
@@ -357,7 +384,11 @@ class Nemesis:
         if kind == "transfer-leader":
             old = self._leader()
             to = fault.params.get("to")
-            new = cluster.transfer_leadership(None if to in (None, "best") else str(to))
+            # "best", the leader itself (drawn before the leader was known), or a master that
+            # cannot take over now (down, paused, removed): the leader's own pick.
+            member = cluster.masters.get(str(to))
+            able = member is not None and member.alive() and not member.paused
+            new = cluster.transfer_leadership(str(to) if able and to != old else None)
             return (old,), f"{old} -> {new}", lambda: ""
         if kind == "loss":
             (target,) = fault.targets
