@@ -89,7 +89,7 @@ class Applier:
                 entry.index, f"undecodable membership change: {type(exc).__name__}: {exc}"
             )
         conf = raft.apply_conf_change(change)
-        self._membership.apply(change)
+        self._membership.apply(change, entry.index)
         self._storage.set_conf_state(conf)
         self._membership.sync_peers(self._transport)
         return None

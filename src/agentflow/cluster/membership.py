@@ -41,7 +41,10 @@ class Membership:
         self.node_id = node_id
         self.join = join  # started to join a cluster: knows no configuration until sent one
         self.members: dict[str, Member] = {}
-        self._adding: set[str] = set()  # in ADD conf changes appended but not yet applied
+        # Members in ADD conf changes appended but not yet applied, each with the index of its
+        # latest such change: applying an earlier change of the same member (a REMOVE that a
+        # re-ADD follows) must not forget the ADD still to apply.
+        self._adding: dict[str, int] = {}
 
     def admits(self, peer_id: str, core_conf: Callable[[], ConfState | None]) -> bool:
         """Whether ``peer_id`` is in the configuration (voters, learners, being added).
@@ -67,11 +70,14 @@ class Membership:
             except (ValueError, KeyError, TypeError):
                 continue  # applying it decides what it means; admitting is only a hint
             if change.type is not ConfChangeType.REMOVE_NODE:
-                self._adding.add(change.node_id)
+                latest = self._adding.get(change.node_id, entry.index)
+                self._adding[change.node_id] = max(latest, entry.index)
 
-    def apply(self, change: ConfChange) -> None:
-        """Record an applied conf change: the member goes, or comes with its addresses."""
-        self._adding.discard(change.node_id)
+    def apply(self, change: ConfChange, index: int) -> None:
+        """Record the conf change applied at ``index``: the member goes, or comes with its
+        addresses. An ADD of the same member appended after ``index`` is still admitted."""
+        if self._adding.get(change.node_id, index) <= index:
+            self._adding.pop(change.node_id, None)
         if change.type is ConfChangeType.REMOVE_NODE:
             self.members.pop(change.node_id, None)
         else:

@@ -167,12 +167,13 @@ def _run(cfg: RunConfig, log: _Log) -> int:
         masters=[f"m{i}" for i in range(1, cfg.masters + 1)],
         workers=[f"w{i}" for i in range(1, cfg.workers + 1)],
         kinds=sorted(cfg.kinds) if cfg.kinds else None,
+        bystanders=["storage"],
     )
     (cfg.out / "schedule.txt").write_text("".join(f.describe() + "\n" for f in faults))
     log(f"seed {cfg.seed}: {len(faults)} faults over {cfg.duration_s:g}s")
     with Lab(cfg.out / "lab") as lab:
         ctl = lab.add_host("ctl")
-        store = lab.add_host("store")
+        store = lab.add_host("storage")
         lab.enter(ctl.name)
         store.spawn(
             [
@@ -244,7 +245,7 @@ def _exercise(
     report = RunReport.build(
         seed=cfg.seed,
         schedule=[f.describe() for f in faults],
-        faults=[(a.started_s, a.describe()) for a in nemesis.applied],
+        faults=[(a.started_s, a.describe().split(None, 1)[1]) for a in nemesis.applied],
         ops=ops,
         results=results,
         recovery_s=recovery,
