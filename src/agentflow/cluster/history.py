@@ -162,7 +162,8 @@ class TaskHistory:
             )
             self._writer.execute("COMMIT")
         except BaseException:
-            self._writer.execute("ROLLBACK")
+            if self._writer.in_transaction:  # SQLite may have ended it itself (disk full)
+                self._writer.execute("ROLLBACK")
             raise
 
     def _written(self, batch: list[_Evicted]) -> None:

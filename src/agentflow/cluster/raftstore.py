@@ -113,7 +113,10 @@ class RaftStore:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite ends the transaction itself on some errors (SQLITE_FULL): a ROLLBACK then
+            # fails and would hide the error that matters ("database or disk is full").
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     async def compact(self, upto: int) -> None:
