@@ -70,6 +70,11 @@ MAX_RETRIES = 8  # per task, so that lost workers rarely exhaust one
 RETRY_BACKOFF_S = 0.01  # doubled per retry: a fail-always task spends 2.5 s waiting in all
 LOCK_TTL_S = 3.0  # short, so that a paused or cut-off holder loses its lock
 LOCK_WAIT_S = 1.0
+# A holder stalls now and then past its TTL between appends, as a process paused by the
+# scheduler or a collector would: its lease ends, another holder may take the lock, and its
+# next append carries a token the storage host's fence must refuse.
+HOLDER_STALL_CHANCE = 0.1
+HOLDER_STALL_S = LOCK_TTL_S + 1.0
 LOCKS = 2
 LOCK_PREFIX = "chaos-lock-"
 AGENT_PREFIX = "chaos-agent-"
@@ -237,12 +242,14 @@ class ClientThread:
         self._bodies: dict[str, dict[str, Any]] = {}  # idempotency key → submitted fields
         self._recent: list[str] = []
         self._made = 0  # keys and holders made by this client
+        self._stop = threading.Event()  # the workload's, once running: it cuts a stall short
 
     def close(self) -> None:
         self.storage.close()
         self.client.close()
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         ops: Sequence[Callable[[], None]] = (
             self.submit,
             self.resubmit,
@@ -415,8 +422,9 @@ class ClientThread:
             return
         token = int(op.result["token"])
         for i in range(self.rng.randint(1, 3)):
+            stall = self.rng.random() < HOLDER_STALL_CHANCE
+            self._stop.wait(HOLDER_STALL_S if stall else self.rng.uniform(0.0, 0.3))
             self._append(lock, holder, token, f"{holder}#{i}")
-            time.sleep(self.rng.uniform(0.0, 0.3))
 
         def release() -> dict[str, Any]:
             body = {"session": holder, "token": token}

@@ -239,7 +239,6 @@ def _exercise(
     ops = recorder.ops()
     records = storage.records()
     write_jsonl(cfg.out / "history.jsonl", ops)
-    write_jsonl(cfg.out / "storage.jsonl.checked", records)
     convergence = Convergence(views=views, recovery_s=recovery, bound_s=cfg.failover_bound_s)
     results = check_all(ops, records, convergence=convergence)
     report = RunReport.build(
