@@ -21,7 +21,7 @@ from agentflow.testing.chaos.report import RunReport
 pytestmark = pytest.mark.slow
 
 SEED = 18
-FAULT_SECONDS = 12
+FAULT_SECONDS = 10
 RUN_LIMIT_S = 300  # a hang is a failure, with the run's output
 
 
