@@ -3,11 +3,9 @@ accepted, and every decision is on disk before its answer (and survives a kill -
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from agentflow.testing.chaos.history import read_storage
 from agentflow.testing.chaos.storage import StorageClient, StorageHost
@@ -15,20 +13,11 @@ from tests.chaos.work_hosts import start_storage
 from tests.e2e.procs import Processes
 
 
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.close()
-
-
 def test_a_lower_token_is_refused_an_equal_one_accepted_and_streams_are_fenced_apart(
-    hosts: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path
 ) -> None:
     records = tmp_path / "records.jsonl"
-    _, url = start_storage(hosts, records)
+    _, url = start_storage(procs, records)
     writes = [
         ("lock:a", "h1", 5, "x1"),
         ("lock:a", "h1", 5, "x2"),  # the same holder again, same token: accepted
@@ -55,23 +44,23 @@ def test_a_lower_token_is_refused_an_equal_one_accepted_and_streams_are_fenced_a
 
 
 def test_the_fence_survives_a_kill9_and_restart_on_the_same_file(
-    hosts: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path
 ) -> None:
     records = tmp_path / "records.jsonl"
-    proc, url = start_storage(hosts, records)
+    proc, url = start_storage(procs, records)
     port = int(url.rsplit(":", 1)[1])
     with StorageClient(url) as storage:
         assert storage.write("task:t1", "t1/2", 7, "start")["accepted"]
     proc.kill9()
-    _, url = start_storage(hosts, records, port=port)
+    _, url = start_storage(procs, records, port=port)
     with StorageClient(url) as storage:
         assert storage.write("task:t1", "t1/1", 3, "end") == {"accepted": False, "highest": 7}
         assert [r.accepted for r in storage.records()] == [True, False]
 
 
-def test_a_malformed_write_is_refused_and_not_recorded(hosts: Processes, tmp_path: Path) -> None:
+def test_a_malformed_write_is_refused_and_not_recorded(procs: Processes, tmp_path: Path) -> None:
     records = tmp_path / "records.jsonl"
-    _, url = start_storage(hosts, records)
+    _, url = start_storage(procs, records)
     bad = [{"stream": "s", "writer": "w", "token": "1", "event": "e"}, {"stream": "s"}, [1]]
     for body in bad:
         assert httpx.post(url + "/write", json=body, timeout=5).status_code == 422

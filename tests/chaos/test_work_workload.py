@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,22 +50,13 @@ KINDS = {
 }
 
 
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.close()
-
-
 def run_workload(
-    hosts: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path
 ) -> tuple[list[Op], list[StorageRecord], Workload]:
-    cluster = hosts.cluster(3)
+    cluster = procs.cluster(3)
     for name in ("w1", "w2"):
-        hosts.worker(name, cluster.urls, "--slots", "4")
-    _, storage_url = start_storage(hosts, tmp_path / "storage.jsonl")
+        procs.worker(name, cluster.urls, "--slots", "4")
+    _, storage_url = start_storage(procs, tmp_path / "storage.jsonl")
     recorder = Recorder()
     urls = [m.url for m in cluster.masters.values()]
     workload = Workload(urls, storage_url, recorder, seed=18, clients=3, pause_s=0.1)
@@ -86,9 +76,9 @@ def run_workload(
 
 
 def test_a_workload_through_a_leader_kill_records_every_kind_and_reads_every_task_back(
-    hosts: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path
 ) -> None:
-    ops, records, workload = run_workload(hosts, tmp_path)
+    ops, records, workload = run_workload(procs, tmp_path)
     assert workload.unexpected == []
     kinds = Counter(op.f for op in ops)
     assert set(kinds) >= KINDS, f"missing {KINDS - set(kinds)}: {kinds}"
