@@ -46,6 +46,7 @@ FAULTS = [
     ),
     Fault(at_s=10.0, kind="one-way", targets=(LEADER,), heal_after_s=1.0),
     Fault(at_s=11.5, kind="pause-master", targets=("m3",), heal_after_s=1.0),
+    Fault(at_s=11.5, kind="isolate-worker", targets=("w1",), heal_after_s=1.0),
     Fault(at_s=13.0, kind="transfer-leader", targets=(LEADER,), params={"to": "best"}),
 ]
 

@@ -30,7 +30,14 @@ from agentflow.api.identity import task_token
 from agentflow.errors import ConflictError
 from agentflow.state import StateMachine, TaskRecord
 from agentflow.state.commands import ReportAttempts, TaskOutcome
-from agentflow.state.events import AttemptWithdrawn, CancelRequested, Event, TaskAssigned
+from agentflow.state.events import (
+    AttemptWithdrawn,
+    CancelRequested,
+    Event,
+    TaskAssigned,
+    WorkerChanged,
+)
+from agentflow.state.records import WorkerState
 from agentflow.workerwire import Report
 
 __all__ = [
@@ -50,6 +57,7 @@ PARENT_TAIL_BYTES = 4096
 
 CLOSE_PROTOCOL = 4400  # a frame that does not decode, or a first frame that is not a hello
 CLOSE_CONFLICT = 4409  # the worker id is held by another instance, or this session was replaced
+CLOSE_LOST = 4410  # the worker was declared lost (silent past the timeout): register again
 SECRET_BYTES = 32
 
 
@@ -238,8 +246,21 @@ class SessionHub:
                     session.send(
                         {"t": kind, "task_id": event.task_id, "token": event.fencing_token}
                     )
+            elif isinstance(event, WorkerChanged) and event.state == WorkerState.LOST.value:
+                pending.pop(event.worker_id, None)
+                self._end_lost(event.worker_id)
         for worker_id, frames in pending.items():
-            self._flush(self.sessions[worker_id], frames)
+            if worker_id in self.sessions:
+                self._flush(self.sessions[worker_id], frames)
+
+    def _end_lost(self, worker_id: str) -> None:
+        """Close the session of a worker declared lost. Its connection may have outlived the
+        silence (a partition, a pause: TCP kept the bytes), and a lost worker is given
+        nothing: it must register again, which also tells it which attempts to drop."""
+        session = self.sessions.pop(worker_id, None)
+        if session is not None:
+            session.send({"t": "error", "detail": "declared lost (silent too long): reconnect"})
+            session.close(CLOSE_LOST)
 
     @staticmethod
     def _flush(session: WorkerSession, frames: list[dict[str, Any]]) -> None:

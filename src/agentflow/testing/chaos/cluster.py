@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -176,9 +177,9 @@ class ChaosCluster:
     def kill9(self, name: str) -> None:
         member = self._member(name)
         if member.proc is not None:
-            # SIGKILL ends a stopped process too, but the children stopped with it would stay
-            # frozen: a crash leaves them running, so resume the group first.
-            member.proc.resume()
+            # SIGKILL ends a stopped process too, but what was frozen with it on its host
+            # (a worker's task bodies) would stay so: a crash leaves them running.
+            member.host.signal_all(signal.SIGCONT)
             member.proc.kill9()
         member.paused = False
 
@@ -195,15 +196,16 @@ class ChaosCluster:
             self._spawn(member, self._worker_argv(member))
 
     def pause(self, name: str) -> None:
+        """Freeze ``name``'s host: every process on it, a worker's task bodies included (they
+        run in sessions of their own), as a machine stalls."""
         member = self._member(name)
         if member.proc is not None and member.alive():
-            member.proc.pause()
+            member.host.signal_all(signal.SIGSTOP)
             member.paused = True
 
     def resume(self, name: str) -> None:
         member = self._member(name)
-        if member.proc is not None:
-            member.proc.resume()
+        member.host.signal_all(signal.SIGCONT)
         member.paused = False
 
     def down(self) -> list[str]:

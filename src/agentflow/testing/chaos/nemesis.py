@@ -43,6 +43,7 @@ __all__ = [
 KINDS = (
     "kill-master",
     "kill-worker",
+    "isolate-worker",
     "pause-master",
     "pause-worker",
     "partition-majority",
@@ -146,6 +147,8 @@ def _possible(kind: str, ms: list[str], ws: list[str], disk_master: str | None) 
     """Whether this cluster has what ``kind`` needs (a minority to impair, a worker...)."""
     if kind in ("kill-worker", "pause-worker"):
         return bool(ws)
+    if kind == "isolate-worker":
+        return bool(ws) and bool(ms)
     if kind == "disk-full":
         return disk_master in ms and len(ms) >= 3
     if kind in MASTER_IMPAIRING or kind in SPLITS:
@@ -171,7 +174,7 @@ def _draw(
     params: dict[str, Any] = {}
     if kind in ("kill-master", "pause-master", "membership", "delay"):
         targets = (rng.choice(ms),)
-    elif kind in ("kill-worker", "pause-worker"):
+    elif kind in ("kill-worker", "pause-worker", "isolate-worker"):
         targets = (rng.choice(ws),)
     elif kind == "disk-full":
         assert disk_master is not None
@@ -396,6 +399,9 @@ class Nemesis:
         if kind == "delay":
             (target,) = fault.targets
             return fault.targets, *self._net(self.lab.delay(target, int(fault.params["ms"])))
+        if kind == "isolate-worker":  # cut from every master, not from the storage host
+            masters = [n for n, m in cluster.masters.items() if not m.removed]
+            return fault.targets, *self._net(self.lab.partition(fault.targets, masters))
         return self._split(fault)
 
     def _process_fault(self, fault: Fault) -> tuple[tuple[str, ...], str, Heal]:

@@ -197,6 +197,16 @@ class Host:
         self.procs.append(proc)
         return proc
 
+    def signal_all(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to every process on this host (its namespace), in whatever session:
+        a worker's task bodies run in sessions of their own, and a frozen host freezes them
+        too."""
+        done = _run(["ip", "netns", "pids", self.netns], check=False)
+        for word in done.stdout.split():
+            if word != str(os.getpid()):
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(word), sig)
+
     def exec(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a short command (nft, tc, ip) on this host and wait for it."""
         return _run(["ip", "netns", "exec", self.netns, *argv], check=check)
