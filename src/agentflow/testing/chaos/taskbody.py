@@ -8,7 +8,7 @@ and writes ``end``. The rule says how the attempt ends:
 - ``ok``: exit 0;
 - ``fail-once``: exit 1 (after ``start``, without ``end``) on attempt 1, then like ``ok``;
 - ``fail-always``: exit 1 (after ``start``, without ``end``) on every attempt;
-- ``slow``: like ``ok`` with a sleep of 2-4 s, so that faults catch it running.
+- ``slow``: like ``ok`` with a sleep of 3-6 s, so that faults catch it running.
 
 A write that got no answer is sent again until WRITE_DEADLINE_S has passed: the first may have
 landed, so the same write can appear twice in the records (the checkers allow it).
@@ -51,7 +51,7 @@ EXIT_UNANSWERED = 4
 WRITE_DEADLINE_S = 20.0  # how long one write is retried while the storage host is unreachable
 RETRY_PAUSE_S = 0.2
 SHORT_SLEEP_S = (0.05, 0.3)
-SLOW_SLEEP_S = (2.0, 4.0)
+SLOW_SLEEP_S = (3.0, 6.0)  # past the 3 s loss timeout: a cut-off worker's body outlives it
 
 
 class _UnansweredError(Exception):
