@@ -30,7 +30,7 @@ from agentflow.testing.chaos.checkers import Convergence, check_all
 from agentflow.testing.chaos.checkers.common import PARKED_GROUP
 from agentflow.testing.chaos.cluster import ChaosCluster
 from agentflow.testing.chaos.history import Recorder, write_jsonl
-from agentflow.testing.chaos.nemesis import KINDS, Nemesis, schedule
+from agentflow.testing.chaos.nemesis import KINDS, Fault, Nemesis, schedule
 from agentflow.testing.chaos.netns import Lab, unavailable
 from agentflow.testing.chaos.report import RunReport
 from agentflow.testing.chaos.storage import StorageClient
@@ -129,19 +129,18 @@ def _recovery_s(urls: list[str], token: str | None, deadline_s: float) -> float 
     return time.monotonic() - started
 
 
-def _queue_quiet(urls: list[str], token: str | None) -> Callable[[], bool]:
-    """Whether no task of the workers' group is queued, assigned or running any more."""
-    client = Client(urls, token=token, retry_for_s=1.0, timeout_s=5.0)
+def _drained(urls: list[str], token: str | None, deadline_s: float) -> bool:
+    """Whether, within the deadline, no task of the workers' group is left to run."""
+    with Client(urls, token=token, retry_for_s=1.0, timeout_s=5.0) as client:
 
-    def quiet() -> bool:
-        try:
-            stats: dict[str, Any] = client.queue_stats()
-        except Exception:
-            return False
-        return _busy(stats) == 0
+        def quiet() -> bool:
+            try:
+                stats: dict[str, Any] = client.queue_stats()
+            except Exception:
+                return False
+            return _busy(stats) == 0
 
-    quiet.close = client.close  # type: ignore[attr-defined]
-    return quiet
+        return _until(quiet, deadline_s)
 
 
 def _busy(stats: dict[str, Any]) -> int:
@@ -207,7 +206,7 @@ def _exercise(
     lab: Lab,
     cluster: ChaosCluster,
     storage: StorageClient,
-    faults: list[Any],
+    faults: list[Fault],
 ) -> int:
     started = time.monotonic()
     recorder = Recorder()
@@ -228,11 +227,7 @@ def _exercise(
     recovery = _recovery_s(cluster.urls, token, RECOVERY_DEADLINE_S)
     log(f"first acknowledged write after healing: {_seconds(recovery)}")
     workload.stop(STOP_DEADLINE_S)
-    quiet = _queue_quiet(cluster.urls, token)
-    try:
-        drained = _until(quiet, QUIET_DEADLINE_S)
-    finally:
-        quiet.close()  # type: ignore[attr-defined]
+    drained = _drained(cluster.urls, token, QUIET_DEADLINE_S)
     log("the workers' queue drained" if drained else "the queue did not drain in time")
     workload.final_reads(FINAL_READS_S)
     views = _converged_views(cluster, log)
