@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from agentflow.api.decoding import JSONResponse, read_model
 from agentflow.api.schemas import TaskIn, WorkflowIn, _Strict
-from agentflow.api.service import MasterService, service
+from agentflow.api.service import MasterService, require_workspaces, service
 from agentflow.api.views import iso
 from agentflow.api.workflow_routes import checked_dag, dag_tasks
 from agentflow.durations import format_duration, parse_duration
@@ -111,13 +111,14 @@ def _timing(body: _Timing, limits: ScheduleLimits) -> dict[str, Any]:
     return fields
 
 
-def _template(body: _Timing) -> dict[str, Any]:
+def _template(body: _Timing, svc: MasterService) -> dict[str, Any]:
     """``kind`` and ``template`` for the run ``body`` gives, validated as its submit route
     validates it (none when it gives neither)."""
     if body.task is not None:
         if body.task.idempotency_key is not None:
             raise ValidationError("a scheduled task gets its idempotency key from its fire time")
         new = body.task.to_new_task("scheduled")
+        require_workspaces(svc, [new])
         return {"kind": RunKind.TASK.value, "template": dataclasses.asdict(new)}
     if body.workflow is not None:
         wf = body.workflow
@@ -126,6 +127,7 @@ def _template(body: _Timing) -> dict[str, Any]:
                 "a scheduled workflow gets its idempotency key from its fire time"
             )
         tasks = dag_tasks(wf, checked_dag(wf), {t.id: t.id for t in wf.tasks})
+        require_workspaces(svc, tasks)
         template = {
             "name": wf.name,
             "failure_policy": wf.failure_policy,
@@ -179,7 +181,7 @@ async def create_schedule(request: Request) -> JSONResponse:
     body = await read_model(request, ScheduleIn, svc.config.max_request_bytes)
     if svc.machine.schedules.get(body.name) is not None:
         raise ConflictError(f"schedule {body.name} exists", schedule=body.name)
-    fields = _timing(body, svc.machine.schedules.limits) | _template(body)
+    fields = _timing(body, svc.machine.schedules.limits) | _template(body, svc)
     await svc.log.propose(
         CreateSchedule(
             now_ms=svc.now_ms(),
@@ -211,7 +213,7 @@ async def patch_schedule(request: Request, name: str) -> JSONResponse:
     record = _schedule(svc, name)
     if body.timezone is not None and body.cron is None and record.cron is None:
         raise ValidationError("timezone applies to a cron expression, not to every")
-    fields = _timing(body, svc.machine.schedules.limits) | _template(body)
+    fields = _timing(body, svc.machine.schedules.limits) | _template(body, svc)
     await svc.log.propose(
         UpdateSchedule(
             now_ms=svc.now_ms(),

@@ -7,6 +7,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentflow import gitspec
+from agentflow.api.workspace_schema import WorkspaceIn
 from agentflow.byvalue import BASE64_PATTERN, MAX_PICKLED_CHARS
 from agentflow.errors import PayloadTooLargeError
 from agentflow.state.commands import NewTask
@@ -109,6 +111,7 @@ class TaskIn(_Strict):
     resources: ResourcesIn = Field(default=NO_RESOURCES)  # not one model built per task
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    workspace: WorkspaceIn | None = None
 
     noop_allowed: ClassVar[bool] = False  # a workflow task may run nothing (a join point)
 
@@ -167,6 +170,28 @@ class TaskIn(_Strict):
             raise ValueError("nothing to run: give command, args, agent+prompt, or a description")
         return self
 
+    @model_validator(mode="after")
+    def _workspace_fits(self) -> TaskIn:
+        # Workflow tasks are held to the lone task's rules until workflow defaults and
+        # ${parents..} refs land (design 19 §2): nothing half-checked reaches the log.
+        workspace = self.workspace
+        if workspace is None:
+            return self
+        if self.function is not None or self.pickled is not None:
+            raise ValueError("a workspace runs a program in a git worktree: drop function/pickled")
+        if workspace.repo is None:
+            raise ValueError("workspace needs a repo")
+        if workspace.parent is not None:
+            raise ValueError("workspace ref ${parents..} names a workflow parent: use a workflow")
+        if self.cwd is not None:
+            try:
+                gitspec.check_sparse(self.cwd)
+            except gitspec.GitSpecError as err:
+                raise ValueError(
+                    f"with a workspace, cwd is relative to the worktree: {err}"
+                ) from None
+        return self
+
     @property
     def runs_nothing(self) -> bool:
         return (
@@ -192,6 +217,8 @@ class TaskIn(_Strict):
             spec["agent"], spec["prompt"] = self.agent, self.prompt
         else:
             spec["command"] = self.command if self.command is not None else self.description
+        if self.workspace is not None:
+            spec["workspace"] = self.workspace.to_spec()
         title = self.title or (
             self.function or self.command or self.description or " ".join(map(str, self.args or []))
         )

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -24,11 +24,12 @@ from agentflow.api.request_metrics import RequestTimings
 from agentflow.api.sessions import SessionHub
 from agentflow.api.task_metrics import TaskTimings
 from agentflow.api.waiters import KeyedWaiters, wait_for
+from agentflow.api.workspace_schema import WORKSPACE_FORMAT
 from agentflow.cluster.history import HISTORY_FILE, TaskHistory
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.cluster.seam import MasterLog
 from agentflow.config import MasterConfig
-from agentflow.errors import AgentFlowError, NotFoundError, OverloadedError
+from agentflow.errors import AgentFlowError, ConflictError, NotFoundError, OverloadedError
 from agentflow.scheduler import Scheduler, SchedulerConfig
 from agentflow.scheduler.lockkeeper import LockKeeper
 from agentflow.state import StateLimits, StateMachine, TaskRecord, TaskStatus
@@ -242,6 +243,7 @@ class MasterService:
     # -- operations used by routes ------------------------------------------------------------
 
     async def submit(self, tasks: list[NewTask]) -> list[tuple[str, bool]]:
+        require_workspaces(self, tasks)
         queued = self.machine.tasks.status_counts[TaskStatus.QUEUED]
         if queued + len(tasks) > self.config.max_queued_tasks:
             raise OverloadedError(
@@ -251,6 +253,12 @@ class MasterService:
             SubmitTasks(now_ms=self.now_ms(), tasks=tasks, place=True)
         )
         return result
+
+    def log_format(self) -> int:
+        """The log format the cluster writes. A log that cannot say (one from before design 19
+        §3 lands) writes format 2, which knows no workspaces."""
+        written = getattr(self.log, "log_format", None)
+        return int(written()) if callable(written) else 2
 
     def task(self, task_id: str) -> TaskRecord:
         task = self.machine.tasks.peek(task_id)  # read only: a frozen task stays frozen
@@ -390,3 +398,15 @@ def _unsent(event: OutputAppended, sent: int) -> bytes:
     """What of ``event``'s chunk lies past byte ``sent`` of its stream."""
     start = event.end - len(event.data)
     return event.data[max(0, sent - start) :]
+
+
+def require_workspaces(svc: MasterService, tasks: Iterable[NewTask]) -> None:
+    """Refuse workspace tasks (409) while the cluster still writes a log format from before
+    them: a master or worker of the older release would drop or choke on the field."""
+    if not any("workspace" in task.spec for task in tasks):
+        return
+    written = svc.log_format()
+    if written < WORKSPACE_FORMAT:
+        raise ConflictError(
+            f"the cluster still writes log format {written}; finish the upgrade to use workspaces"
+        )

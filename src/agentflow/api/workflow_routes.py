@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from agentflow.api.decoding import JSONResponse, read_model, read_no_body
 from agentflow.api.schemas import WorkflowIn, new_task_id
-from agentflow.api.service import MasterService, service
+from agentflow.api.service import MasterService, require_workspaces, service
 from agentflow.api.views import iso
 from agentflow.errors import NotFoundError, ValidationError
 from agentflow.scheduler.dag import (
@@ -77,6 +77,7 @@ async def submit_workflow(request: Request) -> JSONResponse:
     body = await read_model(request, WorkflowIn, svc.config.max_request_bytes)
     analysis = checked_dag(body)
     tasks = dag_tasks(body, analysis, {t.id: new_task_id() for t in body.tasks})
+    require_workspaces(svc, tasks)
     workflow_id = "wf-" + secrets.token_hex(8)
     result = await svc.log.propose(
         SubmitWorkflow(

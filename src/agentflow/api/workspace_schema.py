@@ -1,0 +1,94 @@
+"""The ``workspace`` of a submitted task, checked field by field through :mod:`agentflow.gitspec`.
+
+Each check is the one the worker runs again when it decodes the task, so a bad repo, ref, branch,
+sparse path, author or message is a 422 naming its field, and nothing is committed. ``repo`` is
+optional here because a workflow's defaults may supply it; a lone task must give one
+(``TaskIn`` says so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from agentflow import gitspec
+from agentflow.gitspec import MAX_SPARSE, WorkspaceSpec
+
+__all__ = ["WORKSPACE_FORMAT", "WorkspaceIn"]
+
+# The log format from which masters and workers know workspaces (design 19 §3); the state's
+# envelope names it too once that lands, and the API gate compares the cluster's format to it.
+WORKSPACE_FORMAT = 3
+
+
+class WorkspaceIn(BaseModel):
+    """A git workspace: where the task starts (``repo``, ``ref``), where its result goes
+    (``branch``), whether it commits and pushes, and an optional sparse cone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str | None = None
+    ref: str | None = None
+    branch: str | None = None
+    commit: StrictBool = True
+    push: StrictBool = True
+    sparse: list[str] = Field(default_factory=list, max_length=MAX_SPARSE)
+    message: str | None = None
+    author: str | None = None
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        return None if value is None else gitspec.check_repo(value)
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        return None if value is None else gitspec.check_ref(value)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, value: str | None) -> str | None:
+        return None if value is None else gitspec.check_branch(value)
+
+    @field_validator("sparse")
+    @classmethod
+    def _sparse(cls, value: list[str]) -> list[str]:
+        return [gitspec.check_sparse(path) for path in value]
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str | None) -> str | None:
+        return None if value is None else gitspec.check_message(value)
+
+    @field_validator("author")
+    @classmethod
+    def _author(cls, value: str | None) -> str | None:
+        return None if value is None else gitspec.check_author(value)
+
+    @model_validator(mode="after")
+    def _push_needs_commit(self) -> WorkspaceIn:
+        if self.push and not self.commit:
+            raise ValueError("workspace push needs commit: give push false with commit false")
+        return self
+
+    @property
+    def parent(self) -> tuple[str, str] | None:
+        """``(key, "commit"|"branch")`` when ``ref`` names a workflow parent's result."""
+        return None if self.ref is None else gitspec.parent_ref(self.ref)
+
+    def to_spec(self) -> dict[str, Any]:
+        """The wire form the replicated ``TaskSpec`` carries (defaults left out)."""
+        if self.repo is None:
+            raise ValueError("workspace needs a repo")
+        return WorkspaceSpec(
+            repo=self.repo,
+            ref=self.ref,
+            branch=self.branch,
+            commit=self.commit,
+            push=self.push,
+            sparse=tuple(self.sparse),
+            message=self.message,
+            author=self.author,
+        ).to_wire()
