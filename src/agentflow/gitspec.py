@@ -121,6 +121,8 @@ def _check_url(scheme: str, authority: str, path: str) -> None:
             raise GitSpecError("repo file URL must be file:///absolute/path")
     elif not host:
         raise GitSpecError("repo URL must name a host")
+    if path.strip("/") == "":
+        raise GitSpecError("repo URL must name a path after the host")
 
 
 def _check_scp(user: str | None, host: str, path: str) -> None:

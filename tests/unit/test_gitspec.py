@@ -67,6 +67,8 @@ REPO_BAD = [
     ("file://otherhost/r", "file:///"),
     ("file://relative", "file:///"),
     ("git@host:", "path"),
+    ("ssh://git", "path after the host"),
+    ("https://h/", "path after the host"),
 ]
 
 

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from agentflow.cli.output import Cell, Output, output_options
 from agentflow.cli.params import DAY, Duration, parse_pairs, parse_resources
+from agentflow.cli.workspace import workspace_body, workspace_options
 from agentflow.client import Client, TaskInfo
 from agentflow.config import read_token_file
 from agentflow.errors import ConfigError
@@ -140,6 +141,7 @@ def _needs(
     help="Print the id to stderr, stream the output live, exit with the task's outcome "
     "(Ctrl-C stops watching; the task goes on).",
 )
+@workspace_options
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED)
 @client_options
 def submit(
@@ -151,6 +153,13 @@ def submit(
     label: tuple[str, ...],
     resources: tuple[str, ...],
     wait: bool,
+    workspace: str | None,
+    branch: str | None,
+    sparse: tuple[str, ...],
+    no_commit: bool,
+    no_push: bool,
+    commit_message: str | None,
+    author: str | None,
     **fields: Any,
 ) -> None:
     """Submit a task: --command 'shell text', or -- PROGRAM ARGS..., or --agent/--prompt.
@@ -162,6 +171,15 @@ def submit(
     if not argv and not fields.get("command") and not fields.get("agent"):
         raise click.UsageError("nothing to run: give --command, -- PROGRAM ARGS, or --agent")
     needs = _needs(env, label, resources)
+    fields["workspace"] = workspace_body(
+        workspace=workspace,
+        branch=branch,
+        sparse=sparse,
+        no_commit=no_commit,
+        no_push=no_push,
+        commit_message=commit_message,
+        author=author,
+    )
     with make_client(master_url, api_token) as client:
         task = client.submit(args=list(argv) if argv else None, **needs, **fields)
         if not wait:

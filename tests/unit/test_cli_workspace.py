@@ -1,0 +1,108 @@
+"""``agentflow submit --workspace REPO[@REF]``: the split, the companions, and one usage line for
+each bad value before any request is sent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import click
+import pytest
+
+from agentflow.cli.workspace import split_repo_ref, workspace_body
+
+
+@pytest.mark.parametrize(
+    ("text", "repo", "ref"),
+    [
+        ("https://h/o/r.git", "https://h/o/r.git", None),
+        ("https://h/o/r.git@v1.2", "https://h/o/r.git", "v1.2"),
+        ("https://h/o/r.git@feature/x", "https://h/o/r.git", "feature/x"),
+        ("git@h:o/r.git", "git@h:o/r.git", None),
+        ("git@h:o/r.git@feature/x", "git@h:o/r.git", "feature/x"),
+        ("ssh://git@h/r", "ssh://git@h/r", None),
+        ("ssh://git@h/r@main", "ssh://git@h/r", "main"),
+        ("/srv/r.git@", "/srv/r.git", None),
+        ("/srv/r.git@" + "a" * 40, "/srv/r.git", "a" * 40),
+        ("https://TOKEN@h/r", "https://TOKEN@h/r", None),  # refused whole, as a credential
+    ],
+)
+def test_repo_ref_split_at_the_last_at(text: str, repo: str, ref: str | None) -> None:
+    assert split_repo_ref(text) == (repo, ref)
+
+
+def test_a_dot_path_names_the_repository_here() -> None:
+    assert split_repo_ref("./r.git@dev") == (os.path.abspath("r.git"), "dev")
+    assert split_repo_ref("../r.git") == (os.path.abspath("../r.git"), None)
+
+
+def _body(**given: Any) -> dict[str, Any] | None:
+    options: dict[str, Any] = {
+        "workspace": None,
+        "branch": None,
+        "sparse": (),
+        "no_commit": False,
+        "no_push": False,
+        "commit_message": None,
+        "author": None,
+    }
+    return workspace_body(**(options | given))
+
+
+def test_workspace_body_leaves_defaults_out() -> None:
+    assert _body() is None
+    assert _body(workspace="/srv/r.git") == {"repo": "/srv/r.git"}
+    assert _body(
+        workspace="git@h:o/r.git@main",
+        branch="fix/1",
+        sparse=("src/",),
+        no_push=True,
+        commit_message="Fix it",
+        author="Ada <a@b>",
+    ) == {
+        "repo": "git@h:o/r.git",
+        "ref": "main",
+        "branch": "fix/1",
+        "push": False,
+        "sparse": ["src"],
+        "message": "Fix it",
+        "author": "Ada <a@b>",
+    }
+    assert _body(workspace="/r", no_commit=True) == {"repo": "/r", "commit": False, "push": False}
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"branch": "x"}, "--branch needs --workspace"),
+        ({"sparse": ("a",), "no_push": True}, "--sparse, --no-push needs --workspace"),
+        ({"workspace": "ext::sh"}, "transport"),
+        ({"workspace": "relative/r.git"}, "absolute path"),
+        ({"workspace": "https://TOKEN@h/r"}, "credentials"),
+        ({"workspace": "/r@-x"}, "ref must not start with '-'"),
+        ({"workspace": "/r", "branch": "HEAD"}, "branch"),
+        ({"workspace": "/r", "sparse": ("../x",)}, "sparse path"),
+        ({"workspace": "/r", "author": "nobody"}, "author"),
+        ({"workspace": "/r", "commit_message": "AgentFlow-Task: x"}, "message"),
+    ],
+)
+def test_bad_workspace_options_are_usage_errors(given: dict[str, Any], says: str) -> None:
+    with pytest.raises(click.UsageError, match=says):
+        _body(**given)
+
+
+def test_the_cli_answers_one_line_and_sends_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentflow", "submit", "--workspace", "ext::sh", "--", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=os.environ | {"AGENTFLOW_MASTER_URL": "http://127.0.0.1:9"},  # nothing listens
+    )
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: --workspace: repo must not name a <transport>:: address")
