@@ -12,6 +12,9 @@ import click
 import pytest
 
 from agentflow.cli.workspace import split_repo_ref, workspace_body
+from agentflow.client import TaskInfo
+from agentflow.client._core import build_task
+from agentflow.gitspec import WorkspaceResult
 
 
 @pytest.mark.parametrize(
@@ -22,6 +25,7 @@ from agentflow.cli.workspace import split_repo_ref, workspace_body
         ("https://h/o/r.git@feature/x", "https://h/o/r.git", "feature/x"),
         ("git@h:o/r.git", "git@h:o/r.git", None),
         ("git@h:o/r.git@feature/x", "git@h:o/r.git", "feature/x"),
+        ("git@h:o/r.git@h2:x", "git@h:o/r.git@h2:x", None),  # a ':' after the '@': no ref
         ("ssh://git@h/r", "ssh://git@h/r", None),
         ("ssh://git@h/r@main", "ssh://git@h/r", "main"),
         ("/srv/r.git@", "/srv/r.git", None),
@@ -106,3 +110,13 @@ def test_the_cli_answers_one_line_and_sends_nothing() -> None:
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
     assert line.startswith("error: --workspace: repo must not name a <transport>:: address")
+
+
+def test_the_sdk_carries_the_workspace_both_ways() -> None:
+    body = build_task("make fix", workspace={"repo": "/srv/r.git", "ref": "main"})
+    assert body["workspace"] == {"repo": "/srv/r.git", "ref": "main"}
+    assert "workspace" not in build_task("make fix", workspace=None)
+    sha = "c" * 40
+    view = {"id": "t-1", "status": "completed", "workspace_result": {"base": sha}}
+    assert TaskInfo.from_json(view).workspace_result == WorkspaceResult(base=sha)
+    assert TaskInfo.from_json({"id": "t-2", "status": "queued"}).workspace_result is None

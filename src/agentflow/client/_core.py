@@ -28,6 +28,7 @@ from agentflow.errors import (
     UnavailableError,
     error_from_problem,
 )
+from agentflow.gitspec import WorkspaceResult
 
 __all__ = [
     "BATCH",
@@ -127,6 +128,13 @@ class TaskInfo:
     @property
     def ok(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def workspace_result(self) -> WorkspaceResult | None:
+        """What the last attempt's git workspace came to (base, commit, branch, changed
+        files), or None for a task with no workspace or none recorded yet."""
+        wire = self.raw.get("workspace_result")
+        return None if wire is None else WorkspaceResult.from_wire(wire)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskInfo:
