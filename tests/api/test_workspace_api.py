@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentflow.api.schemas import TaskIn
+from agentflow.api.schemas import TaskIn, WorkflowIn
 from tests.api.conftest import Master, problem
 
 TASK: dict[str, Any] = {"title": "edit", "command": "make fix"}
@@ -84,3 +84,71 @@ def test_a_good_workspace_travels_in_the_spec_with_defaults_left_out() -> None:
         "author": "Ada <ada@example.org>",
     }
     assert "workspace" not in TaskIn.model_validate(TASK).to_new_task("t-2").spec
+
+
+def _flow(*tasks: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"tasks": list(tasks)} | ({"defaults": defaults} if defaults else {})
+
+
+@pytest.mark.parametrize(
+    ("flow", "says"),
+    [
+        (_flow({"id": "a", "command": "x", "workspace": {"ref": "main"}}), "needs a repo"),
+        (
+            _flow(
+                {"id": "a", "command": "x"},
+                {"id": "b", "command": "y", "workspace": {"ref": "${parents.a.commit}"}},
+                defaults={"workspace": {"repo": REPO}},
+            ),
+            "not one of its dependencies",
+        ),
+        (
+            _flow(
+                {"id": "a", "command": "x", "cwd": "/tmp"},
+                defaults={"workspace": {"repo": REPO}},
+            ),
+            "cwd is relative to the worktree",
+        ),
+        (
+            _flow(
+                {"id": "a", "command": "x", "workspace": {"push": True}},
+                defaults={"workspace": {"repo": REPO, "commit": False, "push": False}},
+            ),
+            "push needs commit",
+        ),
+        (_flow({"id": "a", "command": "x"}, defaults={"workspace": {"repo": "ext::x"}}), "repo"),
+    ],
+)
+async def test_bad_workflow_workspace_is_a_422(
+    master: Master, flow: dict[str, Any], says: str
+) -> None:
+    before = len(master.log.entries)
+    answer = problem(await master.client.post("/api/v1/workflows/validate", json=flow), 422)
+    assert says in str(answer), answer
+    problem(await master.client.post("/api/v1/workflows", json=flow), 422)
+    assert len(master.log.entries) == before
+
+
+async def test_workflow_defaults_merge_into_each_program_task(master: Master) -> None:
+    flow = _flow(
+        {"id": "fix", "command": "x", "workspace": {"branch": "fix"}},
+        {
+            "id": "check",
+            "command": "y",
+            "dependencies": ["fix"],
+            "workspace": {"ref": "${parents.fix.commit}", "push": False},
+        },
+        {"id": "join", "dependencies": ["check"]},
+        defaults={"workspace": {"repo": REPO, "ref": "main"}},
+    )
+    ok = await master.client.post("/api/v1/workflows/validate", json=flow)
+    assert ok.status_code == 200, ok.text
+    body = WorkflowIn.model_validate(flow)
+    specs = {t.id: t.with_defaults(body.defaults).to_new_task().spec for t in body.tasks}
+    assert specs["fix"]["workspace"] == {"repo": REPO, "ref": "main", "branch": "fix"}
+    assert specs["check"]["workspace"] == {
+        "repo": REPO,
+        "ref": "${parents.fix.commit}",
+        "push": False,
+    }
+    assert "workspace" not in specs["join"]  # a join point runs nothing: no worktree

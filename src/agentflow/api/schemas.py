@@ -114,6 +114,7 @@ class TaskIn(_Strict):
     workspace: WorkspaceIn | None = None
 
     noop_allowed: ClassVar[bool] = False  # a workflow task may run nothing (a join point)
+    in_workflow: ClassVar[bool] = False  # its workspace may take a repo and a ref from the flow
 
     @field_validator("env")
     @classmethod
@@ -172,16 +173,16 @@ class TaskIn(_Strict):
 
     @model_validator(mode="after")
     def _workspace_fits(self) -> TaskIn:
-        # Workflow tasks are held to the lone task's rules until workflow defaults and
-        # ${parents..} refs land (design 19 §2): nothing half-checked reaches the log.
+        # A workflow task may take its repo from the defaults and its ref from a parent:
+        # WorkflowIn checks those once the defaults apply.
         workspace = self.workspace
         if workspace is None:
             return self
         if self.function is not None or self.pickled is not None:
             raise ValueError("a workspace runs a program in a git worktree: drop function/pickled")
-        if workspace.repo is None:
+        if not self.in_workflow and workspace.repo is None:
             raise ValueError("workspace needs a repo")
-        if workspace.parent is not None:
+        if not self.in_workflow and workspace.parent is not None:
             raise ValueError("workspace ref ${parents..} names a workflow parent: use a workflow")
         if self.cwd is not None:
             try:
@@ -191,6 +192,11 @@ class TaskIn(_Strict):
                     f"with a workspace, cwd is relative to the worktree: {err}"
                 ) from None
         return self
+
+    @property
+    def _runs_a_program(self) -> bool:
+        """A program a worktree can hold: not a function, not a join point."""
+        return self.function is None and self.pickled is None and not self.runs_nothing
 
     @property
     def runs_nothing(self) -> bool:
@@ -267,6 +273,7 @@ class WorkflowDefaultsIn(_Strict):
     resources: ResourcesIn | None = None
     env: dict[str, str] | None = None
     labels: dict[str, str] | None = None
+    workspace: WorkspaceIn | None = None  # for each task that runs a program; merged by field
 
 
 class WorkflowTaskIn(TaskIn):
@@ -277,6 +284,7 @@ class WorkflowTaskIn(TaskIn):
     """
 
     noop_allowed: ClassVar[bool] = True
+    in_workflow: ClassVar[bool] = True
 
     id: Name
     name: str | None = Field(default=None, max_length=1024)
@@ -291,8 +299,12 @@ class WorkflowTaskIn(TaskIn):
         chosen = {
             name: value
             for name, value in defaults.model_dump(exclude_none=True).items()
-            if name not in self.model_fields_set
+            if name not in self.model_fields_set and name != "workspace"
         }
+        if defaults.workspace is not None and self._runs_a_program:
+            mine = {} if self.workspace is None else self.workspace.model_dump(exclude_unset=True)
+            merged = defaults.workspace.model_dump(exclude_unset=True) | mine
+            chosen["workspace"] = WorkspaceIn.model_validate(merged)
         if "env" in chosen:
             chosen["env"] = {**chosen["env"], **self.env}
         if "resources" in chosen:  # model_copy does not validate: rebuild the model
@@ -306,6 +318,33 @@ class WorkflowIn(_Strict):
     failure_policy: Literal["fail_fast", "continue"] = "continue"
     tasks: list[WorkflowTaskIn] = Field(default_factory=list)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _workspaces_complete(self) -> WorkflowIn:
+        """Once the defaults apply, every workspace names a repo, its ``${parents.K..}`` ref
+        names one of its dependencies, and its ``cwd`` lies inside the worktree."""
+        for task in self.tasks:
+            workspace = task.with_defaults(self.defaults).workspace
+            if workspace is None:
+                continue
+            if workspace.repo is None:
+                raise ValueError(
+                    f"task {task.id}: workspace needs a repo (or set defaults.workspace.repo)"
+                )
+            parent = workspace.parent
+            if parent is not None and parent[0] not in task.dependencies:
+                raise ValueError(
+                    f"task {task.id}: workspace ref names parent {parent[0]!r}, "
+                    "which is not one of its dependencies"
+                )
+            if task.cwd is not None:
+                try:
+                    gitspec.check_sparse(task.cwd)
+                except gitspec.GitSpecError as err:
+                    raise ValueError(
+                        f"task {task.id}: with a workspace, cwd is relative to the worktree: {err}"
+                    ) from None
+        return self
 
 
 LOCK_NAME_PATTERN = r"^[A-Za-z0-9_.:/@=+\-]{1,256}$"
