@@ -152,3 +152,42 @@ async def test_workflow_defaults_merge_into_each_program_task(master: Master) ->
         "push": False,
     }
     assert "workspace" not in specs["join"]  # a join point runs nothing: no worktree
+
+
+def _fanout(merge_task: dict[str, Any], **parent: Any) -> dict[str, Any]:
+    return _flow(
+        {"id": "api", "command": "x"},
+        {"id": "ui", "command": "y"} | parent,
+        {"id": "m", "dependencies": ["api", "ui"]} | merge_task,
+        defaults={"workspace": {"repo": REPO}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("flow", "says"),
+    [
+        (_fanout({"merge": ["api", "docs"]}), "'docs', which is not one of its dependencies"),
+        (_fanout({"merge": ["api", "ui"]}, workspace={"push": False}), "pushes no workspace"),
+        (_fanout({"merge": ["api", "ui"]}, workspace={"repo": "/other.git"}), "whose repo is not"),
+        (_fanout({"merge": ["api"], "command": "make"}), "merge is the whole task: drop command"),
+        (_fanout({"merge": []}), "at least 1"),
+        (
+            _flow({"id": "a", "command": "x"}, {"id": "m", "dependencies": ["a"], "merge": ["a"]}),
+            "merge needs a workspace",
+        ),
+    ],
+)
+async def test_bad_merge_is_a_422(master: Master, flow: dict[str, Any], says: str) -> None:
+    answer = problem(await master.client.post("/api/v1/workflows/validate", json=flow), 422)
+    assert says in str(answer), answer
+
+
+def test_a_merge_step_travels_as_spec_merge_and_is_titled_by_its_keys() -> None:
+    flow = _fanout({"merge": ["api", "ui"], "workspace": {"branch": "agentflow/fanout"}})
+    body = WorkflowIn.model_validate(flow)
+    merge = next(t for t in body.tasks if t.id == "m").with_defaults(body.defaults)
+    assert not merge.runs_nothing
+    new = merge.to_new_task("t-m")
+    assert new.title == "merge api, ui"
+    assert new.spec["merge"] == ["api", "ui"] and "command" not in new.spec
+    assert new.spec["workspace"] == {"repo": REPO, "branch": "agentflow/fanout"}

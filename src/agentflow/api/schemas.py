@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentflow import gitspec
-from agentflow.api.workspace_schema import WorkspaceIn
+from agentflow.api.workspace_schema import WorkspaceIn, check_flow_workspaces
 from agentflow.byvalue import BASE64_PATTERN, MAX_PICKLED_CHARS
 from agentflow.errors import PayloadTooLargeError
 from agentflow.state.commands import NewTask
@@ -292,6 +293,30 @@ class WorkflowTaskIn(TaskIn):
     estimate_s: float | None = Field(default=None, ge=0, le=30 * 24 * 3600)
     trigger: Literal["all_success", "all_done", "one_success"] = "all_success"
     allow_failure: bool = False
+    merge: list[Name] | None = Field(default=None, min_length=1, max_length=gitspec.MAX_MERGE)
+
+    @model_validator(mode="after")
+    def _merge_runs_alone(self) -> WorkflowTaskIn:
+        if self.merge is None:
+            return self
+        given = [n for n in ("command", "args", "agent", "function", "pickled") if getattr(self, n)]
+        if given or self.description.strip():
+            raise ValueError(
+                f"task {self.id}: merge is the whole task: drop {', '.join(given) or 'description'}"
+            )
+        return self
+
+    @property
+    def runs_nothing(self) -> bool:
+        return self.merge is None and super().runs_nothing
+
+    def to_new_task(self, task_id: str | None = None) -> NewTask:
+        new = super().to_new_task(task_id)
+        if self.merge is None:
+            return new
+        spec = {k: v for k, v in new.spec.items() if k != "command"} | {"merge": list(self.merge)}
+        title = self.title or "merge " + ", ".join(self.merge)
+        return dataclasses.replace(new, spec=spec, title=title[:200])
 
     def with_defaults(self, defaults: WorkflowDefaultsIn | None) -> WorkflowTaskIn:
         if defaults is None:
@@ -321,29 +346,7 @@ class WorkflowIn(_Strict):
 
     @model_validator(mode="after")
     def _workspaces_complete(self) -> WorkflowIn:
-        """Once the defaults apply, every workspace names a repo, its ``${parents.K..}`` ref
-        names one of its dependencies, and its ``cwd`` lies inside the worktree."""
-        for task in self.tasks:
-            workspace = task.with_defaults(self.defaults).workspace
-            if workspace is None:
-                continue
-            if workspace.repo is None:
-                raise ValueError(
-                    f"task {task.id}: workspace needs a repo (or set defaults.workspace.repo)"
-                )
-            parent = workspace.parent
-            if parent is not None and parent[0] not in task.dependencies:
-                raise ValueError(
-                    f"task {task.id}: workspace ref names parent {parent[0]!r}, "
-                    "which is not one of its dependencies"
-                )
-            if task.cwd is not None:
-                try:
-                    gitspec.check_sparse(task.cwd)
-                except gitspec.GitSpecError as err:
-                    raise ValueError(
-                        f"task {task.id}: with a workspace, cwd is relative to the worktree: {err}"
-                    ) from None
+        check_flow_workspaces(self.tasks, self.defaults)
         return self
 
 

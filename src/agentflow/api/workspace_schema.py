@@ -8,14 +8,18 @@ optional here because a workflow's defaults may supply it; a lone task must give
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from agentflow import gitspec
 from agentflow.gitspec import MAX_SPARSE, WorkspaceSpec
 
-__all__ = ["WORKSPACE_FORMAT", "WorkspaceIn"]
+if TYPE_CHECKING:
+    from agentflow.api.schemas import WorkflowDefaultsIn, WorkflowTaskIn
+
+__all__ = ["WORKSPACE_FORMAT", "WorkspaceIn", "check_flow_workspaces"]
 
 # The log format from which masters and workers know workspaces (design 19 §3); the state's
 # envelope names it too once that lands, and the API gate compares the cluster's format to it.
@@ -92,3 +96,47 @@ class WorkspaceIn(BaseModel):
             message=self.message,
             author=self.author,
         ).to_wire()
+
+
+def check_flow_workspaces(
+    tasks: Sequence[WorkflowTaskIn], defaults: WorkflowDefaultsIn | None
+) -> None:
+    """Once the defaults apply: every workspace names a repo, a ``${parents.K..}`` ref names
+    a dependency, ``cwd`` lies inside the worktree, and a merge task has a workspace and merges
+    dependencies that push to the same repository. ValueError (a 422) names the task."""
+    merged = {task.id: task.with_defaults(defaults) for task in tasks}
+    for task in merged.values():
+        workspace = task.workspace
+        if workspace is None:
+            if task.merge is not None:
+                raise ValueError(f"task {task.id}: merge needs a workspace (the target's repo)")
+            continue
+        if workspace.repo is None:
+            raise ValueError(f"task {task.id}: workspace needs a repo (or defaults.workspace.repo)")
+        parent = workspace.parent
+        if parent is not None and parent[0] not in task.dependencies:
+            raise ValueError(
+                f"task {task.id}: workspace ref names parent {parent[0]!r}, "
+                "which is not one of its dependencies"
+            )
+        if task.cwd is not None:
+            try:
+                gitspec.check_sparse(task.cwd)
+            except gitspec.GitSpecError as err:
+                raise ValueError(
+                    f"task {task.id}: with a workspace, cwd is relative to the worktree: {err}"
+                ) from None
+        _check_merge(task, workspace.repo, merged)
+
+
+def _check_merge(task: WorkflowTaskIn, repo: str, tasks: Mapping[str, WorkflowTaskIn]) -> None:
+    for key in task.merge or ():
+        if key not in task.dependencies:
+            raise ValueError(
+                f"task {task.id}: merges {key!r}, which is not one of its dependencies"
+            )
+        source = tasks[key].workspace if key in tasks else None
+        if source is None or source.repo is None or not source.push:
+            raise ValueError(f"task {task.id}: merges {key!r}, which pushes no workspace branch")
+        if gitspec.repo_key(source.repo) != gitspec.repo_key(repo):
+            raise ValueError(f"task {task.id}: merges {key!r}, whose repo is not {repo}")
