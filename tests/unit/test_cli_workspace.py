@@ -3,15 +3,17 @@ each bad value before any request is sent."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 import pytest
 
-from agentflow.cli.workspace import split_repo_ref, workspace_body
+from agentflow.cli.workspace import split_repo_ref, workspace_body, workspace_rows
 from agentflow.client import TaskInfo
 from agentflow.client._core import build_task
 from agentflow.gitspec import WorkspaceResult
@@ -120,3 +122,45 @@ def test_the_sdk_carries_the_workspace_both_ways() -> None:
     view = {"id": "t-1", "status": "completed", "workspace_result": {"base": sha}}
     assert TaskInfo.from_json(view).workspace_result == WorkspaceResult(base=sha)
     assert TaskInfo.from_json({"id": "t-2", "status": "queued"}).workspace_result is None
+
+
+def test_status_rows_say_where_it_started_and_what_it_made() -> None:
+    sha, new = "a" * 40, "b" * 40
+    assert workspace_rows({"id": "t-1"}) == []
+    view: dict[str, Any] = {"id": "t-1", "workspace": {"repo": "/srv/r.git", "ref": "main"}}
+    assert workspace_rows(view) == [["workspace", "/srv/r.git@main -> agentflow/t-1"]]
+    view["workspace_result"] = {
+        "base": sha,
+        "commit": new,
+        "files_total": 3,
+        "insertions": 10,
+        "deletions": 2,
+    }
+    assert workspace_rows(view)[1:] == [
+        ["base", sha],
+        ["commit", new],
+        ["changes", "3 files, +10 -2"],
+    ]
+    view["workspace_result"] = {"base": sha, "conflicts": ["a.txt", "x/y.py"]}
+    assert workspace_rows(view)[3:] == [["changes", "none"], ["conflicts", "a.txt, x/y.py"]]
+
+
+def test_a_workflow_file_repo_path_is_resolved_against_the_file(tmp_path: Path) -> None:
+    from agentflow.cli.workflow import load_workflow_file
+
+    flow = tmp_path / "flows" / "fan.json"
+    flow.parent.mkdir()
+    flow.write_text(
+        json.dumps(
+            {
+                "defaults": {"workspace": {"repo": "./fan.git"}},
+                "tasks": [
+                    {"id": "a", "command": "x"},
+                    {"id": "b", "command": "y", "workspace": {"repo": "../up.git"}},
+                ],
+            }
+        )
+    )
+    data = load_workflow_file(flow)
+    assert data["defaults"]["workspace"]["repo"] == str(tmp_path / "flows" / "fan.git")
+    assert data["tasks"][1]["workspace"]["repo"] == str(tmp_path / "up.git")

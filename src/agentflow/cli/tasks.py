@@ -11,7 +11,7 @@ from rich.text import Text
 
 from agentflow.cli.output import Cell, Output, output_options
 from agentflow.cli.params import DAY, Duration, parse_pairs, parse_resources
-from agentflow.cli.workspace import workspace_body, workspace_options
+from agentflow.cli.workspace import workspace_body, workspace_options, workspace_rows
 from agentflow.client import Client, TaskInfo
 from agentflow.config import read_token_file
 from agentflow.errors import ConfigError
@@ -261,6 +261,7 @@ def status(master_url: str | None, api_token: str | None, task_id: str, out: Out
             continue
         text = "" if value is None else str(value)
         rows.append([key, Text(text, style="yellow") if key == "unschedulable" else text])
+    rows += [list[Cell](row) for row in workspace_rows(raw)]
     out.table(None, rows)
     history = raw.get("attempt_history") or []
     if len(history) > 1:

@@ -19,6 +19,7 @@ from rich.text import Text
 from agentflow.cli.output import Cell, Format, Output, output_options
 from agentflow.cli.runview import workflow_progress
 from agentflow.cli.tasks import client_options, make_client
+from agentflow.cli.workspace import resolve_repo_paths
 from agentflow.client import AsyncClient
 from agentflow.errors import ConfigError, ForbiddenError
 
@@ -79,6 +80,7 @@ def load_workflow_file(path: Path, data: Any = None) -> dict[str, Any]:
         raise ConfigError(f"{path}: a workflow is a mapping with 'tasks'")
     data.setdefault("name", path.stem)
     data.pop("agents", None)  # the agent CLIs of `agentflow run`'s local workers, not of the DAG
+    resolve_repo_paths(data, path.parent)
     try:
         WorkflowIn.model_validate(data)
     except pydantic.ValidationError as exc:

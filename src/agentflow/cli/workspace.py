@@ -7,7 +7,8 @@ value is one usage line before any request is sent.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -15,7 +16,13 @@ import click
 from agentflow import gitspec
 from agentflow.gitspec import WorkspaceSpec
 
-__all__ = ["split_repo_ref", "workspace_body", "workspace_options"]
+__all__ = [
+    "resolve_repo_paths",
+    "split_repo_ref",
+    "workspace_body",
+    "workspace_options",
+    "workspace_rows",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,3 +123,41 @@ def workspace_body(
     except gitspec.GitSpecError as err:
         raise click.UsageError(f"--workspace: {err}") from None
     return spec.to_wire()
+
+
+def resolve_repo_paths(data: dict[str, Any], base: Path) -> None:
+    """A workflow file's ``./`` and ``../`` repos, made absolute against the file's folder
+    (in place): paths name repositories on the workers' machine, not relative to a worker."""
+    holders = [data.get("defaults"), *(data.get("tasks") or [])]
+    for holder in holders:
+        workspace = holder.get("workspace") if isinstance(holder, dict) else None
+        repo = workspace.get("repo") if isinstance(workspace, dict) else None
+        if isinstance(repo, str) and (repo in (".", "..") or repo.startswith(("./", "../"))):
+            assert isinstance(workspace, dict)
+            workspace["repo"] = str((base / repo).resolve())
+
+
+def _changes(result: Mapping[str, Any]) -> str:
+    if not result.get("commit"):
+        return "none"
+    total = result.get("files_total", 0)
+    noun = "file" if total == 1 else "files"
+    return f"{total} {noun}, +{result.get('insertions', 0)} -{result.get('deletions', 0)}"
+
+
+def workspace_rows(view: Mapping[str, Any]) -> list[list[str]]:
+    """``status`` rows for a task's workspace: where it started, what it made, any conflicts."""
+    spec = view.get("workspace")
+    if not isinstance(spec, Mapping):
+        return []
+    where = spec.get("repo", "") + (f"@{spec['ref']}" if spec.get("ref") else "")
+    branch = spec.get("branch") or gitspec.default_branch(str(view.get("id", "")))
+    rows = [["workspace", f"{where} -> {branch}"]]
+    result = view.get("workspace_result")
+    if isinstance(result, Mapping):
+        rows.append(["base", str(result.get("base", ""))])
+        rows.append(["commit", str(result.get("commit") or "")])
+        rows.append(["changes", _changes(result)])
+        if result.get("conflicts"):
+            rows.append(["conflicts", ", ".join(result["conflicts"])])
+    return rows
