@@ -44,6 +44,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "agent": "agentflow.cli.msg:agent",
     "config": "agentflow.cli.config:config",
     "top": "agentflow.cli.top:top",
+    "diff": "agentflow.cli.diff:diff",
 }
 
 
