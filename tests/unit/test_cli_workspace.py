@@ -164,3 +164,25 @@ def test_a_workflow_file_repo_path_is_resolved_against_the_file(tmp_path: Path) 
     data = load_workflow_file(flow)
     assert data["defaults"]["workspace"]["repo"] == str(tmp_path / "flows" / "fan.git")
     assert data["tasks"][1]["workspace"]["repo"] == str(tmp_path / "up.git")
+
+
+def test_the_fanout_example_makes_its_repository_and_loads(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    repo = tmp_path / "fanout-repo.git"
+    subprocess.run(["sh", str(examples / "fanout_repo.sh"), str(repo)], check=True, timeout=60)
+    log = subprocess.run(
+        ["git", "--git-dir", str(repo), "log", "--format=%s", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert log.stdout == "Seed the fan-out example\n"
+    from agentflow.api.schemas import WorkflowIn
+    from agentflow.cli.workflow import load_workflow_file
+
+    data = load_workflow_file(examples / "fanout.yaml")
+    assert data["defaults"]["workspace"]["repo"] == str(examples / "fanout-repo.git")
+    flow = WorkflowIn.model_validate(data)
+    merge = flow.tasks[-1].with_defaults(flow.defaults).to_new_task("t-m")
+    assert merge.title == "merge api, ui, docs"
+    assert merge.spec["workspace"]["branch"] == "agentflow/fanout-merged"
