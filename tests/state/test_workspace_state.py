@@ -215,3 +215,19 @@ def test_lost_worker_keeps_the_base_for_the_retry() -> None:
     log(MarkWorkersLost(now_ms=log.index, worker_ids=["w1"]))
     task = log.sm.tasks["t1"]
     assert task.workspace_base == BASE
+
+
+def test_format_3_without_workspaces_is_format_2s_body_and_memorylog_writes_its_format() -> None:
+    from agentflow.cluster.memlog import MemoryLog
+    from agentflow.state import StateMachine
+    from agentflow.state.envelope import LOG_FORMAT, WORKSPACE_FORMAT
+
+    assert LOG_FORMAT >= WORKSPACE_FORMAT == 3
+    plain = ReportAttempts(now_ms=1, worker_id="w", started=[("t1", 1)], outcomes=[outcome(1)])
+    two, three = (msgpack.unpackb(encode_command(plain, fmt)) for fmt in (2, 3))
+    assert (two[0], three[0]) == (2, 3) and two[1:] == three[1:]
+    log = MemoryLog(StateMachine(), log_format=2)
+    assert log.log_format() == 2
+    log.apply(plain)
+    assert msgpack.unpackb(log.entries[-1])[0] == 2
+    assert MemoryLog(StateMachine()).log_format() == LOG_FORMAT
