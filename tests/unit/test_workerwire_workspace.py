@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentflow import wire
 from agentflow.api.sessions import SessionHub, held_report
@@ -223,3 +225,26 @@ def test_views_show_the_workspace_and_its_result() -> None:
     assert view["workspace_result"] == RESULT
     assert view["attempt_history"][0]["workspace"] == RESULT
     assert worker_view(log.sm.workers["w1"], 5, None)["workspaces"] is True
+
+
+_leaves = (
+    st.none() | st.booleans() | st.integers(-5, 2000) | st.text(max_size=8)
+    | st.sampled_from([BASE, COMMIT, "agentflow/x", "a.txt"])
+)  # fmt: skip
+_values = st.recursive(
+    _leaves, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4)
+)
+_keys = st.sampled_from([*RESULT, "files_total", "conflicts", "merged", "prepare_ms", "x"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=8))
+def test_any_workspace_result_decodes_canonically_or_is_refused(workspace: dict[str, Any]) -> None:
+    try:
+        (done,) = report(outcomes=[outcome(workspace=workspace)]).outcomes
+    except FrameError:
+        return
+    assert done.workspace is not None
+    assert (
+        report(outcomes=[outcome(workspace=done.workspace)]).outcomes[0].workspace == done.workspace
+    )
