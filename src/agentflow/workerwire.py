@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from agentflow.gitspec import GitSpecError, WorkspaceResult, check_sha
 from agentflow.state.records import OUTCOME_STATUSES
 from agentflow.wire import FrameError, unpack
 
@@ -74,6 +75,7 @@ class Hello:
     gpus: tuple[dict[str, Any], ...]
     secret: str | None
     pickled_functions: bool = False  # started with --allow-pickled-functions
+    workspaces: bool = False  # runs git workspace and merge tasks (git >= 2.38)
     protocol: int = 1  # 2: takes many assignments in one ``assigns`` frame
 
 
@@ -85,6 +87,7 @@ class Outcome:
     exit_code: int | None
     reason: str | None
     result: str | None
+    workspace: dict[str, Any] | None = None  # a checked WorkspaceResult, as its wire
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +96,7 @@ class Report:
     started: Held
     output: tuple[tuple[str, int, str, bytes], ...]
     outcomes: tuple[Outcome, ...]
+    bases: tuple[tuple[str, int, str], ...] = ()  # (task id, token, sha): a workspace's base
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,6 +217,7 @@ def _hello(frame: dict[str, Any]) -> Hello:
         gpus=tuple(_gpu(g) for g in _list(frame.get("gpus", []), "gpus", MAX_GPUS)),
         secret=_optional(frame.get("secret"), lambda s: _text(s, "secret", MAX_SECRET_CHARS)),
         pickled_functions=_flag(frame.get("pickled_functions", False), "pickled_functions"),
+        workspaces=_flag(frame.get("workspaces", False), "workspaces"),
         protocol=_int(frame.get("protocol", 1), "protocol", 1, INT32_MAX),
     )
 
@@ -250,7 +255,29 @@ def _report(frame: dict[str, Any]) -> Report:
         outcomes=tuple(
             _outcome(o) for o in _list(frame.get("outcomes", []), "outcomes", MAX_REPORT_ITEMS)
         ),
+        bases=tuple(_base(b) for b in _list(frame.get("bases", []), "bases", MAX_REPORT_ITEMS)),
     )
+
+
+def _base(item: object) -> tuple[str, int, str]:
+    if not isinstance(item, list) or len(item) != 3:
+        raise FrameError("each base must be [task_id, token, sha]")
+    return (_text(item[0], "task_id", MAX_ID_CHARS), _int(item[1], "token"), _sha(item[2]))
+
+
+def _sha(value: object) -> str:
+    try:
+        return check_sha("base", value)  # type: ignore[arg-type]  # it checks the type too
+    except GitSpecError as exc:
+        raise FrameError(str(exc)) from None
+
+
+def _workspace(value: object) -> dict[str, Any]:
+    """A workspace result, re-checked and re-encoded: only what ``to_wire`` writes passes."""
+    try:
+        return WorkspaceResult.from_wire(_map(value, "workspace", 32)).to_wire()
+    except GitSpecError as exc:
+        raise FrameError(f"workspace: {exc}") from None
 
 
 def _outcome(value: object) -> Outcome:
@@ -271,6 +298,7 @@ def _outcome(value: object) -> Outcome:
         result=_optional(
             outcome.get("result"), lambda r: _text(r, "result", MAX_RESULT_CHARS, empty=True)
         ),
+        workspace=_optional(outcome.get("workspace"), _workspace),
     )
 
 

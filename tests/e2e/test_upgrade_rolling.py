@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from agentflow import Client
+from agentflow.state.envelope import LOG_FORMAT
 from tests.e2e.previous_release import previous_release
 from tests.e2e.procs import BIN, Cluster, Processes, wait_until
 
@@ -119,9 +120,9 @@ def test_rolling_upgrade_under_load_loses_nothing(
             wait_until(lambda s=seen: len(load.acknowledged) >= s + 3, 30, "load after restart")
     assert load.failures == []
     wait_until(
-        lambda: _leader_status(cluster)["formats"]["log_written"] == 2,
+        lambda: _leader_status(cluster)["formats"]["log_written"] == LOG_FORMAT,
         30,
-        "log format 2 once every member reads it",
+        f"log format {LOG_FORMAT} once every member reads it",
     )
     with Client(cluster.urls) as client:
         ended = client.wait_many(load.acknowledged, timeout_s=60)
@@ -132,5 +133,5 @@ def test_rolling_upgrade_under_load_loses_nothing(
         assert status is not None and status["rejected_entries"]["total"] == 0
     _cli("cluster", "status", "--master-url", cluster.urls)
     metrics = httpx.get(cluster.url(cluster.leader()) + "/metrics", timeout=5).text
-    assert "agentflow_log_format_written 2.0" in metrics
+    assert f"agentflow_log_format_written {LOG_FORMAT}.0" in metrics
     assert httpx.get(cluster.url(order[0]) + "/health", timeout=5).status_code == 200

@@ -41,7 +41,7 @@ field_names = st.sampled_from(
     [
         "worker_id", "slots", "resources", "labels", "running", "prefetch", "gpus", "secret",
         "group", "hostname", "seq", "started", "output", "outcomes", "status", "token",
-        "task_id", "exit_code", "reason", "result",
+        "task_id", "exit_code", "reason", "result", "workspaces", "bases", "workspace",
     ]
 )  # fmt: skip
 
@@ -68,8 +68,11 @@ def _assert_bounded(frame: workerwire.WorkerFrame) -> None:
         held = frame.started + tuple((t, tok) for t, tok, _, _ in frame.output)
         assert all(isinstance(d, bytes) for *_, d in frame.output)
         assert all(s in ("stdout", "stderr") for _, _, s, _ in frame.output)
+        held += tuple((t, tok) for t, tok, _ in frame.bases)
+        assert all(len(sha) in (40, 64) for *_, sha in frame.bases)
         for outcome in frame.outcomes:
             assert outcome.status in workerwire.OUTCOME_STATUSES
+            assert outcome.workspace is None or "base" in outcome.workspace
             assert outcome.exit_code is None or -(1 << 31) <= outcome.exit_code < 1 << 31
             held += ((outcome.task_id, outcome.token),)
     elif isinstance(frame, Heartbeat):

@@ -128,11 +128,13 @@ def held_report(
             exit_code=o.exit_code,
             reason=o.reason,
             result=o.result,
+            workspace=o.workspace,
         )
         for o in report.outcomes
         if keep(o.task_id, o.token)
     ]
-    if not (started or output or outcomes):
+    bases = [(t, tok, sha) for t, tok, sha in report.bases if keep(t, tok)]
+    if not (started or output or outcomes or bases):
         return None
     return ReportAttempts(
         now_ms=now_ms,
@@ -141,6 +143,7 @@ def held_report(
         output=output,
         outcomes=outcomes,
         place=bool(outcomes),  # an outcome frees room: fill it in this same entry
+        bases=bases,
     )
 
 
@@ -288,6 +291,8 @@ class SessionHub:
         if task.workflow_id is not None:
             frame["workflow_id"] = task.workflow_id
             frame["parents"] = [self._parent(p) for p in task.dependencies]
+        if (base := task.workspace_base) is not None:  # a retry starts where the first did
+            frame["workspace_base"] = base
         return frame
 
     def _parent(self, task_id: str) -> dict[str, Any]:
@@ -297,7 +302,7 @@ class SessionHub:
             return {"id": task_id, "status": "evicted"}
         stdout = self._machine.outputs.get(task_id, {}).get("stdout")
         tail = bytes(stdout.data[-PARENT_TAIL_BYTES:]) if stdout is not None else b""
-        return {
+        view: dict[str, Any] = {
             "id": parent.id,
             "key": parent.key,
             "status": parent.status.value,
@@ -306,6 +311,9 @@ class SessionHub:
             "result": parent.result,
             "result_format": parent.spec.result_format,
         }
+        if (workspace := parent.workspace_result) is not None:  # its WorkspaceResult wire
+            view["workspace"] = workspace
+        return view
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):

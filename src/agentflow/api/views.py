@@ -40,6 +40,9 @@ def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]
         "agent": spec.agent,
         "function": spec.function,
         "pickled_chars": None if spec.pickled is None else len(spec.pickled),  # never the bytes
+        "workspace": spec.workspace,  # WorkspaceSpec wire (gitspec), or None
+        "merge": spec.merge,  # a merge step's parent keys
+        "workspace_result": task.workspace_result,  # the last attempt's WorkspaceResult wire
         "attempts": len(task.attempts),
         "retries": task.retries,
         "max_retries": task.max_retries,
@@ -72,6 +75,7 @@ def task_view(sm: StateMachine, task: TaskRecord, now_ms: int) -> dict[str, Any]
                 "assigned_at": iso(a.assigned_at),
                 "started_at": iso(a.started_at),
                 "finished_at": iso(a.finished_at),
+                "workspace": a.workspace,
             }
             for a in task.attempts
         ],
@@ -110,6 +114,7 @@ def worker_view(
         "resources": worker.resources,
         "labels": worker.labels,
         "pickled_functions": worker.pickled_functions,
+        "workspaces": worker.workspaces,
         "completed": worker.completed,
         "failed": worker.failed,
         "registered_at": iso(worker.registered_at),

@@ -208,6 +208,7 @@ def _register_command(svc: MasterService, hello: workerwire.Hello, digest: str) 
         gpus=list(hello.gpus),
         secret_hash=digest,
         pickled_functions=hello.pickled_functions,
+        workspaces=hello.workspaces,
     )
 
 

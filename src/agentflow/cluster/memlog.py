@@ -30,6 +30,7 @@ from agentflow.errors import (
 )
 from agentflow.raft import ConfChangeType, ConfState, StateRole, Status
 from agentflow.state import Command, StateMachine, encode_command
+from agentflow.state.envelope import LOG_FORMAT
 
 __all__ = ["MemoryLog"]
 
@@ -44,11 +45,13 @@ class MemoryLog:
         node_id: str = "m1",
         api_url: str = "http://127.0.0.1:6767",
         cluster_id: str = "memory",
+        log_format: int = LOG_FORMAT,
     ) -> None:
         self._machine = machine
         self.node_id = node_id
         self.api_url = api_url
         self.cluster_id = cluster_id
+        self.written_format = log_format  # as a cluster mid-upgrade would write (tests)
         self.term = 1
         self.entries: list[bytes] = []  # every applied entry, in order
         self._leader_id: str | None = node_id
@@ -81,7 +84,7 @@ class MemoryLog:
 
     def apply(self, command: Command) -> Any:
         """Commit and apply ``command`` now, whoever leads (a test playing the leader)."""
-        data = encode_command(command)
+        data = encode_command(command, self.written_format)
         self.entries.append(data)
         result = self._machine.apply_entry(self._machine.applied_index + 1, data)
         events = self._machine.drain_events()
@@ -167,6 +170,9 @@ class MemoryLog:
         return NotLeaderError(
             f"master {self.node_id} is not the leader{why}", **self._leader_hint()
         )
+
+    def log_format(self) -> int:
+        return self.written_format
 
     def on_leadership(self, watcher: LeaderWatcher) -> None:
         self._watchers.append(watcher)

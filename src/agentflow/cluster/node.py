@@ -163,6 +163,9 @@ class RaftLog:
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
 
+    def log_format(self) -> int:
+        return cluster_format(self.config.node_id, self.members, self.transport.peer_info)
+
     def on_leadership(self, watcher: Callable[[bool], None]) -> None:
         self._leader_watchers.append(watcher)
 
@@ -182,8 +185,7 @@ class RaftLog:
             raise OverloadedError("too many commands waiting for consensus; retry shortly")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
-        fmt = cluster_format(self.config.node_id, self.members, self.transport.peer_info)
-        self._driver.propose(encode_command(command, fmt), future, command)
+        self._driver.propose(encode_command(command, self.log_format()), future, command)
         self._wake.set()
         try:
             result = await asyncio.wait_for(future, self.config.propose_timeout_s)

@@ -188,6 +188,13 @@ class TaskOutcome:
     exit_code: int | None = None
     reason: str | None = None
     result: str | None = None  # what it wrote to $AGENTFLOW_OUTPUT_FILE (bounded)
+    workspace: dict[str, Any] | None = None  # its WorkspaceResult wire, checked at the session
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.workspace is None:  # off the wire at its default: old entries keep their bytes
+            del wire["workspace"]
+        return wire
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,15 +206,20 @@ class ReportAttempts(Command):
     output: list[tuple[str, int, str, bytes]] = field(default_factory=list)  # id, token, stream
     outcomes: list[TaskOutcome] = field(default_factory=list)
     place: bool = False  # assign freed room in this same entry (as SubmitTasks.place)
+    # (task id, token, sha): the commit an attempt's workspace starts from, once resolved.
+    bases: list[tuple[str, int, str]] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["outcomes"] = [{f.name: getattr(o, f.name) for f in fields(o)} for o in self.outcomes]
+        data["outcomes"] = [o.to_wire() for o in self.outcomes]
+        if not self.bases:  # off the wire while empty: old entries keep their bytes
+            del data["bases"]
         return data
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:
         data = dict(data)
+        data["bases"] = [tuple(b) for b in data.get("bases", ())]
         data["started"] = [tuple(s) for s in data["started"]]
         data["output"] = [tuple(o) for o in data["output"]]
         data["outcomes"] = [TaskOutcome(**o) for o in data["outcomes"]]
@@ -255,6 +267,13 @@ class RegisterWorker(Command):
     # session secrets existed.
     secret_hash: str = ""
     pickled_functions: bool = False  # it runs calls sent by value (--allow-pickled-functions)
+    workspaces: bool = False  # it runs git workspace and merge tasks
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.workspaces:  # off the wire while False: old entries keep their bytes
+            del wire["workspaces"]
+        return wire
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Command:

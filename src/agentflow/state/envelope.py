@@ -16,6 +16,7 @@ __all__ = [
     "LOG_FORMAT",
     "LOG_FORMATS_READ",
     "LOG_FORMAT_LEGACY",
+    "WORKSPACE_FORMAT",
     "FormatError",
     "entry_format",
     "unwrap",
@@ -23,8 +24,13 @@ __all__ = [
 ]
 
 LOG_FORMAT_LEGACY = 1  # the bare ``[name, body]`` that releases before format versions write
-LOG_FORMAT = 2  # the newest format this code writes
+LOG_FORMAT = 3  # the newest format this code writes
 LOG_FORMATS_READ = (LOG_FORMAT_LEGACY, LOG_FORMAT)  # the oldest and newest it reads
+# Format 3 adds git workspaces: the spec's ``workspace`` and ``merge``, an attempt's
+# ``workspace``, a report's ``bases``, a worker's ``workspaces``. They are left off entries and
+# rows at their defaults, so format 3 without them is format 2's bytes; a master of format 2
+# refuses what carries them, so the API takes workspace tasks only once the cluster writes 3.
+WORKSPACE_FORMAT = 3
 
 
 class FormatError(ValueError):

@@ -52,7 +52,8 @@ INLINE_MAX_ASSIGNMENTS = 1024
 INLINE_MAX_WITHDRAWALS = 16  # queued attempts taken back per entry for more urgent work
 
 # What a task asks of a worker beyond room: labels, resources, running calls sent by value.
-_Needs = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...], bool]
+_Needs = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...], bool, bool]
+NEEDS_GIT_REASON = "needs a worker with git workspaces (git >= 2.38)"
 
 
 @dataclass(slots=True)
@@ -79,6 +80,11 @@ class Room:
             self.reserved[name] = self.reserved.get(name, 0.0) + amount
 
 
+def _by_git(task: TaskRecord) -> bool:
+    """The task needs a worker with git workspaces: it has a workspace or is a merge step."""
+    return task.spec.workspace is not None or task.spec.merge is not None
+
+
 def fits(room: Room, task: TaskRecord) -> bool:
     worker = room.worker
     if room.held >= worker.capacity:
@@ -86,6 +92,8 @@ def fits(room: Room, task: TaskRecord) -> bool:
     if any(worker.labels.get(k) != v for k, v in task.labels.items()):
         return False
     if task.spec.pickled is not None and not worker.pickled_functions:
+        return False
+    if not worker.workspaces and _by_git(task):
         return False
     for name, amount in task.resources.items():
         if amount > worker.resources.get(name, 0.0) - room.reserved.get(name, 0.0) + 1e-9:
@@ -108,6 +116,10 @@ def unschedulable_reason(sm: StateMachine, task: TaskRecord) -> str | None:
         labelled = [w for w in labelled if w.pickled_functions]
         if not labelled:
             return f"{NEEDS_WORKER_REASON}; no worker in group {task.group!r} has it"
+    if _by_git(task):
+        labelled = [w for w in labelled if w.workspaces]
+        if not labelled:
+            return f"{NEEDS_GIT_REASON}; no worker in group {task.group!r} has them"
     for name, amount in sorted(task.resources.items()):
         largest = max(w.resources.get(name, 0.0) for w in labelled)
         if amount > largest + 1e-9:
@@ -168,11 +180,13 @@ def _plan_group(
         task = sm.tasks[task_id]
         reason = None
         by_value = task.spec.pickled is not None
-        if task.resources or task.labels or by_value:
+        by_git = _by_git(task)
+        if task.resources or task.labels or by_value or by_git:
             needs = (
                 tuple(sorted(task.labels.items())),
                 tuple(sorted(task.resources.items())),
                 by_value,
+                by_git,
             )
             if needs not in reasons:
                 reasons[needs] = unschedulable_reason(sm, task)

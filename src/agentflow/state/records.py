@@ -124,6 +124,13 @@ class TaskSpec(_Wire):
     cwd: str | None = None
     # A call (fn, args, kwargs) sent by value: cloudpickle, base64. Opaque to the masters.
     pickled: str | None = None
+    # A git workspace (``gitspec.WorkspaceSpec`` wire) and a merge step's parent keys. Last, and
+    # left off the wire while None, so specs without them keep their bytes (log format 3).
+    workspace: dict[str, Any] | None = None
+    merge: list[str] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return _without_none(self, _names(TaskSpec), _SPEC_OPTIONAL)
 
     @property
     def result_format(self) -> str:
@@ -146,6 +153,27 @@ class Attempt(_Wire):
     exit_code: int | None = None
     status: str | None = None
     reason: str | None = None
+    # ``{"base": sha}`` once the worker resolved its workspace, its ``WorkspaceResult`` wire
+    # when it finished; None (and off the wire) for a task without a workspace.
+    workspace: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return _without_none(self, _names(Attempt), _ATTEMPT_OPTIONAL)
+
+
+# Fields added with log format 3: left off the wire (and off task rows) while None.
+_SPEC_OPTIONAL = frozenset({"workspace", "merge"})
+_ATTEMPT_OPTIONAL = frozenset({"workspace"})
+
+
+def _without_none(
+    record: object, names: tuple[str, ...], optional: frozenset[str]
+) -> dict[str, Any]:
+    wire = {name: getattr(record, name) for name in names}
+    for name in optional:
+        if wire[name] is None:
+            del wire[name]
+    return wire
 
 
 @dataclass(slots=True, kw_only=True)
@@ -185,6 +213,26 @@ class TaskRecord(_Wire):
     noop: bool = False  # nothing to run: completes as soon as its trigger is met
     result: str | None = None  # what the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded)
     unschedulable: str | None = None  # why no registered worker could ever run it
+
+    @property
+    def workspace_base(self) -> str | None:
+        """The commit its first attempt that resolved one started from: every retry's base."""
+        for attempt in self.attempts:
+            if attempt.workspace is not None and "base" in attempt.workspace:
+                base: str = attempt.workspace["base"]
+                return base
+        return None
+
+    @property
+    def workspace_result(self) -> dict[str, Any] | None:
+        """The last attempt's ``WorkspaceResult`` wire once that attempt finished (a bare
+        ``{"base"}`` then: it made no commit), or once it holds more than its base."""
+        if not self.attempts:
+            return None
+        last = self.attempts[-1]
+        if last.workspace is None or (last.status is None and set(last.workspace) <= {"base"}):
+            return None
+        return last.workspace
 
     def to_wire(self) -> dict[str, Any]:
         wire = {name: getattr(self, name) for name in _names(TaskRecord)}
@@ -229,6 +277,13 @@ class WorkerRecord(_Wire):
     pickled_functions: bool = False  # started with --allow-pickled-functions
     # Moving average of its attempts' run time (start to outcome, by the entries' stamps).
     run_ms_avg: int | None = None
+    workspaces: bool = False  # it runs git workspace and merge tasks (git >= 2.38)
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {name: getattr(self, name) for name in _names(WorkerRecord)}
+        if not self.workspaces:  # off the wire while False: snapshots keep their bytes
+            del wire["workspaces"]
+        return wire
 
     @property
     def queue_depth(self) -> int:

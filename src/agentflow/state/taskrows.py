@@ -46,6 +46,10 @@ ROW_VERSION = 1  # the first element of every row: bump when the field order cha
 _TASK_FIELDS = tuple(f for f in TaskRecord.__slots__ if not f.startswith("__"))  # type: ignore[attr-defined]
 _SPEC_FIELDS = tuple(f for f in TaskSpec.__slots__ if not f.startswith("__"))  # type: ignore[attr-defined]
 _ATTEMPT_FIELDS = tuple(f for f in Attempt.__slots__ if not f.startswith("__"))  # type: ignore[attr-defined]
+# Spec and attempt fields added with log format 3 are packed only when set: a row without them
+# keeps the bytes of a row from before them, and a short row is padded with None when read.
+_SPEC_LEGACY = _SPEC_FIELDS.index("workspace")
+_ATTEMPT_LEGACY = _ATTEMPT_FIELDS.index("workspace")
 _SPEC_AT = _TASK_FIELDS.index("spec")
 _ATTEMPTS_AT = _TASK_FIELDS.index("attempts")
 _PRIORITY_AT = _TASK_FIELDS.index("priority")
@@ -68,10 +72,18 @@ _PACKER = msgpack.Packer(use_bin_type=True)  # for the event loop's thread only
 def pack_task(task: TaskRecord, packer: msgpack.Packer | None = None) -> bytes:
     """The task as one row: ``[ROW_VERSION, field, ...]`` in :class:`TaskRecord` order."""
     row: list[Any] = [ROW_VERSION, *_task_values(task)]
-    row[_SPEC_AT + 1] = _spec_values(task.spec)
-    row[_ATTEMPTS_AT + 1] = [_attempt_values(a) for a in task.attempts]
+    row[_SPEC_AT + 1] = _trimmed(_spec_values(task.spec), _SPEC_LEGACY)
+    row[_ATTEMPTS_AT + 1] = [_trimmed(_attempt_values(a), _ATTEMPT_LEGACY) for a in task.attempts]
     packed: bytes = (packer or _PACKER).pack(row)
     return packed
+
+
+def _trimmed(values: tuple[Any, ...], legacy: int) -> tuple[Any, ...]:
+    """``values`` without its trailing None fields past the first ``legacy`` ones."""
+    end = len(values)
+    while end > legacy and values[end - 1] is None:
+        end -= 1
+    return values if end == len(values) else values[:end]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +127,13 @@ def _head(values: list[Any]) -> RowHead:
 
 
 def _record(values: list[Any]) -> TaskRecord:
-    values[_SPEC_AT] = _build(TaskSpec, _SPEC_FIELDS, values[_SPEC_AT])
-    values[_ATTEMPTS_AT] = [_build(Attempt, _ATTEMPT_FIELDS, a) for a in values[_ATTEMPTS_AT]]
+    values[_SPEC_AT] = _build(
+        TaskSpec, _SPEC_FIELDS, _padded(values[_SPEC_AT], _SPEC_LEGACY, _SPEC_FIELDS)
+    )
+    values[_ATTEMPTS_AT] = [
+        _build(Attempt, _ATTEMPT_FIELDS, _padded(a, _ATTEMPT_LEGACY, _ATTEMPT_FIELDS))
+        for a in values[_ATTEMPTS_AT]
+    ]
     values[_PRIORITY_AT] = Priority(values[_PRIORITY_AT])
     values[_STATUS_AT] = TaskStatus(values[_STATUS_AT])
     for at in _INTERNED_AT:
@@ -128,6 +145,14 @@ def _record(values: list[Any]) -> TaskRecord:
 
 
 _T = TypeVar("_T")
+
+
+def _padded(values: list[Any], legacy: int, names: tuple[str, ...]) -> list[Any]:
+    """A packed spec or attempt with its trimmed trailing fields back as None. Fewer than
+    ``legacy`` fields is no row of ours: left short, :func:`_build` refuses it."""
+    if legacy <= len(values) < len(names):
+        values.extend([None] * (len(names) - len(values)))
+    return values
 
 
 def _build(cls: type[_T], names: tuple[str, ...], values: list[Any]) -> _T:

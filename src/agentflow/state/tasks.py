@@ -163,6 +163,10 @@ def report(sm: StateMachine, index: int, cmd: ReportAttempts) -> list[bool]:
             attempt.started_at = cmd.now_ms
             task.started_at = task.started_at or cmd.now_ms
             sm.set_status(task, TaskStatus.RUNNING, index)
+    for task_id, token, sha in cmd.bases:
+        task = _current(sm, task_id, token, cmd.worker_id)
+        if task is not None and task.attempts[-1].workspace is None:
+            task.attempts[-1].workspace = {"base": sha}  # the first base wins: retries keep it
     for task_id, token, stream, data in cmd.output:
         if stream in ("stdout", "stderr") and _current(sm, task_id, token, cmd.worker_id):
             end = sm.outputs.append(task_id, stream, data)
@@ -207,6 +211,8 @@ def finish_attempt(
     attempt.exit_code = outcome.exit_code
     attempt.status = outcome.status
     attempt.reason = outcome.reason
+    if outcome.workspace is not None:  # else the attempt keeps the base it reported
+        attempt.workspace = outcome.workspace
     if task.status in TERMINAL_STATUSES:
         # Cancelled while running: the kill is confirmed. The task keeps why it was cancelled.
         return True
@@ -365,6 +371,8 @@ def has_room(sm: StateMachine, worker: WorkerRecord, task: TaskRecord) -> bool:
     if any(worker.labels.get(k) != v for k, v in task.labels.items()):
         return False
     if task.spec.pickled is not None and not worker.pickled_functions:
+        return False
+    if (task.spec.workspace is not None or task.spec.merge is not None) and not worker.workspaces:
         return False
     if not task.resources:
         return True

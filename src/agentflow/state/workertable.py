@@ -77,6 +77,7 @@ class WorkerTable(dict[str, WorkerRecord]):
                 gpus=list(cmd.gpus),
                 secret_hash=cmd.secret_hash,
                 pickled_functions=cmd.pickled_functions,
+                workspaces=cmd.workspaces,
             )
             self[worker.id] = worker
             return worker
@@ -91,6 +92,7 @@ class WorkerTable(dict[str, WorkerRecord]):
         worker.gpus = list(cmd.gpus)
         worker.secret_hash = cmd.secret_hash
         worker.pickled_functions = cmd.pickled_functions
+        worker.workspaces = cmd.workspaces
         return worker
 
     def set_state(self, worker: WorkerRecord, state: WorkerState, index: int) -> None:
