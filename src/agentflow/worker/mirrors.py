@@ -156,6 +156,8 @@ class Mirrors:
             for key, value, per_worktree in _SHAPE:
                 scope = ["--worktree"] if per_worktree else []
                 await self._git("config", *scope, key, value, git_dir=tmp)
+            # init --bare wrote core.bare to the shared config, where worktrees would read it.
+            await self._git("config", "--local", "--unset", "core.bare", git_dir=tmp)
             meta = {"url": self._git.redact(url), "used_ms": self._now_ms(), "bytes": 0}
             meta["config_sha"] = _config_sha(tmp)
             _write_json(tmp.with_name(f"{mirror.name[: -len('.git')]}.json"), meta)
