@@ -1,17 +1,27 @@
 """Git workspace specs (design 19 §1): pure values and checks, no os, no subprocess.
 
-PARTIAL, written by the worker helper so that its branch builds: only ``repo_key``,
-``default_branch``, ``FileChange`` and ``WorkspaceResult`` (no ``from_wire`` yet) here. The
+PARTIAL, written by the worker helper so that its branch builds: the values and
+``repo_key``, ``default_branch`` and ``parent_ref``, with no ``check_*`` and no bounds yet. The
 spec helper's ``gitspec.py`` (the full §1 contract) replaces this file on merge.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FileChange", "WorkspaceResult", "default_branch", "repo_key"]
+__all__ = [
+    "FileChange",
+    "GitSpecError",
+    "WorkspaceResult",
+    "WorkspaceSpec",
+    "default_branch",
+    "parent_ref",
+    "repo_key",
+]
 
 
 def repo_key(url: str) -> str:
@@ -64,3 +74,58 @@ class WorkspaceResult:
         if self.prepare_ms is not None:
             wire["prepare_ms"] = self.prepare_ms
         return wire
+
+
+def parent_ref(ref: str) -> tuple[str, str] | None:
+    """``"${parents.fix.commit}"`` -> ``("fix", "commit")``; None for a plain ref."""
+    m = _PARENT_REF.fullmatch(ref)
+    return (m["key"], m["what"]) if m else None
+
+
+_PARENT_REF = re.compile(r"\$\{parents\.(?P<key>[A-Za-z0-9_.-]{1,64})\.(?P<what>commit|branch)\}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkspaceSpec:
+    repo: str
+    ref: str | None = None
+    branch: str | None = None
+    commit: bool = True
+    push: bool = True
+    sparse: tuple[str, ...] = ()
+    message: str | None = None
+    author: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"repo": self.repo}
+        for name in ("ref", "branch", "message", "author"):
+            if getattr(self, name) is not None:
+                wire[name] = getattr(self, name)
+        if not self.commit:
+            wire["commit"] = False
+        if not self.push:
+            wire["push"] = False
+        if self.sparse:
+            wire["sparse"] = list(self.sparse)
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> WorkspaceSpec:
+        """PARTIAL: types only; the spec helper's version re-runs every §1 check."""
+        try:
+            return cls(
+                repo=str(data["repo"]),
+                ref=data.get("ref"),
+                branch=data.get("branch"),
+                commit=bool(data.get("commit", True)),
+                push=bool(data.get("push", True)),
+                sparse=tuple(str(p) for p in data.get("sparse") or ()),
+                message=data.get("message"),
+                author=data.get("author"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise GitSpecError(f"bad workspace: {exc}") from None
+
+
+class GitSpecError(ValueError):
+    """A workspace field breaks a rule of design 19 §1."""

@@ -1,0 +1,227 @@
+"""Task attempts that run in a fresh git worktree and leave one fenced commit behind.
+
+:class:`Workspaces` owns the worker's workspace directory (mirrors and worktrees) and makes a
+:class:`WorkspaceAttempt` per assigned workspace task. The attempt is an
+:class:`~agentflow.worker.executor.Attempt`, so the runtime, backlog and batching keep their
+types: it prepares a worktree at the base (the pinned one on a retry), runs the program there,
+commits what changed with the AgentFlow trailers, pushes with the fenced rule of design 19 §4,
+and always removes the worktree. Its result travels in ``Finished.workspace``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentflow.gitspec import WorkspaceResult, WorkspaceSpec, default_branch, parent_ref
+from agentflow.worker.executor import Attempt, Finished, OutputSink
+from agentflow.worker.gitrun import MIN_GIT, Git, GitError
+from agentflow.worker.mirrors import Mirrors
+from agentflow.worker.worktree import (
+    Identity,
+    Remote,
+    Trailers,
+    add_worktree,
+    commit_changes,
+    diff_files,
+    fenced_push,
+    remove_worktree,
+)
+
+__all__ = ["WorkspaceAttempt", "WorkspaceSettings", "Workspaces"]
+
+STALE_TMP_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkspaceSettings:
+    """The worker's workspace flags (design 19 §4), as WorkerConfig will carry them."""
+
+    worker_id: str
+    root: Path  # --workspace-dir
+    cache_max_bytes: int = 50 << 30  # --workspace-cache-max
+    git_author: str = "AgentFlow <agentflow@localhost>"  # --git-author; also the committer
+    git_timeout_s: float = 600.0  # --git-timeout, for fetch and push
+
+
+class Workspaces:
+    def __init__(self, settings: WorkspaceSettings, git: Git | None = None) -> None:
+        self.settings = settings
+        self.git = git or Git()
+        self.mirrors = Mirrors(
+            settings.root,
+            self.git,
+            settings.cache_max_bytes,
+            fetch_timeout_s=settings.git_timeout_s,
+        )
+
+    def path_for(self, task_id: str, token: int) -> Path:
+        return self.settings.root / "worktrees" / self.settings.worker_id / f"{task_id}-{token}"
+
+    async def start(self) -> bool:
+        """Clean up after a dead process with this worker id; False when git is too old."""
+        if await self.git.version() < MIN_GIT:
+            return False
+        mine = self.settings.root / "worktrees" / self.settings.worker_id
+        await asyncio.to_thread(shutil.rmtree, mine, True)
+        now = time.time()
+        for mirror in sorted(self.mirrors.root.glob("*.git")):
+            await self.git("worktree", "prune", git_dir=mirror, check=False)
+        for tmp in self.mirrors.root.glob("*.git.tmp-*"):
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+        return True
+
+    def attempt(
+        self,
+        frame: Mapping[str, Any],
+        *,
+        argv: list[str],
+        env: Mapping[str, str],
+        on_output: OutputSink,
+        on_base: Callable[[str], None],
+    ) -> WorkspaceAttempt:
+        spec = frame["spec"]
+        return WorkspaceAttempt(
+            self,
+            frame,
+            WorkspaceSpec.from_wire(spec["workspace"]),
+            argv=argv,
+            env=env,
+            on_output=on_output,
+            on_base=on_base,
+        )
+
+
+class WorkspaceAttempt(Attempt):
+    def __init__(
+        self,
+        owner: Workspaces,
+        frame: Mapping[str, Any],
+        ws: WorkspaceSpec,
+        *,
+        argv: list[str],
+        env: Mapping[str, str],
+        on_output: OutputSink,
+        on_base: Callable[[str], None],
+    ) -> None:
+        spec = frame["spec"]
+        super().__init__(
+            task_id=str(frame["task_id"]),
+            token=int(frame["token"]),
+            argv=argv,
+            env=env,
+            cwd=None,
+            timeout_s=frame.get("timeout_s"),
+            on_output=on_output,
+        )
+        self._owner = owner
+        self._frame = frame
+        self._ws = ws
+        self._subdir = str(spec.get("cwd") or "")
+        self._title = str(spec.get("title") or spec.get("name") or f"AgentFlow task {self.task_id}")
+        self._on_base = on_base
+        self._path = owner.path_for(self.task_id, self.token)
+
+    async def run(self) -> Finished:
+        if self.cancelled:
+            return Finished(status="cancelled", exit_code=None, reason="cancelled")
+        git, mirrors = self._owner.git, self._owner.mirrors
+        base: str | None = None
+        try:
+            async with mirrors.hold(self._ws.repo) as mirror:
+                started = time.monotonic()
+                base = await self._base()
+                self._on_base(base)
+                try:
+                    await add_worktree(git, mirror, self._path, base, self._ws.sparse)
+                    prepare_ms = int((time.monotonic() - started) * 1000)
+                    self._say(f"workspace {git.redact(self._ws.repo)}@{base[:12]} ready in "
+                              f"{prepare_ms / 1000:.2f}s")  # fmt: skip
+                    return await self._run_and_commit(mirror, base, prepare_ms)
+                finally:
+                    await remove_worktree(git, mirror, self._path)
+        except GitError as exc:
+            workspace = {"base": base} if base else None
+            return Finished(status="failed", exit_code=None, reason=str(exc), workspace=workspace)
+        finally:
+            await mirrors.evict()
+
+    async def _run_and_commit(self, mirror: Path, base: str, prepare_ms: int) -> Finished:
+        self._cwd = str(self._path / self._subdir) if self._subdir else str(self._path)
+        self._env.update(AGENTFLOW_WORKSPACE=str(self._path), AGENTFLOW_WORKSPACE_BASE=base)
+        finished = await super().run()
+        result = WorkspaceResult(base=base, prepare_ms=prepare_ms)
+        if finished.status != "completed" or not self._ws.commit:
+            return dataclasses.replace(finished, workspace=result.to_wire())
+        commit = await commit_changes(
+            self._owner.git,
+            self._path,
+            base,
+            message=self._ws.message or self._title,
+            author=Identity.parse(self._ws.author or self._owner.settings.git_author),
+            committer=Identity.parse(self._owner.settings.git_author),
+            trailers=self._trailers(),
+            sparse=self._ws.sparse,
+        )
+        if commit is None:
+            self._say("no changes: nothing committed")
+            return dataclasses.replace(finished, workspace=result.to_wire())
+        branch = self._ws.branch or default_branch(self.task_id)
+        if self._ws.push:
+            remote = Remote(
+                git=self._owner.git,
+                mirror=mirror,
+                url=self._ws.repo,
+                timeout_s=self._owner.settings.git_timeout_s,
+            )
+            await fenced_push(remote, commit, branch, self._trailers())
+        files, total, ins, dels = await diff_files(self._owner.git, mirror, base, commit)
+        pushed = "; pushed" if self._ws.push else ""
+        self._say(f"committed {commit[:12]} ({total} files, +{ins} -{dels}) to {branch}{pushed}")
+        result = dataclasses.replace(
+            result, commit=commit, branch=branch, pushed=self._ws.push, files=files,
+            files_total=total, insertions=ins, deletions=dels,
+        )  # fmt: skip
+        return dataclasses.replace(finished, workspace=result.to_wire())
+
+    async def _base(self) -> str:
+        """The pinned base of a retry, else the parent's commit, else the ref resolved now."""
+        pinned = self._frame.get("workspace_base")
+        mirrors, url = self._owner.mirrors, self._ws.repo
+        if pinned:
+            await mirrors.ensure(url, str(pinned))
+            return str(pinned)
+        ref = self._ws.ref
+        named = parent_ref(ref) if ref else None
+        if named is None:
+            return await mirrors.resolve(url, ref)
+        key, what = named
+        parent = next((p for p in self._frame.get("parents") or () if p.get("key") == key), None)
+        result = (parent or {}).get("workspace") or {}
+        if not result.get("base"):
+            raise GitError(f"parent {key} left no workspace to start from")
+        if what == "commit":
+            sha = str(result.get("commit") or result["base"])
+            await mirrors.ensure(url, sha, result.get("branch"))
+            return sha
+        if not result.get("branch"):
+            raise GitError(f"parent {key} made no commit, so it has no branch")
+        return await mirrors.resolve(url, str(result["branch"]))
+
+    def _trailers(self) -> Trailers:
+        return Trailers(
+            task_id=self.task_id,
+            attempt=int(self._frame.get("attempt") or self.token),
+            token=self.token,
+            workflow=self._frame.get("workflow_id"),
+        )
+
+    def _say(self, line: str) -> None:
+        self._on_output("stderr", f"agentflow: {line}\n".encode())

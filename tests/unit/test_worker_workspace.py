@@ -1,0 +1,96 @@
+"""worker/workspace.py: whole attempts in a worktree against a real bare remote."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agentflow.worker.workspace import Workspaces, WorkspaceSettings
+from tests.unit.test_worker_mirrors import commit_more, make_remote, sh_git
+
+BRANCH = "agentflow/t-1"
+
+
+def _workspaces(tmp: Path) -> Workspaces:
+    return Workspaces(
+        WorkspaceSettings(worker_id="w1", root=tmp / "ws", git_author="Bot <bot@box>")
+    )
+
+
+def _frame(url: str, token: int = 1, **ws: Any) -> dict[str, Any]:
+    return {
+        "task_id": "t-1",
+        "token": token,
+        "attempt": token,
+        "spec": {"title": "edit a", "workspace": {"repo": url, **ws}},
+        "timeout_s": 60,
+    }
+
+
+async def _run(
+    spaces: Workspaces, frame: dict[str, Any], command: str
+) -> tuple[Any, list[str], bytes]:
+    bases: list[str] = []
+    err: list[bytes] = []
+    attempt = spaces.attempt(
+        frame,
+        argv=["/bin/sh", "-c", command],
+        env={"PATH": os.environ["PATH"]},
+        on_output=lambda stream, data: err.append(data) if stream == "stderr" else None,
+        on_base=bases.append,
+    )
+    return await attempt.run(), bases, b"".join(err)
+
+
+async def test_an_attempt_commits_pushes_and_removes_its_worktree(tmp_path: Path) -> None:
+    url, sha = make_remote(tmp_path, {"a.txt": "a\n"})
+    spaces = _workspaces(tmp_path)
+    assert await spaces.start()
+    cmd = 'test "$AGENTFLOW_WORKSPACE" = "$PWD" && echo more >> a.txt'
+    finished, bases, err = await _run(spaces, _frame(url), cmd)
+    assert finished.status == "completed", (finished, err)
+    assert bases == [sha]
+    result = finished.workspace
+    assert result["base"] == sha and result["pushed"] and result["branch"] == BRANCH
+    assert result["files"] == [["a.txt", 1, 0]]
+    assert sh_git("--git-dir", url, "rev-parse", BRANCH) == result["commit"]
+    assert b"agentflow: workspace " in err and b"; pushed" in err
+    assert not spaces.path_for("t-1", 1).exists()
+
+
+async def test_no_change_means_no_commit_and_no_branch(tmp_path: Path) -> None:
+    url, sha = make_remote(tmp_path, {"a.txt": "a\n"})
+    finished, _, _ = await _run(_workspaces(tmp_path), _frame(url), "cat a.txt")
+    assert finished.status == "completed"
+    assert finished.workspace == {"base": sha, "prepare_ms": finished.workspace["prepare_ms"]}
+    assert BRANCH not in sh_git("--git-dir", url, "branch", "--list")
+
+
+async def test_a_retry_starts_at_the_pinned_base_though_main_moved(tmp_path: Path) -> None:
+    url, sha = make_remote(tmp_path, {"a.txt": "a\n"})
+    commit_more(tmp_path, "remote", "a.txt", "moved\n")
+    frame = {**_frame(url, token=2), "workspace_base": sha}
+    finished, bases, _ = await _run(_workspaces(tmp_path), frame, "grep -qx a a.txt")
+    assert finished.status == "completed" and bases == [sha]
+
+
+async def test_a_failed_program_commits_nothing_and_a_stale_push_fails(tmp_path: Path) -> None:
+    url, _ = make_remote(tmp_path, {"a.txt": "a\n"})
+    spaces = _workspaces(tmp_path)
+    failed, _, _ = await _run(spaces, _frame(url), "echo x > a.txt; exit 3")
+    assert failed.status == "failed" and "commit" not in failed.workspace
+    later, _, _ = await _run(spaces, _frame(url, token=20), "echo 20 > a.txt")
+    assert later.workspace["pushed"]
+    stale, _, _ = await _run(spaces, _frame(url, token=10), "echo 10 > a.txt")
+    assert stale.status == "failed" and "holds token 20 > ours" in (stale.reason or "")
+    assert sh_git("--git-dir", url, "rev-parse", BRANCH) == later.workspace["commit"]
+
+
+async def test_start_removes_worktrees_left_by_a_dead_process(tmp_path: Path) -> None:
+    spaces = _workspaces(tmp_path)
+    left = spaces.path_for("t-9", 3)
+    left.mkdir(parents=True)
+    (left / "junk").write_text("x")
+    assert await spaces.start()
+    assert not left.exists()
