@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,30 +11,16 @@ from typing import Any
 import pytest
 
 from agentflow.gitspec import repo_key
+from agentflow.testing import gitserve
+from agentflow.testing.gitserve import seed_git as sh_git
 from agentflow.worker.gitrun import Git, GitError, GitResult
 from agentflow.worker.mirrors import MirrorError, Mirrors
 
 
-def sh_git(*args: str, cwd: Path | None = None) -> str:
-    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin",
-           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "T",
-           "GIT_COMMITTER_EMAIL": "t@x"}  # fmt: skip
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
-    return done.stdout.decode().strip()
-
-
 def make_remote(tmp: Path, files: dict[str, str], name: str = "remote") -> tuple[str, str]:
     """A bare repository with one commit of ``files`` on main; (its path, the commit)."""
-    bare, work = tmp / f"{name}.git", tmp / f"{name}-seed"
-    sh_git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    sh_git("init", "--quiet", "--initial-branch=main", str(work))
-    for path, text in files.items():
-        (work / path).parent.mkdir(parents=True, exist_ok=True)
-        (work / path).write_text(text)
-    sh_git("add", "-A", cwd=work)
-    sh_git("commit", "--quiet", "-m", "seed", cwd=work)
-    sh_git("push", "--quiet", str(bare), "main", cwd=work)
-    return str(bare), sh_git("rev-parse", "HEAD", cwd=work)
+    bare, sha = gitserve.make_remote(tmp, files, name)
+    return str(bare), sha
 
 
 def commit_more(tmp: Path, name: str, path: str, text: str, branch: str = "main") -> str:
