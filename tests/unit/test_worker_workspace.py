@@ -94,3 +94,39 @@ async def test_start_removes_worktrees_left_by_a_dead_process(tmp_path: Path) ->
     (left / "junk").write_text("x")
     assert await spaces.start()
     assert not left.exists()
+
+
+async def test_git_secrets_of_the_worker_never_reach_the_task(tmp_path: Path) -> None:
+    url, _ = make_remote(tmp_path, {"a.txt": "a\n"})
+    spaces = _workspaces(tmp_path)
+    out: list[bytes] = []
+    env = {
+        "PATH": os.environ["PATH"],
+        "SSH_AUTH_SOCK": "/tmp/agent.sock",
+        "GIT_ASKPASS": "/bin/askpass",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "KEEP": "yes",
+    }
+    attempt = spaces.attempt(
+        _frame(url), argv=["/bin/sh", "-c", "env"], env=env,
+        on_output=lambda s, d: out.append(d) if s == "stdout" else None, on_base=lambda s: None,
+    )  # fmt: skip
+    assert (await attempt.run()).status == "completed"
+    seen = b"".join(out).decode()
+    assert "KEEP=yes" in seen and "AGENTFLOW_WORKSPACE_BASE=" in seen
+    for name in ("SSH_AUTH_SOCK", "GIT_ASKPASS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0"):
+        assert f"{name}=" not in seen
+
+
+async def test_a_task_over_its_quota_is_stopped_and_commits_nothing(tmp_path: Path) -> None:
+    url, _ = make_remote(tmp_path, {"a.txt": "a\n"})
+    spaces = Workspaces(
+        WorkspaceSettings(worker_id="w1", root=tmp_path / "ws", quota_bytes=100_000,
+                          quota_check_s=0.05)
+    )  # fmt: skip
+    cmd = "head -c 300000 /dev/zero > big.bin; exec sleep 30"
+    finished, _, _ = await _run(spaces, _frame(url), cmd)
+    assert finished.status == "failed"
+    assert "workspace used" in (finished.reason or "") and "quota of 97.7K" in finished.reason
+    assert BRANCH not in sh_git("--git-dir", url, "branch", "--list")

@@ -30,7 +30,7 @@ from typing import IO, Any
 from agentflow.gitspec import repo_key
 from agentflow.worker.gitrun import Git, GitError
 
-__all__ = ["EVICT_EVERY_S", "LOCK_WAIT_S", "MirrorError", "Mirrors"]
+__all__ = ["EVICT_EVERY_S", "LOCK_WAIT_S", "MirrorError", "Mirrors", "tree_bytes"]
 
 LOCK_WAIT_S = 900.0  # a fetch of a big repository may hold the fetch lock this long
 LOCK_POLL_MIN_S = 0.01
@@ -177,7 +177,7 @@ class Mirrors:
         meta["url"] = self._git.redact(url)
         meta["used_ms"] = self._now_ms()
         if with_bytes:
-            meta["bytes"] = await asyncio.to_thread(_tree_bytes, mirror)
+            meta["bytes"] = await asyncio.to_thread(tree_bytes, mirror)
         _write_json(self._meta_path(url), meta)
 
     def _now_ms(self) -> int:
@@ -310,7 +310,8 @@ def _config_sha(mirror: Path) -> str:
     return digest.hexdigest()
 
 
-def _tree_bytes(path: Path) -> int:
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (links not followed); blocking: run it in a thread."""
     total = 0
     for dirpath, _dirs, files in os.walk(path):
         for name in files:

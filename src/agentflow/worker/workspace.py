@@ -22,7 +22,7 @@ from typing import Any
 from agentflow.gitspec import WorkspaceResult, WorkspaceSpec, default_branch, parent_ref
 from agentflow.worker.executor import Attempt, Finished, OutputSink
 from agentflow.worker.gitrun import MIN_GIT, Git, GitError
-from agentflow.worker.mirrors import Mirrors
+from agentflow.worker.mirrors import Mirrors, tree_bytes
 from agentflow.worker.worktree import (
     Identity,
     Remote,
@@ -37,6 +37,8 @@ from agentflow.worker.worktree import (
 __all__ = ["WorkspaceAttempt", "WorkspaceSettings", "Workspaces"]
 
 STALE_TMP_S = 3600.0
+# Git's reach into the worker's credentials: a workspace task never sees them (design 19 §4).
+_GIT_SECRETS = ("SSH_AUTH_SOCK", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH_COMMAND")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +48,8 @@ class WorkspaceSettings:
     worker_id: str
     root: Path  # --workspace-dir
     cache_max_bytes: int = 50 << 30  # --workspace-cache-max
+    quota_bytes: int = 10 << 30  # --workspace-quota, per worktree
+    quota_check_s: float = 5.0  # how often a running task's worktree is measured
     git_author: str = "AgentFlow <agentflow@localhost>"  # --git-author; also the committer
     git_timeout_s: float = 600.0  # --git-timeout, for fetch and push
 
@@ -128,6 +132,9 @@ class WorkspaceAttempt(Attempt):
         self._title = str(spec.get("title") or spec.get("name") or f"AgentFlow task {self.task_id}")
         self._on_base = on_base
         self._path = owner.path_for(self.task_id, self.token)
+        self._over_quota: str | None = None
+        for name in [*_GIT_SECRETS, *(k for k in self._env if k.startswith("GIT_CONFIG_"))]:
+            self._env.pop(name, None)
 
     async def run(self) -> Finished:
         if self.cancelled:
@@ -156,7 +163,14 @@ class WorkspaceAttempt(Attempt):
     async def _run_and_commit(self, mirror: Path, base: str, prepare_ms: int) -> Finished:
         self._cwd = str(self._path / self._subdir) if self._subdir else str(self._path)
         self._env.update(AGENTFLOW_WORKSPACE=str(self._path), AGENTFLOW_WORKSPACE_BASE=base)
-        finished = await super().run()
+        watcher = asyncio.create_task(self._watch_quota())
+        try:
+            finished = await super().run()
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if self._over_quota is not None:
+            finished = Finished(status="failed", exit_code=None, reason=self._over_quota)
         result = WorkspaceResult(base=base, prepare_ms=prepare_ms)
         if finished.status != "completed" or not self._ws.commit:
             return dataclasses.replace(finished, workspace=result.to_wire())
@@ -190,6 +204,17 @@ class WorkspaceAttempt(Attempt):
             files_total=total, insertions=ins, deletions=dels,
         )  # fmt: skip
         return dataclasses.replace(finished, workspace=result.to_wire())
+
+    async def _watch_quota(self) -> None:
+        """Cancel the program once its worktree outgrows the quota (measured every few s)."""
+        quota = self._owner.settings.quota_bytes
+        while True:
+            await asyncio.sleep(self._owner.settings.quota_check_s)
+            used = await asyncio.to_thread(tree_bytes, self._path)
+            if used > quota:
+                self._over_quota = f"workspace used {_size(used)}, over its quota of {_size(quota)}"
+                self.cancel()
+                return
 
     async def _base(self) -> str:
         """The pinned base of a retry, else the parent's commit, else the ref resolved now."""
@@ -225,3 +250,13 @@ class WorkspaceAttempt(Attempt):
 
     def _say(self, line: str) -> None:
         self._on_output("stderr", f"agentflow: {line}\n".encode())
+
+
+def _size(n: int) -> str:
+    """``n`` bytes in the largest unit that keeps it at least 1 (1536 -> "1.5K")."""
+    value, unit = float(n), "B"
+    for bigger in ("K", "M", "G", "T"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{n}B" if unit == "B" else f"{value:.1f}{unit}"
