@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,21 @@ async def test_a_task_over_its_quota_is_stopped_and_commits_nothing(tmp_path: Pa
     assert finished.status == "failed"
     assert "workspace used" in (finished.reason or "") and "quota of 97.7K" in finished.reason
     assert BRANCH not in sh_git("--git-dir", url, "branch", "--list")
+
+
+async def test_cancel_stops_a_git_call_that_hangs(tmp_path: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()  # accepts, never answers: ls-remote waits forever
+    url = f"git://127.0.0.1:{server.getsockname()[1]}/r.git"
+    attempt = _workspaces(tmp_path).attempt(
+        _frame(url), argv=["true"], env={}, on_output=lambda s, d: None, on_base=lambda s: None
+    )
+    runner = asyncio.create_task(attempt.run())
+    server.settimeout(20)
+    conn, _ = await asyncio.to_thread(server.accept)  # git is connected, and waits
+    attempt.cancel()
+    finished = await asyncio.wait_for(runner, timeout=10)
+    conn.close()
+    server.close()
+    assert finished.status == "cancelled"

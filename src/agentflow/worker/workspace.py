@@ -133,12 +133,30 @@ class WorkspaceAttempt(Attempt):
         self._on_base = on_base
         self._path = owner.path_for(self.task_id, self.token)
         self._over_quota: str | None = None
+        self._body: asyncio.Future[Finished] | None = None
+        self._in_git = True  # a cancel now stops git; while the program runs, Attempt does
         for name in [*_GIT_SECRETS, *(k for k in self._env if k.startswith("GIT_CONFIG_"))]:
             self._env.pop(name, None)
 
     async def run(self) -> Finished:
         if self.cancelled:
             return Finished(status="cancelled", exit_code=None, reason="cancelled")
+        self._body = asyncio.ensure_future(self._run_body())
+        try:
+            return await self._body
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # run() itself was cancelled, not just a git step by cancel()
+            return Finished(status="cancelled", exit_code=None, reason="cancelled")
+
+    def cancel(self) -> None:
+        """Kill the program, or the git call running before or after it."""
+        super().cancel()
+        if self._in_git and self._body is not None:
+            self._body.cancel()  # Git kills its process group on cancellation
+
+    async def _run_body(self) -> Finished:
         git, mirrors = self._owner.git, self._owner.mirrors
         base: str | None = None
         try:
@@ -164,9 +182,11 @@ class WorkspaceAttempt(Attempt):
         self._cwd = str(self._path / self._subdir) if self._subdir else str(self._path)
         self._env.update(AGENTFLOW_WORKSPACE=str(self._path), AGENTFLOW_WORKSPACE_BASE=base)
         watcher = asyncio.create_task(self._watch_quota())
+        self._in_git = False
         try:
             finished = await super().run()
         finally:
+            self._in_git = True
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         if self._over_quota is not None:
