@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 from pathlib import Path
 from typing import Any
 
-from agentflow.worker.workspace import Workspaces, WorkspaceSettings
+import pytest
+
+from agentflow.config import WorkerConfig
+from agentflow.errors import ConfigError
+from agentflow.worker.workspace import Workspaces, WorkspaceSettings, from_config
 from tests.unit.test_worker_mirrors import commit_more, make_remote, sh_git
 
 BRANCH = "agentflow/t-1"
@@ -150,3 +155,26 @@ async def test_cancel_stops_a_git_call_that_hangs(tmp_path: Path) -> None:
     conn.close()
     server.close()
     assert finished.status == "cancelled"
+
+
+def test_flags_become_settings_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-1\n")
+    good = WorkerConfig(
+        worker_id="w1", workspace_dir=str(tmp_path), git_token_file=str(token_file),
+        git_token_url="https://git.example/org/", git_author="Bot <bot@x>",
+    )  # fmt: skip
+    settings, creds = from_config(good)
+    assert settings.root == tmp_path and settings.git_author == "Bot <bot@x>"
+    assert creds.token == "tok-1" and creds.token_url == "https://git.example/org/"
+    for bad, flag in (
+        ({"git_token_url": "http://git.example/"}, "--git-token-file"),
+        ({"git_token_url": "https://u:p@git.example/"}, "--git-token-file"),
+        ({"git_token_url": None}, "--git-token-file"),
+        ({"git_author": "no email"}, "--git-author"),
+        ({"git_token_header": "digest"}, "--git-token-header"),
+    ):
+        with pytest.raises(ConfigError, match=flag):
+            from_config(dataclasses.replace(good, **bad))
+    loopback = dataclasses.replace(good, git_token_url="http://127.0.0.1:8080/")
+    assert from_config(loopback)[1].token_url == "http://127.0.0.1:8080/"

@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from agentflow.config import WorkerConfig, read_token_file
+from agentflow.errors import ConfigError
 from agentflow.gitspec import WorkspaceResult, WorkspaceSpec, default_branch, parent_ref
 from agentflow.worker.executor import Attempt, Finished, OutputSink
-from agentflow.worker.gitrun import MIN_GIT, Git, GitError
+from agentflow.worker.gitrun import MIN_GIT, Credentials, Git, GitError
 from agentflow.worker.mirrors import Mirrors, tree_bytes
 from agentflow.worker.worktree import (
     Identity,
@@ -34,7 +39,7 @@ from agentflow.worker.worktree import (
     remove_worktree,
 )
 
-__all__ = ["WorkspaceAttempt", "WorkspaceSettings", "Workspaces"]
+__all__ = ["WorkspaceAttempt", "WorkspaceSettings", "Workspaces", "from_config"]
 
 STALE_TMP_S = 3600.0
 # Git's reach into the worker's credentials: a workspace task never sees them (design 19 §4).
@@ -52,6 +57,51 @@ class WorkspaceSettings:
     quota_check_s: float = 5.0  # how often a running task's worktree is measured
     git_author: str = "AgentFlow <agentflow@localhost>"  # --git-author; also the committer
     git_timeout_s: float = 600.0  # --git-timeout, for fetch and push
+
+
+def from_config(config: WorkerConfig) -> tuple[WorkspaceSettings, Credentials]:
+    """The worker's workspace flags, checked; ConfigError names the bad flag."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    root = Path(config.workspace_dir or Path(cache) / "agentflow" / "workspaces")
+    author = config.git_author or f"AgentFlow <agentflow@{socket.gethostname()}>"
+    try:
+        Identity.parse(author)
+    except ValueError as exc:
+        raise ConfigError(f"--git-author: {exc}") from None
+    if config.git_token_header not in ("bearer", "basic"):
+        raise ConfigError("--git-token-header must be bearer or basic")
+    token = read_token_file(config.git_token_file) if config.git_token_file else None
+    if token is not None and not _token_url_ok(config.git_token_url):
+        raise ConfigError(
+            "--git-token-file needs --git-token-url, an https:// prefix (http:// on loopback)"
+        )
+    settings = WorkspaceSettings(
+        worker_id=config.worker_id,
+        root=root,
+        cache_max_bytes=config.workspace_cache_max,
+        quota_bytes=config.workspace_quota,
+        git_author=author,
+        git_timeout_s=config.git_timeout_s,
+    )
+    creds = Credentials(
+        token=token,
+        token_url=config.git_token_url,
+        token_header=config.git_token_header,
+        helper=config.git_credential_helper,
+        ssh_command=config.git_ssh_command,
+    )
+    return settings, creds
+
+
+def _token_url_ok(url: str | None) -> bool:
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if parts.username or parts.password or not parts.hostname:
+        return False
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    )
 
 
 class Workspaces:
