@@ -13,6 +13,8 @@ import pytest
 
 from agentflow.config import WorkerConfig
 from agentflow.errors import ConfigError
+from agentflow.worker.gitrun import Git
+from agentflow.worker.outbox import Outbox
 from agentflow.worker.workspace import Workspaces, WorkspaceSettings, from_config
 from tests.unit.test_worker_mirrors import commit_more, make_remote, sh_git
 
@@ -178,3 +180,19 @@ def test_flags_become_settings_and_bad_ones_are_refused(tmp_path: Path) -> None:
             from_config(dataclasses.replace(good, **bad))
     loopback = dataclasses.replace(good, git_token_url="http://127.0.0.1:8080/")
     assert from_config(loopback)[1].token_url == "http://127.0.0.1:8080/"
+
+
+async def test_a_worker_without_git_refuses_workspace_and_merge_tasks(tmp_path: Path) -> None:
+    spaces = Workspaces(
+        WorkspaceSettings(worker_id="w1", root=tmp_path / "ws"), Git(binary="/nonexistent/git")
+    )
+    assert not await spaces.start() and not spaces.ok
+    outbox = Outbox(1.0, lambda: None)
+    frame = _frame("/srv/r.git")
+    made = spaces.prepare(frame, argv=["true"], env={}, outbox=outbox)
+    assert made == "this worker has no git workspaces (git >= 2.38)"
+    working = _workspaces(tmp_path)
+    assert await working.start() and working.ok
+    merge = {**frame, "spec": {**frame["spec"], "merge": ["a"]}}
+    assert "merge" in str(working.prepare(merge, argv=[], env={}, outbox=outbox))
+    assert not isinstance(working.prepare(frame, argv=["true"], env={}, outbox=outbox), str)

@@ -24,10 +24,17 @@ from urllib.parse import urlsplit
 
 from agentflow.config import WorkerConfig, read_token_file
 from agentflow.errors import ConfigError
-from agentflow.gitspec import WorkspaceResult, WorkspaceSpec, default_branch, parent_ref
+from agentflow.gitspec import (
+    GitSpecError,
+    WorkspaceResult,
+    WorkspaceSpec,
+    default_branch,
+    parent_ref,
+)
 from agentflow.worker.executor import Attempt, Finished, OutputSink
 from agentflow.worker.gitrun import MIN_GIT, Credentials, Git, GitError
 from agentflow.worker.mirrors import Mirrors, tree_bytes
+from agentflow.worker.outbox import Outbox
 from agentflow.worker.worktree import (
     Identity,
     Remote,
@@ -108,6 +115,7 @@ class Workspaces:
     def __init__(self, settings: WorkspaceSettings, git: Git | None = None) -> None:
         self.settings = settings
         self.git = git or Git()
+        self.ok = False  # start() found git >= 2.38: this worker takes workspace tasks
         self.mirrors = Mirrors(
             settings.root,
             self.git,
@@ -115,11 +123,17 @@ class Workspaces:
             fetch_timeout_s=settings.git_timeout_s,
         )
 
+    @classmethod
+    def from_config(cls, config: WorkerConfig) -> Workspaces:
+        settings, creds = from_config(config)
+        return cls(settings, Git(creds))
+
     def path_for(self, task_id: str, token: int) -> Path:
         return self.settings.root / "worktrees" / self.settings.worker_id / f"{task_id}-{token}"
 
     async def start(self) -> bool:
         """Clean up after a dead process with this worker id; False when git is too old."""
+        self.ok = False
         if await self.git.version() < MIN_GIT:
             return False
         mine = self.settings.root / "worktrees" / self.settings.worker_id
@@ -130,7 +144,28 @@ class Workspaces:
         for tmp in self.mirrors.root.glob("*.git.tmp-*"):
             if now - tmp.stat().st_mtime > STALE_TMP_S:
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
+        self.ok = True
         return True
+
+    def prepare(
+        self, frame: Mapping[str, Any], *, argv: list[str], env: Mapping[str, str], outbox: Outbox
+    ) -> WorkspaceAttempt | str:
+        """The attempt an assign frame asks for, or why this worker cannot run it."""
+        task_id, token = str(frame["task_id"]), int(frame["token"])
+        if not self.ok:
+            return "this worker has no git workspaces (git >= 2.38)"
+        if frame["spec"].get("merge"):
+            return "this worker cannot run merge tasks yet"
+        try:
+            return self.attempt(
+                frame,
+                argv=argv,
+                env=env,
+                on_output=lambda stream, data: outbox.output(task_id, token, stream, data),
+                on_base=lambda sha: outbox.based(task_id, token, sha),
+            )
+        except GitSpecError as exc:
+            return f"bad workspace: {exc}"
 
     def attempt(
         self,
