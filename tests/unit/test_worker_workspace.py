@@ -14,6 +14,7 @@ import pytest
 from agentflow.config import WorkerConfig
 from agentflow.errors import ConfigError
 from agentflow.worker.gitrun import Git
+from agentflow.worker.merge import MergeAttempt
 from agentflow.worker.outbox import Outbox
 from agentflow.worker.workspace import Workspaces, WorkspaceSettings, from_config
 from tests.unit.test_worker_mirrors import commit_more, make_remote, sh_git
@@ -194,5 +195,5 @@ async def test_a_worker_without_git_refuses_workspace_and_merge_tasks(tmp_path: 
     working = _workspaces(tmp_path)
     assert await working.start() and working.ok
     merge = {**frame, "spec": {**frame["spec"], "merge": ["a"]}}
-    assert "merge" in str(working.prepare(merge, argv=[], env={}, outbox=outbox))
+    assert isinstance(working.prepare(merge, argv=[], env={}, outbox=outbox), MergeAttempt)
     assert not isinstance(working.prepare(frame, argv=["true"], env={}, outbox=outbox), str)

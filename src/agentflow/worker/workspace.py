@@ -33,6 +33,7 @@ from agentflow.gitspec import (
 )
 from agentflow.worker.executor import Attempt, Finished, OutputSink
 from agentflow.worker.gitrun import MIN_GIT, Credentials, Git, GitError
+from agentflow.worker.merge import MergeAttempt
 from agentflow.worker.mirrors import Mirrors, tree_bytes
 from agentflow.worker.outbox import Outbox
 from agentflow.worker.worktree import (
@@ -149,14 +150,23 @@ class Workspaces:
 
     def prepare(
         self, frame: Mapping[str, Any], *, argv: list[str], env: Mapping[str, str], outbox: Outbox
-    ) -> WorkspaceAttempt | str:
+    ) -> WorkspaceAttempt | MergeAttempt | str:
         """The attempt an assign frame asks for, or why this worker cannot run it."""
         task_id, token = str(frame["task_id"]), int(frame["token"])
         if not self.ok:
             return "this worker has no git workspaces (git >= 2.38)"
-        if frame["spec"].get("merge"):
-            return "this worker cannot run merge tasks yet"
         try:
+            if frame["spec"].get("merge"):
+                return MergeAttempt(
+                    frame,
+                    WorkspaceSpec.from_wire(frame["spec"]["workspace"]),
+                    mirrors=self.mirrors,
+                    git=self.git,
+                    identity=Identity.parse(self.settings.git_author),
+                    timeout_s=self.settings.git_timeout_s,
+                    on_output=lambda stream, data: outbox.output(task_id, token, stream, data),
+                    on_base=lambda sha: outbox.based(task_id, token, sha),
+                )
             return self.attempt(
                 frame,
                 argv=argv,
@@ -164,7 +174,7 @@ class Workspaces:
                 on_output=lambda stream, data: outbox.output(task_id, token, stream, data),
                 on_base=lambda sha: outbox.based(task_id, token, sha),
             )
-        except GitSpecError as exc:
+        except (GitSpecError, KeyError) as exc:
             return f"bad workspace: {exc}"
 
     def attempt(
