@@ -159,7 +159,8 @@ async def fenced_push(remote: Remote, commit: str, branch: str, trailers: Traile
         listed = await git(
             "ls-remote", remote.url, ref, git_dir=remote.mirror, timeout_s=remote.timeout_s
         )
-        tip = next((ln.split("\t")[0] for ln in listed.out.splitlines() if ln.endswith(ref)), None)
+        tips = (ln.split("\t") for ln in listed.out.splitlines())
+        tip = next((t[0] for t in tips if len(t) == 2 and t[1] == ref), None)  # exact name
         if tip == commit:
             return
         if tip is not None:
