@@ -210,6 +210,17 @@ class WorkerConfig:
     # Queued Python calls sent to a runner in one message; 1 (off): one each. Off by default:
     # W1 showed no gain (the queue is rarely full when a slot frees); see docs/benchmarks.md.
     runner_batch: int = 1
+    # -- git workspaces (issue 19; agentflow.worker.workspace) --
+    workspace_dir: str | None = None  # None: $XDG_CACHE_HOME/agentflow/workspaces
+    workspace_quota: int = 10 << 30  # bytes one worktree may hold while its task runs
+    workspace_cache_max: int = 50 << 30  # bytes of all mirrors together (LRU)
+    git_author: str | None = None  # "Name <email>"; None: AgentFlow <agentflow@HOST>
+    git_token_file: str | None = None  # a token sent only under git_token_url
+    git_token_url: str | None = None  # https://host/prefix/ (or http on loopback)
+    git_token_header: str = "bearer"  # bearer | basic (user x-access-token)
+    git_credential_helper: str | None = None
+    git_ssh_command: str = "ssh -o BatchMode=yes"
+    git_timeout_s: float = 600.0  # each fetch and push
     # -- tokens and API TLS (issue 12) --
     api_token_file: str | None = None  # the worker's token, read from a file
     tls_ca: str | None = None  # CA bundle that verifies the masters' certificates

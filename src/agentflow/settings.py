@@ -316,6 +316,43 @@ WORKER_SETTINGS: tuple[Setting, ...] = (
         "Queued Python calls sent to a free runner in one message, run there in order "
         "(1, the default: one call per message).",
     ),
+    _w(
+        "workspace-dir",
+        "workspace_dir",
+        "file",
+        "Where git mirrors and task worktrees live.",
+        default_text="$XDG_CACHE_HOME/agentflow/workspaces",
+    ),
+    _w("workspace-quota", "workspace_quota", "size", "Bytes one task's worktree may hold."),
+    _w(
+        "workspace-cache-max",
+        "workspace_cache_max",
+        "size",
+        "Bytes of all git mirrors together; the least recently used unheld ones go first.",
+    ),
+    _w(
+        "git-author",
+        "git_author",
+        "text",
+        "Author of workspace commits, 'Name <email>' (the committer always).",
+        default_text="AgentFlow <agentflow@HOST>",
+    ),
+    _w(
+        "git-token-file",
+        "git_token_file",
+        "file",
+        "A token for git over HTTPS, sent only under --git-token-url.",
+    ),
+    _w(
+        "git-token-url",
+        "git_token_url",
+        "text",
+        "URL prefix the git token is sent under (https, or http on loopback).",
+    ),
+    _w("git-token-header", "git_token_header", "text", "bearer or basic (user x-access-token)."),
+    _w("git-credential-helper", "git_credential_helper", "text", "A git credential helper."),
+    _w("git-ssh-command", "git_ssh_command", "text", "The ssh git runs for ssh:// remotes."),
+    _w("git-timeout", "git_timeout_s", "duration", "Longest one git fetch or push may run."),
     _w("log-level", "log_level", "text", "debug, info, warning or error."),
     _w(
         "log-format",

@@ -70,3 +70,22 @@ async def test_without_a_session_outcomes_wait_and_go_when_one_opens() -> None:
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_bases_and_workspace_results_travel_only_when_there_are_some() -> None:
+    sock = FakeSocket()
+    outbox = Outbox(0.01, lambda: cast(ClientConnection | None, sock))
+    runner = asyncio.create_task(outbox.run())
+    try:
+        outbox.outcome("t-0", 1, DONE, None)
+        plain = await _next(sock)
+        assert "bases" not in plain and "workspace" not in plain["outcomes"][0]
+        outbox.based("t-1", 3, "a" * 40)
+        assert (await _next(sock))["bases"] == [["t-1", 3, "a" * 40]]
+        result = {"base": "a" * 40, "commit": "b" * 40}
+        outbox.outcome("t-1", 3, Finished(status="completed", exit_code=0, workspace=result), None)
+        frame = await _next(sock)
+        assert "bases" not in frame and frame["outcomes"][0]["workspace"] == result
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)

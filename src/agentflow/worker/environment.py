@@ -21,6 +21,8 @@ from typing import Any
 from agentflow.config import WorkerConfig
 from agentflow.worker.executor import agent_prompt
 
+MAX_RESULT_BYTES = 64 * 1024  # of what an attempt writes to $AGENTFLOW_OUTPUT_FILE
+
 __all__ = [
     "WORKER_SECRETS",
     "AttemptFiles",
@@ -64,6 +66,19 @@ class AttemptFiles:
         for path in (self.output, self.parents) if self.has_parents else (self.output,):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+    def collect(self, *, read: bool) -> str | None:
+        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded) if ``read``; the files
+        go either way."""
+        try:
+            if not read:
+                return None
+            with open(self.output, "rb") as fh:
+                return fh.read(MAX_RESULT_BYTES).decode("utf-8", "replace")
+        except OSError:
+            return None
+        finally:
+            self.remove()
 
 
 def inherited_environment() -> dict[str, str]:

@@ -31,6 +31,7 @@ class Finished:
     exit_code: int | None
     reason: str | None = None
     result: str | None = None  # a Python callable's return value, as JSON
+    workspace: dict[str, Any] | None = None  # a git workspace's WorkspaceResult, as its wire
 
 
 def build_argv(spec: Mapping[str, Any], agents: Mapping[str, str]) -> list[str]:

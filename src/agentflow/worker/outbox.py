@@ -34,6 +34,7 @@ class Outbox:
         self._output: list[tuple[str, int, str, bytes]] = []
         self._output_bytes = 0
         self._outcomes: list[dict[str, Any]] = []
+        self._bases: list[tuple[str, int, str]] = []  # workspace bases resolved (design 19)
         self._unacked: dict[int, list[dict[str, Any]]] = {}
         self._seq = 0
         self._wake = asyncio.Event()
@@ -61,6 +62,11 @@ class Outbox:
         self.started_total += 1
         self._wake.set()
 
+    def based(self, task_id: str, token: int, sha: str) -> None:
+        """A workspace attempt's base commit, so that a retry starts from the same one."""
+        self._bases.append((task_id, token, sha))
+        self._wake.set()
+
     def output(self, task_id: str, token: int, stream: str, data: bytes) -> None:
         if self._output_bytes + len(data) > MAX_BUFFERED_OUTPUT:
             return  # the master is unreachable and the buffer is full: keep the newest later
@@ -73,16 +79,17 @@ class Outbox:
     def outcome(self, task_id: str, token: int, finished: Finished, result: str | None) -> None:
         reason = finished.reason
         self.outcomes_total[finished.status] = self.outcomes_total.get(finished.status, 0) + 1
-        self._outcomes.append(
-            {
-                "task_id": task_id,
-                "token": token,
-                "status": finished.status,
-                "exit_code": finished.exit_code,
-                "reason": None if reason is None else reason[: workerwire.MAX_REASON_CHARS],
-                "result": None if result is None else result[: workerwire.MAX_RESULT_CHARS],
-            }
-        )
+        outcome = {
+            "task_id": task_id,
+            "token": token,
+            "status": finished.status,
+            "exit_code": finished.exit_code,
+            "reason": None if reason is None else reason[: workerwire.MAX_REASON_CHARS],
+            "result": None if result is None else result[: workerwire.MAX_RESULT_CHARS],
+        }
+        if finished.workspace is not None:  # left off otherwise: old masters read the frame
+            outcome["workspace"] = finished.workspace
+        self._outcomes.append(outcome)
         self._wake.set()
         self._outcome_ready.set()
 
@@ -96,7 +103,7 @@ class Outbox:
         outcomes = [o for batch in self._unacked.values() for o in batch]
         self._unacked.clear()
         self._outcomes = outcomes + self._outcomes
-        if self._outcomes or self._started or self._output:
+        if self._outcomes or self._started or self._output or self._bases:
             self._wake.set()
             self._outcome_ready.set()
 
@@ -112,7 +119,7 @@ class Outbox:
             self._wake.clear()
             self._outcome_ready.clear()
             ws = self._connection()
-            if ws is None or not (self._started or self._output or self._outcomes):
+            if ws is None or not (self._started or self._output or self._outcomes or self._bases):
                 continue
             self._seq += 1
             frame = {
@@ -122,8 +129,10 @@ class Outbox:
                 "output": self._output,
                 "outcomes": self._outcomes,
             }
+            if self._bases:  # left off otherwise, so frames stay as old masters read them
+                frame["bases"] = [list(b) for b in self._bases]
             self._unacked[self._seq] = self._outcomes
-            self._started, self._output, self._outcomes = [], [], []
+            self._started, self._output, self._outcomes, self._bases = [], [], [], []
             self._output_bytes = 0
             # On failure the outcomes stay unacked and the next session resends them.
             with contextlib.suppress(OSError, WebSocketException):

@@ -44,6 +44,7 @@ from agentflow.worker.environment import AttemptFiles, attempt_environment, inhe
 from agentflow.worker.executor import Attempt, Finished, build_argv
 from agentflow.worker.outbox import Outbox
 from agentflow.worker.pyexec import CallBatch, FunctionAttempt, PythonPool, function_request
+from agentflow.worker.workspace import Workspaces
 
 __all__ = ["Worker"]
 
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 10.0
-MAX_RESULT_BYTES = 64 * 1024
 
 
 class Worker:
@@ -70,6 +70,7 @@ class Worker:
         self.labels = labels
         self._attempts: dict[str, Attempt | FunctionAttempt] = {}  # running or waiting
         self._files: dict[str, AttemptFiles] = {}  # per attempt: parents file, output file
+        self._workspaces = Workspaces.from_config(config)
         self._scratch: Path | None = None  # the attempts' files, made at the first
         self._backlog: Backlog[Attempt | FunctionAttempt] = Backlog()
         self._after: dict[str, dict[str, Any]] = {}  # assign frames waiting for a kill to end
@@ -107,6 +108,7 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT) if install_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal)
+        await self._workspaces.start()
         try:
             async with asyncio.TaskGroup() as group:
                 self._attempt_group = group
@@ -266,6 +268,7 @@ class Worker:
             "protocol": wire.PROTOCOL_VERSION,
             "secret": self._secret,
             "pickled_functions": self.config.allow_pickled_functions,
+            "workspaces": self._workspaces.ok,
         }
 
     async def _heartbeats(self, ws: ClientConnection, interval: float) -> None:
@@ -335,7 +338,7 @@ class Worker:
         order = float(frame.get("order", 0.0))
         by_function = bool(spec.get("function") or spec.get("pickled"))
         try:
-            argv = [] if by_function else build_argv(spec, self.config.agents)
+            argv = [] if by_function or spec.get("merge") else build_argv(spec, self.config.agents)
         except ValueError as exc:
             failed = Finished(status="failed", exit_code=None, reason=str(exc))
             self.outbox.outcome(task_id, token, failed, None)
@@ -360,6 +363,16 @@ class Worker:
             attempt.order = order
             self._attempts[task_id] = attempt
             self._dispatch(attempt, order)
+            return
+        if spec.get("workspace") or spec.get("merge"):
+            made = self._workspaces.prepare(frame, argv=argv, env=env, outbox=self.outbox)
+            if isinstance(made, str):  # this worker cannot run it: why
+                self._files.pop(task_id).remove()
+                failed = Finished(status="failed", exit_code=None, reason=made)
+                self.outbox.outcome(task_id, token, failed, None)
+                return
+            self._attempts[task_id] = made
+            self._dispatch(made, order)
             return
         attempt = Attempt(
             task_id=task_id,
@@ -440,7 +453,8 @@ class Worker:
     def _done(self, attempt: Attempt | FunctionAttempt, finished: Finished) -> None:
         self._attempts.pop(attempt.task_id, None)
         # A call's own result wins over its file: then the file is not read, only removed.
-        written = self._collect(attempt.task_id, read=not finished.result)
+        files = self._files.pop(attempt.task_id, None)
+        written = files.collect(read=not finished.result) if files is not None else None
         self.outbox.outcome(attempt.task_id, attempt.token, finished, finished.result or written)
         successor = self._after.pop(attempt.task_id, None)
         if successor is not None:
@@ -449,23 +463,6 @@ class Worker:
     def _refill(self) -> None:
         while self._backlog and self.running < self.slots:
             self._launch(self._backlog.pop())
-
-    def _collect(self, task_id: str, *, read: bool) -> str | None:
-        """What the attempt wrote to $AGENTFLOW_OUTPUT_FILE (bounded) if ``read``; its files
-        go either way."""
-        files = self._files.pop(task_id, None)
-        if files is None:
-            return None
-        if not read:
-            files.remove()
-            return None
-        try:
-            with open(files.output, "rb") as fh:
-                return fh.read(MAX_RESULT_BYTES).decode("utf-8", "replace")
-        except OSError:
-            return None
-        finally:
-            files.remove()
 
     # -- reporting --------------------------------------------------------------------------
 
