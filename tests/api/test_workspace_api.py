@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from agentflow.api.schemas import TaskIn, WorkflowIn
+from agentflow.state.envelope import WORKSPACE_FORMAT
 from tests.api.conftest import Master, problem
 
 TASK: dict[str, Any] = {"title": "edit", "command": "make fix"}
@@ -51,6 +52,7 @@ async def test_bad_workspace_is_a_422_naming_it_and_commits_nothing(
 
 
 async def test_workspace_tasks_wait_for_the_format_that_knows_them(master: Master) -> None:
+    master.log.written_format = WORKSPACE_FORMAT - 1  # a cluster mid-upgrade
     before = len(master.log.entries)
     body = TASK | {"workspace": {"repo": REPO}}
     answer = problem(await master.client.post("/api/v1/tasks", json=body), 409, "conflict")

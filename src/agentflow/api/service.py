@@ -24,7 +24,6 @@ from agentflow.api.request_metrics import RequestTimings
 from agentflow.api.sessions import SessionHub
 from agentflow.api.task_metrics import TaskTimings
 from agentflow.api.waiters import KeyedWaiters, wait_for
-from agentflow.api.workspace_schema import WORKSPACE_FORMAT
 from agentflow.cluster.history import HISTORY_FILE, TaskHistory
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.cluster.seam import MasterLog
@@ -34,6 +33,7 @@ from agentflow.scheduler import Scheduler, SchedulerConfig
 from agentflow.scheduler.lockkeeper import LockKeeper
 from agentflow.state import StateLimits, StateMachine, TaskRecord, TaskStatus
 from agentflow.state.commands import NewTask, SubmitTasks
+from agentflow.state.envelope import WORKSPACE_FORMAT
 from agentflow.state.events import (
     Event,
     LockChanged,
@@ -254,12 +254,6 @@ class MasterService:
         )
         return result
 
-    def log_format(self) -> int:
-        """The log format the cluster writes. A log that cannot say (one from before design 19
-        §3 lands) writes format 2, which knows no workspaces."""
-        written = getattr(self.log, "log_format", None)
-        return int(written()) if callable(written) else 2
-
     def task(self, task_id: str) -> TaskRecord:
         task = self.machine.tasks.peek(task_id)  # read only: a frozen task stays frozen
         if task is None:
@@ -405,7 +399,7 @@ def require_workspaces(svc: MasterService, tasks: Iterable[NewTask]) -> None:
     them: a master or worker of the older release would drop or choke on the field."""
     if not any("workspace" in task.spec for task in tasks):
         return
-    written = svc.log_format()
+    written = svc.log.log_format()
     if written < WORKSPACE_FORMAT:
         raise ConflictError(
             f"the cluster still writes log format {written}; finish the upgrade to use workspaces"

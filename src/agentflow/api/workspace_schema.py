@@ -19,11 +19,7 @@ from agentflow.gitspec import MAX_SPARSE, WorkspaceSpec
 if TYPE_CHECKING:
     from agentflow.api.schemas import WorkflowDefaultsIn, WorkflowTaskIn
 
-__all__ = ["WORKSPACE_FORMAT", "WorkspaceIn", "check_flow_workspaces"]
-
-# The log format from which masters and workers know workspaces (design 19 §3); the state's
-# envelope names it too once that lands, and the API gate compares the cluster's format to it.
-WORKSPACE_FORMAT = 3
+__all__ = ["WorkspaceIn", "check_flow_workspaces"]
 
 
 class WorkspaceIn(BaseModel):
