@@ -487,6 +487,11 @@ def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        current = asyncio.get_child_watcher()
+        if isinstance(current, asyncio.PidfdChildWatcher) and current.is_active():
+            # Kept: replacing it would close it and strand the children it waits for (several
+            # workers share one loop in `agentflow run`, each starting git at once).
+            return
         try:
             os.close(os.pidfd_open(os.getpid()))
         except OSError:

@@ -313,7 +313,8 @@ class WorkspaceAttempt(Attempt):
             await fenced_push(remote, commit, branch, self._trailers())
         files, total, ins, dels = await diff_files(self._owner.git, mirror, base, commit)
         pushed = "; pushed" if self._ws.push else ""
-        self._say(f"committed {commit[:12]} ({total} files, +{ins} -{dels}) to {branch}{pushed}")
+        noun = "file" if total == 1 else "files"
+        self._say(f"committed {commit[:12]} ({total} {noun}, +{ins} -{dels}) to {branch}{pushed}")
         result = dataclasses.replace(
             result, commit=commit, branch=branch, pushed=self._ws.push, files=files,
             files_total=total, insertions=ins, deletions=dels,
