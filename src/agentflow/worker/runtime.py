@@ -487,6 +487,8 @@ def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        if getattr(asyncio.get_child_watcher(), "_loop", None) is loop:
+            return  # one more worker in this loop: a new watcher would orphan the others' children
         try:
             os.close(os.pidfd_open(os.getpid()))
         except OSError:
