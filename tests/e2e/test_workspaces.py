@@ -419,7 +419,7 @@ def test_the_http_token_appears_in_no_output_log_view_or_data(site: Site) -> Non
     bare, repo, _ = site.remote("secret", "http")
     refusing, refusing_url, _ = site.remote("refusing", "http")
     hook = refusing / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\necho 'refused by policy' >&2\nexit 1\n")
+    hook.write_text(f"#!/bin/sh\necho 'refused by policy for {site.token}' >&2\nexit 1\n")
     hook.chmod(0o755)
     with Client(site.url) as client:
         ok = client.submit("env; echo done > done.txt", workspace={"repo": repo})
@@ -430,7 +430,7 @@ def test_the_http_token_appears_in_no_output_log_view_or_data(site: Site) -> Non
     assert ok_view["status"] == "completed", ok_view["reason"]
     assert heads(bare)[f"agentflow/{ok.id}"] == ok_view["workspace_result"]["commit"]
     assert refused_view["status"] == "failed"
-    assert "refused by policy" in refused_view["reason"] or "rejected" in refused_view["reason"]
+    assert "pre-receive hook declined" in refused_view["reason"]
     assert heads(refusing) == {"main": rgit(refusing, "rev-parse", "main")}
     assert any(site.http.authorized(h) for h in site.http.seen_auth)  # the token was used
 
