@@ -22,8 +22,8 @@ part (c) runs real tasks through a cluster.
   worktree.
 
 Targets are printed, never asserted. ``--quick``: 1,000 files, 10 cycles, 10 tasks.
-``--checkout-workers N`` runs (a), (b) and (d) with ``git -c checkout.workers=N`` (git's
-parallel checkout; the worker does not set it) to compare.
+``--checkout-workers N`` runs (a), (b) and (d) with ``git -c checkout.workers=N`` to compare
+(the worker sets 0, one checkout worker per core; 1 is git's own sequential default).
 """
 
 from __future__ import annotations
@@ -186,20 +186,20 @@ def report_series(name: str, samples: list[float], target: float | None = None) 
 
 
 class ParallelCheckoutGit(Git):
-    """The worker's Git with ``-c checkout.workers=N`` in front of every call."""
+    """The worker's Git with ``-c checkout.workers=N`` after its own options (the last wins)."""
 
     def __init__(self, workers: int) -> None:
         super().__init__()
         self.workers = workers
 
     def argv(self, *args: str, git_dir: Path | None = None) -> list[str]:
-        binary, *rest = super().argv(*args, git_dir=git_dir)
-        return [binary, "-c", f"checkout.workers={self.workers}", *rest]
+        head = super().argv(git_dir=git_dir)
+        return [*head, "-c", f"checkout.workers={self.workers}", *args]
 
 
 async def local_parts(args: argparse.Namespace, tmp: Path, url: str, dirs: list[str]) -> None:
     git = Git() if args.checkout_workers is None else ParallelCheckoutGit(args.checkout_workers)
-    workers = "git default" if args.checkout_workers is None else args.checkout_workers
+    workers = "0 (the worker's)" if args.checkout_workers is None else args.checkout_workers
     print(f"{BENCH} checkout_workers={workers}", flush=True)
     mirrors = Mirrors(tmp / "ws", git, CACHE_MAX)
     sha, seconds = await cold_fetch(mirrors, url)
