@@ -128,7 +128,9 @@ def redact_text(text: str) -> str:
     """``text`` with anything between ``user:`` and the last ``@`` replaced by ``***``: safe
     to quote in a message even when the URL is malformed."""
     scheme, sep, rest = text.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:  # not a URL: only a word without ':' or '@' is surely no password
+        return text if ":" not in text and "@" not in text else "(a value that is not a URL)"
+    if "@" not in rest:
         return text
     userinfo, _, hostpart = rest.rpartition("@")
     user, colon, _ = userinfo.partition(":")
