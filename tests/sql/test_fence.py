@@ -15,7 +15,7 @@ import pytest
 
 from agentflow.cluster.sql import Lease, LogStore, StoreUrl
 from agentflow.cluster.sql.dialect import dialect_for
-from agentflow.errors import StoreFenced
+from agentflow.errors import StoreFenced, StoreUnavailable
 from tests.sql.conftest import WAIT_S, wait_for
 
 SHORT_TTL_S = 0.5
@@ -137,3 +137,25 @@ def test_an_append_behind_a_takeover_waits_and_is_refused(
     with pytest.raises(StoreFenced, match="b's at epoch 2"):
         append.join()
     assert new_writer.read(0, 10) == [(1, b"first")]
+
+
+def test_a_lock_wait_past_the_timeout_is_unavailable_and_the_store_goes_on(
+    make_store: Callable[..., LogStore], url: StoreUrl
+) -> None:
+    writer: PausingStore = make_store(PausingStore, timeout_s=TIMEOUT_S)
+    impatient = make_store(timeout_s=1.0)
+    writer.migrate("c1")
+    lease = writer.acquire("a", "http://a", SHORT_TTL_S)
+    assert lease is not None
+    writer.armed = True
+    append = Background(lambda: writer.append(lease, 1, [b"slow"]))
+    assert writer.paused.wait(WAIT_S)
+    wait_for(lambda: impatient.lease().remaining_s <= 0, "the lease expired by the db's clock")
+    with pytest.raises(StoreUnavailable):  # bounded: the lock wait ends after timeout_s
+        impatient.acquire("b", "http://b", LONG_TTL_S)
+    writer.go.set()
+    append.join()
+    taken = impatient.acquire("b", "http://b", LONG_TTL_S)  # a new connection, same store
+    assert taken is not None
+    assert taken.epoch == lease.epoch + 1
+    assert impatient.read(0, 10) == [(1, b"slow")]

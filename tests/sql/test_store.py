@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 
 from agentflow.cluster.sql import Lease, LogStore
-from agentflow.errors import NotLeaderError, StoreFenced
+from agentflow.errors import ConfigError, NotLeaderError, StoreFenced
 from tests.sql.conftest import wait_for
 
 SHORT_TTL_S = 0.3
@@ -171,3 +171,25 @@ def test_members_heartbeat(store: LogStore, make_store: Callable[..., LogStore])
         ("b", "http://b2", 9, 3, "0.4.1"),
     ]
     assert all(m.seen_s_ago >= 0 for m in rows)
+
+
+def test_a_large_snapshot_round_trips(store: LogStore) -> None:
+    lease = store.acquire("a", "http://a", LONG_TTL_S)
+    assert lease is not None
+    image = bytes(range(256)) * (8 * 4096)  # 8 MiB, every byte value (escaping's worst case)
+    store.save_snapshot(lease, 1, image)
+    assert store.snapshot() == (1, image)
+
+
+def test_a_row_over_max_allowed_packet_is_refused_by_name(store: LogStore, server: object) -> None:
+    if store.url.dialect != "mysql":
+        pytest.skip("PostgreSQL has no packet limit below bytea's 1 GiB")
+    lease = store.acquire("a", "http://a", LONG_TTL_S)
+    assert lease is not None
+    huge = b"\x00" * (40 << 20)  # escaped, twice as large: over the test server's 64 MiB
+    with pytest.raises(ConfigError, match="max_allowed_packet"):
+        store.save_snapshot(lease, 1, huge)
+    with pytest.raises(ConfigError, match="max_allowed_packet"):
+        store.append(lease, 1, [huge])
+    assert store.snapshot() is None
+    assert store.last_index() == 0
