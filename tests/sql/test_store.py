@@ -181,7 +181,7 @@ def test_a_large_snapshot_round_trips(store: LogStore) -> None:
     assert store.snapshot() == (1, image)
 
 
-def test_a_row_over_max_allowed_packet_is_refused_by_name(store: LogStore, server: object) -> None:
+def test_a_row_over_max_allowed_packet_is_refused_by_name(store: LogStore) -> None:
     if store.url.dialect != "mysql":
         pytest.skip("PostgreSQL has no packet limit below bytea's 1 GiB")
     lease = store.acquire("a", "http://a", LONG_TTL_S)
