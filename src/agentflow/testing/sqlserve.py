@@ -117,6 +117,7 @@ class _Server:
         if self._proc is not None and self._proc.poll() is None:
             return
         if not self._made:
+            self.root.mkdir(parents=True, exist_ok=True)
             self._make()
             self._made = True
         log = open(self.root / f"{self.dialect}.log", "ab")  # noqa: SIM115 - the child's
