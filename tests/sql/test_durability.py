@@ -90,3 +90,21 @@ def test_a_wrong_password_is_unavailable_and_not_shown(
     assert "not-the-Secret-42" not in text
     assert url.password is not None
     assert url.password not in text
+
+
+def test_a_database_that_acknowledges_early_is_overridden_for_our_session(
+    url: StoreUrl, make_store: Callable[..., LogStore]
+) -> None:
+    if url.dialect != "postgresql":
+        pytest.skip("MariaDB's innodb_flush_log_at_trx_commit is global: the server's to set")
+    admin = make_store()
+    admin.migrate("c1")
+    conn = admin._connection()  # a look inside: which setting did our session end up with?
+    cur = conn.cursor()
+    cur.execute(f'ALTER DATABASE "{url.database}" SET synchronous_commit = off')
+    conn.commit()
+    store = make_store()
+    assert store.last_index() == 0
+    cur = store._connection().cursor()
+    cur.execute("SHOW synchronous_commit")
+    assert cur.fetchone()[0] == "on"

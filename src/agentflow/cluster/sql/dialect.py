@@ -241,6 +241,14 @@ def _pg_connect(url: StoreUrl, timeout_s: float) -> Connection:
         **_pg_params(url),
     )
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+    with conn.cursor() as cur:
+        # "durable when append returns": a server (or role) that acknowledges commits before
+        # the WAL is flushed is overridden for our session; stronger settings are kept.
+        cur.execute("SHOW synchronous_commit")
+        row = cur.fetchone()
+        if row is not None and row[0] == "off":
+            cur.execute("SET synchronous_commit = on")
+    conn.commit()
     return conn
 
 

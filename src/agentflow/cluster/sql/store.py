@@ -247,8 +247,7 @@ class LogStore:
         self._check(cur, lease)
 
     def _check_size(self, size: int, what: str) -> None:
-        if self._max_packet is None:
-            self._call(lambda conn: None)  # connects, reading the server's limit
+        self._connection()  # a new connection reads the server's limit
         limit = self._max_packet
         if limit is not None and 2 * size + PACKET_OVERHEAD_BYTES > limit:
             raise ConfigError(
@@ -291,6 +290,9 @@ class LogStore:
             self._drop()
             if failure == "unavailable":
                 raise self._unavailable(exc) from exc
+            raise
+        except BaseException:  # interrupted mid-transaction: never reuse that session
+            self._drop()
             raise
 
     def _connection(self) -> Connection:
