@@ -108,3 +108,19 @@ def test_a_database_that_acknowledges_early_is_overridden_for_our_session(
     cur = store._connection().cursor()
     cur.execute("SHOW synchronous_commit")
     assert cur.fetchone()[0] == "on"
+
+
+def test_the_test_servers_are_durable_and_a_weaker_setting_is_named(
+    url: StoreUrl, make_store: Callable[..., LogStore]
+) -> None:
+    store = make_store()
+    assert store.durability_warning() is None
+    if url.dialect != "mysql":
+        return  # fsync can only change in postgresql.conf with a reload
+    cur = store._connection().cursor()  # the test user may set globals; put it back after
+    cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
+    try:
+        assert "innodb_flush_log_at_trx_commit is 2" in (make_store().durability_warning() or "")
+    finally:
+        cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 1")
+    assert make_store().durability_warning() is None

@@ -81,6 +81,8 @@ class Dialect:
     connect: Callable[[StoreUrl, float], Connection]
     classify: Callable[[BaseException], Failure | None]
     max_packet: Callable[[Connection], int | None]  # bytes one statement may carry, if bounded
+    # why an acknowledged commit could still be lost (server settings), or None
+    durability: Callable[[Connection], str | None]
 
 
 _PG = Sql(
@@ -209,13 +211,15 @@ def dialect_for(url: StoreUrl) -> Dialect:
                 f"--store {url.redacted()}: install agentflow[postgresql] (psycopg)"
             ) from None
         return Dialect(name="postgresql", sql=_PG, connect=_pg_connect,
-                       classify=_pg_classify, max_packet=lambda _conn: None)  # fmt: skip
+                       classify=_pg_classify, max_packet=lambda _conn: None,
+                       durability=_pg_durability)  # fmt: skip
     try:
         import pymysql  # noqa: F401
     except ImportError:
         raise ConfigError(f"--store {url.redacted()}: install agentflow[mysql] (PyMySQL)") from None
     return Dialect(name="mysql", sql=_MY, connect=_my_connect,
-                   classify=_my_classify, max_packet=_my_max_packet)  # fmt: skip
+                   classify=_my_classify, max_packet=_my_max_packet,
+                   durability=_my_durability)  # fmt: skip
 
 
 def _pg_connect(url: StoreUrl, timeout_s: float) -> Connection:
@@ -319,10 +323,33 @@ def _my_classify(exc: BaseException) -> Failure | None:
     return "unavailable" if isinstance(exc, OSError) else None
 
 
-def _my_max_packet(conn: Connection) -> int | None:
+def _pg_durability(conn: Connection) -> str | None:
+    row = _one(conn, "SELECT current_setting('fsync')")
+    return "fsync is off: a commit may be lost when the host crashes" if row[0] == "off" else None
+
+
+def _my_durability(conn: Connection) -> str | None:
+    flush, log_bin, sync_binlog = _one(
+        conn, "SELECT @@innodb_flush_log_at_trx_commit, @@log_bin, @@sync_binlog"
+    )
+    if int(flush) != 1:
+        return (
+            f"innodb_flush_log_at_trx_commit is {flush}, not 1:"
+            " a commit may be lost when the server or host crashes"
+        )
+    if int(log_bin) and int(sync_binlog) != 1:
+        return f"sync_binlog is {sync_binlog}, not 1: the binary log may lose commits on a crash"
+    return None
+
+
+def _one(conn: Connection, sql: str) -> Any:
     cur = conn.cursor()
     try:
-        cur.execute("SELECT @@max_allowed_packet")
-        return int(cur.fetchone()[0])
+        cur.execute(sql)
+        return cur.fetchone()
     finally:
         cur.close()
+
+
+def _my_max_packet(conn: Connection) -> int | None:
+    return int(_one(conn, "SELECT @@max_allowed_packet")[0])

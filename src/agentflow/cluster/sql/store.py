@@ -215,6 +215,12 @@ class LogStore:
 
         return self._tx(work)
 
+    def durability_warning(self) -> str | None:
+        """Why the server might lose an acknowledged commit (fsync off, MariaDB's
+        innodb_flush_log_at_trx_commit != 1, sync_binlog != 1 with a binary log), or None:
+        for the master to log at start; it is the server's operator's to fix."""
+        return self._call(self._dialect.durability)
+
     def close(self) -> None:
         self._drop()
 
