@@ -193,3 +193,18 @@ def test_a_row_over_max_allowed_packet_is_refused_by_name(store: LogStore) -> No
         store.append(lease, 1, [huge])
     assert store.snapshot() is None
     assert store.last_index() == 0
+
+
+def test_the_writer_forgets_members_unseen_for_long(
+    store: LogStore, make_store: Callable[..., LogStore]
+) -> None:
+    lease = store.acquire("a", "http://a", LONG_TTL_S)
+    assert lease is not None
+    store.heartbeat("gone", "http://gone", 1, 1, "0.4.0")
+    wait_for(lambda: store.members()[0].seen_s_ago > 0.2, "the row aged by the db's clock")
+    store.heartbeat("a", "http://a", 1, 1, "0.4.0")
+    assert store.forget_members(lease, 0.2) == 1
+    assert [m.node_id for m in store.members()] == ["a"]
+    other = make_store()
+    with pytest.raises(StoreFenced):  # only the writer prunes
+        other.forget_members(Lease("b", "http://b", lease.epoch, 1.0), 0.2)

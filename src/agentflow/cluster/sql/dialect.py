@@ -63,6 +63,7 @@ class Sql:
     compact: str  # (through) delete idx <= through and <= the snapshot's idx
     upsert_member: str  # (node_id, api_url, applied, reads_format, version)
     members: str  # () -> node_id, api_url, seen_s_ago, applied, reads_format, version
+    forget_members: str  # (unseen_s) delete rows not seen for that long
     read_meta: str  # (k) -> v
     insert_meta: str  # (k, v)
     schema_version: str  # () -> max version or NULL
@@ -130,6 +131,10 @@ _PG = Sql(
         "SELECT node_id, api_url, EXTRACT(EPOCH FROM (clock_timestamp() - seen_at))::float8,"
         " applied_idx, reads_format, version FROM agentflow_members ORDER BY node_id"
     ),
+    forget_members=(
+        "DELETE FROM agentflow_members"
+        " WHERE seen_at < clock_timestamp() - make_interval(secs => %s)"
+    ),
     read_meta="SELECT v FROM agentflow_meta WHERE k = %s",
     insert_meta="INSERT INTO agentflow_meta (k, v) VALUES (%s, %s)",
     schema_version="SELECT MAX(version) FROM agentflow_schema",
@@ -186,6 +191,10 @@ _MY = Sql(
     members=(
         "SELECT node_id, api_url, TIMESTAMPDIFF(MICROSECOND, seen_at, NOW(6)) / 1e6,"
         " applied_idx, reads_format, version FROM agentflow_members ORDER BY node_id"
+    ),
+    forget_members=(
+        "DELETE FROM agentflow_members"
+        " WHERE seen_at < NOW(6) - INTERVAL ROUND(%s * 1000000) MICROSECOND"
     ),
     read_meta=_PG.read_meta,
     insert_meta=_PG.insert_meta,

@@ -215,6 +215,18 @@ class LogStore:
 
         return self._tx(work)
 
+    def forget_members(self, lease: Lease, unseen_s: float) -> int:
+        """Delete the rows of members not seen for ``unseen_s`` (fenced: the writer's job);
+        rows deleted."""
+        assert unseen_s > 0
+
+        def work(cur: Any) -> int:
+            self._fence(cur, lease)
+            cur.execute(self._sql.forget_members, (unseen_s,))
+            return max(0, int(cur.rowcount))
+
+        return self._tx(work)
+
     def durability_warning(self) -> str | None:
         """Why the server might lose an acknowledged commit (fsync off, MariaDB's
         innodb_flush_log_at_trx_commit != 1, sync_binlog != 1 with a binary log), or None:
