@@ -316,14 +316,14 @@ class LogStore:
     def _connection(self) -> Connection:
         if self._conn is None:
             try:
-                conn = self._dialect.connect(self.url, self.timeout_s)
-                self._max_packet = self._dialect.max_packet(conn)
-                conn.commit()
+                self._conn = self._dialect.connect(self.url, self.timeout_s)
+                self._max_packet = self._dialect.max_packet(self._conn)
+                self._conn.commit()
             except Exception as exc:
+                self._drop()
                 if self._dialect.classify(exc) != "unavailable":
                     raise
                 raise self._unavailable(exc) from exc
-            self._conn = conn
         return self._conn
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
