@@ -137,7 +137,7 @@ class LogStore:
             rows = [(first + i, lease.epoch, data) for i, data in enumerate(entries)]
             cur.executemany(self._sql.insert_entry, rows)
 
-        self._tx(work)
+        self._tx(work, taken_is_fenced=True)
 
     def read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` entries with idx > ``after``, ascending."""
@@ -274,7 +274,7 @@ class LogStore:
                 " raise max_allowed_packet"
             )
 
-    def _tx(self, work: Callable[[Any], T]) -> T:
+    def _tx(self, work: Callable[[Any], T], *, taken_is_fenced: bool = False) -> T:
         """``work(cursor)`` in one transaction, committed; see :meth:`_call` for errors."""
 
         def run(conn: Connection) -> T:
@@ -286,11 +286,12 @@ class LogStore:
             conn.commit()
             return result
 
-        return self._call(run)
+        return self._call(run, taken_is_fenced=taken_is_fenced)
 
-    def _call(self, run: Callable[[Connection], T]) -> T:
+    def _call(self, run: Callable[[Connection], T], *, taken_is_fenced: bool = False) -> T:
         """``run(conn)``; rolls back on our own errors, drops the connection when the
-        database did not answer (StoreUnavailable), maps a taken index to StoreFenced."""
+        database did not answer (StoreUnavailable); with ``taken_is_fenced`` (an append)
+        a unique key already taken is StoreFenced: another writer was there first."""
         conn = self._connection()
         try:
             return run(conn)
@@ -299,7 +300,7 @@ class LogStore:
             raise
         except Exception as exc:
             failure = self._dialect.classify(exc)
-            if failure == "duplicate":
+            if failure == "duplicate" and taken_is_fenced:
                 self._rollback()
                 raise StoreFenced(
                     "an index to append is already in the log: another writer was there first",
