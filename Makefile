@@ -46,7 +46,9 @@ uninstall:
 # chromium (Debian's, driven by Playwright) runs the dashboard's browser tests (tests/browser),
 # systemd-analyze verifies deploy/systemd/ (tests/deploy; hadolint and kubernetes-validate come
 # with the [dev] extra), ip/tc (iproute2) and nft (nftables) make the chaos suite's hosts and
-# network faults (tests/chaos).
+# network faults (tests/chaos), postgresql and mariadb-server give the SQL store's tests throwaway
+# servers of their own (tests/sql; agentflow.testing.sqlserve starts them, never the packages'
+# services).
 sysdeps:
 	@command -v openssl >/dev/null || { apt-get update -q && apt-get install -y -q openssl; }
 	@command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
@@ -54,6 +56,8 @@ sysdeps:
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 	@command -v systemd-analyze >/dev/null || { apt-get update -q && apt-get install -y -q systemd; }
 	@command -v nft >/dev/null && command -v ip >/dev/null && command -v tc >/dev/null || { apt-get update -q && apt-get install -y -q nftables iproute2; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
+	@test -x /usr/sbin/mariadbd || command -v mariadbd >/dev/null || { apt-get update -q && apt-get install -y -q mariadb-server; }
 
 # Lint, types and every test: the one command CI runs.
 test: $(STAMP) sysdeps

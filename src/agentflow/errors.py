@@ -23,7 +23,9 @@ level::
     ├── ServiceError                the service cannot take it now; a retry may succeed
     │   ├── OverloadedError         429: a queue or inbox is full
     │   ├── NotLeaderError          503: this master is not the leader (names the one it knows)
+    │   │   └── StoreFenced         503: a SQL store's lease moved on: this master may not write
     │   └── UnavailableError        503: no quorum, shutting down, master unreachable
+    │       └── StoreUnavailable    503: the SQL store did not answer (a commit's outcome unknown)
     ├── TaskFailedError             a waited-for task ended failed/cancelled/timed out (SDK only)
     └── LeaseLostError              a held lock's lease ended before its holder let go (SDK only)
 
@@ -53,6 +55,8 @@ __all__ = [
     "PayloadTooLargeError",
     "ServiceError",
     "StaleTokenError",
+    "StoreFenced",
+    "StoreUnavailable",
     "TaskFailedError",
     "TimeoutExpiredError",
     "UnavailableError",
@@ -216,6 +220,18 @@ class NotLeaderError(ServiceError):
 class UnavailableError(ServiceError):
     code = "unavailable"
     title = "Service unavailable"
+
+
+class StoreFenced(NotLeaderError):  # noqa: N818 - the design's name, read with its parent
+    """A SQL store refused a write: the lease row names another holder or epoch, or expired.
+
+    Same code as NotLeaderError (clients fail over the same way); ``extra`` carries
+    ``leader_id``/``leader_url`` of the holder the database names, when one is live."""
+
+
+class StoreUnavailable(UnavailableError):  # noqa: N818 - likewise
+    """A SQL store did not answer or the connection dropped; for a commit in flight the
+    outcome is unknown. The connection is reopened on the next call."""
 
 
 class TaskFailedError(AgentFlowError):

@@ -10,6 +10,7 @@ PACKAGES = [
     "agentflow.api",
     "agentflow.client",
     "agentflow.cluster",
+    "agentflow.cluster.sql",
     "agentflow.errors",
     "agentflow.scheduler",
     "agentflow.state",

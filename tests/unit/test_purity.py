@@ -13,6 +13,7 @@ PURE = [
     SRC / "raft",
     SRC / "gitspec.py",  # workspace checks, run at the API, the worker and workerwire
     SRC / "client" / "_calls.py",  # the SDK's requests and answers, shared by both clients
+    SRC / "cluster" / "sql" / "url.py",  # the --store URL, checked before anything connects
 ]
 FORBIDDEN = {"asyncio", "socket", "sqlite3", "threading", "time", "subprocess", "os", "random"}
 
