@@ -23,7 +23,9 @@ level::
     ├── ServiceError                the service cannot take it now; a retry may succeed
     │   ├── OverloadedError         429: a queue or inbox is full
     │   ├── NotLeaderError          503: this master is not the leader (names the one it knows)
+    │   │   └── StoreFenced         503: the SQL store's lease moved: this master may not write
     │   └── UnavailableError        503: no quorum, shutting down, master unreachable
+    │       └── StoreUnavailable    503: the SQL store did not answer (an in-flight commit: unknown)
     ├── TaskFailedError             a waited-for task ended failed/cancelled/timed out (SDK only)
     └── LeaseLostError              a held lock's lease ended before its holder let go (SDK only)
 
@@ -53,6 +55,8 @@ __all__ = [
     "PayloadTooLargeError",
     "ServiceError",
     "StaleTokenError",
+    "StoreFenced",
+    "StoreUnavailable",
     "TaskFailedError",
     "TimeoutExpiredError",
     "UnavailableError",
@@ -216,6 +220,14 @@ class NotLeaderError(ServiceError):
 class UnavailableError(ServiceError):
     code = "unavailable"
     title = "Service unavailable"
+
+
+class StoreFenced(NotLeaderError):  # noqa: N818 (the names of design 20, section 2)
+    """The SQL store's lease moved (another master holds it, or it expired): may not write."""
+
+
+class StoreUnavailable(UnavailableError):  # noqa: N818
+    """The SQL store did not answer or the connection was lost (an in-flight commit: unknown)."""
 
 
 class TaskFailedError(AgentFlowError):
