@@ -325,3 +325,16 @@ async def test_a_database_of_another_cluster_is_refused_at_start(cluster: Cluste
         await log.start()
     assert not log.is_leader
     await log.close()
+
+
+async def test_a_snapshot_that_does_not_restore_is_never_loaded() -> None:
+    db = DictDatabase()
+    db.snapshot_row = (5, b"\x81\xa6format\x09")  # an image of a format from the future
+    db.log = {6: b"whatever"}
+    replica = Replica(
+        StateMachine(), DictStore(db), run_inline, sinks=[], timings=RaftTimings(), read_batch=10
+    )
+    before = replica.machine.digest()
+    with pytest.raises(UnavailableError, match="does not restore: ValueError: image format 9"):
+        await replica.catch_up()
+    assert replica.applied == 0 and replica.machine.digest() == before

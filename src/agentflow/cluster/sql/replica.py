@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from agentflow.cluster.image import Image
+from agentflow.cluster.image import Image, restore_error
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.sql.contract import Lease, LogStoreLike
 from agentflow.cluster.sql.proposals import Proposal
@@ -97,6 +97,11 @@ class Replica:
             return
         started = time.perf_counter()
         index, data = got
+        why = await asyncio.get_running_loop().run_in_executor(
+            None, _restore_error, data, self.machine
+        )
+        if why is not None:  # never restored over the state: tried on a scratch machine first
+            raise UnavailableError(f"the store's snapshot at index {index} does not restore: {why}")
         image = Image.unpack(data)
         self.machine.restore(image.machine)  # on the loop: the routes read the machine there
         self.snapshot_index = index
@@ -177,3 +182,11 @@ class Replica:
         if events:
             for sink in self._sinks:
                 sink(events)
+
+
+def _restore_error(data: bytes, machine: StateMachine) -> str | None:
+    """Why the image ``data`` would not restore into a machine like ``machine`` (None: it does)."""
+    scratch = StateMachine(
+        machine.policy, machine.limits, machine.locks.limits, machine.messages.limits
+    )
+    return restore_error(data, scratch)

@@ -109,6 +109,7 @@ class SqlLog:
         self.cluster_uid = ""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._snapshotting: asyncio.Task[None] | None = None
         self._trouble: str | None = None  # the store's last failure, logged once
         self._closed = False
 
@@ -277,9 +278,10 @@ class SqlLog:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._snapshotting):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self._proposals.fail_all(UnavailableError("master is shutting down"))
         lease, self._lease = self._lease, None
         try:
@@ -377,10 +379,9 @@ class SqlLog:
         if now >= self._next_renew:
             await self._renew()
             return
-        if self._proposals:
+        if self._proposals and self._snapshotting is None:  # (a snapshot holds applying)
             await self._commit_batch()
-            if self.replica.applied - self.replica.snapshot_index >= self.config.snapshot_every:
-                await self._snapshot()
+            self._maybe_snapshot()
             return
         await self._nap(self._next_renew - now)
 
@@ -421,9 +422,16 @@ class SqlLog:
             fail_batch(batch, _outcome_unknown(UnavailableError("master is shutting down")))
             raise
 
-    async def _snapshot(self) -> None:
-        lease = self._lease
-        assert lease is not None
+    def _maybe_snapshot(self) -> None:
+        """Take a snapshot if ``snapshot_every`` entries were applied since the last one, on a
+        task: the loop goes on renewing the lease while the machine is imaged."""
+        due = self.replica.applied - self.replica.snapshot_index >= self.config.snapshot_every
+        if due and self._snapshotting is None and self._lease is not None:
+            self._snapshotting = asyncio.get_running_loop().create_task(
+                self._snapshot(self._lease), name=f"sql-snapshot-{self.config.node_id}"
+            )
+
+    async def _snapshot(self, lease: Lease) -> None:
         voters = frozenset(self.members)
         try:
             await self.replica.take_snapshot(lease, voters, self.config.keep_after_snapshot)
@@ -432,6 +440,9 @@ class SqlLog:
         except AgentFlowError as exc:  # tried again after snapshot_every more entries
             log.error("taking a snapshot failed; the log is kept: %s", exc)
             self.replica.snapshot_index = self.replica.applied
+        finally:
+            self._snapshotting = None
+            self._wake.set()  # the proposals held back meanwhile
 
     async def _heartbeat(self) -> None:
         await self._thread.run(
