@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from agentflow.cluster.memlog import MemoryLog
+from agentflow.cluster.sql.contract import Lease
 from agentflow.cluster.sql.logconfig import SqlLogConfig
 from agentflow.cluster.sql.replica import Replica
 from agentflow.cluster.sql.sqllog import SqlLog
+from agentflow.cluster.sql.tenure import Tenure
 from agentflow.cluster.timings import RaftTimings
 from agentflow.errors import ConflictError, NotLeaderError, UnavailableError
 from agentflow.raft import ConfChangeType, StateRole
@@ -338,3 +340,25 @@ async def test_a_snapshot_that_does_not_restore_is_never_loaded() -> None:
     with pytest.raises(UnavailableError, match="does not restore: ValueError: image format 9"):
         await replica.catch_up()
     assert replica.applied == 0 and replica.machine.digest() == before
+
+
+def test_a_lease_read_counts_as_live_only_for_what_the_database_said_was_left() -> None:
+    tenure = Tenure(node_id="m2", api_url="http://m2", ttl_s=1.5, margin_s=0.3)
+    assert tenure.saw(Lease("m1", "http://m1", 4, 1.0), at=100.0) is True
+    assert tenure.leader_id(100.9) == "m1" and tenure.leader_url(100.9) == "http://m1"
+    assert tenure.leader_id(101.0) is None and tenure.leader_url(101.0) is None
+    lapsed = tenure.hint(101.0)  # none now; the last one known is still named
+    assert lapsed == {"leader_id": "m1", "leader_url": "http://m1", "leader_known": False}
+    assert tenure.saw(Lease("m1", "http://m1", 4, 1.0), at=102.0) is False  # not a new one
+    assert tenure.epoch == 4 and not tenure.leads
+
+
+def test_the_holder_steps_down_a_margin_before_the_lease_ends() -> None:
+    tenure = Tenure(node_id="m1", api_url="http://m1", ttl_s=1.5, margin_s=0.3)
+    tenure.hold(Lease("m1", "http://m1", 2, 1.5), started=10.0)
+    assert tenure.leads and tenure.deadline == pytest.approx(11.2)
+    assert tenure.leader_id(50.0) == "m1"  # its own: until it drops it
+    assert tenure.drop() == Lease("m1", "http://m1", 2, 1.5) and tenure.drop() is None
+    tenure.saw(Lease("m1", "http://m1", 2, 1.0), at=11.0)  # its own row, no longer held
+    assert tenure.leader_id(11.1) is None
+    assert tenure.hint(11.1)["leader_id"] is None  # never names itself to its own callers

@@ -37,7 +37,13 @@ from agentflow.cluster.sql.contract import Lease, LogStoreLike, MemberRow
 from agentflow.cluster.sql.logconfig import MonotonicPacer, Pacer, SqlLogConfig
 from agentflow.cluster.sql.proposals import Proposals, fail_batch
 from agentflow.cluster.sql.replica import Replica
-from agentflow.cluster.sql.sqlstatus import live_rows, sql_status, written_format
+from agentflow.cluster.sql.sqlstatus import (
+    live_members,
+    sql_raft_status,
+    sql_status,
+    written_format,
+)
+from agentflow.cluster.sql.tenure import Tenure
 from agentflow.cluster.timings import RaftTimings
 from agentflow.errors import (
     AgentFlowError,
@@ -47,7 +53,7 @@ from agentflow.errors import (
     StoreUnavailable,
     UnavailableError,
 )
-from agentflow.raft import ConfChangeType, ConfState, StateRole, Status
+from agentflow.raft import ConfChangeType, StateRole, Status
 from agentflow.state import Command, StateMachine
 from agentflow.state.envelope import LOG_FORMATS_READ
 
@@ -98,13 +104,13 @@ class SqlLog:
             read_batch=config.read_batch,
         )
         self._proposals = Proposals(config.max_pending)
-        self._lease: Lease | None = None  # held: this master is the writer
-        self._deadline = 0.0  # the writer steps down by then (pacer time)
+        self.tenure = Tenure(
+            node_id=config.node_id,
+            api_url=config.api_url,
+            ttl_s=config.lease_ttl_s,
+            margin_s=config.margin_s,
+        )
         self._next_renew = 0.0  # when the lease is next renewed (or read, by a follower)
-        self._seen: Lease | None = None  # the lease as last read, and when (pacer time)
-        self._seen_at = 0.0
-        self.epoch = 0  # the highest lease epoch seen: the "term" of this log
-        self.last_leader_id: str | None = None
         self.rows: list[MemberRow] = []  # the member rows as last read
         self.cluster_uid = ""
         self._wake = asyncio.Event()
@@ -121,7 +127,12 @@ class SqlLog:
 
     @property
     def is_leader(self) -> bool:
-        return self._lease is not None
+        return self.tenure.leads
+
+    @property
+    def epoch(self) -> int:
+        """The highest lease epoch this master has seen: the log's "term"."""
+        return self.tenure.epoch
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -153,7 +164,7 @@ class SqlLog:
         if self._closed:
             raise UnavailableError("master is shutting down")
         if self.is_leader:
-            if self._pacer.now() < self._deadline:
+            if self._pacer.now() < self.tenure.deadline:
                 return
             raise UnavailableError(
                 f"cannot confirm the latest state: {self.config.node_id}'s lease is not renewed",
@@ -170,52 +181,23 @@ class SqlLog:
 
     @property
     def leader_id(self) -> str | None:
-        if self.is_leader:
-            return self.config.node_id
-        seen = self._seen
-        if seen is None or seen.holder in ("", self.config.node_id):
-            return None  # (its own lease, not held: it stepped down, or is taking it back)
-        return seen.holder if self._seen_at + seen.remaining_s > self._pacer.now() else None
+        return self.tenure.leader_id(self._pacer.now())
 
     @property
     def leader_url(self) -> str | None:
-        if self.is_leader:
-            return self.config.api_url
-        return self._seen.api_url or None if self._seen and self.leader_id else None
+        return self.tenure.leader_url(self._pacer.now())
 
     @property
     def members(self) -> dict[str, Member]:
         """The masters seen recently (their rows refreshed within ``member_live_s``)."""
-        me = self.config.node_id
-        found = {me: Member(node_id=me, raft_address="", api_url=self.config.api_url)}
-        for row in live_rows(self.rows, self.config.member_live_s):
-            if row.node_id != me:
-                found[row.node_id] = Member(
-                    node_id=row.node_id, raft_address="", api_url=row.api_url
-                )
-        return found
+        return live_members(self.config, self.rows)
 
     @property
     def raft_status(self) -> Status:
-        applied = self.replica.applied
-        return Status(
-            id=self.config.node_id,
-            term=self.epoch,
-            vote=None,
-            role=self.role,
-            leader_id=self.leader_id,
-            commit=applied,
-            applied=applied,
-            last_index=max(applied, self.replica.last_index),
-            conf_state=ConfState(voters=frozenset(self.members)),
-            lead_transferee=None,
-            progress={},
-        )
+        return sql_raft_status(self)
 
     def _leader_hint(self) -> dict[str, Any]:
-        known = self.leader_id or self.last_leader_id
-        url = self.leader_url if known == self.leader_id else None
-        return {"leader_id": known, "leader_url": url, "leader_known": self.leader_id is not None}
+        return self.tenure.hint(self._pacer.now())
 
     def not_leader(self) -> NotLeaderError:
         leader = self.leader_id
@@ -283,7 +265,7 @@ class SqlLog:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._proposals.fail_all(UnavailableError("master is shutting down"))
-        lease, self._lease = self._lease, None
+        lease = self.tenure.drop()
         try:
             if lease is not None:
                 await self._thread.run(self._store.release, lease)
@@ -345,12 +327,9 @@ class SqlLog:
         self._saw(lease, started)
         await self.replica.catch_up(await self._thread.run(self._store.last_index))
         await self._heartbeat()
-        if self._pacer.now() >= started + self.config.lease_ttl_s - self.config.margin_s:
+        if self._pacer.now() >= self.tenure.deadline_after(started):
             return  # caught up too late to lead on this lease; the next check takes it again
-        self._lease, self._deadline = (
-            lease,
-            started + self.config.lease_ttl_s - self.config.margin_s,
-        )
+        self.tenure.hold(lease, started)
         log.info(
             "master %s leads (epoch %d) at index %d",
             self.config.node_id,
@@ -361,11 +340,9 @@ class SqlLog:
             watcher(True)
 
     def _step_down(self, why: str) -> None:
-        if self._lease is None:
+        if self.tenure.drop() is None:
             return
-        self._lease = None
-        self._seen = None  # who leads now is read again at once
-        self._next_renew = self._pacer.now()
+        self._next_renew = self._pacer.now()  # who leads now is read again at once
         log.warning("master %s steps down: %s", self.config.node_id, why)
         self._proposals.fail_all(self.not_leader())
         for watcher in self._watchers:
@@ -373,7 +350,7 @@ class SqlLog:
 
     async def _lead_once(self) -> None:
         now = self._pacer.now()
-        if now >= self._deadline:
+        if now >= self.tenure.deadline:
             self._step_down("its lease ran out before it could renew it")
             return
         if now >= self._next_renew:
@@ -386,26 +363,23 @@ class SqlLog:
         await self._nap(self._next_renew - now)
 
     async def _renew(self) -> None:
-        assert self._lease is not None
+        held = self.tenure.held
+        assert held is not None
         started = self._pacer.now()
         self._next_renew = started + self.config.renew_s
         try:
-            lease = await self._thread.run(self._store.renew, self._lease, self.config.lease_ttl_s)
+            lease = await self._thread.run(self._store.renew, held, self.config.lease_ttl_s)
         except StoreFenced as exc:
             self._step_down(f"its lease was taken: {exc}")
             return
         except StoreUnavailable as exc:  # tried again at the next renewal, until the deadline
             log.warning("master %s could not renew its lease: %s", self.config.node_id, exc)
             return
-        self._lease, self._deadline = (
-            lease,
-            started + self.config.lease_ttl_s - self.config.margin_s,
-        )
-        self._saw(lease, started)
+        self.tenure.hold(lease, started)
         await self._heartbeat()
 
     async def _commit_batch(self) -> None:
-        lease = self._lease
+        lease = self.tenure.held
         assert lease is not None
         batch = self._proposals.take(self.config.max_batch)
         if not batch:
@@ -426,9 +400,10 @@ class SqlLog:
         """Take a snapshot if ``snapshot_every`` entries were applied since the last one, on a
         task: the loop goes on renewing the lease while the machine is imaged."""
         due = self.replica.applied - self.replica.snapshot_index >= self.config.snapshot_every
-        if due and self._snapshotting is None and self._lease is not None:
+        lease = self.tenure.held
+        if due and self._snapshotting is None and lease is not None:
             self._snapshotting = asyncio.get_running_loop().create_task(
-                self._snapshot(self._lease), name=f"sql-snapshot-{self.config.node_id}"
+                self._snapshot(lease), name=f"sql-snapshot-{self.config.node_id}"
             )
 
     async def _snapshot(self, lease: Lease) -> None:
@@ -456,10 +431,7 @@ class SqlLog:
         self.rows = await self._thread.run(self._store.members)
 
     def _saw(self, lease: Lease, at: float) -> None:
-        self._seen, self._seen_at = lease, at
-        self.epoch = max(self.epoch, lease.epoch)
-        if lease.remaining_s > 0 and lease.holder and lease.holder != self.last_leader_id:
-            self.last_leader_id = lease.holder
+        if self.tenure.saw(lease, at):
             self.timings.note_leader(lease.holder, lease.epoch, changed=True)
 
     async def _nap(self, seconds: float) -> None:

@@ -7,19 +7,51 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from agentflow.cluster.image import Member
 from agentflow.cluster.sql.contract import MemberRow
+from agentflow.cluster.sql.logconfig import SqlLogConfig
 from agentflow.cluster.versions import FORMATS_KEY, format_status
+from agentflow.raft import ConfState, Status
 from agentflow.state.envelope import LOG_FORMAT_LEGACY, LOG_FORMATS_READ
 
 if TYPE_CHECKING:
     from agentflow.cluster.sql.sqllog import SqlLog
 
-__all__ = ["live_rows", "sql_status", "written_format"]
+__all__ = ["live_members", "live_rows", "sql_raft_status", "sql_status", "written_format"]
 
 
 def live_rows(rows: Iterable[MemberRow], live_s: float) -> list[MemberRow]:
     """The rows of the masters seen within ``live_s``."""
     return [row for row in rows if row.seen_s_ago <= live_s]
+
+
+def live_members(config: SqlLogConfig, rows: Iterable[MemberRow]) -> dict[str, Member]:
+    """The masters seen within ``member_live_s``, this one always, as cluster members."""
+    me = config.node_id
+    found = {me: Member(node_id=me, raft_address="", api_url=config.api_url)}
+    for row in live_rows(rows, config.member_live_s):
+        if row.node_id != me:
+            found[row.node_id] = Member(node_id=row.node_id, raft_address="", api_url=row.api_url)
+    return found
+
+
+def sql_raft_status(log: SqlLog) -> Status:
+    """The log as a Raft status: the term is the lease's epoch, everything applied is
+    committed, and the voters are the live masters (any of them may write next)."""
+    applied = log.replica.applied
+    return Status(
+        id=log.config.node_id,
+        term=log.epoch,
+        vote=None,
+        role=log.role,
+        leader_id=log.leader_id,
+        commit=applied,
+        applied=applied,
+        last_index=max(applied, log.replica.last_index),
+        conf_state=ConfState(voters=frozenset(log.members)),
+        lead_transferee=None,
+        progress={},
+    )
 
 
 def written_format(node_id: str, rows: Iterable[MemberRow], live_s: float) -> int:
