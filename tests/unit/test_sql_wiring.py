@@ -4,6 +4,7 @@ and the log a master is built over (design 20 §4)."""
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ from agentflow.api import service
 from agentflow.cli import main
 from agentflow.cluster.node import RaftLog
 from agentflow.cluster.sql import wiring
+from agentflow.cluster.sql.sqllog import SqlLog
 from agentflow.config import MasterConfig
 from agentflow.errors import ConfigError
 from agentflow.settings import MASTER_SETTINGS
 from agentflow.sources import layer, show_value
 from agentflow.state import StateMachine
+from agentflow.testing.ports import free_port
 
 SQL = "postgresql://agentflow:s3cret@db.example:5432/agentflow"
 
@@ -105,3 +108,29 @@ def test_a_master_is_built_over_the_log_its_store_names(
     monkeypatch.setattr(wiring, "sql_log", lambda config, m: made.append((config.store, m)))
     service.master_log(MasterConfig(data_dir=tmp_path, store=SQL), machine)
     assert made == [(SQL, machine)]
+
+
+async def test_a_master_on_a_sql_store_opens_no_peer_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built as `agentflow master --store ...` builds it (the store an in-process double)."""
+    from tests.dictstore import DictDatabase, DictStore
+
+    def sql_log(config: MasterConfig, machine: StateMachine) -> SqlLog:
+        return SqlLog(wiring.sql_log_config(config, "dict://test"), machine, DictStore(db))
+
+    db = DictDatabase()
+    monkeypatch.setattr(wiring, "sql_log", sql_log)
+    port = free_port()
+    config = MasterConfig(data_dir=tmp_path, port=port, store=SQL, cluster_token="t" * 32)
+    master = service.MasterService(config)
+    assert isinstance(master.log, SqlLog)
+    await master.start()
+    try:
+        host, raft_port = config.raft_address
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, raft_port), timeout=5).close()
+        assert not (tmp_path / "raft.db").exists() and not (tmp_path / "state.db").exists()
+        assert db.cluster_id == config.cluster_id  # the log migrated the store at start
+    finally:
+        await master.stop()

@@ -239,6 +239,20 @@ async def test_snapshots_compact_the_table_and_a_new_master_starts_from_one(
     assert b.status()["snapshot_index"] == 20
 
 
+async def test_a_lagging_follower_reads_past_the_compacted_log_through_the_snapshot(
+    cluster: Cluster,
+) -> None:
+    settings = {"poll_s": 100.0, "snapshot_every": 5, "keep_after_snapshot": 0}
+    a, b = await two_masters(cluster, **settings)  # b does not poll while a writes
+    for n in range(12):
+        await cluster.propose(a, register(n))
+    await cluster.until(lambda: a.replica.snapshot_index == 10)
+    assert min(cluster.db.log) == 11 and b.machine.applied_index == 0
+    await b.read_barrier()
+    assert b.replica.snapshot_index == 10 and b.machine.applied_index == 12
+    assert b.machine.digest() == a.machine.digest()
+
+
 async def test_a_follower_behind_the_compacted_log_loads_the_snapshot() -> None:
     clock = FakeClock()
     db = DictDatabase(clock=clock.now)
