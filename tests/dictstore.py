@@ -73,13 +73,20 @@ class FakeClock:
 
 
 async def run_until(
-    condition: Callable[[], bool], clock: FakeClock, loops: int, deadline_s: float = 20.0
+    condition: Callable[[], bool],
+    clock: FakeClock,
+    loops: int,
+    deadline_s: float = 20.0,
+    invariant: Callable[[], None] | None = None,
 ) -> None:
-    """Wait for ``condition``, moving ``clock`` on whenever all ``loops`` logs sleep on it.
+    """Wait for ``condition``, moving ``clock`` on whenever all ``loops`` logs sleep on it;
+    ``invariant`` is checked at every step.
 
     The deadline is on the wall clock and generous: it only stops a broken run."""
     deadline = time.monotonic() + deadline_s
     while not condition():
+        if invariant is not None:
+            invariant()
         assert time.monotonic() < deadline, "the condition never held"
         if clock.sleeping >= loops:
             clock.jump()

@@ -69,6 +69,10 @@ async def test_a_task_goes_through_the_sql_log_and_is_read_back(tmp_path: Path) 
         assert status["leader_id"] == "m1" and status["applied_index"] == max(db.log)
         body = {"id": "m2", "raft_address": "127.0.0.1:7001", "api_url": "http://127.0.0.1:6768"}
         problem(await client.post("/api/v1/cluster/members", json=body), 409, "conflict")
+        health = ok(await client.get("/health"))
+        assert health["role"] == "leader" and health["applied_index"] == log.machine.applied_index
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200 and "agentflow_applied_index" in metrics.text
     first = log.machine.applied_index  # (its loops may have proposed more until it closed)
     # The first master closed and released its lease: the next one leads at once, having
     # replayed the table.

@@ -81,7 +81,11 @@ class Cluster:
         return sum(1 for log in self.logs if not log._closed)
 
     async def until(self, condition: Callable[[], bool]) -> None:
-        await run_until(condition, self.clock, self.running)
+        await run_until(condition, self.clock, self.running, invariant=self.one_writer)
+
+    def one_writer(self) -> None:
+        """At no instant do two masters believe they write (the fake clock is everyone's)."""
+        assert len(self.leaders()) <= 1, [log.config.node_id for log in self.leaders()]
 
     def leaders(self) -> list[SqlLog]:
         return [log for log in self.logs if log.is_leader]
@@ -202,6 +206,21 @@ async def test_a_leader_that_cannot_renew_steps_down_before_the_lease_ends(
     cluster.db.down = False
     await cluster.until(lambda: a.is_leader)  # the lease lapsed: taken again, a new epoch
     assert a.epoch == 2 and heard == [False, True]
+
+
+async def test_a_writer_cut_off_from_the_store_is_replaced_and_follows(cluster: Cluster) -> None:
+    a, b = await two_masters(cluster)
+    await cluster.propose(a, register(1))
+    a_store = a._store
+    assert isinstance(a_store, DictStore)
+    a_store.closed = True  # m1's connection is dead; m2's is fine
+    expires_at = cluster.db.expires_at
+    await cluster.until(lambda: b.is_leader)  # (never two writers: checked at every step)
+    assert cluster.clock.now() >= expires_at and b.epoch == 2
+    await cluster.propose(b, register(2))
+    a_store.closed = False
+    await cluster.until(lambda: a.machine.applied_index == 2 and a.leader_id == "m2")
+    assert a.machine.digest() == b.machine.digest() and not a.is_leader
 
 
 @pytest.mark.parametrize("landed", [False, True])

@@ -12,7 +12,9 @@ One loop task runs the master's role:
   in one transaction fenced by its lease (group commit), applies them once the store says they
   are durable and answers their proposers; every ``renew_s`` it renews the lease. A fenced
   write, a renewal refused, or its own monotonic deadline (start of the last renew call +
-  ttl - margin, always before the database's expiry) passed: it steps down. A batch whose
+  ttl - margin, always before the database's expiry) passed: it steps down (a renewal the
+  database did not answer is tried again until that deadline, so a blip of the database
+  does not drop every worker session). A batch whose
   commit call failed (the database did not answer) fails with "the outcome is unknown" and the
   log re-reads the table as a follower: what did land is applied once, from there.
 
