@@ -126,6 +126,12 @@ class DictDatabase:
     def lease_now(self) -> Lease:
         return Lease(self.holder, self.api_url, self.epoch, self.expires_at - self.clock())
 
+    def last_index(self) -> int:
+        """The highest index held: the log's, or the snapshot's when the log is empty."""
+        if self.log:
+            return max(self.log)
+        return self.snapshot_row[0] if self.snapshot_row else 0
+
     def expire(self) -> None:
         """The lease lapses now (as a stalled writer's would)."""
         with self.lock:
@@ -222,9 +228,7 @@ class DictStore:
     def last_index(self) -> int:
         with self.db.lock:
             self._enter("last_index")
-            if self.db.log:
-                return max(self.db.log)
-            return self.db.snapshot_row[0] if self.db.snapshot_row else 0
+            return self.db.last_index()
 
     def save_snapshot(self, lease: Lease, index: int, data: bytes) -> None:
         with self.db.lock:
