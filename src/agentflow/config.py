@@ -110,6 +110,17 @@ class MasterConfig:
     # bind host and the advertise URL's; Origins allowed besides the master's own.
     public_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    # -- where the command log lives (issue 20): "sqlite", the embedded Raft log, or a SQL
+    # database's URL (postgresql://, mysql://, mariadb://) shared by every master --
+    store: str = "sqlite"
+    store_password_file: str | None = None  # the database password (else the URL's, or env)
+    store_lease_s: float = 1.5  # the writer's lease: another master takes over within it
+    store_poll_s: float = 0.05  # a master that does not write reads new entries this often
+
+    @property
+    def sql_store(self) -> bool:
+        """The command log is in a SQL database (not the embedded Raft log)."""
+        return self.store != "sqlite"
 
     @property
     def api_url(self) -> str:

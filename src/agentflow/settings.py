@@ -34,6 +34,7 @@ class Setting:
     secret: bool = False  # masked by `agentflow config show`
     default_text: str = ""  # shown in --help when the field's default needs words
     repeatable: bool = False  # the flag may be given several times
+    redact: bool = False  # a URL shown with its password masked (`agentflow config show`)
 
     @property
     def flag(self) -> str:
@@ -60,6 +61,7 @@ def _row(
     secret: bool = False,
     default_text: str = "",
     repeatable: bool = False,
+    redact: bool = False,
 ) -> Setting:
     """A row; the names in use before keys were flag names (the field's) stay accepted."""
     env = env or "AGENTFLOW_" + key.upper().replace("-", "_")
@@ -76,6 +78,7 @@ def _row(
         secret=secret,
         default_text=default_text,
         repeatable=repeatable,
+        redact=redact,
     )
 
 
@@ -236,6 +239,32 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
         "list",
         "Browser origins allowed to call the API, e.g. https://ui.example (or '*').",
         repeatable=True,
+    ),
+    _m(
+        "store",
+        "store",
+        "text",
+        "Where the command log lives: sqlite (the embedded Raft log) or a database shared by"
+        " every master, postgresql://USER@HOST[:PORT]/DB or mysql://... (mariadb://).",
+        redact=True,
+    ),
+    _m(
+        "store-password-file",
+        "store_password_file",
+        "file",
+        "Read the --store database's password from this file (or AGENTFLOW_STORE_PASSWORD).",
+    ),
+    _m(
+        "store-lease",
+        "store_lease_s",
+        "duration",
+        "The writing master's lease on a SQL store; another master takes over within it.",
+    ),
+    _m(
+        "store-poll",
+        "store_poll_s",
+        "duration",
+        "How often a master on a SQL store that does not write reads new entries.",
     ),
     _m("tls-cert", "tls_cert", "file", "PEM certificate (chain): HTTPS API, mutual TLS for peers."),
     _m("tls-key", "tls_key", "file", "PEM private key of --tls-cert."),

@@ -27,6 +27,7 @@ __all__ = [
     "default_of",
     "layer",
     "read_config_file",
+    "redact_password",
     "settings_for",
     "show_value",
 ]
@@ -277,6 +278,8 @@ def show_value(setting: Setting, value: Any) -> str:
     """``value`` as a person writes it: ``10s``, ``16M``, ``a,b``, ``k=v``; ``-`` for none."""
     if value is None or value in ((), {}, ""):
         return "-"
+    if setting.redact:
+        return redact_password(str(value))
     if setting.kind == "duration":
         return _show_duration(float(value))
     if setting.kind == "size":
@@ -288,6 +291,16 @@ def show_value(setting: Setting, value: Any) -> str:
     if setting.kind == "pairs":
         return ",".join(f"{k}={v}" for k, v in value.items())
     return str(value)
+
+
+def redact_password(url: str) -> str:
+    """``url`` with the password of its user part masked: ``postgresql://u:***@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}{slash}{path}"
 
 
 def _show_duration(seconds: float) -> str:

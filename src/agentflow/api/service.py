@@ -50,6 +50,7 @@ from agentflow.state.records import TERMINAL_STATUSES, WorkflowRecord, WorkflowS
 __all__ = [
     "MasterService",
     "accept_on_leader",
+    "master_log",
     "raft_log",
     "service",
     "state_machine",
@@ -82,6 +83,16 @@ def state_machine(config: MasterConfig) -> StateMachine:
             max_message_bytes=config.max_message_bytes,
         ),
     )
+
+
+def master_log(config: MasterConfig, machine: StateMachine) -> MasterLog:
+    """The command log ``config`` describes: the embedded Raft log (``--store sqlite``) or a
+    SQL database's (``--store postgresql://...``; its modules are loaded only then)."""
+    if config.sql_store:
+        from agentflow.cluster.sql.wiring import sql_log
+
+        return sql_log(config, machine)
+    return raft_log(config, machine)
 
 
 def raft_log(config: MasterConfig, machine: StateMachine) -> RaftLog:
@@ -118,13 +129,13 @@ class MasterService:
         *,
         log: MasterLog | None = None,
     ) -> None:
-        """A master over ``log`` (its state machine included); by default the Raft log that
-        ``config`` describes, over a state machine with ``config``'s limits."""
+        """A master over ``log`` (its state machine included); by default the log that
+        ``config`` describes (:func:`master_log`), over a state machine with ``config``'s limits."""
         self.config = config
         self.now_ms = clock_ms
         config.data_dir.mkdir(parents=True, exist_ok=True)
         if log is None:
-            log = raft_log(config, state_machine(config))
+            log = master_log(config, state_machine(config))
         self.log: MasterLog = log
         self.machine = log.machine
         self.scheduler = Scheduler(

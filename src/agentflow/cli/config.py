@@ -157,6 +157,8 @@ def _row(s: Setting, layered: Layered) -> tuple[str, Any, str, str]:
     text = show_value(s, value)
     if s.secret and value:
         value = text = _MASK
+    elif s.redact and value:
+        value = text  # a URL, its password masked
     elif not given and s.default_text:
         text = s.default_text if text == "-" else f"{text} ({s.default_text})"
     return s.key, _jsonable(value), text, str(layered.origins[s.key])

@@ -68,6 +68,7 @@ def master_command(config_file: str | None, **flags: object) -> None:
         raise ConfigError("--max-finished-tasks must be at least 1")
     if config.history_max_tasks < 1:
         raise ConfigError("--history-max-tasks must be at least 1")
+    _check_store(config)  # a SQL store takes no --peers/--join; a malformed URL: one line
     config.peer_map()  # refuse a malformed --peers before binding anything
     config.peer_token()  # and a cluster without a token: there is no built-in one
     config.peer_tls()  # and peer TLS without --ca, or certificate files that do not load
@@ -121,6 +122,13 @@ def _listen(host: str, port: int) -> socket.socket:
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         raise AgentFlowError(f"cannot listen for the API on {host}:{port}: {why}") from None
     return sock
+
+
+def _check_store(config: MasterConfig) -> None:
+    if config.sql_store or config.store_password_file is not None:
+        from agentflow.cluster.sql.wiring import check_store  # loads the store only when asked
+
+        check_store(config)
 
 
 def with_token_file(config: _C) -> _C:

@@ -4,13 +4,15 @@
 ``state``) is the seam itself: ``propose(command)`` returns the command's result once it
 is durable and applied (a refused command raises its typed error), ``subscribe`` hears the
 events of every applied batch in order. The leader's loops (``agentflow.scheduler``) need
-nothing more. Three logs implement it: the Raft node (:class:`agentflow.cluster.node.RaftLog`),
-the in-memory log (:class:`agentflow.cluster.memlog.MemoryLog`: one replica, no Raft, for tests)
-and the simulator's node (``agentflow.testing.sim._simlog.SimLog``).
+nothing more. Four logs implement it: the Raft node (:class:`agentflow.cluster.node.RaftLog`),
+the log in a SQL database (:class:`agentflow.cluster.sql.sqllog.SqlLog`: one writer holding a
+fenced lease, ``--store postgresql://...``), the in-memory log
+(:class:`agentflow.cluster.memlog.MemoryLog`: one replica, no Raft, for tests) and the
+simulator's node (``agentflow.testing.sim._simlog.SimLog``).
 
 :class:`MasterLog` is what a master's API serves over: a command log plus its lifecycle, who
-leads, and the cluster's membership. ``RaftLog`` and ``MemoryLog`` implement it, so the API app
-is built over either (``MasterService(config, log=...)``).
+leads, and the cluster's membership. ``RaftLog``, ``SqlLog`` and ``MemoryLog`` implement it, so
+the API app is built over any of them (``MasterService(config, log=...)``).
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agentflow.cluster.sql import migrations
+from agentflow.cluster.sql.contract import Lease, LogStoreLike, MemberRow
 from agentflow.cluster.sql.dialect import Connection, dialect_for
 from agentflow.cluster.sql.url import StoreUrl
 from agentflow.errors import AgentFlowError, ConfigError, StoreFenced, StoreUnavailable
@@ -33,26 +33,6 @@ MAX_READ_ROWS = 10_000
 PACKET_OVERHEAD_BYTES = 4096
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The lease row as the database saw it; ``remaining_s`` <= 0: expired."""
-
-    holder: str
-    api_url: str
-    epoch: int
-    remaining_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    node_id: str
-    api_url: str
-    seen_s_ago: float
-    applied: int
-    reads_format: int
-    version: str
 
 
 class LogStore:
@@ -346,3 +326,7 @@ class LogStore:
             # closing a broken connection may fail; it is gone either way
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _conforms(store: LogStore) -> LogStoreLike:
+    return store  # mypy checks here that LogStore makes every call the SQL log needs
