@@ -1,11 +1,12 @@
 """Run git for the worker: bounded in time, fenced off from config, credentials kept in its env.
 
 Every call runs ``git`` with hooks, fsmonitor and submodule recursion switched off, only the
-transports of design 19 §1 allowed, and parallel checkout. The environment is the worker's less every ``GIT_*``
-variable, with no system or global config and no terminal prompt. A token travels only in
-``GIT_CONFIG_COUNT``/``KEY_i``/``VALUE_i`` (never in argv, never in a file), scoped to one URL
-prefix. Each call is its own process group, killed on timeout or cancel. :meth:`Git.redact`
-hides the token, its base64 form and any URL userinfo in text that leaves this module.
+transports of design 19 §1 allowed, and parallel checkout. The environment is the worker's less
+every ``GIT_*`` variable, with no system or global config and no terminal prompt. A token
+travels only in ``GIT_CONFIG_COUNT``/``KEY_i``/``VALUE_i`` (never in argv, never in a file),
+scoped to one URL prefix. Each call is its own process group, killed on timeout or cancel.
+:meth:`Git.redact` hides the token, its base64 form and any URL userinfo in text that leaves
+this module.
 """
 
 from __future__ import annotations
