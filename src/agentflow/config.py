@@ -116,6 +116,8 @@ class MasterConfig:
     store_password_file: str | None = None  # the database password (else the URL's, or env)
     store_lease_s: float = 1.5  # the writer's lease: another master takes over within it
     store_poll_s: float = 0.05  # a master that does not write reads new entries this often
+    # With a SQL store: rows of its history tables older than this are deleted by the writer.
+    history_retention_s: float = 30 * 86_400.0
 
     @property
     def sql_store(self) -> bool:

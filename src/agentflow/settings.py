@@ -266,6 +266,13 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
         "duration",
         "How often a master on a SQL store that does not write reads new entries.",
     ),
+    _m(
+        "history-retention",
+        "history_retention_s",
+        "duration",
+        "With a SQL --store: how long its history tables keep finished tasks, attempts,"
+        " workflows, lock and message events (e.g. 30d); older rows are deleted.",
+    ),
     _m("tls-cert", "tls_cert", "file", "PEM certificate (chain): HTTPS API, mutual TLS for peers."),
     _m("tls-key", "tls_key", "file", "PEM private key of --tls-cert."),
     _m(

@@ -24,7 +24,7 @@ from agentflow.api.request_metrics import RequestTimings
 from agentflow.api.sessions import SessionHub
 from agentflow.api.task_metrics import TaskTimings
 from agentflow.api.waiters import KeyedWaiters, wait_for
-from agentflow.cluster.history import HISTORY_FILE, TaskHistory
+from agentflow.cluster.history import HISTORY_FILE, History, TaskHistory
 from agentflow.cluster.node import ClusterConfig, RaftLog
 from agentflow.cluster.seam import MasterLog
 from agentflow.config import MasterConfig
@@ -165,9 +165,7 @@ class MasterService:
         self.reply_waiters = KeyedWaiters()  # by the request's correlation id
         self._followers: dict[str, set[asyncio.Queue[OutputAppended | None]]] = {}
         self._finish_times: deque[int] = deque(maxlen=100_000)
-        self.history = TaskHistory(
-            config.data_dir / HISTORY_FILE, keep=config.history_max_tasks
-        )  # tasks evicted from memory
+        self.history = self._history(config)  # tasks evicted from memory
         self.log.subscribe(self.history.on_events)  # first: a waiter woken below reads it
         self.log.subscribe(self.hub.on_events)
         self.log.subscribe(self._on_events)
@@ -179,6 +177,15 @@ class MasterService:
         self._group: asyncio.TaskGroup | None = None
         self._started = False
         self.closing = False
+
+    def _history(self, config: MasterConfig) -> History:
+        """This master's history file, or with a SQL store its history tables (every master
+        reads them; the writer writes them)."""
+        if config.sql_store:
+            from agentflow.cluster.sql.wiring import sql_history
+
+            return sql_history(config, self.machine, lambda: self.log.is_leader)
+        return TaskHistory(config.data_dir / HISTORY_FILE, keep=config.history_max_tasks)
 
     async def start(self) -> None:
         """Open the log and the peer port; once (``agentflow master`` starts the service before
@@ -202,7 +209,7 @@ class MasterService:
         self.hub.close_all()
         self.events.wake_all()
         await self.log.close()
-        self.history.close()
+        await self.history.aclose()
 
     def _leadership_changed(self, is_leader: bool) -> None:
         """A new leader re-arms worker liveness in full; a deposed one drops its sessions."""
@@ -271,12 +278,12 @@ class MasterService:
             raise NotFoundError(f"no task {task_id}", task_id=task_id)
         return task
 
-    def task_or_history(self, task_id: str) -> tuple[TaskRecord, bool]:
-        """The task, from the state or else from this master's history on disk (True)."""
+    async def task_or_history(self, task_id: str) -> tuple[TaskRecord, bool]:
+        """The task, from the state or else from the history (True)."""
         task = self.machine.tasks.peek(task_id)
         if task is not None:
             return task, False
-        task = self.history.get(task_id)
+        task = await self.history.find(task_id)
         if task is None:
             raise NotFoundError(f"no task {task_id}", task_id=task_id)
         return task, True
@@ -285,11 +292,11 @@ class MasterService:
         """The task once terminal, or as it is when ``timeout_s`` runs out; and whether it was
         read from the history (evicted from memory, so long finished)."""
         with self._task_waiters.watch(task_id) as finished:
-            task, old = self.task_or_history(task_id)
+            task, old = await self.task_or_history(task_id)
             if task.status in TERMINAL_STATUSES or timeout_s <= 0:
                 return task, old
             await wait_for(finished, timeout_s)
-        return self.task_or_history(task_id)
+        return await self.task_or_history(task_id)
 
     async def wait_workflow(self, workflow_id: str, timeout_s: float) -> WorkflowRecord:
         """The workflow once it has finished, or as it is when ``timeout_s`` runs out."""
@@ -306,7 +313,7 @@ class MasterService:
         """Everything held of stdout and stderr, then new chunks until the task ends. With
         ``stream``, only that stream, from its absolute byte ``offset`` on (what is still held
         of it): a client that lost its connection resumes where it was, on any master."""
-        task, _ = self.task_or_history(task_id)
+        task, _ = await self.task_or_history(task_id)
         queue: asyncio.Queue[OutputAppended | None] = asyncio.Queue(4096)
         self._followers.setdefault(task_id, set()).add(queue)
         try:
@@ -325,7 +332,7 @@ class MasterService:
                 try:
                     event = await asyncio.wait_for(queue.get(), timeout=15.0)
                 except TimeoutError:
-                    if self.task_or_history(task_id)[0].status in TERMINAL_STATUSES:
+                    if (await self.task_or_history(task_id))[0].status in TERMINAL_STATUSES:
                         return
                     continue
                 if event is None:

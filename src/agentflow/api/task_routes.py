@@ -85,9 +85,9 @@ async def list_tasks(
         try:
             start = ids.index(cursor)
         except ValueError:
-            if not history or cursor not in svc.history:
+            if not history or not await svc.history.holds(cursor):
                 raise ValidationError(f"unknown cursor {cursor!r}") from None
-            return _history_page(svc, keep, limit, cursor, [])
+            return await _history_page(svc, keep, limit, cursor, [])
     page: list[dict[str, Any]] = []
     now = svc.now_ms()
     for pos in range(start - 1, -1, -1):
@@ -98,20 +98,21 @@ async def list_tasks(
             return JSONResponse({"tasks": page, "next_cursor": ids[pos + 1]})
         page.append(task_view(svc.machine, task, now))
     if history:
-        return _history_page(svc, keep, limit, ids[0] if ids else None, page)
+        return await _history_page(svc, keep, limit, ids[0] if ids else None, page)
     return JSONResponse({"tasks": page, "next_cursor": None})
 
 
-def _history_page(
+async def _history_page(
     svc: MasterService, keep: HistoryFilter, limit: int, cursor: str | None, page: list[Any]
 ) -> JSONResponse:
     """``page`` (tasks from memory) filled up from the history, after ``cursor`` when it is a
     task of the history; the next cursor when more remain."""
     if len(page) == limit:  # full from memory: the history, if any, is the next page's
-        return JSONResponse({"tasks": page, "next_cursor": None if svc.history.empty else cursor})
-    after = cursor if cursor is not None and cursor in svc.history else None
+        empty = await svc.history.is_empty()
+        return JSONResponse({"tasks": page, "next_cursor": None if empty else cursor})
+    after = cursor if cursor is not None and await svc.history.holds(cursor) else None
     room = limit - len(page)
-    found = list(svc.history.page(keep, room + 1, after))  # one more: whether more remain
+    found = await svc.history.find_page(keep, room + 1, after)  # one more: whether more remain
     more = len(found) > room
     now = svc.now_ms()
     page.extend(_historic(task_view(svc.machine, t, now)) for t in found[:room])
@@ -159,7 +160,7 @@ async def get_output(
     """The held output as JSON; with ``follow``, streamed as text until the task ends: both
     streams, or ``stream`` alone from its absolute byte ``offset`` (to resume a follow)."""
     svc = service(request)
-    task, old = svc.task_or_history(task_id)  # an evicted task's output went with it
+    task, old = await svc.task_or_history(task_id)  # an evicted task's output went with it
     if (stream or offset) and not follow:
         raise ValidationError("stream and offset apply only with follow=true")
     if offset and not stream:

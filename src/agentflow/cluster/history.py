@@ -32,13 +32,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from agentflow.cluster.sqlite import open_sqlite
 from agentflow.state.events import Event, TaskEvicted
 from agentflow.state.records import TaskRecord, TaskStatus
 from agentflow.state.tasktable import unpack_task
 
-__all__ = ["HISTORY_FILE", "HistoryFilter", "TaskHistory"]
+__all__ = ["HISTORY_FILE", "History", "HistoryFilter", "TaskHistory"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,23 @@ class HistoryFilter:
             and (self.group is None or task.group == self.group)
             and (self.priority is None or task.priority.value == self.priority)
         )
+
+
+class History(Protocol):
+    """What a master's service needs of a task history: this module's :class:`TaskHistory`
+    (SQLite, the embedded Raft log's) or a SQL store's
+    (:class:`agentflow.cluster.sql.history.SqlHistory`). Reads are awaited: a database's may
+    not run on the event loop."""
+
+    def on_events(self, events: list[Event]) -> None: ...
+    async def run(self) -> None: ...
+    async def aclose(self) -> None: ...
+    async def find(self, task_id: str) -> TaskRecord | None: ...
+    async def holds(self, task_id: str) -> bool: ...
+    async def is_empty(self) -> bool: ...
+    async def find_page(
+        self, keep: HistoryFilter, limit: int, after: str | None
+    ) -> list[TaskRecord]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +191,25 @@ class TaskHistory:
         self.written += len(batch)
 
     # -- reads (the event loop's thread) -------------------------------------------------------
+
+    # The History protocol's awaitable reads: this file's queries are quick enough to run on
+    # the loop, as they always did.
+    async def find(self, task_id: str) -> TaskRecord | None:
+        return self.get(task_id)
+
+    async def holds(self, task_id: str) -> bool:
+        return task_id in self
+
+    async def is_empty(self) -> bool:
+        return self.empty
+
+    async def find_page(
+        self, keep: HistoryFilter, limit: int, after: str | None
+    ) -> list[TaskRecord]:
+        return list(self.page(keep, limit, after))
+
+    async def aclose(self) -> None:
+        self.close()
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The evicted task ``task_id``, or None if this master's history lacks it."""

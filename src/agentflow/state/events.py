@@ -107,6 +107,7 @@ class LockChanged(Event):
     session: str
     kind: str
     token: int | None = None
+    at_ms: int = 0  # the applied command's time (its ``now_ms``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +116,7 @@ class MessageDelivered(Event):
 
     agent_id: str
     cursor: int
+    at_ms: int = 0  # the applied command's time (its ``now_ms``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

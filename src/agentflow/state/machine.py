@@ -179,14 +179,20 @@ class StateMachine:
         if self.locks.emitted:
             self.events.extend(
                 LockChanged(
-                    index=e.index, name=e.name, session=e.session, kind=e.kind.value, token=e.token
+                    index=e.index,
+                    name=e.name,
+                    session=e.session,
+                    kind=e.kind.value,
+                    token=e.token,
+                    at_ms=command.now_ms,
                 )
                 for e in self.locks.take_events()
             )
         if self.messages.delivered or self.messages.replied:
             delivered, replied = self.messages.take_deliveries()
             self.events.extend(
-                MessageDelivered(index=index, agent_id=a, cursor=c) for a, c in delivered
+                MessageDelivered(index=index, agent_id=a, cursor=c, at_ms=command.now_ms)
+                for a, c in delivered
             )
             self.events.extend(ReplyArrived(index=index, correlation_id=c) for c in replied)
         self.tasks.compact()

@@ -18,6 +18,7 @@ import secrets
 from typing import Any
 
 from agentflow.cluster.sql.dialect import Connection, Dialect
+from agentflow.cluster.sql.historysql import history_ddl
 from agentflow.errors import ConfigError, StoreUnavailable
 
 __all__ = ["LATEST", "MAX_CLUSTER_ID_CHARS", "MIGRATIONS", "migrate"]
@@ -70,6 +71,9 @@ MIGRATIONS: list[tuple[int, dict[str, list[str]]]] = [
             ],
         },
     ),
+    # The history in SQL (design 20 §5): finished tasks, attempts, workflows, lock and message
+    # events, with their indexes (see historysql.py).
+    (2, {"postgresql": history_ddl("postgresql"), "mysql": history_ddl("mysql")}),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -8,8 +8,10 @@ loads neither.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+from agentflow.cluster.sql.history import HistorySettings, SqlHistory
+from agentflow.cluster.sql.historystore import HistoryStore
 from agentflow.cluster.sql.logconfig import SqlLogConfig
 from agentflow.cluster.sql.sqllog import SqlLog
 from agentflow.cluster.sql.store import LogStore
@@ -18,7 +20,14 @@ from agentflow.config import MasterConfig, read_token_file
 from agentflow.errors import ConfigError
 from agentflow.state import StateMachine
 
-__all__ = ["PASSWORD_ENV", "check_store", "sql_log", "sql_log_config", "store_password"]
+__all__ = [
+    "PASSWORD_ENV",
+    "check_store",
+    "sql_history",
+    "sql_log",
+    "sql_log_config",
+    "store_password",
+]
 
 PASSWORD_ENV = "AGENTFLOW_STORE_PASSWORD"  # the database password, kept out of ps and files
 
@@ -44,6 +53,8 @@ def check_store(config: MasterConfig) -> None:
         raise ConfigError("--store-lease must be positive")
     if not 0 < config.store_poll_s < config.store_lease_s:
         raise ConfigError("--store-poll must be positive and shorter than --store-lease")
+    if config.history_retention_s < 60:
+        raise ConfigError("--history-retention must be at least a minute (e.g. 30d)")
     store_url(config)  # a malformed URL, a scheme this master does not know: one line
 
 
@@ -88,3 +99,12 @@ def sql_log(config: MasterConfig, machine: StateMachine) -> SqlLog:
 
     url = store_url(config)
     return SqlLog(sql_log_config(config, url.redacted()), machine, LogStore(url))
+
+
+def sql_history(
+    config: MasterConfig, machine: StateMachine, leads: Callable[[], bool]
+) -> SqlHistory:
+    """The task history in the store's tables, written while ``leads()`` (the log's writer)."""
+    url = store_url(config)
+    settings = HistorySettings(retention_ms=int(config.history_retention_s * 1000))
+    return SqlHistory(machine, leads, HistoryStore(url), HistoryStore(url), settings=settings)
