@@ -184,7 +184,7 @@ class MasterService:
         if config.sql_store:
             from agentflow.cluster.sql.wiring import sql_history
 
-            return sql_history(config, self.machine, lambda: self.log.is_leader)
+            return sql_history(config, self.machine, lambda: self.log.is_leader, self.now_ms)
         return TaskHistory(config.data_dir / HISTORY_FILE, keep=config.history_max_tasks)
 
     async def start(self) -> None:

@@ -102,9 +102,15 @@ def sql_log(config: MasterConfig, machine: StateMachine) -> SqlLog:
 
 
 def sql_history(
-    config: MasterConfig, machine: StateMachine, leads: Callable[[], bool]
+    config: MasterConfig,
+    machine: StateMachine,
+    leads: Callable[[], bool],
+    clock_ms: Callable[[], int],
 ) -> SqlHistory:
-    """The task history in the store's tables, written while ``leads()`` (the log's writer)."""
+    """The task history in the store's tables, written while ``leads()`` (the log's writer);
+    retention counts on ``clock_ms``, the clock that stamps the commands."""
     url = store_url(config)
     settings = HistorySettings(retention_ms=int(config.history_retention_s * 1000))
-    return SqlHistory(machine, leads, HistoryStore(url), HistoryStore(url), settings=settings)
+    return SqlHistory(
+        machine, leads, HistoryStore(url), HistoryStore(url), settings=settings, clock_ms=clock_ms
+    )
