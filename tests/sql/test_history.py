@@ -399,6 +399,9 @@ async def test_a_follower_forgets_what_the_writer_wrote_and_a_new_writer_writes_
         writer.leading = False  # the writer is deposed (or dies) before writing what follows
         for feed in (writer, follower):
             cancel_many(feed, ["t3", "t4"])
+        read = follower.history.marks_read
+        await eventually(lambda: follower.history.marks_read > read + 1, "the mark read again")
+        assert follower.history.backlog == 4  # t3 and t4 finished, t1 and t2 evicted: kept
         assert query(url, "SELECT id FROM agentflow_tasks WHERE id = 't4'") == []
         follower.leading = True  # takes the lease over
         await eventually(lambda: follower.history.backlog == 0, "the new writer wrote")

@@ -101,6 +101,7 @@ class SqlHistory:
         self.written = 0  # items written by this master (tests, metrics)
         self.dropped = 0  # items dropped unwritten (the pending bound, a refused batch)
         self.failed_rounds = 0  # rounds the database did not answer (the items were kept)
+        self.marks_read = 0  # times a follower read the written mark (tests)
         self._closed = False
 
     @property
@@ -150,6 +151,7 @@ class SqlHistory:
             if now >= self._next_trim:
                 self._next_trim = now + self.settings.tick_s
                 self._forget(await self._wthread.run(self._wstore.mark))
+                self.marks_read += 1
             return
         while self._pending and self._leads():
             await self._flush_once()
