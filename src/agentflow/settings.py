@@ -205,7 +205,7 @@ MASTER_SETTINGS: tuple[Setting, ...] = (
         "max_finished_tasks",
         "int",
         "Finished tasks kept in memory (the same on every master); older ones are read from"
-        " this master's history on disk.",
+        " this master's history on disk (with a SQL --store: the store's history tables).",
     ),
     _m(
         "history-max-tasks",

@@ -37,6 +37,9 @@ def test_the_store_settings_and_their_defaults() -> None:
     config = layer("master", {}, env=env).config()
     assert config.sql_store and (config.store_lease_s, config.store_poll_s) == (3.0, 0.02)
     assert show_value(by_key["store-lease"], 1.5) == "1500ms"
+    assert config.history_retention_s == 30 * 86_400
+    env = {"AGENTFLOW_HISTORY_RETENTION": "7d"}
+    assert layer("master", {}, env=env).config().history_retention_s == 7 * 86_400
 
 
 def test_the_store_url_is_shown_with_its_password_masked() -> None:
@@ -59,6 +62,7 @@ def test_the_store_url_is_shown_with_its_password_masked() -> None:
         (["--force-new-cluster"], "--force-new-cluster is for the embedded Raft log"),
         (["--store-lease", "0"], "--store-lease must be positive"),
         (["--store-poll", "5s"], "--store-poll must be positive and shorter"),
+        (["--history-retention", "10s"], "--history-retention must be at least a minute"),
     ],
 )
 def test_a_sql_store_refuses_raft_flags_in_one_line(flags: list[str], named: str) -> None:

@@ -113,7 +113,8 @@ _STR = {"type": "string"}
 _TASK = _object({"id": _STR, "status": _enum(TaskStatus), "title": _STR})
 _TASK["properties"]["from_history"] = {
     "type": "boolean",
-    "description": "true when read from the master's history on disk (evicted from memory)",
+    "description": "true when read from the history (evicted from memory): the master's file"
+    " on disk, or the SQL store's history tables",
 }
 _WORKER = _object({"id": _STR, "state": _enum(WorkerState)})
 _MESSAGE = _object({"id": _STR, "type": _STR, "to": _STR})

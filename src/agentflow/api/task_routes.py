@@ -75,8 +75,9 @@ async def list_tasks(
     history: bool = False,
 ) -> JSONResponse:
     """Newest first. ``cursor`` is the ``next_cursor`` of the previous page. With ``history``,
-    the listing goes on past the tasks in memory into this master's history on disk (tasks
-    evicted beyond --max-finished-tasks, the last evicted first, marked ``from_history``)."""
+    the listing goes on past the tasks in memory into the history (tasks evicted beyond
+    --max-finished-tasks, the last evicted first, marked ``from_history``): this master's file,
+    or with a SQL store the store's tables, the same on every master."""
     svc = service(request)
     keep = HistoryFilter(statuses=frozenset(_statuses(status)), group=group, priority=priority)
     ids = list(svc.machine.tasks)
