@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from agentflow.cluster.history import HistoryFilter
-from agentflow.cluster.sql import LogStore, StoreUrl
+from agentflow.cluster.sql import LogStore, StoreUrl, migrations
 from agentflow.cluster.sql.dialect import dialect_for
 from agentflow.cluster.sql.history import DAY_MS, HistorySettings, SqlHistory
 from agentflow.cluster.sql.historyrows import Item, table_rows
@@ -431,3 +431,16 @@ async def test_a_down_database_keeps_the_batch_and_writes_it_after_restart(
         await eventually(lambda: feed.history.backlog == 0, "the kept batch written")
     rows = query(url, "SELECT id, status FROM agentflow_tasks ORDER BY id")
     assert rows == [("before", "cancelled"), ("during1", "cancelled"), ("during2", "cancelled")]
+
+
+def test_a_store_made_by_a_master_before_the_history_is_upgraded(url: StoreUrl) -> None:
+    conn = dialect_for(url).connect(url, 10.0)
+    try:
+        migrations.migrate(conn, dialect_for(url), "c1", latest=1)  # an older master's schema
+    finally:
+        conn.close()
+    assert query(url, "SELECT MAX(version) FROM agentflow_schema") == [(1,)]
+    migrated(url)
+    assert query(url, "SELECT MAX(version) FROM agentflow_schema") == [(2,)]
+    assert query(url, "SELECT applied_idx FROM agentflow_history_mark") == [(0,)]
+    assert query(url, "SELECT COUNT(*) FROM agentflow_tasks") == [(0,)]
