@@ -125,26 +125,13 @@ def cancel_many(feed: Feed, ids: list[str], *, at_ms: int = 1000, **kw: Any) -> 
         feed(CancelTask(now_ms=at_ms + 1, task_id=tid))
 
 
-async def test_finished_work_lands_in_its_tables(url: StoreUrl) -> None:
-    feed = Feed(migrated(url))
-    feed(
-        RegisterWorker(
-            now_ms=1000,
-            worker_id="w1",
-            group="gpu",
-            slots=2,
-            resources={},
-            labels={},
-            hostname="h1",
-        )
-    )
-    feed(
-        SubmitTasks(
-            now_ms=2000,
-            tasks=[new("t1", group="gpu"), new("t2", group="gpu", priority="high")],
-            place=True,
-        )
-    )
+def a_day_of_work(feed: Feed) -> tuple[int, int, int]:
+    """Two tasks run on a worker (one completes, one fails), a workflow cancelled, a lock
+    taken and released, a message delivered; the two attempts' tokens and the lock's."""
+    feed(RegisterWorker(now_ms=1000, worker_id="w1", group="gpu", slots=2, resources={},
+                        labels={}, hostname="h1"))  # fmt: skip
+    tasks = [new("t1", group="gpu"), new("t2", group="gpu", priority="high")]
+    feed(SubmitTasks(now_ms=2000, tasks=tasks, place=True))
     tok1, tok2 = feed.sm.tasks["t1"].fencing_token, feed.sm.tasks["t2"].fencing_token
     assert tok1 is not None and tok2 is not None
     feed(ReportAttempts(now_ms=3000, worker_id="w1", started=[("t1", tok1), ("t2", tok2)]))
@@ -153,114 +140,66 @@ async def test_finished_work_lands_in_its_tables(url: StoreUrl) -> None:
         TaskOutcome(task_id="t2", fencing_token=tok2, status="failed", exit_code=3),
     ]
     feed(ReportAttempts(now_ms=4000, worker_id="w1", outcomes=outcomes))
-    feed(
-        SubmitWorkflow(
-            now_ms=5000,
-            workflow_id="wf1",
-            name="nightly",
-            failure_policy="continue",
-            tasks=[new("wa", key="a"), new("wb", key="b")],
-        )
-    )
+    workflow = [new("wa", key="a"), new("wb", key="b")]
+    feed(SubmitWorkflow(now_ms=5000, workflow_id="wf1", name="nightly",
+                        failure_policy="continue", tasks=workflow))  # fmt: skip
     feed(CancelWorkflow(now_ms=6000, workflow_id="wf1"))
     granted = feed(AcquireLock(now_ms=7000, name="db", session="s1", ttl_ms=60_000))
     feed(ReleaseLock(now_ms=8000, name="db", session="s1", token=granted.token))
     feed(ConnectAgent(now_ms=9000, agent_id="bob", ttl_ms=60_000))
-    feed(
-        SendMessage(
-            now_ms=9500,
-            id="m1",
-            sender="alice",
-            to="bob",
-            type="Notification",
-            content="hi",
-            size=2,
-        )
-    )
+    feed(SendMessage(now_ms=9500, id="m1", sender="alice", to="bob", type="Notification",
+                     content="hi", size=2))  # fmt: skip
+    return tok1, tok2, granted.token
+
+
+async def written(url: StoreUrl) -> tuple[int, int, int]:
+    feed = Feed(migrated(url))
+    tokens = a_day_of_work(feed)
     async with running(feed):
         await eventually(lambda: feed.history.backlog == 0, "the history written")
+    return tokens
 
-    tasks = query(
-        url,
-        "SELECT id, workflow_id, status, grp, priority, title, command,"
-        " created_ms, started_ms, finished_ms, exit_code, attempts, worker,"
-        " evicted_idx FROM agentflow_tasks ORDER BY id",
-    )
-    assert tasks[:2] == [
-        (
-            "t1",
-            None,
-            "completed",
-            "gpu",
-            "medium",
-            "title t1",
-            "run t1",
-            2000,
-            3000,
-            4000,
-            0,
-            1,
-            "w1",
-            None,
-        ),
-        (
-            "t2",
-            None,
-            "failed",
-            "gpu",
-            "high",
-            "title t2",
-            "run t2",
-            2000,
-            3000,
-            4000,
-            3,
-            1,
-            "w1",
-            None,
-        ),
-    ]
-    assert [(r[0], r[1], r[2], r[9]) for r in tasks[2:]] == [
-        ("wa", "wf1", "cancelled", 6000),
-        ("wb", "wf1", "cancelled", 6000),
-    ]
-    attempts = query(
-        url,
-        "SELECT task_id, attempt, token, worker_id, assigned_ms, started_ms,"
-        " finished_ms, status, exit_code FROM agentflow_attempts ORDER BY task_id",
-    )
+
+async def test_finished_tasks_and_attempts_land_in_their_tables(url: StoreUrl) -> None:
+    tok1, tok2, _ = await written(url)
+    tasks = query(url, "SELECT id, workflow_id, status, grp, priority, title, command,"
+                  " created_ms, started_ms, finished_ms, exit_code, attempts, worker,"
+                  " evicted_idx FROM agentflow_tasks ORDER BY id")  # fmt: skip
+    assert tasks == [
+        ("t1", None, "completed", "gpu", "medium", "title t1", "run t1", 2000, 3000, 4000, 0, 1,
+         "w1", None),
+        ("t2", None, "failed", "gpu", "high", "title t2", "run t2", 2000, 3000, 4000, 3, 1,
+         "w1", None),
+        ("wa", "wf1", "cancelled", "default", "medium", "title wa", "run wa", 5000, None, 6000,
+         None, 0, None, None),
+        ("wb", "wf1", "cancelled", "default", "medium", "title wb", "run wb", 5000, None, 6000,
+         None, 0, None, None),
+    ]  # fmt: skip
+    columns = "task_id, attempt, token, worker_id, assigned_ms, started_ms, finished_ms, status"
+    attempts = query(url, f"SELECT {columns}, exit_code FROM agentflow_attempts ORDER BY task_id")
     assert attempts == [
         ("t1", 1, tok1, "w1", 2000, 3000, 4000, "completed", 0),
         ("t2", 1, tok2, "w1", 2000, 3000, 4000, "failed", 3),
     ]
-    workflows = query(
-        url,
-        "SELECT id, name, status, created_ms, finished_ms, tasks,"
-        " tasks_finished FROM agentflow_workflows",
-    )
+    # a report users run: failures by group since a time, on (status, finished_ms)
+    failures = "SELECT grp, COUNT(*) FROM agentflow_tasks WHERE status = %s AND finished_ms >= %s"
+    assert query(url, failures + " GROUP BY grp", ("failed", 0)) == [("gpu", 1)]
+
+
+async def test_workflows_lock_and_message_events_land_in_their_tables(url: StoreUrl) -> None:
+    *_, lock_token = await written(url)
+    workflows = query(url, "SELECT id, name, status, created_ms, finished_ms, tasks,"
+                      " tasks_finished FROM agentflow_workflows")  # fmt: skip
     assert workflows == [("wf1", "nightly", "cancelled", 5000, 6000, 2, 2)]
-    locks = query(
-        url,
-        "SELECT name, lock_session, kind, token, at_ms FROM agentflow_lock_events"
-        " ORDER BY idx, pos",
-    )
+    locks = query(url, "SELECT name, lock_session, kind, token, at_ms FROM agentflow_lock_events"
+                  " ORDER BY idx, pos")  # fmt: skip
     assert locks == [
-        ("db", "s1", "granted", granted.token, 7000),
-        ("db", "s1", "released", granted.token, 8000),
+        ("db", "s1", "granted", lock_token, 7000),
+        ("db", "s1", "released", lock_token, 8000),
     ]
-    messages = query(
-        url,
-        "SELECT agent_id, inbox_cursor, message_id, sender, msg_type,"
-        " size_bytes, at_ms FROM agentflow_message_events",
-    )
+    messages = query(url, "SELECT agent_id, inbox_cursor, message_id, sender, msg_type,"
+                     " size_bytes, at_ms FROM agentflow_message_events")  # fmt: skip
     assert messages == [("bob", 1, "m1", "alice", "Notification", 2, 9500)]
-    # the report users run: failures by group over a time range, on the index
-    assert query(
-        url,
-        "SELECT grp, COUNT(*) FROM agentflow_tasks WHERE status = %s AND"
-        " finished_ms >= %s GROUP BY grp",
-        ("failed", 0),
-    ) == [("gpu", 1)]
 
 
 async def test_retention_deletes_old_rows_only_in_bounded_batches(url: StoreUrl) -> None:
