@@ -272,6 +272,7 @@ class LocalCluster:
         name: str = "bench",
         worker_env: dict[str, str] | None = None,
         store_url: str | None = None,
+        master_args: Sequence[str] = (),
     ) -> None:
         if masters < 1:
             raise ValueError("masters must be >= 1")
@@ -286,6 +287,7 @@ class LocalCluster:
         self.worker_env = dict(worker_env or {})
         # The masters' --store: a SQL database they share (None: each its embedded Raft log).
         self.store_url = store_url
+        self.master_extra = list(master_args)  # more flags for every master
         self.ports = [free_port() for _ in range(masters)]
         self.raft_ports = [free_port() for _ in range(masters)]
         self.node_ids = [f"{name}-m{i + 1}" for i in range(masters)]
@@ -338,6 +340,7 @@ class LocalCluster:
             "--log-level",
             "warning",
         ]
+        args += self.master_extra
         if self.store_url is not None:
             return [*args, "--store", self.store_url]  # the masters meet in the database
         if self.n_masters > 1:

@@ -374,12 +374,15 @@ def _cluster(
         profile_dir=profile_dir,
         worker_env={"PYTHONPATH": pythonpath},
         store_url=stores.new_database(),
+        master_args=["--store-poll", str(args.store_poll)] if args.store_poll else [],
     )
 
 
 def _leader_timings(cluster: LocalCluster, name: str) -> dict[str, float]:
     """The log timings of the master that leads now (the only one, on one master)."""
     leader = 0 if cluster.n_masters == 1 else cluster.wait_leader()
+    if cluster.n_masters > 1:  # the client asks the first master: through a follower or not
+        print(f"{BENCH} {name}_{cluster.n_masters}m leader=master{leader + 1}", flush=True)
     return log_timings(cluster.urls[leader], f"{name}_log")
 
 
@@ -457,6 +460,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(DEFAULT_ONLY))
     parser.add_argument("--rss-100k", action="store_true", help="add the 100,000-task RSS run")
     parser.add_argument(
+        "--store-poll",
+        type=float,
+        default=None,
+        metavar="S",
+        help="on a SQL store, the masters' --store-poll (how often a follower reads new entries)",
+    )
+    parser.add_argument(
         "--layout",
         choices=("2x1", "1x2"),
         default="2x1",
@@ -487,6 +497,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--runs must be >= 1")
     if args.masters is None:
         args.masters = [1, 3] if args.store == "sqlite" else [1, 2]
+    if args.store_poll is not None and (args.store == "sqlite" or args.store_poll <= 0):
+        parser.error("--store-poll is a positive number of seconds, for a SQL store")
     if args.store == "sqlite" and 2 in args.masters:
         parser.error("--masters 2 is for a SQL store (a Raft group of 2 has no spare vote)")
     counts = {}
