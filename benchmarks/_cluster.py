@@ -136,8 +136,17 @@ def disk_figures(bench: str, samples: int = 50) -> None:
     figure(bench, "env_loadavg_1m", os.getloadavg()[0], fmt="{:.2f}")
 
 
-def bench_args(description: str) -> argparse.Namespace:
+def bench_args(description: str, *, store: bool = False) -> argparse.Namespace:
+    """The flags every benchmark takes; ``store``: also ``--store sqlite|postgresql|mysql``
+    (the masters' log; see ``_stores.py``)."""
     parser = argparse.ArgumentParser(description=description)
+    if store:
+        parser.add_argument(
+            "--store",
+            choices=("sqlite", "postgresql", "mysql"),
+            default="sqlite",
+            help="the masters' log: embedded Raft (sqlite) or a throwaway SQL server",
+        )
     parser.add_argument("--quick", action="store_true", help="about 10x smaller, for smoke runs")
     parser.add_argument(
         "--profile",
@@ -243,10 +252,12 @@ class LocalCluster:
     ...     client = cluster.client()
 
     With ``masters > 1`` each master gets its own API port, Raft port and data directory, and
-    ``--peers`` naming the others; :meth:`start` returns once every master knows the same
-    leader and a write went through. ``url`` is then the first master's URL (any master
-    serves any request: followers forward writes), ``urls`` all of them, and workers and
-    :meth:`client` get the comma-separated list, so they follow the leader.
+    ``--peers`` naming the others (with ``store_url``, a SQL database, they all get
+    ``--store`` instead and share it: one writes, the others follow); :meth:`start` returns
+    once every master knows the same leader and a write went through. ``url`` is then the
+    first master's URL (any master serves any request: followers forward writes), ``urls``
+    all of them, and workers and :meth:`client` get the comma-separated list, so they follow
+    the leader.
     :meth:`kill_master` / :meth:`restart_master` are for failover measurements.
     """
 
@@ -260,6 +271,8 @@ class LocalCluster:
         profile_dir: Path | None = None,
         name: str = "bench",
         worker_env: dict[str, str] | None = None,
+        store_url: str | None = None,
+        master_args: Sequence[str] = (),
     ) -> None:
         if masters < 1:
             raise ValueError("masters must be >= 1")
@@ -272,6 +285,9 @@ class LocalCluster:
         # Added to the workers' environment (their Python runners inherit it): e.g. a
         # PYTHONPATH naming the benchmarks' own modules of functions.
         self.worker_env = dict(worker_env or {})
+        # The masters' --store: a SQL database they share (None: each its embedded Raft log).
+        self.store_url = store_url
+        self.master_extra = list(master_args)  # more flags for every master
         self.ports = [free_port() for _ in range(masters)]
         self.raft_ports = [free_port() for _ in range(masters)]
         self.node_ids = [f"{name}-m{i + 1}" for i in range(masters)]
@@ -324,6 +340,9 @@ class LocalCluster:
             "--log-level",
             "warning",
         ]
+        args += self.master_extra
+        if self.store_url is not None:
+            return [*args, "--store", self.store_url]  # the masters meet in the database
         if self.n_masters > 1:
             peers = ",".join(
                 f"{self.node_ids[j]}=127.0.0.1:{self.raft_ports[j]}"
@@ -343,7 +362,7 @@ class LocalCluster:
             )
         for i in range(self.n_masters):
             self._wait_healthy(i)
-        if self.n_masters > 1:
+        if self.n_masters > 1 or self.store_url is not None:  # (a SQL writer takes a lease)
             self.wait_leader()
             self.wait_writable()
         for i in range(self.n_workers):

@@ -26,6 +26,12 @@ Each run of each workload gets a fresh cluster; ``--runs N`` repeats it and prin
   printed; cProfile (``.prof`` files) where py-spy is missing or cannot attach.
 
 The no-op is ``noop_tasks:noop`` (this folder, put on the workers' ``PYTHONPATH``).
+
+``--store postgresql`` or ``--store mysql`` runs the masters on a SQL store instead of the
+embedded Raft log: a throwaway server on loopback (``agentflow.testing.sqlserve``), a fresh
+database for each cluster, ``--masters 1 2`` (one writer, the others following). After each
+run the leader's log timings are printed (``<workload>_log_*``: appends, mean append ms,
+entries per append, mean commit ms), on either store.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _profiles
 from _cluster import LocalCluster, deadline_guard, disk_figures, figure, percentile, run_main
+from _stores import STORES, StoreServer, log_timings, store_server
 from noop_tasks import noop
 
 BENCH = "fast_path"
@@ -358,6 +365,7 @@ def _cluster(
 ) -> LocalCluster:
     workers, slots = (2, 1) if args.layout == "2x1" else (1, 2)
     pythonpath = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    stores: StoreServer = args.stores
     return LocalCluster(
         workers=workers,
         slots=slots,
@@ -365,7 +373,17 @@ def _cluster(
         name=name,
         profile_dir=profile_dir,
         worker_env={"PYTHONPATH": pythonpath},
+        store_url=stores.new_database(),
+        master_args=["--store-poll", str(args.store_poll)] if args.store_poll else [],
     )
+
+
+def _leader_timings(cluster: LocalCluster, name: str) -> dict[str, float]:
+    """The log timings of the master that leads now (the only one, on one master)."""
+    leader = 0 if cluster.n_masters == 1 else cluster.wait_leader()
+    if cluster.n_masters > 1:  # the client asks the first master: through a follower or not
+        print(f"{BENCH} {name}_{cluster.n_masters}m leader=master{leader + 1}", flush=True)
+    return log_timings(cluster.urls[leader], f"{name}_log")
 
 
 RUNNERS: dict[str, Callable[[LocalCluster, int], dict[str, float]]] = {
@@ -407,7 +425,7 @@ def run_workload(args: argparse.Namespace, name: str, masters: int) -> None:
             _cluster(args, masters, f"{name}{masters}m") as cluster,
             deadline_guard(limit, f"{name} on {masters} master(s)"),
         ):
-            results.append(RUNNERS[name](cluster, count))
+            results.append(RUNNERS[name](cluster, count) | _leader_timings(cluster, name))
             if args.keep_logs:
                 print(cluster.logs())
         if runs > 1:
@@ -423,10 +441,31 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="about 10x smaller counts")
-    parser.add_argument("--masters", type=int, nargs="+", choices=(1, 3), default=[1, 3])
+    parser.add_argument(
+        "--masters",
+        type=int,
+        nargs="+",
+        choices=(1, 2, 3),
+        default=None,
+        help="cluster sizes (default 1 3; on a SQL store 1 2)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="the masters' log: the embedded Raft log (sqlite), or a throwaway PostgreSQL or"
+        " MariaDB server on loopback, a fresh database for each cluster",
+    )
     parser.add_argument("--runs", type=int, default=1, help="runs of each workload (median)")
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(DEFAULT_ONLY))
     parser.add_argument("--rss-100k", action="store_true", help="add the 100,000-task RSS run")
+    parser.add_argument(
+        "--store-poll",
+        type=float,
+        default=None,
+        metavar="S",
+        help="on a SQL store, the masters' --store-poll (how often a follower reads new entries)",
+    )
     parser.add_argument(
         "--layout",
         choices=("2x1", "1x2"),
@@ -456,6 +495,12 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be >= 1")
+    if args.masters is None:
+        args.masters = [1, 3] if args.store == "sqlite" else [1, 2]
+    if args.store_poll is not None and (args.store == "sqlite" or args.store_poll <= 0):
+        parser.error("--store-poll is a positive number of seconds, for a SQL store")
+    if args.store == "sqlite" and 2 in args.masters:
+        parser.error("--masters 2 is for a SQL store (a Raft group of 2 has no spare vote)")
     counts = {}
     for item in args.count:
         name, _, value = item.partition("=")
@@ -468,24 +513,30 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def workloads(args: argparse.Namespace) -> None:
+    for masters in args.masters:
+        for name in ("w1", "w2", "w3", "w4", "seed"):
+            if name in args.only and (name != "seed" or masters == 3):
+                run_workload(args, name, masters)
+    if "rss100k" in args.only:
+        run_workload(args, "rss100k", min(args.masters))
+    if "profile" in args.only and 1 in args.masters:
+        profile(args, args.count.get("w1", COUNTS["w1"][1 if args.quick else 0]))
+
+
 def main() -> int:
     args = parse_args()
 
     def body() -> None:
         disk_figures(BENCH)
-        print(
-            f"{BENCH} layout={args.layout} runs={args.runs} quick={args.quick}"
-            f" counts={args.count or 'default'}",
-            flush=True,
-        )
-        for masters in args.masters:
-            for name in ("w1", "w2", "w3", "w4", "seed"):
-                if name in args.only and (name != "seed" or masters == 3):
-                    run_workload(args, name, masters)
-        if "rss100k" in args.only:
-            run_workload(args, "rss100k", min(args.masters))
-        if "profile" in args.only and 1 in args.masters:
-            profile(args, args.count.get("w1", COUNTS["w1"][1 if args.quick else 0]))
+        with store_server(args.store) as stores:
+            args.stores = stores
+            print(
+                f"{BENCH} layout={args.layout} runs={args.runs} quick={args.quick}"
+                f" counts={args.count or 'default'} store={stores.describe()}",
+                flush=True,
+            )
+            workloads(args)
         print(f"{BENCH} env_loadavg_1m_end={os.getloadavg()[0]:.2f}", flush=True)
 
     return run_main(BENCH, body)

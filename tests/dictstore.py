@@ -122,6 +122,10 @@ class DictDatabase:
     fail_call: str | None = None
     fail_landed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # As a MariaDB server's max_allowed_packet: the largest row (None: no limit); a write
+    # over it is refused as the real store refuses it (ConfigError naming the setting).
+    row_limit: int | None = None
+    durability: str | None = None  # what durability_warning() says
 
     def lease_now(self) -> Lease:
         return Lease(self.holder, self.api_url, self.epoch, self.expires_at - self.clock())
@@ -206,10 +210,22 @@ class DictStore:
             if (db.holder, db.epoch) == (lease.holder, lease.epoch):
                 db.expires_at = db.clock()
 
+    def _check_size(self, size: int, what: str) -> None:
+        if self.db.row_limit is not None and size > self.db.row_limit:
+            raise ConfigError(f"{what} of {size} bytes does not fit max_allowed_packet")
+
+    def entry_limit(self) -> int | None:
+        return self.db.row_limit
+
+    def durability_warning(self) -> str | None:
+        return self.db.durability
+
     def append(self, lease: Lease, first: int, entries: Sequence[bytes]) -> None:
         db = self.db
         with db.lock:
             lost = self._enter("append")
+            for data in entries:
+                self._check_size(len(data), "a log entry")
             self._fence(lease)
             indexes = range(first, first + len(entries))
             taken = [i for i in indexes if i in db.log]
@@ -233,6 +249,7 @@ class DictStore:
     def save_snapshot(self, lease: Lease, index: int, data: bytes) -> None:
         with self.db.lock:
             self._enter("save_snapshot")
+            self._check_size(len(data), "a snapshot")
             self._fence(lease)
             self.db.snapshot_row = (index, data)
 

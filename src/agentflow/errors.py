@@ -231,7 +231,12 @@ class StoreFenced(NotLeaderError):  # noqa: N818 - the design's name, read with 
 
 class StoreUnavailable(UnavailableError):  # noqa: N818 - likewise
     """A SQL store did not answer or the connection dropped; for a commit in flight the
-    outcome is unknown. The connection is reopened on the next call."""
+    outcome is unknown. The connection is reopened on the next call.
+
+    ``reason`` is the server's or the driver's own words, without the store's URL (the
+    message names both)."""
+
+    reason: str = ""
 
 
 class TaskFailedError(AgentFlowError):

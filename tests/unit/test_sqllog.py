@@ -9,8 +9,11 @@ MariaDB, is tested in tests/sql.
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
+import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -18,11 +21,18 @@ import pytest
 from agentflow.cluster.memlog import MemoryLog
 from agentflow.cluster.sql.contract import Lease
 from agentflow.cluster.sql.logconfig import SqlLogConfig
+from agentflow.cluster.sql.migrations import LATEST as SCHEMA_VERSION
 from agentflow.cluster.sql.replica import Replica
 from agentflow.cluster.sql.sqllog import SqlLog
 from agentflow.cluster.sql.tenure import Tenure
 from agentflow.cluster.timings import RaftTimings
-from agentflow.errors import ConflictError, NotLeaderError, UnavailableError
+from agentflow.errors import (
+    ConfigError,
+    ConflictError,
+    NotLeaderError,
+    PayloadTooLargeError,
+    UnavailableError,
+)
 from agentflow.raft import ConfChangeType, StateRole
 from agentflow.state import StateMachine
 from agentflow.state.commands import RegisterWorker
@@ -176,8 +186,9 @@ async def test_a_closed_leader_releases_the_lease_and_the_other_leads_at_once(
     await a.close()
     assert cluster.db.lease_now().remaining_s <= 0
     await cluster.until(lambda: b.is_leader)
-    # Within one lease check, well before the lease would have run out.
-    assert cluster.clock.now() - closed_at <= b.config.renew_s
+    # Within one lease check, well before the lease would have run out. (A follower checks
+    # at its first poll at or after renew_s: floats summed in poll steps may land just short.)
+    assert cluster.clock.now() - closed_at <= b.config.renew_s + b.config.poll_s
     assert cluster.db.epoch == 2 and b.epoch == 2
     await cluster.propose(b, register(2))
     assert b.machine.applied_index == 2
@@ -418,3 +429,110 @@ def test_the_holder_steps_down_a_margin_before_the_lease_ends() -> None:
     tenure.saw(Lease("m1", "http://m1", 2, 1.0), at=11.0)  # its own row, no longer held
     assert tenure.leader_id(11.1) is None
     assert tenure.hint(11.1)["leader_id"] is None  # never names itself to its own callers
+
+
+def _noise(seed: int, chars: int) -> str:
+    """Text that compresses little (the state image is compressed)."""
+    return base64.b64encode(random.Random(seed).randbytes(chars)).decode()[:chars]
+
+
+def _member(log: SqlLog, node_id: str) -> dict[str, Any]:
+    return next(m for m in log.status()["members"] if m["id"] == node_id)
+
+
+async def test_a_master_not_seen_for_a_while_shows_link_down_with_its_age(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.start("m1")
+    await cluster.until(lambda: a.is_leader)
+    DictStore(cluster.db).heartbeat("m9", "http://m9:6767", 0, LOG_FORMAT, "x")  # then killed
+    await cluster.until(lambda: "m9" in a.members)
+    assert _member(a, "m9")["link"] == "up"
+    gone_s = a.config.member_live_s + 1
+    cluster.clock.advance(gone_s)
+    await cluster.until(lambda: _member(a, "m9")["link"] == "down")
+    seen = _member(a, "m9")
+    assert seen["last_contact_s"] >= gone_s and seen["connected"] is False
+    # While the store does not answer this master, the rows it read last grow old too.
+    DictStore(cluster.db).heartbeat("m9", "http://m9:6767", 0, LOG_FORMAT, "x")
+    await cluster.until(lambda: _member(a, "m9")["link"] == "up")
+    cluster.db.down = True
+    cluster.clock.advance(gone_s)
+    seen = _member(a, "m9")
+    assert seen["link"] == "down" and seen["last_contact_s"] >= gone_s
+    assert "m9" not in a.members
+    cluster.db.down = False
+
+
+async def test_a_command_over_the_store_row_limit_is_refused_alone(cluster: Cluster) -> None:
+    a = await cluster.start("m1")
+    await cluster.until(lambda: a.is_leader)
+    cluster.db.row_limit = 4096
+    big = replace(register(1), hostname="h" * 8192)
+    small, other = register(2), register(3)
+    results = await cluster.propose(a, small, big, other)  # one batch
+    assert isinstance(results[1], PayloadTooLargeError)
+    assert "max_allowed_packet" in str(results[1]) and results[1].status == 413
+    assert results[0]["worker_id"] == "w2" and results[2]["worker_id"] == "w3"  # type: ignore[index]
+    assert a.is_leader and a.machine.applied_index == max(cluster.db.log) == 2
+    assert cluster.crashes == []
+
+
+async def test_an_append_the_store_refuses_for_size_fails_the_batch_not_the_master(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.start("m1")
+    await cluster.until(lambda: a.is_leader)
+    cluster.db.row_limit = 4096  # the server's limit fell below what the master last read
+    store = a._store
+    assert isinstance(store, DictStore)
+    store.entry_limit = lambda: None  # type: ignore[method-assign]
+    big = replace(register(1), hostname="h" * 8192)
+    [result] = await cluster.propose(a, big)
+    assert isinstance(result, PayloadTooLargeError) and "max_allowed_packet" in str(result)
+    [ok] = await cluster.propose(a, register(2))
+    assert ok["worker_id"] == "w2" and a.is_leader  # type: ignore[index]
+    assert cluster.crashes == []
+
+
+async def test_a_snapshot_over_the_store_row_limit_is_logged_and_the_log_goes_on(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await cluster.start("m1", snapshot_every=3, keep_after_snapshot=0)
+    await cluster.until(lambda: a.is_leader)
+    cluster.db.row_limit = 1000  # an entry fits; the image of the state does not
+    for n in range(8):
+        noisy = replace(register(n), hostname=_noise(n, 600))
+        [result] = await cluster.propose(a, noisy)
+        assert not isinstance(result, BaseException), result
+    assert cluster.db.snapshot_row is None and min(cluster.db.log) == 1  # nothing compacted
+    assert a.is_leader and a.machine.applied_index == 8 and cluster.crashes == []
+    assert "taking a snapshot failed" in caplog.text and "max_allowed_packet" in caplog.text
+    b = await cluster.start("m2")  # a new master replays the whole table
+    assert b.machine.digest() == a.machine.digest()
+
+
+async def test_the_start_says_the_store_its_schema_and_a_durability_warning(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agentflow.cluster.sql.sqllog")
+    cluster.db.durability = "fsync is off: a commit may be lost when the host crashes"
+    await cluster.start("m1")
+    said = caplog.text
+    assert f"on the store dict://test: schema version {SCHEMA_VERSION}" in said
+    assert "may lose commits: fsync is off" in said
+
+
+async def test_a_store_that_does_not_answer_at_start_is_a_config_error(
+    cluster: Cluster,
+) -> None:
+    cluster.db.down = True
+    log = SqlLog(
+        SqlLogConfig(node_id="m1", api_url="http://m1", store_url="dict://test"),
+        StateMachine(),
+        DictStore(cluster.db),
+        pacer=cluster.clock,
+    )
+    with pytest.raises(ConfigError, match="cannot start on the store dict://test: migrate"):
+        await log.start()
+    await log.close()

@@ -92,4 +92,13 @@ class LogStoreLike(Protocol):
 
     def members(self) -> list[MemberRow]: ...
 
+    def entry_limit(self) -> int | None:
+        """The largest entry or snapshot (bytes) one row takes, as the server said at the last
+        connect (MariaDB's max_allowed_packet); None: no limit known. No I/O."""
+        ...
+
+    def durability_warning(self) -> str | None:
+        """Why the server might lose an acknowledged commit (its settings), or None."""
+        ...
+
     def close(self) -> None: ...

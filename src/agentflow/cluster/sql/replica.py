@@ -24,7 +24,7 @@ from agentflow.cluster.seam import EventSink
 from agentflow.cluster.sql.contract import Lease, LogStoreLike
 from agentflow.cluster.sql.proposals import Proposal
 from agentflow.cluster.timings import RaftTimings
-from agentflow.errors import UnavailableError
+from agentflow.errors import PayloadTooLargeError, UnavailableError
 from agentflow.raft import ConfState
 from agentflow.state import StateMachine, encode_command
 from agentflow.state.events import EntryRejected, Event, StateRestored
@@ -130,7 +130,9 @@ class Replica:
         and settle its proposers. The store's errors propagate: nothing is applied then."""
         async with self.lock:
             first = self.applied + 1
-            datas = [encode_command(p.command, fmt) for p in batch]
+            batch, datas = self._fitting(batch, [encode_command(p.command, fmt) for p in batch])
+            if not batch:
+                return
             started = time.perf_counter()
             await self._call(self._store.append, lease, first, datas)
             applying = time.perf_counter()
@@ -148,6 +150,31 @@ class Replica:
             self._timings.apply.observe(time.perf_counter() - applying)
         for proposal, result in zip(batch, results, strict=True):
             proposal.settle(result)
+
+    def _fitting(
+        self, batch: list[Proposal], datas: list[bytes]
+    ) -> tuple[list[Proposal], list[bytes]]:
+        """The proposals whose entries the store takes; the others are refused here (413),
+        before any index is given out, so one oversized command never fails its neighbours."""
+        limit = self._store.entry_limit()
+        if limit is None or all(len(data) <= limit for data in datas):
+            return batch, datas
+        kept: tuple[list[Proposal], list[bytes]] = ([], [])
+        for proposal, data in zip(batch, datas, strict=True):
+            if len(data) <= limit:
+                kept[0].append(proposal)
+                kept[1].append(data)
+                continue
+            proposal.fail(
+                PayloadTooLargeError(
+                    f"the command is {len(data)} bytes encoded, more than one log entry may"
+                    f" be on this store ({limit} bytes, from the server's max_allowed_packet):"
+                    " send less, or raise max_allowed_packet on the server",
+                    size_bytes=len(data),
+                    limit_bytes=limit,
+                )
+            )
+        return kept
 
     async def take_snapshot(self, lease: Lease, voters: frozenset[str], keep_after: int) -> int:
         """Save the image of the state at the applied index, fenced, and compact the table

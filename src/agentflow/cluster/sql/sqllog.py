@@ -37,9 +37,11 @@ from agentflow.cluster.image import Member
 from agentflow.cluster.seam import EventSink, LeaderWatcher, MasterLog
 from agentflow.cluster.sql.contract import Lease, LogStoreLike, MemberRow
 from agentflow.cluster.sql.logconfig import MonotonicPacer, Pacer, SqlLogConfig
+from agentflow.cluster.sql.migrations import LATEST as SCHEMA_VERSION
 from agentflow.cluster.sql.proposals import Proposals, fail_batch
 from agentflow.cluster.sql.replica import Replica
 from agentflow.cluster.sql.sqlstatus import (
+    aged,
     live_members,
     sql_raft_status,
     sql_status,
@@ -49,8 +51,10 @@ from agentflow.cluster.sql.tenure import Tenure
 from agentflow.cluster.timings import RaftTimings
 from agentflow.errors import (
     AgentFlowError,
+    ConfigError,
     ConflictError,
     NotLeaderError,
+    PayloadTooLargeError,
     StoreFenced,
     StoreUnavailable,
     UnavailableError,
@@ -113,7 +117,8 @@ class SqlLog:
             margin_s=config.margin_s,
         )
         self._next_renew = 0.0  # when the lease is next renewed (or read, by a follower)
-        self.rows: list[MemberRow] = []  # the member rows as last read
+        self._rows: list[MemberRow] = []  # the member rows as last read...
+        self._rows_at = 0.0  # ...at this pacer time
         self.cluster_uid = ""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -190,6 +195,12 @@ class SqlLog:
         return self.tenure.leader_url(self._pacer.now())
 
     @property
+    def rows(self) -> list[MemberRow]:
+        """The member rows as last read, each one's age counted on to now: while the store
+        does not answer this master, the others' rows grow old (they may be gone)."""
+        return aged(self._rows, self._pacer.now() - self._rows_at)
+
+    @property
     def members(self) -> dict[str, Member]:
         """The masters seen recently (their rows refreshed within ``member_live_s``)."""
         return live_members(self.config, self.rows)
@@ -239,19 +250,37 @@ class SqlLog:
         if self._task is not None:
             return
         self._closed = False
-        self.cluster_uid = await self._thread.run(self._store.migrate, self.config.cluster_id)
-        await self._heartbeat()  # a writer sees what this master reads before it replays
-        await self.replica.load_snapshot()
-        await self.replica.catch_up(await self._thread.run(self._store.last_index))
+        try:
+            await self._open()
+        except StoreUnavailable as exc:  # a wrong password, no such database, no server
+            raise ConfigError(
+                f"cannot start on the store {self.config.store_url}: {exc.reason or exc}"
+            ) from None
         self._next_renew = self._pacer.now()
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"sql-log-{self.config.node_id}"
         )
         self._task.add_done_callback(self._ended)
+
+    async def _open(self) -> None:
+        """Migrate, say what the store is, load the snapshot and replay the table."""
+        self.cluster_uid = await self._thread.run(self._store.migrate, self.config.cluster_id)
         log.info(
-            "sql log %s on %s: applied %d (snapshot %d)",
+            "master %s on the store %s: schema version %d, cluster uid %s",
             self.config.node_id,
             self.config.store_url,
+            SCHEMA_VERSION,
+            self.cluster_uid,
+        )
+        warning = await self._thread.run(self._store.durability_warning)
+        if warning is not None:
+            log.warning("the store %s may lose commits: %s", self.config.store_url, warning)
+        await self._heartbeat()  # a writer sees what this master reads before it replays
+        await self.replica.load_snapshot()
+        await self.replica.catch_up(await self._thread.run(self._store.last_index))
+        log.info(
+            "sql log %s: applied %d (snapshot %d)",
+            self.config.node_id,
             self.replica.applied,
             self.replica.snapshot_index,
         )
@@ -394,6 +423,9 @@ class SqlLog:
         except StoreUnavailable as exc:
             self._step_down(f"the store did not answer an append: {exc}")
             fail_batch(batch, _outcome_unknown(exc))
+        except ConfigError as exc:  # a row over the server's limit (refused before sending)
+            log.error("master %s: an append was refused: %s", self.config.node_id, exc)
+            fail_batch(batch, PayloadTooLargeError(str(exc)))
         except asyncio.CancelledError:
             fail_batch(batch, _outcome_unknown(UnavailableError("master is shutting down")))
             raise
@@ -430,7 +462,8 @@ class SqlLog:
             LOG_FORMATS_READ[1],
             __version__,
         )
-        self.rows = await self._thread.run(self._store.members)
+        self._rows = await self._thread.run(self._store.members)
+        self._rows_at = self._pacer.now()
 
     def _saw(self, lease: Lease, at: float) -> None:
         if self.tenure.saw(lease, at):

@@ -5,6 +5,7 @@ plus the store's URL (redacted)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentflow.cluster.image import Member
@@ -17,7 +18,22 @@ from agentflow.state.envelope import LOG_FORMAT_LEGACY, LOG_FORMATS_READ
 if TYPE_CHECKING:
     from agentflow.cluster.sql.sqllog import SqlLog
 
-__all__ = ["live_members", "live_rows", "sql_raft_status", "sql_status", "written_format"]
+__all__ = [
+    "aged",
+    "live_members",
+    "live_rows",
+    "sql_raft_status",
+    "sql_status",
+    "written_format",
+]
+
+
+def aged(rows: Iterable[MemberRow], by_s: float) -> list[MemberRow]:
+    """``rows`` as they stand ``by_s`` seconds after they were read: each master unseen for
+    that much longer."""
+    if by_s <= 0:
+        return list(rows)
+    return [replace(row, seen_s_ago=row.seen_s_ago + by_s) for row in rows]
 
 
 def live_rows(rows: Iterable[MemberRow], live_s: float) -> list[MemberRow]:
@@ -86,8 +102,9 @@ def _member(log: SqlLog, row: MemberRow, live: bool) -> dict[str, Any]:
 
 def sql_status(log: SqlLog) -> dict[str, Any]:
     config = log.config
-    live = {row.node_id for row in live_rows(log.rows, config.member_live_s)}
-    rows = {row.node_id: row for row in log.rows}
+    read = log.rows  # aged to now
+    live = {row.node_id for row in live_rows(read, config.member_live_s)}
+    rows = {row.node_id: row for row in read}
     applied = log.replica.applied
     rows.setdefault(
         config.node_id,
@@ -112,7 +129,7 @@ def sql_status(log: SqlLog) -> dict[str, Any]:
         "members": members,
         "link_timeout_s": round(config.member_live_s, 3),
         "rejected_entries": log.machine.rejected.view(),
-        "formats": format_status(config.node_id, voters, _peer_info(log.rows)),
+        "formats": format_status(config.node_id, voters, _peer_info(read)),
         "recent_leaders": [dict(seen) for seen in reversed(log.timings.leaders)],
         "store": config.store_url,
     }

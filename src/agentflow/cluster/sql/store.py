@@ -25,7 +25,14 @@ from agentflow.cluster.sql.dialect import Connection, dialect_for
 from agentflow.cluster.sql.url import StoreUrl
 from agentflow.errors import AgentFlowError, ConfigError, StoreFenced, StoreUnavailable
 
-__all__ = ["MAX_READ_ROWS", "PACKET_OVERHEAD_BYTES", "Lease", "LogStore", "MemberRow"]
+__all__ = [
+    "MAX_READ_ROWS",
+    "PACKET_OVERHEAD_BYTES",
+    "Lease",
+    "LogStore",
+    "MemberRow",
+    "too_large",
+]
 
 MAX_READ_ROWS = 10_000
 # A blob travels escaped in MySQL's text protocol (at worst two bytes for one) inside a
@@ -51,7 +58,14 @@ class LogStore:
     def migrate(self, cluster_id: str) -> str:
         """Create or upgrade the schema; the cluster uid. ConfigError on a cluster id
         mismatch or a schema newer than this code."""
-        return self._call(lambda conn: migrations.migrate(conn, self._dialect, cluster_id))
+        try:
+            return self._call(lambda conn: migrations.migrate(conn, self._dialect, cluster_id))
+        except AgentFlowError:
+            raise
+        except Exception as exc:  # e.g. no right to create tables: the operator's to fix
+            raise ConfigError(
+                f"store {self.url.redacted()}: the schema could not be made: {self._said(exc)}"
+            ) from exc
 
     # -- the lease ----------------------------------------------------------------------------
     def lease(self) -> Lease:
@@ -207,6 +221,12 @@ class LogStore:
 
         return self._tx(work)
 
+    def entry_limit(self) -> int | None:
+        """The largest entry or snapshot, in bytes, that one row may carry as the server said
+        at the last connect (MariaDB's max_allowed_packet); None: no limit known. No I/O."""
+        limit = self._max_packet
+        return None if limit is None else max(0, (limit - PACKET_OVERHEAD_BYTES) // 2)
+
     def durability_warning(self) -> str | None:
         """Why the server might lose an acknowledged commit (fsync off, MariaDB's
         innodb_flush_log_at_trx_commit != 1, sync_binlog != 1 with a binary log), or None:
@@ -246,13 +266,9 @@ class LogStore:
 
     def _check_size(self, size: int, what: str) -> None:
         self._connection()  # a new connection reads the server's limit
-        limit = self._max_packet
-        if limit is not None and 2 * size + PACKET_OVERHEAD_BYTES > limit:
-            raise ConfigError(
-                f"{what} of {size} bytes does not fit the server's max_allowed_packet"
-                f" ({limit} bytes; it needs twice the size plus {PACKET_OVERHEAD_BYTES}):"
-                " raise max_allowed_packet"
-            )
+        fits = self.entry_limit()
+        if fits is not None and size > fits:
+            raise ConfigError(too_large(what, size, self._max_packet or 0))
 
     def _tx(self, work: Callable[[Any], T], *, taken_is_fenced: bool = False) -> T:
         """``work(cursor)`` in one transaction, committed; see :meth:`_call` for errors."""
@@ -308,10 +324,19 @@ class LogStore:
         return self._conn
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
-        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if self.url.password:
+        said = self._said(exc)
+        error = StoreUnavailable(f"store {self.url.redacted()} did not answer: {said}")
+        error.reason = said
+        return error
+
+    def _said(self, exc: BaseException) -> str:
+        """The first line of what the driver said, the password hidden if it is quoted (one
+        shorter than 4 characters would mangle the text, not hide anything)."""
+        lines = str(exc).strip().splitlines()
+        said = " ".join(lines[0].split()) if lines else type(exc).__name__
+        if self.url.password and len(self.url.password) >= 4:
             said = said.replace(self.url.password, "***")
-        return StoreUnavailable(f"store {self.url.redacted()} did not answer: {said}")
+        return said
 
     def _rollback(self) -> None:
         if self._conn is not None:
@@ -326,6 +351,15 @@ class LogStore:
             # closing a broken connection may fail; it is gone either way
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def too_large(what: str, size: int, max_packet: int) -> str:
+    """Why a row of ``size`` bytes cannot be written under ``max_packet``."""
+    return (
+        f"{what} of {size} bytes does not fit the server's max_allowed_packet ({max_packet}"
+        f" bytes; a row needs twice its size plus {PACKET_OVERHEAD_BYTES}): raise"
+        " max_allowed_packet on the server (64M or more)"
+    )
 
 
 def _conforms(store: LogStore) -> LogStoreLike:
