@@ -97,7 +97,7 @@ class MergeAttempt(Attempt):
                 remote = Remote(
                     git=self._git, mirror=mirror, url=self._ws.repo, timeout_s=self._git_timeout_s
                 )
-                await fenced_push(remote, head, self._target, self._trailers())
+                await fenced_push(remote, head, self._target, Trailers.of(self._frame))
             files, total, ins, dels = await diff_files(self._git, mirror, base, head)
             result = WorkspaceResult(
                 base=base, commit=head, branch=self._target, pushed=self._ws.push, files=files,
@@ -132,7 +132,7 @@ class MergeAttempt(Attempt):
         message = f"Merge {key} ({branch or commit[:12]})"
         made = await self._git(
             "commit-tree", lines[0], "-p", head, "-p", commit, "-m", message,
-            "-m", self._trailers().text(), git_dir=mirror, env=people,
+            "-m", Trailers.of(self._frame).text(), git_dir=mirror, env=people,
         )  # fmt: skip
         return made.out.strip()
 
@@ -142,14 +142,6 @@ class MergeAttempt(Attempt):
                 workspace = parent.get("workspace") or {}
                 return workspace if isinstance(workspace, Mapping) else {}
         raise GitError(f"merge key {key} is not a parent of this task")
-
-    def _trailers(self) -> Trailers:
-        return Trailers(
-            task_id=self.task_id,
-            attempt=int(self._frame.get("attempt") or self.token),
-            token=self.token,
-            workflow=self._frame.get("workflow_id"),
-        )
 
     def _say(self, line: str) -> None:
         self._on_output("stderr", f"agentflow: {line}\n".encode())

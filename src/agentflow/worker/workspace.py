@@ -296,7 +296,7 @@ class WorkspaceAttempt(Attempt):
             message=self._ws.message or self._title,
             author=Identity.parse(self._ws.author or self._owner.settings.git_author),
             committer=Identity.parse(self._owner.settings.git_author),
-            trailers=self._trailers(),
+            trailers=Trailers.of(self._frame),
             sparse=self._ws.sparse,
         )
         if commit is None:
@@ -310,7 +310,7 @@ class WorkspaceAttempt(Attempt):
                 url=self._ws.repo,
                 timeout_s=self._owner.settings.git_timeout_s,
             )
-            await fenced_push(remote, commit, branch, self._trailers())
+            await fenced_push(remote, commit, branch, Trailers.of(self._frame))
         files, total, ins, dels = await diff_files(self._owner.git, mirror, base, commit)
         pushed = "; pushed" if self._ws.push else ""
         noun = "file" if total == 1 else "files"
@@ -355,14 +355,6 @@ class WorkspaceAttempt(Attempt):
         if not result.get("branch"):
             raise GitError(f"parent {key} made no commit, so it has no branch")
         return await mirrors.resolve(url, str(result["branch"]))
-
-    def _trailers(self) -> Trailers:
-        return Trailers(
-            task_id=self.task_id,
-            attempt=int(self._frame.get("attempt") or self.token),
-            token=self.token,
-            workflow=self._frame.get("workflow_id"),
-        )
 
     def _say(self, line: str) -> None:
         self._on_output("stderr", f"agentflow: {line}\n".encode())

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentflow.gitspec import FileChange
 from agentflow.worker.gitrun import Git, GitError
@@ -75,6 +76,17 @@ class Trailers:
         if self.workflow:
             lines.append(f"AgentFlow-Workflow: {self.workflow}")
         return "\n".join(lines)
+
+    @classmethod
+    def of(cls, frame: Mapping[str, Any]) -> Trailers:
+        """The trailers of the attempt an assign frame starts."""
+        token = int(frame["token"])
+        return cls(
+            task_id=str(frame["task_id"]),
+            attempt=int(frame.get("attempt") or token),
+            token=token,
+            workflow=frame.get("workflow_id"),
+        )
 
 
 async def add_worktree(

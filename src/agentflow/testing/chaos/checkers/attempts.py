@@ -20,7 +20,6 @@ host refuses a token lower than the highest it accepted. In the order the host d
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from agentflow.testing.chaos.checkers.common import (
@@ -28,6 +27,7 @@ from agentflow.testing.chaos.checkers.common import (
     FinalReads,
     final_reads,
     record_line,
+    streams_of,
 )
 from agentflow.testing.chaos.history import Op, StorageRecord
 
@@ -38,7 +38,7 @@ TASK_PREFIX = "task:"
 
 
 def check_attempts(ops: Sequence[Op], storage: Sequence[StorageRecord]) -> CheckerResult:
-    streams = _streams(storage, TASK_PREFIX)
+    streams = streams_of(storage, TASK_PREFIX)
     finals = final_reads(ops)
     anomalies: list[str] = []
     duplicates = 0
@@ -64,17 +64,6 @@ def check_attempts(ops: Sequence[Op], storage: Sequence[StorageRecord]) -> Check
         "completed_checked": completed,
     }
     return CheckerResult.of(NAME, anomalies, stats)
-
-
-def _streams(storage: Sequence[StorageRecord], prefix: str) -> dict[str, list[StorageRecord]]:
-    """Records per stream in the order the host decided them (stable on equal times)."""
-    streams: dict[str, list[StorageRecord]] = defaultdict(list)
-    for rec in storage:
-        if rec.stream.startswith(prefix):
-            streams[rec.stream].append(rec)
-    for records in streams.values():
-        records.sort(key=lambda r: r.at_ns)
-    return streams
 
 
 def check_stream_fence(stream: str, records: Sequence[StorageRecord]) -> Iterator[str]:

@@ -7,7 +7,8 @@ An anomaly is one line a human can act on: which task, lock or message, which op
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "ok_ops",
     "op_line",
     "record_line",
+    "streams_of",
 ]
 
 PARKED_GROUP = "parked"  # the group no worker serves: its tasks are registers, never run
@@ -157,3 +159,15 @@ def _better(op: Op, seen: Op) -> bool:
 
 def ok_ops(ops: Iterable[Op], f: str) -> list[Op]:
     return [op for op in ops if op.f == f and op.type == OK]
+
+
+def streams_of(storage: Sequence[StorageRecord], prefix: str) -> dict[str, list[StorageRecord]]:
+    """Records per stream named ``prefix...``, in the order the host decided them (stable on
+    equal times)."""
+    streams: dict[str, list[StorageRecord]] = defaultdict(list)
+    for rec in storage:
+        if rec.stream.startswith(prefix):
+            streams[rec.stream].append(rec)
+    for records in streams.values():
+        records.sort(key=lambda r: r.at_ns)
+    return streams

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from agentflow.testing.chaos.checkers.attempts import check_stream_fence
-from agentflow.testing.chaos.checkers.common import CheckerResult, ok_ops, op_line
+from agentflow.testing.chaos.checkers.common import CheckerResult, ok_ops, op_line, streams_of
 from agentflow.testing.chaos.history import Op, StorageRecord
 
 __all__ = ["check_locks"]
@@ -35,12 +35,7 @@ def check_locks(ops: Sequence[Op], storage: Sequence[StorageRecord]) -> CheckerR
     acquires: dict[str, list[Op]] = defaultdict(list)
     for op in ok_ops(ops, "lock-acquire"):
         acquires[str(op.args["lock"])].append(op)
-    streams: dict[str, list[StorageRecord]] = defaultdict(list)
-    for rec in storage:
-        if rec.stream.startswith(LOCK_PREFIX):
-            streams[rec.stream].append(rec)
-    for records in streams.values():
-        records.sort(key=lambda r: r.at_ns)
+    streams = streams_of(storage, LOCK_PREFIX)
     anomalies: list[str] = []
     for lock, grants in sorted(acquires.items()):
         anomalies.extend(_token_order(lock, grants))
