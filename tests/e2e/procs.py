@@ -141,6 +141,11 @@ class Processes:
         self.store = e2e_store()
         self._store_urls: dict[str, str] = {}
 
+    def use_store(self, url: str) -> None:
+        """Run the masters of :meth:`cluster` on the database ``url`` (tests of the SQL store)."""
+        self.store = url.split(":", 1)[0]
+        self._store_urls["cluster"] = url
+
     def store_url(self, key: str) -> str:
         """The database of ``key`` (a data directory, or "cluster"), made on first use."""
         assert self.store is not None
