@@ -54,10 +54,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 @pytest.fixture
 def cluster(server: Server, procs: Processes) -> Cluster:
-    """Two masters, m1 and m2, on a fresh database of ``server``."""
+    """Two masters, m1 and m2, on a fresh database of ``server``; a snapshot (and the log
+    compacted behind it) every 50 entries, so restarts and takeovers load snapshots too."""
     server.start()  # a no-op unless an earlier test left it stopped
     procs.use_store(server.create_database(f"sqle2e{next(_names)}"))
-    return procs.cluster(2, "--log-level", "info")
+    return procs.cluster(2, "--log-level", "info", "--snapshot-every", "50")
 
 
 class Submitter(threading.Thread):
