@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from agentflow import faults
 from agentflow.cluster.memlog import MemoryLog
 from agentflow.cluster.sql.contract import Lease
 from agentflow.cluster.sql.logconfig import SqlLogConfig
@@ -25,7 +26,7 @@ from agentflow.cluster.timings import RaftTimings
 from agentflow.errors import ConflictError, NotLeaderError, UnavailableError
 from agentflow.raft import ConfChangeType, StateRole
 from agentflow.state import StateMachine
-from agentflow.state.commands import RegisterWorker
+from agentflow.state.commands import Command, NewTask, RegisterWorker, SubmitTasks
 from agentflow.state.envelope import LOG_FORMAT
 from tests.dictstore import DictDatabase, DictStore, FakeClock, run_until
 
@@ -95,7 +96,7 @@ class Cluster:
     def leaders(self) -> list[SqlLog]:
         return [log for log in self.logs if log.is_leader]
 
-    async def propose(self, log: SqlLog, *commands: RegisterWorker) -> list[object]:
+    async def propose(self, log: SqlLog, *commands: Command) -> list[object]:
         """Propose ``commands`` at once, moving the clock while they wait."""
         tasks = [asyncio.ensure_future(log.propose(c)) for c in commands]
         try:
@@ -155,6 +156,28 @@ async def test_proposals_waiting_together_share_one_append(cluster: Cluster) -> 
     appends = cluster.db.appends - before
     assert 4 <= appends <= 8, appends  # 64 proposals, at most 16 a transaction
     assert a.machine.applied_index == 64 == max(cluster.db.log)
+
+
+async def test_the_before_apply_crash_point_is_reached_committed_and_not_applied(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AGENTFLOW_TEST_CRASH_AT=before_apply kills a SQL-store master there too (e2e:
+    test_inline_kill9 under AGENTFLOW_E2E_STORE); here the point only records what it saw."""
+    a = await cluster.start("m1")
+    await cluster.until(lambda: a.is_leader)
+    seen: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(faults, "ARMED", frozenset({"before_apply"}))
+    monkeypatch.setattr(
+        faults,
+        "reached",
+        lambda point: seen.append((point, cluster.db.last_index(), a.machine.applied_index)),
+    )
+    await cluster.propose(a, register(1))
+    assert seen == []  # only a submit reaches it
+    task = NewTask(id="t1", title="t1", description="", spec={"command": "true"})
+    await cluster.propose(a, SubmitTasks(now_ms=1, tasks=[task]))
+    assert seen == [("before_apply", 2, 1)]
+    assert a.machine.applied_index == 2
 
 
 async def test_a_follower_read_barrier_applies_everything_committed_before(
