@@ -204,6 +204,8 @@ async def test_a_closed_leader_releases_the_lease_and_the_other_leads_at_once(
     assert cluster.db.epoch == 2 and b.epoch == 2
     await cluster.propose(b, register(2))
     assert b.machine.applied_index == 2
+    # Each took a lapsed lease once: agentflow_raft_elections_total, as a Raft campaign.
+    assert a.timings.elections == 1 and b.timings.elections == 1
 
 
 async def test_a_lagging_follower_reads_the_whole_table_before_it_writes(
