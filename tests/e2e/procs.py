@@ -188,6 +188,10 @@ class Processes:
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _healthy(url, proc), STARTUP_TIMEOUT_S, f"master {name} at {url}")
+        if self.store is not None:
+            # A Raft cluster of one elects itself as it starts; a master on a SQL store takes
+            # the lease on its loop's first tick, a few round trips after /health answers.
+            wait_until(lambda: _leader_known(url), STARTUP_TIMEOUT_S, f"a leader known to {name}")
         return proc, url
 
     def worker(self, name: str, url: str, *extra: str, env: dict[str, str] | None = None) -> Proc:
@@ -253,6 +257,14 @@ def _healthy(url: str, proc: Proc) -> bool:
         return httpx.get(url + "/health", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _leader_known(url: str) -> bool:
+    try:
+        response = httpx.get(url + "/api/v1/cluster", params={"consistency": "stale"}, timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and response.json().get("leader_id") is not None
 
 
 def live_workers(url: str) -> int:
