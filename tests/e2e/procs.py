@@ -260,11 +260,11 @@ def _healthy(url: str, proc: Proc) -> bool:
 
 
 def _leader_known(url: str) -> bool:
+    """``/health/ready`` (public, like /health): this master knows a leader and caught up."""
     try:
-        response = httpx.get(url + "/api/v1/cluster", params={"consistency": "stale"}, timeout=2.0)
+        return httpx.get(url + "/health/ready", timeout=5.0).status_code == 200
     except httpx.HTTPError:
         return False
-    return response.status_code == 200 and response.json().get("leader_id") is not None
 
 
 def live_workers(url: str) -> int:
