@@ -24,14 +24,14 @@ from agentflow.state.commands import ConnectAgent, NewTask, SubmitTasks
 from agentflow.state.envelope import LOG_FORMAT_LEGACY
 from tests.e2e.previous_release import previous_release
 
+pytestmark = pytest.mark.raft_only  # the previous release reads Raft entries and peer hellos
+
 READER = """
 import importlib.util, json, sys
 assert importlib.util.find_spec("agentflow.state.envelope") is None, "not the previous release"
 from agentflow.cluster.image import Image, restore_error
 from agentflow.cluster.peerwire import decode_hello
 from agentflow.state import StateMachine
-
-pytestmark = pytest.mark.raft_only  # the previous release reads Raft entries and peer hellos
 doc = json.load(sys.stdin)
 sm = StateMachine()
 for i, data in enumerate(doc["entries"], start=1):
