@@ -8,7 +8,7 @@ SEEDS ?= 500
 SEED_BASE ?= 0
 STEPS ?= 2000
 
-.PHONY: demo test sysdeps check lint typecheck unit sim soak mutants bench fuzz chaos clean install uninstall
+.PHONY: demo test sysdeps check lint typecheck unit sim soak mutants bench fuzz chaos e2e-sql clean install uninstall
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -110,6 +110,16 @@ SEED ?=
 CHAOS_DURATION ?= 60
 chaos: $(STAMP) sysdeps
 	$(PY) -m agentflow.testing.chaos --runs $(RUNS) --duration $(CHAOS_DURATION) $(if $(SEED),--seed $(SEED))
+
+# The whole end-to-end suite once per SQL store (AGENTFLOW_E2E_STORE: every master on a fresh
+# database of a throwaway server; tests of the embedded Raft only are skipped). Long: not part
+# of `make test`; .ci/run runs it.
+E2E_STORES ?= postgresql mysql
+e2e-sql: $(STAMP) sysdeps
+	@status=0; for store in $(E2E_STORES); do \
+		echo "== tests/e2e on $$store"; \
+		AGENTFLOW_E2E_STORE=$$store $(PY) -m pytest -q tests/e2e || status=1; \
+	done; exit $$status
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -5,7 +5,8 @@ master's start), arms the points; :func:`reached` then kills the process, with n
 ``kill -9`` would, the first time an armed point is reached. Unset (always, outside tests), a
 point costs one truth test of an empty frozenset. The points:
 
-- ``before_apply``: a committed (fsynced) ``SubmitTasks`` entry, before it is applied;
+- ``before_apply``: a committed (fsynced, or on a SQL store: its transaction committed)
+  ``SubmitTasks`` entry, before it is applied;
 - ``before_push``: an assignment applied, before its frame is queued to the worker;
 - ``before_report``: a worker's report received, before it is proposed.
 

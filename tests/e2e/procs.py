@@ -2,15 +2,24 @@
 
 Each process gets a free port and its own directory; everything started is killed (process
 group and all) when the test ends.
+
+With ``AGENTFLOW_E2E_STORE=postgresql|mysql`` every master runs on a SQL store instead of the
+embedded Raft log: one server of that kind per test session (started on first use), and a
+fresh database per master data directory, except that the masters of a :meth:`Processes.cluster`
+share one database (N masters on one store, no ``--peers``). A master restarted on the same
+data directory finds the same database, as it would find its Raft log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,10 +29,55 @@ from typing import Any
 import httpx
 
 from agentflow.testing.ports import free_port
+from agentflow.testing.sqlserve import MariaDbServer, PostgresServer, unavailable
 from tests.e2e.faultproxy import FaultProxy
 
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 20.0
+STORE_ENV = "AGENTFLOW_E2E_STORE"
+STORE_DIALECTS = ("postgresql", "mysql")
+
+
+def e2e_store() -> str | None:
+    """The SQL dialect the e2e suite runs its masters on (``AGENTFLOW_E2E_STORE``), or None."""
+    dialect = os.environ.get(STORE_ENV, "").strip() or None
+    if dialect is not None and dialect not in STORE_DIALECTS:
+        raise ValueError(f"{STORE_ENV}={dialect!r}: one of {', '.join(STORE_DIALECTS)}")
+    return dialect
+
+
+SqlServer = PostgresServer | MariaDbServer
+_servers: dict[str, SqlServer] = {}
+_databases = itertools.count(1)
+
+
+def sql_server(dialect: str) -> SqlServer:
+    """This process's one ``dialect`` server, started on first use (stopped at exit)."""
+    server = _servers.get(dialect)
+    if server is None:
+        why = unavailable(dialect)
+        if why is not None:
+            raise RuntimeError(f"{STORE_ENV}={dialect}: {why}")
+        # Not pytest's base temp (0700): the server runs as postgres / mysql when we are root.
+        root = Path(tempfile.mkdtemp(prefix=f"agentflow-e2e-{dialect}-"))
+        root.chmod(0o711)
+        server = PostgresServer(root) if dialect == "postgresql" else MariaDbServer(root)
+        _servers[dialect] = server
+    server.start()  # a no-op when running; brings it back after a test stopped it
+    return server
+
+
+def stop_sql_servers() -> None:
+    for server in _servers.values():
+        with contextlib.suppress(Exception):
+            server.kill9()  # the data is thrown away: a clean shutdown would only flush it
+        shutil.rmtree(server.root, ignore_errors=True)
+    _servers.clear()
+
+
+def fresh_database(dialect: str) -> str:
+    """The URL of a new empty database on this process's ``dialect`` server."""
+    return sql_server(dialect).create_database(f"e2e_{os.getpid()}_{next(_databases)}")
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 15.0, what: str = "") -> None:
@@ -84,6 +138,20 @@ class Processes:
         self.root = root
         self.procs: list[Proc] = []
         self._closers: list[Callable[[], None]] = []
+        self.store = e2e_store()
+        self._store_urls: dict[str, str] = {}
+
+    def use_store(self, url: str) -> None:
+        """Run the masters of :meth:`cluster` on the database ``url`` (tests of the SQL store)."""
+        self.store = url.split(":", 1)[0]
+        self._store_urls["cluster"] = url
+
+    def store_url(self, key: str) -> str:
+        """The database of ``key`` (a data directory, or "cluster"), made on first use."""
+        assert self.store is not None
+        if key not in self._store_urls:
+            self._store_urls[key] = fresh_database(self.store)
+        return self._store_urls[key]
 
     def master(
         self,
@@ -93,9 +161,16 @@ class Processes:
         data_dir: Path | None = None,
         raft_port: int | None = None,
         env: dict[str, str] | None = None,
+        store_key: str | None = None,
     ) -> tuple[Proc, str]:
+        """Start a master; under a SQL store it runs on the database of ``store_key`` (by
+        default its data directory's) and gets no ``--raft-port``."""
         port = port or free_port()
         data = data_dir or self.root / f"{name}-data"
+        if self.store is None:
+            log = ["--raft-port", str(raft_port or free_port())]
+        else:
+            log = ["--store", self.store_url(store_key or str(data.resolve()))]
         argv = [
             str(BIN / "agentflow-master"),
             "--node-id",
@@ -104,8 +179,7 @@ class Processes:
             str(port),
             "--data-dir",
             str(data),
-            "--raft-port",
-            str(raft_port or free_port()),
+            *log,
             "--log-level",
             "warning",
             *extra,
@@ -114,6 +188,10 @@ class Processes:
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _healthy(url, proc), STARTUP_TIMEOUT_S, f"master {name} at {url}")
+        if self.store is not None:
+            # A Raft cluster of one elects itself as it starts; a master on a SQL store takes
+            # the lease on its loop's first tick, a few round trips after /health answers.
+            wait_until(lambda: _leader_known(url), STARTUP_TIMEOUT_S, f"a leader known to {name}")
         return proc, url
 
     def worker(self, name: str, url: str, *extra: str, env: dict[str, str] | None = None) -> Proc:
@@ -138,7 +216,8 @@ class Processes:
         proxied: bool = False,
         token: str = "e2e-cluster-token",
     ) -> Cluster:
-        """``size`` masters named m1..mN that bootstrap one cluster from their ``--peers``.
+        """``size`` masters named m1..mN that bootstrap one cluster from their ``--peers``
+        (under a SQL store: that share one database).
 
         With ``proxied``, every directed peer link goes through a :class:`FaultProxy` relay
         (``cluster.proxy.links["m1->m2"]``) so a test can cut it.
@@ -176,6 +255,14 @@ def _healthy(url: str, proc: Proc) -> bool:
         raise AssertionError(f"process exited with {proc.popen.returncode}:\n{proc.log()}")
     try:
         return httpx.get(url + "/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _leader_known(url: str) -> bool:
+    """``/health/ready`` (public, like /health): this master knows a leader and caught up."""
+    try:
+        return httpx.get(url + "/health/ready", timeout=5.0).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -268,11 +355,11 @@ class Cluster:
         """Start (or restart, same ports and data) ``name``; returns once /health answers."""
         master = self.masters[name]
         assert not master.alive(), f"{name} is already running"
+        sql = self.procs.store is not None
         master.proc, _ = self.procs.master(
             name,
             master.port,
-            "--peers",
-            master.peers,
+            *(() if sql else ("--peers", master.peers)),
             "--cluster-token",
             token if token is not None else self.token,
             "--heartbeat-interval",
@@ -283,6 +370,7 @@ class Cluster:
             *more,
             data_dir=master.data_dir,
             raft_port=master.raft_port,
+            store_key="cluster",
         )
         return master
 

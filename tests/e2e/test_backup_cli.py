@@ -8,9 +8,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.procs import Processes
 from tests.e2e.test_backup_restore import agentflow
+
+pytestmark = pytest.mark.raft_only  # backup and restore read and write the Raft files
 
 ADMIN = "e2e-admin-token"
 

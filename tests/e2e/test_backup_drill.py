@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.raft_only  # the drill backs up, restores and forces a new Raft cluster
+
 DRILL = Path(__file__).resolve().parents[2] / "deploy" / "dr-drill"
 
 

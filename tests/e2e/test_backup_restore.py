@@ -12,11 +12,14 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from agentflow.cluster.backup import read_backup
 from agentflow.testing.ports import free_port
 from tests.e2e.procs import BIN, Cluster, ClusterMaster, Processes, wait_until
 from tests.e2e.test_cluster import Writer, member_roles, wait_caught_up, wait_promoted
+
+pytestmark = pytest.mark.raft_only  # backup and restore of the Raft files, --join
 
 TOKEN = "e2e-cluster-token"  # the same secret as the backed-up cluster
 MEMBERS = "/api/v1/cluster/members"

@@ -36,6 +36,7 @@ def test_busy_api_port_is_one_line(busy_port: int, tmp_path: Path) -> None:
     assert_one_line(done.stderr, f"127.0.0.1:{busy_port}", "in use")
 
 
+@pytest.mark.raft_only  # the Raft peer port
 def test_busy_peer_port_is_one_line(busy_port: int, tmp_path: Path) -> None:
     done = run(
         "master",

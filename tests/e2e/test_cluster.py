@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from agentflow import Client
 from tests.e2e.procs import Cluster, Processes, wait_until
@@ -206,6 +207,7 @@ def test_leader_killed_twice_under_load_loses_nothing_and_repeats_nothing(
 # -- 2. partition ------------------------------------------------------------------------------
 
 
+@pytest.mark.raft_only  # partitions cut Raft peer links
 def test_partitioned_leader_steps_down_refuses_writes_and_catches_up(procs: Processes) -> None:
     cluster = procs.cluster(3, proxied=True)
     assert cluster.proxy is not None
@@ -263,6 +265,7 @@ def test_partitioned_leader_steps_down_refuses_writes_and_catches_up(procs: Proc
         assert cluster.status(new)["term"] > term  # type: ignore[index]
 
 
+@pytest.mark.raft_only  # partitions cut Raft peer links
 def test_follower_cut_off_names_the_leader_it_last_knew(procs: Processes) -> None:
     cluster = procs.cluster(3, proxied=True)
     assert cluster.proxy is not None
@@ -314,6 +317,7 @@ def test_all_masters_stopped_and_started_lose_nothing(procs: Processes) -> None:
 # -- 4. membership -----------------------------------------------------------------------------
 
 
+@pytest.mark.raft_only  # Raft membership
 def test_learner_joins_is_promoted_and_a_member_is_removed_while_serving(
     procs: Processes,
 ) -> None:
@@ -349,6 +353,7 @@ def test_learner_joins_is_promoted_and_a_member_is_removed_while_serving(
     assert set(member_roles(cluster.status("m4")).values()) >= {"voter"}  # type: ignore[arg-type]
 
 
+@pytest.mark.raft_only  # Raft membership, --join
 def test_removed_follower_wiped_and_readded_with_join_rejoins(procs: Processes) -> None:
     cluster = procs.cluster(3, "--snapshot-every", "50")
     leader = cluster.leader()
@@ -382,6 +387,7 @@ def test_removed_follower_wiped_and_readded_with_join_rejoins(procs: Processes) 
 # -- 5. peers that do not belong ---------------------------------------------------------------
 
 
+@pytest.mark.raft_only  # the Raft peer handshake
 def test_peers_with_the_wrong_token_or_cluster_id_are_refused(procs: Processes) -> None:
     cluster = procs.cluster(3)
     leader = cluster.leader()

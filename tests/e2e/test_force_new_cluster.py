@@ -11,10 +11,13 @@ import shutil
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.procs import Processes
 from tests.e2e.test_backup_restore import join
 from tests.e2e.test_cluster import Writer, member_roles
+
+pytestmark = pytest.mark.raft_only  # --force-new-cluster rebuilds a Raft cluster
 
 
 def test_survivor_forced_alone_keeps_every_acknowledged_task_and_grows_again(

@@ -39,6 +39,15 @@ def test_leader_exposes_follower_lag_and_every_master_its_role(procs: Processes)
             )
 
         wait_until(lag_shown, what="the leader to show both followers' lag")
+
+        # On a SQL store each master learns the others from their member rows, read at each
+        # lease renewal or check: not all at the same moment.
+        def all_members_seen() -> bool:
+            return all(
+                _sample(scrape(name), "agentflow_raft_members") == 3.0 for name in cluster.masters
+            )
+
+        wait_until(all_members_seen, what="every master to count three members")
         texts = {name: scrape(name) for name in cluster.masters}
     terms = {_sample(text, "agentflow_raft_term") for text in texts.values()}
     assert len(terms) == 1 and next(iter(terms)) is not None  # one term, agreed

@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from tests.e2e.procs import BIN, Processes, wait_until
+
+pytestmark = pytest.mark.raft_only  # the plan orders Raft members by quorum
 
 
 def _plan(urls: str, *more: str) -> subprocess.CompletedProcess[str]:

@@ -24,6 +24,8 @@ from agentflow.state.commands import ConnectAgent, NewTask, SubmitTasks
 from agentflow.state.envelope import LOG_FORMAT_LEGACY
 from tests.e2e.previous_release import previous_release
 
+pytestmark = pytest.mark.raft_only  # the previous release reads Raft entries and peer hellos
+
 READER = """
 import importlib.util, json, sys
 assert importlib.util.find_spec("agentflow.state.envelope") is None, "not the previous release"

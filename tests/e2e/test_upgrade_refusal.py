@@ -14,11 +14,14 @@ import json
 
 import httpx
 import msgpack
+import pytest
 from websockets.sync.client import connect
 
 from agentflow.state.envelope import LOG_FORMAT
 from tests.e2e.procs import Processes
 from tests.security.test_log_restart import _append_garbage, _rejected, _submit
+
+pytestmark = pytest.mark.raft_only  # the entry is written into raft.db
 
 NEWER: bytes = msgpack.packb(
     [LOG_FORMAT + 1, "CancelTask", {"now_ms": 1, "task_id": "t-1"}], use_bin_type=True

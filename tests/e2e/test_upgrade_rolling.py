@@ -29,6 +29,8 @@ from agentflow.state.envelope import LOG_FORMAT
 from tests.e2e.previous_release import previous_release
 from tests.e2e.procs import BIN, Cluster, Processes, wait_until
 
+pytestmark = pytest.mark.raft_only  # the previous release has no --store
+
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # this code's CLI

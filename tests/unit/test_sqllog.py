@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from agentflow import faults
 from agentflow.cluster.memlog import MemoryLog
 from agentflow.cluster.sql.contract import Lease
 from agentflow.cluster.sql.logconfig import SqlLogConfig
@@ -35,7 +36,7 @@ from agentflow.errors import (
 )
 from agentflow.raft import ConfChangeType, StateRole
 from agentflow.state import StateMachine
-from agentflow.state.commands import RegisterWorker
+from agentflow.state.commands import Command, NewTask, RegisterWorker, SubmitTasks
 from agentflow.state.envelope import LOG_FORMAT
 from tests.dictstore import DictDatabase, DictStore, FakeClock, run_until
 
@@ -105,7 +106,7 @@ class Cluster:
     def leaders(self) -> list[SqlLog]:
         return [log for log in self.logs if log.is_leader]
 
-    async def propose(self, log: SqlLog, *commands: RegisterWorker) -> list[object]:
+    async def propose(self, log: SqlLog, *commands: Command) -> list[object]:
         """Propose ``commands`` at once, moving the clock while they wait."""
         tasks = [asyncio.ensure_future(log.propose(c)) for c in commands]
         try:
@@ -167,6 +168,28 @@ async def test_proposals_waiting_together_share_one_append(cluster: Cluster) -> 
     assert a.machine.applied_index == 64 == max(cluster.db.log)
 
 
+async def test_the_before_apply_crash_point_is_reached_committed_and_not_applied(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AGENTFLOW_TEST_CRASH_AT=before_apply kills a SQL-store master there too (e2e:
+    test_inline_kill9 under AGENTFLOW_E2E_STORE); here the point only records what it saw."""
+    a = await cluster.start("m1")
+    await cluster.until(lambda: a.is_leader)
+    seen: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(faults, "ARMED", frozenset({"before_apply"}))
+    monkeypatch.setattr(
+        faults,
+        "reached",
+        lambda point: seen.append((point, cluster.db.last_index(), a.machine.applied_index)),
+    )
+    await cluster.propose(a, register(1))
+    assert seen == []  # only a submit reaches it
+    task = NewTask(id="t1", title="t1", description="", spec={"command": "true"})
+    await cluster.propose(a, SubmitTasks(now_ms=1, tasks=[task]))
+    assert seen == [("before_apply", 2, 1)]
+    assert a.machine.applied_index == 2
+
+
 async def test_a_follower_read_barrier_applies_everything_committed_before(
     cluster: Cluster,
 ) -> None:
@@ -192,6 +215,8 @@ async def test_a_closed_leader_releases_the_lease_and_the_other_leads_at_once(
     assert cluster.db.epoch == 2 and b.epoch == 2
     await cluster.propose(b, register(2))
     assert b.machine.applied_index == 2
+    # Each took a lapsed lease once: agentflow_raft_elections_total, as a Raft campaign.
+    assert a.timings.elections == 1 and b.timings.elections == 1
 
 
 async def test_a_lagging_follower_reads_the_whole_table_before_it_writes(

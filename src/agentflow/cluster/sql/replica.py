@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from agentflow import faults
 from agentflow.cluster.image import Image, restore_error
 from agentflow.cluster.seam import EventSink
 from agentflow.cluster.sql.contract import Lease, LogStoreLike
@@ -135,6 +136,8 @@ class Replica:
                 return
             started = time.perf_counter()
             await self._call(self._store.append, lease, first, datas)
+            if faults.ARMED and any(b"SubmitTasks" in data[:16] for data in datas):
+                faults.reached("before_apply")  # tests only: committed, not yet applied
             applying = time.perf_counter()
             self._timings.fsync.observe(applying - started)
             results = [

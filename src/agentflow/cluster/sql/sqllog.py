@@ -341,6 +341,8 @@ class SqlLog:
         lease = await self._thread.run(self._store.lease)
         self._saw(lease, started)
         if lease.remaining_s <= 0 or lease.holder == self.config.node_id:
+            if lease.remaining_s <= 0:  # a campaign, in Raft's words (elections_total)
+                self.timings.elections += 1
             won = await self._thread.run(
                 self._store.acquire,
                 self.config.node_id,
