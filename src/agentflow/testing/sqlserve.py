@@ -16,6 +16,7 @@ Test machinery only: never imported by anything a master or worker runs.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import os
@@ -86,7 +87,7 @@ def _account(name: str) -> str | None:
     return name
 
 
-class _Server:
+class _Server(abc.ABC):
     """The process and lifecycle a server of either kind has; subclasses say how to make,
     start, probe and address it."""
 
@@ -114,7 +115,7 @@ class _Server:
         self._after_create()
         return self.url(name)
 
-    def _after_create(self) -> None:
+    def _after_create(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Nothing by default; see PostgresServer."""
 
     def start(self) -> None:
@@ -188,17 +189,17 @@ class _Server:
         self.stop()
 
     # -- the parts each kind fills in -------------------------------------------------------
-    def _make(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _make(self) -> None: ...
 
-    def _argv(self) -> list[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _argv(self) -> list[str]: ...
 
     def _stop_signal(self) -> int:
         return signal.SIGTERM
 
-    def _connect(self, timeout_s: float) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _connect(self, timeout_s: float) -> Any: ...
 
     def _admin(self, sql: str) -> None:
         conn = self._connect(10.0)
