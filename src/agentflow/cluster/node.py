@@ -27,6 +27,7 @@ from agentflow.cluster.image import Image, Member
 from agentflow.cluster.leaderhint import leader_hint, not_leader, refused, url_of
 from agentflow.cluster.membership import Membership, Promotions
 from agentflow.cluster.promotion import LearnerPromoter
+from agentflow.cluster.proposals import committed
 from agentflow.cluster.raftstore import RaftStore
 from agentflow.cluster.reads import Reads
 from agentflow.cluster.recovery import recover
@@ -184,20 +185,15 @@ class RaftLog:
         if self._driver.queued >= self.config.max_pending:
             raise OverloadedError("too many commands waiting for consensus; retry shortly")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        started = time.perf_counter()
         self._driver.propose(encode_command(command, self.log_format()), future, command)
         self._wake.set()
-        try:
-            result = await asyncio.wait_for(future, self.config.propose_timeout_s)
-        except TimeoutError:
-            raise UnavailableError(
-                "the command was not committed in time (no quorum?); retry",
-                **leader_hint(self),
-            ) from None
-        self.timings.commit.observe(time.perf_counter() - started)
-        if isinstance(result, AgentFlowError):
-            raise result
-        return result
+        return await committed(
+            future,
+            timeout_s=self.config.propose_timeout_s,
+            observe=self.timings.commit,
+            late="the command was not committed in time (no quorum?); retry",
+            hint=leader_hint(self),
+        )
 
     async def read_barrier(self) -> None:
         """ReadIndex: return once this node has applied everything committed before the call."""

@@ -8,13 +8,39 @@ decides. Futures are resolved with a result, never an exception: the proposer ra
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentflow.errors import UnavailableError
+from agentflow.errors import AgentFlowError, UnavailableError
+from agentflow.histograms import Histogram
 from agentflow.raft import Entry
 
-__all__ = ["Proposals", "Waiter"]
+__all__ = ["Proposals", "Waiter", "committed"]
+
+
+async def committed(
+    future: asyncio.Future[Any],
+    *,
+    timeout_s: float,
+    observe: Histogram,
+    late: str,
+    hint: dict[str, Any],
+) -> Any:
+    """The result ``future`` resolves with once its command is committed and applied (raised
+    when the state machine refused the command), or :class:`UnavailableError` with ``late``
+    (and the leader ``hint``) when ``timeout_s`` passes first; the wait goes into ``observe``.
+    """
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(future, timeout_s)
+    except TimeoutError:
+        raise UnavailableError(late, **hint) from None
+    observe.observe(time.perf_counter() - started)
+    if isinstance(result, AgentFlowError):
+        raise result
+    return result
 
 
 class Waiter(Protocol):

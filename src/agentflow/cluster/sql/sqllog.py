@@ -27,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 from agentflow._version import __version__
 from agentflow.cluster.diskthread import DiskThread
 from agentflow.cluster.image import Member
+from agentflow.cluster.proposals import committed
 from agentflow.cluster.seam import EventSink, LeaderWatcher, MasterLog
 from agentflow.cluster.sql.contract import Lease, LogStoreLike, MemberRow
 from agentflow.cluster.sql.logconfig import MonotonicPacer, Pacer, SqlLogConfig
@@ -151,19 +151,14 @@ class SqlLog:
             raise self.not_leader()
         future = self._proposals.add(command)
         self._wake.set()
-        started = time.perf_counter()
-        try:
-            result = await asyncio.wait_for(future, self.config.propose_timeout_s)
-        except TimeoutError:
-            raise UnavailableError(
-                "the command was not committed in time (the store is slow or unreachable);"
-                " the outcome is unknown",
-                **self._leader_hint(),
-            ) from None
-        self.timings.commit.observe(time.perf_counter() - started)
-        if isinstance(result, AgentFlowError):
-            raise result
-        return result
+        return await committed(
+            future,
+            timeout_s=self.config.propose_timeout_s,
+            observe=self.timings.commit,
+            late="the command was not committed in time (the store is slow or unreachable);"
+            " the outcome is unknown",
+            hint=self._leader_hint(),
+        )
 
     async def read_barrier(self) -> None:
         """The writer: its lease is still its own. A follower: everything the table held when
