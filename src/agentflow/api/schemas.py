@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentflow import gitspec
-from agentflow.api.workspace_schema import WorkspaceIn, check_flow_workspaces
+from agentflow.api.workspace_schema import WorkspaceIn, check_cwd, check_flow_workspaces
 from agentflow.byvalue import BASE64_PATTERN, MAX_PICKLED_CHARS
 from agentflow.errors import PayloadTooLargeError
 from agentflow.state.commands import NewTask
@@ -186,12 +186,7 @@ class TaskIn(_Strict):
         if not self.in_workflow and workspace.parent is not None:
             raise ValueError("workspace ref ${parents..} names a workflow parent: use a workflow")
         if self.cwd is not None:
-            try:
-                gitspec.check_sparse(self.cwd)
-            except gitspec.GitSpecError as err:
-                raise ValueError(
-                    f"with a workspace, cwd is relative to the worktree: {err}"
-                ) from None
+            check_cwd(self.cwd)
         return self
 
     @property

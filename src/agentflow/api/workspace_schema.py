@@ -19,7 +19,18 @@ from agentflow.gitspec import MAX_SPARSE, WorkspaceSpec
 if TYPE_CHECKING:
     from agentflow.api.schemas import WorkflowDefaultsIn, WorkflowTaskIn
 
-__all__ = ["WorkspaceIn", "check_flow_workspaces"]
+__all__ = ["WorkspaceIn", "check_cwd", "check_flow_workspaces"]
+
+
+def check_cwd(cwd: str, where: str = "") -> None:
+    """With a workspace, ``cwd`` is a directory inside the worktree (a ValueError, prefixed with
+    ``where``, when it is not)."""
+    try:
+        gitspec.check_sparse(cwd)
+    except gitspec.GitSpecError as err:
+        raise ValueError(
+            f"{where}with a workspace, cwd is relative to the worktree: {err}"
+        ) from None
 
 
 class WorkspaceIn(BaseModel):
@@ -116,12 +127,7 @@ def check_flow_workspaces(
                 "which is not one of its dependencies"
             )
         if task.cwd is not None:
-            try:
-                gitspec.check_sparse(task.cwd)
-            except gitspec.GitSpecError as err:
-                raise ValueError(
-                    f"task {task.id}: with a workspace, cwd is relative to the worktree: {err}"
-                ) from None
+            check_cwd(task.cwd, f"task {task.id}: ")
         _check_merge(task, workspace.repo, merged)
 
 
