@@ -376,10 +376,11 @@ def test_a_superseded_attempt_cannot_push_over_the_newer_one(
         wait_until((marks / "exited-1").exists, WAIT_S, "attempt 1's program ended")
         os.kill(frozen.pid, signal.SIGCONT)
         stopped.remove(frozen.pid)
-        removed = f"{task.id}-{first['fencing_token']}"
-        frozen_git = tmp_path / f"{first['worker_id']}-git.log"
+        name = first["worker_id"]
+        stale = tmp_path / f"{name}-ws" / "worktrees" / name / f"{task.id}-{first['fencing_token']}"
+        frozen_git = tmp_path / f"{name}-git.log"
         wait_until(
-            lambda: any("worktree remove" in ln and removed in ln for ln in _lines(frozen_git)),
+            lambda: not stale.exists() and _pruned_after_commit(_lines(frozen_git)),
             WAIT_S,
             "the stale attempt's worktree removed",
         )
@@ -393,6 +394,11 @@ def test_a_superseded_attempt_cannot_push_over_the_newer_one(
     assert heads(bare)[branch] == newer
     assert trailers(bare, branch)["AgentFlow-Fencing-Token"] == str(done["fencing_token"])
     assert rgit(bare, "rev-list", "--count", f"{seed}..{branch}") == "1"
+
+
+def _pruned_after_commit(calls: list[str]) -> bool:
+    made = [i for i, ln in enumerate(calls) if " commit-tree " in ln]
+    return bool(made) and any("worktree prune" in ln for ln in calls[made[-1] :])
 
 
 def _lines(path: Path) -> list[str]:

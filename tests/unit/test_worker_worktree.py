@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from agentflow.worker.worktree import (
 )
 from tests.unit.test_worker_mirrors import commit_more, make_remote, sh_git
 
+LANES, CYCLES = 6, 4
 WORKER = Identity(name="AgentFlow", email="agentflow@box")
 ALICE = Identity.parse("Alice Doe <alice@example.com>")
 
@@ -131,3 +134,43 @@ async def test_the_lease_refuses_a_branch_that_moved_since_it_was_read(tmp_path:
     assert not await _push_once(remote, commit, ref, "")  # expected: absent
     assert sh_git("--git-dir", url, "rev-parse", "main") == sha
     assert await _push_once(remote, commit, ref, sha)
+
+
+class _Overlap(Git):
+    """Counts how many ``git worktree`` commands ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = self.most = 0
+
+    async def __call__(self, *args: str, **kw: Any) -> Any:
+        if args[:1] != ("worktree",):
+            return await super().__call__(*args, **kw)
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            return await super().__call__(*args, **kw)
+        finally:
+            self.running -= 1
+
+
+async def test_concurrent_adds_and_removes_on_one_mirror_take_turns(tmp_path: Path) -> None:
+    """git reads every worktree's admin files while it adds or removes one, and writes a new
+    one's ``commondir`` in place: a CI run died reading a half-written one. Changes to a
+    mirror's worktrees take its lock in turn; the checkouts still overlap."""
+    _, mirror, _, sha, first = await _prepared(tmp_path)
+    git = _Overlap()
+    await remove_worktree(git, mirror, first)
+
+    async def lane(n: int) -> None:
+        for i in range(CYCLES):
+            path = tmp_path / "ws" / "worktrees" / f"w{n}" / f"t-{n}-{i}"
+            await add_worktree(git, mirror, path, sha, ("src",) if n % 2 else ())
+            assert (path / "src" / "m.py").read_text() == "x = 1\n"
+            assert (path / "docs" / "d.md").exists() == (n % 2 == 0)
+            await remove_worktree(git, mirror, path)
+            assert not path.exists()
+
+    await asyncio.gather(*(lane(n) for n in range(LANES)))
+    assert git.most == 1
+    assert sh_git("--git-dir", str(mirror), "worktree", "list").count("\n") == 0

@@ -5,11 +5,18 @@ Layout under ``root`` (design 19 §4)::
     mirrors/<repo_key>.git        bare, shaped as sparse checkout leaves it (§8)
     mirrors/<repo_key>.lock       shared flock while in use, exclusive to evict or rebuild
     mirrors/<repo_key>.fetch.lock exclusive to create or fetch: one fetch serves all waiters
+    mirrors/<repo_key>.worktrees.lock exclusive to add, remove or prune a worktree; shared
+                                  while git lists the worktrees for another reason (fetch)
     mirrors/<repo_key>.json       {url (redacted), used_ms, bytes, config_sha}, tmp + rename
 
 Locks are ``flock`` taken with LOCK_NB and polled, so the event loop never blocks; flock is per
 open file, so it also separates slots and the in-process workers of ``agentflow run``. A mirror
 is never pruned (unpushed commits are loose), and one in use is never evicted.
+
+The worktree lock exists because git writes a new worktree's admin files
+(``worktrees/<id>/commondir``) in place, not by rename, and every git command that lists the
+worktrees reads them all: one that read a half-written file died with "failed to read
+.../commondir" (a CI run of benchmarks/workspaces.py, four workers adding at once).
 """
 
 from __future__ import annotations
@@ -30,7 +37,14 @@ from typing import IO, Any
 from agentflow.gitspec import repo_key
 from agentflow.worker.gitrun import Git, GitError
 
-__all__ = ["EVICT_EVERY_S", "LOCK_WAIT_S", "MirrorError", "Mirrors", "tree_bytes"]
+__all__ = [
+    "EVICT_EVERY_S",
+    "LOCK_WAIT_S",
+    "MirrorError",
+    "Mirrors",
+    "tree_bytes",
+    "worktree_lock",
+]
 
 LOCK_WAIT_S = 900.0  # a fetch of a big repository may hold the fetch lock this long
 LOCK_POLL_MIN_S = 0.01
@@ -115,10 +129,11 @@ class Mirrors:
         for refspecs in attempts:
             self.fetches += 1
             try:
-                await self._git(
-                    "fetch", "--no-tags", "--no-write-fetch-head", url, *refspecs,
-                    git_dir=mirror, timeout_s=self._fetch_timeout_s,
-                )  # fmt: skip
+                async with worktree_lock(mirror, exclusive=False):
+                    await self._git(
+                        "fetch", "--no-tags", "--no-write-fetch-head", url, *refspecs,
+                        git_dir=mirror, timeout_s=self._fetch_timeout_s,
+                    )  # fmt: skip
             except GitError as exc:
                 last = exc
                 continue
@@ -135,7 +150,8 @@ class Mirrors:
     async def _maybe_repack(self, mirror: Path) -> None:
         packs = list((mirror / "objects" / "pack").glob("*.pack"))
         if len(packs) > REPACK_PAST_PACKS:
-            await self._git("repack", "-d", "--geometric=2", git_dir=mirror, timeout_s=600.0)
+            async with worktree_lock(mirror, exclusive=False):  # --all reads worktree HEADs
+                await self._git("repack", "-d", "--geometric=2", git_dir=mirror, timeout_s=600.0)
 
     # -- creating and checking --------------------------------------------------------------
 
@@ -274,6 +290,14 @@ def _pick(ls_remote: str, wanted: list[str]) -> tuple[str | None, str | None]:
         branch = target[len("refs/heads/") :] if target.startswith("refs/heads/") else None
         return sha, branch
     return None, None
+
+
+@contextlib.asynccontextmanager
+async def worktree_lock(mirror: Path, *, exclusive: bool = True) -> AsyncIterator[None]:
+    """Hold ``mirror``'s worktree lock: exclusive to change its worktrees, shared to list them."""
+    path = mirror.with_name(f"{mirror.name.removesuffix('.git')}.worktrees.lock")
+    async with _flock(path, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH):
+        yield
 
 
 @contextlib.asynccontextmanager

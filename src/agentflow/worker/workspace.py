@@ -44,6 +44,7 @@ from agentflow.worker.worktree import (
     commit_changes,
     diff_files,
     fenced_push,
+    prune_worktrees,
     remove_worktree,
 )
 
@@ -141,7 +142,7 @@ class Workspaces:
         await asyncio.to_thread(shutil.rmtree, mine, True)
         now = time.time()
         for mirror in sorted(self.mirrors.root.glob("*.git")):
-            await self.git("worktree", "prune", git_dir=mirror, check=False)
+            await prune_worktrees(self.git, mirror)
         for tmp in self.mirrors.root.glob("*.git.tmp-*"):
             if now - tmp.stat().st_mtime > STALE_TMP_S:
                 await asyncio.to_thread(shutil.rmtree, tmp, True)

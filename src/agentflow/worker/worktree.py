@@ -20,6 +20,7 @@ from typing import Any
 
 from agentflow.gitspec import FileChange
 from agentflow.worker.gitrun import Git, GitError
+from agentflow.worker.mirrors import worktree_lock
 
 __all__ = [
     "MAX_FILES",
@@ -33,6 +34,7 @@ __all__ = [
     "commit_changes",
     "diff_files",
     "fenced_push",
+    "prune_worktrees",
     "remove_worktree",
 ]
 
@@ -92,23 +94,34 @@ class Trailers:
 async def add_worktree(
     git: Git, mirror: Path, path: Path, sha: str, sparse: Sequence[str] = ()
 ) -> None:
-    """A detached worktree of ``sha`` at ``path``; with ``sparse``, only those directories."""
+    """A detached worktree of ``sha`` at ``path``; with ``sparse``, only those directories.
+
+    Only registering the worktree holds the mirror's worktree lock; the checkout, the slow part
+    for a big tree, runs outside it, so slots sharing a mirror check out in parallel.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not sparse:
-        await git("worktree", "add", "--quiet", "--detach", str(path), sha, git_dir=mirror)
-        return
-    await git(
-        "worktree", "add", "--quiet", "--no-checkout", "--detach", str(path), sha, git_dir=mirror
-    )
-    await git("sparse-checkout", "set", "--cone", "--", *sparse, cwd=path)
-    await git("checkout", "--quiet", "--detach", sha, cwd=path)
+    async with worktree_lock(mirror):
+        await git(
+            "worktree", "add", "--quiet", "--no-checkout", "--detach", str(path), sha,
+            git_dir=mirror,
+        )  # fmt: skip
+        if sparse:
+            await git("sparse-checkout", "set", "--cone", "--", *sparse, cwd=path)
+    await git("checkout", "--quiet", "--detach", sha, cwd=path)  # an unborn index: all files
 
 
 async def remove_worktree(git: Git, mirror: Path, path: Path) -> None:
-    """Remove the worktree; if git cannot, delete it and prune the mirror's record of it."""
-    res = await git("worktree", "remove", "--force", str(path), git_dir=mirror, check=False)
-    if res.rc != 0 or await asyncio.to_thread(path.exists):
-        shutil.rmtree(path, ignore_errors=True)
+    """Delete the worktree's files, then drop the mirror's record of it (and of any other gone)."""
+    await asyncio.to_thread(shutil.rmtree, path, True)
+    async with worktree_lock(mirror):
+        if await asyncio.to_thread(path.exists):  # files rmtree could not delete: git's turn
+            await git("worktree", "remove", "--force", str(path), git_dir=mirror, check=False)
+        await git("worktree", "prune", git_dir=mirror, check=False)
+
+
+async def prune_worktrees(git: Git, mirror: Path) -> None:
+    """Drop the mirror's records of worktrees whose directories are gone."""
+    async with worktree_lock(mirror):
         await git("worktree", "prune", git_dir=mirror, check=False)
 
 
@@ -194,10 +207,11 @@ async def _check_overwrite(
     git, mirror = remote.git, remote.mirror
     has = await git("cat-file", "-e", f"{tip}^{{commit}}", git_dir=mirror, check=False)
     if has.rc != 0:
-        await git(
-            "fetch", "--no-tags", "--no-write-fetch-head", remote.url, f"refs/heads/{branch}",
-            git_dir=mirror, timeout_s=remote.timeout_s,
-        )  # fmt: skip
+        async with worktree_lock(mirror, exclusive=False):
+            await git(
+                "fetch", "--no-tags", "--no-write-fetch-head", remote.url, f"refs/heads/{branch}",
+                git_dir=mirror, timeout_s=remote.timeout_s,
+            )  # fmt: skip
     shown = (await git("log", "-1", _TIP_FORMAT, tip, git_dir=mirror)).out
     task, _, token = (part.strip() for part in shown.partition("\0"))
     if task == ours.task_id and token.isdigit():
