@@ -91,6 +91,10 @@ async def test_the_listing_pages_through_history_beyond_memory_on_any_master(
         assert isinstance(history, SqlHistory)
         await eventually(lambda: history.backlog == 0, "the history written")
         assert len(svc.machine.tasks) == 2  # five evicted from memory
+        scraped = (await client.get("/metrics")).text
+        assert "agentflow_history_backlog 0.0" in scraped
+        assert f"agentflow_history_written_total {float(history.written)}" in scraped
+        assert history.written >= 5 and "agentflow_history_dropped_total 0.0" in scraped
         pages = await listing(client, 3)
         listed = [t["id"] for page in pages for t in page]
         assert listed == ids[::-1]  # the two in memory, then the evicted, the last first
@@ -106,3 +110,4 @@ async def test_the_listing_pages_through_history_beyond_memory_on_any_master(
             old = ok(await follower.get(f"/api/v1/tasks/{ids[0]}"))
             assert old["from_history"] is True and old["title"] == "T0"
             assert old["status"] == "cancelled"
+            assert other.history.stats().written == 0  # only the writer writes

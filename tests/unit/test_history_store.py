@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from agentflow.cluster.history import HISTORY_FILE, HistoryFilter, TaskHistory
+from agentflow.cluster.history import HISTORY_FILE, HistoryFilter, HistoryStats, TaskHistory
 from agentflow.state import StateLimits, StateMachine, TaskStatus
 from agentflow.state.commands import CancelTask, NewTask, SubmitTasks
 from agentflow.state.events import Event
@@ -42,12 +42,13 @@ async def test_rows_read_before_and_after_written_and_after_reopen(tmp_path: Pat
     history = TaskHistory(tmp_path / HISTORY_FILE)
     history.on_events(evictions(6))  # t0..t4 evicted
     everything = HistoryFilter()
-    assert history.written == 0
+    assert history.stats() == HistoryStats(backlog=5, written=0, dropped=0, failed_rounds=0)
     pending = history.get("t2")
     assert pending is not None and pending.status is TaskStatus.CANCELLED
     assert ids(history, everything, 10, None) == ["t4", "t3", "t2", "t1", "t0"]
     writer = asyncio.create_task(history.run())
     await wait_written(history, 5)
+    assert history.stats() == HistoryStats(backlog=0, written=5, dropped=0, failed_rounds=0)
     assert ids(history, everything, 2, None) == ["t4", "t3"]
     assert ids(history, everything, 2, "t3") == ["t2", "t1"]
     assert ids(history, HistoryFilter(group="odd"), 10, None) == ["t3", "t1"]

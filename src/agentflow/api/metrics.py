@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from agentflow.api.raft_metrics import latency_metrics, raft_metrics
 from agentflow.api.service import MasterService
+from agentflow.cluster.history import HistoryStats
 from agentflow.histograms import OVERFLOW_LABEL
 from agentflow.state import StateMachine, TaskStatus
 from agentflow.state.locks import LockEventKind
@@ -88,6 +89,22 @@ class _OpsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from raft_metrics(self._svc.log)
         yield from latency_metrics(self._svc.request_timings, self._svc.task_timings)
+        yield from _history_metrics(self._svc.history.stats())
+
+
+def _history_metrics(stats: HistoryStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "agentflow_history_backlog",
+        "Finished-task history items applied here and not yet known to be written",
+        value=stats.backlog,
+    )
+    counters = {
+        "written": ("History items this master wrote", stats.written),
+        "dropped": ("History items dropped unwritten (past the backlog bound)", stats.dropped),
+        "failed_rounds": ("History writes that failed; their items were kept", stats.failed_rounds),
+    }
+    for name, (doc, value) in counters.items():
+        yield CounterMetricFamily(f"agentflow_history_{name}", doc, value=value)
 
 
 def _queue_metrics(svc: MasterService) -> Iterator[Metric]:

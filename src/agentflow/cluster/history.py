@@ -39,7 +39,7 @@ from agentflow.state.events import Event, TaskEvicted
 from agentflow.state.records import TaskRecord, TaskStatus
 from agentflow.state.tasktable import unpack_task
 
-__all__ = ["HISTORY_FILE", "History", "HistoryFilter", "TaskHistory"]
+__all__ = ["HISTORY_FILE", "History", "HistoryFilter", "HistoryStats", "TaskHistory"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,16 @@ class HistoryFilter:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryStats:
+    """How a master's history writer is doing, for its metrics."""
+
+    backlog: int  # items applied here and not yet known to be written
+    written: int  # items this master wrote since it started
+    dropped: int  # items dropped unwritten (a bound on the backlog, a refused batch)
+    failed_rounds: int  # write rounds that failed (the items were kept and tried again)
+
+
 class History(Protocol):
     """What a master's service needs of a task history: this module's :class:`TaskHistory`
     (SQLite, the embedded Raft log's) or a SQL store's
@@ -83,6 +93,7 @@ class History(Protocol):
     def on_events(self, events: list[Event]) -> None: ...
     async def run(self) -> None: ...
     async def aclose(self) -> None: ...
+    def stats(self) -> HistoryStats: ...
     async def find(self, task_id: str) -> TaskRecord | None: ...
     async def holds(self, task_id: str) -> bool: ...
     async def is_empty(self) -> bool: ...
@@ -115,6 +126,7 @@ class TaskHistory:
         self._wake = asyncio.Event()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="history")
         self.written = 0  # rows written since start (for tests and metrics)
+        self.failed_rounds = 0
         self._closed = False
 
     # -- fed by the driver: no I/O here ------------------------------------------------------
@@ -140,6 +152,7 @@ class TaskHistory:
             try:
                 await loop.run_in_executor(self._thread, self._write, batch)
             except sqlite3.Error:
+                self.failed_rounds += 1
                 log.exception("writing %d tasks to the history failed; kept for later", len(batch))
                 continue
             self._written(batch)
@@ -189,6 +202,14 @@ class TaskHistory:
             if self._pending.get(item.task_id) is item:
                 del self._pending[item.task_id]
         self.written += len(batch)
+
+    def stats(self) -> HistoryStats:
+        return HistoryStats(
+            backlog=len(self._pending),
+            written=self.written,
+            dropped=0,  # nothing is: an eviction stays pending until it is written
+            failed_rounds=self.failed_rounds,
+        )
 
     # -- reads (the event loop's thread) -------------------------------------------------------
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentflow.cluster.diskthread import DiskThread
-from agentflow.cluster.history import HistoryFilter
+from agentflow.cluster.history import HistoryFilter, HistoryStats
 from agentflow.cluster.sql.historyrows import Item, collect, table_rows
 from agentflow.cluster.sql.historystore import HistoryStore, PageQuery
 from agentflow.errors import AgentFlowError, StoreUnavailable, ValidationError
@@ -108,6 +108,14 @@ class SqlHistory:
     def backlog(self) -> int:
         """Items applied here and not yet known to be written (by this master or the writer)."""
         return len(self._pending)
+
+    def stats(self) -> HistoryStats:
+        return HistoryStats(
+            backlog=len(self._pending),
+            written=self.written,
+            dropped=self.dropped,
+            failed_rounds=self.failed_rounds,
+        )
 
     # -- fed by the log: no I/O here ---------------------------------------------------------
 
