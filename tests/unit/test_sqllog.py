@@ -371,8 +371,8 @@ async def test_status_has_the_keys_of_every_log_and_names_the_store(cluster: Clu
     memory = MemoryLog(StateMachine()).status()
     for log in (a, b):
         status = log.status()
-        assert set(status) == set(memory) | {"store"}
-        assert status["store"] == "dict://test"
+        assert set(status) == set(memory) | {"store", "store_warning"}
+        assert status["store"] == "dict://test" and status["store_warning"] is None
         assert status["leader_id"] == "m1" and status["term"] == 1
         assert [m["id"] for m in status["members"]] == ["m1", "m2"]
         assert status["applied_index"] == status["commit_index"] == 1
@@ -542,10 +542,11 @@ async def test_the_start_says_the_store_its_schema_and_a_durability_warning(
 ) -> None:
     caplog.set_level(logging.INFO, logger="agentflow.cluster.sql.sqllog")
     cluster.db.durability = "fsync is off: a commit may be lost when the host crashes"
-    await cluster.start("m1")
+    log = await cluster.start("m1")
     said = caplog.text
     assert f"on the store dict://test: schema version {SCHEMA_VERSION}" in said
     assert "may lose commits: fsync is off" in said
+    assert log.status()["store_warning"] == cluster.db.durability  # and in `cluster status`
 
 
 async def test_a_store_that_does_not_answer_at_start_is_a_config_error(

@@ -93,3 +93,21 @@ def test_a_follower_judges_the_leader_but_cannot_tell_for_other_followers() -> N
     assert _link(follower, "m1", 5.0, 0.7) == "down"
     assert _link(follower, "m3", None, 0.7) == "unknown"
     assert _link(follower, "m3", 0.2, 0.7) == "up"
+
+
+def test_cluster_status_on_a_sql_store_names_it_and_what_its_settings_risk(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agentflow.cli.cluster import _show
+
+    status: dict[str, Any] = {
+        "node_id": "m1", "leader_id": "m1", "leader_url": "http://m1", "term": 3,
+        "commit_index": 9, "members": [], "store": "postgresql://af@db/af",
+        "store_warning": "fsync is off: a commit may be lost when the host crashes",
+    }  # fmt: skip
+    _show(status, Output(format=Format.TABLE, tty=False))
+    said = capsys.readouterr().out
+    assert "store postgresql://af@db/af: may lose commits: fsync is off" in said
+    _show(status | {"store_warning": None}, Output(format=Format.TABLE, tty=False))
+    said = capsys.readouterr().out
+    assert "store postgresql://af@db/af\n" in said and "may lose" not in said

@@ -63,6 +63,11 @@ def _show(status: dict[str, Any], out: Output | None = None, asked: str | None =
         )
     headers = ("id", "role", "api", "raft", "match", "lag", "last contact", "link")
     out.table(headers, rows, whole={0, 7})
+    if status.get("store"):
+        warning = status.get("store_warning")
+        out.line(Text(f"store {status['store']}") + Text(
+            f": may lose commits: {warning}" if warning else "", style="yellow"
+        ))  # fmt: skip
     rejected = status.get("rejected_entries") or {}
     if rejected.get("total"):
         last = ", ".join(f"{e['index']}: {e['reason']}" for e in rejected["last"][-3:])

@@ -120,6 +120,7 @@ class SqlLog:
         self._rows: list[MemberRow] = []  # the member rows as last read...
         self._rows_at = 0.0  # ...at this pacer time
         self.cluster_uid = ""
+        self.store_warning: str | None = None  # the store's durability setting found unsafe
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._snapshotting: asyncio.Task[None] | None = None
@@ -270,6 +271,7 @@ class SqlLog:
         warning = await self._thread.run(self._store.durability_warning)
         if warning is not None:
             log.warning("the store %s may lose commits: %s", self.config.store_url, warning)
+        self.store_warning = warning
         await self._heartbeat()  # a writer sees what this master reads before it replays
         await self.replica.load_snapshot()
         await self.replica.catch_up(await self._thread.run(self._store.last_index))

@@ -1,6 +1,6 @@
 """What ``GET /api/v1/cluster`` shows of a master on a SQL store: the keys of the Raft
 cluster's status (:mod:`agentflow.cluster.status`), filled from the lease and the member rows,
-plus the store's URL (redacted)."""
+plus the store's URL (redacted) and what its durability settings risk, if anything."""
 
 from __future__ import annotations
 
@@ -132,4 +132,5 @@ def sql_status(log: SqlLog) -> dict[str, Any]:
         "formats": format_status(config.node_id, voters, _peer_info(read)),
         "recent_leaders": [dict(seen) for seen in reversed(log.timings.leaders)],
         "store": config.store_url,
+        "store_warning": log.store_warning,  # a durability setting that may lose commits
     }
