@@ -320,6 +320,7 @@ class Nemesis:
     def _apply(self, fault: Fault) -> int:
         started_s = self._now()
         try:
+            self._check_free(fault)
             targets, detail, heal = self._do(fault)
         except Exception as exc:  # recorded: a fault that could not apply is part of the run
             applied = AppliedFault(
@@ -335,6 +336,22 @@ class Nemesis:
                 self._heals[index] = heal
         self.log(f"apply {applied.describe()}")
         return index
+
+    def _check_free(self, fault: Fault) -> None:
+        """Refuse a fault on a host another fault still holds. The schedule never overlaps
+        two on one host, but applying is sequential and a heal counts from its fault's apply:
+        a fault that applied late (behind a membership change) can still be in force when the
+        next one on its host comes (a kill -9 of m3 inside m3's disk-full, whose heal then
+        found m3 killed)."""
+        with self._lock:
+            held = {
+                t: self.applied[i].fault.kind
+                for i in self._heals
+                for t in self.applied[i].fault.targets
+            }
+        for target in fault.targets:
+            if target != LEADER and target in held:
+                raise NotAppliedError(f"{target} is still under {held[target]}")
 
     def _heal(self, index: int) -> None:
         with self._lock:
