@@ -3,7 +3,8 @@ module, a fresh database per test): two masters and a worker on one database run
 workflow submitted to either master; kill -9 of the writer under a stream of submits (the other
 master leads, every acknowledged task completes once, the killed master comes back and
 converges); the database restarted, cleanly and by kill -9, under the same stream (writes are
-refused with a 503 problem while it is down, no master exits, nothing acknowledged is lost);
+refused with a 503 problem while it is down, no master exits, nothing acknowledged is lost, and
+the history tables end up with every finished task);
 every master stopped and started again: every acknowledged task and its status is there.
 
 Each submit carries an idempotency key and is retried with it until a master acknowledges it,
@@ -25,6 +26,10 @@ import httpx
 import pytest
 
 from agentflow import Client
+from agentflow.cluster.sql import parse_store
+from agentflow.cluster.sql.historystore import HistoryStore
+from agentflow.state import TaskStatus
+from agentflow.state.taskrows import unpack_task
 from agentflow.testing.sqlserve import MariaDbServer, PostgresServer, unavailable
 from tests.e2e.procs import Cluster, Processes, live_workers, wait_until
 from tests.e2e.test_cluster import stale_tasks
@@ -250,6 +255,25 @@ def test_database_restarts_are_ridden_out(
     submitter.stop()
     check_acked(cluster, submitter)
     assert all(m.alive() for m in cluster.masters.values())
+    history_written(procs, set(submitter.acked.values()))
+
+
+def history_written(procs: Processes, ids: set[str]) -> None:
+    """The history tables came to hold every one of ``ids`` finished: the writer kept what the
+    database did not take while it was down and wrote it after."""
+    url = parse_store(procs.store_url("cluster"))
+    assert url is not None
+    store = HistoryStore(url)
+    try:
+
+        def unwritten() -> list[str]:
+            rows = {i: store.task_row(i) for i in ids}
+            return [i for i, row in rows.items() if row is None or unpack_task(row).status
+                    is not TaskStatus.COMPLETED]  # fmt: skip
+
+        wait_until(lambda: not unwritten(), WAIT_S, "every finished task in the history tables")
+    finally:
+        store.close()
 
 
 def test_every_master_restarted_finds_every_acknowledged_task(
