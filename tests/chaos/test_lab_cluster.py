@@ -21,6 +21,7 @@ from tests.chaos.labtools import in_host, make_lab
 pytestmark = pytest.mark.slow
 
 TASK_TIMEOUT_S = 30.0
+EXIT_TIMEOUT_S = 30.0  # a generous deadline on an observable condition
 
 
 @pytest.fixture
@@ -105,9 +106,13 @@ def test_a_full_disk_stops_that_masters_writes_and_free_restores_them(
         assert _submit(url) == 201
         assert cluster.fill_disk("m1") > 0
         refused = _submit(url)
+        # The write that failed crashed the Raft driver, and the master exits (70) so that a
+        # supervisor restarts it; the refusal can reach the client just before the exit.
+        wait_for(lambda: "m1" in cluster.down(), EXIT_TIMEOUT_S, "m1 exited")
+        proc = cluster.masters["m1"].proc
+        assert proc is not None and proc.popen.returncode == 70
         cluster.free_disk("m1")
-        if "m1" in cluster.down():
-            cluster.restart("m1")
+        cluster.restart("m1")
         cluster.wait_leader()
         return refused, _submit(url)
 
