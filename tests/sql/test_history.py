@@ -255,6 +255,45 @@ async def test_the_listing_pages_with_a_filter_the_last_evicted_first(url: Store
         assert await feed.history.find_page(none, 4, None) == []
 
 
+async def test_the_listing_holds_evictions_the_writer_has_not_written_yet(url: StoreUrl) -> None:
+    """Between leaving a master's memory and the writer's next batch, a task stays in the
+    listing: the tables' page is merged with the evictions the master holds unwritten."""
+    feed = Feed(migrated(url), bound=2)
+    ids = [f"t{i:02}" for i in range(12)]
+    cancel_many(feed, ids[:6], group="a")
+    async with running(feed):
+        await eventually(lambda: feed.history.backlog == 0, "the first six written")
+        feed.leading = False  # the writer stops: what follows stays pending
+        await eventually(lambda: not feed.history.leading, "the writer loop sees it")
+        cancel_many(feed, ids[6:], group="a")
+        assert feed.history.backlog > 0
+        evicted = ids[:10][::-1]  # the 2 newest stay in memory
+        keep = HistoryFilter(group="a")
+        pages, after = [], None
+        while page := [t.id for t in await feed.history.find_page(keep, 3, after)]:
+            pages.append(page)
+            after = page[-1]
+        assert pages == [evicted[0:3], evicted[3:6], evicted[6:9], evicted[9:]]
+        assert await feed.history.holds("t09") and await feed.history.holds("t00")
+        assert not await feed.history.holds("t11")  # still in memory
+        feed.leading = True
+        await eventually(lambda: feed.history.backlog == 0, "the rest written")
+        listed = [t.id for t in await feed.history.find_page(keep, 20, None)]
+        assert listed == evicted  # once each, from the tables now
+
+
+async def test_closing_the_writer_writes_what_its_loop_never_got_to(url: StoreUrl) -> None:
+    """A master stopped within a tick of becoming the writer: its loop never saw the lease,
+    but it is the writer when it closes (before its log), so what it holds is written."""
+    feed = Feed(migrated(url), bound=1)
+    cancel_many(feed, ["t1", "t2", "t3"])
+    assert not feed.history.leading and feed.history.backlog > 0
+    await feed.history.aclose()
+    assert [r[0] for r in query(url, "SELECT id FROM agentflow_tasks ORDER BY id")] == [
+        "t1", "t2", "t3"
+    ]  # fmt: skip
+
+
 async def test_an_evicted_task_is_read_on_a_master_that_never_applied_it(url: StoreUrl) -> None:
     writer = Feed(migrated(url), bound=1)
     cancel_many(writer, ["t1", "t2", "t3"])

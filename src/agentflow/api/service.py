@@ -208,8 +208,10 @@ class MasterService:
         self.closing = True
         self.hub.close_all()
         self.events.wake_all()
-        await self.log.close()
+        # The history first: with a SQL store, whether it writes what it holds depends on
+        # this master still being the writer, which closing the log ends.
         await self.history.aclose()
+        await self.log.close()
 
     def _leadership_changed(self, is_leader: bool) -> None:
         """A new leader re-arms worker liveness in full; a deposed one drops its sessions."""

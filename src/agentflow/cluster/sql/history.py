@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from agentflow.cluster.diskthread import DiskThread
 from agentflow.cluster.history import HistoryFilter, HistoryStats
 from agentflow.cluster.sql.historyrows import Item, collect, table_rows
-from agentflow.cluster.sql.historystore import HistoryStore, PageQuery
+from agentflow.cluster.sql.historystore import HistoryStore, PageQuery, PageRow
 from agentflow.errors import AgentFlowError, StoreUnavailable, ValidationError
 from agentflow.state import StateMachine
 from agentflow.state.events import Event
@@ -132,8 +132,7 @@ class SqlHistory:
             if not self.dropped:
                 log.warning("the history is %d items behind; dropping the oldest", over)
             self._drop(over, written=False)
-        if self.leading:
-            self._wake.set()
+        self._wake.set()  # a master that just became the writer writes at once, not a tick on
 
     # -- writing, off the loop ---------------------------------------------------------------
 
@@ -228,12 +227,13 @@ class SqlHistory:
         self._wake.clear()
 
     async def aclose(self) -> None:
-        """Write what is pending if this master was the writer, then close both connections."""
+        """Write what is pending if this master is (or its loop last saw it as) the writer,
+        then close both connections. Called before the log closes, while the lease holds."""
         if self._closed:
             return
         self._closed = True
         try:
-            if self.leading and self._pending:
+            if self._pending and (self.leading or self._leads()):
                 while self._pending:
                     await self._flush_once()
         except AgentFlowError as exc:
@@ -254,11 +254,15 @@ class SqlHistory:
 
     async def holds(self, task_id: str) -> bool:
         """Is ``task_id`` in this master's listing of the history (evicted from its memory)?"""
+        if task_id in self._evicted:
+            return True
         applied = self._machine.applied_index
         return await self._rthread.run(self._rstore.evicted_at, task_id, applied) is not None
 
     async def is_empty(self) -> bool:
         """No task this master let go of is in the history."""
+        if self._evicted:
+            return False
         applied = self._machine.applied_index
         return not await self._rthread.run(self._rstore.any_evicted, applied)
 
@@ -266,17 +270,56 @@ class SqlHistory:
         self, keep: HistoryFilter, limit: int, after: str | None
     ) -> list[TaskRecord]:
         """Up to ``limit`` tasks kept by ``keep``, the last evicted first; with ``after`` (a
-        task the history holds), those evicted before it."""
+        task the history holds), those evicted before it.
+
+        The tables' page is merged with the evictions this master applied and the writer has
+        not written yet (or not yet as far as this master knows), so that a task leaving
+        memory never drops out of the listing meanwhile."""
+        mine = self._pending_evictions()
+        place = next(((i, t) for i, t, _ in mine if t == after), None)
         statuses = tuple(sorted(s.value for s in keep.statuses))
         query: PageQuery = (
             self._machine.applied_index,
             statuses,
             keep.group,
             keep.priority,
-            after,
+            place or after,
             limit,
         )
-        rows = await self._rthread.run(self._rstore.page, query)
-        if rows is None:
+        found = await self._rthread.run(self._rstore.page, query)
+        if found is None:
             raise ValidationError(f"unknown cursor {after!r} (no longer in the history)")
-        return [unpack_task(row) for row in rows]
+        below, rows = found
+        picked = _newest_kept(mine, keep, limit, below)
+        seen = {task_id for _, task_id, _ in picked}
+        merged = picked + [r for r in rows if r[1] not in seen]
+        merged.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        return [unpack_task(row) for _, _, row in merged[:limit]]
+
+    def _pending_evictions(self) -> list[PageRow]:
+        """The evictions not known to be written, the last evicted first."""
+        if not self._evicted:
+            return []
+        rows = [
+            (item.index, item.data[0], item.data[1])
+            for item in self._pending
+            if item.kind == "evicted"
+        ]
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        return rows
+
+
+def _newest_kept(
+    rows: list[PageRow], keep: HistoryFilter, limit: int, below: tuple[int, str] | None
+) -> list[PageRow]:
+    """The first ``limit`` of ``rows`` (the last evicted first) below ``below`` that ``keep``
+    keeps."""
+    picked: list[PageRow] = []
+    for index, task_id, row in rows:
+        if below is not None and (index, task_id) >= below:
+            continue
+        if len(picked) == limit:
+            break
+        if keep.keeps(unpack_task(row)):
+            picked.append((index, task_id, row))
+    return picked

@@ -221,7 +221,7 @@ class HistorySql:
     @staticmethod
     def page(statuses: int, group: bool, priority: bool, after: bool) -> str:
         """The history listing: (applied, [evicted_idx, evicted_idx, id], statuses...,
-        [group], [priority], limit) -> packed_row, the last evicted first."""
+        [group], [priority], limit) -> (packed_row, evicted_idx, id), the last evicted first."""
         where = ["evicted_idx <= %s"]
         if after:
             where.append("(evicted_idx < %s OR (evicted_idx = %s AND id < %s))")
@@ -232,6 +232,6 @@ class HistorySql:
         if priority:
             where.append("priority = %s")
         return (
-            f"SELECT packed_row FROM agentflow_tasks WHERE {' AND '.join(where)}"
+            f"SELECT packed_row, evicted_idx, id FROM agentflow_tasks WHERE {' AND '.join(where)}"
             " ORDER BY evicted_idx DESC, id DESC LIMIT %s"
         )

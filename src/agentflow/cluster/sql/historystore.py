@@ -17,10 +17,14 @@ from agentflow.cluster.sql.historysql import HistorySql
 from agentflow.cluster.sql.store import LogStore
 from agentflow.cluster.sql.url import StoreUrl
 
-__all__ = ["HistoryStore", "PageQuery"]
+__all__ = ["HistoryStore", "PageQuery", "PageRow"]
 
-PageQuery = tuple[int, tuple[str, ...], str | None, str | None, str | None, int]
-"""(applied, statuses, group, priority, after task id, limit): one page of the listing."""
+PageQuery = tuple[int, tuple[str, ...], str | None, str | None, str | tuple[int, str] | None, int]
+"""(applied, statuses, group, priority, after, limit): one page of the listing; ``after`` is a
+task id of the history, or the (evicted index, id) the page goes on below."""
+
+PageRow = tuple[int, str, bytes]
+"""(evicted index, task id, packed row): one task of the listing."""
 
 
 class HistoryStore(LogStore):
@@ -102,26 +106,30 @@ class HistoryStore(LogStore):
 
         return self._tx(work)
 
-    def page(self, query: PageQuery) -> list[bytes] | None:
-        """The packed rows of one page, the last evicted first; None when ``after`` is no
-        longer an evicted task (retention deleted it)."""
+    def page(self, query: PageQuery) -> tuple[tuple[int, str] | None, list[PageRow]] | None:
+        """Where the page starts (below ``after``'s place, None for the top) and its rows, the
+        last evicted first; None when ``after`` is no longer an evicted task (retention deleted
+        it)."""
         applied, statuses, group, priority, after, limit = query
 
-        def work(cur: Any) -> list[bytes] | None:
-            args: list[Any] = [applied]
-            if after is not None:
+        def work(cur: Any) -> tuple[tuple[int, str] | None, list[PageRow]] | None:
+            below = after if isinstance(after, tuple) else None
+            if isinstance(after, str):
                 cur.execute(self.hsql.evicted_at, (after, applied))
                 row = cur.fetchone()
                 if row is None:
                     return None
-                args += [int(row[0]), int(row[0]), after]
+                below = (int(row[0]), after)
+            args: list[Any] = [applied]
+            if below is not None:
+                args += [below[0], below[0], below[1]]
             args += statuses
             args += [v for v in (group, priority) if v is not None]
             text = self.hsql.page(
-                len(statuses), group is not None, priority is not None, after is not None
+                len(statuses), group is not None, priority is not None, below is not None
             )
             cur.execute(text, [*args, limit])
-            return [bytes(r[0]) for r in cur.fetchall()]
+            return below, [(int(r[1]), str(r[2]), bytes(r[0])) for r in cur.fetchall()]
 
         return self._tx(work)
 
