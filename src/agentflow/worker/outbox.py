@@ -114,8 +114,9 @@ class Outbox:
             if not self._outcomes:
                 # Only starts or output: wait a little, so that a quick task's start travels
                 # in the same frame (and the same log entry) as its outcome.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outcome_ready.wait(), self._interval_s)
+                with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                    async with asyncio.timeout(self._interval_s):
+                        await self._outcome_ready.wait()
             self._wake.clear()
             self._outcome_ready.clear()
             ws = self._connection()

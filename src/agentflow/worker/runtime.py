@@ -167,8 +167,9 @@ class Worker:
             self._url_index += 1
             if delay is None:
                 delay = backoff * (0.5 + random.random())  # jitter spreads reconnect storms
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _on_id_refused(self, refusal: IdRefusedError) -> float | None:

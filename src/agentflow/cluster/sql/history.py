@@ -222,8 +222,11 @@ class SqlHistory:
         """Sleep ``seconds``, or until the writer has items to write."""
         if self.leading and self._pending:
             return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when a cancel lands
+        # as the event is set, and the cancelled loop went on (a test's shutdown hung).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     async def aclose(self) -> None:
