@@ -182,6 +182,7 @@ class WorkflowChanges:
         self.workflow_id = workflow_id
         self._heard: asyncio.Queue[None] = asyncio.Queue()  # one item per change heard
         self._ended = False  # the workflow's end was heard
+        self._end_read = False  # and the view was read after it
         self._polling = False  # the socket was refused (or its stream ended)
         self._read_at = -REFRESH_S  # when the view was last read (the event loop's clock)
         self._listener: asyncio.Task[None] | None = None
@@ -211,16 +212,22 @@ class WorkflowChanges:
         self._heard.put_nowait(None)
 
     async def next_view(self) -> dict[str, Any]:
-        """The view once something changed (or, polling, once :data:`POLL_S` has passed)."""
-        if self._listener is None or self._ended or self._polling:
+        """The view once something changed (or, polling, once :data:`POLL_S` has passed).
+
+        Once the end was heard, the next view is read at once, even when the end came while
+        the caller was busy with the previous one; only a view still not showing the end after
+        that (a master behind the one that streamed) is left to long polls."""
+        if self._listener is None or self._polling or self._end_read:
             return await self._polled()
-        await self._heard.get()
         loop = asyncio.get_running_loop()
-        early = self._read_at + REFRESH_S - loop.time()
-        if early > 0 and not self._ended:  # a busy workflow: changes taken together
-            await asyncio.sleep(early)
+        if not self._ended:
+            await self._heard.get()
+            early = self._read_at + REFRESH_S - loop.time()
+            if early > 0 and not self._ended:  # a busy workflow: changes taken together
+                await asyncio.sleep(early)
         while not self._heard.empty():
             self._heard.get_nowait()
+        self._end_read = self._ended
         self._read_at = loop.time()
         return await self.client.workflow(self.workflow_id)
 
